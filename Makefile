@@ -1,0 +1,48 @@
+# Every target is idempotent and works on a fresh Debian 12 machine as root.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test bench clean
+
+setup: $(VENV)/.installed
+
+# Installs what is missing: GDAL and its headers, a compiler, venv support.
+# The GDAL bindings are built against the system libgdal with numpy present,
+# so that osgeo.gdal_array works.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@missing=""; \
+	command -v gdal-config >/dev/null || missing="$$missing gdal-bin libgdal-dev"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	test -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-build-isolation "GDAL==$$(gdal-config --version)"
+	$(PY) -c "from osgeo import gdal, gdal_array; print('GDAL', gdal.__version__)"
+	touch $@
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_data
+	$(PY) manage.py demo_admin
+	@echo "jobsite on http://$(HOST):$(PORT)/  (Ctrl-C stops the web server and the workers)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(PY) manage.py qcluster & \
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,74 @@
+from django.contrib import admin
+from django.db.models import Count
+
+from .models import Job, JobLog, JobTile, Label, Tile, Town
+
+
+@admin.register(Tile)
+class TileAdmin(admin.ModelAdmin):
+    list_display = ["id", "path", "width", "height", "col", "row", "loaded"]
+    search_fields = ["=id", "path"]
+    readonly_fields = ["loaded"]
+
+
+@admin.register(Town)
+class TownAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "tile_count"]
+    search_fields = ["=id", "name"]
+    raw_id_fields = ["tiles"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(tile_count=Count("tiles"))
+
+    @admin.display(ordering="tile_count", description="tiles")
+    def tile_count(self, town):
+        return town.tile_count
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    search_fields = ["name"]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class JobTileInline(ReadOnlyInline):
+    model = JobTile
+    fields = ["tile", "status", "attempts", "started", "finished", "output_size", "error", "lease_owner", "lease_expires"]
+    readonly_fields = fields
+
+
+class JobLogInline(ReadOnlyInline):
+    model = JobLog
+    fields = ["created", "level", "tile", "message"]
+    readonly_fields = fields
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "status", "owner", "tiles_total", "attempt", "created", "finished"]
+    list_filter = ["status", "type", "interim_results", "labels", "created"]
+    search_fields = ["=id", "owner__username", "labels__name", "error"]
+    date_hierarchy = "created"
+    raw_id_fields = ["town"]
+    readonly_fields = ["status", "tiles_total", "attempt", "outputs", "error", "created", "started", "finished", "updated"]
+    inlines = [JobTileInline, JobLogInline]
+    list_select_related = ["owner"]
+
+
+@admin.register(JobLog)
+class JobLogAdmin(admin.ModelAdmin):
+    list_display = ["id", "job", "tile", "level", "created", "message"]
+    list_filter = ["level"]
+    search_fields = ["message", "=job__id"]
+    raw_id_fields = ["job", "tile"]

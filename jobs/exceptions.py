@@ -1,0 +1,13 @@
+"""What the services raise when they refuse a request; the API turns them into 4xx answers."""
+
+
+class Rejected(Exception):
+    """The request is invalid. `errors` maps each field to what is wrong with it (400)."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in errors.items()))
+
+
+class Conflict(Exception):
+    """The request is valid but the job's state does not allow it (409)."""

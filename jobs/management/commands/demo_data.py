@@ -1,0 +1,90 @@
+import math
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import raster, vector
+from jobs.tileindex import LoadError, load_tiles, load_towns
+
+EPSG = 25832  # ETRS89 / UTM zone 32N
+ORIGIN = (560000.0, 5940000.0)  # top left corner of the index
+PIXEL = 2.0  # metres
+FIRST_TILE = 4283
+ROW_STRIDE = 32  # tile numbers grow by 32 from one row to the next, as in the index this imitates
+NODATA = -9999.0
+
+# (id, name, centre as a fraction of the index width and height, radius in tiles)
+TOWNS = [
+    (11850, "Nordhafen", (0.45, 0.5), 2.3),
+    (11851, "Birkenfeld", (0.25, 0.3), 1.2),
+    (11852, "Ostdorf", (0.8, 0.75), 0.55),
+]
+
+
+def tile_id(row, col):
+    return FIRST_TILE + row * ROW_STRIDE + col
+
+
+def town_polygon(centre, radius, corners=11):
+    """An irregular polygon (WKT) around `centre` with a radius wobbling about `radius`."""
+    points = []
+    for i in range(corners + 1):
+        angle = 2 * math.pi * (i % corners) / corners
+        r = radius * (1 + 0.18 * math.sin(3 * angle) + 0.07 * math.cos(5 * angle))
+        points.append(f"{centre[0] + r * math.cos(angle):.3f} {centre[1] + r * math.sin(angle):.3f}")
+    return f"POLYGON (({', '.join(points)}))"
+
+
+class Command(BaseCommand):
+    help = ("Generate a synthetic DEM (fractal terrain, float32, EPSG:25832, with nodata lakes) cut into numbered "
+            "tiles, and three towns, and load them. Running it again is harmless.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dir", default=None, help="where to write the data (default: var/demo)")
+        parser.add_argument("--grid", type=int, default=6, help="tiles per side (default 6)")
+        parser.add_argument("--tile-size", type=int, default=512, help="pixels per tile side (default 512)")
+        parser.add_argument("--seed", type=int, default=11850)
+
+    def handle(self, dir, grid, tile_size, seed, **options):
+        if not 1 <= grid <= ROW_STRIDE:
+            raise CommandError(f"--grid must be between 1 and {ROW_STRIDE}")
+        if not 16 <= tile_size <= 4096:
+            raise CommandError("--tile-size must be between 16 and 4096")
+        folder = Path(dir) if dir else Path(settings.VAR_DIR) / "demo"
+        tiles_dir = folder / f"tiles-{grid}x{tile_size}-{seed}"
+        wkt = raster.crs_wkt_from_epsg(EPSG)
+        expected = [tiles_dir / f"dem_{tile_id(r, c)}.tif" for r in range(grid) for c in range(grid)]
+        if all(path.exists() for path in expected):
+            self.stdout.write(f"tiles already in {tiles_dir}")
+        else:
+            self._write_tiles(tiles_dir, grid, tile_size, seed, wkt)
+        try:
+            created, updated, deleted = load_tiles(tiles_dir, replace=True)
+            span = grid * tile_size * PIXEL
+            towns = [
+                (town_id, name, town_polygon((ORIGIN[0] + fx * span, ORIGIN[1] - fy * span), radius * tile_size * PIXEL))
+                for town_id, name, (fx, fy), radius in TOWNS
+            ]
+            towns_path = folder / "towns.geojson"
+            vector.write_polygons(towns_path, towns, wkt)
+            loaded, without_tiles = load_towns(towns_path, "id", "name")
+        except LoadError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"tile index: {created} tiles added, {updated} updated, {deleted} removed "
+                          f"(ids {tile_id(0, 0)}-{tile_id(grid - 1, grid - 1)})")
+        for town in loaded:
+            self.stdout.write(f"town {town.id} {town.name}")
+        for town in without_tiles:
+            self.stderr.write(self.style.WARNING(f"town {town.id} ({town.name}) overlaps no tile"))
+
+    def _write_tiles(self, tiles_dir, grid, tile_size, seed, wkt):
+        size = grid * tile_size
+        self.stdout.write(f"generating a {size} x {size} DEM in {tiles_dir} ...")
+        dem = raster.fractal_terrain(size, size, seed)
+        dem[dem < 70.0] = NODATA  # lakes
+        for r in range(grid):
+            for c in range(grid):
+                gt = (ORIGIN[0] + c * tile_size * PIXEL, PIXEL, 0.0, ORIGIN[1] - r * tile_size * PIXEL, 0.0, -PIXEL)
+                part = dem[r * tile_size:(r + 1) * tile_size, c * tile_size:(c + 1) * tile_size]
+                raster.write_raster(tiles_dir / f"dem_{tile_id(r, c)}.tif", part, gt, wkt, nodata=NODATA)

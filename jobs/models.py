@@ -1,0 +1,197 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+
+class Tile(models.Model):
+    """One raster of the tile index. The id is the index's own tile number."""
+
+    id = models.PositiveIntegerField(primary_key=True)
+    path = models.CharField(max_length=1024)
+    minx = models.FloatField()
+    miny = models.FloatField()
+    maxx = models.FloatField()
+    maxy = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    # Place on the index grid, in pixels from the index's top left corner.
+    col = models.PositiveIntegerField()
+    row = models.PositiveIntegerField()
+    loaded = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["col", "row"], name="tile_grid_idx")]
+
+    def __str__(self):
+        return f"tile {self.id}"
+
+    @property
+    def bounds(self):
+        return (self.minx, self.miny, self.maxx, self.maxy)
+
+
+class Town(models.Model):
+    """A named area; its tiles are those whose footprint overlaps its polygon."""
+
+    id = models.PositiveIntegerField(primary_key=True)
+    name = models.CharField(max_length=200)
+    geometry_wkt = models.TextField(help_text="Polygon in the tile index CRS, as WKT")
+    tiles = models.ManyToManyField(Tile, related_name="towns", blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.name} ({self.id})"
+
+
+class Label(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class JobStatus(models.TextChoices):
+    WAITING = "waiting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    MERGING = "merging"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @classmethod
+    def active(cls):
+        return [cls.WAITING, cls.QUEUED, cls.RUNNING, cls.MERGING]
+
+    @classmethod
+    def final(cls):
+        return [cls.SUCCEEDED, cls.FAILED, cls.CANCELED]
+
+
+class TileStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class InterimResults(models.TextChoices):
+    ALWAYS = "always"
+    ON_ERROR = "on_error"
+    NEVER = "never"
+
+
+def _tile_count(status):
+    counts = JobTile.objects.filter(job=OuterRef("pk"), status=status).values("job").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counts), Value(0))
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self if user.is_staff else self.filter(owner=user)
+
+    def with_counts(self):
+        """Annotate tiles_done and tiles_failed, counted per job in a subquery (no GROUP BY over jobs)."""
+        return self.annotate(tiles_done=_tile_count(TileStatus.SUCCEEDED), tiles_failed=_tile_count(TileStatus.FAILED))
+
+
+class Job(models.Model):
+    type = models.CharField(max_length=64)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    params = models.JSONField(default=dict, blank=True)
+    labels = models.ManyToManyField(Label, related_name="jobs", blank=True)
+    town = models.ForeignKey(Town, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    interim_results = models.CharField(max_length=16, choices=InterimResults.choices, default=InterimResults.ON_ERROR)
+    tiles_total = models.PositiveIntegerField(default=0)
+    attempt = models.PositiveIntegerField(default=1)
+    outputs = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-created"], name="job_status_created_idx"),
+            models.Index(fields=["owner", "-created"], name="job_owner_created_idx"),
+            models.Index(fields=["-created"], name="job_created_idx"),
+            models.Index(fields=["finished"], name="job_finished_idx"),
+        ]
+
+    def __str__(self):
+        return f"job {self.pk} ({self.type}, {self.status})"
+
+    @property
+    def is_final(self):
+        return self.status in JobStatus.final()
+
+    def progress(self, tiles_done):
+        """Percentage of tiles done; 100 only once the merged result exists."""
+        if self.status == JobStatus.SUCCEEDED:
+            return 100
+        if not self.tiles_total:
+            return 0
+        return min(99, int(100 * tiles_done / self.tiles_total))
+
+
+class JobTile(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tiles")
+    tile = models.ForeignKey(Tile, on_delete=models.PROTECT, related_name="job_tiles")
+    status = models.CharField(max_length=16, choices=TileStatus.choices, default=TileStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    output_path = models.CharField(max_length=1024, blank=True)
+    output_size = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "tile"]
+        constraints = [models.UniqueConstraint(fields=["job", "tile"], name="jobtile_unique_tile_per_job")]
+        indexes = [
+            models.Index(fields=["job", "status"], name="jobtile_job_status_idx"),
+            models.Index(fields=["status", "lease_expires"], name="jobtile_lease_idx"),
+        ]
+
+    def __str__(self):
+        return f"job {self.job_id} tile {self.tile_id} ({self.status})"
+
+
+class JobLog(models.Model):
+    MAX_MESSAGE = 1000
+
+    class Level(models.TextChoices):
+        DEBUG = "debug"
+        INFO = "info"
+        WARNING = "warning"
+        ERROR = "error"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="logs")
+    tile = models.ForeignKey(Tile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
+    message = models.CharField(max_length=MAX_MESSAGE)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "id"], name="joblog_job_idx")]
+
+    def __str__(self):
+        return self.message
+

@@ -1,0 +1,313 @@
+"""Raster work with GDAL: tile metadata, halo processing of one tile, and the merge to a COG.
+
+Plain Python over paths and numbers; it knows nothing of Django, so it can be used and tested on
+its own. Every file is written under a temporary name in its final directory and renamed into
+place, so a reader never sees a half-written raster.
+
+Tiles are placed on the index grid by integer pixel offsets (`GridTile.col`, `GridTile.row`): the
+window a tile needs, halo included, is assembled from the tiles that overlap it, with no floating
+point georeferencing involved, and clipped to the index extent, so the edge of the index behaves
+exactly as the edge of one whole raster does.
+"""
+
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, gdal_array, osr
+
+gdal.UseExceptions()
+osr.UseExceptions()
+
+
+class RasterError(Exception):
+    """A raster could not be read, processed or written; the message is GDAL's own."""
+
+
+class Cancelled(Exception):
+    """The progress callback asked GDAL to stop."""
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    path: str
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    nodata: float | None
+    geotransform: tuple
+    crs_wkt: str
+    epsg: int | None
+
+    @property
+    def pixel_size(self):
+        return (self.geotransform[1], self.geotransform[5])
+
+    @property
+    def bounds(self):
+        """(minx, miny, maxx, maxy) of a north-up raster."""
+        x0, px, _, y0, _, py = self.geotransform
+        xs = (x0, x0 + px * self.width)
+        ys = (y0, y0 + py * self.height)
+        return (min(xs), min(ys), max(xs), max(ys))
+
+
+@dataclass(frozen=True)
+class GridTile:
+    """A tile file and its place on the index grid, in pixels from the index's top left corner."""
+
+    path: str
+    col: int
+    row: int
+    width: int
+    height: int
+
+
+def read_info(path):
+    """Metadata of a single-band, north-up raster; RasterError names the problem."""
+    try:
+        ds = gdal.Open(str(path))
+    except RuntimeError as exc:
+        raise RasterError(str(exc)) from None
+    gt = ds.GetGeoTransform(can_return_null=True)
+    if gt is None:
+        raise RasterError("has no georeferencing")
+    if gt[2] != 0 or gt[4] != 0:
+        raise RasterError("is rotated; only north-up rasters can be tiled")
+    wkt = ds.GetProjection()
+    if not wkt:
+        raise RasterError("has no coordinate reference system")
+    band = ds.GetRasterBand(1)
+    return RasterInfo(
+        path=str(path),
+        width=ds.RasterXSize,
+        height=ds.RasterYSize,
+        bands=ds.RasterCount,
+        dtype=gdal.GetDataTypeName(band.DataType),
+        nodata=band.GetNoDataValue(),
+        geotransform=tuple(gt),
+        crs_wkt=wkt,
+        epsg=epsg_of(wkt),
+    )
+
+
+def epsg_of(wkt):
+    srs = osr.SpatialReference(wkt=wkt)
+    srs.AutoIdentifyEPSG()
+    code = srs.GetAuthorityCode(None)
+    return int(code) if code and code.isdigit() else None
+
+
+def same_crs(wkt_a, wkt_b):
+    return bool(osr.SpatialReference(wkt=wkt_a).IsSame(osr.SpatialReference(wkt=wkt_b)))
+
+
+@contextmanager
+def thread_config(**options):
+    """GDAL configuration options for the calls made in this block, on this thread only."""
+    previous = {key: gdal.GetThreadLocalConfigOption(key, None) for key in options}
+    for key, value in options.items():
+        gdal.SetThreadLocalConfigOption(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            gdal.SetThreadLocalConfigOption(key, value)
+
+
+def _callback(progress, state):
+    """A GDAL progress callback that stops the call when `progress(fraction)` returns False."""
+    if progress is None:
+        return None
+
+    def callback(complete, message, data):
+        try:
+            if progress(complete):
+                return 1
+        except Exception as exc:  # an exception must not unwind through GDAL's C stack
+            state["error"] = exc
+        state["stopped"] = True
+        return 0
+
+    return callback
+
+
+def _raise_stopped(state, exc):
+    if state.get("error") is not None:
+        raise state["error"]
+    if state.get("stopped"):
+        raise Cancelled("stopped by the progress callback")
+    raise RasterError(str(exc)) from None
+
+
+def temporary_name(path):
+    path = Path(path)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+
+
+def read_window(tiles, col, row, width, height, fill, dtype):
+    """The pixels of the index grid window (col, row, width, height), assembled from `tiles`."""
+    window = np.full((height, width), fill, dtype=dtype)
+    for tile in tiles:
+        x0, y0 = max(col, tile.col), max(row, tile.row)
+        x1 = min(col + width, tile.col + tile.width)
+        y1 = min(row + height, tile.row + tile.height)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        try:
+            ds = gdal.Open(tile.path)
+            part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0)
+        except RuntimeError as exc:
+            raise RasterError(f"{tile.path}: {exc}") from None
+        window[y0 - row : y1 - row, x0 - col : x1 - col] = part
+    return window
+
+
+def process_tile(*, tile, neighbours, index_width, index_height, halo, processing, options, out_path, progress=None):
+    """Run a `gdal.DEMProcessing` operation over one tile, reading `halo` pixels of its neighbours.
+
+    1. The window is the tile grown by `halo` pixels on each side, clipped to the index extent.
+    2. Its pixels are read from the tile and its neighbours into an in-memory raster that has the
+       tile's georeferencing, shifted to the window.
+    3. The operation runs on the window; the tile's own part of the result is written to
+       `out_path` (via a temporary name), so neighbourhood operations see across tile edges.
+
+    Returns the size in bytes of the written file. Raises Cancelled when `progress` returns False,
+    RasterError with GDAL's message when GDAL fails; nothing is left at `out_path` in either case.
+    """
+    info = read_info(tile.path)
+    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
+    col1 = min(index_width, tile.col + tile.width + halo)
+    row1 = min(index_height, tile.row + tile.height + halo)
+    fill = info.nodata if info.nodata is not None else 0
+    dtype = gdal_array.GDALTypeCodeToNumericTypeCode(gdal.GetDataTypeByName(info.dtype))
+    pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype)
+
+    x0, px, _, y0, _, py = info.geotransform
+    dx, dy = col0 - tile.col, row0 - tile.row
+    source = gdal_array.OpenArray(pixels)
+    source.SetGeoTransform((x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py))
+    source.SetProjection(info.crs_wkt)
+    if info.nodata is not None:
+        source.GetRasterBand(1).SetNoDataValue(info.nodata)
+
+    state = {}
+    with thread_config(GDAL_NUM_THREADS="1"):
+        try:
+            result = gdal.DEMProcessing("", source, processing, format="MEM", callback=_callback(progress, state), **options)
+        except RuntimeError as exc:
+            _raise_stopped(state, exc)
+        if state.get("stopped"):
+            _raise_stopped(state, None)
+        return write_geotiff_from(result, out_path, src_win=(-dx, -dy, tile.width, tile.height))
+
+
+def write_geotiff_from(dataset, out_path, src_win=None, creation_options=("TILED=YES",)):
+    """Copy `dataset` (or the `src_win` part of it) to a GeoTIFF at `out_path`, atomically."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(out_path)
+    try:
+        gdal.Translate(str(tmp), dataset, format="GTiff", srcWin=list(src_win) if src_win else None,
+                       creationOptions=list(creation_options))
+        os.replace(tmp, out_path)
+    except RuntimeError as exc:
+        raise RasterError(str(exc)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path.stat().st_size
+
+
+def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
+    """Mosaic tile outputs into a Cloud-Optimized GeoTIFF with overviews, and a PNG thumbnail.
+
+    Both files appear at their names only once complete. Returns their sizes in bytes.
+    """
+    out_path, thumbnail_path = Path(out_path), Path(thumbnail_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    vrt_name = f"/vsimem/merge-{uuid.uuid4().hex}.vrt"
+    tmp_cog, tmp_png = temporary_name(out_path), temporary_name(thumbnail_path)
+    try:
+        vrt = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
+        gdal.Translate(
+            str(tmp_cog), vrt, format="COG",
+            creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512",
+                             "NUM_THREADS=ALL_CPUS"],
+        )
+        vrt = None
+        _write_thumbnail(tmp_cog, tmp_png, thumbnail_size)
+        os.replace(tmp_cog, out_path)
+        os.replace(tmp_png, thumbnail_path)
+    except RuntimeError as exc:
+        raise RasterError(str(exc)) from None
+    finally:
+        gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
+        tmp_cog.unlink(missing_ok=True)
+        tmp_png.unlink(missing_ok=True)
+    return out_path.stat().st_size, thumbnail_path.stat().st_size
+
+
+def _write_thumbnail(src_path, png_path, size):
+    """An 8-bit PNG at most `size` pixels wide and high; nodata becomes transparent."""
+    ds = gdal.Open(str(src_path))
+    band = ds.GetRasterBand(1)
+    scale = size / max(ds.RasterXSize, ds.RasterYSize)
+    width = max(1, round(ds.RasterXSize * min(1.0, scale)))
+    height = max(1, round(ds.RasterYSize * min(1.0, scale)))
+    options = {"format": "PNG", "width": width, "height": height, "resampleAlg": "average"}
+    if band.DataType != gdal.GDT_Byte:
+        low, high = band.ComputeRasterMinMax(True)
+        options.update(outputType=gdal.GDT_Byte, scaleParams=[[low, high, 1, 255]], noData=0)
+    with thread_config(GDAL_PAM_ENABLED="NO"):
+        gdal.Translate(str(png_path), ds, **options)
+
+
+def write_raster(path, array, geotransform, crs_wkt, nodata=None,
+                 creation_options=("TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3")):
+    """Write a 2-D numpy array as a single-band GeoTIFF, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        ds = gdal_array.OpenArray(array)
+        ds.SetGeoTransform(tuple(geotransform))
+        ds.SetProjection(crs_wkt)
+        if nodata is not None:
+            ds.GetRasterBand(1).SetNoDataValue(nodata)
+        gdal.Translate(str(tmp), ds, format="GTiff", creationOptions=list(creation_options))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def crs_wkt_from_epsg(code):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(code)
+    return srs.ExportToWkt()
+
+
+def fractal_terrain(height, width, seed, octaves=7, persistence=0.5):
+    """A float32 elevation model in metres made of `octaves` layers of smoothed value noise."""
+    rng = np.random.default_rng(seed)
+    terrain = np.zeros((height, width), dtype=np.float64)
+    amplitude = 1.0
+    for octave in range(octaves):
+        cells = 2 ** (octave + 2)
+        lattice = rng.random((cells + 1, cells + 1))
+        ys, xs = np.linspace(0, cells, height, endpoint=False), np.linspace(0, cells, width, endpoint=False)
+        yi, xi = ys.astype(int), xs.astype(int)
+        fy, fx = _smoothstep(ys - yi)[:, None], _smoothstep(xs - xi)[None, :]
+        top = lattice[yi][:, xi] * (1 - fx) + lattice[yi][:, xi + 1] * fx
+        bottom = lattice[yi + 1][:, xi] * (1 - fx) + lattice[yi + 1][:, xi + 1] * fx
+        terrain += amplitude * (top * (1 - fy) + bottom * fy)
+        amplitude *= persistence
+    terrain = (terrain - terrain.min()) / (terrain.max() - terrain.min())
+    return (40.0 + 860.0 * terrain**1.6).astype(np.float32)
+
+
+def _smoothstep(t):
+    return t * t * (3 - 2 * t)

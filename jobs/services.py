@@ -1,0 +1,334 @@
+"""Job workflows: submit, cancel, run tiles, merge.
+
+Every status change is one conditional UPDATE (`filter(pk=..., status=FROM).update(status=TO)`)
+whose row count says whether this caller won. Nothing reads a status, decides in Python and
+writes it back, so repeated task deliveries and racing cancels do no harm.
+"""
+
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, Max, OuterRef
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from . import raster
+from .exceptions import Conflict, Rejected
+from .jobtypes import get_job_type
+from .models import InterimResults, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
+
+logger = logging.getLogger(__name__)
+
+MAX_LABELS = 20
+MAX_LABEL_LENGTH = 64
+
+
+# Storage layout: paths are built from ids only, never from user text.
+
+def tile_output_relpath(job_id, tile_id):
+    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}.tif"
+
+
+def output_relpath(job_id, name):
+    return f"jobs/{int(job_id)}/out/{name}"
+
+
+def media_path(relpath):
+    return Path(settings.MEDIA_ROOT) / relpath
+
+
+def job_log(job_id, message, level=JobLog.Level.INFO, tile_id=None):
+    message = str(message)
+    if len(message) > JobLog.MAX_MESSAGE:
+        message = message[: JobLog.MAX_MESSAGE - 1] + "…"
+    logger.log(logging.getLevelName(level.upper()), "job %s%s: %s", job_id, f" tile {tile_id}" if tile_id else "", message)
+    return JobLog.objects.create(job_id=job_id, tile_id=tile_id, level=level, message=message)
+
+
+# Submitting
+
+def _clean_labels(labels):
+    if labels is None:
+        return []
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise Rejected({"labels": "must be a list of strings"})
+    clean = []
+    for label in labels:
+        label = label.strip()
+        if not label or len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+            raise Rejected({"labels": f"{label!r} is not a label: 1 to {MAX_LABEL_LENGTH} printable characters"})
+        if label not in clean:
+            clean.append(label)
+    if len(clean) > MAX_LABELS:
+        raise Rejected({"labels": f"at most {MAX_LABELS} labels, not {len(clean)}"})
+    return clean
+
+
+def _clean_tile_ids(tile_ids):
+    if not isinstance(tile_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in tile_ids):
+        raise Rejected({"tile_ids": "must be a list of integer tile ids"})
+    if not tile_ids:
+        raise Rejected({"tile_ids": "must not be empty"})
+    seen, duplicates = set(), set()
+    for tile_id in tile_ids:
+        (duplicates if tile_id in seen else seen).add(tile_id)
+    if duplicates:
+        raise Rejected({"tile_ids": f"duplicate tile ids: {', '.join(map(str, sorted(duplicates)))}"})
+    _check_tile_limit("tile_ids", len(tile_ids))
+    known = set(Tile.objects.filter(id__in=tile_ids).values_list("id", flat=True))
+    unknown = [tile_id for tile_id in tile_ids if tile_id not in known]
+    if unknown:
+        shown = ", ".join(map(str, unknown[:50])) + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
+        raise Rejected({"tile_ids": f"unknown tile ids: {shown}"})
+    return sorted(tile_ids)
+
+
+def _check_tile_limit(field, count):
+    if count > settings.MAX_TILES_PER_JOB:
+        raise Rejected({field: f"{count} tiles is more than the limit of {settings.MAX_TILES_PER_JOB} tiles per job"})
+
+
+def _town_tile_ids(town_id):
+    if not isinstance(town_id, int) or isinstance(town_id, bool):
+        raise Rejected({"town_id": "must be an integer town id"})
+    town = Town.objects.filter(pk=town_id).first()
+    if town is None:
+        raise Rejected({"town_id": f"unknown town id: {town_id}"})
+    tile_ids = sorted(town.tiles.values_list("id", flat=True))
+    if not tile_ids:
+        raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index"})
+    _check_tile_limit("town_id", len(tile_ids))
+    return town, tile_ids
+
+
+def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None):
+    """Create a job and all its tiles in one transaction, then queue its work once committed.
+
+    Exactly one of `tile_ids` and `town_id` must be given. Raises Rejected, writing nothing, for
+    any bad input.
+    """
+    kind = get_job_type(job_type)
+    if (tile_ids is None) == (town_id is None):
+        raise Rejected({"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"})
+    clean_params = kind.clean_params(params)
+    clean_labels = _clean_labels(labels)
+    interim_results = interim_results or settings.INTERIM_RESULTS_DEFAULT
+    if interim_results not in InterimResults.values:
+        raise Rejected({"interim_results": f"must be one of {', '.join(InterimResults.values)}"})
+    town = None
+    if town_id is not None:
+        town, ids = _town_tile_ids(town_id)
+    else:
+        ids = _clean_tile_ids(tile_ids)
+
+    with transaction.atomic():
+        job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town, status=JobStatus.QUEUED,
+                                 interim_results=interim_results, tiles_total=len(ids))
+        if clean_labels:
+            Label.objects.bulk_create([Label(name=name) for name in clean_labels], ignore_conflicts=True)
+            job.labels.set(Label.objects.filter(name__in=clean_labels))
+        JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id) for tile_id in ids], batch_size=2000)
+        where = f"town {town.id} ({town.name})" if town else "tiles " + _id_list(ids)
+        job_log(job.id, f"{owner} submitted {kind.name} over {len(ids)} tiles of {where}")
+        transaction.on_commit(lambda: queue_tile_tasks(job.id, len(ids)))
+    return job
+
+
+def _id_list(ids, limit=20):
+    ids = list(ids)
+    return ", ".join(map(str, ids[:limit])) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def queue_tile_tasks(job_id, tiles):
+    """Wake enough workers for the job. Each task claims pending tiles from our own table until none
+    are left, so one broker message serves many tiles and a lost or repeated message is harmless."""
+    for _ in range(max(1, min(settings.WORKERS, tiles))):
+        async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
+
+
+# Cancelling
+
+def job_cancel(*, job, by=None):
+    """Cancel a job that has not finished. Running GDAL calls notice within about a second."""
+    with transaction.atomic():
+        won = Job.objects.filter(pk=job.pk, status__in=JobStatus.active()).update(status=JobStatus.CANCELED, finished=timezone.now())
+        if not won:
+            status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+            raise Conflict(f"job {job.pk} is already {status}; only waiting, queued, running or merging jobs can be canceled")
+        skipped = JobTile.objects.filter(job=job, status=TileStatus.PENDING).update(status=TileStatus.CANCELED)
+        job_log(job.pk, f"canceled by {by or 'the system'}; {skipped} pending tiles will not run")
+    job.refresh_from_db()
+    return job
+
+
+# Running tiles (inside cluster workers)
+
+class TileWatch:
+    """The progress callback of a running tile: stops GDAL once the job is no longer running, and
+    renews the tile's lease while it works. Looks at the database at most every `interval` seconds."""
+
+    def __init__(self, job_id, job_tile_id, interval=0.5):
+        self.job_id, self.job_tile_id, self.interval = job_id, job_tile_id, interval
+        self.checked = self.renewed = time.monotonic()
+
+    def __call__(self, fraction):
+        now = time.monotonic()
+        if now - self.checked < self.interval:
+            return True
+        self.checked = now
+        if not Job.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).exists():
+            return False
+        if now - self.renewed > settings.TILE_LEASE_SECONDS / 3:
+            self.renewed = now
+            JobTile.objects.filter(pk=self.job_tile_id, status=TileStatus.RUNNING).update(lease_expires=_lease_end())
+        return True
+
+
+def _lease_end():
+    return timezone.now() + timedelta(seconds=settings.TILE_LEASE_SECONDS)
+
+
+def _claim_next_tile(job_id, worker):
+    """Move the first pending tile of a running job to running; None when there is none left."""
+    while True:
+        candidate = (JobTile.objects.filter(job_id=job_id, status=TileStatus.PENDING).order_by("id")
+                     .values_list("id", flat=True).first())
+        if candidate is None:
+            return None
+        won = JobTile.objects.filter(pk=candidate, status=TileStatus.PENDING, job__status=JobStatus.RUNNING).update(
+            status=TileStatus.RUNNING, attempts=F("attempts") + 1, started=timezone.now(), finished=None, error="",
+            lease_owner=worker, lease_expires=_lease_end(),
+        )
+        if won:
+            return JobTile.objects.select_related("tile").get(pk=candidate)
+        if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).exists():
+            return None
+        # another worker took this tile first; try the next one
+
+
+def index_extent():
+    """(width, height) of the whole tile index in pixels."""
+    extent = Tile.objects.aggregate(width=Max(F("col") + F("width")), height=Max(F("row") + F("height")))
+    return extent["width"] or 0, extent["height"] or 0
+
+
+def _grid_tile(tile):
+    return raster.GridTile(tile.path, tile.col, tile.row, tile.width, tile.height)
+
+
+def neighbours(tile, halo):
+    """The tiles that overlap `tile` grown by `halo` pixels, the tile itself excluded."""
+    if halo <= 0:
+        return []
+    found = (Tile.objects.filter(col__lt=tile.col + tile.width + halo, row__lt=tile.row + tile.height + halo)
+             .annotate(col_end=F("col") + F("width"), row_end=F("row") + F("height"))
+             .filter(col_end__gt=tile.col - halo, row_end__gt=tile.row - halo).exclude(pk=tile.pk))
+    return [_grid_tile(t) for t in found]
+
+
+def job_run_tiles(*, job_id, worker):
+    """Claim and process pending tiles of the job until none are left or the task's time budget is used.
+
+    1. The first task to arrive moves the job from queued to running.
+    2. Each tile is claimed with a conditional UPDATE, so two workers never take the same tile.
+    3. When the budget runs out, a fresh task takes over, so no task nears the cluster's timeout.
+    4. After the last tile, `job_finish_tiles` moves the job on (exactly one caller wins).
+    """
+    if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING, started=timezone.now()):
+        job_log(job_id, f"running on {worker}")
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.RUNNING:
+        return
+    kind = get_job_type(job.type)
+    options = kind.gdal_options(job.params)
+    width, height = index_extent()
+    deadline = time.monotonic() + settings.TILE_TASK_BUDGET
+    while (job_tile := _claim_next_tile(job_id, worker)) is not None:
+        _run_tile(job, job_tile, kind, options, width, height)
+        if time.monotonic() > deadline:
+            async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
+            return
+    job_finish_tiles(job_id=job_id)
+
+
+def _run_tile(job, job_tile, kind, options, index_width, index_height):
+    tile = job_tile.tile
+    relpath = tile_output_relpath(job.id, tile.id)
+    out_path = media_path(relpath)
+    try:
+        size = raster.process_tile(
+            tile=_grid_tile(tile), neighbours=neighbours(tile, kind.halo), index_width=index_width,
+            index_height=index_height, halo=kind.halo, processing=kind.processing, options=options, out_path=out_path,
+            progress=TileWatch(job.id, job_tile.pk),
+        )
+    except raster.Cancelled:
+        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING).update(status=TileStatus.CANCELED, finished=timezone.now())
+        job_log(job.id, "stopped: the job is no longer running", tile_id=tile.id)
+        return
+    except Exception as exc:
+        if not isinstance(exc, raster.RasterError):
+            logger.exception("job %s tile %s failed", job.id, tile.id)
+        message = str(exc) or type(exc).__name__
+        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING).update(
+            status=TileStatus.FAILED, finished=timezone.now(), error=message[:2000], lease_expires=None)
+        job_log(job.id, f"failed: {message}", level=JobLog.Level.ERROR, tile_id=tile.id)
+        return
+    won = JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING, job__status=JobStatus.RUNNING).update(
+        status=TileStatus.SUCCEEDED, finished=timezone.now(), output_path=relpath, output_size=size, lease_expires=None)
+    if not won:
+        # Canceled while GDAL ran its last lines: the output must not outlive the cancel.
+        out_path.unlink(missing_ok=True)
+        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING).update(status=TileStatus.CANCELED, finished=timezone.now())
+
+
+def job_finish_tiles(*, job_id):
+    """Once no tile is pending or running: merge if all succeeded, else fail naming the failed tiles."""
+    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+    failed_tiles = JobTile.objects.filter(job=OuterRef("pk"), status=TileStatus.FAILED)
+    done = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).exclude(Exists(unfinished))
+    if done.exclude(Exists(failed_tiles)).update(status=JobStatus.MERGING):
+        job_log(job_id, "all tiles done; merging")
+        async_task("jobs.tasks.merge", job_id, task_name=f"job {job_id} merge")
+        return
+    failed = list(JobTile.objects.filter(job_id=job_id, status=TileStatus.FAILED).order_by("tile_id").values_list("tile_id", flat=True))
+    if not failed:
+        return
+    error = f"{len(failed)} of its tiles failed: {_id_list(failed)}"
+    if done.filter(Exists(failed_tiles)).update(status=JobStatus.FAILED, finished=timezone.now(), error=error):
+        job_log(job_id, f"failed: {error}", level=JobLog.Level.ERROR)
+
+
+def job_merge(*, job_id):
+    """Mosaic the tile outputs of a merging job into a COG and a thumbnail, and record them."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).first()
+    if job is None:
+        return
+    kind = get_job_type(job.type)
+    relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile_id").values_list("output_path", flat=True))
+    cog_rel, png_rel = output_relpath(job.id, kind.output_name), output_relpath(job.id, "thumbnail.png")
+    started = time.monotonic()
+    try:
+        with raster.thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
+            cog_size, png_size = raster.merge_to_cog([media_path(p) for p in relpaths], media_path(cog_rel), media_path(png_rel))
+    except raster.RasterError as exc:
+        if Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
+                status=JobStatus.FAILED, finished=timezone.now(), error=f"merge failed: {exc}"):
+            job_log(job_id, f"merge failed: {exc}", level=JobLog.Level.ERROR)
+        return
+    outputs = [
+        {"name": kind.output_name, "path": cog_rel, "size": cog_size, "content_type": "image/tiff"},
+        {"name": "thumbnail.png", "path": png_rel, "size": png_size, "content_type": "image/png"},
+    ]
+    won = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
+        status=JobStatus.SUCCEEDED, finished=timezone.now(), outputs=outputs, error="")
+    if not won:
+        for output in outputs:
+            media_path(output["path"]).unlink(missing_ok=True)
+        return
+    job_log(job_id, f"succeeded: merged {len(relpaths)} tiles into {kind.output_name} "
+                    f"({cog_size} bytes) in {time.monotonic() - started:.1f} s")
+

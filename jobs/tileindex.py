@@ -1,0 +1,171 @@
+"""Loading the tile index and the towns. Each load checks everything first and writes all or nothing."""
+
+import re
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models import ProtectedError
+
+from . import raster, vector
+from .models import Tile, Town
+
+TILE_ID = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
+RASTER_SUFFIXES = {".tif", ".tiff"}
+# A tile's corner may sit this far (in pixels) off the index grid and still count as on it.
+GRID_TOLERANCE = 1e-3
+
+
+class LoadError(Exception):
+    """The tile index or the towns could not be loaded; the message names the file and the problem."""
+
+
+def tile_paths(source):
+    """The rasters of a directory of GeoTIFFs, or those listed by a gdaltindex vector file."""
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(str(p) for p in source.iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
+        if not paths:
+            raise LoadError(f"{source}: no GeoTIFF (.tif, .tiff) files in this directory")
+        return paths
+    if not source.exists():
+        raise LoadError(f"{source}: no such file or directory")
+    try:
+        paths = vector.read_tile_index(source)
+    except vector.VectorError as exc:
+        raise LoadError(str(exc)) from None
+    if not paths:
+        raise LoadError(f"{source}: the tile index lists no rasters")
+    return paths
+
+
+def tile_id_of(path):
+    match = TILE_ID.search(Path(path).stem)
+    if not match:
+        raise LoadError(f"{path}: no tile number in the file name")
+    return int(match.group(1))
+
+
+def read_tiles(paths, reference=None):
+    """RasterInfo per tile id, checked: readable, unique ids, one CRS and one pixel size."""
+    infos = {}
+    for path in paths:
+        tile_id = tile_id_of(path)
+        if tile_id in infos:
+            raise LoadError(f"{path}: tile number {tile_id} is also used by {infos[tile_id].path}")
+        try:
+            info = raster.read_info(path)
+        except raster.RasterError as exc:
+            raise LoadError(f"{path}: {exc}") from None
+        reference = reference or info
+        if info.pixel_size != reference.pixel_size:
+            raise LoadError(f"{path}: pixel size {info.pixel_size} differs from {reference.pixel_size} of {reference.path}")
+        if info.dtype != reference.dtype or info.nodata != reference.nodata:
+            raise LoadError(f"{path}: data type {info.dtype} / nodata {info.nodata} differ from "
+                              f"{reference.dtype} / {reference.nodata} of {reference.path}")
+        if info.crs_wkt != reference.crs_wkt and not raster.same_crs(info.crs_wkt, reference.crs_wkt):
+            raise LoadError(f"{path}: its CRS (EPSG:{info.epsg}) differs from that of {reference.path} (EPSG:{reference.epsg})")
+        infos[tile_id] = info
+    return infos
+
+
+def place_on_grid(tiles, pixel_size):
+    """Set each tile's col/row, in pixels from the top left corner of all `tiles` together."""
+    px, py = abs(pixel_size[0]), abs(pixel_size[1])
+    left, top = min(t.minx for t in tiles), max(t.maxy for t in tiles)
+    for tile in tiles:
+        col, row = (tile.minx - left) / px, (top - tile.maxy) / py
+        if abs(col - round(col)) > GRID_TOLERANCE or abs(row - round(row)) > GRID_TOLERANCE:
+            raise LoadError(f"{tile.path}: the tile is not aligned with the pixel grid of the index "
+                              f"(it starts {col:.3f} columns and {row:.3f} rows from the index corner)")
+        tile.col, tile.row = round(col), round(row)
+
+
+def _overlaps(tiles):
+    """The first pair of tiles that cover the same pixels, if any."""
+    cells = {}
+    for tile in sorted(tiles, key=lambda t: (t.row, t.col)):
+        for other in cells.get((tile.row, tile.col), []):
+            return tile, other
+        cells.setdefault((tile.row, tile.col), []).append(tile)
+    return None
+
+
+def load_tiles(source, replace=False):
+    """Load the tiles of `source` into the index. Returns (created, updated, deleted) counts.
+
+    Without `replace`, the tiles are added to those already loaded and a tile number that is
+    already there is an error; with `replace`, the index becomes exactly `source`.
+    """
+    paths = tile_paths(source)
+    existing = {tile.id: tile for tile in Tile.objects.all()}
+    reference = None
+    kept = [] if replace else list(existing.values())
+    if kept:
+        try:
+            reference = raster.read_info(kept[0].path)
+        except raster.RasterError as exc:
+            raise LoadError(f"{kept[0].path} (tile {kept[0].id}, already loaded): {exc}") from None
+    infos = read_tiles(paths, reference)
+    if not replace:
+        clash = sorted(set(infos) & set(existing))
+        if clash:
+            raise LoadError(f"tiles {', '.join(map(str, clash[:20]))} are already loaded; use --replace to reload the index")
+
+    tiles = []
+    for tile_id, info in infos.items():
+        minx, miny, maxx, maxy = info.bounds
+        tiles.append(Tile(id=tile_id, path=str(Path(info.path).resolve()), minx=minx, miny=miny, maxx=maxx, maxy=maxy,
+                          width=info.width, height=info.height, col=0, row=0))
+    everything = tiles + kept
+    place_on_grid(everything, next(iter(infos.values())).pixel_size)
+    clash = _overlaps(everything)
+    if clash:
+        raise LoadError(f"{clash[0].path}: tile {clash[0].id} starts at the same place as tile {clash[1].id}")
+
+    removed = set(existing) - set(infos) if replace else set()
+    with transaction.atomic():
+        if removed:
+            try:
+                Tile.objects.filter(id__in=removed).delete()
+            except ProtectedError:
+                raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
+        Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
+                                 update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row", "loaded"])
+    updated = len(set(infos) & set(existing))
+    return len(infos) - updated, updated, len(removed)
+
+
+def index_crs_wkt():
+    tile = Tile.objects.first()
+    if tile is None:
+        raise LoadError("the tile index is empty; load tiles first (manage.py load_tiles)")
+    try:
+        return raster.read_info(tile.path).crs_wkt
+    except raster.RasterError as exc:
+        raise LoadError(f"{tile.path} (tile {tile.id}): {exc}") from None
+
+
+def load_towns(source, id_field, name_field):
+    """Load the towns of a polygon file, each with the tiles its polygon overlaps.
+
+    Returns (towns, towns without tiles). A town already loaded is replaced.
+    """
+    try:
+        areas = vector.read_areas(source, id_field, name_field, index_crs_wkt())
+    except vector.VectorError as exc:
+        raise LoadError(str(exc)) from None
+    if not areas:
+        raise LoadError(f"{source}: no features")
+    tiles_of = {}
+    for area in areas:
+        minx, miny, maxx, maxy = area.bounds
+        candidates = Tile.objects.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
+        tiles_of[area.id] = [t.id for t in candidates if vector.intersects_box(area.wkt, t.bounds)]
+    with transaction.atomic():
+        Town.objects.bulk_create([Town(id=a.id, name=a.name, geometry_wkt=a.wkt) for a in areas],
+                                 update_conflicts=True, unique_fields=["id"], update_fields=["name", "geometry_wkt"])
+        Town.tiles.through.objects.filter(town_id__in=tiles_of).delete()
+        Town.tiles.through.objects.bulk_create(
+            [Town.tiles.through(town_id=town_id, tile_id=tile_id) for town_id, ids in tiles_of.items() for tile_id in ids]
+        )
+    return areas, [a for a in areas if not tiles_of[a.id]]

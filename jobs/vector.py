@@ -1,0 +1,126 @@
+"""Vector work with OGR: town polygons and tile-index vectors. Knows nothing of Django."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from osgeo import ogr, osr
+
+ogr.UseExceptions()
+osr.UseExceptions()
+
+
+class VectorError(Exception):
+    """A vector file could not be read as asked; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Area:
+    id: int
+    name: str
+    wkt: str  # in the target CRS
+    bounds: tuple  # (minx, miny, maxx, maxy)
+
+
+def _open_layer(path):
+    try:
+        ds = ogr.Open(str(path))
+    except RuntimeError as exc:
+        raise VectorError(f"{path}: {exc}") from None
+    if ds is None or ds.GetLayerCount() == 0:
+        raise VectorError(f"{path}: no vector layer found")
+    return ds, ds.GetLayer(0)
+
+
+def _transform_to(layer, target_wkt, path):
+    source = layer.GetSpatialRef()
+    if source is None:
+        raise VectorError(f"{path}: the layer has no coordinate reference system")
+    target = osr.SpatialReference(wkt=target_wkt)
+    for srs in (source, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    if source.IsSame(target):
+        return None
+    return osr.CoordinateTransformation(source, target)
+
+
+def read_areas(path, id_field, name_field, target_wkt):
+    """The polygons of the first layer of `path`, reprojected to `target_wkt`."""
+    ds, layer = _open_layer(path)
+    names = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
+    for field in (id_field, name_field):
+        if field not in names:
+            raise VectorError(f"{path}: no field {field!r}; the fields are {', '.join(names) or 'none'}")
+    transform = _transform_to(layer, target_wkt, path)
+    areas, seen = [], set()
+    for feature in layer:
+        fid = feature.GetFID()
+        raw_id = feature.GetField(id_field)
+        try:
+            area_id = int(raw_id)
+        except (TypeError, ValueError):
+            raise VectorError(f"{path}: feature {fid} has {id_field}={raw_id!r}, not an integer id") from None
+        if area_id in seen:
+            raise VectorError(f"{path}: id {area_id} appears more than once")
+        seen.add(area_id)
+        geometry = feature.GetGeometryRef()
+        if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
+            raise VectorError(f"{path}: feature {fid} (id {area_id}) is not a polygon")
+        geometry = geometry.Clone()
+        if transform is not None:
+            geometry.Transform(transform)
+        if not geometry.IsValid():
+            geometry = geometry.MakeValid()
+        minx, maxx, miny, maxy = geometry.GetEnvelope()
+        name = feature.GetField(name_field)
+        areas.append(Area(area_id, str(name if name is not None else area_id), geometry.ExportToWkt(), (minx, miny, maxx, maxy)))
+    return areas
+
+
+def intersects_box(wkt, bounds):
+    """Whether the polygon `wkt` overlaps the box `bounds` (touching along an edge does not count)."""
+    minx, miny, maxx, maxy = bounds
+    ring = ogr.Geometry(ogr.wkbLinearRing)
+    for x, y in ((minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy), (minx, miny)):
+        ring.AddPoint_2D(x, y)
+    box = ogr.Geometry(ogr.wkbPolygon)
+    box.AddGeometry(ring)
+    return ogr.CreateGeometryFromWkt(wkt).Intersection(box).GetArea() > 0
+
+
+def read_tile_index(path, location_field="location"):
+    """The raster paths listed by a `gdaltindex` vector, relative paths taken from its folder."""
+    ds, layer = _open_layer(path)
+    defn = layer.GetLayerDefn()
+    if defn.GetFieldIndex(location_field) < 0:
+        raise VectorError(f"{path}: no {location_field!r} field; is this a gdaltindex tile index?")
+    folder = Path(path).resolve().parent
+    paths = []
+    for feature in layer:
+        location = feature.GetField(location_field)
+        if not location:
+            raise VectorError(f"{path}: feature {feature.GetFID()} has an empty {location_field!r}")
+        paths.append(str(Path(location) if Path(location).is_absolute() else folder / location))
+    return paths
+
+
+def write_polygons(path, features, source_wkt, target_epsg=4326, driver="GeoJSON"):
+    """Write (id, name, polygon WKT in `source_wkt`) features as a polygon layer in EPSG:`target_epsg`."""
+    source, target = osr.SpatialReference(wkt=source_wkt), osr.SpatialReference()
+    target.ImportFromEPSG(target_epsg)
+    for srs in (source, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    transform = osr.CoordinateTransformation(source, target)
+    Path(path).unlink(missing_ok=True)
+    ds = ogr.GetDriverByName(driver).CreateDataSource(str(path))
+    layer = ds.CreateLayer("areas", target, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("id", ogr.OFTInteger))
+    layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+    for area_id, name, wkt in features:
+        geometry = ogr.CreateGeometryFromWkt(wkt)
+        geometry.Transform(transform)
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("id", area_id)
+        feature.SetField("name", name)
+        feature.SetGeometry(geometry)
+        layer.CreateFeature(feature)
+    ds = None

@@ -1,0 +1,188 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from osgeo import gdal
+from rest_framework.test import APIClient
+
+from jobs import raster
+from jobs.models import Job, Town
+from jobs.tileindex import load_tiles
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+EPSG = 25832
+PIXEL = 5.0
+ORIGIN = (400000.0, 5700000.0)
+NODATA = -9999.0
+
+
+@dataclass
+class TileSet:
+    """A DEM written whole and cut into tiles whose size does not divide it evenly."""
+
+    folder: Path
+    whole: Path
+    ids: list  # tile ids, row by row
+    columns: int
+    rows: int
+
+    def id_at(self, row, col):
+        return self.ids[row * self.columns + col]
+
+
+def write_tileset(folder, width, height, tile, seed=7, first_id=100):
+    dem = raster.fractal_terrain(height, width, seed)
+    dem[dem < 60.0] = NODATA
+    wkt = raster.crs_wkt_from_epsg(EPSG)
+    gt = (ORIGIN[0], PIXEL, 0.0, ORIGIN[1], 0.0, -PIXEL)
+    raster.write_raster(folder / "whole.tif", dem, gt, wkt, nodata=NODATA)
+    tiles_dir = folder / "tiles"
+    ids, columns = [], -(-width // tile)
+    for row, y in enumerate(range(0, height, tile)):
+        for col, x in enumerate(range(0, width, tile)):
+            tile_id = first_id + row * 10 + col
+            part_gt = (gt[0] + x * PIXEL, PIXEL, 0.0, gt[3] - y * PIXEL, 0.0, -PIXEL)
+            raster.write_raster(tiles_dir / f"dem_{tile_id}.tif", dem[y:y + tile, x:x + tile], part_gt, wkt, nodata=NODATA)
+            ids.append(tile_id)
+    return TileSet(tiles_dir, folder / "whole.tif", ids, columns, len(ids) // columns)
+
+
+@pytest.fixture(scope="session")
+def tileset(tmp_path_factory):
+    """250 x 190 pixels in tiles of 64: the last column is 58 pixels wide, the last row 62 high."""
+    return write_tileset(tmp_path_factory.mktemp("dem"), 250, 190, 64)
+
+
+@pytest.fixture
+def index(db, tileset):
+    load_tiles(tileset.folder)
+    return tileset
+
+
+@pytest.fixture
+def town(index):
+    town = Town.objects.create(id=11850, name="Testheim", geometry_wkt="POLYGON EMPTY")
+    town.tiles.set([index.id_at(0, 0), index.id_at(0, 1), index.id_at(1, 0), index.id_at(1, 1)])
+    return town
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def owner(db):
+    return User.objects.create_user("owner", password="owner-pass-1")
+
+
+@pytest.fixture
+def other(db):
+    return User.objects.create_user("other", password="other-pass-1")
+
+
+@pytest.fixture
+def staff(db):
+    return User.objects.create_user("staff", password="staff-pass-1", is_staff=True)
+
+
+@pytest.fixture
+def client_for():
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+    return make
+
+
+def whole_area(path, processing, **options):
+    """The operation run over one whole raster at once, as an array."""
+    return gdal.DEMProcessing("", str(path), processing, format="MEM", **options).ReadAsArray()
+
+
+def window_of(array, tileset, tile_ids):
+    """The part of a whole-index array covered by the bounding box of `tile_ids`."""
+    from jobs.models import Tile
+
+    tiles = Tile.objects.filter(id__in=tile_ids)
+    col0, row0 = min(t.col for t in tiles), min(t.row for t in tiles)
+    col1, row1 = max(t.col + t.width for t in tiles), max(t.row + t.height for t in tiles)
+    return array[row0:row1, col0:col1]
+
+
+def assert_same_pixels(expected, actual):
+    assert expected.shape == actual.shape
+    differ = int(np.count_nonzero(expected != actual))
+    assert differ == 0, f"{differ} pixels differ"
+
+
+# A real cluster in another process, against the test database.
+
+def database_url():
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Cluster:
+    def __init__(self, log_path, env):
+        self.log_path, self.env = log_path, env
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+    def output(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+
+@pytest.fixture
+def cluster(transactional_db, media, tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
+           "MEDIA_ROOT": str(media), "JOBSITE_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
+    running = Cluster(tmp_path / "qcluster.log", env)
+    running.start()
+    yield running
+    running.stop()
+
+
+def wait_for(predicate, timeout, interval=0.1, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def wait_until_final(job_id, timeout=60):
+    def final():
+        job = Job.objects.get(pk=job_id)
+        return job if job.is_final else None
+    return wait_for(final, timeout, message=f"job {job_id} to end")

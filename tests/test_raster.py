@@ -1,0 +1,133 @@
+"""jobs.raster on its own: halo processing, cancelling, errors and the merge, with real GeoTIFFs."""
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from jobs import raster
+from jobs.jobtypes import JOB_TYPES
+
+from .conftest import assert_same_pixels, whole_area, write_tileset
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    tileset = write_tileset(tmp_path_factory.mktemp("grid"), 150, 110, 40, seed=3)
+    tiles = []
+    for path in sorted(tileset.folder.iterdir()):
+        info = raster.read_info(path)
+        col = round((info.geotransform[0] - 400000.0) / 5.0)
+        row = round((5700000.0 - info.geotransform[3]) / 5.0)
+        tiles.append(raster.GridTile(str(path), col, row, info.width, info.height))
+    return tileset, tiles
+
+
+def process_all(tiles, out_dir, processing, options, halo=1):
+    outputs = []
+    for tile in tiles:
+        out = out_dir / f"{tile.col}_{tile.row}.tif"
+        raster.process_tile(tile=tile, neighbours=tiles, index_width=150, index_height=110, halo=halo,
+                            processing=processing, options=options, out_path=out)
+        outputs.append(out)
+    return outputs
+
+
+CASES = [
+    ("hillshade", {}),
+    ("hillshade", {"mode": "multidirectional"}),
+    ("hillshade", {"mode": "combined", "z_factor": 3.0, "azimuth": 90.0}),
+    ("hillshade", {"mode": "igor", "algorithm": "ZevenbergenThorne"}),
+    ("slope", {"units": "percent"}),
+    ("slope", {"compute_edges": True}),
+    ("aspect", {"zero_for_flat": True}),
+    ("aspect", {"trigonometric": True, "compute_edges": True}),
+]
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_it_merges_tiles_into_the_whole_area_result(grid, tmp_path, name, params):
+    tileset, tiles = grid
+    kind = JOB_TYPES[name]
+    options = kind.gdal_options(kind.clean_params(params))
+    outputs = process_all(tiles, tmp_path, kind.processing, options, kind.halo)
+    raster.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
+    assert_same_pixels(whole_area(tileset.whole, kind.processing, **options), gdal.Open(str(tmp_path / "out.tif")).ReadAsArray())
+
+
+def test_it_shows_seams_without_a_halo(grid, tmp_path):
+    tileset, tiles = grid
+    outputs = process_all(tiles, tmp_path, "hillshade", {}, halo=0)
+    raster.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
+    merged = gdal.Open(str(tmp_path / "out.tif")).ReadAsArray()
+    assert np.count_nonzero(whole_area(tileset.whole, "hillshade") != merged) > 100
+
+
+def test_it_writes_a_cloud_optimized_geotiff_with_overviews(tmp_path_factory, tmp_path):
+    tileset = write_tileset(tmp_path_factory.mktemp("large"), 1300, 700, 512)
+    tiles = sorted(tileset.folder.iterdir())
+    sizes = raster.merge_to_cog(tiles, tmp_path / "out.tif", tmp_path / "thumb.png", thumbnail_size=130)
+    info = gdal.Info(str(tmp_path / "out.tif"), format="json")
+    assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
+    assert info["size"] == [1300, 700]
+    whole = gdal.Info(str(tileset.whole), format="json")
+    assert info["geoTransform"] == whole["geoTransform"]
+    assert info["coordinateSystem"]["wkt"] == whole["coordinateSystem"]["wkt"]
+    assert gdal.Open(str(tmp_path / "out.tif")).GetRasterBand(1).GetOverviewCount() >= 1
+    assert_same_pixels(gdal.Open(str(tileset.whole)).ReadAsArray(), gdal.Open(str(tmp_path / "out.tif")).ReadAsArray())
+    thumb = gdal.Open(str(tmp_path / "thumb.png"))
+    assert (thumb.RasterXSize, thumb.RasterYSize) == (130, 70)
+    assert thumb.GetRasterBand(1).DataType == gdal.GDT_Byte
+    assert sizes == ((tmp_path / "out.tif").stat().st_size, (tmp_path / "thumb.png").stat().st_size)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_it_stops_when_the_progress_callback_says_so_and_writes_nothing(grid, tmp_path):
+    _, tiles = grid
+    calls = []
+
+    def progress(fraction):
+        calls.append(fraction)
+        return len(calls) < 3
+
+    with pytest.raises(raster.Cancelled):
+        raster.process_tile(tile=tiles[0], neighbours=tiles, index_width=150, index_height=110, halo=1,
+                            processing="hillshade", options={}, out_path=tmp_path / "out.tif", progress=progress)
+    assert len(calls) == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_exception_in_the_callback_is_raised_after_gdal_stops(grid, tmp_path):
+    _, tiles = grid
+
+    def progress(fraction):
+        raise ConnectionError("database went away")
+
+    with pytest.raises(ConnectionError, match="database went away"):
+        raster.process_tile(tile=tiles[0], neighbours=[], index_width=150, index_height=110, halo=1,
+                            processing="slope", options={}, out_path=tmp_path / "out.tif", progress=progress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_reports_gdals_own_error_for_an_unreadable_tile(tmp_path):
+    broken = tmp_path / "dem_1.tif"
+    broken.write_bytes(b"II*\x00 not really a tiff")
+    with pytest.raises(raster.RasterError, match="not recognized|TIFF"):
+        raster.read_info(broken)
+
+
+def test_it_reports_gdals_own_error_when_a_neighbour_is_unreadable(grid, tmp_path):
+    _, tiles = grid
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"garbage")
+    neighbour = raster.GridTile(str(broken), tiles[1].col, tiles[1].row, tiles[1].width, tiles[1].height)
+    with pytest.raises(raster.RasterError, match="broken.tif"):
+        raster.process_tile(tile=tiles[0], neighbours=[neighbour], index_width=150, index_height=110, halo=1,
+                            processing="hillshade", options={}, out_path=tmp_path / "out.tif")
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_read_info_refuses_a_raster_without_georeferencing(tmp_path):
+    path = tmp_path / "plain.tif"
+    gdal.GetDriverByName("GTiff").Create(str(path), 4, 4, 1, gdal.GDT_Float32)
+    with pytest.raises(raster.RasterError, match="no georeferencing"):
+        raster.read_info(path)
