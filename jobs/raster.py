@@ -162,7 +162,7 @@ def read_window(tiles, col, row, width, height, fill, dtype):
             ds = gdal.Open(tile.path)
             part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0)
         except RuntimeError as exc:
-            raise RasterError(f"{tile.path}: {exc}") from None
+            raise RasterError(str(exc) if tile.path in str(exc) else f"{tile.path}: {exc}") from None
         window[y0 - row : y1 - row, x0 - col : x1 - col] = part
     return window
 

@@ -1,0 +1,150 @@
+import pytest
+from rest_framework.authtoken.models import Token
+
+from jobs import services
+from jobs.models import Job, JobStatus
+
+from .test_execution import run
+
+
+@pytest.fixture
+def job(index, owner):
+    return services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"])
+
+
+def test_it_needs_credentials(db, client_for):
+    response = client_for().get("/api/v1/jobs/")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Authentication credentials were not provided."}
+
+
+def test_a_token_is_issued_for_a_username_and_password_and_accepted(owner, client_for):
+    response = client_for().post("/api/v1/auth/token/", {"username": "owner", "password": "owner-pass-1"}, format="json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert token == Token.objects.get(user=owner).key
+    client = client_for()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/v1/jobs/").status_code == 200
+
+
+def test_a_wrong_password_gets_no_token(owner, client_for):
+    response = client_for().post("/api/v1/auth/token/", {"username": "owner", "password": "nope"}, format="json")
+    assert response.status_code == 400
+    assert "Unable to log in" in response.json()["detail"]
+
+
+def test_session_login_works_too(owner, client):
+    client.login(username="owner", password="owner-pass-1")
+    assert client.get("/api/v1/jobs/").status_code == 200
+
+
+def test_it_creates_a_job(index, owner, client_for):
+    response = client_for(owner).post("/api/v1/jobs/", {
+        "type": "slope", "tile_ids": [index.id_at(0, 0), index.id_at(0, 1)], "params": {"units": "percent"},
+        "labels": ["a", "b"]}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["type"] == "slope" and body["status"] == "queued" and body["owner"] == "owner"
+    assert body["params"]["units"] == "percent" and body["labels"] == ["a", "b"]
+    assert (body["tiles_total"], body["tiles_done"], body["tiles_failed"], body["progress"]) == (2, 0, 0, 0)
+    assert body["outputs"] == [] and body["error"] == "" and body["started"] is None
+    assert Job.objects.get(pk=body["id"]).owner == owner
+
+
+def test_it_creates_a_town_job(town, owner, client_for):
+    response = client_for(owner).post("/api/v1/jobs/", {"type": "hillshade", "town_id": town.id}, format="json")
+    assert response.status_code == 201
+    assert response.json()["tiles_total"] == 4 and response.json()["town"] == town.id
+
+
+@pytest.mark.parametrize("body,field,problem", [
+    ({"tile_ids": [100]}, "type", "This field is required."),
+    ({"type": "hillshade"}, "tile_ids", "give exactly one of tile_ids and town_id"),
+    ({"type": "hillshade", "tile_ids": [100], "town_id": 11850}, "town_id", "give exactly one"),
+    ({"type": "hillshade", "tile_ids": []}, "tile_ids", "must not be empty"),
+    ({"type": "hillshade", "tile_ids": [100, 100]}, "tile_ids", "duplicate tile ids: 100"),
+    ({"type": "hillshade", "tile_ids": [100, 1, 2]}, "tile_ids", "unknown tile ids: 1, 2"),
+    ({"type": "hillshade", "tile_ids": ["x"]}, "tile_ids", "A valid integer is required."),
+    ({"type": "hillshade", "town_id": 999}, "town_id", "unknown town id: 999"),
+    ({"type": "fog", "tile_ids": [100]}, "type", "unknown job type 'fog'"),
+    ({"type": "hillshade", "tile_ids": [100], "params": {"altitude": 91}}, "params", "must be at most 90"),
+    ({"type": "hillshade", "tile_ids": [100], "params": "steep"}, "params", "Expected a dictionary"),
+    ({"type": "hillshade", "tile_ids": [100], "interim_results": "maybe"}, "interim_results", "not a valid choice"),
+])
+def test_it_rejects_bad_input_naming_the_field(town, owner, client_for, body, field, problem):
+    response = client_for(owner).post("/api/v1/jobs/", body, format="json")
+    assert response.status_code == 400
+    data = response.json()
+    assert field in data["errors"] and problem in data["detail"]
+    assert f"{field}: " in data["detail"] or f"{field}." in data["detail"]  # e.g. "params.altitude: ..."
+    assert Job.objects.count() == 0
+
+
+def test_too_many_tiles_is_a_400(index, owner, client_for, settings):
+    settings.MAX_TILES_PER_JOB = 2
+    response = client_for(owner).post("/api/v1/jobs/", {"type": "slope", "tile_ids": index.ids[:3]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "tile_ids: 3 tiles is more than the limit of 2 tiles per job"
+
+
+def test_a_user_lists_only_their_own_jobs_and_staff_see_all(job, index, other, staff, client_for):
+    services.job_submit(owner=other, job_type="slope", tile_ids=index.ids[:1])
+    assert [j["owner"] for j in client_for(job.owner).get("/api/v1/jobs/").json()["results"]] == ["owner"]
+    assert [j["owner"] for j in client_for(other).get("/api/v1/jobs/").json()["results"]] == ["other"]
+    assert sorted(j["owner"] for j in client_for(staff).get("/api/v1/jobs/").json()["results"]) == ["other", "owner"]
+
+
+def test_another_users_job_is_not_found(job, other, staff, client_for):
+    assert client_for(other).get(f"/api/v1/jobs/{job.pk}/").status_code == 404
+    assert client_for(other).post(f"/api/v1/jobs/{job.pk}/cancel/").status_code == 404
+    assert client_for(other).get(f"/api/v1/jobs/{job.pk}/logs/").status_code == 404
+    assert client_for(staff).get(f"/api/v1/jobs/{job.pk}/").status_code == 200
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+
+
+def test_it_shows_progress_while_tiles_finish(job, client_for):
+    from jobs.models import JobTile, TileStatus
+
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    JobTile.objects.filter(job=job, tile_id=job.tiles.first().tile_id).update(status=TileStatus.SUCCEEDED)
+    body = client_for(job.owner).get(f"/api/v1/jobs/{job.pk}/").json()
+    assert (body["status"], body["tiles_done"], body["progress"]) == ("running", 1, 50)
+
+
+def test_cancel_and_then_409(job, client_for):
+    client = client_for(job.owner)
+    response = client.post(f"/api/v1/jobs/{job.pk}/cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+    again = client.post(f"/api/v1/jobs/{job.pk}/cancel/")
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"job {job.pk} is already canceled; only waiting, queued, running or merging jobs can be canceled"}
+
+
+def test_staff_can_cancel_anybodys_job(job, staff, client_for):
+    assert client_for(staff).post(f"/api/v1/jobs/{job.pk}/cancel/").status_code == 200
+    assert "canceled by staff" in job.logs.last().message
+
+
+def test_logs_are_listed_in_order(job, client_for):
+    services.job_cancel(job=job, by="owner")
+    body = client_for(job.owner).get(f"/api/v1/jobs/{job.pk}/logs/").json()
+    assert body["count"] == 2
+    assert [entry["message"][:15] for entry in body["results"]] == ["owner submitted", "canceled by own"]
+    assert set(body["results"][0]) == {"id", "created", "level", "tile", "message"}
+
+
+def test_a_finished_job_shows_its_outputs_and_they_download(index, owner, media, client_for):
+    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    client = client_for(owner)
+    body = client.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert (body["status"], body["progress"], body["tiles_done"]) == ("succeeded", 100, 2)
+    cog = body["outputs"][0]
+    assert cog["name"] == "hillshade.tif" and cog["url"] == f"http://testserver/api/v1/jobs/{job.pk}/outputs/hillshade.tif/"
+    response = client.get(cog["url"])
+    assert response.status_code == 200 and response["Content-Type"] == "image/tiff"
+    assert int(response["Content-Length"]) == cog["size"]
+    assert b"".join(response.streaming_content)[:4] == b"II*\x00"
+    assert client.get(f"/api/v1/jobs/{job.pk}/outputs/other.tif/").status_code == 404
+    assert client.get(f"/api/v1/jobs/{job.pk}/outputs/..%2F..%2Fsecret/").status_code == 404

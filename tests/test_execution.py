@@ -1,0 +1,157 @@
+"""Running a job's tiles and merge in this process, one step at a time, as a worker would."""
+
+import pytest
+from osgeo import gdal
+
+from jobs import services
+from jobs.exceptions import Conflict
+from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
+
+from .conftest import assert_same_pixels, whole_area, window_of
+
+
+def run(job):
+    services.job_run_tiles(job_id=job.pk, worker="test-worker")
+    job.refresh_from_db()
+    if job.status == JobStatus.MERGING:
+        services.job_merge(job_id=job.pk)
+        job.refresh_from_db()
+    return job
+
+
+def merged_pixels(job):
+    return gdal.Open(str(services.media_path(job.outputs[0]["path"]))).ReadAsArray()
+
+
+@pytest.mark.parametrize("job_type,params,options", [
+    ("hillshade", {}, {}),
+    ("hillshade", {"mode": "multidirectional", "z_factor": 2}, {"multiDirectional": True, "zFactor": 2}),
+    ("slope", {"units": "percent"}, {"slopeFormat": "percent"}),
+    ("aspect", {}, {}),
+])
+def test_the_merged_result_equals_the_whole_area_at_once(index, owner, media, job_type, params, options):
+    job = run(services.job_submit(owner=owner, job_type=job_type, tile_ids=index.ids, params=params))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert_same_pixels(whole_area(index.whole, job_type, **options), merged_pixels(job))
+
+
+def test_a_part_of_the_index_equals_the_same_part_of_the_whole(index, owner, media):
+    ids = [index.id_at(1, 1), index.id_at(1, 2), index.id_at(2, 1), index.id_at(2, 2)]
+    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=ids))
+    expected = window_of(whole_area(index.whole, "slope"), index, ids)
+    assert_same_pixels(expected, merged_pixels(job))
+
+
+def test_a_successful_job_records_its_outputs_timings_and_logs(index, owner, media):
+    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    assert [o["name"] for o in job.outputs] == ["hillshade.tif", "thumbnail.png"]
+    for output in job.outputs:
+        assert services.media_path(output["path"]).stat().st_size == output["size"]
+    assert job.started <= job.finished and job.error == ""
+    tiles = JobTile.objects.filter(job=job)
+    assert {t.status for t in tiles} == {TileStatus.SUCCEEDED} and {t.attempts for t in tiles} == {1}
+    assert all(services.media_path(t.output_path).stat().st_size == t.output_size for t in tiles)
+    messages = list(JobLog.objects.filter(job=job).values_list("message", flat=True))
+    assert messages[1:] == ["running on test-worker", "all tiles done; merging", messages[-1]]
+    assert messages[-1].startswith("succeeded: merged 2 tiles into hillshade.tif")
+
+
+def break_tile(tile_id, media):
+    from jobs.models import Tile
+
+    Tile.objects.filter(id=tile_id).update(path=str(media / "missing.tif"))
+
+
+def test_a_failing_tile_fails_the_job_with_gdals_error_and_no_merge_runs(index, owner, media):
+    broken, apart = index.id_at(0, 0), [index.id_at(0, 2), index.id_at(2, 2)]
+    job = services.job_submit(owner=owner, job_type="hillshade", tile_ids=[broken, *apart])
+    break_tile(broken, media)
+    job = run(job)
+    assert job.status == JobStatus.FAILED
+    assert job.error == f"1 of its tiles failed: {broken}"
+    failed = JobTile.objects.get(job=job, tile_id=broken)
+    assert failed.status == TileStatus.FAILED
+    assert failed.error == f"{media / 'missing.tif'}: No such file or directory"
+    assert JobLog.objects.filter(job=job, tile_id=broken, level="error", message__contains="No such file").exists()
+    assert JobTile.objects.filter(job=job, status=TileStatus.SUCCEEDED).count() == 2
+    assert job.outputs == [] and not (media / "jobs" / str(job.pk) / "out").exists()
+
+
+def test_a_tile_fails_when_a_neighbour_it_needs_is_unreadable(index, owner, media):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=[index.id_at(0, 0)])
+    break_tile(index.id_at(0, 1), media)  # not in the job, but inside its halo
+    job = run(job)
+    assert job.status == JobStatus.FAILED
+    assert "missing.tif: No such file or directory" in JobTile.objects.get(job=job).error
+
+
+def test_a_repeated_delivery_does_nothing(index, owner, media):
+    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
+    finished = job.finished
+    services.job_run_tiles(job_id=job.pk, worker="late-worker")
+    services.job_merge(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.finished == finished
+    assert set(JobTile.objects.filter(job=job).values_list("attempts", flat=True)) == {1}
+
+
+def test_exactly_one_finisher_starts_the_merge(index, owner, media):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    services.job_run_tiles(job_id=job.pk, worker="w1")
+    services.job_finish_tiles(job_id=job.pk)  # a second worker arriving after the last tile
+    assert JobLog.objects.filter(job=job, message="all tiles done; merging").count() == 1
+
+
+def test_cancel_stops_a_running_gdal_call_through_its_progress_callback(index, owner, media, monkeypatch):
+    job = services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2])
+    monkeypatch.setattr(services.TileWatch, "__init__", _watch_every_call)
+    calls = []
+    original = services.TileWatch.__call__
+
+    def cancel_midway(watch, fraction):
+        calls.append(fraction)
+        if len(calls) == 5:
+            services.job_cancel(job=job, by="a test")
+        return original(watch, fraction)
+
+    monkeypatch.setattr(services.TileWatch, "__call__", cancel_midway)
+    job = run(job)
+    assert job.status == JobStatus.CANCELED
+    assert len(calls) == 5  # GDAL stopped at the first look after the cancel, the one that made it
+    assert sorted(JobTile.objects.filter(job=job).values_list("status", flat=True)) == [TileStatus.CANCELED] * 2
+    assert not (media / "jobs" / str(job.pk) / "tiles").exists() or not any((media / "jobs" / str(job.pk) / "tiles").iterdir())
+    assert JobLog.objects.filter(job=job, message="stopped: the job is no longer running").exists()
+
+
+def _watch_every_call(watch, job_id, job_tile_id, interval=0.5):
+    watch.job_id, watch.job_tile_id, watch.interval = job_id, job_tile_id, 0
+    watch.checked = watch.renewed = 0
+
+
+def test_cancel_refuses_a_finished_job(index, owner, media):
+    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    with pytest.raises(Conflict, match="is already succeeded"):
+        services.job_cancel(job=job, by="owner")
+
+
+def test_cancel_of_a_queued_job_cancels_its_pending_tiles(index, owner):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    services.job_cancel(job=job, by="owner")
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELED and job.finished is not None
+    assert set(JobTile.objects.filter(job=job).values_list("status", flat=True)) == {TileStatus.CANCELED}
+    services.job_run_tiles(job_id=job.pk, worker="w")  # a late delivery runs nothing
+    assert not JobTile.objects.filter(job=job, attempts__gt=0).exists()
+
+
+def test_log_messages_are_cut_to_1000_characters(index, owner):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    log = services.job_log(job.pk, "x" * 5000)
+    log.refresh_from_db()
+    assert len(log.message) == 1000
+
+
+def test_deleting_a_job_deletes_its_tiles_and_logs(index, owner):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    Job.objects.filter(pk=job.pk).delete()
+    assert JobTile.objects.count() == 0 and JobLog.objects.count() == 0
