@@ -137,6 +137,7 @@ def _callback(progress, state):
 
 
 def _raise_stopped(state, exc):
+    """Raise what ended a GDAL call: the callback's own exception, Cancelled, or GDAL's error."""
     if state.get("error") is not None:
         raise state["error"]
     if state.get("stopped"):
@@ -149,7 +150,7 @@ def temporary_name(path):
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
 
 
-def read_window(tiles, col, row, width, height, fill, dtype):
+def read_window(tiles, col, row, width, height, fill, dtype, callback=None):
     """The pixels of the index grid window (col, row, width, height), assembled from `tiles`."""
     window = np.full((height, width), fill, dtype=dtype)
     for tile in tiles:
@@ -160,7 +161,7 @@ def read_window(tiles, col, row, width, height, fill, dtype):
             continue
         try:
             ds = gdal.Open(tile.path)
-            part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0)
+            part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0, callback=callback)
         except RuntimeError as exc:
             raise RasterError(str(exc) if tile.path in str(exc) else f"{tile.path}: {exc}") from None
         window[y0 - row : y1 - row, x0 - col : x1 - col] = part
@@ -185,38 +186,32 @@ def process_tile(*, tile, neighbours, index_width, index_height, halo, processin
     row1 = min(index_height, tile.row + tile.height + halo)
     fill = info.nodata if info.nodata is not None else 0
     dtype = gdal_array.GDALTypeCodeToNumericTypeCode(gdal.GetDataTypeByName(info.dtype))
-    pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype)
-
-    x0, px, _, y0, _, py = info.geotransform
-    dx, dy = col0 - tile.col, row0 - tile.row
-    source = gdal_array.OpenArray(pixels)
-    source.SetGeoTransform((x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py))
-    source.SetProjection(info.crs_wkt)
-    if info.nodata is not None:
-        source.GetRasterBand(1).SetNoDataValue(info.nodata)
-
+    # Every GDAL call gets the callback, so a cancel stops the tile in whatever stage it is.
     state = {}
-    with thread_config(GDAL_NUM_THREADS="1"):
-        try:
-            result = gdal.DEMProcessing("", source, processing, format="MEM", callback=_callback(progress, state), **options)
-        except RuntimeError as exc:
-            _raise_stopped(state, exc)
-        if state.get("stopped"):
-            _raise_stopped(state, None)
-        return write_geotiff_from(result, out_path, src_win=(-dx, -dy, tile.width, tile.height))
-
-
-def write_geotiff_from(dataset, out_path, src_win=None, creation_options=("TILED=YES",)):
-    """Copy `dataset` (or the `src_win` part of it) to a GeoTIFF at `out_path`, atomically."""
+    callback = _callback(progress, state)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(out_path)
     try:
-        gdal.Translate(str(tmp), dataset, format="GTiff", srcWin=list(src_win) if src_win else None,
-                       creationOptions=list(creation_options))
+        with thread_config(GDAL_NUM_THREADS="1"):
+            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype, callback)
+            x0, px, _, y0, _, py = info.geotransform
+            dx, dy = col0 - tile.col, row0 - tile.row
+            source = gdal_array.OpenArray(pixels)
+            source.SetGeoTransform((x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py))
+            source.SetProjection(info.crs_wkt)
+            if info.nodata is not None:
+                source.GetRasterBand(1).SetNoDataValue(info.nodata)
+            result = gdal.DEMProcessing("", source, processing, format="MEM", callback=callback, **options)
+            if state.get("stopped"):
+                _raise_stopped(state, None)
+            gdal.Translate(str(tmp), result, format="GTiff", srcWin=[-dx, -dy, tile.width, tile.height],
+                           creationOptions=["TILED=YES"], callback=callback)
+            if state.get("stopped"):
+                _raise_stopped(state, None)
         os.replace(tmp, out_path)
-    except RuntimeError as exc:
-        raise RasterError(str(exc)) from None
+    except (RuntimeError, RasterError) as exc:
+        _raise_stopped(state, exc)
     finally:
         tmp.unlink(missing_ok=True)
     return out_path.stat().st_size

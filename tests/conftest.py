@@ -147,14 +147,19 @@ class Cluster:
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Signal the cluster's main process (it stops its workers), then kill what is left."""
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, sig)
+        os.kill(self.process.pid, sig)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
             self.process.wait()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # workers orphaned by a killed main process
+        except ProcessLookupError:
+            pass
         self.log.close()
 
     def output(self):
