@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+PYTEST_ARGS ?=
 
 .PHONY: setup run test bench clean
 
@@ -29,17 +30,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -c "from osgeo import gdal, gdal_array; print('GDAL', gdal.__version__)"
 	touch $@
 
+# The local demo: DEBUG on (so no SECRET_KEY is needed), SQLite and the ORM broker unless set.
+run: export DEBUG ?= 1
 run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_data
 	$(PY) manage.py demo_admin
-	@echo "jobsite on http://$(HOST):$(PORT)/  (Ctrl-C stops the web server and the workers)"
+	@echo "jobsite: API http://$(HOST):$(PORT)/api/v1/, admin http://$(HOST):$(PORT)/admin/ (Ctrl-C stops the web server and the workers)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(PY) manage.py qcluster & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) bench/pipeline.py

@@ -96,6 +96,11 @@ def _tile_count(status):
 
 
 class JobQuerySet(models.QuerySet):
+    def update(self, **fields):
+        """Every change goes through a queryset update (the conditional transitions); stamp it."""
+        fields.setdefault("updated", timezone.now())
+        return super().update(**fields)
+
     def visible_to(self, user):
         return self if user.is_staff else self.filter(owner=user)
 

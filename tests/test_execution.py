@@ -47,7 +47,7 @@ def test_a_successful_job_records_its_outputs_timings_and_logs(index, owner, med
     assert [o["name"] for o in job.outputs] == ["hillshade.tif", "thumbnail.png"]
     for output in job.outputs:
         assert services.media_path(output["path"]).stat().st_size == output["size"]
-    assert job.started <= job.finished and job.error == ""
+    assert job.created <= job.started <= job.finished <= job.updated and job.error == ""
     tiles = JobTile.objects.filter(job=job)
     assert {t.status for t in tiles} == {TileStatus.SUCCEEDED} and {t.attempts for t in tiles} == {1}
     assert all(services.media_path(t.output_path).stat().st_size == t.output_size for t in tiles)

@@ -46,7 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--tile-size", type=int, default=512, help="pixels per tile side (default 512)")
         parser.add_argument("--seed", type=int, default=11850)
 
-    def handle(self, dir, grid, tile_size, seed, **options):
+    def handle(self, dir, grid, tile_size, seed, verbosity, **options):
         if not 1 <= grid <= ROW_STRIDE:
             raise CommandError(f"--grid must be between 1 and {ROW_STRIDE}")
         if not 16 <= tile_size <= 4096:
@@ -56,7 +56,8 @@ class Command(BaseCommand):
         wkt = raster.crs_wkt_from_epsg(EPSG)
         expected = [tiles_dir / f"dem_{tile_id(r, c)}.tif" for r in range(grid) for c in range(grid)]
         if all(path.exists() for path in expected):
-            self.stdout.write(f"tiles already in {tiles_dir}")
+            if verbosity:
+                self.stdout.write(f"tiles already in {tiles_dir}")
         else:
             self._write_tiles(tiles_dir, grid, tile_size, seed, wkt)
         try:
@@ -71,10 +72,11 @@ class Command(BaseCommand):
             loaded, without_tiles = load_towns(towns_path, "id", "name")
         except LoadError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"tile index: {created} tiles added, {updated} updated, {deleted} removed "
-                          f"(ids {tile_id(0, 0)}-{tile_id(grid - 1, grid - 1)})")
-        for town in loaded:
-            self.stdout.write(f"town {town.id} {town.name}")
+        if verbosity:
+            self.stdout.write(f"tile index: {created} tiles added, {updated} updated, {deleted} removed "
+                              f"(ids {tile_id(0, 0)}-{tile_id(grid - 1, grid - 1)})")
+            for town in loaded:
+                self.stdout.write(f"town {town.id} {town.name}")
         for town in without_tiles:
             self.stderr.write(self.style.WARNING(f"town {town.id} ({town.name}) overlaps no tile"))
 

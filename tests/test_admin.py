@@ -1,0 +1,35 @@
+import pytest
+
+from jobs import services
+from jobs.models import Job
+
+
+@pytest.fixture
+def job(index, owner):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2], labels=["flood"])
+    services.job_log(job.pk, "a tile note", tile_id=index.ids[0])
+    return job
+
+
+@pytest.mark.parametrize("url", [
+    "/admin/jobs/job/", "/admin/jobs/job/?status__exact=queued", "/admin/jobs/job/?q=flood", "/admin/jobs/tile/",
+    "/admin/jobs/town/", "/admin/jobs/joblog/", "/admin/jobs/label/",
+])
+def test_staff_see_the_lists(job, town, admin_client, url):
+    assert admin_client.get(url).status_code == 200
+
+
+def test_a_job_page_shows_its_tiles_and_logs_read_only(job, admin_client):
+    page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert "a tile note" in page and "Job tiles" in page
+    assert 'name="tiles-0-status"' not in page  # read-only inline: no form field
+
+
+def test_deleting_a_job_in_the_admin_deletes_its_tiles_and_logs(job, admin_client):
+    response = admin_client.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not Job.objects.exists()
+
+
+def test_the_admin_needs_staff(job, client, owner):
+    client.force_login(owner)
+    assert client.get("/admin/jobs/job/").status_code == 302
