@@ -46,6 +46,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/pipeline.py
+	$(PY) bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) var

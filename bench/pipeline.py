@@ -16,33 +16,11 @@ database (which it migrates and fills with the demo data; use a database of its 
 import argparse
 import json
 import multiprocessing
-import os
 import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
-
-
-def configure(work, database_url):
-    os.environ["DJANGO_SETTINGS_MODULE"] = "jobsite.settings"
-    os.environ.setdefault("SECRET_KEY", "jobsite-bench")
-    os.environ["JOBSITE_VAR_DIR"] = str(work)
-    os.environ["MEDIA_ROOT"] = str(work / "media")
-    os.environ["JOBSITE_WORKERS"] = "2"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    if database_url:
-        os.environ["DATABASE_URL"] = database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
+import harness
 
 
 def _pool_tile(args):
@@ -63,7 +41,7 @@ def run_pool(town_id, out_dir):
     options = kind.gdal_options(kind.clean_params({}))
     width, height = services.index_extent()
     tiles = list(Town.objects.get(pk=town_id).tiles.order_by("id"))
-    work = [(services._grid_tile(t), services.neighbours(t, kind.halo), width, height, kind.processing, options,
+    work = [(services.grid_tile(t), services.neighbours(t, kind.halo), width, height, kind.processing, options,
              out_dir / "tiles" / f"{t.id}.tif") for t in tiles]
     with multiprocessing.Pool(2) as pool:
         pool.map(_pool_tile, work, chunksize=1)
@@ -74,18 +52,9 @@ def run_pool(town_id, out_dir):
 
 def run_service(owner, town_id):
     from jobs import services
-    from jobs.models import Job, JobStatus
 
     job = services.job_submit(owner=owner, job_type="hillshade", town_id=town_id, interim_results="always")
-    while True:
-        status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).get()
-        if status in JobStatus.final():
-            break
-        time.sleep(0.02)
-    job.refresh_from_db()
-    if job.status != JobStatus.SUCCEEDED:
-        raise SystemExit(f"job {job.pk} ended {job.status}: {job.error}")
-    return services.media_path(job.outputs[0]["path"])
+    return services.media_path(harness.wait_for_success(job.pk).outputs[0]["path"])
 
 
 def main():
@@ -95,8 +64,7 @@ def main():
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="jobsite-bench-"))
-    configure(work, args.database_url)
+    work = harness.configure(args.database_url)
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection
@@ -104,16 +72,12 @@ def main():
 
     from jobs.models import Town
 
-    call_command("migrate", verbosity=0)
-    call_command("demo_data", dir=str(BASE_DIR / "var" / "demo"), verbosity=0)
+    call_command("demo_data", dir=str(harness.BASE_DIR / "var" / "demo"), verbosity=0)
     owner, _ = User.objects.get_or_create(username="bench")
     town = Town.objects.get(pk=args.town)
     tiles = town.tiles.count()
-    connection.close()
 
-    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=os.environ.copy(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with harness.cluster():
         run_service(owner, args.town)  # warm-up: the cluster is up and its workers have imported GDAL
         service_times, pool_times = [], []
         for i in range(args.repeat):
@@ -125,9 +89,6 @@ def main():
             pool_result = run_pool(args.town, out_dir)
             pool_times.append(time.perf_counter() - start)
         same = (gdal.Open(str(service_result)).ReadAsArray() == gdal.Open(str(pool_result)).ReadAsArray()).all()
-    finally:
-        cluster.terminate()
-        cluster.wait(30)
 
     service, pool = statistics.median(service_times), statistics.median(pool_times)
     database = connection.vendor

@@ -216,7 +216,7 @@ def index_extent():
     return extent["width"] or 0, extent["height"] or 0
 
 
-def _grid_tile(tile):
+def grid_tile(tile):
     return raster.GridTile(tile.path, tile.col, tile.row, tile.width, tile.height)
 
 
@@ -227,7 +227,7 @@ def neighbours(tile, halo):
     found = (Tile.objects.filter(col__lt=tile.col + tile.width + halo, row__lt=tile.row + tile.height + halo)
              .annotate(col_end=F("col") + F("width"), row_end=F("row") + F("height"))
              .filter(col_end__gt=tile.col - halo, row_end__gt=tile.row - halo).exclude(pk=tile.pk))
-    return [_grid_tile(t) for t in found]
+    return [grid_tile(t) for t in found]
 
 
 def job_run_tiles(*, job_id, worker):
@@ -248,20 +248,20 @@ def job_run_tiles(*, job_id, worker):
     width, height = index_extent()
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
     while (job_tile := _claim_next_tile(job_id, worker)) is not None:
-        _run_tile(job, job_tile, kind, options, width, height)
+        run_tile(job, job_tile, kind, options, width, height)
         if time.monotonic() > deadline:
             async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
             return
     job_finish_tiles(job_id=job_id)
 
 
-def _run_tile(job, job_tile, kind, options, index_width, index_height):
+def run_tile(job, job_tile, kind, options, index_width, index_height):
     tile = job_tile.tile
     relpath = tile_output_relpath(job.id, tile.id)
     out_path = media_path(relpath)
     try:
         size = raster.process_tile(
-            tile=_grid_tile(tile), neighbours=neighbours(tile, kind.halo), index_width=index_width,
+            tile=grid_tile(tile), neighbours=neighbours(tile, kind.halo), index_width=index_width,
             index_height=index_height, halo=kind.halo, processing=kind.processing, options=options, out_path=out_path,
             progress=TileWatch(job.id, job_tile.pk),
         )

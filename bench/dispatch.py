@@ -1,0 +1,135 @@
+"""Per-tile overhead of dispatch: tasks that claim tiles from our table against one task per tile.
+
+Many tiny tiles (default 45 x 45 tiles of 64 x 64 pixels, slope with its one-pixel halo), so that
+what the service spends per tile dominates. Two ways of dispatching the same job to a real
+`qcluster` with 2 workers, in one run:
+  claim     what jobsite does: one task per worker, each claiming pending tiles from the JobTile
+            table with a conditional UPDATE until none are left;
+  per-tile  one django-q2 task per tile, each claiming its own tile with the same UPDATE.
+Prints tiles/s of the tile phase (submit until the last tile is done), the per-tile overhead
+against the pool-free cost of the same tiles run in one process, and the total with the merge.
+
+    .venv/bin/python bench/dispatch.py [--side 45] [--tile-size 64] [--database-url postgres://...]
+"""
+
+import argparse
+import json
+import time
+
+
+def run_one_tile(job_id, tile_id):
+    """The per-tile task: claim this one tile, process it, and finish the job if it was the last."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from jobs import services
+    from jobs.jobtypes import get_job_type
+    from jobs.models import Job, JobStatus, JobTile, TileStatus
+
+    Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING, started=timezone.now())
+    claimed = JobTile.objects.filter(job_id=job_id, tile_id=tile_id, status=TileStatus.PENDING).update(
+        status=TileStatus.RUNNING, attempts=F("attempts") + 1, started=timezone.now(), lease_owner="per-tile")
+    if not claimed:
+        return
+    job = Job.objects.get(pk=job_id)
+    kind = get_job_type(job.type)
+    job_tile = JobTile.objects.select_related("tile").get(job_id=job_id, tile_id=tile_id)
+    services.run_tile(job, job_tile, kind, kind.gdal_options(job.params), *services.index_extent())
+    services.job_finish_tiles(job_id=job_id)
+
+
+def make_index(folder, side, size):
+    from jobs import raster
+    from jobs.tileindex import load_tiles
+
+    dem = raster.fractal_terrain(side * size, side * size, seed=2025)
+    wkt = raster.crs_wkt_from_epsg(25832)
+    for row in range(side):
+        for col in range(side):
+            gt = (500000.0 + col * size * 2.0, 2.0, 0.0, 6000000.0 - row * size * 2.0, 0.0, -2.0)
+            raster.write_raster(folder / f"t_{row * 1000 + col + 1}.tif", dem[row * size:(row + 1) * size, col * size:(col + 1) * size],
+                                gt, wkt, nodata=-9999.0, creation_options=("TILED=NO",))
+    load_tiles(folder)
+
+
+def in_process_seconds(tile_ids, work):
+    """The raster work alone: every tile processed in this process, no database in the loop."""
+    from jobs import raster, services
+    from jobs.jobtypes import JOB_TYPES
+    from jobs.models import Tile
+
+    kind = JOB_TYPES["slope"]
+    options = kind.gdal_options(kind.clean_params({}))
+    width, height = services.index_extent()
+    tiles = [(services.grid_tile(t), services.neighbours(t, 1)) for t in Tile.objects.filter(id__in=tile_ids)]
+    start = time.perf_counter()
+    for tile, neighbours in tiles:
+        raster.process_tile(tile=tile, neighbours=neighbours, index_width=width, index_height=height, halo=1,
+                            processing=kind.processing, options=options, out_path=work / "solo" / f"{tile.col}_{tile.row}.tif")
+    return time.perf_counter() - start
+
+
+def run(owner, tile_ids, mode):
+    from django_q.tasks import async_task
+
+    import harness
+    from jobs import services
+    from jobs.models import JobStatus
+
+    queue = services.queue_tile_tasks
+    if mode == "per-tile":
+        services.queue_tile_tasks = lambda job_id, tiles: [
+            async_task("bench.dispatch.run_one_tile", job_id, tile_id) for tile_id in tile_ids]
+    try:
+        start = time.perf_counter()
+        job = services.job_submit(owner=owner, job_type="slope", tile_ids=tile_ids)
+        harness.wait_until(job.pk, [JobStatus.MERGING, *JobStatus.final()])
+        tiles_done = time.perf_counter() - start
+        harness.wait_for_success(job.pk)
+        return tiles_done, time.perf_counter() - start
+    finally:
+        services.queue_tile_tasks = queue
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--side", type=int, default=45, help="tiles per side")
+    parser.add_argument("--tile-size", type=int, default=64)
+    parser.add_argument("--modes", default="claim,per-tile")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    import harness
+
+    work = harness.configure(args.database_url)
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from jobs.models import Tile
+
+    (work / "tiles").mkdir()
+    make_index(work / "tiles", args.side, args.tile_size)
+    tile_ids = list(Tile.objects.values_list("id", flat=True))
+    owner, _ = User.objects.get_or_create(username="bench")
+    solo = in_process_seconds(tile_ids, work)
+    n = len(tile_ids)
+    print(f"{n} tiles of {args.tile_size} x {args.tile_size}, slope, 2 workers, {connection.vendor}")
+    print(f"  raster work alone, one process: {solo:.2f} s ({1000 * solo / n:.2f} ms per tile; "
+          f"{2 * n / solo:.0f} tiles/s is the 2-core ceiling)")
+    results = {}
+    with harness.cluster():
+        run(owner, tile_ids[:4], "claim")  # warm-up
+        for mode in args.modes.split(","):
+            tiles_phase, total = run(owner, tile_ids, mode)
+            overhead_ms = 1000 * (2 * tiles_phase - solo) / n  # worker time per tile beyond the raster work
+            results[mode] = {"tiles_per_s": round(n / tiles_phase, 1), "overhead_ms": round(overhead_ms, 2),
+                             "tiles_s": round(tiles_phase, 2), "total_s": round(total, 2)}
+            print(f"  {mode:9s} tiles {tiles_phase:6.2f} s = {n / tiles_phase:7.1f} tiles/s, "
+                  f"overhead {overhead_ms:5.2f} ms per tile; with merge {total:6.2f} s")
+    if {"claim", "per-tile"} <= results.keys():
+        print(f"  claim / per-tile throughput: {results['claim']['tiles_per_s'] / results['per-tile']['tiles_per_s']:.2f}")
+    print(json.dumps({"bench": "dispatch", "database": connection.vendor, "tiles": n, "solo_s": round(solo, 2), **results}))
+
+
+if __name__ == "__main__":
+    main()
