@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
+from . import services
 from .models import Job, JobLog, JobTile, Label, Tile, Town
 
 
@@ -64,6 +65,13 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "tiles_total", "attempt", "outputs", "error", "created", "started", "finished", "updated"]
     inlines = [JobTileInline, JobLogInline]
     list_select_related = ["owner"]
+
+    def delete_model(self, request, obj):
+        services.job_delete(job=obj)
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset:
+            services.job_delete(job=job)
 
 
 @admin.register(JobLog)

@@ -6,6 +6,7 @@ writes it back, so repeated task deliveries and racing cancels do no harm.
 """
 
 import logging
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,10 @@ MAX_LABEL_LENGTH = 64
 
 
 # Storage layout: paths are built from ids only, never from user text.
+
+def job_dir(job_id):
+    return Path(settings.MEDIA_ROOT) / "jobs" / str(int(job_id))
+
 
 def tile_output_relpath(job_id, tile_id):
     return f"jobs/{int(job_id)}/tiles/{int(tile_id)}.tif"
@@ -165,6 +170,14 @@ def job_cancel(*, job, by=None):
     return job
 
 
+def job_delete(*, job):
+    """Delete a job with its tiles and logs, and its files once the deletion is committed."""
+    job_id = job.pk
+    with transaction.atomic():
+        job.delete()
+        transaction.on_commit(lambda: shutil.rmtree(job_dir(job_id), ignore_errors=True))
+
+
 # Running tiles (inside cluster workers)
 
 class TileWatch:
@@ -256,6 +269,7 @@ def job_run_tiles(*, job_id, worker):
 
 
 def run_tile(job, job_tile, kind, options, index_width, index_height):
+    """Process one claimed tile and record how it ended: succeeded, failed or canceled."""
     tile = job_tile.tile
     relpath = tile_output_relpath(job.id, tile.id)
     out_path = media_path(relpath)

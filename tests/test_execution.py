@@ -128,6 +128,21 @@ def _watch_every_call(watch, job_id, job_tile_id, interval=0.5):
     watch.checked = watch.renewed = 0
 
 
+def test_a_task_hands_over_to_a_fresh_one_when_its_time_budget_is_used(index, owner, media, settings):
+    from django_q.models import OrmQ
+
+    settings.TILE_TASK_BUDGET = 0
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    queued = OrmQ.objects.count()
+    services.job_run_tiles(job_id=job.pk, worker="w")
+    assert JobTile.objects.filter(job=job, status=TileStatus.SUCCEEDED).count() == 1
+    assert OrmQ.objects.count() == queued + 1  # the fresh task that carries on
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+    settings.TILE_TASK_BUDGET = 120
+    assert run(job).status == JobStatus.SUCCEEDED
+
+
 def test_cancel_refuses_a_finished_job(index, owner, media):
     job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     with pytest.raises(Conflict, match="is already succeeded"):
