@@ -223,6 +223,11 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     Both files appear at their names only once complete. Returns their sizes in bytes.
     """
     out_path, thumbnail_path = Path(out_path), Path(thumbnail_path)
+    # BuildVRT would skip a missing file with a warning and leave a hole in the mosaic.
+    missing = [str(p) for p in tile_paths if not Path(p).is_file()]
+    if missing:
+        raise RasterError(f"{len(missing)} tile outputs are missing: {', '.join(missing[:5])}"
+                          + (" ..." if len(missing) > 5 else ""))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     vrt_name = f"/vsimem/merge-{uuid.uuid4().hex}.vrt"
     tmp_cog, tmp_png = temporary_name(out_path), temporary_name(thumbnail_path)

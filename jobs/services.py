@@ -34,8 +34,9 @@ def job_dir(job_id):
     return Path(settings.MEDIA_ROOT) / "jobs" / str(int(job_id))
 
 
-def tile_output_relpath(job_id, tile_id):
-    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}.tif"
+def tile_output_relpath(job_id, tile_id, attempt):
+    """Each attempt writes its own file, so a stale worker can only ever remove its own output."""
+    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}_{int(attempt)}.tif"
 
 
 def output_relpath(job_id, name):
@@ -164,8 +165,12 @@ def job_cancel(*, job, by=None):
         if not won:
             status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
             raise Conflict(f"job {job.pk} is already {status}; only waiting, queued, running or merging jobs can be canceled")
+        now = timezone.now()
         skipped = JobTile.objects.filter(job=job, status=TileStatus.PENDING).update(status=TileStatus.CANCELED)
-        job_log(job.pk, f"canceled by {by or 'the system'}; {skipped} pending tiles will not run")
+        stopping = JobTile.objects.filter(job=job, status=TileStatus.RUNNING).update(
+            status=TileStatus.CANCELED, finished=now, lease_expires=None)
+        job_log(job.pk, f"canceled by {by or 'the system'}; {skipped} pending tiles will not run"
+                        + (f", {stopping} running tiles are stopping" if stopping else ""))
     job.refresh_from_db()
     return job
 
@@ -181,24 +186,27 @@ def job_delete(*, job):
 # Running tiles (inside cluster workers)
 
 class TileWatch:
-    """The progress callback of a running tile: stops GDAL once the job is no longer running, and
-    renews the tile's lease while it works. Looks at the database at most every `interval` seconds."""
+    """The progress callback of a running tile. At most every `interval` seconds it renews the
+    tile's lease with one conditional UPDATE; when that finds no row (the tile was canceled with
+    its job, or its lease was given to another worker) it tells GDAL to stop."""
 
-    def __init__(self, job_id, job_tile_id, interval=0.5):
-        self.job_id, self.job_tile_id, self.interval = job_id, job_tile_id, interval
-        self.checked = self.renewed = time.monotonic()
+    def __init__(self, job_tile, interval=0.5):
+        self.job_tile_id, self.attempt, self.interval = job_tile.pk, job_tile.attempts, interval
+        self.checked = time.monotonic()
 
     def __call__(self, fraction):
         now = time.monotonic()
         if now - self.checked < self.interval:
             return True
         self.checked = now
-        if not Job.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).exists():
-            return False
-        if now - self.renewed > settings.TILE_LEASE_SECONDS / 3:
-            self.renewed = now
-            JobTile.objects.filter(pk=self.job_tile_id, status=TileStatus.RUNNING).update(lease_expires=_lease_end())
-        return True
+        return bool(_mine(self.job_tile_id, self.attempt).update(lease_expires=_lease_end()))
+
+
+def _mine(job_tile_id, attempt):
+    """The tile, if it is still running under this claim. Every condition is on the JobTile row
+    itself: a join would become a subquery that PostgreSQL does not re-check against a row that a
+    concurrent transaction has just changed."""
+    return JobTile.objects.filter(pk=job_tile_id, status=TileStatus.RUNNING, attempts=attempt)
 
 
 def _lease_end():
@@ -212,14 +220,14 @@ def _claim_next_tile(job_id, worker):
                      .values_list("id", flat=True).first())
         if candidate is None:
             return None
-        won = JobTile.objects.filter(pk=candidate, status=TileStatus.PENDING, job__status=JobStatus.RUNNING).update(
+        # Conditions on the JobTile row only (see _mine). Cancel turns pending tiles to canceled in
+        # the same transaction as the job, so a pending tile always belongs to a job that may run.
+        won = JobTile.objects.filter(pk=candidate, status=TileStatus.PENDING).update(
             status=TileStatus.RUNNING, attempts=F("attempts") + 1, started=timezone.now(), finished=None, error="",
             lease_owner=worker, lease_expires=_lease_end(),
         )
         if won:
             return JobTile.objects.select_related("tile").get(pk=candidate)
-        if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).exists():
-            return None
         # another worker took this tile first; try the next one
 
 
@@ -271,32 +279,31 @@ def job_run_tiles(*, job_id, worker):
 def run_tile(job, job_tile, kind, options, index_width, index_height):
     """Process one claimed tile and record how it ended: succeeded, failed or canceled."""
     tile = job_tile.tile
-    relpath = tile_output_relpath(job.id, tile.id)
+    relpath = tile_output_relpath(job.id, tile.id, job_tile.attempts)
     out_path = media_path(relpath)
+    mine = _mine(job_tile.pk, job_tile.attempts)
     try:
         size = raster.process_tile(
             tile=grid_tile(tile), neighbours=neighbours(tile, kind.halo), index_width=index_width,
             index_height=index_height, halo=kind.halo, processing=kind.processing, options=options, out_path=out_path,
-            progress=TileWatch(job.id, job_tile.pk),
+            progress=TileWatch(job_tile),
         )
     except raster.Cancelled:
-        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING).update(status=TileStatus.CANCELED, finished=timezone.now())
-        job_log(job.id, "stopped: the job is no longer running", tile_id=tile.id)
+        mine.update(status=TileStatus.CANCELED, finished=timezone.now(), lease_expires=None)
+        job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
         return
     except Exception as exc:
         if not isinstance(exc, raster.RasterError):
             logger.exception("job %s tile %s failed", job.id, tile.id)
         message = str(exc) or type(exc).__name__
-        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING).update(
-            status=TileStatus.FAILED, finished=timezone.now(), error=message[:2000], lease_expires=None)
-        job_log(job.id, f"failed: {message}", level=JobLog.Level.ERROR, tile_id=tile.id)
+        if mine.update(status=TileStatus.FAILED, finished=timezone.now(), error=message[:2000], lease_expires=None):
+            job_log(job.id, f"failed: {message}", level=JobLog.Level.ERROR, tile_id=tile.id)
         return
-    won = JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING, job__status=JobStatus.RUNNING).update(
-        status=TileStatus.SUCCEEDED, finished=timezone.now(), output_path=relpath, output_size=size, lease_expires=None)
-    if not won:
-        # Canceled while GDAL ran its last lines: the output must not outlive the cancel.
+    if not mine.update(status=TileStatus.SUCCEEDED, finished=timezone.now(), output_path=relpath, output_size=size,
+                       lease_expires=None):
+        # Canceled (or taken over) while GDAL wrote its last lines: the output must not outlive that.
         out_path.unlink(missing_ok=True)
-        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING).update(status=TileStatus.CANCELED, finished=timezone.now())
+        job_log(job.id, "finished after the tile had stopped running; its output was discarded", tile_id=tile.id)
 
 
 def job_finish_tiles(*, job_id):

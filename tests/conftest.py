@@ -122,8 +122,9 @@ def window_of(array, tileset, tile_ids):
 
 def assert_same_pixels(expected, actual):
     assert expected.shape == actual.shape
-    differ = int(np.count_nonzero(expected != actual))
-    assert differ == 0, f"{differ} pixels differ"
+    rows, cols = np.nonzero(expected != actual)
+    assert rows.size == 0, (f"{rows.size} pixels differ, in rows {rows.min()}-{rows.max()} and columns "
+                            f"{cols.min()}-{cols.max()}; expected {expected[rows[0], cols[0]]}, got {actual[rows[0], cols[0]]}")
 
 
 # A real cluster in another process, against the test database.

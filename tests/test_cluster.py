@@ -59,21 +59,21 @@ def test_cancel_stops_a_running_job_and_no_output_is_written_after_it(cluster, l
              interval=0.02, message="a first tile to finish")
     response = client.post(f"/api/v1/jobs/{job_id}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "canceled"
-    canceled_at = time.monotonic()
+    canceled_at = time.time()
 
-    wait_for(lambda: not JobTile.objects.filter(job_id=job_id, status=TileStatus.RUNNING).exists(), 5,
-             interval=0.02, message="the running tiles to stop")
-    stopped_after = time.monotonic() - canceled_at
-    assert stopped_after < 1.5
-
-    time.sleep(1.0)  # anything still to be written would show up now
+    time.sleep(1.5)  # the workers notice within half a second; anything still to be written shows up now
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.CANCELED and job.outputs == []
     tiles = JobTile.objects.filter(job_id=job_id)
     succeeded = {t.tile_id for t in tiles if t.status == TileStatus.SUCCEEDED}
     assert 0 < len(succeeded) < len(large_index)
-    assert {t.status for t in tiles} <= {TileStatus.SUCCEEDED, TileStatus.CANCELED}
-    written = {int(p.stem) for p in (media / "jobs" / str(job_id) / "tiles").iterdir()}
-    assert written == succeeded
+    assert {t.status for t in tiles} == {TileStatus.SUCCEEDED, TileStatus.CANCELED}
+    # Nothing succeeded once the cancel had returned (a tile may finish while the cancel commits).
+    assert all(t.finished.timestamp() <= canceled_at for t in tiles if t.status == TileStatus.SUCCEEDED)
+    tiles_dir = media / "jobs" / str(job_id) / "tiles"
+    assert {int(p.name.split("_")[0]) for p in tiles_dir.iterdir()} == succeeded  # no temporary or late files
     assert not (media / "jobs" / str(job_id) / "out").exists()
-    assert not [p for p in (media / "jobs" / str(job_id) / "tiles").iterdir() if p.name.startswith(".")]
+    # Tiles that were running stopped (or threw their output away) within about a second.
+    late = job.logs.filter(tile__isnull=False, created__gt=job.finished)
+    assert late.exists()
+    assert max(log.created.timestamp() for log in late) - canceled_at < 1.0

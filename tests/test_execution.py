@@ -119,13 +119,47 @@ def test_cancel_stops_a_running_gdal_call_through_its_progress_callback(index, o
     assert job.status == JobStatus.CANCELED
     assert len(calls) == 5  # GDAL stopped at the first look after the cancel, the one that made it
     assert sorted(JobTile.objects.filter(job=job).values_list("status", flat=True)) == [TileStatus.CANCELED] * 2
-    assert not (media / "jobs" / str(job.pk) / "tiles").exists() or not any((media / "jobs" / str(job.pk) / "tiles").iterdir())
-    assert JobLog.objects.filter(job=job, message="stopped: the job is no longer running").exists()
+    tiles_dir = media / "jobs" / str(job.pk) / "tiles"
+    assert not tiles_dir.exists() or not any(tiles_dir.iterdir())
+    assert JobLog.objects.filter(job=job, message="stopped: the tile is no longer running").exists()
+    assert "1 pending tiles will not run, 1 running tiles are stopping" in JobLog.objects.filter(job=job)[2].message
 
 
-def _watch_every_call(watch, job_id, job_tile_id, interval=0.5):
-    watch.job_id, watch.job_tile_id, watch.interval = job_id, job_tile_id, 0
-    watch.checked = watch.renewed = 0
+def _watch_every_call(watch, job_tile, interval=0.5):
+    watch.job_tile_id, watch.attempt, watch.interval, watch.checked = job_tile.pk, job_tile.attempts, 0, 0
+
+
+def test_the_watch_renews_the_lease_and_stops_a_tile_given_to_another_worker(index, owner):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    JobTile.objects.filter(job=job).update(status=TileStatus.RUNNING, attempts=1)
+    job_tile = JobTile.objects.get(job=job)
+    watch = services.TileWatch(job_tile, interval=0)
+    assert watch(0.5) is True
+    assert JobTile.objects.get(pk=job_tile.pk).lease_expires is not None
+    JobTile.objects.filter(pk=job_tile.pk).update(attempts=2)  # claimed again by someone else
+    assert watch(0.6) is False
+
+
+def test_a_stale_attempt_neither_records_nor_removes_a_newer_attempts_output(index, owner, media):
+    """A worker that lost its tile (canceled and resumed, or lease expired) while still working must
+    not mark it succeeded, and may only remove its own file."""
+    from jobs.jobtypes import JOB_TYPES
+
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    stale = services._claim_next_tile(job.pk, "stale-worker")
+    JobTile.objects.filter(pk=stale.pk).update(status=TileStatus.PENDING)
+    fresh = services._claim_next_tile(job.pk, "fresh-worker")
+    assert (stale.attempts, fresh.attempts) == (1, 2)
+    kind = JOB_TYPES["slope"]
+    options = kind.gdal_options(job.params)
+    services.run_tile(job, fresh, kind, options, *services.index_extent())
+    services.run_tile(job, stale, kind, options, *services.index_extent())
+    done = JobTile.objects.get(pk=fresh.pk)
+    assert done.status == TileStatus.SUCCEEDED and done.attempts == 2 and done.output_path.endswith("_2.tif")
+    assert services.media_path(done.output_path).is_file()
+    assert sorted(p.name for p in services.media_path(done.output_path).parent.iterdir()) == [f"{index.ids[0]}_2.tif"]
+    assert JobLog.objects.filter(job=job, message__contains="its output was discarded").count() == 1
 
 
 def test_a_task_hands_over_to_a_fresh_one_when_its_time_budget_is_used(index, owner, media, settings):

@@ -81,6 +81,13 @@ def test_it_writes_a_cloud_optimized_geotiff_with_overviews(tmp_path_factory, tm
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_the_merge_refuses_missing_tile_outputs_instead_of_leaving_holes(tileset, tmp_path):
+    tiles = sorted(tileset.folder.iterdir())
+    with pytest.raises(raster.RasterError, match="1 tile outputs are missing: .*gone.tif"):
+        raster.merge_to_cog([*tiles, tmp_path / "gone.tif"], tmp_path / "out.tif", tmp_path / "thumb.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_it_stops_when_the_progress_callback_says_so_and_writes_nothing(grid, tmp_path):
     _, tiles = grid
     calls = []
