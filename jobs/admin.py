@@ -1,7 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count
 
 from . import services
+from .exceptions import Conflict
 from .models import Job, JobLog, JobTile, Label, Tile, Town
 
 
@@ -66,12 +67,19 @@ class JobAdmin(admin.ModelAdmin):
     inlines = [JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
+    def has_delete_permission(self, request, obj=None):
+        """Only finished jobs can be deleted; cancel a job first."""
+        return super().has_delete_permission(request, obj) and (obj is None or obj.is_final)
+
     def delete_model(self, request, obj):
         services.job_delete(job=obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
-            services.job_delete(job=job)
+            try:
+                services.job_delete(job=job)
+            except Conflict as exc:
+                self.message_user(request, f"not deleted: {exc}", messages.ERROR)
 
 
 @admin.register(JobLog)

@@ -11,3 +11,7 @@ class Rejected(Exception):
 
 class Conflict(Exception):
     """The request is valid but the job's state does not allow it (409)."""
+
+
+class LimitExceeded(Exception):
+    """The caller has reached a configured limit, such as active jobs at once (429)."""

@@ -7,7 +7,7 @@ from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from . import services
-from .api import JobSerializer
+from .api.serializers import JobSerializer
 from .exceptions import Conflict, Rejected
 from .models import Job
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from . import raster
-from .exceptions import Conflict, Rejected
+from .exceptions import Conflict, LimitExceeded, Rejected
 from .jobtypes import get_job_type
 from .models import InterimResults, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
 
@@ -132,6 +132,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         ids = _clean_tile_ids(tile_ids)
 
     with transaction.atomic():
+        _check_active_jobs(owner)
         job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town, status=JobStatus.QUEUED,
                                  interim_results=interim_results, tiles_total=len(ids))
         if clean_labels:
@@ -142,6 +143,16 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         job_log(job.id, f"{owner} submitted {kind.name} over {len(ids)} tiles of {where}")
         transaction.on_commit(lambda: queue_tile_tasks(job.id, len(ids)))
     return job
+
+
+def _check_active_jobs(owner):
+    """Refuse a new job to a user at the limit of active jobs. Locking the user's row makes
+    concurrent submits of one user count one after the other."""
+    type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+    active = Job.objects.filter(owner=owner, status__in=JobStatus.active()).count()
+    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
+        raise LimitExceeded(f"you have {active} active jobs and the limit is {settings.MAX_ACTIVE_JOBS_PER_USER}; "
+                            "wait for one to finish or cancel one")
 
 
 def _id_list(ids, limit=20):
@@ -176,10 +187,14 @@ def job_cancel(*, job, by=None):
 
 
 def job_delete(*, job):
-    """Delete a job with its tiles and logs, and its files once the deletion is committed."""
+    """Delete a finished job with its tiles and logs, and its files once the deletion is committed."""
     job_id = job.pk
     with transaction.atomic():
-        job.delete()
+        finished = Job.objects.select_for_update().filter(pk=job_id, status__in=JobStatus.final()).first()
+        if finished is None:
+            status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            raise Conflict(f"job {job_id} is {status}; cancel it first, only finished jobs can be deleted")
+        finished.delete()
         transaction.on_commit(lambda: shutil.rmtree(job_dir(job_id), ignore_errors=True))
 
 

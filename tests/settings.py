@@ -10,3 +10,6 @@ os.environ.setdefault("MEDIA_ROOT", str(Path(__file__).resolve().parent.parent /
 from jobsite.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Production serves hashed, collected static files; tests find them in the apps instead.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+WHITENOISE_USE_FINDERS = True

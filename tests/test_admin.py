@@ -40,6 +40,7 @@ def test_deleting_a_job_in_the_admin_deletes_its_tiles_logs_and_files(job, admin
 
 def test_the_delete_action_removes_the_files_of_each_job(job, index, owner, admin_client, media,
                                                          django_capture_on_commit_callbacks):
+    run(job)
     second = run(services.job_submit(owner=owner, job_type="aspect", tile_ids=index.ids[:1]))
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [job.pk, second.pk],
@@ -50,3 +51,12 @@ def test_the_delete_action_removes_the_files_of_each_job(job, index, owner, admi
 def test_the_admin_needs_staff(job, client, owner):
     client.force_login(owner)
     assert client.get("/admin/jobs/job/").status_code == 302
+
+
+def test_the_admin_offers_no_delete_for_a_job_that_has_not_finished(job, admin_client):
+    assert admin_client.get(f"/admin/jobs/job/{job.pk}/delete/").status_code == 403
+    assert f"/admin/jobs/job/{job.pk}/delete/" not in admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    response = admin_client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [job.pk],
+                                                      "post": "yes"})
+    assert response.status_code == 403
+    assert Job.objects.filter(pk=job.pk).exists()

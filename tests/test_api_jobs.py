@@ -127,12 +127,28 @@ def test_staff_can_cancel_anybodys_job(job, staff, client_for):
     assert "canceled by staff" in job.logs.last().message
 
 
-def test_logs_are_listed_in_order(job, client_for):
+def test_logs_page_forward_from_a_cursor(job, client_for):
+    client = client_for(job.owner)
+    first = client.get(f"/api/v1/jobs/{job.pk}/logs/").json()
+    assert [entry["message"][:15] for entry in first["results"]] == ["owner submitted"]
+    assert set(first["results"][0]) == {"id", "created", "level", "tile", "message"}
     services.job_cancel(job=job, by="owner")
-    body = client_for(job.owner).get(f"/api/v1/jobs/{job.pk}/logs/").json()
-    assert body["count"] == 2
-    assert [entry["message"][:15] for entry in body["results"]] == ["owner submitted", "canceled by own"]
-    assert set(body["results"][0]) == {"id", "created", "level", "tile", "message"}
+    services.job_log(job.pk, "one more line")
+    tail = client.get(first["next"]).json()
+    assert [entry["message"][:15] for entry in tail["results"]] == ["canceled by own", "one more line"]
+    assert tail["last_id"] == tail["results"][-1]["id"]
+    assert client.get(tail["next"]).json()["results"] == []
+
+
+def test_logs_take_a_limit_and_refuse_a_bad_cursor(job, client_for):
+    for i in range(5):
+        services.job_log(job.pk, f"line {i}")
+    client = client_for(job.owner)
+    page = client.get(f"/api/v1/jobs/{job.pk}/logs/?limit=2").json()
+    assert len(page["results"]) == 2
+    assert len(client.get(page["next"]).json()["results"]) == 2
+    response = client.get(f"/api/v1/jobs/{job.pk}/logs/?after=abc")
+    assert response.status_code == 400 and response.json()["detail"].startswith("after: ")
 
 
 def test_a_finished_job_shows_its_outputs_and_they_download(index, owner, media, client_for):

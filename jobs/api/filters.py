@@ -1,0 +1,90 @@
+"""django-filter FilterSets: the query parameters of the list endpoints."""
+
+import django_filters as filters
+from django.db.models import Exists, OuterRef, Q
+from rest_framework.exceptions import ValidationError
+
+from ..models import Job, JobStatus, JobTile, Tile, TileStatus
+
+
+class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
+    """Any of several choices, comma-separated: `?status=queued,running`."""
+
+
+class NumberInFilter(filters.BaseInFilter, filters.NumberFilter):
+    """Any of several numbers, comma-separated: `?id=4315,4283`."""
+
+
+def _names(value):
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _labelled(name):
+    return Exists(Job.labels.through.objects.filter(job_id=OuterRef("pk"), label__name=name))
+
+
+class JobFilter(filters.FilterSet):
+    status = ChoiceInFilter(choices=JobStatus.choices, help_text="any of these statuses, comma-separated")
+    type = filters.CharFilter()
+    label = filters.CharFilter(method="filter_label_any", help_text="has any of these labels, comma-separated")
+    label_all = filters.CharFilter(method="filter_label_all", help_text="has all of these labels, comma-separated")
+    owner = filters.CharFilter(field_name="owner__username", help_text="owner's username (staff see every owner)")
+    town = filters.NumberFilter(field_name="town_id")
+    tile = filters.NumberFilter(method="filter_tile", help_text="the job covers this tile id")
+    created = filters.IsoDateTimeFromToRangeFilter(help_text="created_after / created_before (ISO 8601)")
+    started = filters.IsoDateTimeFromToRangeFilter()
+    finished = filters.IsoDateTimeFromToRangeFilter()
+    search = filters.CharFilter(method="filter_search", help_text="text in a label or in the error message")
+    ordering = filters.OrderingFilter(fields=["created", "finished", "duration", "status", "id"],
+                                      help_text="created, finished, duration or status; a leading - reverses")
+
+    class Meta:
+        model = Job
+        fields = []
+
+    def filter_label_any(self, queryset, name, value):
+        return queryset.filter(Exists(Job.labels.through.objects.filter(job_id=OuterRef("pk"), label__name__in=_names(value))))
+
+    def filter_label_all(self, queryset, name, value):
+        for label in _names(value):
+            queryset = queryset.filter(_labelled(label))
+        return queryset
+
+    def filter_tile(self, queryset, name, value):
+        return queryset.filter(Exists(JobTile.objects.filter(job_id=OuterRef("pk"), tile_id=value)))
+
+    def filter_search(self, queryset, name, value):
+        in_label = Exists(Job.labels.through.objects.filter(job_id=OuterRef("pk"), label__name__icontains=value))
+        return queryset.filter(Q(error__icontains=value) | in_label)
+
+
+class JobTileFilter(filters.FilterSet):
+    status = ChoiceInFilter(choices=TileStatus.choices, help_text="any of these statuses, comma-separated")
+
+    class Meta:
+        model = JobTile
+        fields = []
+
+
+def parse_bbox(value):
+    try:
+        minx, miny, maxx, maxy = (float(part) for part in value.split(","))
+    except ValueError:
+        raise ValidationError({"bbox": "must be minx,miny,maxx,maxy: four numbers in the index CRS"}) from None
+    if minx > maxx or miny > maxy:
+        raise ValidationError({"bbox": "minx must not exceed maxx, nor miny maxy"})
+    return minx, miny, maxx, maxy
+
+
+class TileFilter(filters.FilterSet):
+    id = NumberInFilter(help_text="any of these tile ids, comma-separated")
+    town = filters.NumberFilter(field_name="towns__id")
+    bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy (index CRS)")
+
+    class Meta:
+        model = Tile
+        fields = []
+
+    def filter_bbox(self, queryset, name, value):
+        minx, miny, maxx, maxy = parse_bbox(value)
+        return queryset.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)

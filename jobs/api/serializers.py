@@ -1,0 +1,145 @@
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from ..models import InterimResults, Job, JobLog, JobTile, Tile, Town
+
+
+class OutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes")
+    content_type = serializers.CharField()
+    url = serializers.URLField()
+
+
+class JobLinksSerializer(serializers.Serializer):
+    self = serializers.URLField()
+    tiles = serializers.URLField()
+    logs = serializers.URLField()
+    outputs = serializers.URLField()
+    cancel = serializers.URLField(allow_null=True, help_text="null once the job has finished")
+
+
+def outputs_of(job, request):
+    return [
+        {"name": output["name"], "size": output["size"], "content_type": output["content_type"],
+         "url": reverse("job-output", kwargs={"pk": job.pk, "name": output["name"]}, request=request)}
+        for output in job.outputs
+    ]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    labels = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    tiles_done = serializers.IntegerField(read_only=True)
+    tiles_failed = serializers.IntegerField(read_only=True)
+    progress = serializers.SerializerMethodField(help_text="percent of the tiles done; 100 once the result exists")
+    duration_s = serializers.SerializerMethodField(help_text="seconds from start to finish (or until now)")
+    outputs = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "type", "status", "owner", "params", "labels", "town", "interim_results", "tiles_total",
+                  "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished", "updated",
+                  "duration_s", "outputs", "error", "links"]
+        read_only_fields = fields
+
+    def get_progress(self, job) -> int:
+        return job.progress(job.tiles_done)
+
+    def get_duration_s(self, job) -> float | None:
+        if job.started is None:
+            return None
+        return round(((job.finished or timezone.now()) - job.started).total_seconds(), 3)
+
+    @extend_schema_field(OutputSerializer(many=True))
+    def get_outputs(self, job):
+        return outputs_of(job, self.context.get("request"))
+
+    @extend_schema_field(JobLinksSerializer)
+    def get_links(self, job):
+        request = self.context.get("request")
+
+        def link(name):
+            return reverse(name, kwargs={"pk": job.pk}, request=request)
+
+        return {"self": link("job-detail"), "tiles": link("job-tiles"), "logs": link("job-logs"),
+                "outputs": link("job-outputs"), "cancel": None if job.is_final else link("job-cancel")}
+
+
+class JobCreateSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="A job type name, e.g. hillshade (see job-types/)")
+    tile_ids = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=True,
+                                     help_text="Tile ids of the index; give this or town_id")
+    town_id = serializers.IntegerField(required=False, help_text="A town id; give this or tile_ids")
+    params = serializers.DictField(required=False, default=dict, help_text="Parameters of the job type")
+    labels = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+                                   required=False, default=list)
+    interim_results = serializers.ChoiceField(choices=InterimResults.choices, required=False)
+
+
+class JobLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobLog
+        fields = ["id", "created", "level", "tile", "message"]
+
+
+class JobTileSerializer(serializers.ModelSerializer):
+    tile_id = serializers.IntegerField()
+
+    class Meta:
+        model = JobTile
+        fields = ["tile_id", "status", "attempts", "started", "finished", "output_size", "error"]
+
+
+class BoundsField(serializers.ListField):
+    child = serializers.FloatField()
+
+    def __init__(self, **kwargs):
+        super().__init__(min_length=4, max_length=4, read_only=True, source="bounds",
+                         help_text="[minx, miny, maxx, maxy] in the index CRS", **kwargs)
+
+
+class TileSerializer(serializers.ModelSerializer):
+    bounds = BoundsField()
+
+    class Meta:
+        model = Tile
+        fields = ["id", "bounds", "width", "height", "col", "row"]
+
+
+class TownSerializer(serializers.ModelSerializer):
+    tile_ids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Town
+        fields = ["id", "name", "tile_ids"]
+
+    def get_tile_ids(self, town) -> list[int]:
+        return sorted(tile.id for tile in town.tiles.all())
+
+
+class ParamSchemaSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string"])
+    required = serializers.BooleanField()
+    default = serializers.JSONField(allow_null=True)
+    help = serializers.CharField()
+    minimum = serializers.FloatField(required=False)
+    exclusive_minimum = serializers.FloatField(required=False)
+    maximum = serializers.FloatField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class JobTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    params = ParamSchemaSerializer(many=True)
+
+
+class LabelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    jobs = serializers.IntegerField(help_text="jobs with this label that the caller can see")
+

@@ -1,0 +1,149 @@
+"""REST API viewsets. Thin: querysets, filters and serializers here; workflows in jobs.services."""
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetch, Q
+from django.http import FileResponse, Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+
+from .. import services
+from ..jobtypes import JOB_TYPES, get_job_type
+from ..models import Job, JobLog, Label, Tile, Town
+from .errors import ErrorSerializer
+from .filters import JobFilter, JobTileFilter, TileFilter
+from .pagination import AfterCursorPagination
+from .serializers import (JobCreateSerializer, JobLogSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer,
+                          LabelSerializer, OutputSerializer, TileSerializer, TownSerializer, outputs_of)
+
+CONFLICT = {409: ErrorSerializer}
+
+
+class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                 mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Jobs of the caller (staff: of everybody). Another user's job answers 404."""
+
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = JobFilter
+    lookup_value_regex = r"\d+"
+
+    def get_object(self):
+        """The job by id among those the caller may see; the list's filters do not apply."""
+        job = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        self.check_object_permissions(self.request, job)
+        return job
+
+    def get_queryset(self):
+        return (Job.objects.visible_to(self.request.user).with_counts()
+                .annotate(duration=ExpressionWrapper(F("finished") - F("started"), output_field=DurationField()))
+                .select_related("owner").prefetch_related("labels"))
+
+    def get_serializer_class(self):
+        return JobCreateSerializer if self.action == "create" else JobSerializer
+
+    def _represent(self, job, code=status.HTTP_200_OK):
+        job = self.get_queryset().get(pk=job.pk)
+        return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer, 429: ErrorSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        job = services.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
+                                  town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
+                                  interim_results=data.get("interim_results"))
+        return self._represent(job, status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, **CONFLICT})
+    def destroy(self, request, *args, **kwargs):
+        """Delete a finished job with its tiles, logs and files; 409 while it has not finished."""
+        services.job_delete(job=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: JobSerializer, **CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a job that has not finished; 409 once it has."""
+        return self._represent(services.job_cancel(job=self.get_object(), by=request.user))
+
+    @extend_schema(responses=JobLogSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], pagination_class=AfterCursorPagination, filter_backends=[])
+    def logs(self, request, pk=None):
+        """The job's log, oldest first. Follow `next` to read only what was logged since."""
+        page = self.paginate_queryset(JobLog.objects.filter(job=self.get_object()))
+        return self.get_paginated_response(JobLogSerializer(page, many=True).data)
+
+    @extend_schema(responses=JobTileSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=JobTileFilter)
+    def tiles(self, request, pk=None):
+        """Each tile of the job with its status, attempts, timings and error."""
+        tiles = self.filter_queryset(self.get_object().tiles.order_by("tile_id"))
+        page = self.paginate_queryset(tiles)
+        return self.get_paginated_response(JobTileSerializer(page, many=True).data)
+
+    @extend_schema(responses=OutputSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def outputs(self, request, pk=None):
+        """The job's result files (empty until it has succeeded)."""
+        return Response(outputs_of(self.get_object(), request))
+
+    @extend_schema(responses={(200, "image/tiff"): OpenApiTypes.BINARY, (200, "image/png"): OpenApiTypes.BINARY},
+                   filters=False)
+    @action(detail=True, methods=["get"], url_path=r"outputs/(?P<name>[^/]+)", url_name="output", filter_backends=[])
+    def output(self, request, pk=None, name=None):
+        """Download one result file, streamed."""
+        job = self.get_object()
+        output = next((o for o in job.outputs if o["name"] == name), None)
+        path = services.media_path(output["path"]) if output else None
+        if path is None or not path.is_file():
+            raise Http404(f"job {job.pk} has no output {name!r}")
+        return FileResponse(path.open("rb"), content_type=output["content_type"], as_attachment=True, filename=name)
+
+
+class TileViewSet(viewsets.ReadOnlyModelViewSet):
+    """The tile index."""
+
+    queryset = Tile.objects.order_by("id")
+    serializer_class = TileSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = TileFilter
+
+
+class TownViewSet(viewsets.ReadOnlyModelViewSet):
+    """Towns with the ids of their tiles."""
+
+    queryset = Town.objects.order_by("id").prefetch_related(Prefetch("tiles", queryset=Tile.objects.only("id")))
+    serializer_class = TownSerializer
+
+
+class JobTypeViewSet(viewsets.ViewSet):
+    """The job types and the schema of their parameters, enough to build a form from."""
+
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(responses=JobTypeSerializer(many=True))
+    def list(self, request):
+        return Response([JOB_TYPES[name].schema() for name in sorted(JOB_TYPES)])
+
+    @extend_schema(responses=JobTypeSerializer)
+    def retrieve(self, request, name=None):
+        if name not in JOB_TYPES:
+            raise Http404(f"no job type {name!r}")
+        return Response(get_job_type(name).schema())
+
+
+class LabelViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The labels on the caller's jobs (staff: on all jobs), with how many jobs carry each."""
+
+    serializer_class = LabelSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        visible = Q() if user.is_staff else Q(jobs__owner=user)
+        return (Label.objects.annotate(jobs_count=Count("jobs", filter=visible)).filter(jobs_count__gt=0)
+                .order_by("name").values("name", jobs=F("jobs_count")))
