@@ -1,15 +1,34 @@
 """The endpoints the old tile pipeline's clients call, on top of the same services as the REST API.
 
-Every answer is `{"status": <HTTP code>, "data": ..., "message": ...}` with the same HTTP code.
+Every answer, errors included, is `{"status": <HTTP code>, "data": ..., "message": ...}` with the
+same HTTP code (the API's exception handler wraps the errors of views marked `legacy_answer`).
 """
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from . import services
 from .api.serializers import JobSerializer
-from .exceptions import Conflict, Rejected
-from .models import Job
+from .exceptions import Rejected
+from .models import MAX_ID, Job
+
+
+class LegacyAnswerSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="the HTTP status code")
+    data = JobSerializer(allow_null=True)
+    message = serializers.CharField()
+
+
+def legacy_endpoint(*parameters):
+    """A GET endpoint answering in the wrapper, documented as such."""
+    def decorate(view):
+        wrapped = api_view(["GET"])(view)
+        wrapped.cls.legacy_answer = True
+        answers = {code: LegacyAnswerSerializer for code in (200, 201, 400, 401, 403, 404, 409, 429)}
+        return extend_schema(parameters=list(parameters), responses=answers, tags=["old pipeline"])(wrapped)
+    return decorate
 
 
 def _answer(code, data=None, message=""):
@@ -21,9 +40,12 @@ def _int_param(request, name):
     if not raw:
         raise Rejected({name: "is required"})
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise Rejected({name: f"must be an integer, not {raw!r}"}) from None
+    if not 0 <= value <= MAX_ID:
+        raise Rejected({name: f"must be between 0 and {MAX_ID}"})
+    return value
 
 
 def _tile_id_list(raw):
@@ -40,21 +62,11 @@ def _job_data(request, job_id):
     return JobSerializer(job, context={"request": request}).data
 
 
-def _legacy(view):
-    """Turn the services' refusals into the wrapped answer."""
-    def wrapped(request):
-        try:
-            return view(request)
-        except Rejected as exc:
-            return _answer(400, message=str(exc))
-        except Conflict as exc:
-            return _answer(409, message=str(exc))
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
-    return api_view(["GET"])(wrapped)
+JOB_ID = OpenApiParameter("job_id", int, required=True)
 
 
-@_legacy
+@legacy_endpoint(OpenApiParameter("tile_ids", str, description="comma-separated tile ids; or town_id"),
+                 OpenApiParameter("town_id", int), OpenApiParameter("type", str, description="default hillshade"))
 def start_job(request):
     """Start a job over `tile_ids` (comma-separated) or `town_id`; `type` defaults to hillshade."""
     params = request.query_params
@@ -64,7 +76,7 @@ def start_job(request):
     return _answer(201, _job_data(request, job.pk), f"job {job.pk} started over {job.tiles_total} tiles")
 
 
-@_legacy
+@legacy_endpoint(JOB_ID)
 def job_status(request):
     """The status of job `job_id`."""
     job_id = _int_param(request, "job_id")
@@ -74,7 +86,7 @@ def job_status(request):
     return _answer(200, data, f"job {job_id} is {data['status']}")
 
 
-@_legacy
+@legacy_endpoint(JOB_ID)
 def cancel_job(request):
     """Cancel job `job_id`."""
     job_id = _int_param(request, "job_id")

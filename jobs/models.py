@@ -5,6 +5,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
+# The largest id a PositiveIntegerField holds on every database; larger ones cannot exist, and
+# would overflow inside the database if they reached a query.
+MAX_ID = 2_147_483_647
+
+
 class Tile(models.Model):
     """One raster of the tile index. The id is the index's own tile number."""
 

@@ -20,7 +20,7 @@ from django_q.tasks import async_task
 from . import raster
 from .exceptions import Conflict, LimitExceeded, Rejected
 from .jobtypes import get_job_type
-from .models import InterimResults, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
+from .models import MAX_ID, InterimResults, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _clean_tile_ids(tile_ids):
     if duplicates:
         raise Rejected({"tile_ids": f"duplicate tile ids: {', '.join(map(str, sorted(duplicates)))}"})
     _check_tile_limit("tile_ids", len(tile_ids))
-    known = set(Tile.objects.filter(id__in=tile_ids).values_list("id", flat=True))
+    known = set(Tile.objects.filter(id__in=[i for i in tile_ids if 0 <= i <= MAX_ID]).values_list("id", flat=True))
     unknown = [tile_id for tile_id in tile_ids if tile_id not in known]
     if unknown:
         shown = ", ".join(map(str, unknown[:50])) + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
@@ -101,7 +101,7 @@ def _check_tile_limit(field, count):
 def _town_tile_ids(town_id):
     if not isinstance(town_id, int) or isinstance(town_id, bool):
         raise Rejected({"town_id": "must be an integer town id"})
-    town = Town.objects.filter(pk=town_id).first()
+    town = Town.objects.filter(pk=town_id).first() if 0 <= town_id <= MAX_ID else None
     if town is None:
         raise Rejected({"town_id": f"unknown town id: {town_id}"})
     tile_ids = sorted(town.tiles.values_list("id", flat=True))

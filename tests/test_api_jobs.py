@@ -164,3 +164,67 @@ def test_a_finished_job_shows_its_outputs_and_they_download(index, owner, media,
     assert b"".join(response.streaming_content)[:4] == b"II*\x00"
     assert client.get(f"/api/v1/jobs/{job.pk}/outputs/other.tif/").status_code == 404
     assert client.get(f"/api/v1/jobs/{job.pk}/outputs/..%2F..%2Fsecret/").status_code == 404
+
+
+def test_the_job_carries_links_duration_and_owner(job, client_for):
+    body = client_for(job.owner).get(f"/api/v1/jobs/{job.pk}/").json()
+    base = f"http://testserver/api/v1/jobs/{job.pk}/"
+    assert body["links"] == {"self": base, "tiles": base + "tiles/", "logs": base + "logs/",
+                             "outputs": base + "outputs/", "cancel": base + "cancel/"}
+    assert body["duration_s"] is None and body["owner"] == "owner" and body["updated"]
+
+
+def test_a_finished_jobs_duration_and_links(index, owner, media, client_for):
+    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    body = client_for(owner).get(f"/api/v1/jobs/{job.pk}/").json()
+    assert body["duration_s"] == round((job.finished - job.started).total_seconds(), 3)
+    assert body["links"]["cancel"] is None
+    outputs = client_for(owner).get(body["links"]["outputs"]).json()
+    assert [o["name"] for o in outputs] == ["slope.tif", "thumbnail.png"]
+
+
+def test_deleting_a_finished_job_removes_it_and_its_files(index, owner, media, client_for,
+                                                          django_capture_on_commit_callbacks):
+    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(owner).delete(f"/api/v1/jobs/{job.pk}/")
+    assert response.status_code == 204
+    assert not Job.objects.filter(pk=job.pk).exists() and not services.job_dir(job.pk).exists()
+
+
+def test_deleting_an_unfinished_job_is_a_409(job, client_for):
+    response = client_for(job.owner).delete(f"/api/v1/jobs/{job.pk}/")
+    assert response.status_code == 409
+    assert response.json()["detail"] == f"job {job.pk} is queued; cancel it first, only finished jobs can be deleted"
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_another_users_job_cannot_be_deleted(index, owner, other, media, client_for):
+    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    assert client_for(other).delete(f"/api/v1/jobs/{job.pk}/").status_code == 404
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_the_tiles_of_a_job_with_their_status(index, owner, media, client_for):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    from jobs.models import JobTile
+
+    JobTile.objects.filter(job=job, tile_id=index.ids[1]).update(status="failed", error="bad data", attempts=1)
+    client = client_for(owner)
+    body = client.get(f"/api/v1/jobs/{job.pk}/tiles/").json()
+    assert body["count"] == 3
+    assert body["results"][1] == {"tile_id": index.ids[1], "status": "failed", "attempts": 1, "started": None,
+                                  "finished": None, "output_size": None, "error": "bad data"}
+    failed = client.get(f"/api/v1/jobs/{job.pk}/tiles/?status=failed,canceled").json()
+    assert [t["tile_id"] for t in failed["results"]] == [index.ids[1]]
+    bad = client.get(f"/api/v1/jobs/{job.pk}/tiles/?status=lost")
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("status: ")
+
+
+def test_cors_is_off_unless_origins_are_configured(job, client_for, settings):
+    client = client_for(job.owner)
+    assert "Access-Control-Allow-Origin" not in client.get("/api/v1/jobs/", HTTP_ORIGIN="https://maps.example.org")
+    settings.CORS_ALLOWED_ORIGINS = ["https://maps.example.org"]
+    response = client.get("/api/v1/jobs/", HTTP_ORIGIN="https://maps.example.org")
+    assert response["Access-Control-Allow-Origin"] == "https://maps.example.org"
+    assert "Access-Control-Allow-Origin" not in client.get("/api/v1/jobs/", HTTP_ORIGIN="https://evil.example")

@@ -48,6 +48,8 @@ def test_labels_are_shared_between_jobs(index, owner):
     ({"tile_ids": [100, 5, 6]}, "tile_ids", "unknown tile ids: 5, 6"),
     ({"tile_ids": "100,101"}, "tile_ids", "must be a list of integer tile ids"),
     ({"town_id": 4}, "town_id", "unknown town id: 4"),
+    ({"tile_ids": [100, 2**40]}, "tile_ids", f"unknown tile ids: {2**40}"),
+    ({"town_id": -2**70}, "town_id", f"unknown town id: {-2**70}"),
     ({"tile_ids": [100], "job_type": "erosion"}, "type", "unknown job type 'erosion'"),
     ({"tile_ids": [100], "labels": ["ok", ""]}, "labels", "is not a label"),
     ({"tile_ids": [100], "labels": "flood"}, "labels", "must be a list of strings"),

@@ -24,7 +24,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class ValidationErrorSerializer(ErrorSerializer):
-    errors = serializers.DictField(help_text="What is wrong, by field name")
+    errors = serializers.DictField(required=False, help_text="What is wrong, by field name (absent when the body could not be parsed)")
 
 
 def _flatten(errors, prefix=""):
@@ -50,6 +50,8 @@ def exception_handler(exc, context):
     if response is not None and isinstance(exc, ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = {"detail": "; ".join(_flatten(detail)), "errors": detail}
+    if response is not None and getattr(context.get("view"), "legacy_answer", False):
+        response.data = {"status": response.status_code, "data": None, "message": response.data["detail"]}
     return response
 
 

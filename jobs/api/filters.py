@@ -1,18 +1,56 @@
 """django-filter FilterSets: the query parameters of the list endpoints."""
 
+import datetime
+
 import django_filters as filters
-from django.db.models import Exists, OuterRef, Q
+from django import forms
+from django_filters.fields import IsoDateTimeField, IsoDateTimeRangeField
+from django.db.models import Exists, F, OuterRef, Q
 from rest_framework.exceptions import ValidationError
 
-from ..models import Job, JobStatus, JobTile, Tile, TileStatus
+from ..models import MAX_ID, Job, JobStatus, JobTile, Tile, TileStatus
 
 
 class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
     """Any of several choices, comma-separated: `?status=queued,running`."""
 
 
-class NumberInFilter(filters.BaseInFilter, filters.NumberFilter):
-    """Any of several numbers, comma-separated: `?id=4315,4283`."""
+class IdFilter(filters.NumberFilter):
+    """A whole-number id within what the database holds."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=0, max_value=MAX_ID, **kwargs)
+
+
+class IdInFilter(filters.BaseInFilter, IdFilter):
+    """Any of several ids, comma-separated: `?id=4315,4283`."""
+
+
+class UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, handed to the database in UTC: PostgreSQL refuses offsets beyond
+    ±15:59, and a time that cannot be expressed in UTC (year 1 with a positive offset) is invalid."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(datetime.timezone.utc)
+        except OverflowError:
+            raise forms.ValidationError("is out of range once in UTC", code="invalid") from None
+
+
+class UTCDateTimeRangeField(IsoDateTimeRangeField):
+    def __init__(self, *args, **kwargs):
+        super(IsoDateTimeRangeField, self).__init__((UTCDateTimeField(), UTCDateTimeField()), *args, **kwargs)
+
+
+class DateTimeRangeFilter(filters.IsoDateTimeFromToRangeFilter):
+    """`<name>_after` and `<name>_before`, ISO 8601 date-times."""
+
+    field_class = UTCDateTimeRangeField
 
 
 def _names(value):
@@ -23,19 +61,29 @@ def _labelled(name):
     return Exists(Job.labels.through.objects.filter(job_id=OuterRef("pk"), label__name=name))
 
 
+class NullsLastOrderingFilter(filters.OrderingFilter):
+    """Ordering where rows without a value (unfinished jobs have no duration) come last both ways,
+    on every database."""
+
+    def get_ordering_value(self, param):
+        descending = param.startswith("-")
+        field = F(self.param_map[param.lstrip("-")])
+        return field.desc(nulls_last=True) if descending else field.asc(nulls_last=True)
+
+
 class JobFilter(filters.FilterSet):
     status = ChoiceInFilter(choices=JobStatus.choices, help_text="any of these statuses, comma-separated")
     type = filters.CharFilter()
     label = filters.CharFilter(method="filter_label_any", help_text="has any of these labels, comma-separated")
     label_all = filters.CharFilter(method="filter_label_all", help_text="has all of these labels, comma-separated")
     owner = filters.CharFilter(field_name="owner__username", help_text="owner's username (staff see every owner)")
-    town = filters.NumberFilter(field_name="town_id")
-    tile = filters.NumberFilter(method="filter_tile", help_text="the job covers this tile id")
-    created = filters.IsoDateTimeFromToRangeFilter(help_text="created_after / created_before (ISO 8601)")
-    started = filters.IsoDateTimeFromToRangeFilter()
-    finished = filters.IsoDateTimeFromToRangeFilter()
+    town = IdFilter(field_name="town_id")
+    tile = IdFilter(method="filter_tile", help_text="the job covers this tile id")
+    created = DateTimeRangeFilter(help_text="created_after / created_before (ISO 8601)")
+    started = DateTimeRangeFilter()
+    finished = DateTimeRangeFilter()
     search = filters.CharFilter(method="filter_search", help_text="text in a label or in the error message")
-    ordering = filters.OrderingFilter(fields=["created", "finished", "duration", "status", "id"],
+    ordering = NullsLastOrderingFilter(fields=["created", "finished", "duration", "status", "id"],
                                       help_text="created, finished, duration or status; a leading - reverses")
 
     class Meta:
@@ -77,8 +125,8 @@ def parse_bbox(value):
 
 
 class TileFilter(filters.FilterSet):
-    id = NumberInFilter(help_text="any of these tile ids, comma-separated")
-    town = filters.NumberFilter(field_name="towns__id")
+    id = IdInFilter(help_text="any of these tile ids, comma-separated")
+    town = IdFilter(field_name="towns__id")
     bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy (index CRS)")
 
     class Meta:

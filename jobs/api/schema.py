@@ -8,11 +8,13 @@ class AutoSchema(SpectacularAutoSchema):
 
     errors = {400: ValidationErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
-    def get_response_serializers(self):
-        responses = super().get_response_serializers()
-        if not isinstance(responses, dict):
-            if self.method == "DELETE":
-                responses = {204: None}
-            else:
-                responses = {201 if self._is_create_operation() else 200: responses}
-        return {**self.errors, **responses}
+    def _get_response_bodies(self, direction="response"):
+        # Here rather than in get_response_serializers, which @extend_schema replaces outright.
+        bodies = super()._get_response_bodies(direction)
+        errors = dict(self.errors)
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors[415] = ErrorSerializer  # a body in a media type the endpoint does not parse
+        for code, serializer in errors.items():
+            if str(code) not in bodies:
+                bodies[str(code)] = self._get_response_for_code(serializer, str(code), direction=direction)
+        return bodies

@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from ..models import InterimResults, Job, JobLog, JobTile, Tile, Town
+from ..models import MAX_ID, InterimResults, Job, JobLog, JobTile, Tile, Town
 
 
 class OutputSerializer(serializers.Serializer):
@@ -71,9 +71,10 @@ class JobSerializer(serializers.ModelSerializer):
 
 class JobCreateSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="A job type name, e.g. hillshade (see job-types/)")
-    tile_ids = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=True,
-                                     help_text="Tile ids of the index; give this or town_id")
-    town_id = serializers.IntegerField(required=False, help_text="A town id; give this or tile_ids")
+    tile_ids = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_ID), required=False,
+                                     allow_empty=True, help_text="Tile ids of the index; give this or town_id")
+    town_id = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False,
+                                       help_text="A town id; give this or tile_ids")
     params = serializers.DictField(required=False, default=dict, help_text="Parameters of the job type")
     labels = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
                                    required=False, default=list)
@@ -94,16 +95,9 @@ class JobTileSerializer(serializers.ModelSerializer):
         fields = ["tile_id", "status", "attempts", "started", "finished", "output_size", "error"]
 
 
-class BoundsField(serializers.ListField):
-    child = serializers.FloatField()
-
-    def __init__(self, **kwargs):
-        super().__init__(min_length=4, max_length=4, read_only=True, source="bounds",
-                         help_text="[minx, miny, maxx, maxy] in the index CRS", **kwargs)
-
-
 class TileSerializer(serializers.ModelSerializer):
-    bounds = BoundsField()
+    bounds = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, read_only=True,
+                                   help_text="[minx, miny, maxx, maxy] in the index CRS")
 
     class Meta:
         model = Tile
@@ -141,5 +135,5 @@ class JobTypeSerializer(serializers.Serializer):
 
 class LabelSerializer(serializers.Serializer):
     name = serializers.CharField()
-    jobs = serializers.IntegerField(help_text="jobs with this label that the caller can see")
+    jobs = serializers.IntegerField(source="job_count", help_text="jobs with this label that the caller can see")
 

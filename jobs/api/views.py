@@ -4,9 +4,12 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetc
 from django.http import FileResponse, Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
@@ -28,7 +31,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
 
     filter_backends = [DjangoFilterBackend]
     filterset_class = JobFilter
-    lookup_value_regex = r"\d+"
+    lookup_value_regex = r"\d{1,18}"  # within a 64-bit id: a longer number is a 404, not an overflow
 
     def get_object(self):
         """The job by id among those the caller may see; the list's filters do not apply."""
@@ -37,6 +40,8 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         return job
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # generating the schema: there is no user
+            return Job.objects.none()
         return (Job.objects.visible_to(self.request.user).with_counts()
                 .annotate(duration=ExpressionWrapper(F("finished") - F("started"), output_field=DurationField()))
                 .select_related("owner").prefetch_related("labels"))
@@ -77,12 +82,15 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         page = self.paginate_queryset(JobLog.objects.filter(job=self.get_object()))
         return self.get_paginated_response(JobLogSerializer(page, many=True).data)
 
-    @extend_schema(responses=JobTileSerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=JobTileFilter)
+    @extend_schema(responses=JobTileSerializer(many=True), filters=False, parameters=[
+        OpenApiParameter("status", str, description="any of these tile statuses, comma-separated")])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def tiles(self, request, pk=None):
         """Each tile of the job with its status, attempts, timings and error."""
-        tiles = self.filter_queryset(self.get_object().tiles.order_by("tile_id"))
-        page = self.paginate_queryset(tiles)
+        filterset = JobTileFilter(request.query_params, queryset=self.get_object().tiles.order_by("tile_id"))
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        page = self.paginate_queryset(filterset.qs)
         return self.get_paginated_response(JobTileSerializer(page, many=True).data)
 
     @extend_schema(responses=OutputSerializer(many=True), filters=False)
@@ -109,6 +117,7 @@ class TileViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = Tile.objects.order_by("id")
     serializer_class = TileSerializer
+    lookup_value_regex = r"\d{1,9}"
     filter_backends = [DjangoFilterBackend]
     filterset_class = TileFilter
 
@@ -118,6 +127,7 @@ class TownViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = Town.objects.order_by("id").prefetch_related(Prefetch("tiles", queryset=Tile.objects.only("id")))
     serializer_class = TownSerializer
+    lookup_value_regex = r"\d{1,9}"
 
 
 class JobTypeViewSet(viewsets.ViewSet):
@@ -143,7 +153,21 @@ class LabelViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = LabelSerializer
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Label.objects.none()
         user = self.request.user
         visible = Q() if user.is_staff else Q(jobs__owner=user)
-        return (Label.objects.annotate(jobs_count=Count("jobs", filter=visible)).filter(jobs_count__gt=0)
-                .order_by("name").values("name", jobs=F("jobs_count")))
+        return (Label.objects.annotate(job_count=Count("jobs", filter=visible)).filter(job_count__gt=0)
+                .order_by("name"))
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class TokenView(ObtainAuthToken):
+    """Exchange a username and password for the API token to send as `Authorization: Token <key>`."""
+
+    @extend_schema(request=AuthTokenSerializer, responses={200: TokenSerializer})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)

@@ -1,0 +1,23 @@
+"""Lists cost a constant number of queries, whatever the page size (no N+1)."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.models import Job, JobTile, Label
+
+
+def test_listing_500_jobs_costs_as_many_queries_as_listing_5(index, owner, client_for):
+    labels = Label.objects.bulk_create([Label(name=f"label-{i}") for i in range(3)])
+    jobs = Job.objects.bulk_create([Job(type="slope", owner=owner, tiles_total=2) for _ in range(500)])
+    Job.labels.through.objects.bulk_create([Job.labels.through(job=job, label=label) for job in jobs for label in labels])
+    JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id, status="succeeded")
+                                 for job in jobs for tile_id in index.ids[:2]])
+    client = client_for(owner)
+    counts = {}
+    for limit in (5, 500):
+        with CaptureQueriesContext(connection) as queries:
+            body = client.get(f"/api/v1/jobs/?limit={limit}").json()
+        assert len(body["results"]) == limit and body["results"][0]["tiles_done"] == 2
+        assert len(body["results"][0]["labels"]) == 3
+        counts[limit] = len(queries)
+    assert counts[5] == counts[500] <= 5, counts

@@ -1,0 +1,80 @@
+"""The OpenAPI schema, its documentation page, and the API checked against the schema."""
+
+import os
+import re
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from rest_framework.authtoken.models import Token
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
+
+from jobs import services
+from jobsite.wsgi import application
+
+from .test_execution import run
+
+
+def test_the_schema_describes_every_endpoint(db, client):
+    response = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ["/api/v1/jobs/", "/api/v1/jobs/{id}/", "/api/v1/jobs/{id}/cancel/", "/api/v1/jobs/{id}/logs/",
+                 "/api/v1/jobs/{id}/tiles/", "/api/v1/jobs/{id}/outputs/", "/api/v1/jobs/{id}/outputs/{name}/",
+                 "/api/v1/tiles/", "/api/v1/tiles/{id}/", "/api/v1/towns/", "/api/v1/towns/{id}/",
+                 "/api/v1/job-types/", "/api/v1/job-types/{name}/", "/api/v1/labels/", "/api/v1/auth/token/",
+                 "/start_job", "/job_status", "/cancel_job"]:
+        assert path in paths, path
+    assert set(paths["/api/v1/jobs/{id}/"]) == {"get", "delete"}
+    create = paths["/api/v1/jobs/"]["post"]
+    assert {"201", "400", "401", "429"} <= set(create["responses"])
+    filters = {p["name"] for p in paths["/api/v1/jobs/"]["get"]["parameters"]}
+    assert {"status", "type", "label", "label_all", "owner", "town", "tile", "created_after", "finished_before",
+            "search", "ordering", "limit", "offset"} <= filters
+
+
+def test_the_docs_are_served_from_local_files(db, client):
+    page = client.get("/api/v1/docs/").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(url.startswith("/static/") for url in assets if url.endswith((".js", ".css"))), assets
+    assert "cdn" not in page.lower()
+    script = next(url for url in assets if url.endswith("swagger-ui-bundle.js"))
+    assert client.get(script).status_code == 200
+
+
+@pytest.fixture
+def api(index, town, owner, other, media):
+    """Something to find for every endpoint: a finished job with outputs, a queued one, another user's."""
+    run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"]))
+    services.job_submit(owner=owner, job_type="slope", town_id=town.id)
+    services.job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
+    # Requests go through the real WSGI application in this process; like Django's test client, keep
+    # it from closing the test's database connection at the end of each request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield schemathesis.openapi.from_wsgi("/api/v1/schema/", application)
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def token(owner):
+    return Token.objects.create(user=owner).key
+
+
+schema = schemathesis.pytest.from_fixture("api")
+
+
+# A bounded, repeatable run in the suite; API_EXAMPLES=200 API_RANDOM=1 for a deeper one by hand.
+@schema.parametrize()
+@hypothesis_settings(max_examples=int(os.environ.get("API_EXAMPLES", 12)), deadline=None,
+                     derandomize=not os.environ.get("API_RANDOM"), suppress_health_check=list(HealthCheck))
+def test_the_api_answers_as_its_schema_says(case, token):
+    """No 5xx, and every status code, content type and body as documented."""
+    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=[
+        not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance])
