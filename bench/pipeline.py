@@ -51,10 +51,10 @@ def run_pool(town_id, out_dir):
 
 
 def run_service(owner, town_id):
-    from jobs import services
+    from jobs import services, storage
 
     job = services.job_submit(owner=owner, job_type="hillshade", town_id=town_id, interim_results="always")
-    return services.media_path(harness.wait_for_success(job.pk).outputs[0]["path"])
+    return storage.media_path(harness.wait_for_success(job.pk).outputs[0]["path"])
 
 
 def main():

@@ -125,7 +125,11 @@ class Job(models.Model):
     tiles_total = models.PositiveIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=1)
     outputs = models.JSONField(default=list, blank=True)
+    outputs_size = models.BigIntegerField(default=0, help_text="bytes of its result files")
     error = models.TextField(blank=True)
+    interim_deleted = models.DateTimeField(
+        null=True, blank=True, help_text="When its interim results were deleted by a storage cleanup; "
+                                         "a resume then recomputes every tile")
     created = models.DateTimeField(default=timezone.now)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -148,6 +152,10 @@ class Job(models.Model):
     @property
     def is_final(self):
         return self.status in JobStatus.final()
+
+    @property
+    def is_resumable(self):
+        return self.status in (JobStatus.FAILED, JobStatus.CANCELED)
 
     def progress(self, tiles_done):
         """Percentage of tiles done; 100 only once the merged result exists."""

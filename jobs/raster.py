@@ -24,7 +24,23 @@ osr.UseExceptions()
 
 
 class RasterError(Exception):
-    """A raster could not be read, processed or written; the message is GDAL's own."""
+    """A raster could not be read, processed or written; the message is GDAL's own.
+
+    `transient` is true for GDAL's file I/O errors (a read or write that failed half-way), which
+    may pass on another try; a file that is missing or not a raster, or bad data, will not.
+    """
+
+    def __init__(self, message, transient=False):
+        super().__init__(message)
+        self.transient = transient
+
+
+def gdal_error(exc, prefix=""):
+    """A RasterError from the RuntimeError a GDAL call raised, with GDAL's error class."""
+    message = str(exc)
+    if prefix and prefix not in message:
+        message = f"{prefix}: {message}"
+    return RasterError(message, transient=gdal.GetLastErrorNo() == gdal.CPLE_FileIO)
 
 
 class Cancelled(Exception):
@@ -72,7 +88,7 @@ def read_info(path):
     try:
         ds = gdal.Open(str(path))
     except RuntimeError as exc:
-        raise RasterError(str(exc)) from None
+        raise gdal_error(exc) from None
     gt = ds.GetGeoTransform(can_return_null=True)
     if gt is None:
         raise RasterError("has no georeferencing")
@@ -142,7 +158,9 @@ def _raise_stopped(state, exc):
         raise state["error"]
     if state.get("stopped"):
         raise Cancelled("stopped by the progress callback")
-    raise RasterError(str(exc)) from None
+    if isinstance(exc, RasterError):
+        raise exc
+    raise gdal_error(exc) from None
 
 
 def temporary_name(path):
@@ -163,7 +181,7 @@ def read_window(tiles, col, row, width, height, fill, dtype, callback=None):
             ds = gdal.Open(tile.path)
             part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0, callback=callback)
         except RuntimeError as exc:
-            raise RasterError(str(exc) if tile.path in str(exc) else f"{tile.path}: {exc}") from None
+            raise gdal_error(exc, tile.path) from None
         window[y0 - row : y1 - row, x0 - col : x1 - col] = part
     return window
 
@@ -243,7 +261,7 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
         os.replace(tmp_cog, out_path)
         os.replace(tmp_png, thumbnail_path)
     except RuntimeError as exc:
-        raise RasterError(str(exc)) from None
+        raise gdal_error(exc) from None
     finally:
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
         tmp_cog.unlink(missing_ok=True)

@@ -7,17 +7,17 @@ writes it back, so repeated task deliveries and racing cancels do no harm.
 
 import logging
 import shutil
+import socket
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, F, Max, OuterRef
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import raster
+from . import raster, storage
 from .exceptions import Conflict, LimitExceeded, Rejected
 from .jobtypes import get_job_type
 from .models import MAX_ID, InterimResults, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
@@ -26,25 +26,6 @@ logger = logging.getLogger(__name__)
 
 MAX_LABELS = 20
 MAX_LABEL_LENGTH = 64
-
-
-# Storage layout: paths are built from ids only, never from user text.
-
-def job_dir(job_id):
-    return Path(settings.MEDIA_ROOT) / "jobs" / str(int(job_id))
-
-
-def tile_output_relpath(job_id, tile_id, attempt):
-    """Each attempt writes its own file, so a stale worker can only ever remove its own output."""
-    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}_{int(attempt)}.tif"
-
-
-def output_relpath(job_id, name):
-    return f"jobs/{int(job_id)}/out/{name}"
-
-
-def media_path(relpath):
-    return Path(settings.MEDIA_ROOT) / relpath
 
 
 def job_log(job_id, message, level=JobLog.Level.INFO, tile_id=None):
@@ -182,8 +163,81 @@ def job_cancel(*, job, by=None):
             status=TileStatus.CANCELED, finished=now, lease_expires=None)
         job_log(job.pk, f"canceled by {by or 'the system'}; {skipped} pending tiles will not run"
                         + (f", {stopping} running tiles are stopping" if stopping else ""))
+        _ended(job.pk)
     job.refresh_from_db()
     return job
+
+
+def _ended(job_id):
+    """A job has just ended failed or canceled: with the `never` policy its interim results go now."""
+    if Job.objects.filter(pk=job_id, interim_results=InterimResults.NEVER).exists():
+        storage.drop_interim_results([job_id])
+
+
+def job_resume(*, job, by=None, params=None):
+    """Run a failed or canceled job again, keeping the tiles whose output is still on disk.
+
+    1. `params` (optional) are changes to the job's parameters, checked like a new job's.
+    2. One conditional UPDATE moves the job from failed or canceled to queued: 409 otherwise,
+       and for the loser of two concurrent resumes.
+    3. If the parameters changed the result, every tile runs again. Otherwise succeeded tiles
+       whose output exists with the size recorded when it was written are kept, the rest go back
+       to pending. The merge then runs over all tiles.
+
+    Returns (job, number of tiles that will run).
+    """
+    kind = get_job_type(job.type)
+    new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
+    changes = {name: (job.params.get(name), value) for name, value in new_params.items() if job.params.get(name) != value}
+    with transaction.atomic():
+        won = Job.objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELED]).update(
+            status=JobStatus.QUEUED, attempt=F("attempt") + 1, params=new_params, error="", started=None,
+            finished=None, outputs=[], outputs_size=0, interim_deleted=None)
+        if not won:
+            status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+            raise Conflict(f"job {job.pk} is {status}; only failed or canceled jobs can be resumed")
+        storage.remove_files_on_commit(output["path"] for output in job.outputs)
+        tiles = JobTile.objects.filter(job_id=job.pk)
+        if changes:
+            storage.drop_interim_results([job.pk])
+            rerun = tiles
+        else:
+            _forget_lost_outputs(job.pk)
+            rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
+        to_run = rerun.update(status=TileStatus.PENDING, error="", started=None, finished=None, lease_owner="",
+                              lease_expires=None)
+        kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
+        attempt = job.attempt + 1
+        changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+        job_log(job.pk, f"resumed by {by or 'the system'} (attempt {attempt}): "
+                        + (f"parameters changed ({changed}), every tile runs again" if changes
+                           else f"{kept} tiles kept from before") + f"; {to_run} tiles to run")
+        transaction.on_commit(lambda: queue_tile_tasks(job.pk, to_run))
+    job.refresh_from_db()
+    return job, to_run
+
+
+def _as_dict(params):
+    if not isinstance(params, dict):
+        raise Rejected({"params": "must be an object of parameter names to values"})
+    return params
+
+
+def _forget_lost_outputs(job_id):
+    """Succeeded tiles whose output is gone or not the size recorded when it was written lose
+    their succeeded status, so that they run again."""
+    lost = []
+    for pk, relpath, size in JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).values_list(
+            "pk", "output_path", "output_size").iterator():
+        try:
+            intact = bool(relpath) and storage.media_path(relpath).stat().st_size == size
+        except OSError:
+            intact = False
+        if not intact:
+            lost.append(pk)
+    for start in range(0, len(lost), storage.CHUNK):
+        JobTile.objects.filter(pk__in=lost[start:start + storage.CHUNK]).update(
+            status=TileStatus.PENDING, output_path="", output_size=None)
 
 
 def job_delete(*, job):
@@ -195,7 +249,7 @@ def job_delete(*, job):
             status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
             raise Conflict(f"job {job_id} is {status}; cancel it first, only finished jobs can be deleted")
         finished.delete()
-        transaction.on_commit(lambda: shutil.rmtree(job_dir(job_id), ignore_errors=True))
+        transaction.on_commit(lambda: shutil.rmtree(storage.job_dir(job_id), ignore_errors=True))
 
 
 # Running tiles (inside cluster workers)
@@ -283,7 +337,12 @@ def job_run_tiles(*, job_id, worker):
     options = kind.gdal_options(job.params)
     width, height = index_extent()
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
-    while (job_tile := _claim_next_tile(job_id, worker)) is not None:
+    while True:
+        job_tile = _claim_next_tile(job_id, worker)
+        if job_tile is None and return_lost_tiles(job_id):  # a worker died: take over its tiles now
+            job_tile = _claim_next_tile(job_id, worker)
+        if job_tile is None:
+            break
         run_tile(job, job_tile, kind, options, width, height)
         if time.monotonic() > deadline:
             async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
@@ -294,8 +353,8 @@ def job_run_tiles(*, job_id, worker):
 def run_tile(job, job_tile, kind, options, index_width, index_height):
     """Process one claimed tile and record how it ended: succeeded, failed or canceled."""
     tile = job_tile.tile
-    relpath = tile_output_relpath(job.id, tile.id, job_tile.attempts)
-    out_path = media_path(relpath)
+    relpath = storage.tile_output_relpath(job.id, tile.id, job_tile.attempts)
+    out_path = storage.media_path(relpath)
     mine = _mine(job_tile.pk, job_tile.attempts)
     try:
         size = raster.process_tile(
@@ -308,17 +367,109 @@ def run_tile(job, job_tile, kind, options, index_width, index_height):
         job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
         return
     except Exception as exc:
-        if not isinstance(exc, raster.RasterError):
-            logger.exception("job %s tile %s failed", job.id, tile.id)
-        message = str(exc) or type(exc).__name__
-        if mine.update(status=TileStatus.FAILED, finished=timezone.now(), error=message[:2000], lease_expires=None):
-            job_log(job.id, f"failed: {message}", level=JobLog.Level.ERROR, tile_id=tile.id)
+        _tile_failed(job, job_tile, exc, mine)
         return
     if not mine.update(status=TileStatus.SUCCEEDED, finished=timezone.now(), output_path=relpath, output_size=size,
                        lease_expires=None):
         # Canceled (or taken over) while GDAL wrote its last lines: the output must not outlive that.
         out_path.unlink(missing_ok=True)
         job_log(job.id, "finished after the tile had stopped running; its output was discarded", tile_id=tile.id)
+
+
+def may_pass(exc):
+    """Whether trying again may succeed: I/O errors and lost database connections may pass; bad
+    data, a missing or unreadable tile and bugs will not."""
+    if isinstance(exc, raster.RasterError):
+        return exc.transient
+    return isinstance(exc, (OSError, OperationalError, InterfaceError))
+
+
+def _tile_failed(job, job_tile, exc, mine):
+    """Back to pending for another try if the error may pass and attempts are left, else failed."""
+    tile_id, attempt, limit = job_tile.tile_id, job_tile.attempts, settings.TILE_MAX_ATTEMPTS
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, (raster.RasterError, OSError)):
+        logger.exception("job %s tile %s failed", job.id, tile_id)
+    if may_pass(exc) and attempt < limit:
+        if mine.update(status=TileStatus.PENDING, error=message[:2000], lease_expires=None, lease_owner=""):
+            job_log(job.id, f"attempt {attempt} of {limit} failed, will try again: {message}",
+                    level=JobLog.Level.WARNING, tile_id=tile_id)
+        return
+    if may_pass(exc):
+        message = f"failed {attempt} times, the last time: {message}"
+    if mine.update(status=TileStatus.FAILED, finished=timezone.now(), error=message[:2000], lease_expires=None):
+        job_log(job.id, f"failed: {message}", level=JobLog.Level.ERROR, tile_id=tile_id)
+
+
+def _dead_here(worker):
+    """Whether `worker` ("host:pid") is a process of this host that no longer runs. A reused pid
+    errs on the safe side: the tile then waits for its lease to expire."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # killed, not yet reaped
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def return_lost_tiles(job_id=None):
+    """Tiles whose worker died, seen by an expired lease or, on this host, by its process being gone:
+    back to pending while attempts are left, failed past the limit. For one job, or all.
+    Returns the ids of the jobs touched."""
+    running = JobTile.objects.filter(status=TileStatus.RUNNING)
+    if job_id is not None:
+        running = running.filter(job_id=job_id)
+    now = timezone.now()
+    touched = set()
+    for pk, job, tile_id, attempt, worker, expires in running.values_list(
+            "pk", "job_id", "tile_id", "attempts", "lease_owner", "lease_expires"):
+        if not ((expires is not None and expires < now) or _dead_here(worker)):
+            continue
+        lost = _mine(pk, attempt).filter(lease_owner=worker)
+        if attempt < settings.TILE_MAX_ATTEMPTS:
+            if lost.update(status=TileStatus.PENDING, lease_owner="", lease_expires=None,
+                           error=f"worker {worker} stopped answering"):
+                job_log(job, f"worker {worker} stopped answering during attempt {attempt} of "
+                             f"{settings.TILE_MAX_ATTEMPTS}; the tile will run again", JobLog.Level.WARNING, tile_id)
+                touched.add(job)
+        elif lost.update(status=TileStatus.FAILED, finished=timezone.now(), lease_expires=None,
+                         error=f"its worker stopped answering on each of {attempt} attempts"):
+            job_log(job, f"failed: its worker stopped answering on each of {attempt} attempts", JobLog.Level.ERROR, tile_id)
+            touched.add(job)
+    return touched
+
+
+def sweep():
+    """The periodic repair, so that no job stays running forever:
+
+    1. tiles of dead workers go back to pending (or fail past the attempt limit);
+    2. running jobs with nothing left to run move on (their last finisher died before it could);
+    3. jobs with pending tiles that no worker has touched for STALE_WAKEUP_SECONDS, or just got
+       tiles back, are woken again (a broker message may have been lost);
+    4. merges that outlived the task timeout are queued again.
+    """
+    now = timezone.now()
+    touched = return_lost_tiles()
+    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+    for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
+        job_finish_tiles(job_id=job_id)
+    stale = now - timedelta(seconds=settings.STALE_WAKEUP_SECONDS)
+    waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+               .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
+                         running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
+               .filter(pending__gt=0).filter(Q(pk__in=touched) | Q(running=0, updated__lt=stale)))
+    for job_id, pending in waiting.values_list("id", "pending"):
+        Job.objects.filter(pk=job_id).update(updated=now)  # woken at most once per period
+        queue_tile_tasks(job_id, pending)
+    merge_deadline = now - timedelta(seconds=settings.TASK_TIMEOUT)
+    for job_id in Job.objects.filter(status=JobStatus.MERGING, updated__lt=merge_deadline).values_list("id", flat=True):
+        if Job.objects.filter(pk=job_id, status=JobStatus.MERGING, updated__lt=merge_deadline).update(updated=now):
+            job_log(job_id, "the merge did not finish in time; it runs again", JobLog.Level.WARNING)
+            async_task("jobs.tasks.merge", job_id, task_name=f"job {job_id} merge")
 
 
 def job_finish_tiles(*, job_id):
@@ -336,6 +487,7 @@ def job_finish_tiles(*, job_id):
     error = f"{len(failed)} of its tiles failed: {_id_list(failed)}"
     if done.filter(Exists(failed_tiles)).update(status=JobStatus.FAILED, finished=timezone.now(), error=error):
         job_log(job_id, f"failed: {error}", level=JobLog.Level.ERROR)
+        _ended(job_id)
 
 
 def job_merge(*, job_id):
@@ -345,26 +497,31 @@ def job_merge(*, job_id):
         return
     kind = get_job_type(job.type)
     relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile_id").values_list("output_path", flat=True))
-    cog_rel, png_rel = output_relpath(job.id, kind.output_name), output_relpath(job.id, "thumbnail.png")
+    cog_rel, png_rel = storage.output_relpath(job.id, kind.output_name), storage.output_relpath(job.id, "thumbnail.png")
     started = time.monotonic()
     try:
         with raster.thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
-            cog_size, png_size = raster.merge_to_cog([media_path(p) for p in relpaths], media_path(cog_rel), media_path(png_rel))
-    except raster.RasterError as exc:
-        if Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
-                status=JobStatus.FAILED, finished=timezone.now(), error=f"merge failed: {exc}"):
-            job_log(job_id, f"merge failed: {exc}", level=JobLog.Level.ERROR)
+            cog_size, png_size = raster.merge_to_cog([storage.media_path(p) for p in relpaths],
+                                                     storage.media_path(cog_rel), storage.media_path(png_rel))
+    except (raster.RasterError, OSError) as exc:
+        with transaction.atomic():
+            if Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
+                    status=JobStatus.FAILED, finished=timezone.now(), error=f"merge failed: {exc}"):
+                job_log(job_id, f"merge failed: {exc}", level=JobLog.Level.ERROR)
+                _ended(job_id)
         return
     outputs = [
         {"name": kind.output_name, "path": cog_rel, "size": cog_size, "content_type": "image/tiff"},
         {"name": "thumbnail.png", "path": png_rel, "size": png_size, "content_type": "image/png"},
     ]
-    won = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
-        status=JobStatus.SUCCEEDED, finished=timezone.now(), outputs=outputs, error="")
-    if not won:
-        for output in outputs:
-            media_path(output["path"]).unlink(missing_ok=True)
-        return
-    job_log(job_id, f"succeeded: merged {len(relpaths)} tiles into {kind.output_name} "
-                    f"({cog_size} bytes) in {time.monotonic() - started:.1f} s")
-
+    with transaction.atomic():
+        won = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
+            status=JobStatus.SUCCEEDED, finished=timezone.now(), outputs=outputs, outputs_size=cog_size + png_size,
+            error="")
+        if not won:
+            storage.remove_files([output["path"] for output in outputs])
+            return
+        job_log(job_id, f"succeeded: merged {len(relpaths)} tiles into {kind.output_name} "
+                        f"({cog_size} bytes) in {time.monotonic() - started:.1f} s")
+        if job.interim_results != InterimResults.ALWAYS:
+            storage.drop_interim_results([job_id])

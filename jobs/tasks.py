@@ -3,7 +3,7 @@
 import os
 import socket
 
-from . import services
+from . import services, storage
 
 
 def worker_name():
@@ -16,3 +16,11 @@ def run_tiles(job_id):
 
 def merge(job_id):
     services.job_merge(job_id=job_id)
+
+
+def sweep():
+    services.sweep()
+
+
+def remove_files(relpaths):
+    storage.remove_files(relpaths)

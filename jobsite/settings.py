@@ -161,6 +161,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "jobs.models.JobStatus", "TileStatusEnum": "jobs.models.TileStatus"},
 }
 
 # CORS is off unless origins are listed, e.g. CORS_ALLOWED_ORIGINS=https://maps.example.org
@@ -203,7 +204,11 @@ else:
 # Tile tasks work through pending tiles for at most this long, then hand over to a fresh task,
 # so that no task comes near the cluster's timeout.
 TILE_TASK_BUDGET = envint("JOBSITE_TILE_TASK_BUDGET", 120, minimum=1)
-TILE_LEASE_SECONDS = envint("JOBSITE_TILE_LEASE_SECONDS", 120, minimum=5)
+TILE_LEASE_SECONDS = envint("JOBSITE_TILE_LEASE_SECONDS", 120, minimum=2)  # renewed every 0.5 s
+# A tile whose error may pass (I/O, a lost worker) is tried this many times in all.
+TILE_MAX_ATTEMPTS = envint("JOBSITE_TILE_MAX_ATTEMPTS", 3, minimum=1)
+# A job with pending tiles that no worker has touched for this long is woken again (its task was lost).
+STALE_WAKEUP_SECONDS = envint("JOBSITE_STALE_WAKEUP_SECONDS", 600, minimum=10)
 MAX_TILES_PER_JOB = envint("JOBSITE_MAX_TILES_PER_JOB", 10000, minimum=1)
 MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimum=1)
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")

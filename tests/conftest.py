@@ -14,7 +14,7 @@ from osgeo import gdal
 from rest_framework.test import APIClient
 
 from jobs import raster
-from jobs.models import Job, Town
+from jobs.models import Job, Tile, Town
 from jobs.tileindex import load_tiles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -168,13 +168,47 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(transactional_db, media, tmp_path):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
-           "MEDIA_ROOT": str(media), "JOBSITE_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
-    running = Cluster(tmp_path / "qcluster.log", env)
-    running.start()
-    yield running
-    running.stop()
+def start_cluster(transactional_db, media, tmp_path):
+    """Start real clusters on the test database, with extra environment settings; all stop at the end."""
+    started = []
+
+    def start(**settings):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
+               "MEDIA_ROOT": str(media), "JOBSITE_WORKERS": "2", "PYTHONUNBUFFERED": "1", **settings}
+        running = Cluster(tmp_path / f"qcluster-{len(started)}.log", env)
+        running.start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def cluster(start_cluster):
+    return start_cluster()
+
+
+@pytest.fixture
+def large_index(transactional_db, tmp_path):
+    """48 tiles of 1024 x 1024, and a VRT of them all to compare with."""
+    dem = raster.fractal_terrain(1024, 1024, seed=5)
+    wkt = raster.crs_wkt_from_epsg(EPSG)
+    folder = tmp_path / "large"
+    for row in range(6):
+        for col in range(8):
+            gt = (400000.0 + col * 1024 * PIXEL, PIXEL, 0.0, 5700000.0 - row * 1024 * PIXEL, 0.0, -PIXEL)
+            raster.write_raster(folder / f"dem_{1000 + row * 10 + col}.tif", dem, gt, wkt, creation_options=("TILED=YES",))
+    load_tiles(folder)
+    gdal.BuildVRT(str(tmp_path / "large.vrt"), sorted(str(p) for p in folder.iterdir()))
+    return LargeIndex(sorted(Tile.objects.values_list("id", flat=True)), tmp_path / "large.vrt")
+
+
+@dataclass
+class LargeIndex:
+    ids: list
+    whole: Path
 
 
 def wait_for(predicate, timeout, interval=0.1, message="condition"):

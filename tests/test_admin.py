@@ -1,6 +1,6 @@
 import pytest
 
-from jobs import services
+from jobs import services, storage
 from jobs.models import Job, JobLog, JobTile
 
 from .test_execution import run
@@ -30,12 +30,12 @@ def test_a_job_page_shows_its_tiles_and_logs_read_only(job, admin_client):
 def test_deleting_a_job_in_the_admin_deletes_its_tiles_logs_and_files(job, admin_client, media,
                                                                        django_capture_on_commit_callbacks):
     run(job)
-    assert services.job_dir(job.pk).exists()
+    assert storage.job_dir(job.pk).exists()
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not Job.objects.exists()
     assert not JobTile.objects.exists() and not JobLog.objects.exists()
-    assert not services.job_dir(job.pk).exists()
+    assert not storage.job_dir(job.pk).exists()
 
 
 def test_the_delete_action_removes_the_files_of_each_job(job, index, owner, admin_client, media,
@@ -45,7 +45,7 @@ def test_the_delete_action_removes_the_files_of_each_job(job, index, owner, admi
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [job.pk, second.pk],
                                                "post": "yes"})
-    assert not Job.objects.exists() and not services.job_dir(second.pk).exists()
+    assert not Job.objects.exists() and not storage.job_dir(second.pk).exists()
 
 
 def test_the_admin_needs_staff(job, client, owner):

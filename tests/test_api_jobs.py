@@ -1,7 +1,7 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from jobs import services
+from jobs import services, storage
 from jobs.models import Job, JobStatus
 
 from .test_execution import run
@@ -170,7 +170,7 @@ def test_the_job_carries_links_duration_and_owner(job, client_for):
     body = client_for(job.owner).get(f"/api/v1/jobs/{job.pk}/").json()
     base = f"http://testserver/api/v1/jobs/{job.pk}/"
     assert body["links"] == {"self": base, "tiles": base + "tiles/", "logs": base + "logs/",
-                             "outputs": base + "outputs/", "cancel": base + "cancel/"}
+                             "outputs": base + "outputs/", "cancel": base + "cancel/", "resume": None}
     assert body["duration_s"] is None and body["owner"] == "owner" and body["updated"]
 
 
@@ -189,7 +189,7 @@ def test_deleting_a_finished_job_removes_it_and_its_files(index, owner, media, c
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(owner).delete(f"/api/v1/jobs/{job.pk}/")
     assert response.status_code == 204
-    assert not Job.objects.filter(pk=job.pk).exists() and not services.job_dir(job.pk).exists()
+    assert not Job.objects.filter(pk=job.pk).exists() and not storage.job_dir(job.pk).exists()
 
 
 def test_deleting_an_unfinished_job_is_a_409(job, client_for):

@@ -5,9 +5,8 @@ import time
 import pytest
 from osgeo import gdal
 
-from jobs import raster, services
+from jobs import raster, services, storage
 from jobs.models import Job, JobStatus, JobTile, Tile, TileStatus
-from jobs.tileindex import load_tiles
 
 from .conftest import EPSG, PIXEL, assert_same_pixels, wait_for, wait_until_final, whole_area, window_of
 
@@ -23,7 +22,7 @@ def test_a_town_job_submitted_through_the_api_ends_in_a_correct_cog(cluster, tow
 
     body = client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert (body["progress"], body["tiles_done"], body["tiles_failed"]) == (100, 4, 0)
-    cog_path = services.media_path(job.outputs[0]["path"])
+    cog_path = storage.media_path(job.outputs[0]["path"])
     info = gdal.Info(str(cog_path), format="json")
     assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
     corner = Tile.objects.get(id=index.id_at(0, 0))
@@ -32,28 +31,14 @@ def test_a_town_job_submitted_through_the_api_ends_in_a_correct_cog(cluster, tow
     assert raster.epsg_of(info["coordinateSystem"]["wkt"]) == EPSG and tile_info.pixel_size == (PIXEL, -PIXEL)
     expected = window_of(whole_area(index.whole, "hillshade", zFactor=2), index, list(town.tiles.values_list("id", flat=True)))
     assert_same_pixels(expected, gdal.Open(str(cog_path)).ReadAsArray())
-    assert gdal.Open(str(services.media_path(job.outputs[1]["path"]))).GetDriver().ShortName == "PNG"
+    assert gdal.Open(str(storage.media_path(job.outputs[1]["path"]))).GetDriver().ShortName == "PNG"
     workers = set(JobTile.objects.filter(job=job).values_list("lease_owner", flat=True))
     assert workers and all(":" in worker for worker in workers)
 
 
-@pytest.fixture
-def large_index(transactional_db, tmp_path):
-    """48 tiles of 1024 x 1024: long enough a job to cancel in the middle of it."""
-    dem = raster.fractal_terrain(1024, 1024, seed=5)
-    wkt = raster.crs_wkt_from_epsg(EPSG)
-    for row in range(6):
-        for col in range(8):
-            gt = (400000.0 + col * 1024 * PIXEL, PIXEL, 0.0, 5700000.0 - row * 1024 * PIXEL, 0.0, -PIXEL)
-            raster.write_raster(tmp_path / "large" / f"dem_{1000 + row * 10 + col}.tif", dem, gt, wkt,
-                                creation_options=("TILED=YES",))
-    load_tiles(tmp_path / "large")
-    return sorted(Tile.objects.values_list("id", flat=True))
-
-
 def test_cancel_stops_a_running_job_and_no_output_is_written_after_it(cluster, large_index, owner, client_for, media):
     client = client_for(owner)
-    job_id = client.post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": large_index,
+    job_id = client.post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": large_index.ids,
                                            "params": {"mode": "multidirectional"}}, format="json").json()["id"]
     wait_for(lambda: JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).exists(), 60,
              interval=0.02, message="a first tile to finish")
@@ -66,7 +51,7 @@ def test_cancel_stops_a_running_job_and_no_output_is_written_after_it(cluster, l
     assert job.status == JobStatus.CANCELED and job.outputs == []
     tiles = JobTile.objects.filter(job_id=job_id)
     succeeded = {t.tile_id for t in tiles if t.status == TileStatus.SUCCEEDED}
-    assert 0 < len(succeeded) < len(large_index)
+    assert 0 < len(succeeded) < len(large_index.ids)
     assert {t.status for t in tiles} == {TileStatus.SUCCEEDED, TileStatus.CANCELED}
     # Nothing succeeded once the cancel had returned (a tile may finish while the cancel commits).
     assert all(t.finished.timestamp() <= canceled_at for t in tiles if t.status == TileStatus.SUCCEEDED)

@@ -3,7 +3,7 @@
 import pytest
 from osgeo import gdal
 
-from jobs import services
+from jobs import services, storage
 from jobs.exceptions import Conflict
 from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
 
@@ -20,7 +20,7 @@ def run(job):
 
 
 def merged_pixels(job):
-    return gdal.Open(str(services.media_path(job.outputs[0]["path"]))).ReadAsArray()
+    return gdal.Open(str(storage.media_path(job.outputs[0]["path"]))).ReadAsArray()
 
 
 @pytest.mark.parametrize("job_type,params,options", [
@@ -43,14 +43,15 @@ def test_a_part_of_the_index_equals_the_same_part_of_the_whole(index, owner, med
 
 
 def test_a_successful_job_records_its_outputs_timings_and_logs(index, owner, media):
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], interim_results="always"))
     assert [o["name"] for o in job.outputs] == ["hillshade.tif", "thumbnail.png"]
+    assert job.outputs_size == sum(o["size"] for o in job.outputs)
     for output in job.outputs:
-        assert services.media_path(output["path"]).stat().st_size == output["size"]
+        assert storage.media_path(output["path"]).stat().st_size == output["size"]
     assert job.created <= job.started <= job.finished <= job.updated and job.error == ""
     tiles = JobTile.objects.filter(job=job)
     assert {t.status for t in tiles} == {TileStatus.SUCCEEDED} and {t.attempts for t in tiles} == {1}
-    assert all(services.media_path(t.output_path).stat().st_size == t.output_size for t in tiles)
+    assert all(storage.media_path(t.output_path).stat().st_size == t.output_size for t in tiles)
     messages = list(JobLog.objects.filter(job=job).values_list("message", flat=True))
     assert messages[1:] == ["running on test-worker", "all tiles done; merging", messages[-1]]
     assert messages[-1].startswith("succeeded: merged 2 tiles into hillshade.tif")
@@ -157,8 +158,8 @@ def test_a_stale_attempt_neither_records_nor_removes_a_newer_attempts_output(ind
     services.run_tile(job, stale, kind, options, *services.index_extent())
     done = JobTile.objects.get(pk=fresh.pk)
     assert done.status == TileStatus.SUCCEEDED and done.attempts == 2 and done.output_path.endswith("_2.tif")
-    assert services.media_path(done.output_path).is_file()
-    assert sorted(p.name for p in services.media_path(done.output_path).parent.iterdir()) == [f"{index.ids[0]}_2.tif"]
+    assert storage.media_path(done.output_path).is_file()
+    assert sorted(p.name for p in storage.media_path(done.output_path).parent.iterdir()) == [f"{index.ids[0]}_2.tif"]
     assert JobLog.objects.filter(job=job, message__contains="its output was discarded").count() == 1
 
 

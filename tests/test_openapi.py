@@ -30,7 +30,8 @@ def test_the_schema_describes_every_endpoint(db, client):
                  "/api/v1/job-types/", "/api/v1/job-types/{name}/", "/api/v1/labels/", "/api/v1/auth/token/",
                  "/start_job", "/job_status", "/cancel_job"]:
         assert path in paths, path
-    assert set(paths["/api/v1/jobs/{id}/"]) == {"get", "delete"}
+    assert set(paths["/api/v1/jobs/{id}/"]) == {"get", "put", "delete"}
+    assert "/api/v1/jobs/{id}/resume/" in paths and set(paths["/api/v1/storage/"]) == {"get", "delete"}
     create = paths["/api/v1/jobs/"]["post"]
     assert {"201", "400", "401", "429"} <= set(create["responses"])
     filters = {p["name"] for p in paths["/api/v1/jobs/"]["get"]["parameters"]}

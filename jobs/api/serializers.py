@@ -19,6 +19,7 @@ class JobLinksSerializer(serializers.Serializer):
     logs = serializers.URLField()
     outputs = serializers.URLField()
     cancel = serializers.URLField(allow_null=True, help_text="null once the job has finished")
+    resume = serializers.URLField(allow_null=True, help_text="null unless the job failed or was canceled")
 
 
 def outputs_of(job, request):
@@ -43,7 +44,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "type", "status", "owner", "params", "labels", "town", "interim_results", "tiles_total",
                   "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished", "updated",
-                  "duration_s", "outputs", "error", "links"]
+                  "duration_s", "outputs", "error", "interim_deleted", "links"]
         read_only_fields = fields
 
     def get_progress(self, job) -> int:
@@ -66,7 +67,8 @@ class JobSerializer(serializers.ModelSerializer):
             return reverse(name, kwargs={"pk": job.pk}, request=request)
 
         return {"self": link("job-detail"), "tiles": link("job-tiles"), "logs": link("job-logs"),
-                "outputs": link("job-outputs"), "cancel": None if job.is_final else link("job-cancel")}
+                "outputs": link("job-outputs"), "cancel": None if job.is_final else link("job-cancel"),
+                "resume": link("job-resume") if job.is_resumable else None}
 
 
 class JobCreateSerializer(serializers.Serializer):
@@ -137,3 +139,35 @@ class LabelSerializer(serializers.Serializer):
     name = serializers.CharField()
     jobs = serializers.IntegerField(source="job_count", help_text="jobs with this label that the caller can see")
 
+
+
+class ResumeSerializer(serializers.Serializer):
+    params = serializers.DictField(required=False, help_text="Parameters to change; the others stay as they were")
+
+
+class ResumedJobSerializer(JobSerializer):
+    tiles_to_run = serializers.IntegerField(read_only=True, help_text="tiles that will run; the others are kept")
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "tiles_to_run"]
+        read_only_fields = fields
+
+
+class UserStorageSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    interim_bytes = serializers.IntegerField()
+    output_bytes = serializers.IntegerField()
+    total_bytes = serializers.IntegerField()
+
+
+class StorageSerializer(serializers.Serializer):
+    interim_bytes = serializers.IntegerField(help_text="tile outputs kept for resuming")
+    output_bytes = serializers.IntegerField(help_text="merged results")
+    total_bytes = serializers.IntegerField()
+    users = UserStorageSerializer(many=True, required=False, help_text="per user (staff only)")
+
+
+class CleanupSerializer(serializers.Serializer):
+    jobs = serializers.IntegerField(help_text="jobs whose interim results were deleted")
+    files = serializers.IntegerField()
+    bytes = serializers.IntegerField()

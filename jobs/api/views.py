@@ -12,21 +12,24 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from .. import services
+from .. import services, storage
 from ..jobtypes import JOB_TYPES, get_job_type
 from ..models import Job, JobLog, Label, Tile, Town
 from .errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
-from .serializers import (JobCreateSerializer, JobLogSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer,
-                          LabelSerializer, OutputSerializer, TileSerializer, TownSerializer, outputs_of)
+from .serializers import (CleanupSerializer, JobCreateSerializer, JobLogSerializer, JobSerializer, JobTileSerializer,
+                          JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
+                          StorageSerializer, TileSerializer, TownSerializer, outputs_of)
 
 CONFLICT = {409: ErrorSerializer}
 
 
 class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                  mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    http_method_names = ["get", "post", "put", "delete", "head", "options"]
     """Jobs of the caller (staff: of everybody). Another user's job answers 404."""
 
     filter_backends = [DjangoFilterBackend]
@@ -75,6 +78,24 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         """Cancel a job that has not finished; 409 once it has."""
         return self._represent(services.job_cancel(job=self.get_object(), by=request.user))
 
+    @extend_schema(request=ResumeSerializer, responses={200: ResumedJobSerializer, **CONFLICT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Run a failed or canceled job again from its interim results, optionally with changed
+        parameters (which recompute every tile when they change the result); 409 otherwise."""
+        serializer = ResumeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job, to_run = services.job_resume(job=self.get_object(), by=request.user,
+                                          params=serializer.validated_data.get("params"))
+        job = self.get_queryset().get(pk=job.pk)
+        job.tiles_to_run = to_run
+        return Response(ResumedJobSerializer(job, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=ResumeSerializer, responses={200: ResumedJobSerializer, **CONFLICT})
+    def update(self, request, *args, **kwargs):
+        """The same as POST resume/, for clients that resume with PUT."""
+        return self.resume(request, pk=kwargs.get("pk"))
+
     @extend_schema(responses=JobLogSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], pagination_class=AfterCursorPagination, filter_backends=[])
     def logs(self, request, pk=None):
@@ -106,7 +127,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         """Download one result file, streamed."""
         job = self.get_object()
         output = next((o for o in job.outputs if o["name"] == name), None)
-        path = services.media_path(output["path"]) if output else None
+        path = storage.media_path(output["path"]) if output else None
         if path is None or not path.is_file():
             raise Http404(f"job {job.pk} has no output {name!r}")
         return FileResponse(path.open("rb"), content_type=output["content_type"], as_attachment=True, filename=name)
@@ -171,3 +192,29 @@ class TokenView(ObtainAuthToken):
     @extend_schema(request=AuthTokenSerializer, responses={200: TokenSerializer})
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
+
+
+class StorageView(APIView):
+    """Disk space taken by job files: the caller's (staff: everybody's, per user)."""
+
+    @extend_schema(responses=StorageSerializer)
+    def get(self, request):
+        return Response(storage.usage(request.user))
+
+    @extend_schema(parameters=[OpenApiParameter("older_than", int, description="days since the job ended")],
+                   responses={202: CleanupSerializer})
+    def delete(self, request):
+        """Delete the interim results of the caller's jobs that ended failed or canceled more than
+        `older_than` days ago (all of them without it). Those jobs can then only be resumed by
+        recomputing every tile. The files are removed in the background."""
+        raw = request.query_params.get("older_than")
+        days = None
+        if raw is not None:
+            try:
+                days = int(raw)
+            except ValueError:
+                raise ValidationError({"older_than": f"must be a whole number of days, not {raw!r}"}) from None
+            if not 0 <= days <= 36500:
+                raise ValidationError({"older_than": "must be between 0 and 36500 days"})
+        jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=storage.remove_files_later)
+        return Response({"jobs": jobs, "files": files, "bytes": size}, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,112 @@
+"""Where job files live, how much they take, and removing them.
+
+Paths are built from ids only, never from user text, and stored relative to MEDIA_ROOT (which may
+be mounted elsewhere on other hosts). The database records every tile output it relies on; files
+are removed only after the transaction that forgot them has committed.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from .models import Job, JobStatus, JobTile
+
+CHUNK = 500
+
+
+def media_path(relpath):
+    return Path(settings.MEDIA_ROOT) / relpath
+
+
+def job_dir(job_id):
+    return Path(settings.MEDIA_ROOT) / "jobs" / str(int(job_id))
+
+
+def tile_output_relpath(job_id, tile_id, attempt):
+    """Each attempt writes its own file, so a stale worker can only ever remove its own output."""
+    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}_{int(attempt)}.tif"
+
+
+def output_relpath(job_id, name):
+    return f"jobs/{int(job_id)}/out/{name}"
+
+
+def remove_files(relpaths):
+    for relpath in relpaths:
+        media_path(relpath).unlink(missing_ok=True)
+
+
+def remove_files_on_commit(relpaths):
+    relpaths = list(relpaths)
+    if relpaths:
+        transaction.on_commit(lambda: remove_files(relpaths))
+
+
+def remove_files_later(relpaths):
+    """Once committed, hand the removal to the workers, a thousand files a task, so that a large
+    deletion does not hold up a web request."""
+    relpaths = list(relpaths)
+    for start in range(0, len(relpaths), 1000):
+        batch = relpaths[start:start + 1000]
+        transaction.on_commit(lambda batch=batch: async_task("jobs.tasks.remove_files", batch, task_name="remove files"))
+
+
+def drop_interim_results(job_ids, remove=remove_files_on_commit):
+    """Forget the tile outputs of these jobs and remove the files once committed.
+
+    Returns (files, bytes). Only for jobs no worker writes to any more: ended or succeeded ones.
+    """
+    files, size = 0, 0
+    job_ids = list(job_ids)
+    for start in range(0, len(job_ids), CHUNK):
+        tiles = JobTile.objects.filter(job_id__in=job_ids[start:start + CHUNK]).exclude(output_path="")
+        rows = list(tiles.values_list("output_path", "output_size"))
+        tiles.update(output_path="", output_size=None)
+        remove(path for path, _ in rows)
+        files += len(rows)
+        size += sum(s or 0 for _, s in rows)
+    return files, size
+
+
+def usage(user):
+    """Bytes of interim results and of outputs: the user's own, or everybody's per user for staff."""
+    jobs = Job.objects.all() if user.is_staff else Job.objects.filter(owner=user)
+    interim = JobTile.objects.filter(job__in=jobs).aggregate(n=Sum("output_size"))["n"] or 0
+    outputs = jobs.aggregate(n=Sum("outputs_size"))["n"] or 0
+    answer = {"interim_bytes": interim, "output_bytes": outputs, "total_bytes": interim + outputs}
+    if user.is_staff:
+        per_user = {}
+        for name, n in JobTile.objects.values_list("job__owner__username").annotate(n=Sum("output_size")):
+            per_user.setdefault(name, {"username": name, "interim_bytes": 0, "output_bytes": 0})["interim_bytes"] = n or 0
+        for name, n in Job.objects.values_list("owner__username").annotate(n=Sum("outputs_size")):
+            per_user.setdefault(name, {"username": name, "interim_bytes": 0, "output_bytes": 0})["output_bytes"] = n or 0
+        answer["users"] = sorted(({**u, "total_bytes": u["interim_bytes"] + u["output_bytes"]} for u in per_user.values()),
+                                 key=lambda u: u["username"])
+    return answer
+
+
+def cleanup(*, owner=None, older_than_days=None, remove=remove_files_on_commit):
+    """Delete the interim results of jobs that ended failed or canceled more than `older_than_days`
+    days ago (any time ago without it), of `owner` or of everybody. Those jobs can then only be
+    resumed by recomputing every tile, and say so (`interim_deleted`).
+
+    Returns (jobs, files, bytes). The files go once the transaction commits.
+    """
+    jobs = Job.objects.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELED], interim_deleted__isnull=True)
+    if owner is not None:
+        jobs = jobs.filter(owner=owner)
+    if older_than_days is not None:
+        jobs = jobs.filter(finished__lt=timezone.now() - timedelta(days=older_than_days))
+    with transaction.atomic():
+        # Locked, so a resume waiting on one of these jobs sees its interim results gone.
+        job_ids = list(jobs.select_for_update().values_list("id", flat=True))
+        now = timezone.now()
+        for start in range(0, len(job_ids), CHUNK):
+            Job.objects.filter(id__in=job_ids[start:start + CHUNK]).update(interim_deleted=now)
+        files, size = drop_interim_results(job_ids, remove)
+    return len(job_ids), files, size

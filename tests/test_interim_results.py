@@ -1,0 +1,57 @@
+"""The interim results policy: which tile outputs are kept, and when they go."""
+
+import pytest
+
+from jobs import services, storage
+from jobs.models import JobStatus, JobTile, Tile
+
+from .test_execution import run
+
+
+def tile_files(job):
+    folder = storage.job_dir(job.pk) / "tiles"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def recorded(job):
+    return list(JobTile.objects.filter(job=job).exclude(output_path="").values_list("output_path", flat=True))
+
+
+@pytest.mark.parametrize("policy,kept", [("always", True), ("on_error", False), ("never", False)])
+def test_after_success(index, owner, media, django_capture_on_commit_callbacks, policy, kept):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3], interim_results=policy))
+    assert job.status == JobStatus.SUCCEEDED
+    assert (len(tile_files(job)) == 3) is kept and (len(recorded(job)) == 3) is kept
+    assert storage.media_path(job.outputs[0]["path"]).is_file()
+
+
+@pytest.mark.parametrize("policy,kept", [("always", True), ("on_error", True), ("never", False)])
+def test_after_failure(index, owner, media, django_capture_on_commit_callbacks, policy, kept):
+    Tile.objects.filter(id=index.id_at(2, 3)).update(path=str(media / "gone.tif"))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=[index.id_at(0, 0), index.id_at(2, 3)],
+                                      interim_results=policy))
+    assert job.status == JobStatus.FAILED
+    assert (tile_files(job) == [f"{index.id_at(0, 0)}_1.tif"]) is kept
+
+
+def test_never_drops_them_on_cancel_and_a_resume_recomputes_everything(index, owner, media,
+                                                                      django_capture_on_commit_callbacks):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2], interim_results="never")
+    from jobs.models import Job
+
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    slope = services.get_job_type("slope")
+    services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, slope.gdal_options(job.params),
+                      *services.index_extent())
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_cancel(job=job, by="owner")
+    assert tile_files(job) == [] and recorded(job) == []
+    _, to_run = services.job_resume(job=Job.objects.get(pk=job.pk), by=owner)
+    assert to_run == 2
+
+
+def test_the_default_policy_comes_from_settings(index, owner, settings):
+    settings.INTERIM_RESULTS_DEFAULT = "always"
+    assert services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]).interim_results == "always"
