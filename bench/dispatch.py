@@ -34,7 +34,7 @@ def run_one_tile(job_id, tile_id):
     job = Job.objects.get(pk=job_id)
     kind = get_job_type(job.type)
     job_tile = JobTile.objects.select_related("tile").get(job_id=job_id, tile_id=tile_id)
-    services.run_tile(job, job_tile, kind, kind.gdal_options(job.params), *services.index_extent())
+    services.run_tile(job, job_tile, kind, services.job_input_paths(job), *services.index_extent())
     services.job_finish_tiles(job_id=job_id)
 
 

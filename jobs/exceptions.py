@@ -15,3 +15,7 @@ class Conflict(Exception):
 
 class LimitExceeded(Exception):
     """The caller has reached a configured limit, such as active jobs at once (429)."""
+
+
+class TooLarge(Exception):
+    """An upload over the size limit or the owner's storage quota (413)."""

@@ -6,7 +6,9 @@ fills in defaults, and `JobType.gdal_options` turns the clean values into GDAL's
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from . import raster, vector
 from .exceptions import Rejected
 
 ALGORITHMS = ("Horn", "ZevenbergenThorne")
@@ -64,14 +66,30 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A data file a job type reads: the job names one of its owner's files for it."""
+
+    name: str
+    kind: str  # the data file kind it must be: raster, vector, table or text
+    help: str
+
+    def schema(self):
+        return {"name": self.name, "kind": self.kind, "help": self.help}
+
+
+@dataclass(frozen=True)
 class JobType:
+    """A named operation: its typed parameters, the data files it reads, how it processes one
+    tile and how it merges the tiles into the job's outputs."""
+
     name: str
     description: str
-    processing: str  # the gdal.DEMProcessing mode
-    halo: int  # pixels of the neighbouring tiles each tile needs
     params: tuple
-    to_gdal: object = field(repr=False)  # clean params -> gdal.DEMProcessing keyword options
+    inputs: tuple = ()
+    halo: int = 0  # pixels of the neighbouring tiles each tile needs
     check: object = field(default=None, repr=False)  # (given, clean) -> {name: problem} across parameters
+    tiles_from: str | None = None  # an input whose polygons choose the tiles when no tiles or town are given
+    tile_suffix = ".tif"
 
     def clean_params(self, raw):
         """Checked parameters with defaults filled in; Rejected names every bad parameter."""
@@ -99,15 +117,92 @@ class JobType:
             raise Rejected({"params": errors})
         return clean
 
-    def gdal_options(self, clean_params):
-        return self.to_gdal(clean_params)
+    def clean_inputs(self, raw):
+        """{input name: data file name} for every input this type reads; Rejected otherwise."""
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict) or not all(isinstance(v, str) and v for v in raw.values()):
+            raise Rejected({"inputs": "must be an object of input names to data file names"})
+        known = {i.name for i in self.inputs}
+        errors = {name: f"unknown input; {self.name} reads {', '.join(sorted(known)) or 'no data files'}"
+                  for name in raw if name not in known}
+        errors.update({i.name: f"is required: {i.help}" for i in self.inputs if i.name not in raw})
+        if errors:
+            raise Rejected({"inputs": errors})
+        return dict(raw)
+
+    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
+        """Write the tile's result to `out_path`; return its size in bytes."""
+        raise NotImplementedError
+
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
+        """Write the job's outputs into `out_dir` from its tiles' results (`crs_wkt`: the index's).
+        Returns ([(file name, content type)], results to keep on the job, or None)."""
+        return raster_mosaic(self, tile_paths, out_dir)
 
     @property
     def output_name(self):
         return f"{self.name}.tif"
 
     def schema(self):
-        return {"name": self.name, "description": self.description, "params": [p.schema() for p in self.params]}
+        return {"name": self.name, "description": self.description, "params": [p.schema() for p in self.params],
+                "inputs": [i.schema() for i in self.inputs]}
+
+
+def raster_mosaic(kind, tile_paths, out_dir):
+    raster.merge_to_cog(tile_paths, out_dir / kind.output_name, out_dir / "thumbnail.png")
+    return [(kind.output_name, "image/tiff"), ("thumbnail.png", "image/png")], None
+
+
+@dataclass(frozen=True)
+class DemJobType(JobType):
+    """A gdal.DEMProcessing operation over each tile, read with its halo."""
+
+    processing: str = ""
+    to_gdal: object = field(default=None, repr=False)  # (clean params, input paths) -> DEMProcessing options
+
+    def gdal_options(self, clean_params, inputs=None):
+        return self.to_gdal(clean_params, inputs or {})
+
+    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
+        return raster.process_tile(tile=tile, neighbours=neighbours, index_width=index_width,
+                                   index_height=index_height, halo=self.halo, processing=self.processing,
+                                   options=self.gdal_options(params, inputs), out_path=out_path, progress=progress)
+
+
+@lru_cache(maxsize=8)
+def _polygons(name, target_wkt):
+    """Polygons of a data file in the index CRS. A stored data file's path never changes content
+    (a replaced file gets a new path), so they can be kept for the next tiles."""
+    try:
+        return tuple(vector.read_polygons(name, target_wkt))
+    except vector.VectorError as exc:
+        raise raster.RasterError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ZonalStatistics(JobType):
+    """Per polygon of a vector file: count, min, max, mean and standard deviation of the pixels
+    whose centre lies inside it. Each tile sums what it holds; the merge adds the sums up."""
+
+    tile_suffix = ".json"
+
+    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
+        polygons = _polygons(inputs["zones"], raster.read_info(tile.path).crs_wkt)
+        return raster.zonal_partial(tile.path, polygons, out_path)
+
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
+        rows = raster.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
+        raster.write_json(out_dir / "zonal-statistics.json", rows)
+        raster.write_csv(out_dir / "zonal-statistics.csv", rows)
+        return [("zonal-statistics.csv", "text/csv"), ("zonal-statistics.json", "application/json")], rows
+
+
+@dataclass(frozen=True)
+class Clip(JobType):
+    """The mosaic with every pixel outside the polygons of a vector file set to nodata."""
+
+    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
+        return raster.mask_tile(tile.path, _polygons(inputs["mask"], raster.read_info(tile.path).crs_wkt), out_path)
 
 
 def _common(params):
@@ -118,7 +213,7 @@ def _common(params):
 UNUSED_BY_MODE = {"multidirectional": "azimuth", "igor": "altitude"}
 
 
-def _hillshade(params):
+def _hillshade(params, inputs):
     mode = params["mode"]
     options = {
         **_common(params), "zFactor": params["z_factor"], "scale": params["scale"], "azimuth": params["azimuth"],
@@ -130,6 +225,11 @@ def _hillshade(params):
     return options
 
 
+def _color_relief(params, inputs):
+    selection = {"interpolate": None, "exact": "exact_color_entry", "nearest": "nearest_color_entry"}[params["matching"]]
+    return {"colorFilename": inputs["color_table"], "addAlpha": params["alpha"], "colorSelection": selection}
+
+
 def _check_hillshade(given, clean):
     unused = UNUSED_BY_MODE.get(clean["mode"])
     if unused and given.get(unused) is not None:
@@ -137,11 +237,11 @@ def _check_hillshade(given, clean):
     return {}
 
 
-def _slope(params):
+def _slope(params, inputs):
     return {**_common(params), "scale": params["scale"], "slopeFormat": params["units"]}
 
 
-def _aspect(params):
+def _aspect(params, inputs):
     return {**_common(params), "trigonometric": params["trigonometric"], "zeroForFlat": params["zero_for_flat"]}
 
 
@@ -155,9 +255,8 @@ SCALE = Param("scale", "number", 1.0, "Ratio of vertical units to horizontal uni
 JOB_TYPES = {
     job_type.name: job_type
     for job_type in (
-        JobType(
+        DemJobType(
             "hillshade", "Shaded relief: the terrain lit from a direction, as 8-bit grey values (0 is nodata).",
-            "hillshade", 1,
             (
                 Param("z_factor", "number", 1.0, "Vertical exaggeration", minimum=0, exclusive_minimum=True),
                 SCALE,
@@ -170,24 +269,45 @@ JOB_TYPES = {
                       "igor: no darkening of slopes facing away", choices=("standard", "combined", "multidirectional", "igor")),
                 ALGORITHM, COMPUTE_EDGES,
             ),
-            _hillshade,
-            _check_hillshade,
+            halo=1, check=_check_hillshade, processing="hillshade", to_gdal=_hillshade,
         ),
-        JobType(
-            "slope", "Steepness of the terrain, in degrees or percent, as float32 (-9999 is nodata).", "slope", 1,
+        DemJobType(
+            "slope", "Steepness of the terrain, in degrees or percent, as float32 (-9999 is nodata).",
             (SCALE, Param("units", "string", "degree", "Unit of the result", choices=("degree", "percent")),
              ALGORITHM, COMPUTE_EDGES),
-            _slope,
+            halo=1, processing="slope", to_gdal=_slope,
         ),
-        JobType(
+        DemJobType(
             "aspect", "Direction the terrain faces, in degrees from north (0-360), as float32 (-9999 is nodata).",
-            "aspect", 1,
             (
                 Param("trigonometric", "boolean", False, "Angles counter-clockwise from east instead of clockwise from north"),
                 Param("zero_for_flat", "boolean", False, "0 instead of -9999 where the terrain is flat"),
                 ALGORITHM, COMPUTE_EDGES,
             ),
-            _aspect,
+            halo=1, processing="aspect", to_gdal=_aspect,
+        ),
+        DemJobType(
+            "color-relief", "Colours by elevation from a colour table in the format of gdaldem color-relief, as RGB "
+                            "(or RGBA) 8-bit.",
+            (
+                Param("matching", "string", "interpolate", "interpolate between the table's entries, or take the "
+                      "exact or the nearest entry", choices=("interpolate", "exact", "nearest")),
+                Param("alpha", "boolean", False, "Add an alpha band, transparent where there is no data"),
+            ),
+            inputs=(Input("color_table", "text", "a colour table: lines of 'elevation red green blue [alpha]', "
+                                                 "'nv' for nodata, elevations may be percentages"),),
+            processing="color-relief", to_gdal=_color_relief,
+        ),
+        ZonalStatistics(
+            "zonal-statistics", "For each polygon of a vector file: count, min, max, mean and standard deviation of "
+                                "the tiles' valid pixels whose centre lies inside it; CSV and JSON outputs.",
+            (), inputs=(Input("zones", "vector", "polygons; without tile_ids or town_id they choose the tiles"),),
+            tiles_from="zones",
+        ),
+        Clip(
+            "clip", "The mosaic with every pixel outside the polygons of a vector file set to nodata.",
+            (), inputs=(Input("mask", "vector", "polygons; without tile_ids or town_id they choose the tiles"),),
+            tiles_from="mask",
         ),
     )
 }

@@ -127,6 +127,9 @@ class Job(models.Model):
     outputs = models.JSONField(default=list, blank=True)
     outputs_size = models.BigIntegerField(default=0, help_text="bytes of its result files")
     error = models.TextField(blank=True)
+    waiting_for = models.JSONField(default=list, blank=True, help_text="names of the data files the job waits for")
+    wait_deadline = models.DateTimeField(null=True, blank=True, help_text="a waiting job fails after this")
+    results = models.JSONField(null=True, blank=True, help_text="results kept on the job, e.g. zonal statistics")
     interim_deleted = models.DateTimeField(
         null=True, blank=True, help_text="When its interim results were deleted by a storage cleanup; "
                                          "a resume then recomputes every tile")
@@ -164,6 +167,23 @@ class Job(models.Model):
         if not self.tiles_total:
             return 0
         return min(99, int(100 * tiles_done / self.tiles_total))
+
+
+class JobInput(models.Model):
+    """A data file a job reads: by its name among the owner's files, and the file once it exists."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="inputs")
+    name = models.CharField(max_length=64, help_text="the job type's input name")
+    file_name = models.CharField(max_length=200)
+    datafile = models.ForeignKey("datafiles.DataFile", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="job_inputs")
+
+    class Meta:
+        ordering = ["job", "name"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="jobinput_unique_name_per_job")]
+
+    def __str__(self):
+        return f"job {self.job_id} {self.name}={self.file_name}"
 
 
 class JobTile(models.Model):

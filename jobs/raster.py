@@ -10,6 +10,8 @@ point georeferencing involved, and clipped to the index extent, so the edge of t
 exactly as the edge of one whole raster does.
 """
 
+import csv
+import json
 import os
 import uuid
 from contextlib import contextmanager
@@ -17,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from osgeo import gdal, gdal_array, osr
+from osgeo import gdal, gdal_array, ogr, osr
 
 gdal.UseExceptions()
+ogr.UseExceptions()
 osr.UseExceptions()
 
 
@@ -329,3 +332,101 @@ def fractal_terrain(height, width, seed, octaves=7, persistence=0.5):
 
 def _smoothstep(t):
     return t * t * (3 - 2 * t)
+
+
+def polygon_mask(ds, wkt):
+    """A boolean array over `ds`'s grid: true where a pixel's centre lies inside the polygon."""
+    mask_ds = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte)
+    mask_ds.SetGeoTransform(ds.GetGeoTransform())
+    vector_ds = ogr.GetDriverByName("Memory").CreateDataSource("")
+    layer = vector_ds.CreateLayer("polygon", geom_type=ogr.wkbUnknown)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+    layer.CreateFeature(feature)
+    gdal.RasterizeLayer(mask_ds, [1], layer, burn_values=[1])
+    return mask_ds.ReadAsArray().astype(bool)
+
+
+def _overlaps(bounds, other):
+    return bounds[0] < other[2] and other[0] < bounds[2] and bounds[1] < other[3] and other[1] < bounds[3]
+
+
+def zonal_partial(tile_path, polygons, out_path):
+    """Count, sum, sum of squares, min and max of the valid pixels of one tile under each polygon
+    (pixel centre inside), written as JSON to `out_path`: sums combine exactly across tiles."""
+    info = read_info(tile_path)
+    ds = gdal.Open(str(tile_path))
+    pixels = ds.GetRasterBand(1).ReadAsArray().astype(np.float64)
+    valid = np.ones(pixels.shape, dtype=bool) if info.nodata is None else pixels != info.nodata
+    partial = {}
+    for polygon in polygons:
+        if not _overlaps(info.bounds, polygon.bounds):
+            continue
+        values = pixels[polygon_mask(ds, polygon.wkt) & valid]
+        if values.size:
+            partial[polygon.index] = [int(values.size), float(values.sum()), float((values * values).sum()),
+                                      float(values.min()), float(values.max())]
+    return write_json(out_path, partial)
+
+
+def write_json(path, value):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+def write_csv(path, rows):
+    """Rows (dicts with the same keys) as a CSV file with a header line, atomically."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["zone"])
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+def zonal_combine(partial_paths, polygons):
+    """Per polygon: count, min, max, mean and (population) standard deviation over all tiles."""
+    totals = {}
+    for path in partial_paths:
+        for index, (count, total, squares, low, high) in json.loads(Path(path).read_text()).items():
+            t = totals.setdefault(int(index), [0, 0.0, 0.0, low, high])
+            t[0] += count
+            t[1] += total
+            t[2] += squares
+            t[3], t[4] = min(t[3], low), max(t[4], high)
+    rows = []
+    for polygon in polygons:
+        count, total, squares, low, high = totals.get(polygon.index, [0, 0.0, 0.0, None, None])
+        mean = total / count if count else None
+        std = float(np.sqrt(max(squares / count - mean * mean, 0.0))) if count else None
+        rows.append({"zone": polygon.index, **polygon.properties, "count": count, "min": low, "max": high,
+                     "mean": mean, "std": std})
+    return rows
+
+
+def mask_tile(tile_path, polygons, out_path):
+    """The tile with every pixel whose centre lies outside all `polygons` set to nodata."""
+    info = read_info(tile_path)
+    if info.nodata is None:
+        raise RasterError(f"{tile_path}: clipping needs a nodata value to mark what lies outside")
+    ds = gdal.Open(str(tile_path))
+    pixels = ds.GetRasterBand(1).ReadAsArray()
+    inside = np.zeros(pixels.shape, dtype=bool)
+    for polygon in polygons:
+        if _overlaps(info.bounds, polygon.bounds):
+            inside |= polygon_mask(ds, polygon.wkt)
+    pixels[~inside] = info.nodata
+    write_raster(out_path, pixels, info.geotransform, info.crs_wkt, nodata=info.nodata, creation_options=("TILED=YES",))
+    return Path(out_path).stat().st_size

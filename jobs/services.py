@@ -17,15 +17,20 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import raster, storage
+from datafiles import metadata as datafile_metadata
+from datafiles.models import DataFile
+
+from . import raster, storage, tileindex, vector
 from .exceptions import Conflict, LimitExceeded, Rejected
 from .jobtypes import get_job_type
-from .models import MAX_ID, InterimResults, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
+from .models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
 
 logger = logging.getLogger(__name__)
 
 MAX_LABELS = 20
 MAX_LABEL_LENGTH = 64
+MAX_WAIT_SECONDS = 30 * 24 * 3600
+EXACTLY_ONE = {"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"}
 
 
 def job_log(job_id, message, level=JobLog.Level.INFO, tile_id=None):
@@ -92,38 +97,133 @@ def _town_tile_ids(town_id):
     return town, tile_ids
 
 
-def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None):
+def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
+               inputs=None, wait_timeout=None):
     """Create a job and all its tiles in one transaction, then queue its work once committed.
 
-    Exactly one of `tile_ids` and `town_id` must be given. Raises Rejected, writing nothing, for
-    any bad input.
+    The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
+    polygons overlap. `inputs` names the owner's data files the type reads; a job naming a file
+    that has not been uploaded yet waits for it (at most `wait_timeout` seconds). Raises Rejected,
+    writing nothing, for any bad input.
     """
     kind = get_job_type(job_type)
-    if (tile_ids is None) == (town_id is None):
-        raise Rejected({"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"})
     clean_params = kind.clean_params(params)
     clean_labels = _clean_labels(labels)
     interim_results = interim_results or settings.INTERIM_RESULTS_DEFAULT
     if interim_results not in InterimResults.values:
         raise Rejected({"interim_results": f"must be one of {', '.join(InterimResults.values)}"})
-    town = None
-    if town_id is not None:
-        town, ids = _town_tile_ids(town_id)
-    else:
-        ids = _clean_tile_ids(tile_ids)
+    files = _input_files(owner, kind, kind.clean_inputs(inputs))
+    waiting_for = [name for name, datafile in files.values() if datafile is None]
+    deadline = timezone.now() + timedelta(seconds=_clean_wait_timeout(wait_timeout))
+    town, ids = _choose_tiles(kind, files, tile_ids, town_id)
 
     with transaction.atomic():
         _check_active_jobs(owner)
-        job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town, status=JobStatus.QUEUED,
-                                 interim_results=interim_results, tiles_total=len(ids))
+        job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town,
+                                 status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
+                                 wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
+                                 tiles_total=len(ids))
         if clean_labels:
             Label.objects.bulk_create([Label(name=name) for name in clean_labels], ignore_conflicts=True)
             job.labels.set(Label.objects.filter(name__in=clean_labels))
+        JobInput.objects.bulk_create([JobInput(job=job, name=name, file_name=file_name, datafile=datafile)
+                                      for name, (file_name, datafile) in files.items()])
         JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id) for tile_id in ids], batch_size=2000)
         where = f"town {town.id} ({town.name})" if town else "tiles " + _id_list(ids)
-        job_log(job.id, f"{owner} submitted {kind.name} over {len(ids)} tiles of {where}")
-        transaction.on_commit(lambda: queue_tile_tasks(job.id, len(ids)))
+        job_log(job.id, f"{owner} submitted {kind.name} over {len(ids)} tiles of {where}"
+                        + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
+        if not waiting_for:
+            transaction.on_commit(lambda: queue_tile_tasks(job.id, len(ids)))
     return job
+
+
+def _input_files(owner, kind, names):
+    """{input: (file name, the owner's DataFile or None if not uploaded yet)}; Rejected for a file of
+    the wrong kind."""
+    found = {f.name: f for f in DataFile.objects.filter(owner=owner, name__in=names.values())}
+    wanted = {i.name: i.kind for i in kind.inputs}
+    errors = {name: f"{file_name} is a {found[file_name].kind} file; {name} needs a {wanted[name]} file"
+              for name, file_name in names.items() if file_name in found and found[file_name].kind != wanted[name]}
+    if errors:
+        raise Rejected({"inputs": errors})
+    return {name: (file_name, found.get(file_name)) for name, file_name in names.items()}
+
+
+def _clean_wait_timeout(value):
+    if value is None:
+        return settings.WAIT_TIMEOUT_SECONDS
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WAIT_SECONDS:
+        raise Rejected({"wait_timeout": f"must be a whole number of seconds from 1 to {MAX_WAIT_SECONDS}"})
+    return value
+
+
+def _choose_tiles(kind, files, tile_ids, town_id):
+    if tile_ids is not None and town_id is not None:
+        raise Rejected(EXACTLY_ONE)
+    if town_id is not None:
+        return _town_tile_ids(town_id)
+    if tile_ids is not None:
+        return None, _clean_tile_ids(tile_ids)
+    if not kind.tiles_from:
+        raise Rejected(EXACTLY_ONE)
+    file_name, datafile = files[kind.tiles_from]
+    if datafile is None:
+        raise Rejected({"tile_ids": f"give tile_ids or town_id: the tiles cannot be chosen by {file_name}, "
+                                    "which has not been uploaded yet"})
+    try:
+        polygons = vector.read_polygons(datafile_gdal_path(datafile), tileindex.index_crs_wkt())
+    except (vector.VectorError, tileindex.LoadError) as exc:
+        raise Rejected({"inputs": {kind.tiles_from: str(exc)}}) from None
+    ids = tileindex.tiles_overlapping(polygons)
+    if not ids:
+        raise Rejected({"inputs": {kind.tiles_from: f"the polygons of {file_name} overlap no tile of the index"}})
+    _check_tile_limit("tile_ids", len(ids))
+    return None, ids
+
+
+def datafile_gdal_path(datafile):
+    return datafile_metadata.gdal_path(storage.media_path(datafile.path), datafile.extension)
+
+
+def jobs_start_waiting(*, owner_id=None):
+    """Waiting jobs whose data files have all arrived are queued; a file of the wrong kind fails the
+    job. For one owner's jobs (after an upload) or everybody's (the sweep)."""
+    waiting = Job.objects.filter(status=JobStatus.WAITING)
+    if owner_id is not None:
+        waiting = waiting.filter(owner_id=owner_id)
+    for job in waiting.prefetch_related("inputs"):
+        with transaction.atomic():
+            missing, wrong = [], []
+            for job_input in job.inputs.all():
+                if job_input.datafile_id is not None:
+                    continue
+                datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name).first()
+                needed = next(i.kind for i in get_job_type(job.type).inputs if i.name == job_input.name)
+                if datafile is None:
+                    missing.append(job_input.file_name)
+                elif datafile.kind != needed:
+                    wrong.append(f"{job_input.file_name} arrived as a {datafile.kind} file; {job_input.name} needs a {needed} file")
+                else:
+                    JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
+            if wrong:
+                if Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(
+                        status=JobStatus.FAILED, finished=timezone.now(), error="; ".join(wrong)):
+                    job_log(job.pk, f"failed: {'; '.join(wrong)}", JobLog.Level.ERROR)
+            elif missing:
+                Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
+            elif Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED, waiting_for=[]):
+                job_log(job.pk, "its data files have all arrived; queued")
+                transaction.on_commit(lambda job=job: queue_tile_tasks(job.pk, job.tiles_total))
+
+
+def jobs_fail_overdue():
+    """Waiting jobs past their deadline fail, naming what never arrived."""
+    for job_id, names in Job.objects.filter(status=JobStatus.WAITING, wait_deadline__lt=timezone.now()).values_list(
+            "id", "waiting_for"):
+        error = f"waited in vain for {', '.join(names)}, which never arrived"
+        if Job.objects.filter(pk=job_id, status=JobStatus.WAITING, wait_deadline__lt=timezone.now()).update(
+                status=JobStatus.FAILED, finished=timezone.now(), error=error):
+            job_log(job_id, f"failed: {error}", JobLog.Level.ERROR)
 
 
 def _check_active_jobs(owner):
@@ -334,7 +434,13 @@ def job_run_tiles(*, job_id, worker):
     if job is None or job.status != JobStatus.RUNNING:
         return
     kind = get_job_type(job.type)
-    options = kind.gdal_options(job.params)
+    try:
+        inputs = job_input_paths(job)
+    except Rejected as exc:
+        if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+                status=JobStatus.FAILED, finished=timezone.now(), error=str(exc)):
+            job_log(job_id, f"failed: {exc}", JobLog.Level.ERROR)
+        return
     width, height = index_extent()
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
     while True:
@@ -343,23 +449,33 @@ def job_run_tiles(*, job_id, worker):
             job_tile = _claim_next_tile(job_id, worker)
         if job_tile is None:
             break
-        run_tile(job, job_tile, kind, options, width, height)
+        run_tile(job, job_tile, kind, inputs, width, height)
         if time.monotonic() > deadline:
             async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
             return
     job_finish_tiles(job_id=job_id)
 
 
-def run_tile(job, job_tile, kind, options, index_width, index_height):
+def job_input_paths(job):
+    """{input name: the path GDAL opens} of the job's data files; Rejected if one is gone."""
+    paths = {}
+    for job_input in job.inputs.select_related("datafile"):
+        if job_input.datafile is None:
+            raise Rejected({"inputs": {job_input.name: f"the data file {job_input.file_name} is gone"}})
+        paths[job_input.name] = datafile_gdal_path(job_input.datafile)
+    return paths
+
+
+def run_tile(job, job_tile, kind, inputs, index_width, index_height):
     """Process one claimed tile and record how it ended: succeeded, failed or canceled."""
     tile = job_tile.tile
-    relpath = storage.tile_output_relpath(job.id, tile.id, job_tile.attempts)
+    relpath = storage.tile_output_relpath(job.id, tile.id, job_tile.attempts, kind.tile_suffix)
     out_path = storage.media_path(relpath)
     mine = _mine(job_tile.pk, job_tile.attempts)
     try:
-        size = raster.process_tile(
+        size = kind.process_tile(
             tile=grid_tile(tile), neighbours=neighbours(tile, kind.halo), index_width=index_width,
-            index_height=index_height, halo=kind.halo, processing=kind.processing, options=options, out_path=out_path,
+            index_height=index_height, params=job.params, inputs=inputs, out_path=out_path,
             progress=TileWatch(job_tile),
         )
     except raster.Cancelled:
@@ -444,8 +560,9 @@ def return_lost_tiles(job_id=None):
 
 
 def sweep():
-    """The periodic repair, so that no job stays running forever:
+    """The periodic repair, so that no job stays running or waiting forever:
 
+    0. waiting jobs whose files are all there start; those past their wait deadline fail;
     1. tiles of dead workers go back to pending (or fail past the attempt limit);
     2. running jobs with nothing left to run move on (their last finisher died before it could);
     3. jobs with pending tiles that no worker has touched for STALE_WAKEUP_SECONDS, or just got
@@ -453,6 +570,8 @@ def sweep():
     4. merges that outlived the task timeout are queued again.
     """
     now = timezone.now()
+    jobs_start_waiting()  # in case the process that stored a file died before it could wake them
+    jobs_fail_overdue()
     touched = return_lost_tiles()
     unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
     for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
@@ -491,37 +610,38 @@ def job_finish_tiles(*, job_id):
 
 
 def job_merge(*, job_id):
-    """Mosaic the tile outputs of a merging job into a COG and a thumbnail, and record them."""
+    """Merge the tile results of a merging job into its outputs (a COG and a thumbnail for rasters)."""
     job = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).first()
     if job is None:
         return
     kind = get_job_type(job.type)
     relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile_id").values_list("output_path", flat=True))
-    cog_rel, png_rel = storage.output_relpath(job.id, kind.output_name), storage.output_relpath(job.id, "thumbnail.png")
+    out_dir = storage.media_path(storage.output_relpath(job.id, ""))
     started = time.monotonic()
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         with raster.thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
-            cog_size, png_size = raster.merge_to_cog([storage.media_path(p) for p in relpaths],
-                                                     storage.media_path(cog_rel), storage.media_path(png_rel))
-    except (raster.RasterError, OSError) as exc:
+            written, results = kind.merge(tile_paths=[storage.media_path(p) for p in relpaths], out_dir=out_dir,
+                                          params=job.params, inputs=job_input_paths(job),
+                                          crs_wkt=tileindex.index_crs_wkt())
+    except (raster.RasterError, OSError, Rejected, tileindex.LoadError) as exc:
         with transaction.atomic():
             if Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
                     status=JobStatus.FAILED, finished=timezone.now(), error=f"merge failed: {exc}"):
                 job_log(job_id, f"merge failed: {exc}", level=JobLog.Level.ERROR)
                 _ended(job_id)
         return
-    outputs = [
-        {"name": kind.output_name, "path": cog_rel, "size": cog_size, "content_type": "image/tiff"},
-        {"name": "thumbnail.png", "path": png_rel, "size": png_size, "content_type": "image/png"},
-    ]
+    outputs = [{"name": name, "path": storage.output_relpath(job.id, name), "content_type": content_type,
+                "size": (out_dir / name).stat().st_size} for name, content_type in written]
+    size = sum(output["size"] for output in outputs)
     with transaction.atomic():
         won = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
-            status=JobStatus.SUCCEEDED, finished=timezone.now(), outputs=outputs, outputs_size=cog_size + png_size,
+            status=JobStatus.SUCCEEDED, finished=timezone.now(), outputs=outputs, outputs_size=size, results=results,
             error="")
         if not won:
             storage.remove_files([output["path"] for output in outputs])
             return
-        job_log(job_id, f"succeeded: merged {len(relpaths)} tiles into {kind.output_name} "
-                        f"({cog_size} bytes) in {time.monotonic() - started:.1f} s")
+        job_log(job_id, f"succeeded: merged {len(relpaths)} tiles into {', '.join(o['name'] for o in outputs)} "
+                        f"({size} bytes) in {time.monotonic() - started:.1f} s")
         if job.interim_results != InterimResults.ALWAYS:
             storage.drop_interim_results([job_id])

@@ -27,9 +27,9 @@ def job_dir(job_id):
     return Path(settings.MEDIA_ROOT) / "jobs" / str(int(job_id))
 
 
-def tile_output_relpath(job_id, tile_id, attempt):
+def tile_output_relpath(job_id, tile_id, attempt, suffix=".tif"):
     """Each attempt writes its own file, so a stale worker can only ever remove its own output."""
-    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}_{int(attempt)}.tif"
+    return f"jobs/{int(job_id)}/tiles/{int(tile_id)}_{int(attempt)}{suffix}"
 
 
 def output_relpath(job_id, name):

@@ -145,6 +145,17 @@ def index_crs_wkt():
         raise LoadError(f"{tile.path} (tile {tile.id}): {exc}") from None
 
 
+def tiles_overlapping(polygons):
+    """Sorted ids of the tiles whose footprint overlaps any of `polygons` (with .wkt and .bounds
+    in the index CRS)."""
+    found = set()
+    for polygon in polygons:
+        minx, miny, maxx, maxy = polygon.bounds
+        candidates = Tile.objects.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny).exclude(id__in=found)
+        found.update(t.id for t in candidates if vector.intersects_box(polygon.wkt, t.bounds))
+    return sorted(found)
+
+
 def load_towns(source, id_field, name_field):
     """Load the towns of a polygon file, each with the tiles its polygon overlaps.
 
@@ -156,11 +167,7 @@ def load_towns(source, id_field, name_field):
         raise LoadError(str(exc)) from None
     if not areas:
         raise LoadError(f"{source}: no features")
-    tiles_of = {}
-    for area in areas:
-        minx, miny, maxx, maxy = area.bounds
-        candidates = Tile.objects.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
-        tiles_of[area.id] = [t.id for t in candidates if vector.intersects_box(area.wkt, t.bounds)]
+    tiles_of = {area.id: tiles_overlapping([area]) for area in areas}
     with transaction.atomic():
         Town.objects.bulk_create([Town(id=a.id, name=a.name, geometry_wkt=a.wkt) for a in areas],
                                  update_conflicts=True, unique_fields=["id"], update_fields=["name", "geometry_wkt"])

@@ -124,3 +124,35 @@ def write_polygons(path, features, source_wkt, target_epsg=4326, driver="GeoJSON
         feature.SetGeometry(geometry)
         layer.CreateFeature(feature)
     ds = None
+
+
+@dataclass(frozen=True)
+class Polygon:
+    index: int  # its position in the layer
+    wkt: str  # in the target CRS
+    bounds: tuple  # (minx, miny, maxx, maxy)
+    properties: dict
+
+
+def read_polygons(name, target_wkt):
+    """The polygons of the first layer of `name` (any path OGR opens), reprojected to `target_wkt`."""
+    ds, layer = _open_layer(name)
+    transform = _transform_to(layer, target_wkt, name)
+    defn = layer.GetLayerDefn()
+    fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    polygons = []
+    for index, feature in enumerate(layer):
+        geometry = feature.GetGeometryRef()
+        if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
+            raise VectorError(f"{name}: feature {feature.GetFID()} is not a polygon")
+        geometry = geometry.Clone()
+        if transform is not None:
+            geometry.Transform(transform)
+        if not geometry.IsValid():
+            geometry = geometry.MakeValid()
+        minx, maxx, miny, maxy = geometry.GetEnvelope()
+        properties = {field: feature.GetField(field) for field in fields}
+        polygons.append(Polygon(index, geometry.ExportToWkt(), (minx, miny, maxx, maxy), properties))
+    if not polygons:
+        raise VectorError(f"{name}: the layer has no polygons")
+    return polygons

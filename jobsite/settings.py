@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_q",
     "jobs",
+    "datafiles",
 ]
 
 MIDDLEWARE = [
@@ -214,6 +215,16 @@ MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimu
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")
 if INTERIM_RESULTS_DEFAULT not in ("always", "on_error", "never"):
     raise ImproperlyConfigured("JOBSITE_INTERIM_RESULTS must be always, on_error or never")
+
+# Data files.
+DATAFILE_EXTENSIONS = envlist("JOBSITE_DATAFILE_EXTENSIONS", ["tif", "tiff", "gpkg", "geojson", "zip", "csv", "txt", "json"])
+DATAFILE_MAX_BYTES = envint("JOBSITE_DATAFILE_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
+DATAFILE_QUOTA_BYTES = envint("JOBSITE_DATAFILE_QUOTA_BYTES", 4 * 1024 * 1024 * 1024, minimum=1)
+# Uploads above this size go to a temporary file rather than memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+# How long a job waits for the data files it names, unless it says (wait_timeout, seconds).
+WAIT_TIMEOUT_SECONDS = envint("JOBSITE_WAIT_TIMEOUT_SECONDS", 24 * 3600, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -54,7 +54,9 @@ def test_towns_with_their_tile_ids(town, owner, client_for):
 def test_job_types_describe_their_parameters(owner, client_for):
     client = client_for(owner)
     types = client.get("/api/v1/job-types/").json()
-    assert [t["name"] for t in types] == ["aspect", "hillshade", "slope"]
+    assert [t["name"] for t in types] == ["aspect", "clip", "color-relief", "hillshade", "slope", "zonal-statistics"]
+    relief = next(t for t in types if t["name"] == "color-relief")
+    assert relief["inputs"] == [{"name": "color_table", "kind": "text", "help": relief["inputs"][0]["help"]}]
     hillshade = client.get("/api/v1/job-types/hillshade/").json()
     assert hillshade == JOB_TYPES["hillshade"].schema()
     assert {p["name"]: p["default"] for p in hillshade["params"]}["azimuth"] == 315.0

@@ -153,9 +153,8 @@ def test_a_stale_attempt_neither_records_nor_removes_a_newer_attempts_output(ind
     fresh = services._claim_next_tile(job.pk, "fresh-worker")
     assert (stale.attempts, fresh.attempts) == (1, 2)
     kind = JOB_TYPES["slope"]
-    options = kind.gdal_options(job.params)
-    services.run_tile(job, fresh, kind, options, *services.index_extent())
-    services.run_tile(job, stale, kind, options, *services.index_extent())
+    services.run_tile(job, fresh, kind, {}, *services.index_extent())
+    services.run_tile(job, stale, kind, {}, *services.index_extent())
     done = JobTile.objects.get(pk=fresh.pk)
     assert done.status == TileStatus.SUCCEEDED and done.attempts == 2 and done.output_path.endswith("_2.tif")
     assert storage.media_path(done.output_path).is_file()

@@ -43,7 +43,7 @@ def test_never_drops_them_on_cancel_and_a_resume_recomputes_everything(index, ow
 
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     slope = services.get_job_type("slope")
-    services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, slope.gdal_options(job.params),
+    services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, {},
                       *services.index_extent())
     with django_capture_on_commit_callbacks(execute=True):
         services.job_cancel(job=job, by="owner")

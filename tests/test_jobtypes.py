@@ -54,7 +54,8 @@ def test_params_must_be_an_object():
 def test_an_unknown_type_lists_the_known_ones():
     with pytest.raises(Rejected) as caught:
         get_job_type("erosion")
-    assert caught.value.errors["type"] == "unknown job type 'erosion'; the types are aspect, hillshade, slope"
+    assert caught.value.errors["type"] == ("unknown job type 'erosion'; the types are aspect, clip, color-relief, "
+                                           "hillshade, slope, zonal-statistics")
 
 
 def test_each_type_describes_its_schema():

@@ -95,7 +95,7 @@ def test_cancel_then_resume_keeps_the_finished_tiles(index, owner, media):
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     slope = services.get_job_type("slope")
     for _ in range(2):  # two tiles finish before the cancel
-        services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, slope.gdal_options(job.params),
+        services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, {},
                           *services.index_extent())
     services.job_cancel(job=job, by="owner")
     job, to_run = services.job_resume(job=Job.objects.get(pk=job.pk), by=owner)

@@ -129,10 +129,17 @@ class ParamSchemaSerializer(serializers.Serializer):
     choices = serializers.ListField(child=serializers.CharField(), required=False)
 
 
+class InputSchemaSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["raster", "vector", "table", "text"], help_text="the data file kind it needs")
+    help = serializers.CharField()
+
+
 class JobTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     params = ParamSchemaSerializer(many=True)
+    inputs = InputSchemaSerializer(many=True, help_text="data files the job names in `inputs`")
 
 
 class LabelSerializer(serializers.Serializer):

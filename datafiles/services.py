@@ -1,0 +1,216 @@
+"""Data file workflows: upload (or replace), delete, and the content of tables and text.
+
+An upload is streamed to a temporary file beside its final place, hashed on the way, checked by
+GDAL/OGR (or the CSV and JSON readers), and only then moved into place and recorded. A refused
+upload leaves nothing behind. Stored paths are built from the owner's id and a random id, never
+from the file's name.
+"""
+
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import uuid
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from jobs import storage
+from jobs.exceptions import Conflict, Rejected, TooLarge
+from jobs.models import JobStatus
+
+from . import metadata
+from .models import DataFile
+
+MAX_NAME = 200
+IN_USE = [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING]
+
+
+def clean_name(name):
+    """The file name, checked: no path, no control characters, a bounded length, an allowed extension."""
+    if not isinstance(name, str) or not name.strip():
+        raise Rejected({"name": "a file name is required"})
+    name = name.strip()
+    if "/" in name or "\\" in name:
+        raise Rejected({"name": f"{name!r} must be a plain file name, without / or \\"})
+    if name in (".", "..") or name.startswith(".."):
+        raise Rejected({"name": f"{name!r} is not a file name"})
+    if not name.isprintable():
+        raise Rejected({"name": "must not hold control characters"})
+    if len(name) > MAX_NAME:
+        raise Rejected({"name": f"must be at most {MAX_NAME} characters, not {len(name)}"})
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if extension not in settings.DATAFILE_EXTENSIONS:
+        raise Rejected({"name": f"{name!r}: the extension must be one of {', '.join(settings.DATAFILE_EXTENSIONS)}"})
+    return name
+
+
+def _owner_dir(owner):
+    return f"datafiles/{int(owner.pk)}"
+
+
+def _check_size(owner, size, replacing=None):
+    if size > settings.DATAFILE_MAX_BYTES:
+        raise TooLarge(f"the file is {size} bytes; the limit is {settings.DATAFILE_MAX_BYTES} bytes")
+    used = DataFile.objects.filter(owner=owner).exclude(pk=getattr(replacing, "pk", None)).aggregate(n=Sum("size"))["n"] or 0
+    if used + size > settings.DATAFILE_QUOTA_BYTES:
+        raise TooLarge(f"your data files would take {used + size} bytes; your quota is "
+                       f"{settings.DATAFILE_QUOTA_BYTES} bytes ({used} used)")
+
+
+def jobs_using(datafile):
+    """Ids of the queued, running or merging jobs that read this file."""
+    return sorted(datafile.job_inputs.filter(job__status__in=IN_USE).values_list("job_id", flat=True).distinct())
+
+
+def _refuse_if_in_use(datafile, action):
+    jobs = jobs_using(datafile)
+    if jobs:
+        raise Conflict(f"{datafile.name} is used by running or queued jobs {', '.join(map(str, jobs))}; "
+                       f"it cannot be {action} until they finish")
+
+
+def datafile_store(*, owner, upload, name=None, replace=False):
+    """Check and store an uploaded file. Returns (datafile, created).
+
+    Without `replace`, a name the owner already has is a 409; with it, that file is replaced
+    (409 while a queued or running job reads it).
+    """
+    name = clean_name(name if name is not None else getattr(upload, "name", ""))
+    existing = DataFile.objects.filter(owner=owner, name=name).first()
+    if existing and not replace:
+        raise Conflict(f"you already have a data file named {name}; PUT /api/v1/datafiles/{name}/ replaces it")
+    if existing:
+        _refuse_if_in_use(existing, "replaced")
+    _check_size(owner, upload.size, existing)
+
+    extension = name.rsplit(".", 1)[-1].lower()
+    relpath = f"{_owner_dir(owner)}/{uuid.uuid4().hex}.{extension}"
+    final = storage.media_path(relpath)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # The same extension as the final file: GDAL and OGR pick their driver by it.
+    temporary = final.with_name(f".upload-{uuid.uuid4().hex}.{extension}")
+    try:
+        digest, size = _write(upload, temporary)
+        _check_size(owner, size, existing)
+        try:
+            kind, found = metadata.inspect(temporary, extension)
+        except metadata.Unreadable as exc:
+            raise Rejected({"file": f"{name} cannot be read as .{extension}: {exc}"}) from None
+        os.replace(temporary, final)
+        with transaction.atomic():
+            if existing:
+                old_path = existing.path
+                if not DataFile.objects.filter(pk=existing.pk).update(kind=kind, size=size, sha256=digest, metadata=found,
+                                                                   path=relpath, uploaded=timezone.now()):
+                    raise Conflict(f"{name} was deleted while it was being replaced")
+                datafile, created = DataFile.objects.get(pk=existing.pk), False
+                storage.remove_files_on_commit([old_path])
+            else:
+                datafile = DataFile.objects.create(owner=owner, name=name, kind=kind, size=size, sha256=digest,
+                                                   metadata=found, path=relpath)
+                created = True
+            transaction.on_commit(lambda: _arrived(datafile))
+    except IntegrityError:
+        final.unlink(missing_ok=True)
+        raise Conflict(f"you already have a data file named {name}; PUT /api/v1/datafiles/{name}/ replaces it") from None
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    finally:
+        temporary.unlink(missing_ok=True)
+    return datafile, created
+
+
+def _write(upload, path):
+    digest, size = hashlib.sha256(), 0
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _arrived(datafile):
+    from jobs.services import jobs_start_waiting
+
+    jobs_start_waiting(owner_id=datafile.owner_id)
+
+
+def datafile_delete(*, datafile):
+    with transaction.atomic():
+        locked = DataFile.objects.select_for_update().filter(pk=datafile.pk).first()
+        if locked is None:
+            return
+        _refuse_if_in_use(locked, "deleted")
+        locked.delete()
+        storage.remove_files_on_commit([locked.path])
+
+
+def datafile_delete_all(*, owner):
+    """Delete all of the owner's data files, or none when a running or queued job reads one of them."""
+    with transaction.atomic():
+        files = list(DataFile.objects.select_for_update().filter(owner=owner))
+        busy = [f.name for f in files if jobs_using(f)]
+        if busy:
+            raise Conflict(f"{', '.join(busy)} used by running or queued jobs; nothing was deleted")
+        DataFile.objects.filter(pk__in=[f.pk for f in files]).delete()
+        storage.remove_files_on_commit([f.path for f in files])
+    return len(files)
+
+
+def gdal_path(datafile):
+    return metadata.gdal_path(storage.media_path(datafile.path), datafile.extension)
+
+
+# Content of tables and text, in the format asked for.
+
+FORMATS = {"table": ("csv", "json", "html", "txt"), "text": ("txt", "json", "html")}
+CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html", "txt": "text/plain"}
+
+
+def datafile_content(datafile, fmt):
+    """(content type, body) of a table or text file in `fmt`; Rejected when it has no such form."""
+    formats = FORMATS.get(datafile.kind)
+    if formats is None:
+        raise Rejected({"format": f"{datafile.name} is a {datafile.kind}; content is for tables and text, "
+                                  "download the file instead"})
+    if fmt not in formats:
+        raise Rejected({"format": f"must be one of {', '.join(formats)} for a {datafile.kind}"})
+    path = storage.media_path(datafile.path)
+    if datafile.kind == "text":
+        text = metadata.read_text(path)
+        body = {"txt": lambda: text, "html": lambda: f"<pre>{html.escape(text)}</pre>",
+                "json": lambda: json.dumps(_json_or_lines(text))}[fmt]()
+        return CONTENT_TYPES[fmt], body
+    columns, rows = metadata.read_table(path)
+    if fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out).writerows([columns, *rows])
+        return CONTENT_TYPES[fmt], out.getvalue()
+    if fmt == "json":
+        return CONTENT_TYPES[fmt], json.dumps([dict(zip(columns, row)) for row in rows])
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+        return CONTENT_TYPES[fmt], f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    widths = [max(len(str(v)) for v in column) for column in zip(columns, *rows)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [columns, *rows]]
+    return CONTENT_TYPES[fmt], "\n".join(lines) + "\n"
+
+
+def _json_or_lines(text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"lines": text.splitlines()}
+
+
+def data_bytes(owner=None):
+    files = DataFile.objects.all() if owner is None else DataFile.objects.filter(owner=owner)
+    return files.aggregate(n=Sum("size"))["n"] or 0
