@@ -3,7 +3,7 @@ from django.db.models import Count
 
 from . import services
 from .exceptions import Conflict
-from .models import Job, JobLog, JobTile, Label, Tile, Town
+from .models import Job, JobInput, JobLog, JobTile, Label, Tile, Town
 
 
 @admin.register(Tile)
@@ -50,6 +50,12 @@ class JobTileInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class JobInputInline(ReadOnlyInline):
+    model = JobInput
+    fields = ["name", "file_name", "datafile"]
+    readonly_fields = fields
+
+
 class JobLogInline(ReadOnlyInline):
     model = JobLog
     fields = ["created", "level", "tile", "message"]
@@ -63,8 +69,9 @@ class JobAdmin(admin.ModelAdmin):
     search_fields = ["=id", "owner__username", "labels__name", "error"]
     date_hierarchy = "created"
     raw_id_fields = ["town"]
-    readonly_fields = ["status", "tiles_total", "attempt", "outputs", "error", "created", "started", "finished", "updated"]
-    inlines = [JobTileInline, JobLogInline]
+    readonly_fields = ["status", "tiles_total", "attempt", "outputs", "results", "error", "waiting_for", "wait_deadline",
+                       "created", "started", "finished", "updated", "interim_deleted"]
+    inlines = [JobInputInline, JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
     def has_delete_permission(self, request, obj=None):

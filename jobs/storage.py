@@ -75,19 +75,29 @@ def drop_interim_results(job_ids, remove=remove_files_on_commit):
 
 def usage(user):
     """Bytes of interim results and of outputs: the user's own, or everybody's per user for staff."""
+    from datafiles.models import DataFile
+
     jobs = Job.objects.all() if user.is_staff else Job.objects.filter(owner=user)
-    interim = JobTile.objects.filter(job__in=jobs).aggregate(n=Sum("output_size"))["n"] or 0
-    outputs = jobs.aggregate(n=Sum("outputs_size"))["n"] or 0
-    answer = {"interim_bytes": interim, "output_bytes": outputs, "total_bytes": interim + outputs}
+    files = DataFile.objects.all() if user.is_staff else DataFile.objects.filter(owner=user)
+    answer = _totals(
+        interim=JobTile.objects.filter(job__in=jobs).aggregate(n=Sum("output_size"))["n"],
+        output=jobs.aggregate(n=Sum("outputs_size"))["n"], data=files.aggregate(n=Sum("size"))["n"])
     if user.is_staff:
         per_user = {}
-        for name, n in JobTile.objects.values_list("job__owner__username").annotate(n=Sum("output_size")):
-            per_user.setdefault(name, {"username": name, "interim_bytes": 0, "output_bytes": 0})["interim_bytes"] = n or 0
-        for name, n in Job.objects.values_list("owner__username").annotate(n=Sum("outputs_size")):
-            per_user.setdefault(name, {"username": name, "interim_bytes": 0, "output_bytes": 0})["output_bytes"] = n or 0
-        answer["users"] = sorted(({**u, "total_bytes": u["interim_bytes"] + u["output_bytes"]} for u in per_user.values()),
-                                 key=lambda u: u["username"])
+        for key, rows in (
+            ("interim", JobTile.objects.values_list("job__owner__username").annotate(n=Sum("output_size"))),
+            ("output", Job.objects.values_list("owner__username").annotate(n=Sum("outputs_size"))),
+            ("data", DataFile.objects.values_list("owner__username").annotate(n=Sum("size"))),
+        ):
+            for name, n in rows:
+                per_user.setdefault(name, {})[key] = n
+        answer["users"] = [{"username": name, **_totals(**per_user[name])} for name in sorted(per_user)]
     return answer
+
+
+def _totals(interim=0, output=0, data=0):
+    interim, output, data = interim or 0, output or 0, data or 0
+    return {"interim_bytes": interim, "output_bytes": output, "data_bytes": data, "total_bytes": interim + output + data}
 
 
 def cleanup(*, owner=None, older_than_days=None, remove=remove_files_on_commit):

@@ -151,6 +151,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "URL_FORMAT_OVERRIDE": None,  # `?format=` belongs to the endpoints (data file content), not to renderers
 }
 
 SPECTACULAR_SETTINGS = {

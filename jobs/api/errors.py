@@ -6,12 +6,17 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..exceptions import Conflict, LimitExceeded, Rejected
+from ..exceptions import Conflict, LimitExceeded, Rejected, TooLarge
 
 
 class ConflictError(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
 
 
 class TooManyJobs(APIException):
@@ -46,6 +51,8 @@ def exception_handler(exc, context):
         exc = ConflictError(str(exc))
     elif isinstance(exc, LimitExceeded):
         exc = TooManyJobs(str(exc))
+    elif isinstance(exc, TooLarge):
+        exc = PayloadTooLarge(str(exc))
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}

@@ -38,13 +38,15 @@ class JobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField(help_text="percent of the tiles done; 100 once the result exists")
     duration_s = serializers.SerializerMethodField(help_text="seconds from start to finish (or until now)")
     outputs = serializers.SerializerMethodField()
+    inputs = serializers.SerializerMethodField(help_text="input name: data file name")
     links = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
-        fields = ["id", "type", "status", "owner", "params", "labels", "town", "interim_results", "tiles_total",
-                  "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished", "updated",
-                  "duration_s", "outputs", "error", "interim_deleted", "links"]
+        fields = ["id", "type", "status", "owner", "params", "inputs", "labels", "town", "interim_results",
+                  "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
+                  "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
+                  "interim_deleted", "links"]
         read_only_fields = fields
 
     def get_progress(self, job) -> int:
@@ -54,6 +56,9 @@ class JobSerializer(serializers.ModelSerializer):
         if job.started is None:
             return None
         return round(((job.finished or timezone.now()) - job.started).total_seconds(), 3)
+
+    def get_inputs(self, job) -> dict[str, str]:
+        return {job_input.name: job_input.file_name for job_input in job.inputs.all()}
 
     @extend_schema_field(OutputSerializer(many=True))
     def get_outputs(self, job):
@@ -81,6 +86,10 @@ class JobCreateSerializer(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
                                    required=False, default=list)
     interim_results = serializers.ChoiceField(choices=InterimResults.choices, required=False)
+    inputs = serializers.DictField(child=serializers.CharField(), required=False,
+                                   help_text="input name: the name of one of your data files (see job-types/)")
+    wait_timeout = serializers.IntegerField(min_value=1, max_value=30 * 24 * 3600, required=False,
+                                            help_text="seconds to wait for data files not uploaded yet")
 
 
 class JobLogSerializer(serializers.ModelSerializer):
@@ -164,12 +173,14 @@ class UserStorageSerializer(serializers.Serializer):
     username = serializers.CharField()
     interim_bytes = serializers.IntegerField()
     output_bytes = serializers.IntegerField()
+    data_bytes = serializers.IntegerField()
     total_bytes = serializers.IntegerField()
 
 
 class StorageSerializer(serializers.Serializer):
     interim_bytes = serializers.IntegerField(help_text="tile outputs kept for resuming")
     output_bytes = serializers.IntegerField(help_text="merged results")
+    data_bytes = serializers.IntegerField(help_text="uploaded data files")
     total_bytes = serializers.IntegerField()
     users = UserStorageSerializer(many=True, required=False, help_text="per user (staff only)")
 

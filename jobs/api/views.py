@@ -47,7 +47,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
             return Job.objects.none()
         return (Job.objects.visible_to(self.request.user).with_counts()
                 .annotate(duration=ExpressionWrapper(F("finished") - F("started"), output_field=DurationField()))
-                .select_related("owner").prefetch_related("labels"))
+                .select_related("owner").prefetch_related("labels", "inputs"))
 
     def get_serializer_class(self):
         return JobCreateSerializer if self.action == "create" else JobSerializer
@@ -63,7 +63,8 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         data = serializer.validated_data
         job = services.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
                                   town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
-                                  interim_results=data.get("interim_results"))
+                                  interim_results=data.get("interim_results"), inputs=data.get("inputs"),
+                                  wait_timeout=data.get("wait_timeout"))
         return self._represent(job, status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None, **CONFLICT})
