@@ -121,10 +121,14 @@ def window_of(array, tileset, tile_ids):
 
 
 def assert_same_pixels(expected, actual):
+    """Equal arrays (band, row, column or row, column); else where they differ, axis by axis."""
     assert expected.shape == actual.shape
-    rows, cols = np.nonzero(expected != actual)
-    assert rows.size == 0, (f"{rows.size} pixels differ, in rows {rows.min()}-{rows.max()} and columns "
-                            f"{cols.min()}-{cols.max()}; expected {expected[rows[0], cols[0]]}, got {actual[rows[0], cols[0]]}")
+    differ = np.argwhere(expected != actual)
+    if differ.size:
+        spans = ", ".join(f"axis {axis} {differ[:, axis].min()}-{differ[:, axis].max()}" for axis in range(differ.shape[1]))
+        first = tuple(differ[0])
+        raise AssertionError(f"{len(differ)} values differ ({spans}); at {first} expected {expected[first]}, "
+                             f"got {actual[first]}")
 
 
 # A real cluster in another process, against the test database.

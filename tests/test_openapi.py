@@ -5,6 +5,7 @@ import re
 
 import pytest
 import schemathesis
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck
@@ -14,9 +15,11 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
+from datafiles.services import datafile_store
 from jobs import services
 from jobsite.wsgi import application
 
+from .datafile_samples import COLOR_TABLE, CSV
 from .test_execution import run
 
 
@@ -54,6 +57,8 @@ def api(index, town, owner, other, media):
     run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"]))
     services.job_submit(owner=owner, job_type="slope", town_id=town.id)
     services.job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
+    for name, content in [("stations.csv", CSV), ("ramp.txt", COLOR_TABLE)]:
+        datafile_store(owner=owner, upload=SimpleUploadedFile(name, content.encode()))
     # Requests go through the real WSGI application in this process; like Django's test client, keep
     # it from closing the test's database connection at the end of each request.
     request_started.disconnect(close_old_connections)

@@ -1,0 +1,163 @@
+"""Job types that read data files, jobs that wait for their data, and files in use."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from osgeo import gdal
+
+from datafiles import services as datafiles
+from datafiles.models import DataFile
+from jobs import raster, services, storage, vector
+from jobs.exceptions import Rejected
+from jobs.models import Job, JobStatus
+
+from .conftest import assert_same_pixels
+from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes, polygons_bytes
+from .test_execution import merged_pixels, run
+
+
+def store(owner, name, content):
+    return datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile(name, content))[0]
+
+
+def test_color_relief_equals_gdaldem_on_the_whole_raster(index, owner, media):
+    ramp = store(owner, "ramp.txt", COLOR_TABLE.encode())
+    job = run(services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids,
+                                  inputs={"color_table": "ramp.txt"}, params={"alpha": True}))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    expected = gdal.DEMProcessing("", str(index.whole), "color-relief", format="MEM", addAlpha=True,
+                                  colorFilename=str(storage.media_path(ramp.path))).ReadAsArray()
+    assert merged_pixels(job).shape == (4, 190, 250)
+    assert_same_pixels(expected, merged_pixels(job))
+
+
+
+def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, owner, media, tmp_path, client_for):
+    store(owner, "zones.geojson", polygons_bytes(tmp_path))  # stored in WGS 84, reprojected by the job
+    job = run(services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"}))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.tiles_total == 4  # chosen by the polygons: 100, 101, 110 and 111
+
+    datafile = DataFile.objects.get(owner=owner, name="zones.geojson")
+    polygons = vector.read_polygons(services.datafile_gdal_path(datafile), raster.read_info(index.folder / "dem_100.tif").crs_wkt)
+    whole = gdal.Open(str(index.whole))
+    pixels = whole.ReadAsArray().astype(np.float64)
+    for row, polygon in zip(job.results, polygons):
+        values = pixels[raster.polygon_mask(whole, polygon.wkt) & (pixels != -9999.0)]
+        assert (row["zone"], row["id"], row["count"]) == (polygon.index, polygon.properties["id"], values.size)
+        assert (row["min"], row["max"]) == (values.min(), values.max())
+        assert np.isclose(row["mean"], values.mean(), rtol=1e-12) and np.isclose(row["std"], values.std(), rtol=1e-9)
+
+    names = [o["name"] for o in job.outputs]
+    assert names == ["zonal-statistics.csv", "zonal-statistics.json"]
+    csv_text = storage.media_path(job.outputs[0]["path"]).read_text()
+    assert csv_text.splitlines()[0] == "zone,id,name,count,min,max,mean,std"
+    body = client_for(owner).get(f"/api/v1/jobs/{job.pk}/").json()
+    assert body["results"] == job.results and body["inputs"] == {"zones": "zones.geojson"}
+
+
+def test_clip_sets_every_pixel_outside_the_polygons_to_nodata(index, owner, media, tmp_path):
+    store(owner, "mask.gpkg", polygons_bytes(tmp_path, "GPKG", ".gpkg", 25832))
+    job = run(services.job_submit(owner=owner, job_type="clip", tile_ids=index.ids, inputs={"mask": "mask.gpkg"}))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    whole = gdal.Open(str(index.whole))
+    expected = whole.ReadAsArray()
+    inside = np.zeros(expected.shape, dtype=bool)
+    for polygon in vector.read_polygons(str(storage.media_path(DataFile.objects.get(name="mask.gpkg").path)),
+                                        whole.GetProjection()):
+        inside |= raster.polygon_mask(whole, polygon.wkt)
+    expected[~inside] = -9999.0
+    assert_same_pixels(expected, merged_pixels(job))
+    assert 0 < inside.sum() < inside.size
+
+
+def test_clip_without_tiles_takes_those_under_the_polygons(index, owner, media, tmp_path):
+    store(owner, "mask.geojson", polygons_bytes(tmp_path))
+    job = services.job_submit(owner=owner, job_type="clip", inputs={"mask": "mask.geojson"})
+    assert sorted(job.tiles.values_list("tile_id", flat=True)) == [100, 101, 110, 111]
+
+
+@pytest.mark.parametrize("kwargs,problem", [
+    ({"job_type": "color-relief", "inputs": {"color_table": "dem.tif"}}, "dem.tif is a raster file; color_table needs a text file"),
+    ({"job_type": "color-relief", "inputs": {}}, "color_table"),
+    ({"job_type": "color-relief", "inputs": {"color_table": "ramp.txt", "extra": "x.csv"}}, "unknown input"),
+    ({"job_type": "slope", "inputs": {"zones": "a.geojson"}}, "slope reads no data files"),
+    ({"job_type": "color-relief", "inputs": {"color_table": 5}}, "must be an object of input names to data file names"),
+    ({"job_type": "zonal-statistics", "inputs": {"zones": "later.geojson"}}, "give tile_ids or town_id"),
+    ({"job_type": "color-relief", "inputs": {"color_table": "ramp.txt"}, "wait_timeout": 0}, "wait_timeout"),
+])
+def test_bad_inputs_are_rejected_and_nothing_is_written(index, owner, media, tmp_path, kwargs, problem):
+    store(owner, "dem.tif", geotiff_bytes(tmp_path))
+    kwargs = {"tile_ids": None if kwargs["job_type"] == "zonal-statistics" else index.ids[:1], **kwargs}
+    with pytest.raises(Rejected, match=problem):
+        services.job_submit(owner=owner, **kwargs)
+    assert Job.objects.count() == 0
+
+
+def test_a_job_waits_for_its_file_and_starts_when_it_arrives(index, owner, media, client_for,
+                                                              django_capture_on_commit_callbacks):
+    client = client_for(owner)
+    body = client.post("/api/v1/jobs/", {"type": "color-relief", "tile_ids": index.ids[:2],
+                                         "inputs": {"color_table": "ramp.txt"}}, format="json").json()
+    assert body["status"] == "waiting" and body["waiting_for"] == ["ramp.txt"] and body["wait_deadline"]
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/api/v1/datafiles/", {"file": SimpleUploadedFile("ramp.txt", COLOR_TABLE.encode())}, format="multipart")
+    job = Job.objects.get(pk=body["id"])
+    assert job.status == JobStatus.QUEUED and job.waiting_for == []
+    assert run(job).status == JobStatus.SUCCEEDED
+
+
+def test_a_file_of_the_wrong_kind_arriving_fails_the_waiting_job(index, owner, media, tmp_path,
+                                                                  django_capture_on_commit_callbacks):
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                              inputs={"color_table": "ramp.csv"})
+    with django_capture_on_commit_callbacks(execute=True):
+        store(owner, "ramp.csv", CSV.encode())
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error == "ramp.csv arrived as a table file; color_table needs a text file"
+
+
+def test_a_waiting_job_fails_after_its_wait_timeout_naming_the_file(index, owner, media):
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                              inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    assert (job.wait_deadline - job.created).total_seconds() == pytest.approx(60, abs=1)
+    services.sweep()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
+    Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
+    services.sweep()
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error == "waited in vain for ramp.txt, which never arrived"
+
+
+def test_the_sweep_starts_a_waiting_job_whose_file_is_there(index, owner, media):
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                              inputs={"color_table": "ramp.txt"})
+    store(owner, "ramp.txt", COLOR_TABLE.encode())  # its wake-up after commit never ran (a crash, say)
+    services.sweep()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+
+
+def test_a_waiting_job_can_be_canceled(index, owner, client_for):
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                              inputs={"color_table": "ramp.txt"})
+    assert client_for(owner).post(f"/api/v1/jobs/{job.pk}/cancel/").json()["status"] == "canceled"
+
+
+def test_a_file_a_queued_or_running_job_reads_cannot_be_deleted_or_replaced(index, owner, media, client_for):
+    store(owner, "ramp.txt", COLOR_TABLE.encode())
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                              inputs={"color_table": "ramp.txt"})
+    client = client_for(owner)
+    deleted = client.delete("/api/v1/datafiles/ramp.txt/")
+    assert deleted.status_code == 409
+    assert deleted.json()["detail"] == f"ramp.txt is used by running or queued jobs {job.pk}; it cannot be deleted until they finish"
+    replaced = client.put("/api/v1/datafiles/ramp.txt/", {"file": SimpleUploadedFile("ramp.txt", b"0 0 0 0\n")},
+                          format="multipart")
+    assert replaced.status_code == 409 and "cannot be replaced" in replaced.json()["detail"]
+    assert client.delete("/api/v1/datafiles/").status_code == 409
+    assert DataFile.objects.filter(name="ramp.txt").exists()
+    run(job)
+    assert client.delete("/api/v1/datafiles/ramp.txt/").status_code == 204
