@@ -62,18 +62,24 @@ def read_areas(path, id_field, name_field, target_wkt):
         if area_id in seen:
             raise VectorError(f"{path}: id {area_id} appears more than once")
         seen.add(area_id)
-        geometry = feature.GetGeometryRef()
-        if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
-            raise VectorError(f"{path}: feature {fid} (id {area_id}) is not a polygon")
-        geometry = geometry.Clone()
-        if transform is not None:
-            geometry.Transform(transform)
-        if not geometry.IsValid():
-            geometry = geometry.MakeValid()
-        minx, maxx, miny, maxy = geometry.GetEnvelope()
+        wkt, bounds = _polygon(feature, transform, f"{path}: feature {fid} (id {area_id})")
         name = feature.GetField(name_field)
-        areas.append(Area(area_id, str(name if name is not None else area_id), geometry.ExportToWkt(), (minx, miny, maxx, maxy)))
+        areas.append(Area(area_id, str(name if name is not None else area_id), wkt, bounds))
     return areas
+
+
+def _polygon(feature, transform, what):
+    """(WKT, (minx, miny, maxx, maxy)) of a feature's polygon, reprojected and made valid."""
+    geometry = feature.GetGeometryRef()
+    if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
+        raise VectorError(f"{what} is not a polygon")
+    geometry = geometry.Clone()
+    if transform is not None:
+        geometry.Transform(transform)
+    if not geometry.IsValid():
+        geometry = geometry.MakeValid()
+    minx, maxx, miny, maxy = geometry.GetEnvelope()
+    return geometry.ExportToWkt(), (minx, miny, maxx, maxy)
 
 
 def intersects_box(wkt, bounds):
@@ -142,17 +148,8 @@ def read_polygons(name, target_wkt):
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     polygons = []
     for index, feature in enumerate(layer):
-        geometry = feature.GetGeometryRef()
-        if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
-            raise VectorError(f"{name}: feature {feature.GetFID()} is not a polygon")
-        geometry = geometry.Clone()
-        if transform is not None:
-            geometry.Transform(transform)
-        if not geometry.IsValid():
-            geometry = geometry.MakeValid()
-        minx, maxx, miny, maxy = geometry.GetEnvelope()
-        properties = {field: feature.GetField(field) for field in fields}
-        polygons.append(Polygon(index, geometry.ExportToWkt(), (minx, miny, maxx, maxy), properties))
+        wkt, bounds = _polygon(feature, transform, f"{name}: feature {feature.GetFID()}")
+        polygons.append(Polygon(index, wkt, bounds, {field: feature.GetField(field) for field in fields}))
     if not polygons:
         raise VectorError(f"{name}: the layer has no polygons")
     return polygons
