@@ -1,10 +1,85 @@
+"""Data file pages of the dashboard: upload, list, detail with preview, delete."""
+
+import json
+
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import FileResponse
-from django.shortcuts import get_object_or_404
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import storage
+from jobs import raster, storage
+from jobs.exceptions import Conflict, Rejected, TooLarge
 
+from . import services
+from .forms import UploadForm
 from .models import DataFile
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def datafile_list(request):
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            datafile, created = services.datafile_store(owner=request.user, upload=form.cleaned_data["file"],
+                                                        name=form.cleaned_data["name"] or None,
+                                                        replace=form.cleaned_data["replace"])
+        except Rejected as exc:
+            for field, problem in exc.errors.items():
+                form.add_error(field if field in form.fields else "file", str(problem))
+        except (Conflict, TooLarge) as exc:
+            form.add_error("file", str(exc))
+        else:
+            messages.success(request, f"{datafile.name} {'stored' if created else 'replaced'}: a {datafile.kind} file.")
+            return redirect("datafile-page", name=datafile.name)
+    files = DataFile.objects.filter(owner=request.user).order_by("name")
+    return render(request, "datafiles/datafile_list.html", {"form": form, "files": files,
+                                                            "used": services.data_bytes(request.user)})
+
+
+def _own(request, name):
+    return get_object_or_404(DataFile, owner=request.user, name=name)
+
+
+@login_required
+@require_GET
+def datafile_detail(request, name):
+    datafile = _own(request, name)
+    preview = None
+    if datafile.kind == "text":
+        preview = "\n".join(storage.media_path(datafile.path).read_text(errors="replace").splitlines()[:40])
+    return render(request, "datafiles/datafile_detail.html", {
+        "datafile": datafile, "preview": preview, "jobs": services.jobs_using(datafile),
+        "metadata": json.dumps(datafile.metadata, indent=2, ensure_ascii=False)})
+
+
+@login_required
+@require_GET
+def datafile_thumbnail(request, name):
+    datafile = _own(request, name)
+    if datafile.kind != "raster":
+        return HttpResponse(status=404)
+    try:
+        return HttpResponse(raster.thumbnail_bytes(storage.media_path(datafile.path)), content_type="image/png")
+    except raster.RasterError:
+        return HttpResponse(status=404)
+
+
+@login_required
+@require_POST
+def datafile_delete(request, name):
+    datafile = _own(request, name)
+    if request.POST.get("confirm") != "yes":
+        return render(request, "datafiles/confirm_delete.html", {"datafile": datafile})
+    try:
+        services.datafile_delete(datafile=datafile)
+    except Conflict as exc:
+        messages.error(request, str(exc))
+        return redirect("datafile-page", name=name)
+    messages.success(request, f"{name} deleted.")
+    return redirect("datafile-list-page")
 
 
 @staff_member_required

@@ -13,6 +13,7 @@ exactly as the edge of one whole raster does.
 import csv
 import json
 import os
+import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -274,7 +275,10 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
 
 def _write_thumbnail(src_path, png_path, size):
     """An 8-bit PNG at most `size` pixels wide and high; nodata becomes transparent."""
-    ds = gdal.Open(str(src_path))
+    _write_thumbnail_ds(gdal.Open(str(src_path)), png_path, size)
+
+
+def _write_thumbnail_ds(ds, png_path, size):
     band = ds.GetRasterBand(1)
     scale = size / max(ds.RasterXSize, ds.RasterYSize)
     width = max(1, round(ds.RasterXSize * min(1.0, scale)))
@@ -285,6 +289,19 @@ def _write_thumbnail(src_path, png_path, size):
         options.update(outputType=gdal.GDT_Byte, scaleParams=[[low, high, 1, 255]], noData=0)
     with thread_config(GDAL_PAM_ENABLED="NO"):
         gdal.Translate(str(png_path), ds, **options)
+
+
+def thumbnail_bytes(src_path, size=256):
+    """A PNG preview of a raster (any band count: the first three, or the first, are shown)."""
+    try:
+        ds = gdal.Open(str(src_path))
+        view = gdal.Translate("", ds, format="VRT", bandList=[1, 2, 3] if ds.RasterCount >= 3 else [1])
+        with tempfile.TemporaryDirectory() as folder:
+            png = Path(folder) / "preview.png"
+            _write_thumbnail_ds(view, png, size)
+            return png.read_bytes()
+    except RuntimeError as exc:
+        raise gdal_error(exc) from None
 
 
 def write_raster(path, array, geotransform, crs_wkt, nodata=None,

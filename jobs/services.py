@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
@@ -229,7 +230,7 @@ def jobs_fail_overdue():
 def _check_active_jobs(owner):
     """Refuse a new job to a user at the limit of active jobs. Locking the user's row makes
     concurrent submits of one user count one after the other."""
-    type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     active = Job.objects.filter(owner=owner, status__in=JobStatus.active()).count()
     if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
         raise LimitExceeded(f"you have {active} active jobs and the limit is {settings.MAX_ACTIVE_JOBS_PER_USER}; "

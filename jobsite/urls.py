@@ -3,9 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from datafiles import views as datafile_pages
 from datafiles.api import DataFileViewSet
-from datafiles.views import admin_download
 from jobs import legacy
+from jobs import views as job_pages
 from jobs.api import views
 
 
@@ -25,7 +26,20 @@ router.register("labels", views.LabelViewSet, basename="label")
 router.register("datafiles", DataFileViewSet, basename="datafile")
 
 urlpatterns = [
-    path("staff/datafiles/<int:pk>/download/", admin_download, name="admin-datafile-download"),
+    path("", job_pages.job_list, name="job-list"),
+    path("jobs/live/", job_pages.jobs_live, name="jobs-live"),
+    path("jobs/new/", job_pages.job_new, name="job-new"),
+    path("jobs/<int:pk>/", job_pages.job_detail, name="job-page"),
+    path("jobs/<int:pk>/live/", job_pages.job_live, name="job-live"),
+    path("jobs/<int:pk>/cancel/", job_pages.job_cancel, name="job-cancel"),
+    path("jobs/<int:pk>/resume/", job_pages.job_resume, name="job-resume"),
+    path("jobs/<int:pk>/delete/", job_pages.job_delete, name="job-delete"),
+    path("datafiles/", datafile_pages.datafile_list, name="datafile-list-page"),
+    path("datafiles/<str:name>/", datafile_pages.datafile_detail, name="datafile-page"),
+    path("datafiles/<str:name>/preview.png", datafile_pages.datafile_thumbnail, name="datafile-thumbnail"),
+    path("datafiles/<str:name>/delete/", datafile_pages.datafile_delete, name="datafile-delete-page"),
+    path("staff/datafiles/<int:pk>/download/", datafile_pages.admin_download, name="admin-datafile-download"),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/auth/token/", views.TokenView.as_view(), name="api-token"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,0 +1,212 @@
+"""The staff dashboard: jobs list, job detail with tile map and log, new job, actions.
+
+Thin views over the same services as the API. Every action is a plain form post that asks for a
+confirmation page when it arrives without `confirm=yes` (JavaScript asks in a dialog instead), so
+everything works without JavaScript; the live parts poll small JSON endpoints.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import services
+from .api.filters import JobFilter
+from .exceptions import Conflict, LimitExceeded, Rejected
+from .forms import JobForm, ResumeForm
+from .jobtypes import JOB_TYPES, get_job_type
+from .models import Job, JobLog, JobStatus, JobTile, Label, TileStatus
+
+PAGE_SIZE = 25
+LOG_TAIL = 100
+
+
+def _jobs(request):
+    return Job.objects.visible_to(request.user).with_counts().select_related("owner").prefetch_related("labels")
+
+
+def _summary(job):
+    """What the list and the detail page update live."""
+    return {"id": job.pk, "status": job.status, "progress": job.progress(job.tiles_done), "tiles_done": job.tiles_done,
+            "tiles_failed": job.tiles_failed, "tiles_total": job.tiles_total, "final": job.is_final,
+            "duration": _duration(job)}
+
+
+def _duration(job):
+    if job.started is None:
+        return ""
+    seconds = int(((job.finished or timezone.now()) - job.started).total_seconds())
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@login_required
+@require_GET
+def job_list(request):
+    filterset = JobFilter(request.GET, queryset=_jobs(request), request=request)
+    jobs = filterset.qs if filterset.is_valid() else _jobs(request).none()
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "jobs/job_list.html", {
+        "page": page, "rows": [(job, _summary(job)) for job in page], "filter_errors": filterset.errors,
+        "statuses": JobStatus.choices, "types": sorted(JOB_TYPES), "query": query.urlencode(),
+        "labels": Label.objects.filter(jobs__in=Job.objects.visible_to(request.user)).distinct().order_by("name"),
+        "chosen": {key: request.GET.get(key, "") for key in ("status", "type", "label", "search")},
+    })
+
+
+@login_required
+@require_GET
+def jobs_live(request):
+    """Status and progress of the listed jobs, by id: `?ids=3,2,1`."""
+    try:
+        ids = [int(part) for part in request.GET.get("ids", "").split(",") if part][:200]
+    except ValueError:
+        return JsonResponse({"detail": "ids: comma-separated job ids"}, status=400)
+    return JsonResponse({"jobs": [_summary(job) for job in _jobs(request).filter(pk__in=ids)]})
+
+
+def _job_or_404(request, pk):
+    return get_object_or_404(_jobs(request), pk=pk)
+
+
+def _tile_map(job):
+    """Rectangles of the job's tiles in a 1000-unit wide SVG view box, with their status."""
+    tiles = list(JobTile.objects.filter(job=job).select_related("tile").only(
+        "status", "tile__id", "tile__minx", "tile__miny", "tile__maxx", "tile__maxy").order_by("tile_id"))
+    if not tiles:
+        return {"tiles": [], "width": 1000, "height": 1000}
+    minx, maxy = min(t.tile.minx for t in tiles), max(t.tile.maxy for t in tiles)
+    span_x = max(t.tile.maxx for t in tiles) - minx
+    span_y = maxy - min(t.tile.miny for t in tiles)
+    scale = 1000 / max(span_x, span_y)
+    return {"width": round(span_x * scale), "height": round(span_y * scale), "tiles": [
+        {"id": t.tile_id, "status": t.status, "x": round((t.tile.minx - minx) * scale, 2),
+         "y": round((maxy - t.tile.maxy) * scale, 2), "w": round((t.tile.maxx - t.tile.minx) * scale, 2),
+         "h": round((t.tile.maxy - t.tile.miny) * scale, 2)} for t in tiles]}
+
+
+def _allowed(job):
+    return {"cancel": not job.is_final, "resume": job.is_resumable, "delete": job.is_final}
+
+
+@login_required
+@require_GET
+def job_detail(request, pk):
+    job = _job_or_404(request, pk)
+    kind = get_job_type(job.type)
+    logs = list(JobLog.objects.filter(job=job).order_by("-id")[:LOG_TAIL])[::-1]
+    return render(request, "jobs/job_detail.html", {
+        "job": job, "summary": _summary(job), "tile_map": _tile_map(job), "logs": logs,
+        "last_log": logs[-1].id if logs else 0, "allowed": _allowed(job), "inputs": job.inputs.all(),
+        "outputs": [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs],
+        "thumbnail": next((reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})
+                           for o in job.outputs if o["name"] == "thumbnail.png"), None),
+        "resume_form": ResumeForm(kind=kind, current=job.params) if job.is_resumable else None,
+        "statuses": TileStatus.values,
+    })
+
+
+@login_required
+@require_GET
+def job_live(request, pk):
+    """What changed on a job page: status, progress, each tile's status, log lines after `after`."""
+    job = _job_or_404(request, pk)
+    try:
+        after = int(request.GET.get("after", 0))
+    except ValueError:
+        return JsonResponse({"detail": "after: a log id"}, status=400)
+    logs = JobLog.objects.filter(job=job, id__gt=after).order_by("id")[:500]
+    return JsonResponse({
+        **_summary(job), "allowed": _allowed(job),
+        "tiles": dict(JobTile.objects.filter(job=job).values_list("tile_id", "status")),
+        "logs": [{"id": log.id, "created": log.created.strftime("%H:%M:%S"), "level": log.level,
+                  "tile": log.tile_id, "message": log.message} for log in logs],
+        "outputs": [{"name": o["name"], "size": o["size"],
+                     "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs],
+    })
+
+
+def _confirmed(request, job, action, question):
+    """True when the post carries confirm=yes; otherwise the confirmation page is the answer."""
+    if request.POST.get("confirm") == "yes":
+        return True, None
+    return False, render(request, "jobs/confirm.html", {"job": job, "action": action, "question": question,
+                                                        "fields": request.POST.items()})
+
+
+@login_required
+@require_POST
+def job_cancel(request, pk):
+    job = _job_or_404(request, pk)
+    confirmed, page = _confirmed(request, job, "cancel", f"Cancel job {job.pk}?")
+    if not confirmed:
+        return page
+    try:
+        services.job_cancel(job=job, by=request.user)
+        messages.success(request, f"Job {job.pk} canceled.")
+    except Conflict as exc:
+        messages.error(request, str(exc))
+    return redirect("job-page", pk=job.pk)
+
+
+@login_required
+@require_POST
+def job_resume(request, pk):
+    job = _job_or_404(request, pk)
+    form = ResumeForm(request.POST, kind=get_job_type(job.type), current=job.params)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k.removeprefix('param_')}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("job-page", pk=job.pk)
+    confirmed, page = _confirmed(request, job, "resume", f"Resume job {job.pk}?")
+    if not confirmed:
+        return page
+    try:
+        _, to_run = services.job_resume(job=job, by=request.user, params=form.changes(job.params) or None)
+        messages.success(request, f"Job {job.pk} resumed: {to_run} tiles will run.")
+    except (Conflict, Rejected) as exc:
+        messages.error(request, str(exc))
+    return redirect("job-page", pk=job.pk)
+
+
+@login_required
+@require_POST
+def job_delete(request, pk):
+    job = _job_or_404(request, pk)
+    confirmed, page = _confirmed(request, job, "delete", f"Delete job {job.pk} with its files?")
+    if not confirmed:
+        return page
+    try:
+        services.job_delete(job=job)
+    except Conflict as exc:
+        messages.error(request, str(exc))
+        return redirect("job-page", pk=job.pk)
+    messages.success(request, f"Job {pk} deleted.")
+    return redirect("job-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_new(request):
+    type_name = request.POST.get("type") or request.GET.get("type") or "hillshade"
+    if type_name not in JOB_TYPES:
+        raise Http404(f"no job type {type_name!r}")
+    kind = JOB_TYPES[type_name]
+    switching = request.method == "POST" and request.POST.get("switch_type")
+    form = JobForm(request.POST if request.method == "POST" and not switching else None, owner=request.user, kind=kind,
+                   initial={"type": type_name})
+    if request.method == "POST" and not switching and form.is_valid():
+        try:
+            job = services.job_submit(owner=request.user, **form.submit_kwargs())
+        except Rejected as exc:
+            form.add_service_errors(exc.errors)
+        except LimitExceeded as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Job {job.pk} submitted ({job.tiles_total} tiles).")
+            return redirect("job-page", pk=job.pk)
+    return render(request, "jobs/job_new.html", {"form": form, "kind": kind, "types": JOB_TYPES.values()})
