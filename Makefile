@@ -10,12 +10,14 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-# Installs what is missing: GDAL and its headers, a compiler, venv support.
+# Installs what is missing: GDAL and its headers, a compiler, venv support, and Chromium with its
+# driver for the browser tests.
 # The GDAL bindings are built against the system libgdal with numpy present,
 # so that osgeo.gdal_array works.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@missing=""; \
 	command -v gdal-config >/dev/null || missing="$$missing gdal-bin libgdal-dev"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium chromium-driver"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
 	test -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \

@@ -74,6 +74,27 @@ class JobAdmin(admin.ModelAdmin):
     inlines = [JobInputInline, JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
+    actions = ["cancel_jobs", "resume_jobs"]
+
+    @admin.action(description="Cancel the selected jobs")
+    def cancel_jobs(self, request, queryset):
+        self._each(request, queryset, lambda job: services.job_cancel(job=job, by=request.user), "canceled")
+
+    @admin.action(description="Resume the selected jobs")
+    def resume_jobs(self, request, queryset):
+        self._each(request, queryset, lambda job: services.job_resume(job=job, by=request.user), "resumed")
+
+    def _each(self, request, queryset, act, done):
+        count = 0
+        for job in queryset:
+            try:
+                act(job)
+                count += 1
+            except Conflict as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if count:
+            self.message_user(request, f"{count} jobs {done}.", messages.SUCCESS)
+
     def has_delete_permission(self, request, obj=None):
         """Only finished jobs can be deleted; cancel a job first."""
         return super().has_delete_permission(request, obj) and (obj is None or obj.is_final)

@@ -6,7 +6,16 @@ class Rejected(Exception):
 
     def __init__(self, errors):
         self.errors = errors
-        super().__init__("; ".join(f"{field}: {problem}" for field, problem in errors.items()))
+        super().__init__("; ".join(_lines(errors)))
+
+
+def _lines(errors, prefix=""):
+    """'field: problem' lines, nested fields joined with dots: 'params.azimuth: must be at most 360'."""
+    for field, problem in errors.items():
+        if isinstance(problem, dict):
+            yield from _lines(problem, f"{prefix}{field}.")
+        else:
+            yield f"{prefix}{field}: {problem}"
 
 
 class Conflict(Exception):

@@ -60,3 +60,28 @@ def test_the_admin_offers_no_delete_for_a_job_that_has_not_finished(job, admin_c
                                                       "post": "yes"})
     assert response.status_code == 403
     assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_admin_actions_cancel_and_resume_the_selected_jobs(job, index, owner, admin_client):
+    done = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    response = admin_client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk, done.pk]},
+                                 follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert f"job {done.pk} is already succeeded" in shown[0] and shown[-1] == "1 jobs canceled."
+    assert Job.objects.get(pk=job.pk).status == "canceled"
+    admin_client.post("/admin/jobs/job/", {"action": "resume_jobs", "_selected_action": [job.pk]})
+    assert Job.objects.get(pk=job.pk).status == "queued" and Job.objects.get(pk=job.pk).attempt == 2
+
+
+def test_data_files_in_the_admin_with_a_download_link(owner, media, admin_client, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from datafiles.services import datafile_store
+
+    datafile, _ = datafile_store(owner=owner, upload=SimpleUploadedFile("a.csv", b"x,y\n1,2\n"))
+    page = admin_client.get(f"/admin/datafiles/datafile/{datafile.pk}/change/").content.decode()
+    assert "&quot;columns&quot;: [&quot;x&quot;, &quot;y&quot;]" in page
+    assert f"/staff/datafiles/{datafile.pk}/download/" in page
+    assert b"".join(admin_client.get(f"/staff/datafiles/{datafile.pk}/download/").streaming_content) == b"x,y\n1,2\n"
+    client.force_login(owner)
+    assert client.get(f"/staff/datafiles/{datafile.pk}/download/").status_code == 302  # staff only

@@ -130,7 +130,9 @@ def test_resume_with_a_changed_parameter_and_delete(job, logged_in, media):
     job.refresh_from_db()
     assert job.params["units"] == "percent" and job.status == JobStatus.QUEUED
     bad = logged_in.post(f"/jobs/{job.pk}/resume/", {"param_scale": "-1", "confirm": "yes"}, follow=True)
-    assert "only failed or canceled jobs can be resumed" in bad.content.decode() or "scale" in bad.content.decode()
+    assert "params.scale: must be greater than 0" in bad.content.decode()
+    queued = logged_in.post(f"/jobs/{job.pk}/resume/", {"confirm": "yes"}, follow=True)
+    assert "only failed or canceled jobs can be resumed" in queued.content.decode()
     services.job_cancel(job=job, by="owner")
     assert logged_in.post(f"/jobs/{job.pk}/delete/", {"confirm": "yes"}).status_code == 302
     assert not Job.objects.filter(pk=job.pk).exists()
@@ -204,3 +206,8 @@ def test_a_table_preview_and_upload_errors(owner, media, logged_in):
     again = logged_in.post("/datafiles/", {"file": SimpleUploadedFile("stations.csv", CSV.encode())}).content.decode()
     assert "you already have a data file named stations.csv" in again
     assert logged_in.get("/datafiles/nothing.csv/").status_code == 404
+
+
+def test_the_job_page_forms_post_to_the_dashboard_not_the_api(job, logged_in):
+    html = page(logged_in, f"/jobs/{job.pk}/")
+    assert f'action="/jobs/{job.pk}/cancel/"' in html and f'action="/jobs/{job.pk}/delete/"' in html

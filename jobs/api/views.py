@@ -131,7 +131,8 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         path = storage.media_path(output["path"]) if output else None
         if path is None or not path.is_file():
             raise Http404(f"job {job.pk} has no output {name!r}")
-        return FileResponse(path.open("rb"), content_type=output["content_type"], as_attachment=True, filename=name)
+        # Inline, so a browser shows the thumbnail; it still saves the GeoTIFF under its name.
+        return FileResponse(path.open("rb"), content_type=output["content_type"], filename=name)
 
 
 class TileViewSet(viewsets.ReadOnlyModelViewSet):

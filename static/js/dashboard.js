@@ -89,13 +89,39 @@ function liveJobPage(page) {
       if (form) form.hidden = !allowed;
     }
     if (data.final) {
-      // The result, its thumbnail and the final actions come from the server: show them once.
-      window.location.reload();
+      showOutputs(page, data.outputs);
       return;
     }
     setTimeout(poll, POLL_MS);
   }
   if (!page.dataset.final) setTimeout(poll, POLL_MS);
+}
+
+function showOutputs(page, outputs) {
+  const box = page.querySelector("[data-field=outputs]");
+  if (!box || !outputs.length) return;
+  box.replaceChildren();
+  const thumbnail = outputs.find((o) => o.name === "thumbnail.png");
+  if (thumbnail) {
+    const link = document.createElement("a");
+    link.href = thumbnail.url;
+    const image = document.createElement("img");
+    image.className = "thumbnail";
+    image.src = thumbnail.url;
+    image.alt = "thumbnail of the result";
+    link.appendChild(image);
+    box.appendChild(link);
+  }
+  const list = document.createElement("ul");
+  for (const output of outputs) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = output.url;
+    link.textContent = output.name;
+    item.append(link, ` (${output.size} bytes)`);
+    list.appendChild(item);
+  }
+  box.appendChild(list);
 }
 
 // Forms that change things ask first; without JavaScript the server asks on a page instead.
