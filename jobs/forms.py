@@ -9,11 +9,12 @@ from .models import Town
 
 
 def _param_field(param):
-    help_text = param.help
+    help_text, label = param.help, param.name.replace("_", " ").capitalize()
     if param.type == "boolean":
-        return forms.BooleanField(required=False, initial=param.default, help_text=help_text)
+        return forms.BooleanField(required=False, initial=param.default, help_text=help_text, label=label)
     if param.choices:
-        return forms.ChoiceField(choices=[(c, c) for c in param.choices], initial=param.default, help_text=help_text)
+        return forms.ChoiceField(choices=[(c, c) for c in param.choices], initial=param.default, help_text=help_text,
+                                 label=label)
     bounds = []
     if param.minimum is not None:
         bounds.append(f"{'>' if param.exclusive_minimum else '≥'} {param.minimum:g}")
@@ -22,7 +23,7 @@ def _param_field(param):
     if bounds:
         help_text = f"{help_text} ({', '.join(bounds)})"
     field_class = forms.IntegerField if param.type == "integer" else forms.FloatField
-    field = field_class(required=param.required, initial=param.default, help_text=help_text,
+    field = field_class(required=param.required, initial=param.default, help_text=help_text, label=label,
                         min_value=None if param.exclusive_minimum else param.minimum, max_value=param.maximum)
     field.widget.attrs["step"] = "any"
     return field
