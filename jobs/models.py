@@ -233,3 +233,16 @@ class JobLog(models.Model):
     def __str__(self):
         return self.message
 
+
+
+class ClusterHeartbeat(models.Model):
+    """A running `qcluster`, as its guard loop last reported it (see jobs.broker)."""
+
+    key = models.CharField(max_length=200, unique=True, help_text="the cluster's id")
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started = models.DateTimeField(default=timezone.now)
+    seen = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self):
+        return f"cluster on {self.host} ({self.pid}), seen {self.seen:%Y-%m-%d %H:%M:%S}"

@@ -245,7 +245,7 @@ def _id_list(ids, limit=20):
 def queue_tile_tasks(job_id, tiles):
     """Wake enough workers for the job. Each task claims pending tiles from our own table until none
     are left, so one broker message serves many tiles and a lost or repeated message is harmless."""
-    for _ in range(max(1, min(settings.WORKERS, tiles))):
+    for _ in range(max(1, min(settings.TASKS_PER_JOB, tiles))):
         async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
 
 
@@ -646,3 +646,4 @@ def job_merge(*, job_id):
                         f"({size} bytes) in {time.monotonic() - started:.1f} s")
         if job.interim_results != InterimResults.ALWAYS:
             storage.drop_interim_results([job_id])
+        transaction.on_commit(lambda: storage.remove_leftovers(job_id))

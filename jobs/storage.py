@@ -56,6 +56,12 @@ def remove_files_later(relpaths):
         transaction.on_commit(lambda batch=batch: async_task("jobs.tasks.remove_files", batch, task_name="remove files"))
 
 
+def remove_leftovers(job_id):
+    """Temporary files of writers that were killed before they could rename them into place."""
+    for leftover in job_dir(job_id).rglob(".*.part"):
+        leftover.unlink(missing_ok=True)
+
+
 def drop_interim_results(job_ids, remove=remove_files_on_commit):
     """Forget the tile outputs of these jobs and remove the files once committed.
 

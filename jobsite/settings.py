@@ -179,6 +179,9 @@ STORAGES = {
 
 # Task queue. The database is the truth about job state; the broker only carries wake-ups.
 WORKERS = envint("JOBSITE_WORKERS", 2, minimum=1)
+# Tasks queued per job: each claims tiles until none are left. With several cluster hosts, set it
+# to the workers of all of them, so that every worker takes part in a job.
+TASKS_PER_JOB = envint("JOBSITE_TASKS_PER_JOB", WORKERS, minimum=1)
 TASK_TIMEOUT = envint("JOBSITE_TASK_TIMEOUT", 900, minimum=10)
 Q_BROKER = os.environ.get("Q_BROKER", "orm")
 Q_CLUSTER = {
@@ -199,8 +202,10 @@ Q_CLUSTER = {
 }
 if Q_BROKER == "orm":
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "jobs.broker.ORMBroker"
 elif Q_BROKER.startswith(("redis://", "rediss://", "unix://")):
     Q_CLUSTER["redis"] = Q_BROKER
+    Q_CLUSTER["broker_class"] = "jobs.broker.RedisBroker"
 else:
     raise ImproperlyConfigured(f"Q_BROKER must be 'orm' or a redis:// URL, not {Q_BROKER!r}")
 

@@ -45,6 +45,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/storage/", views.StorageView.as_view(), name="api-storage"),
+    path("api/v1/health/", views.HealthView.as_view(), name="api-health"),
     path("api/v1/", include(router.urls)),
     # The old tile pipeline's endpoints.
     path("start_job", legacy.start_job, name="legacy-start-job"),

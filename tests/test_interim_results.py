@@ -55,3 +55,14 @@ def test_never_drops_them_on_cancel_and_a_resume_recomputes_everything(index, ow
 def test_the_default_policy_comes_from_settings(index, owner, settings):
     settings.INTERIM_RESULTS_DEFAULT = "always"
     assert services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]).interim_results == "always"
+
+
+def test_a_succeeded_job_sweeps_the_temporary_files_of_killed_writers(index, owner, media,
+                                                                      django_capture_on_commit_callbacks):
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1], interim_results="always")
+    leftover = storage.job_dir(job.pk) / "tiles" / ".100_1.tif.0123456789ab.part"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a tiff")
+    with django_capture_on_commit_callbacks(execute=True):
+        run(job)
+    assert not leftover.exists() and tile_files(job) == ["100_1.tif"]

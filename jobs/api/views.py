@@ -14,7 +14,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import services, storage
+from .. import health, services, storage
 from ..jobtypes import JOB_TYPES, get_job_type
 from ..models import Job, JobLog, Label, Tile, Town
 from .errors import ErrorSerializer
@@ -220,3 +220,17 @@ class StorageView(APIView):
                 raise ValidationError({"older_than": "must be between 0 and 36500 days"})
         jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=storage.remove_files_later)
         return Response({"jobs": jobs, "files": files, "bytes": size}, status=status.HTTP_202_ACCEPTED)
+
+
+class HealthView(APIView):
+    """Database, broker and cluster: 200 when all answer, 503 otherwise. No credentials needed;
+    it tells nothing secret."""
+
+    authentication_classes = []
+    permission_classes = []
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    def get(self, request):
+        ok, checks = health.report()
+        return Response({"status": "ok" if ok else "failing", **checks},
+                        status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE)

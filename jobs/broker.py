@@ -1,0 +1,48 @@
+"""django-q2's brokers, with a heartbeat of the clusters that use them.
+
+A cluster's guard loop saves its statistics through the broker every half second; these brokers
+also record, at most every HEARTBEAT_SECONDS, that the cluster is alive in the ClusterHeartbeat
+table, which the health endpoint and `manage.py check_cluster` read from any host.
+"""
+
+import logging
+import os
+import socket
+import time
+
+from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10
+_last_beat = {}
+
+
+def beat(key):
+    now = time.monotonic()
+    if now - _last_beat.get(key, 0) < HEARTBEAT_SECONDS:
+        return
+    _last_beat[key] = now
+    from .models import ClusterHeartbeat
+
+    try:
+        ClusterHeartbeat.objects.update_or_create(
+            key=key, defaults={"host": socket.gethostname(), "pid": os.getpid(), "seen": timezone.now()})
+    except Exception:  # a heartbeat must never stop the cluster's guard loop
+        logger.exception("could not record the cluster's heartbeat")
+
+
+class HeartbeatMixin:
+    def set_stat(self, key, value, timeout):
+        beat(key)
+        return super().set_stat(key, value, timeout)
+
+
+class ORMBroker(HeartbeatMixin, ORM):
+    pass
+
+
+class RedisBroker(HeartbeatMixin, Redis):
+    pass

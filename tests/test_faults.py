@@ -1,0 +1,95 @@
+"""Fault tests with real clusters: killed workers and clusters, SIGTERM, two clusters at once.
+
+Each ends with the job succeeded with the pixels of whole-area processing, never stuck.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from osgeo import gdal
+
+from jobs import storage
+from jobs.models import ClusterHeartbeat, Job, JobStatus, JobTile, TileStatus
+
+from .conftest import assert_same_pixels, wait_for, wait_until_final, whole_area
+
+pytestmark = pytest.mark.cluster
+
+
+def submit(client, ids, job_type="slope"):
+    return client.post("/api/v1/jobs/", {"type": job_type, "tile_ids": ids}, format="json").json()["id"]
+
+
+def assert_correct(job, large_index, job_type="slope"):
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    result = gdal.Open(str(storage.media_path(job.outputs[0]["path"]))).ReadAsArray()
+    assert_same_pixels(whole_area(large_index.whole, job_type), result)
+    assert not list(storage.job_dir(job.pk).rglob(".*")), "a half-written file was left behind"
+
+
+
+def test_an_idle_worker_killed_the_cluster_keeps_consuming(cluster, large_index, owner, client_for):
+    client = client_for(owner)
+    first = wait_until_final(submit(client, large_index.ids[:8]))
+    assert first.status == JobStatus.SUCCEEDED
+    workers = {int(o.rsplit(":", 1)[1]) for o in JobTile.objects.filter(job=first).values_list("lease_owner", flat=True) if o}
+    assert workers
+    os.kill(sorted(workers)[0], signal.SIGKILL)  # idle: its job is done
+    time.sleep(2)
+    job = wait_until_final(submit(client, large_index.ids), timeout=120)
+    assert_correct(job, large_index)
+
+
+def _stop_mid_job(start_cluster, large_index, owner, client_for, sig):
+    """Start a job, hit the whole cluster's process group with `sig` while tiles run, start a new
+    cluster, and return the job once it has ended."""
+    cluster = start_cluster()
+    client = client_for(owner)
+    job_id = submit(client, large_index.ids, "hillshade")
+    wait_for(lambda: JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).count() >= 3, 60, interval=0.02,
+             message="some tiles to finish")
+    os.killpg(cluster.process.pid, sig)
+    try:
+        cluster.process.wait(10)
+    except subprocess.TimeoutExpired:  # as a service manager does after its stop timeout
+        os.killpg(cluster.process.pid, signal.SIGKILL)
+        cluster.process.wait(10)
+    stopped = Job.objects.get(pk=job_id)
+    assert not stopped.is_final  # the job was cut off in the middle
+    start_cluster()
+    return wait_until_final(job_id, timeout=180)
+
+
+def test_the_whole_cluster_killed_mid_job_then_started_again(start_cluster, large_index, owner, client_for):
+    job = _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGKILL)
+    assert_correct(job, large_index, "hillshade")
+
+
+def test_sigterm_to_the_clusters_process_group_then_started_again(start_cluster, large_index, owner, client_for):
+    job = _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGTERM)
+    assert_correct(job, large_index, "hillshade")
+    assert sum(JobTile.objects.filter(job=job).values_list("attempts", flat=True)) <= len(large_index.ids) + 2
+
+
+def test_two_clusters_share_the_tiles_of_one_job(start_cluster, large_index, owner, client_for, settings):
+    settings.TASKS_PER_JOB = 4  # the workers of both clusters
+    start_cluster(Q_CLUSTER_NAME="jobsite")
+    start_cluster(Q_CLUSTER_NAME="jobsite")
+    wait_for(lambda: ClusterHeartbeat.objects.count() == 2, 30, interval=0.2, message="both clusters' heartbeats")
+    client = client_for(owner)
+    client.post("/api/v1/jobs/", {"type": "slope", "tile_ids": large_index.ids[:2]}, format="json")  # warm both up
+    time.sleep(1)
+    job = wait_until_final(submit(client, large_index.ids), timeout=120)
+    assert_correct(job, large_index)
+    pids = {owner.rsplit(":", 1)[1] for owner in JobTile.objects.filter(job=job).values_list("lease_owner", flat=True)}
+    clusters = {pid: beat.pid for beat in ClusterHeartbeat.objects.all() for pid in pids
+                if os.path.exists(f"/proc/{pid}") and _parent(int(pid)) == beat.pid}
+    assert len(set(clusters.values())) == 2, (pids, list(ClusterHeartbeat.objects.values_list("pid", flat=True)))
+
+
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])

@@ -1,0 +1,51 @@
+"""GET /api/v1/health/ and `manage.py check_cluster`."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from jobs.models import ClusterHeartbeat
+
+from .conftest import wait_for
+
+
+def test_without_a_cluster_the_health_is_failing_and_says_why(db, client_for):
+    response = client_for().get("/api/v1/health/")  # no credentials needed
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "failing" and body["database"]["ok"] and body["broker"]["ok"]
+    assert body["cluster"] == {"ok": False, "alive": [], "oldest_waiting_task_s": None}
+    with pytest.raises(CommandError, match="no cluster has been alive in the last 60 s"):
+        call_command("check_cluster")
+
+
+def test_a_recent_heartbeat_is_a_live_cluster(db, client_for, capsys):
+    ClusterHeartbeat.objects.create(key="q:abc", host="worker-1", pid=42)
+    ClusterHeartbeat.objects.create(key="q:old", host="worker-2", pid=7, seen=timezone.now() - timedelta(minutes=5))
+    body = client_for().get("/api/v1/health/").json()
+    assert body["status"] == "ok" and [c["host"] for c in body["cluster"]["alive"]] == ["worker-1"]
+    assert set(body) == {"status", "database", "broker", "cluster"} and "secret" not in str(body).lower()
+    call_command("check_cluster")
+    assert "cluster alive on worker-1 (pid 42)" in capsys.readouterr().out
+
+
+def test_a_cluster_that_no_longer_takes_tasks_is_failing(db, client_for):
+    ClusterHeartbeat.objects.create(key="q:abc", host="worker-1", pid=42)
+    OrmQ.objects.create(key="jobsite", payload="x", lock=timezone.now() - timedelta(minutes=5))
+    body = client_for().get("/api/v1/health/").json()
+    assert body["status"] == "failing" and body["cluster"]["oldest_waiting_task_s"] >= 300
+    with pytest.raises(CommandError, match="a task has waited 300 s to be taken"):
+        call_command("check_cluster")
+
+
+@pytest.mark.cluster
+def test_a_running_cluster_reports_itself_within_seconds(cluster, client_for):
+    wait_for(lambda: client_for().get("/api/v1/health/").status_code == 200, 20, interval=0.2,
+             message="the cluster's heartbeat")
+    beat = ClusterHeartbeat.objects.get()
+    assert beat.pid != cluster.process.pid  # the guard process of the cluster, not the command
+    call_command("check_cluster")
