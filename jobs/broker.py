@@ -28,8 +28,12 @@ def beat(key):
     from .models import ClusterHeartbeat
 
     try:
-        ClusterHeartbeat.objects.update_or_create(
+        _, created = ClusterHeartbeat.objects.update_or_create(
             key=key, defaults={"host": socket.gethostname(), "pid": os.getpid(), "seen": timezone.now()})
+        if created:
+            from .services import cluster_started
+
+            cluster_started()
     except Exception:  # a heartbeat must never stop the cluster's guard loop
         logger.exception("could not record the cluster's heartbeat")
 

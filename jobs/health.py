@@ -12,8 +12,6 @@ from django_q.models import OrmQ
 from .models import ClusterHeartbeat
 
 ALIVE_SECONDS = 60
-# A task nobody took for this long means the clusters that are alive no longer take tasks.
-STUCK_SECONDS = 120
 
 
 def database():
@@ -47,7 +45,7 @@ def clusters():
     alive = [{"host": c.host, "pid": c.pid, "seen": c.seen.isoformat()}
              for c in ClusterHeartbeat.objects.filter(seen__gte=since).order_by("host", "pid")]
     waited = oldest_waiting_task_age()
-    return {"ok": bool(alive) and not (waited is not None and waited > STUCK_SECONDS), "alive": alive,
+    return {"ok": bool(alive) and not (waited is not None and waited > settings.CLUSTER_STUCK_SECONDS), "alive": alive,
             "oldest_waiting_task_s": None if waited is None else round(waited, 1)}
 
 

@@ -577,19 +577,34 @@ def sweep():
     unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
     for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
         job_finish_tiles(job_id=job_id)
-    stale = now - timedelta(seconds=settings.STALE_WAKEUP_SECONDS)
-    waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-               .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
-                         running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
-               .filter(pending__gt=0).filter(Q(pk__in=touched) | Q(running=0, updated__lt=stale)))
-    for job_id, pending in waiting.values_list("id", "pending"):
-        Job.objects.filter(pk=job_id).update(updated=now)  # woken at most once per period
-        queue_tile_tasks(job_id, pending)
+    wake_stalled_jobs(untouched_for=settings.STALE_WAKEUP_SECONDS, also=touched)
     merge_deadline = now - timedelta(seconds=settings.TASK_TIMEOUT)
     for job_id in Job.objects.filter(status=JobStatus.MERGING, updated__lt=merge_deadline).values_list("id", flat=True):
         if Job.objects.filter(pk=job_id, status=JobStatus.MERGING, updated__lt=merge_deadline).update(updated=now):
             job_log(job_id, "the merge did not finish in time; it runs again", JobLog.Level.WARNING)
             async_task("jobs.tasks.merge", job_id, task_name=f"job {job_id} merge")
+
+
+def wake_stalled_jobs(*, untouched_for, also=()):
+    """Queue tasks again for queued or running jobs with pending tiles and none running that no
+    worker has touched for `untouched_for` seconds (their broker messages may be lost), and for the
+    jobs in `also`. Extra tasks are harmless: they find no tile to claim."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=untouched_for)
+    waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+               .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
+                         running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
+               .filter(pending__gt=0).filter(Q(pk__in=list(also)) | Q(running=0, updated__lte=stale)))
+    for job_id, pending in waiting.values_list("id", "pending"):
+        Job.objects.filter(pk=job_id).update(updated=now)  # woken at most once per period
+        queue_tile_tasks(job_id, pending)
+
+
+def cluster_started():
+    """A cluster has just started (its first heartbeat): tasks held by a cluster that died or
+    stopped taking tasks will not come back before the broker's retry, so wake the jobs that
+    nothing works on now, and take back the tiles of workers of this host that are gone."""
+    wake_stalled_jobs(untouched_for=0, also=return_lost_tiles())
 
 
 def job_finish_tiles(*, job_id):

@@ -218,6 +218,9 @@ TILE_LEASE_SECONDS = envint("JOBSITE_TILE_LEASE_SECONDS", 120, minimum=2)  # ren
 TILE_MAX_ATTEMPTS = envint("JOBSITE_TILE_MAX_ATTEMPTS", 3, minimum=1)
 # A job with pending tiles that no worker has touched for this long is woken again (its task was lost).
 STALE_WAKEUP_SECONDS = envint("JOBSITE_STALE_WAKEUP_SECONDS", 600, minimum=10)
+# A task that waits this long to be taken while clusters are alive means they no longer take tasks
+# (a worker killed while idle can wedge a django-q2 cluster): the health check then fails.
+CLUSTER_STUCK_SECONDS = envint("JOBSITE_CLUSTER_STUCK_SECONDS", 120, minimum=5)
 MAX_TILES_PER_JOB = envint("JOBSITE_MAX_TILES_PER_JOB", 10000, minimum=1)
 MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimum=1)
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")

@@ -3,12 +3,15 @@
 Each ends with the job succeeded with the pixels of whole-area processing, never stuck.
 """
 
+import io
 import os
 import signal
 import subprocess
 import time
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from osgeo import gdal
 
 from jobs import storage
@@ -31,15 +34,31 @@ def assert_correct(job, large_index, job_type="slope"):
 
 
 
-def test_an_idle_worker_killed_the_cluster_keeps_consuming(cluster, large_index, owner, client_for):
+def test_an_idle_worker_killed_the_health_check_restarts_a_wedged_cluster(start_cluster, large_index, owner,
+                                                                          client_for, settings):
+    """django-q2 issue #23: a worker killed while idle can leave the cluster taking no more tasks.
+    The test plays the service manager: it runs check_cluster every second and restarts the
+    cluster when it fails. The job must end right either way."""
+    settings.CLUSTER_STUCK_SECONDS = 10
+    cluster = start_cluster()
     client = client_for(owner)
     first = wait_until_final(submit(client, large_index.ids[:8]))
     assert first.status == JobStatus.SUCCEEDED
     workers = {int(o.rsplit(":", 1)[1]) for o in JobTile.objects.filter(job=first).values_list("lease_owner", flat=True) if o}
-    assert workers
     os.kill(sorted(workers)[0], signal.SIGKILL)  # idle: its job is done
     time.sleep(2)
-    job = wait_until_final(submit(client, large_index.ids), timeout=120)
+    job_id = submit(client, large_index.ids)
+    restarts, deadline = 0, time.monotonic() + 180
+    while not Job.objects.get(pk=job_id).is_final and time.monotonic() < deadline:
+        try:
+            call_command("check_cluster", stdout=io.StringIO())
+        except CommandError:
+            cluster.stop(signal.SIGKILL)
+            cluster = start_cluster()
+            restarts += 1
+        time.sleep(1)
+    job = Job.objects.get(pk=job_id)
+    print(f"cluster restarts by the health check: {restarts}")
     assert_correct(job, large_index)
 
 
@@ -75,7 +94,7 @@ def test_sigterm_to_the_clusters_process_group_then_started_again(start_cluster,
 
 
 def test_two_clusters_share_the_tiles_of_one_job(start_cluster, large_index, owner, client_for, settings):
-    settings.TASKS_PER_JOB = 4  # the workers of both clusters
+    settings.TASKS_PER_JOB = 8  # more than one cluster holds (2 running, queue_limit 2 waiting)
     start_cluster(Q_CLUSTER_NAME="jobsite")
     start_cluster(Q_CLUSTER_NAME="jobsite")
     wait_for(lambda: ClusterHeartbeat.objects.count() == 2, 30, interval=0.2, message="both clusters' heartbeats")

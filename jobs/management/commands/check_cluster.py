@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs import health
@@ -12,7 +13,7 @@ class Command(BaseCommand):
         if not status["alive"]:
             raise CommandError(f"no cluster has been alive in the last {health.ALIVE_SECONDS} s")
         waited = status["oldest_waiting_task_s"]
-        if waited is not None and waited > health.STUCK_SECONDS:
+        if waited is not None and waited > settings.CLUSTER_STUCK_SECONDS:
             raise CommandError(f"{len(status['alive'])} clusters alive, but a task has waited {waited:.0f} s "
                                "to be taken: the clusters no longer take tasks")
         for cluster in status["alive"]:
