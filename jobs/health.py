@@ -1,5 +1,5 @@
 """Is the service healthy: the database answers, the broker answers, and a cluster is alive and
-taking tasks. Read by GET /api/v1/health/ and `manage.py check_cluster`."""
+doing the work there is. Read by GET /api/v1/health/ and `manage.py check_cluster`."""
 
 from datetime import timedelta
 
@@ -9,7 +9,9 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
 
-from .models import ClusterHeartbeat
+from django.db.models import Max, Min
+
+from .models import ClusterHeartbeat, Job, JobStatus, JobTile, TileStatus
 
 ALIVE_SECONDS = 60
 
@@ -40,13 +42,27 @@ def oldest_waiting_task_age():
     return (timezone.now() - oldest.lock).total_seconds() if oldest else None
 
 
+def untouched_work_age():
+    """Seconds that pending tiles of queued or running jobs have waited while no worker claimed or
+    finished any tile (None: no such work). A wedged cluster still takes tasks off the broker,
+    so only our own tables show that nothing is being done."""
+    active = [JobStatus.QUEUED, JobStatus.RUNNING]
+    since = Job.objects.filter(status__in=active, tiles__status=TileStatus.PENDING).aggregate(t=Min("updated"))["t"]
+    if since is None:
+        return None
+    activity = JobTile.objects.filter(job__status__in=active).aggregate(s=Max("started"), f=Max("finished"))
+    latest = max([t for t in (since, activity["s"], activity["f"]) if t is not None])
+    return (timezone.now() - latest).total_seconds()
+
+
 def clusters():
     since = timezone.now() - timedelta(seconds=ALIVE_SECONDS)
     alive = [{"host": c.host, "pid": c.pid, "seen": c.seen.isoformat()}
              for c in ClusterHeartbeat.objects.filter(seen__gte=since).order_by("host", "pid")]
-    waited = oldest_waiting_task_age()
+    waits = [w for w in (oldest_waiting_task_age(), untouched_work_age()) if w is not None]
+    waited = max(waits) if waits else None
     return {"ok": bool(alive) and not (waited is not None and waited > settings.CLUSTER_STUCK_SECONDS), "alive": alive,
-            "oldest_waiting_task_s": None if waited is None else round(waited, 1)}
+            "waiting_s": None if waited is None else round(waited, 1)}
 
 
 def report():

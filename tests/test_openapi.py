@@ -81,6 +81,9 @@ schema = schemathesis.pytest.from_fixture("api")
 @hypothesis_settings(max_examples=int(os.environ.get("API_EXAMPLES", 12)), deadline=None,
                      derandomize=not os.environ.get("API_RANDOM"), suppress_health_check=list(HealthCheck))
 def test_the_api_answers_as_its_schema_says(case, token):
-    """No 5xx, and every status code, content type and body as documented."""
-    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=[
-        not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance])
+    """No 5xx, and every status code, content type and body as documented (the health endpoint's
+    503 is its documented answer while no cluster runs, as in this test)."""
+    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+    if case.path != "/api/v1/health/":
+        checks.append(not_a_server_error)
+    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=checks)

@@ -12,9 +12,9 @@ class Command(BaseCommand):
         status = health.clusters()
         if not status["alive"]:
             raise CommandError(f"no cluster has been alive in the last {health.ALIVE_SECONDS} s")
-        waited = status["oldest_waiting_task_s"]
+        waited = status["waiting_s"]
         if waited is not None and waited > settings.CLUSTER_STUCK_SECONDS:
-            raise CommandError(f"{len(status['alive'])} clusters alive, but a task has waited {waited:.0f} s "
-                               "to be taken: the clusters no longer take tasks")
+            raise CommandError(f"{len(status['alive'])} clusters alive, but work has waited {waited:.0f} s "
+                               "with nothing done: the clusters no longer take tasks")
         for cluster in status["alive"]:
             self.stdout.write(f"cluster alive on {cluster['host']} (pid {cluster['pid']}), seen {cluster['seen']}")
