@@ -18,7 +18,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from datafiles import metadata as datafile_metadata
+from datafiles import services as datafile_services
 from datafiles.models import DataFile
 
 from . import raster, storage, tileindex, vector
@@ -172,7 +172,7 @@ def _choose_tiles(kind, files, tile_ids, town_id):
         raise Rejected({"tile_ids": f"give tile_ids or town_id: the tiles cannot be chosen by {file_name}, "
                                     "which has not been uploaded yet"})
     try:
-        polygons = vector.read_polygons(datafile_gdal_path(datafile), tileindex.index_crs_wkt())
+        polygons = vector.read_polygons(datafile_services.gdal_path(datafile), tileindex.index_crs_wkt())
     except (vector.VectorError, tileindex.LoadError) as exc:
         raise Rejected({"inputs": {kind.tiles_from: str(exc)}}) from None
     ids = tileindex.tiles_overlapping(polygons)
@@ -180,10 +180,6 @@ def _choose_tiles(kind, files, tile_ids, town_id):
         raise Rejected({"inputs": {kind.tiles_from: f"the polygons of {file_name} overlap no tile of the index"}})
     _check_tile_limit("tile_ids", len(ids))
     return None, ids
-
-
-def datafile_gdal_path(datafile):
-    return datafile_metadata.gdal_path(storage.media_path(datafile.path), datafile.extension)
 
 
 def jobs_start_waiting(*, owner_id=None):
@@ -463,7 +459,7 @@ def job_input_paths(job):
     for job_input in job.inputs.select_related("datafile"):
         if job_input.datafile is None:
             raise Rejected({"inputs": {job_input.name: f"the data file {job_input.file_name} is gone"}})
-        paths[job_input.name] = datafile_gdal_path(job_input.datafile)
+        paths[job_input.name] = datafile_services.gdal_path(job_input.datafile)
     return paths
 
 

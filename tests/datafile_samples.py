@@ -2,10 +2,8 @@
 
 import io
 import zipfile
-from pathlib import Path
 
 import numpy as np
-from osgeo import gdal, ogr, osr
 
 from jobs import raster, vector
 

@@ -5,7 +5,7 @@ import time
 import pytest
 from osgeo import gdal
 
-from jobs import raster, services, storage
+from jobs import raster, storage
 from jobs.models import Job, JobStatus, JobTile, Tile, TileStatus
 
 from .conftest import EPSG, PIXEL, assert_same_pixels, wait_for, wait_until_final, whole_area, window_of

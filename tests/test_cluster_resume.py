@@ -7,7 +7,7 @@ import pytest
 from osgeo import gdal
 
 from jobs import storage
-from jobs.models import Job, JobLog, JobStatus, JobTile, Tile, TileStatus
+from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
 
 from .conftest import assert_same_pixels, wait_for, wait_until_final, whole_area
 

@@ -42,10 +42,10 @@ def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, ow
     assert job.tiles_total == 4  # chosen by the polygons: 100, 101, 110 and 111
 
     datafile = DataFile.objects.get(owner=owner, name="zones.geojson")
-    polygons = vector.read_polygons(services.datafile_gdal_path(datafile), raster.read_info(index.folder / "dem_100.tif").crs_wkt)
+    polygons = vector.read_polygons(datafiles.gdal_path(datafile), raster.read_info(index.folder / "dem_100.tif").crs_wkt)
     whole = gdal.Open(str(index.whole))
     pixels = whole.ReadAsArray().astype(np.float64)
-    for row, polygon in zip(job.results, polygons):
+    for row, polygon in zip(job.results, polygons, strict=True):
         values = pixels[raster.polygon_mask(whole, polygon.wkt) & (pixels != -9999.0)]
         assert (row["zone"], row["id"], row["count"]) == (polygon.index, polygon.properties["id"], values.size)
         assert (row["min"], row["max"]) == (values.min(), values.max())
