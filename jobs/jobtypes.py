@@ -130,7 +130,7 @@ class JobType:
             raise Rejected({"inputs": errors})
         return dict(raw)
 
-    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         """Write the tile's result to `out_path`; return its size in bytes."""
         raise NotImplementedError
 
@@ -163,9 +163,8 @@ class DemJobType(JobType):
     def gdal_options(self, clean_params, inputs=None):
         return self.to_gdal(clean_params, inputs or {})
 
-    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
-        return raster.process_tile(tile=tile, neighbours=neighbours, index_width=index_width,
-                                   index_height=index_height, halo=self.halo, processing=self.processing,
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+        return raster.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo, processing=self.processing,
                                    options=self.gdal_options(params, inputs), out_path=out_path, progress=progress)
 
 
@@ -186,8 +185,8 @@ class ZonalStatistics(JobType):
 
     tile_suffix = ".json"
 
-    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
-        polygons = _polygons(inputs["zones"], raster.read_info(tile.path).crs_wkt)
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+        polygons = _polygons(inputs["zones"], grid.crs_wkt)
         return raster.zonal_partial(tile.path, polygons, out_path)
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
@@ -201,8 +200,8 @@ class ZonalStatistics(JobType):
 class Clip(JobType):
     """The mosaic with every pixel outside the polygons of a vector file set to nodata."""
 
-    def process_tile(self, *, tile, neighbours, index_width, index_height, params, inputs, out_path, progress):
-        return raster.mask_tile(tile.path, _polygons(inputs["mask"], raster.read_info(tile.path).crs_wkt), out_path)
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+        return raster.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path)
 
 
 def _common(params):

@@ -14,7 +14,9 @@ import csv
 import json
 import os
 import tempfile
+import threading
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +63,11 @@ class RasterInfo:
     nodata: float | None
     geotransform: tuple
     crs_wkt: str
-    epsg: int | None
+
+    @property
+    def epsg(self):
+        """The EPSG code of the CRS, if it has one (looked up on demand: it is slow)."""
+        return epsg_of(self.crs_wkt)
 
     @property
     def pixel_size(self):
@@ -77,6 +83,18 @@ class RasterInfo:
 
 
 @dataclass(frozen=True)
+class IndexGrid:
+    """The whole tile index: its size in pixels, the CRS that all its tiles share, and the size of
+    its largest tile (how far away a tile that overlaps a given window can start)."""
+
+    width: int
+    height: int
+    crs_wkt: str
+    max_tile_width: int
+    max_tile_height: int
+
+
+@dataclass(frozen=True)
 class GridTile:
     """A tile file and its place on the index grid, in pixels from the index's top left corner."""
 
@@ -87,18 +105,26 @@ class GridTile:
     height: int
 
 
+# How tiles are opened. Opening a raster lists its directory to look for side-car files, which
+# costs more than the open itself in a directory of thousands of tiles; instead GDAL looks for
+# them one by one. A GeoTIFF's CRS is built from its GeoKeys alone, without also building it from
+# the EPSG database to compare the two, which halves the cost of reading it (the same WKT).
+TILE_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "TRUE", "GTIFF_SRS_SOURCE": "GEOKEYS"}
+
+
 def read_info(path):
     """Metadata of a single-band, north-up raster; RasterError names the problem."""
-    try:
-        ds = gdal.Open(str(path))
-    except RuntimeError as exc:
-        raise gdal_error(exc) from None
-    gt = ds.GetGeoTransform(can_return_null=True)
+    with thread_config(**TILE_OPEN_OPTIONS):  # GDAL reads the georeferencing when first asked
+        try:
+            ds = gdal.Open(str(path))
+        except RuntimeError as exc:
+            raise gdal_error(exc) from None
+        gt = ds.GetGeoTransform(can_return_null=True)
+        wkt = ds.GetProjection()
     if gt is None:
         raise RasterError("has no georeferencing")
     if gt[2] != 0 or gt[4] != 0:
         raise RasterError("is rotated; only north-up rasters can be tiled")
-    wkt = ds.GetProjection()
     if not wkt:
         raise RasterError("has no coordinate reference system")
     band = ds.GetRasterBand(1)
@@ -111,7 +137,6 @@ def read_info(path):
         nodata=band.GetNoDataValue(),
         geotransform=tuple(gt),
         crs_wkt=wkt,
-        epsg=epsg_of(wkt),
     )
 
 
@@ -172,7 +197,43 @@ def temporary_name(path):
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
 
 
-def read_window(tiles, col, row, width, height, fill, dtype, callback=None):
+class _OpenTiles(threading.local):
+    """Tiles this thread has opened lately, kept open: a tile is read by each of its neighbours'
+    windows, and opening a GeoTIFF costs more than reading a halo strip from it. An entry is used
+    only while the file's inode, size and modification time are those it was opened with."""
+
+    size = 256
+
+    def __init__(self):
+        self.datasets = OrderedDict()
+
+    def open(self, path):
+        stat = os.stat(path)
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        entry = self.datasets.get(path)
+        if entry is not None and entry[0] == key:
+            self.datasets.move_to_end(path)
+            return entry[1]
+        ds = gdal.Open(path)
+        self.datasets[path] = (key, ds)
+        self.datasets.move_to_end(path)
+        if len(self.datasets) > self.size:
+            self.datasets.popitem(last=False)
+        return ds
+
+
+_open_tiles = _OpenTiles()
+
+
+def open_tile(path):
+    """A tile's dataset, opened once and kept (see _OpenTiles); RuntimeError if it cannot be."""
+    try:
+        return _open_tiles.open(path)
+    except OSError as exc:
+        raise RuntimeError(f"{path}: {exc.strerror}") from None
+
+
+def read_window(tiles, col, row, width, height, fill, dtype):
     """The pixels of the index grid window (col, row, width, height), assembled from `tiles`."""
     window = np.full((height, width), fill, dtype=dtype)
     for tile in tiles:
@@ -182,18 +243,18 @@ def read_window(tiles, col, row, width, height, fill, dtype, callback=None):
         if x0 >= x1 or y0 >= y1:
             continue
         try:
-            ds = gdal.Open(tile.path)
-            part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0, callback=callback)
+            ds = open_tile(tile.path)
+            part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0)
         except RuntimeError as exc:
             raise gdal_error(exc, tile.path) from None
         window[y0 - row : y1 - row, x0 - col : x1 - col] = part
     return window
 
 
-def process_tile(*, tile, neighbours, index_width, index_height, halo, processing, options, out_path, progress=None):
+def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None):
     """Run a `gdal.DEMProcessing` operation over one tile, reading `halo` pixels of its neighbours.
 
-    1. The window is the tile grown by `halo` pixels on each side, clipped to the index extent.
+    1. The window is the tile grown by `halo` pixels on each side, clipped to the index `grid`.
     2. Its pixels are read from the tile and its neighbours into an in-memory raster that has the
        tile's georeferencing, shifted to the window.
     3. The operation runs on the window; the tile's own part of the result is written to
@@ -202,33 +263,41 @@ def process_tile(*, tile, neighbours, index_width, index_height, halo, processin
     Returns the size in bytes of the written file. Raises Cancelled when `progress` returns False,
     RasterError with GDAL's message when GDAL fails; nothing is left at `out_path` in either case.
     """
-    info = read_info(tile.path)
     col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
-    col1 = min(index_width, tile.col + tile.width + halo)
-    row1 = min(index_height, tile.row + tile.height + halo)
-    fill = info.nodata if info.nodata is not None else 0
-    dtype = gdal_array.GDALTypeCodeToNumericTypeCode(gdal.GetDataTypeByName(info.dtype))
-    # Every GDAL call gets the callback, so a cancel stops the tile in whatever stage it is.
+    col1 = min(grid.width, tile.col + tile.width + halo)
+    row1 = min(grid.height, tile.row + tile.height + halo)
+    # The operation and the write get the callback, so a cancel stops the tile in either.
     state = {}
     callback = _callback(progress, state)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(out_path)
     try:
-        with thread_config(GDAL_NUM_THREADS="1"):
-            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype, callback)
-            x0, px, _, y0, _, py = info.geotransform
+        with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
+            try:
+                ds = open_tile(tile.path)
+                x0, px, _, y0, _, py = ds.GetGeoTransform()
+                band = ds.GetRasterBand(1)
+                nodata, data_type = band.GetNoDataValue(), band.DataType
+            except RuntimeError as exc:
+                raise gdal_error(exc, tile.path) from None
+            dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
+            fill = nodata if nodata is not None else 0
+            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype)
             dx, dy = col0 - tile.col, row0 - tile.row
+            # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
+            # whole operation on a small tile.
             source = gdal_array.OpenArray(pixels)
             source.SetGeoTransform((x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py))
-            source.SetProjection(info.crs_wkt)
-            if info.nodata is not None:
-                source.GetRasterBand(1).SetNoDataValue(info.nodata)
+            source.SetProjection(grid.crs_wkt)
+            if nodata is not None:
+                source.GetRasterBand(1).SetNoDataValue(nodata)
             result = gdal.DEMProcessing("", source, processing, format="MEM", callback=callback, **options)
             if state.get("stopped"):
                 _raise_stopped(state, None)
-            gdal.Translate(str(tmp), result, format="GTiff", srcWin=[-dx, -dy, tile.width, tile.height],
-                           creationOptions=["TILED=YES"], callback=callback)
+            own = result.ReadAsArray(-dx, -dy, tile.width, tile.height)
+            _write_gtiff(tmp, own, (x0, px, 0.0, y0, 0.0, py), grid.crs_wkt, result.GetRasterBand(1).GetNoDataValue(),
+                         _layout(tile.width, tile.height), callback)
             if state.get("stopped"):
                 _raise_stopped(state, None)
         os.replace(tmp, out_path)
@@ -237,6 +306,33 @@ def process_tile(*, tile, neighbours, index_width, index_height, halo, processin
     finally:
         tmp.unlink(missing_ok=True)
     return out_path.stat().st_size
+
+
+def _layout(width, height):
+    """Creation options of an interim tile: 256-pixel blocks, or strips for a tile smaller than
+    one block (a single padded block would be mostly empty bytes)."""
+    return ["TILED=YES"] if min(width, height) >= 256 else []
+
+
+def _write_gtiff(path, array, geotransform, crs_wkt, nodata, creation_options, callback=None):
+    """Write a 2-D array (one band) or a 3-D array (bands first) as a GeoTIFF at `path`, with
+    `nodata` on every band; a failed write raises RasterError."""
+    bands = array if array.ndim == 3 else array[np.newaxis]
+    data_type = gdal_array.NumericTypeCodeToGDALTypeCode(array.dtype)
+    try:
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], bands.shape[0], data_type,
+                                                  list(creation_options))
+        ds.SetGeoTransform(tuple(geotransform))
+        ds.SetProjection(crs_wkt)
+        for number, pixels in enumerate(bands, start=1):
+            band = ds.GetRasterBand(number)
+            if nodata is not None:
+                band.SetNoDataValue(nodata)
+            band.WriteArray(pixels, callback=callback)
+        ds.FlushCache()
+        ds = band = None
+    except RuntimeError as exc:
+        raise gdal_error(exc, str(path)) from None
 
 
 def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
@@ -311,12 +407,7 @@ def write_raster(path, array, geotransform, crs_wkt, nodata=None,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
-        ds = gdal_array.OpenArray(array)
-        ds.SetGeoTransform(tuple(geotransform))
-        ds.SetProjection(crs_wkt)
-        if nodata is not None:
-            ds.GetRasterBand(1).SetNoDataValue(nodata)
-        gdal.Translate(str(tmp), ds, format="GTiff", creationOptions=list(creation_options))
+        _write_gtiff(tmp, array, geotransform, crs_wkt, nodata, creation_options)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

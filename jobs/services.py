@@ -10,11 +10,12 @@ import shutil
 import socket
 import time
 from datetime import timedelta
+from itertools import takewhile
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -379,51 +380,85 @@ def _lease_end():
     return timezone.now() + timedelta(seconds=settings.TILE_LEASE_SECONDS)
 
 
-def _claim_next_tile(job_id, worker):
-    """Move the first pending tile of a running job to running; None when there is none left."""
-    while True:
-        candidate = (JobTile.objects.filter(job_id=job_id, status=TileStatus.PENDING).order_by("id")
-                     .values_list("id", flat=True).first())
-        if candidate is None:
-            return None
+def _claim_tiles(job_id, worker, limit):
+    """Move up to `limit` pending tiles of a running job to running, in id order; [] when none is
+    left. A tile that has been tried before is claimed on its own, so that a tile that kills its
+    worker charges no attempts to tiles claimed with it."""
+    with transaction.atomic():
+        # SKIP LOCKED: two workers claiming at once take different tiles instead of queueing on the
+        # same rows (SQLite has no row locks; its IMMEDIATE transactions run one at a time).
         # Conditions on the JobTile row only (see _mine). Cancel turns pending tiles to canceled in
         # the same transaction as the job, so a pending tile always belongs to a job that may run.
-        won = JobTile.objects.filter(pk=candidate, status=TileStatus.PENDING).update(
-            status=TileStatus.RUNNING, attempts=F("attempts") + 1, started=timezone.now(), finished=None, error="",
-            lease_owner=worker, lease_expires=_lease_end(),
+        candidates = list(JobTile.objects.select_related("tile").select_for_update(skip_locked=True, of=("self",))
+                          .filter(job_id=job_id, status=TileStatus.PENDING).order_by("id")[:limit])
+        if candidates and candidates[0].attempts:
+            candidates = candidates[:1]
+        else:
+            candidates = list(takewhile(lambda job_tile: not job_tile.attempts, candidates))
+        if not candidates:
+            return []
+        now, lease_end = timezone.now(), _lease_end()
+        JobTile.objects.filter(pk__in=[t.pk for t in candidates], status=TileStatus.PENDING).update(
+            status=TileStatus.RUNNING, attempts=F("attempts") + 1, started=now, finished=None, error="",
+            lease_owner=worker, lease_expires=lease_end,
         )
-        if won:
-            return JobTile.objects.select_related("tile").get(pk=candidate)
-        # another worker took this tile first; try the next one
-
-
-def index_extent():
-    """(width, height) of the whole tile index in pixels."""
-    extent = Tile.objects.aggregate(width=Max(F("col") + F("width")), height=Max(F("row") + F("height")))
-    return extent["width"] or 0, extent["height"] or 0
+    for job_tile in candidates:
+        job_tile.status, job_tile.attempts, job_tile.started = TileStatus.RUNNING, job_tile.attempts + 1, now
+        job_tile.lease_owner, job_tile.lease_expires = worker, lease_end
+    return candidates
 
 
 def grid_tile(tile):
     return raster.GridTile(tile.path, tile.col, tile.row, tile.width, tile.height)
 
 
-def neighbours(tile, halo):
-    """The tiles that overlap `tile` grown by `halo` pixels, the tile itself excluded."""
-    if halo <= 0:
-        return []
-    found = (Tile.objects.filter(col__lt=tile.col + tile.width + halo, row__lt=tile.row + tile.height + halo)
-             .annotate(col_end=F("col") + F("width"), row_end=F("row") + F("height"))
-             .filter(col_end__gt=tile.col - halo, row_end__gt=tile.row - halo).exclude(pk=tile.pk))
-    return [grid_tile(t) for t in found]
+def neighbours(tiles, halo, grid):
+    """{tile id: the tiles that overlap that tile grown by `halo` pixels, itself excluded}, for
+    several tiles in one query: one index range per grid row of `tiles` (a batch of consecutive
+    tiles spans one or two), bounded by the largest tile size."""
+    found = {tile.pk: [] for tile in tiles}
+    if halo <= 0 or not tiles:
+        return found
+    by_row = {}
+    for tile in tiles:
+        by_row.setdefault(tile.row, []).append(tile)
+    windows = Q()
+    for row, in_row in by_row.items():
+        windows |= Q(col__gt=min(t.col for t in in_row) - grid.max_tile_width - halo,
+                     col__lt=max(t.col + t.width for t in in_row) + halo,
+                     row__gt=row - grid.max_tile_height - halo, row__lt=max(t.row + t.height for t in in_row) + halo)
+    rows = {}
+    for other in Tile.objects.filter(windows).values_list("id", "path", "col", "row", "width", "height"):
+        rows.setdefault(other[3], []).append(other)
+    for tile in tiles:
+        top, bottom = tile.row - halo, tile.row + tile.height + halo
+        left, right = tile.col - halo, tile.col + tile.width + halo
+        found[tile.pk] = [raster.GridTile(path, col, row, width, height)
+                          for row_start, in_row in rows.items() if row_start < bottom and row_start + grid.max_tile_height > top
+                          for pk, path, col, row, width, height in in_row
+                          if pk != tile.pk and col < right and col + width > left and row + height > top]
+    return found
+
+
+# Tiles are claimed in batches worth about this much work (as measured on the tiles before), so
+# that the database round trips of a claim and of recording the results are shared by many small
+# tiles. A tile that takes longer than this is claimed on its own. Each tile of a batch counts an
+# attempt when claimed: a worker killed in the middle of a batch costs every unfinished tile of it
+# one attempt (and they come back one at a time), so batches are kept to a few hundredths of a
+# second of work.
+BATCH_SECONDS = 0.02
+MAX_BATCH = 64
 
 
 def job_run_tiles(*, job_id, worker):
     """Claim and process pending tiles of the job until none are left or the task's time budget is used.
 
     1. The first task to arrive moves the job from queued to running.
-    2. Each tile is claimed with a conditional UPDATE, so two workers never take the same tile.
-    3. When the budget runs out, a fresh task takes over, so no task nears the cluster's timeout.
-    4. After the last tile, `job_finish_tiles` moves the job on (exactly one caller wins).
+    2. Tiles are claimed with SELECT ... FOR UPDATE SKIP LOCKED and a conditional UPDATE, so two
+       workers never take the same tile; as many at once as take about BATCH_SECONDS to run.
+    3. The results of a batch are recorded in the transaction that claims the next one.
+    4. When the budget runs out, a fresh task takes over, so no task nears the cluster's timeout.
+    5. After the last tile, `job_finish_tiles` moves the job on (exactly one caller wins).
     """
     if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING, started=timezone.now()):
         job_log(job_id, f"running on {worker}")
@@ -433,24 +468,34 @@ def job_run_tiles(*, job_id, worker):
     kind = get_job_type(job.type)
     try:
         inputs = job_input_paths(job)
-    except Rejected as exc:
+        grid = tileindex.index_grid()
+    except (Rejected, tileindex.LoadError) as exc:
         if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
                 status=JobStatus.FAILED, finished=timezone.now(), error=str(exc)):
             job_log(job_id, f"failed: {exc}", JobLog.Level.ERROR)
         return
-    width, height = index_extent()
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
+    seconds_per_tile = None  # measured as the tiles run
     while True:
-        job_tile = _claim_next_tile(job_id, worker)
-        if job_tile is None and return_lost_tiles(job_id):  # a worker died: take over its tiles now
-            job_tile = _claim_next_tile(job_id, worker)
-        if job_tile is None:
+        limit = 1 if seconds_per_tile is None else max(1, min(MAX_BATCH, int(BATCH_SECONDS / seconds_per_tile)))
+        batch = _claim_tiles(job_id, worker, limit)
+        if not batch and return_lost_tiles(job_id):  # a worker died: take over its tiles now
+            batch = _claim_tiles(job_id, worker, limit)
+        if not batch:
             break
-        run_tile(job, job_tile, kind, inputs, width, height)
+        started = time.monotonic()
+        around = neighbours([job_tile.tile for job_tile in batch], kind.halo, grid)
+        done = []
+        for job_tile in batch:
+            output = _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id])
+            if output is not None:
+                done.append((job_tile, *output))
+        _record_succeeded(job.id, done)
+        seconds_per_tile = (time.monotonic() - started) / len(batch)
         if time.monotonic() > deadline:
             async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
             return
-    job_finish_tiles(job_id=job_id)
+    job_finish_tiles(job_id=job_id, merge_here=True)
 
 
 def job_input_paths(job):
@@ -463,30 +508,64 @@ def job_input_paths(job):
     return paths
 
 
-def run_tile(job, job_tile, kind, inputs, index_width, index_height):
+def run_tile(job, job_tile, kind, inputs, grid):
     """Process one claimed tile and record how it ended: succeeded, failed or canceled."""
+    around = neighbours([job_tile.tile], kind.halo, grid)[job_tile.tile_id]
+    output = _process_tile(job, job_tile, kind, inputs, grid, around)
+    if output is not None:
+        _record_succeeded(job.id, [(job_tile, *output)])
+
+
+def _process_tile(job, job_tile, kind, inputs, grid, around):
+    """Run the job's operation on one claimed tile. Returns (output relpath, size) when it
+    succeeded; a failure or a cancel is recorded here, and returns None."""
     tile = job_tile.tile
     relpath = storage.tile_output_relpath(job.id, tile.id, job_tile.attempts, kind.tile_suffix)
-    out_path = storage.media_path(relpath)
-    mine = _mine(job_tile.pk, job_tile.attempts)
     try:
         size = kind.process_tile(
-            tile=grid_tile(tile), neighbours=neighbours(tile, kind.halo), index_width=index_width,
-            index_height=index_height, params=job.params, inputs=inputs, out_path=out_path,
-            progress=TileWatch(job_tile),
+            tile=grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
+            out_path=storage.media_path(relpath), progress=TileWatch(job_tile),
         )
     except raster.Cancelled:
-        mine.update(status=TileStatus.CANCELED, finished=timezone.now(), lease_expires=None)
+        _mine(job_tile.pk, job_tile.attempts).update(status=TileStatus.CANCELED, finished=timezone.now(),
+                                                     lease_expires=None)
         job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
-        return
+        return None
     except Exception as exc:
-        _tile_failed(job, job_tile, exc, mine)
+        _tile_failed(job, job_tile, exc, _mine(job_tile.pk, job_tile.attempts))
+        return None
+    return relpath, size
+
+
+def _record_succeeded(job_id, done):
+    """Mark tiles succeeded with their outputs, [(job tile, relpath, size)], in one UPDATE that
+    matches each tile only while it still runs under its claim: this worker, busy with these
+    tiles, cannot have claimed them again, so a tile still running under its name is its own."""
+    if not done:
         return
-    if not mine.update(status=TileStatus.SUCCEEDED, finished=timezone.now(), output_path=relpath, output_size=size,
-                       lease_expires=None):
-        # Canceled (or taken over) while GDAL wrote its last lines: the output must not outlive that.
-        out_path.unlink(missing_ok=True)
-        job_log(job.id, "finished after the tile had stopped running; its output was discarded", tile_id=tile.id)
+    # UPDATE ... FROM (VALUES ...), which both databases speak: the ORM would compile a CASE per
+    # column and tile, and that costs more than the database's work for a batch of small tiles.
+    table = connection.ops.quote_name(JobTile._meta.db_table)
+    values = ", ".join(["(%s, %s, %s)"] * len(done))
+    params = [TileStatus.SUCCEEDED, connection.ops.adapt_datetimefield_value(timezone.now())]
+    params += [value for job_tile, relpath, size in done for value in (job_tile.pk, relpath, size)]
+    params += [TileStatus.RUNNING, done[0][0].lease_owner]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, finished = %s, lease_expires = NULL, output_path = v.column2, "
+            f"output_size = v.column3 FROM (VALUES {values}) AS v "
+            f"WHERE {table}.id = v.column1 AND {table}.status = %s AND {table}.lease_owner = %s", params)
+        recorded = cursor.rowcount
+    if recorded == len(done):
+        return
+    # Canceled (or taken over) while GDAL wrote its last lines: those outputs must not outlive that.
+    kept = set(JobTile.objects.filter(pk__in=[job_tile.pk for job_tile, _, _ in done], status=TileStatus.SUCCEEDED)
+               .values_list("output_path", flat=True))
+    for job_tile, relpath, _ in done:
+        if relpath not in kept:
+            storage.media_path(relpath).unlink(missing_ok=True)
+            job_log(job_id, "finished after the tile had stopped running; its output was discarded",
+                    tile_id=job_tile.tile_id)
 
 
 def may_pass(exc):
@@ -603,14 +682,19 @@ def cluster_started():
     wake_stalled_jobs(untouched_for=0, also=return_lost_tiles())
 
 
-def job_finish_tiles(*, job_id):
-    """Once no tile is pending or running: merge if all succeeded, else fail naming the failed tiles."""
+def job_finish_tiles(*, job_id, merge_here=False):
+    """Once no tile is pending or running: merge if all succeeded, else fail naming the failed tiles.
+    With `merge_here` (a tile task that did the last tile) the merge runs in this process at once,
+    else as a task of its own."""
     unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
     failed_tiles = JobTile.objects.filter(job=OuterRef("pk"), status=TileStatus.FAILED)
     done = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).exclude(Exists(unfinished))
     if done.exclude(Exists(failed_tiles)).update(status=JobStatus.MERGING):
         job_log(job_id, "all tiles done; merging")
-        async_task("jobs.tasks.merge", job_id, task_name=f"job {job_id} merge")
+        if merge_here:
+            job_merge(job_id=job_id)
+        else:
+            async_task("jobs.tasks.merge", job_id, task_name=f"job {job_id} merge")
         return
     failed = list(JobTile.objects.filter(job_id=job_id, status=TileStatus.FAILED).order_by("tile_id").values_list("tile_id", flat=True))
     if not failed:

@@ -196,7 +196,9 @@ Q_CLUSTER = {
     "save_limit": -1,  # results live in our own tables; saving successes only slows the broker
     "ack_failures": True,
     "catch_up": False,
-    "poll": 0.2,
+    # How long an idle cluster waits before it asks the ORM broker again: the delay before a new
+    # job's first tile starts. Redis hands tasks over as they arrive.
+    "poll": envint("JOBSITE_BROKER_POLL_MS", 50, minimum=10) / 1000,
     "recycle": 500,
     "label": "Task queue",
 }

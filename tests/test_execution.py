@@ -3,7 +3,7 @@
 import pytest
 from osgeo import gdal
 
-from jobs import services, storage
+from jobs import services, storage, tileindex
 from jobs.exceptions import Conflict
 from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
 
@@ -148,13 +148,13 @@ def test_a_stale_attempt_neither_records_nor_removes_a_newer_attempts_output(ind
 
     job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
-    stale = services._claim_next_tile(job.pk, "stale-worker")
+    stale = services._claim_tiles(job.pk, "stale-worker", 1)[0]
     JobTile.objects.filter(pk=stale.pk).update(status=TileStatus.PENDING)
-    fresh = services._claim_next_tile(job.pk, "fresh-worker")
+    fresh = services._claim_tiles(job.pk, "fresh-worker", 1)[0]
     assert (stale.attempts, fresh.attempts) == (1, 2)
     kind = JOB_TYPES["slope"]
-    services.run_tile(job, fresh, kind, {}, *services.index_extent())
-    services.run_tile(job, stale, kind, {}, *services.index_extent())
+    services.run_tile(job, fresh, kind, {}, tileindex.index_grid())
+    services.run_tile(job, stale, kind, {}, tileindex.index_grid())
     done = JobTile.objects.get(pk=fresh.pk)
     assert done.status == TileStatus.SUCCEEDED and done.attempts == 2 and done.output_path.endswith("_2.tif")
     assert storage.media_path(done.output_path).is_file()

@@ -58,7 +58,7 @@ def test_an_idle_worker_killed_the_health_check_restarts_a_wedged_cluster(start_
             cluster = start_cluster()
             restarts += 1
             # like a service manager, give the new cluster time to start: its first heartbeat
-            wait_for(lambda: ClusterHeartbeat.objects.count() > beats, 30, interval=0.2, message="a new heartbeat")
+            wait_for(lambda beats=beats: ClusterHeartbeat.objects.count() > beats, 30, interval=0.2, message="a new heartbeat")
         time.sleep(1)
     job = Job.objects.get(pk=job_id)
     print(f"cluster restarts by the health check: {restarts}")

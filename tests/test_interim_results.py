@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs import services, storage
+from jobs import services, storage, tileindex
 from jobs.models import JobStatus, JobTile, Tile
 
 from .test_execution import run
@@ -43,8 +43,8 @@ def test_never_drops_them_on_cancel_and_a_resume_recomputes_everything(index, ow
 
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     slope = services.get_job_type("slope")
-    services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, {},
-                      *services.index_extent())
+    services.run_tile(job, services._claim_tiles(job.pk, "w", 1)[0], slope, {},
+                      tileindex.index_grid())
     with django_capture_on_commit_callbacks(execute=True):
         services.job_cancel(job=job, by="owner")
     assert tile_files(job) == [] and recorded(job) == []

@@ -76,6 +76,17 @@ def test_an_unreadable_tile_is_named_and_nothing_is_loaded(db, tiles_copy):
     expect_nothing_loaded(tiles_copy, r"nothing loaded: .*dem_999.tif: .*not recognized")
 
 
+def test_a_large_load_reads_its_tiles_in_parallel_with_the_same_checks(db, tiles_copy, monkeypatch):
+    from jobs import tileindex
+
+    monkeypatch.setattr(tileindex, "PARALLEL_READ_FROM", 2)
+    (tiles_copy / "dem_999.tif").write_bytes(b"not a tiff at all")
+    expect_nothing_loaded(tiles_copy, r"nothing loaded: .*dem_999.tif: .*not recognized")
+    (tiles_copy / "dem_999.tif").unlink()
+    load(tiles_copy)
+    assert Tile.objects.count() == 12 and Tile.objects.get(id=123).col == 192
+
+
 def test_a_tile_without_a_number_is_named(db, tiles_copy):
     shutil.copy(tiles_copy / "dem_100.tif", tiles_copy / "extra.tif")
     expect_nothing_loaded(tiles_copy, r"extra.tif: no tile number in the file name")

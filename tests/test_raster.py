@@ -7,7 +7,10 @@ from osgeo import gdal
 from jobs import raster
 from jobs.jobtypes import JOB_TYPES
 
-from .conftest import assert_same_pixels, whole_area, write_tileset
+from .conftest import EPSG, assert_same_pixels, whole_area, write_tileset
+
+# The index the module's tiles make: 150 x 110 pixels in tiles of at most 40.
+GRID = raster.IndexGrid(150, 110, raster.crs_wkt_from_epsg(EPSG), 40, 40)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def process_all(tiles, out_dir, processing, options, halo=1):
     outputs = []
     for tile in tiles:
         out = out_dir / f"{tile.col}_{tile.row}.tif"
-        raster.process_tile(tile=tile, neighbours=tiles, index_width=150, index_height=110, halo=halo,
+        raster.process_tile(tile=tile, neighbours=tiles, grid=GRID, halo=halo,
                             processing=processing, options=options, out_path=out)
         outputs.append(out)
     return outputs
@@ -97,7 +100,7 @@ def test_it_stops_when_the_progress_callback_says_so_and_writes_nothing(grid, tm
         return len(calls) < 3
 
     with pytest.raises(raster.Cancelled):
-        raster.process_tile(tile=tiles[0], neighbours=tiles, index_width=150, index_height=110, halo=1,
+        raster.process_tile(tile=tiles[0], neighbours=tiles, grid=GRID, halo=1,
                             processing="hillshade", options={}, out_path=tmp_path / "out.tif", progress=progress)
     assert len(calls) == 3
     assert list(tmp_path.iterdir()) == []
@@ -110,7 +113,7 @@ def test_an_exception_in_the_callback_is_raised_after_gdal_stops(grid, tmp_path)
         raise ConnectionError("database went away")
 
     with pytest.raises(ConnectionError, match="database went away"):
-        raster.process_tile(tile=tiles[0], neighbours=[], index_width=150, index_height=110, halo=1,
+        raster.process_tile(tile=tiles[0], neighbours=[], grid=GRID, halo=1,
                             processing="slope", options={}, out_path=tmp_path / "out.tif", progress=progress)
     assert list(tmp_path.iterdir()) == []
 
@@ -128,7 +131,7 @@ def test_it_reports_gdals_own_error_when_a_neighbour_is_unreadable(grid, tmp_pat
     broken.write_bytes(b"garbage")
     neighbour = raster.GridTile(str(broken), tiles[1].col, tiles[1].row, tiles[1].width, tiles[1].height)
     with pytest.raises(raster.RasterError, match="broken.tif"):
-        raster.process_tile(tile=tiles[0], neighbours=[neighbour], index_width=150, index_height=110, halo=1,
+        raster.process_tile(tile=tiles[0], neighbours=[neighbour], grid=GRID, halo=1,
                             processing="hillshade", options={}, out_path=tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from jobs import services, storage
+from jobs import services, storage, tileindex
 from jobs.exceptions import Conflict, Rejected
 from jobs.models import Job, JobLog, JobStatus, JobTile, Tile, TileStatus
 
@@ -95,8 +95,8 @@ def test_cancel_then_resume_keeps_the_finished_tiles(index, owner, media):
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     slope = services.get_job_type("slope")
     for _ in range(2):  # two tiles finish before the cancel
-        services.run_tile(job, services._claim_next_tile(job.pk, "w"), slope, {},
-                          *services.index_extent())
+        services.run_tile(job, services._claim_tiles(job.pk, "w", 1)[0], slope, {},
+                          tileindex.index_grid())
     services.job_cancel(job=job, by="owner")
     job, to_run = services.job_resume(job=Job.objects.get(pk=job.pk), by=owner)
     assert to_run == 2
