@@ -1,7 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Count, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Func, OuterRef, Subquery
 from django.utils import timezone
 
 
@@ -96,8 +95,11 @@ class InterimResults(models.TextChoices):
 
 
 def _tile_count(status):
-    counts = JobTile.objects.filter(job=OuterRef("pk"), status=status).values("job").annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counts), Value(0))
+    """(SELECT COUNT(id) FROM jobtile WHERE job_id = job.id AND status = ...): COUNT as a plain
+    function, so there is no GROUP BY to build, which makes the query quicker to compile."""
+    counts = (JobTile.objects.filter(job=OuterRef("pk"), status=status).order_by()
+              .annotate(n=Func(F("id"), function="COUNT")).values("n"))
+    return Subquery(counts, output_field=models.IntegerField())
 
 
 class JobQuerySet(models.QuerySet):

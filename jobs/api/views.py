@@ -45,9 +45,10 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # generating the schema: there is no user
             return Job.objects.none()
-        return (Job.objects.visible_to(self.request.user).with_counts()
-                .annotate(duration=ExpressionWrapper(F("finished") - F("started"), output_field=DurationField()))
-                .select_related("owner").prefetch_related("labels", "inputs"))
+        jobs = Job.objects.visible_to(self.request.user).with_counts()
+        if self.action == "list":  # what the ordering filter may sort by
+            jobs = jobs.annotate(duration=ExpressionWrapper(F("finished") - F("started"), output_field=DurationField()))
+        return jobs.select_related("owner").prefetch_related("labels", "inputs")
 
     def get_serializer_class(self):
         return JobCreateSerializer if self.action == "create" else JobSerializer
