@@ -3,7 +3,7 @@ from django.db.models import Count
 
 from . import services
 from .exceptions import Conflict
-from .models import Job, JobInput, JobLog, JobTile, Label, Tile, Town
+from .models import IndexCrs, Job, JobInput, JobLog, JobTile, Label, Tile, Town
 
 
 @admin.register(Tile)
@@ -11,6 +11,17 @@ class TileAdmin(admin.ModelAdmin):
     list_display = ["id", "path", "width", "height", "col", "row", "loaded"]
     search_fields = ["=id", "path"]
     readonly_fields = ["loaded"]
+
+
+@admin.register(IndexCrs)
+class IndexCrsAdmin(admin.ModelAdmin):
+    """Shown for reference; load_tiles sets it."""
+
+    list_display = ["__str__", "updated"]
+    readonly_fields = ["wkt", "updated"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Town)

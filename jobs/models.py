@@ -37,6 +37,22 @@ class Tile(models.Model):
         return (self.minx, self.miny, self.maxx, self.maxy)
 
 
+class IndexCrs(models.Model):
+    """The CRS that all tiles of the index share, stored by load_tiles (one row), so that jobs
+    need not read it from a tile: a tile on storage that stopped answering must hang only the
+    tiles that read it."""
+
+    wkt = models.TextField()
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "index CRS"
+        verbose_name_plural = "index CRS"
+
+    def __str__(self):
+        return self.wkt.split('"')[1] if '"' in self.wkt else self.wkt[:60]
+
+
 class Town(models.Model):
     """A named area; its tiles are those whose footprint overlaps its polygon."""
 

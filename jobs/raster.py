@@ -13,6 +13,8 @@ exactly as the edge of one whole raster does.
 import csv
 import json
 import os
+import resource
+import shutil
 import tempfile
 import threading
 import uuid
@@ -332,7 +334,21 @@ def _write_gtiff(path, array, geotransform, crs_wkt, nodata, creation_options, c
         ds.FlushCache()
         ds = band = None
     except RuntimeError as exc:
-        raise gdal_error(exc, str(path)) from None
+        raise write_error(exc, path, "write failed") from None
+
+
+def write_error(exc, path, prefix=""):
+    """A RasterError for a GDAL call that wrote to `path`, saying what GDAL's message does not:
+    whether the disk is full or the process may write no larger files."""
+    reasons = []
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < 16 * 1024 * 1024:
+        reasons.append(f"{free} bytes are free on the disk")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        reasons.append(f"files may not grow beyond {limit} bytes here, by ulimit -f")
+    error = gdal_error(exc, prefix)
+    return RasterError(f"{error}{' (' + '; '.join(reasons) + ')' if reasons else ''}", transient=error.transient)
 
 
 def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
@@ -361,7 +377,7 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
         os.replace(tmp_cog, out_path)
         os.replace(tmp_png, thumbnail_path)
     except RuntimeError as exc:
-        raise gdal_error(exc) from None
+        raise write_error(exc, tmp_cog) from None
     finally:
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
         tmp_cog.unlink(missing_ok=True)

@@ -257,8 +257,9 @@ def job_cancel(*, job, by=None):
             raise Conflict(f"job {job.pk} is already {status}; only waiting, queued, running or merging jobs can be canceled")
         now = timezone.now()
         skipped = JobTile.objects.filter(job=job, status=TileStatus.PENDING).update(status=TileStatus.CANCELED)
-        stopping = JobTile.objects.filter(job=job, status=TileStatus.RUNNING).update(
-            status=TileStatus.CANCELED, finished=now, lease_expires=None)
+        # A stopping tile keeps its lease until its worker lets go of it (or the lease expires), so
+        # that a resume cannot hand it to a second worker while the first still works on it.
+        stopping = JobTile.objects.filter(job=job, status=TileStatus.RUNNING).update(status=TileStatus.CANCELED, finished=now)
         job_log(job.pk, f"canceled by {by or 'the system'}; {skipped} pending tiles will not run"
                         + (f", {stopping} running tiles are stopping" if stopping else ""))
         _ended(job.pk)
@@ -302,8 +303,7 @@ def job_resume(*, job, by=None, params=None):
         else:
             _forget_lost_outputs(job.pk)
             rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
-        to_run = rerun.update(status=TileStatus.PENDING, error="", started=None, finished=None, lease_owner="",
-                              lease_expires=None)
+        to_run = rerun.update(status=TileStatus.PENDING, error="", started=None, finished=None)
         kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
         attempt = job.attempt + 1
         changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
@@ -366,7 +366,27 @@ class TileWatch:
         if now - self.checked < self.interval:
             return True
         self.checked = now
-        return bool(_mine(self.job_tile_id, self.attempt).update(lease_expires=_lease_end()))
+        try:
+            return bool(_mine(self.job_tile_id, self.attempt).update(lease_expires=_lease_end()))
+        except (OperationalError, InterfaceError):  # the database is away (a restart): keep working
+            connection.close()
+            return True
+
+
+def _through_outage(call, *args, **kwargs):
+    """`call(*args, **kwargs)`, made again on a fresh connection while the database does not
+    answer (a restart, a failover), for up to DATABASE_WAIT_SECONDS. Only for calls that can be
+    repeated: conditional UPDATEs, reads, and transactions that roll back whole."""
+    deadline = time.monotonic() + settings.DATABASE_WAIT_SECONDS
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() > deadline:
+                raise
+            logger.warning("database unavailable, trying again: %s", exc)
+            connection.close()
+            time.sleep(1)
 
 
 def _mine(job_tile_id, attempt):
@@ -374,6 +394,13 @@ def _mine(job_tile_id, attempt):
     itself: a join would become a subquery that PostgreSQL does not re-check against a row that a
     concurrent transaction has just changed."""
     return JobTile.objects.filter(pk=job_tile_id, status=TileStatus.RUNNING, attempts=attempt)
+
+
+def _let_go(job_tile):
+    """Give up this worker's lease on a tile it no longer runs (canceled, failed, or taken from it),
+    so that it may be claimed again (see job_cancel)."""
+    JobTile.objects.filter(pk=job_tile.pk, attempts=job_tile.attempts, lease_owner=job_tile.lease_owner).exclude(
+        status=TileStatus.RUNNING).update(lease_owner="", lease_expires=None)
 
 
 def _lease_end():
@@ -389,8 +416,9 @@ def _claim_tiles(job_id, worker, limit):
         # same rows (SQLite has no row locks; its IMMEDIATE transactions run one at a time).
         # Conditions on the JobTile row only (see _mine). Cancel turns pending tiles to canceled in
         # the same transaction as the job, so a pending tile always belongs to a job that may run.
+        free = Q(lease_expires__isnull=True) | Q(lease_expires__lt=timezone.now())  # see job_cancel
         candidates = list(JobTile.objects.select_related("tile").select_for_update(skip_locked=True, of=("self",))
-                          .filter(job_id=job_id, status=TileStatus.PENDING).order_by("id")[:limit])
+                          .filter(free, job_id=job_id, status=TileStatus.PENDING).order_by("id")[:limit])
         if candidates and candidates[0].attempts:
             candidates = candidates[:1]
         else:
@@ -460,9 +488,10 @@ def job_run_tiles(*, job_id, worker):
     4. When the budget runs out, a fresh task takes over, so no task nears the cluster's timeout.
     5. After the last tile, `job_finish_tiles` moves the job on (exactly one caller wins).
     """
-    if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING, started=timezone.now()):
+    if _through_outage(Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update, status=JobStatus.RUNNING,
+                       started=timezone.now()):
         job_log(job_id, f"running on {worker}")
-    job = Job.objects.filter(pk=job_id).first()
+    job = _through_outage(Job.objects.filter(pk=job_id).first)
     if job is None or job.status != JobStatus.RUNNING:
         return
     kind = get_job_type(job.type)
@@ -478,19 +507,19 @@ def job_run_tiles(*, job_id, worker):
     seconds_per_tile = None  # measured as the tiles run
     while True:
         limit = 1 if seconds_per_tile is None else max(1, min(MAX_BATCH, int(BATCH_SECONDS / seconds_per_tile)))
-        batch = _claim_tiles(job_id, worker, limit)
-        if not batch and return_lost_tiles(job_id):  # a worker died: take over its tiles now
-            batch = _claim_tiles(job_id, worker, limit)
+        batch = _through_outage(_claim_tiles, job_id, worker, limit)
+        if not batch and _through_outage(return_lost_tiles, job_id):  # a worker died: take over its tiles now
+            batch = _through_outage(_claim_tiles, job_id, worker, limit)
         if not batch:
             break
         started = time.monotonic()
-        around = neighbours([job_tile.tile for job_tile in batch], kind.halo, grid)
+        around = _through_outage(neighbours, [job_tile.tile for job_tile in batch], kind.halo, grid)
         done = []
         for job_tile in batch:
             output = _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id])
             if output is not None:
                 done.append((job_tile, *output))
-        _record_succeeded(job.id, done)
+        _through_outage(_record_succeeded, job.id, done)
         seconds_per_tile = (time.monotonic() - started) / len(batch)
         if time.monotonic() > deadline:
             async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
@@ -529,10 +558,12 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
     except raster.Cancelled:
         _mine(job_tile.pk, job_tile.attempts).update(status=TileStatus.CANCELED, finished=timezone.now(),
                                                      lease_expires=None)
+        _let_go(job_tile)
         job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
         return None
     except Exception as exc:
         _tile_failed(job, job_tile, exc, _mine(job_tile.pk, job_tile.attempts))
+        _let_go(job_tile)
         return None
     return relpath, size
 
@@ -564,6 +595,7 @@ def _record_succeeded(job_id, done):
     for job_tile, relpath, _ in done:
         if relpath not in kept:
             storage.media_path(relpath).unlink(missing_ok=True)
+            _let_go(job_tile)
             job_log(job_id, "finished after the tile had stopped running; its output was discarded",
                     tile_id=job_tile.tile_id)
 
@@ -628,10 +660,12 @@ def return_lost_tiles(job_id=None):
                 job_log(job, f"worker {worker} stopped answering during attempt {attempt} of "
                              f"{settings.TILE_MAX_ATTEMPTS}; the tile will run again", JobLog.Level.WARNING, tile_id)
                 touched.add(job)
-        elif lost.update(status=TileStatus.FAILED, finished=timezone.now(), lease_expires=None,
-                         error=f"its worker stopped answering on each of {attempt} attempts"):
-            job_log(job, f"failed: its worker stopped answering on each of {attempt} attempts", JobLog.Level.ERROR, tile_id)
-            touched.add(job)
+        else:
+            error = (f"its worker stopped answering on each of {attempt} attempts (killed, or still working "
+                     f"after the task timeout of {settings.TASK_TIMEOUT} s)")
+            if lost.update(status=TileStatus.FAILED, finished=timezone.now(), lease_expires=None, error=error):
+                job_log(job, f"failed: {error}", JobLog.Level.ERROR, tile_id)
+                touched.add(job)
     return touched
 
 
@@ -675,11 +709,25 @@ def wake_stalled_jobs(*, untouched_for, also=()):
         queue_tile_tasks(job_id, pending)
 
 
+def worker_started():
+    """A worker process has started, perhaps in place of one that died or that the cluster killed
+    past the task timeout: take back at once the tiles of this host's workers that are gone, and
+    wake their jobs (no task of theirs is left to carry on)."""
+    _take_back_lost_tiles(untouched_for=settings.STALE_WAKEUP_SECONDS)
+
+
+def _take_back_lost_tiles(untouched_for):
+    touched = return_lost_tiles()
+    for job_id in touched:
+        job_finish_tiles(job_id=job_id)  # the lost tile may have been the last, and failed for good
+    wake_stalled_jobs(untouched_for=untouched_for, also=touched)
+
+
 def cluster_started():
     """A cluster has just started (its first heartbeat): tasks held by a cluster that died or
     stopped taking tasks will not come back before the broker's retry, so wake the jobs that
     nothing works on now, and take back the tiles of workers of this host that are gone."""
-    wake_stalled_jobs(untouched_for=0, also=return_lost_tiles())
+    _take_back_lost_tiles(untouched_for=0)
 
 
 def job_finish_tiles(*, job_id, merge_here=False):

@@ -1,9 +1,12 @@
 """django-q2 entry points: load by id, call the service."""
 
+import logging
 import os
 import socket
 
 from . import services, storage
+
+logger = logging.getLogger(__name__)
 
 
 def worker_name():
@@ -24,3 +27,11 @@ def sweep():
 
 def remove_files(relpaths):
     storage.remove_files(relpaths)
+
+
+def worker_spawned(sender, proc_name, **kwargs):
+    """django-q2's post_spawn signal, in each new worker process."""
+    try:
+        services.worker_started()
+    except Exception:  # a failure here must not stop the worker from starting
+        logger.exception("%s could not take back the tiles of lost workers", proc_name)

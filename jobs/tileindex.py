@@ -7,10 +7,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from django.db import transaction
+from django.utils import timezone
 from django.db.models import F, Max, ProtectedError
 
 from . import raster, vector
-from .models import Tile, Town
+from .models import IndexCrs, Tile, Town
 
 TILE_ID = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 RASTER_SUFFIXES = {".tif", ".tiff"}
@@ -157,6 +158,8 @@ def load_tiles(source, replace=False):
                 raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
         Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
                                  update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row", "loaded"])
+        crs_wkt = (reference or next(iter(infos.values()))).crs_wkt
+        IndexCrs.objects.update_or_create(pk=1, defaults={"wkt": crs_wkt, "updated": timezone.now()})
     updated = len(set(infos) & set(existing))
     return len(infos) - updated, updated, len(removed)
 
@@ -169,9 +172,19 @@ def index_grid():
                             extent["highest"] or 0)
 
 
-def index_crs_wkt(tries=10):
-    """The CRS all tiles share (load_tiles makes sure of it), read from the first tile that can be
-    read, so that one broken tile does not stop jobs over the others."""
+def index_crs_wkt():
+    """The CRS all tiles share, as load_tiles stored it (read from the tiles, and stored, for an
+    index loaded before it did)."""
+    stored = IndexCrs.objects.values_list("wkt", flat=True).first()
+    if stored:
+        return stored
+    wkt = _read_index_crs()
+    IndexCrs.objects.update_or_create(pk=1, defaults={"wkt": wkt, "updated": timezone.now()})
+    return wkt
+
+
+def _read_index_crs(tries=10):
+    """The CRS of the first tile that can be read, so that one broken tile does not stop the others."""
     problems = []
     for tile in Tile.objects.order_by("id")[:tries]:
         try:

@@ -223,6 +223,8 @@ STALE_WAKEUP_SECONDS = envint("JOBSITE_STALE_WAKEUP_SECONDS", 600, minimum=10)
 # A task that waits this long to be taken while clusters are alive means they no longer take tasks
 # (a worker killed while idle can wedge a django-q2 cluster): the health check then fails.
 CLUSTER_STUCK_SECONDS = envint("JOBSITE_CLUSTER_STUCK_SECONDS", 120, minimum=5)
+# Tile workers wait this long for a database that stopped answering (a restart) before they give up.
+DATABASE_WAIT_SECONDS = envint("JOBSITE_DATABASE_WAIT_SECONDS", 60, minimum=0)
 MAX_TILES_PER_JOB = envint("JOBSITE_MAX_TILES_PER_JOB", 10000, minimum=1)
 MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimum=1)
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")

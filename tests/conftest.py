@@ -1,4 +1,5 @@
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -142,14 +143,18 @@ def database_url():
 
 
 class Cluster:
-    def __init__(self, log_path, env):
-        self.log_path, self.env = log_path, env
+    def __init__(self, log_path, env, file_size_limit=None):
+        self.log_path, self.env, self.file_size_limit = log_path, env, file_size_limit
         self.process = None
+
+    def _limit_file_size(self):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def start(self):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=self._limit_file_size if self.file_size_limit else None)
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         """Signal the cluster's main process (it stops its workers), then kill what is left."""
@@ -173,13 +178,14 @@ class Cluster:
 
 @pytest.fixture
 def start_cluster(transactional_db, media, tmp_path):
-    """Start real clusters on the test database, with extra environment settings; all stop at the end."""
+    """Start real clusters on the test database, with extra environment settings (and optionally a
+    limit on the size of the files they write); all stop at the end."""
     started = []
 
-    def start(**settings):
+    def start(file_size_limit=None, **settings):
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
                "MEDIA_ROOT": str(media), "JOBSITE_WORKERS": "2", "PYTHONUNBUFFERED": "1", **settings}
-        running = Cluster(tmp_path / f"qcluster-{len(started)}.log", env)
+        running = Cluster(tmp_path / f"qcluster-{len(started)}.log", env, file_size_limit)
         running.start()
         started.append(running)
         return running

@@ -1,6 +1,7 @@
 """Running a job's tiles and merge in this process, one step at a time, as a worker would."""
 
 import pytest
+from django.utils import timezone
 from osgeo import gdal
 
 from jobs import services, storage, tileindex
@@ -149,7 +150,7 @@ def test_a_stale_attempt_neither_records_nor_removes_a_newer_attempts_output(ind
     job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     stale = services._claim_tiles(job.pk, "stale-worker", 1)[0]
-    JobTile.objects.filter(pk=stale.pk).update(status=TileStatus.PENDING)
+    JobTile.objects.filter(pk=stale.pk).update(status=TileStatus.PENDING, lease_expires=timezone.now())  # its lease ran out
     fresh = services._claim_tiles(job.pk, "fresh-worker", 1)[0]
     assert (stale.attempts, fresh.attempts) == (1, 2)
     kind = JOB_TYPES["slope"]
@@ -204,3 +205,21 @@ def test_deleting_a_job_deletes_its_tiles_and_logs(index, owner):
     job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
     Job.objects.filter(pk=job.pk).delete()
     assert JobTile.objects.count() == 0 and JobLog.objects.count() == 0
+
+
+def test_a_resumed_tile_waits_until_the_worker_that_was_stopping_it_lets_go(index, owner, media):
+    """Cancel and resume at once must not hand a tile to a second worker while the first is still
+    on it: the stopping worker's lease holds until it lets go, so no tile runs twice at a time."""
+    from jobs.jobtypes import JOB_TYPES
+
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    first = services._claim_tiles(job.pk, "first-worker", 1)[0]
+    services.job_cancel(job=job, by="a test")
+    services.job_resume(job=Job.objects.get(pk=job.pk))
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    assert services._claim_tiles(job.pk, "second-worker", 1) == []  # the first still holds it
+    services.run_tile(job, first, JOB_TYPES["slope"], {}, tileindex.index_grid())  # finds it no longer its own
+    assert JobLog.objects.filter(job=job, message__contains="its output was discarded").count() == 1
+    second = services._claim_tiles(job.pk, "second-worker", 1)
+    assert [t.pk for t in second] == [first.pk] and second[0].attempts == 2
