@@ -46,9 +46,17 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/jobsite_bench
+BENCHMARKS := pipeline dispatch submit api dashboard
+
+# Each benchmark on a fresh PostgreSQL database, then on a fresh SQLite file; figures are appended
+# to bench/results.json.
 bench: setup
-	$(PY) bench/pipeline.py
-	$(PY) bench/dispatch.py
+	@for name in $(BENCHMARKS); do \
+	  $(PY) bench/fresh_database.py "$(BENCH_DATABASE_URL)" && \
+	  $(PY) bench/$$name.py --database-url "$(BENCH_DATABASE_URL)" && \
+	  $(PY) bench/$$name.py || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) var

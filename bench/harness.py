@@ -1,11 +1,17 @@
-"""What the benchmarks share: a throw-away jobsite configuration, a real cluster, waiting for jobs."""
+"""What the benchmarks share: a throw-away jobsite configuration, a real cluster and web server,
+waiting for jobs, and the results file."""
 
+import json
 import os
+import platform
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -35,22 +41,100 @@ def configure(database_url=None, workers=2):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG is off: hashed static files
     return work
 
 
 @contextmanager
-def cluster():
-    """A real `manage.py qcluster` with this process's configuration, stopped on exit."""
+def cluster(nice=0):
+    """A real `manage.py qcluster` with this process's configuration (at the given niceness, as a
+    service manager may run it), stopped on exit."""
     from django.db import connection
 
     connection.close()
     process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=os.environ.copy(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=(lambda: os.nice(nice)) if nice else None)
     try:
         yield process
     finally:
         process.terminate()
         process.wait(60)
+
+
+@contextmanager
+def web_server(workers=2, threads=1):
+    """gunicorn serving jobsite on a free loopback port, with this process's configuration;
+    yields its base URL and stops it on exit."""
+    from django.db import connection
+
+    connection.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "jobsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--threads", str(threads), "--log-level", "warning"],
+        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(os.environ["JOBSITE_VAR_DIR"]) / "gunicorn.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v1/health/", timeout=1)
+                break
+            except OSError as exc:
+                if getattr(exc, "code", None) == 503:  # serving; no cluster yet
+                    break
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"gunicorn did not start: {exc}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def api_token(user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def api_call(url, token, method="GET", body=None):
+    """One JSON request to the API; returns the decoded answer."""
+    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def database_arguments(parser):
+    parser.add_argument("--database-url", default=None,
+                        help="run on this (PostgreSQL) database, which is migrated and filled; default: a fresh SQLite file")
+
+
+def record(bench, figures):
+    """Print the figures as one JSON line and append them to bench/results.json with when and where."""
+    from django.db import connection
+
+    entry = {"bench": bench, "database": connection.vendor, **figures,
+             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+             "cpus": os.cpu_count(), "commit": _commit()}
+    print(json.dumps(entry))
+    path = Path(__file__).resolve().parent / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else []
+    results.append(entry)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def wait_until(job_id, statuses, poll=0.01):
