@@ -221,7 +221,8 @@ class JobTile(models.Model):
         ordering = ["job", "tile"]
         constraints = [models.UniqueConstraint(fields=["job", "tile"], name="jobtile_unique_tile_per_job")]
         indexes = [
-            models.Index(fields=["job", "status"], name="jobtile_job_status_idx"),
+            # Claims walk a job's pending tiles in id order and stop after a batch.
+            models.Index(fields=["job", "status", "id"], name="jobtile_job_status_id_idx"),
             models.Index(fields=["status", "lease_expires"], name="jobtile_lease_idx"),
         ]
 

@@ -351,6 +351,10 @@ def write_error(exc, path, prefix=""):
     return RasterError(f"{error}{' (' + '; '.join(reasons) + ')' if reasons else ''}", transient=error.transient)
 
 
+# GDAL's default GDAL_MAX_DATASET_POOL_SIZE: the files a VRT keeps open at once.
+FLATTEN_FROM = 100
+
+
 def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     """Mosaic tile outputs into a Cloud-Optimized GeoTIFF with overviews, and a PNG thumbnail.
 
@@ -364,15 +368,21 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
                           + (" ..." if len(missing) > 5 else ""))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     vrt_name = f"/vsimem/merge-{uuid.uuid4().hex}.vrt"
-    tmp_cog, tmp_png = temporary_name(out_path), temporary_name(thumbnail_path)
+    tmp_cog, tmp_png, tmp_flat = temporary_name(out_path), temporary_name(thumbnail_path), temporary_name(out_path)
     try:
-        vrt = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
-        gdal.Translate(
-            str(tmp_cog), vrt, format="COG",
-            creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512",
-                             "NUM_THREADS=ALL_CPUS"],
-        )
-        vrt = None
+        with thread_config(**TILE_OPEN_OPTIONS):
+            source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
+            if len(tile_paths) > FLATTEN_FROM:
+                # A VRT of more files than GDAL keeps open reopens them as the COG driver reads it,
+                # once for the image and again for each overview: one plain GeoTIFF first is faster.
+                source = gdal.Translate(str(tmp_flat), source, format="GTiff",
+                                        creationOptions=["TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER"])
+            gdal.Translate(
+                str(tmp_cog), source, format="COG",
+                creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512",
+                                 "NUM_THREADS=ALL_CPUS"],
+            )
+            source = None
         _write_thumbnail(tmp_cog, tmp_png, thumbnail_size)
         os.replace(tmp_cog, out_path)
         os.replace(tmp_png, thumbnail_path)
@@ -382,6 +392,7 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
         tmp_cog.unlink(missing_ok=True)
         tmp_png.unlink(missing_ok=True)
+        tmp_flat.unlink(missing_ok=True)
     return out_path.stat().st_size, thumbnail_path.stat().st_size
 
 

@@ -411,7 +411,7 @@ def _claim_tiles(job_id, worker, limit):
     """Move up to `limit` pending tiles of a running job to running, in id order; [] when none is
     left. A tile that has been tried before is claimed on its own, so that a tile that kills its
     worker charges no attempts to tiles claimed with it."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         # SKIP LOCKED: two workers claiming at once take different tiles instead of queueing on the
         # same rows (SQLite has no row locks; its IMMEDIATE transactions run one at a time).
         # Conditions on the JobTile row only (see _mine). Cancel turns pending tiles to canceled in
@@ -434,6 +434,18 @@ def _claim_tiles(job_id, worker, limit):
         job_tile.status, job_tile.attempts, job_tile.started = TileStatus.RUNNING, job_tile.attempts + 1, now
         job_tile.lease_owner, job_tile.lease_expires = worker, lease_end
     return candidates
+
+
+def _record_and_claim(job_id, done, worker, limit):
+    """Record the last batch's successes and claim the next batch, in one transaction: one commit
+    per batch. On PostgreSQL it does not wait for the commit to reach the disk: a database crash
+    may forget the last fraction of a second of tiles, which then run again; nothing is lost."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        _record_succeeded(job_id, done)
+        return _claim_tiles(job_id, worker, limit)
 
 
 def grid_tile(tile):
@@ -505,23 +517,24 @@ def job_run_tiles(*, job_id, worker):
         return
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
     seconds_per_tile = None  # measured as the tiles run
+    done = []
     while True:
         limit = 1 if seconds_per_tile is None else max(1, min(MAX_BATCH, int(BATCH_SECONDS / seconds_per_tile)))
-        batch = _through_outage(_claim_tiles, job_id, worker, limit)
+        batch = _through_outage(_record_and_claim, job_id, done, worker, limit)
         if not batch and _through_outage(return_lost_tiles, job_id):  # a worker died: take over its tiles now
             batch = _through_outage(_claim_tiles, job_id, worker, limit)
         if not batch:
             break
-        started = time.monotonic()
         around = _through_outage(neighbours, [job_tile.tile for job_tile in batch], kind.halo, grid)
         done = []
+        started = time.monotonic()
         for job_tile in batch:
             output = _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id])
             if output is not None:
                 done.append((job_tile, *output))
-        _through_outage(_record_succeeded, job.id, done)
         seconds_per_tile = (time.monotonic() - started) / len(batch)
         if time.monotonic() > deadline:
+            _through_outage(_record_succeeded, job.id, done)
             async_task("jobs.tasks.run_tiles", job_id, task_name=f"job {job_id} tiles")
             return
     job_finish_tiles(job_id=job_id, merge_here=True)

@@ -141,3 +141,12 @@ def test_read_info_refuses_a_raster_without_georeferencing(tmp_path):
     gdal.GetDriverByName("GTiff").Create(str(path), 4, 4, 1, gdal.GDT_Float32)
     with pytest.raises(raster.RasterError, match="no georeferencing"):
         raster.read_info(path)
+
+
+def test_a_mosaic_of_many_tiles_goes_through_one_plain_geotiff_first_with_the_same_pixels(grid, tmp_path, monkeypatch):
+    tileset, tiles = grid
+    monkeypatch.setattr(raster, "FLATTEN_FROM", 2)
+    outputs = process_all(tiles, tmp_path, "slope", {})
+    raster.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
+    assert_same_pixels(whole_area(tileset.whole, "slope"), gdal.Open(str(tmp_path / "out.tif")).ReadAsArray())
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tif") or p.name == "out.tif") == ["out.tif", "thumb.png"]

@@ -66,14 +66,10 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(JobLinksSerializer)
     def get_links(self, job):
-        request = self.context.get("request")
-
-        def link(name):
-            return reverse(name, kwargs={"pk": job.pk}, request=request)
-
-        return {"self": link("job-detail"), "tiles": link("job-tiles"), "logs": link("job-logs"),
-                "outputs": link("job-outputs"), "cancel": None if job.is_final else link("job-cancel"),
-                "resume": link("job-resume") if job.is_resumable else None}
+        url = reverse("job-detail", kwargs={"pk": job.pk}, request=self.context.get("request"))
+        # The router puts a job's actions under its own URL (one reverse per job: lists of 500).
+        return {"self": url, "tiles": f"{url}tiles/", "logs": f"{url}logs/", "outputs": f"{url}outputs/",
+                "cancel": None if job.is_final else f"{url}cancel/", "resume": f"{url}resume/" if job.is_resumable else None}
 
 
 class JobCreateSerializer(serializers.Serializer):
