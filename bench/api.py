@@ -95,7 +95,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--side", type=int, default=12, help="tiles per side of the jobs that run")
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=1, help="threads per gunicorn worker (1: sync workers)")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (keep-alive needs more than 1)")
     parser.add_argument("--cluster-nice", type=int, default=10,
                         help="niceness of the cluster, as the README's service unit sets it (0: none)")
     parser.add_argument("--load", nargs=3, metavar=("URL", "TOKEN", "JOB_ID"), help=argparse.SUPPRESS)
