@@ -199,6 +199,20 @@ def temporary_name(path):
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
 
 
+@contextmanager
+def written_atomically(path):
+    """Yield a temporary name beside `path` (whose folder is created) to write to: it replaces
+    `path` when the block succeeds and is removed when it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class _OpenTiles(threading.local):
     """Tiles this thread has opened lately, kept open: a tile is read by each of its neighbours'
     windows, and opening a GeoTIFF costs more than reading a halo strip from it. An entry is used
@@ -272,10 +286,8 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
     state = {}
     callback = _callback(progress, state)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(out_path)
     try:
-        with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
+        with written_atomically(out_path) as tmp, thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
             try:
                 ds = open_tile(tile.path)
                 x0, px, _, y0, _, py = ds.GetGeoTransform()
@@ -302,11 +314,8 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
                          _layout(tile.width, tile.height), callback)
             if state.get("stopped"):
                 _raise_stopped(state, None)
-        os.replace(tmp, out_path)
     except (RuntimeError, RasterError) as exc:
         _raise_stopped(state, exc)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path.stat().st_size
 
 
@@ -430,14 +439,8 @@ def thumbnail_bytes(src_path, size=256):
 def write_raster(path, array, geotransform, crs_wkt, nodata=None,
                  creation_options=("TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3")):
     """Write a 2-D numpy array as a single-band GeoTIFF, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
+    with written_atomically(path) as tmp:
         _write_gtiff(tmp, array, geotransform, crs_wkt, nodata, creation_options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def crs_wkt_from_epsg(code):
@@ -505,30 +508,19 @@ def zonal_partial(tile_path, polygons, out_path):
 
 
 def write_json(path, value):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
+    """`value` as a JSON file, atomically; returns its size in bytes."""
+    with written_atomically(path) as tmp:
         tmp.write_text(json.dumps(value))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.stat().st_size
+    return Path(path).stat().st_size
 
 
 def write_csv(path, rows):
     """Rows (dicts with the same keys) as a CSV file with a header line, atomically."""
-    path = Path(path)
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["zone"])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.stat().st_size
+    with written_atomically(path) as tmp, open(tmp, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["zone"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path).stat().st_size
 
 
 def zonal_combine(partial_paths, polygons):
