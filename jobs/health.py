@@ -5,11 +5,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Max, Min
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
-
-from django.db.models import Max, Min
 
 from .models import ClusterHeartbeat, Job, JobStatus, JobTile, TileStatus
 

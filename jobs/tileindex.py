@@ -7,8 +7,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from django.db import transaction
-from django.utils import timezone
 from django.db.models import F, Max, ProtectedError
+from django.utils import timezone
 
 from . import raster, vector
 from .models import IndexCrs, Tile, Town
@@ -158,8 +158,7 @@ def load_tiles(source, replace=False):
                 raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
         Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
                                  update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row", "loaded"])
-        crs_wkt = (reference or next(iter(infos.values()))).crs_wkt
-        IndexCrs.objects.update_or_create(pk=1, defaults={"wkt": crs_wkt, "updated": timezone.now()})
+        _store_index_crs((reference or next(iter(infos.values()))).crs_wkt)
     updated = len(set(infos) & set(existing))
     return len(infos) - updated, updated, len(removed)
 
@@ -179,8 +178,12 @@ def index_crs_wkt():
     if stored:
         return stored
     wkt = _read_index_crs()
-    IndexCrs.objects.update_or_create(pk=1, defaults={"wkt": wkt, "updated": timezone.now()})
+    _store_index_crs(wkt)
     return wkt
+
+
+def _store_index_crs(wkt):
+    IndexCrs.objects.update_or_create(pk=1, defaults={"wkt": wkt, "updated": timezone.now()})
 
 
 def _read_index_crs(tries=10):
