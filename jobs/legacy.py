@@ -56,7 +56,7 @@ def _tile_id_list(raw):
 
 
 def _job_data(request, job_id):
-    job = Job.objects.visible_to(request.user).with_counts().filter(pk=job_id).first()
+    job = Job.objects.visible_to(request.user).for_api().filter(pk=job_id).first()
     if job is None:
         return None
     return JobSerializer(job, context={"request": request}).data

@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, InterimResults, Job, JobLog, JobTile, Tile, Town
 
 
@@ -31,7 +32,7 @@ def outputs_of(job, request):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", read_only=True)
+    owner = serializers.CharField(source="owner_name", read_only=True)
     labels = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     tiles_done = serializers.IntegerField(read_only=True)
     tiles_failed = serializers.IntegerField(read_only=True)
@@ -58,6 +59,9 @@ class JobSerializer(serializers.ModelSerializer):
         return round(((job.finished or timezone.now()) - job.started).total_seconds(), 3)
 
     def get_inputs(self, job) -> dict[str, str]:
+        job_type = JOB_TYPES.get(job.type)
+        if job_type is not None and not job_type.inputs:  # it cannot have any: no query
+            return {}
         return {job_input.name: job_input.file_name for job_input in job.inputs.all()}
 
     @extend_schema_field(OutputSerializer(many=True))
