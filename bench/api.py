@@ -15,6 +15,8 @@ job running. Prints p50, p99 and the errors of both; the target is p99 at most 5
 import argparse
 import asyncio
 import json
+import resource
+import runpy
 import statistics
 import subprocess
 import sys
@@ -25,18 +27,31 @@ import harness
 
 
 async def _load(url, token, job_id, rate, seconds):
-    import httpx
+    import aiohttp
 
     latencies, errors = [], {}
-    headers = {"Authorization": f"Token {token}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=10) as client:
+    path = f"{url}/api/v1/jobs/{job_id}/"
+    # Idle connections are dropped after 1 s, before gunicorn's keep-alive of 2 s closes them from
+    # its side: a request sent on a connection the server is closing fails, on any client.
+    connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=1)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     headers={"Authorization": f"Token {token}"}) as session:
+
+        async def get():
+            async with session.get(path) as answer:
+                await answer.read()
+                return answer.status
+
+        # Warm up with one second's worth of requests, unrecorded: each web worker's first
+        # requests open its database connections and import what the view needs.
+        await asyncio.gather(*(get() for _ in range(int(rate))))
 
         async def one(due):
             try:
-                answer = await client.get(f"/api/v1/jobs/{job_id}/")
-                key = None if answer.status_code == 200 else str(answer.status_code)
-            except httpx.HTTPError as exc:
+                code = await get()
+                key = None if code == 200 else str(code)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 key = type(exc).__name__
             if key:
                 errors[key] = errors.get(key, 0) + 1
@@ -60,14 +75,16 @@ def client_main(url, token, job_id, rate, seconds):
 
 
 def measure(url, token, job_id, rate, seconds):
-    """Run the client process; returns (p50 ms, p99 ms, requests, errors)."""
+    """Run the client process; returns (p50 ms, p99 ms, requests, errors, client CPU seconds)."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     answer = subprocess.run([sys.executable, __file__, "--load", url, token, str(job_id), "--rate", str(rate),
                              "--seconds", str(seconds)], capture_output=True, text=True, check=True)
     result = json.loads(answer.stdout)
     latencies = sorted(result["latencies"])
     p50 = 1000 * statistics.median(latencies)
     p99 = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return p50, p99, len(latencies), result["errors"]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return p50, p99, len(latencies), result["errors"], used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
 
 
 def keep_jobs_running(owner, tile_ids, stop):
@@ -94,8 +111,8 @@ def main():
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--side", type=int, default=12, help="tiles per side of the jobs that run")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (keep-alive needs more than 1)")
+    parser.add_argument("--web-workers", type=int, help="gunicorn workers (default: gunicorn.conf.py's)")
+    parser.add_argument("--web-threads", type=int, help="threads per gunicorn worker (default: gunicorn.conf.py's)")
     parser.add_argument("--cluster-nice", type=int, default=10,
                         help="niceness of the cluster, as the README's service unit sets it (0: none)")
     parser.add_argument("--load", nargs=3, metavar=("URL", "TOKEN", "JOB_ID"), help=argparse.SUPPRESS)
@@ -135,13 +152,17 @@ def main():
         connection.close()
         ran = Job.objects.filter(pk__in=submitted, status=JobStatus.SUCCEEDED).count()
 
+    config = runpy.run_path(str(harness.BASE_DIR / "gunicorn.conf.py"))
+    web_workers, web_threads = args.web_workers or config["workers"], args.web_threads or config.get("threads", 1)
     print(f"GET /api/v1/jobs/<id>/ at {args.rate:.0f} requests/s for {args.seconds:.0f} s, gunicorn "
-          f"{args.web_workers} workers x {args.web_threads} threads, 2 cluster workers at nice {args.cluster_nice}, "
+          f"{web_workers} workers x {web_threads} threads, 2 cluster workers at nice {args.cluster_nice}, "
           f"{connection.vendor}")
-    for label, (p50, p99, count, errors) in (("no job running", idle), (f"jobs running ({ran} ran)", busy)):
-        print(f"  {label:22s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  {count} requests, errors: {errors or 'none'}")
+    for label, (p50, p99, count, errors, client_cpu) in (("no job running", idle), (f"jobs running ({ran} ran)", busy)):
+        print(f"  {label:22s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  {count} requests, errors: {errors or 'none'}; "
+              f"client CPU {1000 * client_cpu / count:.2f} ms a request")
     print(f"  p99 busy / idle: {busy[1] / idle[1]:.2f} (target: p99 at most 50 ms, no errors)")
-    harness.record("api", {"rate": args.rate, "seconds": args.seconds, "cluster_nice": args.cluster_nice, "requests": busy[2],
+    harness.record("api", {"rate": args.rate, "seconds": args.seconds, "cluster_nice": args.cluster_nice,
+                           "web_workers": web_workers, "web_threads": web_threads, "requests": busy[2],
                            "p50_ms": round(busy[0], 1), "p99_ms": round(busy[1], 1), "errors": busy[3],
                            "idle_p50_ms": round(idle[0], 1), "idle_p99_ms": round(idle[1], 1), "idle_errors": idle[3],
                            "jobs_ran": ran})

@@ -63,9 +63,10 @@ def cluster(nice=0):
 
 
 @contextmanager
-def web_server(workers=2, threads=1):
-    """gunicorn serving jobsite on a free loopback port, with this process's configuration;
-    yields its base URL and stops it on exit."""
+def web_server(workers=None, threads=None):
+    """gunicorn serving jobsite on a free loopback port, with this process's configuration and
+    gunicorn.conf.py, or the given workers and threads each; yields its base URL and stops it on
+    exit."""
     from django.db import connection
 
     connection.close()
@@ -73,9 +74,13 @@ def web_server(workers=2, threads=1):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1"}
+    command = [sys.executable, "-m", "gunicorn", "jobsite.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    if workers:
+        command += ["--workers", str(workers)]
+    if threads:
+        command += ["--threads", str(threads)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "jobsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--threads", str(threads), "--log-level", "warning"],
+        command,
         cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(os.environ["JOBSITE_VAR_DIR"]) / "gunicorn.log", "w"))
     url = f"http://127.0.0.1:{port}"
     try:
