@@ -3,9 +3,9 @@
 Many tiny tiles (default 45 x 45 tiles of 64 x 64 pixels, slope with its one-pixel halo), so that
 what the service spends per tile dominates. Two ways of dispatching the same job to a real
 `qcluster` with 2 workers, in one run:
-  claim     what jobsite does: one task per worker, each claiming pending tiles from the JobTile
-            table with a conditional UPDATE until none are left;
-  per-tile  one django-q2 task per tile, each claiming its own tile with the same UPDATE.
+  claim     what jobsite does: one task per worker, each claiming batches of pending tiles from
+            the JobTile table (SELECT ... FOR UPDATE SKIP LOCKED) until none are left;
+  per-tile  one django-q2 task per tile, each claiming its own tile with a conditional UPDATE.
 The baseline, in the same run: the raster work alone, the same tiles processed by a plain
 multiprocessing.Pool(2) with no database in the loop (and, for scale, in one process).
 Prints tiles/s of the tile phase (submit until the last tile is done), the per-tile overhead
