@@ -187,7 +187,7 @@ class ZonalStatistics(JobType):
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         polygons = _polygons(inputs["zones"], grid.crs_wkt)
-        return raster.zonal_partial(tile.path, polygons, out_path)
+        return raster.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt)
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
         rows = raster.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
@@ -201,7 +201,7 @@ class Clip(JobType):
     """The mosaic with every pixel outside the polygons of a vector file set to nodata."""
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        return raster.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path)
+        return raster.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path, grid.crs_wkt)
 
 
 def _common(params):

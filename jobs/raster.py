@@ -472,12 +472,13 @@ def _smoothstep(t):
     return t * t * (3 - 2 * t)
 
 
-def polygon_mask(ds, wkt):
-    """A boolean array over `ds`'s grid: true where a pixel's centre lies inside the polygon."""
+def polygon_mask(ds, wkt, crs_wkt):
+    """A boolean array over `ds`'s grid: true where a pixel's centre lies inside the polygon `wkt`,
+    given in `crs_wkt`, the raster's CRS (so that GDAL need not warn that it assumes so)."""
     mask_ds = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte)
     mask_ds.SetGeoTransform(ds.GetGeoTransform())
     vector_ds = ogr.GetDriverByName("Memory").CreateDataSource("")
-    layer = vector_ds.CreateLayer("polygon", geom_type=ogr.wkbUnknown)
+    layer = vector_ds.CreateLayer("polygon", srs=osr.SpatialReference(wkt=crs_wkt), geom_type=ogr.wkbUnknown)
     feature = ogr.Feature(layer.GetLayerDefn())
     feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
     layer.CreateFeature(feature)
@@ -489,18 +490,33 @@ def _overlaps(bounds, other):
     return bounds[0] < other[2] and other[0] < bounds[2] and bounds[1] < other[3] and other[1] < bounds[3]
 
 
-def zonal_partial(tile_path, polygons, out_path):
+def _read_tile(tile_path):
+    """(dataset, pixels, bounds, nodata) of one tile of the index: opened once and kept (see
+    open_tile), its CRS not decoded (it is the index's), checked when it was loaded."""
+    with thread_config(**TILE_OPEN_OPTIONS):
+        try:
+            ds = open_tile(str(tile_path))
+            band = ds.GetRasterBand(1)
+            pixels = band.ReadAsArray()
+        except RuntimeError as exc:
+            raise gdal_error(exc, str(tile_path)) from None
+    x0, px, _, y0, _, py = ds.GetGeoTransform()
+    bounds = (x0, y0 + py * ds.RasterYSize, x0 + px * ds.RasterXSize, y0)
+    return ds, pixels, bounds, band.GetNoDataValue()
+
+
+def zonal_partial(tile_path, polygons, out_path, crs_wkt):
     """Count, sum, sum of squares, min and max of the valid pixels of one tile under each polygon
-    (pixel centre inside), written as JSON to `out_path`: sums combine exactly across tiles."""
-    info = read_info(tile_path)
-    ds = gdal.Open(str(tile_path))
-    pixels = ds.GetRasterBand(1).ReadAsArray().astype(np.float64)
-    valid = np.ones(pixels.shape, dtype=bool) if info.nodata is None else pixels != info.nodata
+    (pixel centre inside; polygons and tile in `crs_wkt`, the index's CRS), written as JSON to
+    `out_path`: sums combine exactly across tiles."""
+    ds, pixels, bounds, nodata = _read_tile(tile_path)
+    pixels = pixels.astype(np.float64)
+    valid = np.ones(pixels.shape, dtype=bool) if nodata is None else pixels != nodata
     partial = {}
     for polygon in polygons:
-        if not _overlaps(info.bounds, polygon.bounds):
+        if not _overlaps(bounds, polygon.bounds):
             continue
-        values = pixels[polygon_mask(ds, polygon.wkt) & valid]
+        values = pixels[polygon_mask(ds, polygon.wkt, crs_wkt) & valid]
         if values.size:
             partial[polygon.index] = [int(values.size), float(values.sum()), float((values * values).sum()),
                                       float(values.min()), float(values.max())]
@@ -543,17 +559,16 @@ def zonal_combine(partial_paths, polygons):
     return rows
 
 
-def mask_tile(tile_path, polygons, out_path):
-    """The tile with every pixel whose centre lies outside all `polygons` set to nodata."""
-    info = read_info(tile_path)
-    if info.nodata is None:
+def mask_tile(tile_path, polygons, out_path, crs_wkt):
+    """The tile with every pixel whose centre lies outside all `polygons` set to nodata; the
+    output is in `crs_wkt`, the index's CRS."""
+    ds, pixels, bounds, nodata = _read_tile(tile_path)
+    if nodata is None:
         raise RasterError(f"{tile_path}: clipping needs a nodata value to mark what lies outside")
-    ds = gdal.Open(str(tile_path))
-    pixels = ds.GetRasterBand(1).ReadAsArray()
     inside = np.zeros(pixels.shape, dtype=bool)
     for polygon in polygons:
-        if _overlaps(info.bounds, polygon.bounds):
-            inside |= polygon_mask(ds, polygon.wkt)
-    pixels[~inside] = info.nodata
-    write_raster(out_path, pixels, info.geotransform, info.crs_wkt, nodata=info.nodata, creation_options=("TILED=YES",))
+        if _overlaps(bounds, polygon.bounds):
+            inside |= polygon_mask(ds, polygon.wkt, crs_wkt)
+    pixels[~inside] = nodata
+    write_raster(out_path, pixels, ds.GetGeoTransform(), crs_wkt, nodata=nodata, creation_options=("TILED=YES",))
     return Path(out_path).stat().st_size
