@@ -72,7 +72,7 @@ def test_an_idle_worker_killed_the_health_check_restarts_a_wedged_cluster(start_
 
 def _stop_mid_job(start_cluster, large_index, owner, client_for, sig):
     """Start a job, hit the whole cluster's process group with `sig` while tiles run, start a new
-    cluster, and return the job once it has ended."""
+    cluster, and check the job it finishes."""
     cluster = start_cluster()
     client = client_for(owner)
     job_id = submit(client, large_index.ids, "hillshade")
@@ -86,19 +86,23 @@ def _stop_mid_job(start_cluster, large_index, owner, client_for, sig):
         cluster.process.wait(10)
     stopped = Job.objects.get(pk=job_id)
     assert not stopped.is_final  # the job was cut off in the middle
+    held = JobTile.objects.filter(job_id=job_id, status=TileStatus.RUNNING).count()
     start_cluster()
-    return wait_until_final(job_id, timeout=180)
+    job = wait_until_final(job_id, timeout=180)
+    assert_correct(job, large_index, "hillshade")
+    # The stop charged one attempt to each tile its workers held (the one running and the rest of
+    # its batch, which go back to pending), and to no other.
+    attempts = list(JobTile.objects.filter(job=job).values_list("attempts", flat=True))
+    print(f"the stopped workers held {held} tiles")
+    assert 0 < held and sum(attempts) == len(large_index.ids) + held and max(attempts) == 2
 
 
 def test_the_whole_cluster_killed_mid_job_then_started_again(start_cluster, large_index, owner, client_for):
-    job = _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGKILL)
-    assert_correct(job, large_index, "hillshade")
+    _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGKILL)
 
 
 def test_sigterm_to_the_clusters_process_group_then_started_again(start_cluster, large_index, owner, client_for):
-    job = _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGTERM)
-    assert_correct(job, large_index, "hillshade")
-    assert sum(JobTile.objects.filter(job=job).values_list("attempts", flat=True)) <= len(large_index.ids) + 2
+    _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGTERM)
 
 
 def test_two_clusters_share_the_tiles_of_one_job(start_cluster, large_index, owner, client_for, settings):
