@@ -77,11 +77,15 @@ class RasterInfo:
 
     @property
     def bounds(self):
-        """(minx, miny, maxx, maxy) of a north-up raster."""
-        x0, px, _, y0, _, py = self.geotransform
-        xs = (x0, x0 + px * self.width)
-        ys = (y0, y0 + py * self.height)
-        return (min(xs), min(ys), max(xs), max(ys))
+        return _bounds(self.geotransform, self.width, self.height)
+
+
+def _bounds(geotransform, width, height):
+    """(minx, miny, maxx, maxy) of a north-up raster, whichever way its pixel sizes point."""
+    x0, px, _, y0, _, py = geotransform
+    xs = (x0, x0 + px * width)
+    ys = (y0, y0 + py * height)
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 @dataclass(frozen=True)
@@ -500,9 +504,7 @@ def _read_tile(tile_path):
             pixels = band.ReadAsArray()
         except RuntimeError as exc:
             raise gdal_error(exc, str(tile_path)) from None
-    x0, px, _, y0, _, py = ds.GetGeoTransform()
-    bounds = (x0, y0 + py * ds.RasterYSize, x0 + px * ds.RasterXSize, y0)
-    return ds, pixels, bounds, band.GetNoDataValue()
+    return ds, pixels, _bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize), band.GetNoDataValue()
 
 
 def zonal_partial(tile_path, polygons, out_path, crs_wkt):
