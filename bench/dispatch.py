@@ -55,7 +55,7 @@ def make_index(folder, side, size):
 
 
 def _raster_work(tile_ids, work):
-    """(tile, neighbours, grid, options, out path) of each tile, read from the database beforehand."""
+    """harness.process_tile's item for each tile, read from the database beforehand."""
     from jobs import services, tileindex
     from jobs.jobtypes import JOB_TYPES
     from jobs.models import Tile
@@ -65,30 +65,24 @@ def _raster_work(tile_ids, work):
     grid = tileindex.index_grid()
     tiles = list(Tile.objects.filter(id__in=tile_ids))
     around = services.neighbours(tiles, 1, grid)
-    return [(services.grid_tile(t), around[t.pk], grid, options, work / "alone" / f"{t.id}.tif") for t in tiles]
-
-
-def _process(item):
-    from jobs import raster
-
-    tile, neighbours, grid, options, out_path = item
-    return raster.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=1, processing="slope",
-                               options=options, out_path=out_path)
+    return [(services.grid_tile(t), around[t.pk], grid, "slope", options, work / "alone" / f"{t.id}.tif") for t in tiles]
 
 
 def raster_alone_seconds(tile_ids, work, processes):
     """The raster work alone, with no database in the loop: in this process, or in a Pool."""
     from django.db import connection
 
+    import harness
+
     items = _raster_work(tile_ids, work)
     connection.close()
     start = time.perf_counter()
     if processes == 1:
         for item in items:
-            _process(item)
+            harness.process_tile(item)
     else:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            pool.map(_process, items)
+            pool.map(harness.process_tile, items)
     return time.perf_counter() - start
 
 

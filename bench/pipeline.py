@@ -42,14 +42,6 @@ def make_index(folder, side, size):
     load_tiles(folder)
 
 
-def _pool_tile(args):
-    from jobs import raster
-
-    tile, neighbours, grid, processing, options, out_path = args
-    return raster.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=1, processing=processing,
-                               options=options, out_path=out_path)
-
-
 def run_pool(tiles, out_dir):
     """The baseline: the same per-tile work and merge, with a process pool and no job server."""
     from jobs import raster, services, tileindex
@@ -64,7 +56,7 @@ def run_pool(tiles, out_dir):
             options = kind.gdal_options(kind.clean_params({}), {})
             work = [(services.grid_tile(t), around[t.pk], grid, kind.processing, options,
                      out_dir / name / f"{t.id}.tif") for t in tiles]
-            pool.map(_pool_tile, work, chunksize=1)
+            pool.map(harness.process_tile, work, chunksize=1)
             with raster.thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
                 raster.merge_to_cog([w[-1] for w in work], out_dir / f"{name}.tif", out_dir / f"{name}.png")
             results.append(out_dir / f"{name}.tif")
