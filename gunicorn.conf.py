@@ -10,7 +10,12 @@ this setup: the job status at 200 requests/s while jobs run.
 import gc
 import os
 
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+# gunicorn itself reads WEB_CONCURRENCY (and refuses one that is not a number); this sets the
+# default without it, and refuses a count that would serve nothing.
+if not os.environ.get("WEB_CONCURRENCY"):
+    workers = 2 * (os.cpu_count() or 1)
+elif int(os.environ["WEB_CONCURRENCY"]) < 1:
+    raise SystemExit(f"WEB_CONCURRENCY must be at least 1 worker, not {os.environ['WEB_CONCURRENCY']}")
 worker_class = "sync"
 # A sync worker serves a whole upload; behind a proxy that buffers request bodies (nginx does by
 # default) it receives them at once, without one a data file upload may take this long.

@@ -15,6 +15,7 @@ job running. Prints p50, p99 and the errors of both; the target is p99 at most 5
 import argparse
 import asyncio
 import json
+import os
 import resource
 import runpy
 import statistics
@@ -153,7 +154,9 @@ def main():
         ran = Job.objects.filter(pk__in=submitted, status=JobStatus.SUCCEEDED).count()
 
     config = runpy.run_path(str(harness.BASE_DIR / "gunicorn.conf.py"))
-    web_workers, web_threads = args.web_workers or config["workers"], args.web_threads or config.get("threads", 1)
+    # gunicorn.conf.py sets workers unless WEB_CONCURRENCY does
+    web_workers = args.web_workers or config.get("workers") or int(os.environ["WEB_CONCURRENCY"])
+    web_threads = args.web_threads or config.get("threads", 1)
     print(f"GET /api/v1/jobs/<id>/ at {args.rate:.0f} requests/s for {args.seconds:.0f} s, gunicorn "
           f"{web_workers} workers x {web_threads} threads, 2 cluster workers at nice {args.cluster_nice}, "
           f"{connection.vendor}")

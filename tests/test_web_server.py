@@ -65,3 +65,10 @@ def test_gunicorn_serves_the_api_with_the_projects_config(transactional_db, owne
             server.terminate()
             server.wait(30)
     assert server.returncode == 0, (tmp_path / "gunicorn.log").read_text()
+
+
+def test_gunicorn_refuses_a_web_concurrency_of_no_workers(tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "WEB_CONCURRENCY": "0"}
+    answer = subprocess.run([sys.executable, "-m", "gunicorn", "jobsite.wsgi", "--bind", f"127.0.0.1:{_free_port()}"],
+                            cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=30)
+    assert answer.returncode != 0 and "WEB_CONCURRENCY must be at least 1 worker, not 0" in answer.stderr
