@@ -6,10 +6,12 @@ same HTTP code (the API's exception handler wraps the errors of views marked `le
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from . import services
+from .api.auth import SameSiteSessionAuthentication
 from .api.serializers import JobSerializer
 from .exceptions import Rejected
 from .models import MAX_ID, Job
@@ -21,11 +23,15 @@ class LegacyAnswerSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-def legacy_endpoint(*parameters):
-    """A GET endpoint answering in the wrapper, documented as such."""
+def legacy_endpoint(*parameters, changes_state=False):
+    """A GET endpoint answering in the wrapper, documented as such. One that changes state takes a
+    session login only from this site's own pages or the address bar (a token from anywhere)."""
     def decorate(view):
         wrapped = api_view(["GET"])(view)
         wrapped.cls.legacy_answer = True
+        if changes_state:  # the site's authentication, its session login checked for where it came from
+            wrapped.cls.authentication_classes = [SameSiteSessionAuthentication if auth is SessionAuthentication else auth
+                                                  for auth in wrapped.cls.authentication_classes]
         answers = {code: LegacyAnswerSerializer for code in (200, 201, 400, 401, 403, 404, 409, 429)}
         return extend_schema(parameters=list(parameters), responses=answers, tags=["old pipeline"])(wrapped)
     return decorate
@@ -66,7 +72,8 @@ JOB_ID = OpenApiParameter("job_id", int, required=True)
 
 
 @legacy_endpoint(OpenApiParameter("tile_ids", str, description="comma-separated tile ids; or town_id"),
-                 OpenApiParameter("town_id", int), OpenApiParameter("type", str, description="default hillshade"))
+                 OpenApiParameter("town_id", int), OpenApiParameter("type", str, description="default hillshade"),
+                 changes_state=True)
 def start_job(request):
     """Start a job over `tile_ids` (comma-separated) or `town_id`; `type` defaults to hillshade."""
     params = request.query_params
@@ -86,7 +93,7 @@ def job_status(request):
     return _answer(200, data, f"job {job_id} is {data['status']}")
 
 
-@legacy_endpoint(JOB_ID)
+@legacy_endpoint(JOB_ID, changes_state=True)
 def cancel_job(request):
     """Cancel job `job_id`."""
     job_id = _int_param(request, "job_id")
