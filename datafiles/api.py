@@ -2,7 +2,7 @@
 
 import django_filters as filters
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -123,9 +123,9 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                    filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
     def content(self, request, name=None):
-        """The content of a table or text file, in the format asked for."""
-        content_type, body = services.datafile_content(self.get_object(), request.query_params.get("format", "txt"))
-        return HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+        """The content of a table or text file, in the format asked for, streamed."""
+        content_type, chunks = services.datafile_content(self.get_object(), request.query_params.get("format", "txt"))
+        return StreamingHttpResponse((chunk.encode() for chunk in chunks), content_type=f"{content_type}; charset=utf-8")
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])

@@ -1,19 +1,25 @@
 """What a data file is and what is in it, read with GDAL/OGR (rasters, vectors) or Python's csv and
-json (tables, text). Knows nothing of Django: paths in, plain dicts out.
+json (tables, text), and a preview picture of a raster. Knows nothing of Django: files in, plain
+dicts out. These run on untrusted bytes, so the web and the cluster call them through
+`datafiles.sandbox`, in a child process with limits.
 
-`inspect(path, extension)` either returns (kind, metadata) or raises Unreadable with a message
-saying why, GDAL's own where GDAL refused the file.
+`inspect(stored, limits)` either returns (kind, metadata) or raises Unreadable with a message
+saying why, GDAL's own (with paths taken out) where GDAL refused the file. Text and tables are
+read as streams: memory does not grow with the file.
 """
 
+import codecs
 import csv
+import io
 import json
-import zipfile
 from pathlib import Path
 
+import numpy as np
 from osgeo import gdal, ogr, osr
 
-gdal.UseExceptions()
-ogr.UseExceptions()
+from .formats import Limits, Refused, StoredFile, Unreadable, check_raster_size
+
+__all__ = ["KINDS", "Limits", "Refused", "StoredFile", "Unreadable", "inspect", "preview_png", "read_rows", "iter_text"]
 
 KINDS = {
     "tif": "raster", "tiff": "raster",
@@ -21,43 +27,29 @@ KINDS = {
     "csv": "table",
     "txt": "text", "json": "text",  # a .json file holding GeoJSON is read as a vector
 }
-CSV_SNIFF_BYTES = 64 * 1024
+SAMPLE_BYTES = 64 * 1024  # what the CSV dialect is detected on
 TABLE_PREVIEW_ROWS = 20
+MAX_JSON_DEPTH = 64
+CHUNK = 1024 * 1024
+DELIMITERS = ",;\t|"
 
 
-class Unreadable(Exception):
-    """The file is not what its extension says, or cannot be read."""
-
-
-def inspect(path, extension):
-    extension = extension.lower()
-    if extension == "json":
+def inspect(stored, limits=Limits()):
+    if stored.extension == "json":
         try:
-            return "vector", _vector(gdal_path(path, extension))
+            return "vector", _vector(stored, limits)
+        except Refused:
+            raise
         except Unreadable:
-            return "text", _json_text(path)
-    kind = KINDS[extension]
+            return "text", _json_text(stored)
+    kind = KINDS[stored.extension]
     if kind == "raster":
-        return kind, _raster(path)
+        return kind, _raster(stored, limits)
     if kind == "vector":
-        return kind, _vector(gdal_path(path, extension))
+        return kind, _vector(stored, limits)
     if kind == "table":
-        return kind, _table(path)
-    return kind, _text(path)
-
-
-def gdal_path(path, extension):
-    """The name GDAL opens the file by: a zipped shapefile is read inside the zip."""
-    if extension.lower() != "zip":
-        return str(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            shapefiles = [n for n in archive.namelist() if n.lower().endswith(".shp") and not n.startswith("__MACOSX")]
-    except zipfile.BadZipFile as exc:
-        raise Unreadable(f"not a zip archive: {exc}") from None
-    if len(shapefiles) != 1:
-        raise Unreadable(f"a zip must hold exactly one shapefile (.shp), this one holds {len(shapefiles)}")
-    return f"/vsizip/{path}/{shapefiles[0]}"
+        return kind, _table(stored, limits)
+    return kind, _text(stored)
 
 
 def _crs(srs):
@@ -69,24 +61,21 @@ def _crs(srs):
     return {"crs": srs.GetName() or srs.ExportToWkt()[:200], "epsg": int(code) if code and code.isdigit() else None}
 
 
-def _raster(path):
-    try:
-        ds = gdal.Open(str(path))
-    except RuntimeError as exc:
-        raise Unreadable(str(exc)) from None
-    if ds is None or ds.RasterCount == 0:
-        raise Unreadable("GDAL found no raster bands in it")
-    gt = ds.GetGeoTransform(can_return_null=True)
-    wkt = ds.GetProjection()
+def _raster(stored, limits):
+    ds = stored.open("raster")
+    if ds.RasterCount == 0:
+        raise Unreadable(f"GDAL found no raster bands in {stored.name}")
+    check_raster_size(stored.name, ds.RasterXSize, ds.RasterYSize, ds.RasterCount, limits)
+    with stored.reading():
+        gt = ds.GetGeoTransform(can_return_null=True)
+        wkt = ds.GetProjection()
+        bands = [{"type": gdal.GetDataTypeName(band.DataType), "nodata": band.GetNoDataValue()}
+                 for band in (ds.GetRasterBand(i) for i in range(1, ds.RasterCount + 1))]
     bounds = None
     if gt is not None:
         xs = (gt[0], gt[0] + gt[1] * ds.RasterXSize + gt[2] * ds.RasterYSize)
         ys = (gt[3], gt[3] + gt[4] * ds.RasterXSize + gt[5] * ds.RasterYSize)
         bounds = [min(xs), min(ys), max(xs), max(ys)]
-    bands = []
-    for index in range(1, ds.RasterCount + 1):
-        band = ds.GetRasterBand(index)
-        bands.append({"type": gdal.GetDataTypeName(band.DataType), "nodata": band.GetNoDataValue()})
     return {
         "driver": ds.GetDriver().ShortName, "width": ds.RasterXSize, "height": ds.RasterYSize,
         "band_count": ds.RasterCount, "bands": bands, **_crs(osr.SpatialReference(wkt=wkt) if wkt else None),
@@ -94,73 +83,196 @@ def _raster(path):
     }
 
 
-def _vector(name):
-    try:
-        ds = ogr.Open(name)
-    except RuntimeError as exc:
-        raise Unreadable(str(exc)) from None
-    if ds is None or ds.GetLayerCount() == 0:
-        raise Unreadable("OGR found no vector layer in it")
+def _vector(stored, limits):
+    ds = stored.open("vector")
+    count = ds.GetLayerCount()
+    if count == 0:
+        raise Unreadable(f"OGR found no vector layer in {stored.name}")
+    if count > limits.max_layers:
+        raise Unreadable(f"{stored.name} has {count:,} layers; the limit is {limits.max_layers:,}")
+    own_stem = Path(stored.path).stem
     layers = []
-    for layer in ds:
-        defn = layer.GetLayerDefn()
-        extent = None
-        if layer.GetFeatureCount() > 0 and layer.GetGeomType() != ogr.wkbNone:
-            minx, maxx, miny, maxy = layer.GetExtent()
-            extent = [minx, miny, maxx, maxy]
-        layers.append({
-            "name": layer.GetName(), "geometry_type": ogr.GeometryTypeToName(layer.GetGeomType()),
-            "feature_count": layer.GetFeatureCount(),
-            "fields": [{"name": defn.GetFieldDefn(i).GetName(), "type": defn.GetFieldDefn(i).GetTypeName()}
-                       for i in range(defn.GetFieldCount())],
-            **_crs(layer.GetSpatialRef()), "extent": extent,
-        })
-    return {"driver": ds.GetDriver().GetName(), "layers": layers}
+    with stored.reading():
+        for layer in (ds.GetLayer(i) for i in range(count)):
+            defn = layer.GetLayerDefn()
+            if defn.GetFieldCount() > limits.max_fields:
+                raise Unreadable(f"{stored.name}: layer {layer.GetName()!r} has {defn.GetFieldCount():,} fields; "
+                                 f"the limit is {limits.max_fields:,}")
+            extent = None
+            if layer.GetFeatureCount() > 0 and layer.GetGeomType() != ogr.wkbNone:
+                minx, maxx, miny, maxy = layer.GetExtent()
+                extent = [minx, miny, maxx, maxy]
+            # Formats of one layer name it after the file, which here has a name of our own.
+            name = Path(stored.name).stem if layer.GetName() == own_stem else layer.GetName()
+            layers.append({
+                "name": name, "geometry_type": ogr.GeometryTypeToName(layer.GetGeomType()),
+                "feature_count": layer.GetFeatureCount(),
+                "fields": [{"name": defn.GetFieldDefn(i).GetName(), "type": defn.GetFieldDefn(i).GetTypeName()}
+                           for i in range(defn.GetFieldCount())],
+                **_crs(layer.GetSpatialRef()), "extent": extent,
+            })
+    return {"driver": ds.GetDriver().ShortName, "layers": layers}
 
 
-def read_text(path):
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise Unreadable(f"not UTF-8 text: {exc}") from None
+# Text: read in chunks, decoded incrementally.
+
+def iter_text(path, name="the file"):
+    """The file's text in chunks of about a megabyte; Unreadable where it is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as source:
+        while True:
+            chunk = source.read(CHUNK)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise Unreadable(f"{name} is not UTF-8 text: {exc.reason} at byte {source.tell() - len(chunk) + exc.start}") from None
+            if text:
+                yield text
+            if not chunk:
+                return
 
 
-def _text(path):
-    text = read_text(path)
-    if "\x00" in text:
-        raise Unreadable("not text: it holds NUL bytes")
-    return {"lines": len(text.splitlines()), "characters": len(text)}
+def _text(stored):
+    lines = characters = 0
+    last = ""
+    for text in iter_text(stored.path, stored.name):
+        if "\x00" in text:
+            raise Unreadable(f"{stored.name} is not text: it holds NUL bytes")
+        lines += text.count("\n")
+        characters += len(text)
+        last = text[-1]
+    if characters and last != "\n":
+        lines += 1
+    return {"lines": lines, "characters": characters}
 
 
-def _json_text(path):
-    text = read_text(path)
+def _json_text(stored):
+    found = _text(stored)
+    text = "".join(iter_text(stored.path, stored.name))
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise Unreadable(f"{stored.name}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
-        raise Unreadable(f"not JSON: {exc}") from None
-    return {"lines": len(text.splitlines()), "characters": len(text), "json_type": type(value).__name__}
+        raise Unreadable(f"{stored.name} is not JSON: {exc}") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise Unreadable(f"{stored.name}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return {**found, "json_type": type(value).__name__}
 
 
-def read_table(path):
-    """(columns, rows) of a CSV file with a header line; Unreadable when it does not parse."""
-    text = read_text(path)
+def json_depth(value):
+    """How deeply lists and objects nest in `value`, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+# Tables.
+
+def detect_delimiter(sample):
+    """The delimiter of a CSV sample: of , ; tab and |, the one that splits its lines into the
+    same number of fields (more than one), the most fields winning; a comma otherwise. Each
+    candidate is one pass of the csv module's parser over the sample, so time is linear in it."""
+    complete = sample[: sample.rfind("\n") + 1] or sample
+    best, best_fields = ",", 1
+    for delimiter in DELIMITERS:
+        try:
+            counts = {len(row) for row in csv.reader(io.StringIO(complete), delimiter=delimiter) if row}
+        except csv.Error:
+            continue
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = delimiter, fields
+    return best
+
+
+MAX_LINE = 4 * 1024 * 1024  # characters in one line of a table
+
+
+def read_rows(path, delimiter=None, name="the file"):
+    """(delimiter, csv reader of the rows) of a CSV file, read as a stream; the delimiter is
+    detected on the file's first SAMPLE_BYTES unless given."""
+    if delimiter is None:
+        with open(path, "rb") as source:
+            sample = source.read(SAMPLE_BYTES).decode("utf-8", errors="ignore")
+        delimiter = detect_delimiter(sample)
+    return delimiter, csv.reader(_lines(iter_text(path, name), name), delimiter=delimiter)
+
+
+def _lines(chunks, name):
+    """The lines of a stream of text chunks, each with its newline; Unreadable for a line longer
+    than MAX_LINE characters."""
+    rest = ""
+    for chunk in chunks:
+        parts = (rest + chunk).split("\n")
+        rest = parts.pop()
+        if len(rest) > MAX_LINE:
+            raise Unreadable(f"{name} has a line longer than {MAX_LINE:,} characters")
+        for part in parts:
+            yield part + "\n"
+    if rest:
+        yield rest
+
+
+def _table(stored, limits):
+    delimiter, rows = read_rows(stored.path, name=stored.name)
     try:
-        dialect = csv.Sniffer().sniff(text[:CSV_SNIFF_BYTES], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        rows = list(csv.reader(text.splitlines(), dialect))
+        columns = next(rows, None)
+        if not columns or not any(columns):
+            raise Unreadable(f"{stored.name} is not CSV: there is no header line")
+        if len(columns) > limits.max_fields:
+            raise Unreadable(f"{stored.name} has {len(columns):,} columns; the limit is {limits.max_fields:,}")
+        preview, count = [], 0
+        for row in rows:
+            if not row:
+                continue
+            count += 1
+            if len(row) != len(columns):
+                raise Unreadable(f"{stored.name} is not CSV: line {rows.line_num} has {len(row)} fields, "
+                                 f"the header has {len(columns)}")
+            if len(preview) < TABLE_PREVIEW_ROWS:
+                preview.append(row)
     except csv.Error as exc:
-        raise Unreadable(f"not CSV: {exc}") from None
-    if not rows or not any(rows[0]):
-        raise Unreadable("not CSV: there is no header line")
-    columns, body = rows[0], [row for row in rows[1:] if row]
-    for number, row in enumerate(body, start=2):
-        if len(row) != len(columns):
-            raise Unreadable(f"not CSV: line {number} has {len(row)} fields, the header has {len(columns)}")
-    return columns, body
+        raise Unreadable(f"{stored.name} is not CSV: {exc}") from None
+    return {"columns": columns, "row_count": count, "preview": preview, "delimiter": delimiter}
 
 
-def _table(path):
-    columns, rows = read_table(path)
-    return {"columns": columns, "row_count": len(rows), "preview": rows[:TABLE_PREVIEW_ROWS]}
+# A preview picture of a raster.
+
+def preview_png(stored, out_path, size=256):
+    """Write a PNG at most `size` pixels wide and high of a raster (its first three bands, or its
+    first). Pixels are read decimated, from overviews where the file has them: never the full
+    resolution. Values are stretched to 1-255 per band; nodata becomes 0, transparent."""
+    ds = stored.open("raster")
+    scale = min(1.0, size / max(ds.RasterXSize, ds.RasterYSize))
+    width, height = max(1, round(ds.RasterXSize * scale)), max(1, round(ds.RasterYSize * scale))
+    numbers = [1, 2, 3] if ds.RasterCount >= 3 else [1]
+    out = gdal.GetDriverByName("MEM").Create("", width, height, len(numbers), gdal.GDT_Byte)
+    with stored.reading():
+        for index, number in enumerate(numbers, start=1):
+            band = ds.GetRasterBand(number)
+            pixels = band.ReadAsArray(buf_xsize=width, buf_ysize=height, resample_alg=gdal.GRIORA_NearestNeighbour)
+            out_band = out.GetRasterBand(index)
+            out_band.WriteArray(_stretch(pixels, band.GetNoDataValue(), band.DataType == gdal.GDT_Byte))
+            out_band.SetNoDataValue(0)
+    gdal.GetDriverByName("PNG").CreateCopy(str(out_path), out)
+
+
+def _stretch(pixels, nodata, is_byte):
+    valid = np.isfinite(pixels) if pixels.dtype.kind == "f" else np.ones(pixels.shape, dtype=bool)
+    if nodata is not None:
+        valid &= pixels != nodata
+    if is_byte:
+        return np.where(valid, pixels, 0).astype(np.uint8)
+    out = np.zeros(pixels.shape, dtype=np.uint8)
+    if valid.any():
+        values = pixels[valid].astype(np.float64)
+        low, high = values.min(), values.max()
+        span = high - low or 1.0
+        out[valid] = (1 + np.round((values - low) / span * 254)).astype(np.uint8)
+    return out

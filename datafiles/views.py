@@ -9,10 +9,10 @@ from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import raster, storage
+from jobs import storage
 from jobs.exceptions import Conflict, Rejected, TooLarge
 
-from . import services
+from . import metadata, services
 from .forms import UploadForm
 from .models import DataFile
 
@@ -49,10 +49,26 @@ def datafile_detail(request, name):
     datafile = _own(request, name)
     preview = None
     if datafile.kind == "text":
-        preview = "\n".join(storage.media_path(datafile.path).read_text(errors="replace").splitlines()[:40])
+        preview = _first_lines(datafile)
     return render(request, "datafiles/datafile_detail.html", {
         "datafile": datafile, "preview": preview, "jobs": services.jobs_using(datafile),
         "metadata": json.dumps(datafile.metadata, indent=2, ensure_ascii=False)})
+
+
+PREVIEW_LINES, PREVIEW_CHARACTERS = 40, 16 * 1024
+
+
+def _first_lines(datafile):
+    """The first lines of a text file, read no further than they need."""
+    text = ""
+    try:
+        for chunk in metadata.iter_text(storage.media_path(datafile.path), datafile.name):
+            text += chunk
+            if text.count("\n") >= PREVIEW_LINES or len(text) >= PREVIEW_CHARACTERS:
+                break
+    except metadata.Unreadable as exc:
+        return str(exc)
+    return "\n".join(text[:PREVIEW_CHARACTERS].splitlines()[:PREVIEW_LINES])
 
 
 @login_required
@@ -62,9 +78,10 @@ def datafile_thumbnail(request, name):
     if datafile.kind != "raster":
         return HttpResponse(status=404)
     try:
-        return HttpResponse(raster.thumbnail_bytes(storage.media_path(datafile.path)), content_type="image/png")
-    except raster.RasterError:
-        return HttpResponse(status=404)
+        path = services.datafile_preview(datafile)
+    except metadata.Unreadable as exc:
+        return HttpResponse(str(exc), status=422, content_type="text/plain; charset=utf-8")
+    return HttpResponse(path.read_bytes(), content_type="image/png")
 
 
 @login_required

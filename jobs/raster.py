@@ -15,7 +15,6 @@ import json
 import os
 import resource
 import shutil
-import tempfile
 import threading
 import uuid
 from collections import OrderedDict
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from osgeo import gdal, gdal_array, ogr, osr
+
+from jobsite.gdalpolicy import thread_config
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -65,6 +66,7 @@ class RasterInfo:
     nodata: float | None
     geotransform: tuple
     crs_wkt: str
+    files: tuple = ()  # every file GDAL reads for it: itself, or for a VRT its sources too
 
     @property
     def epsg(self):
@@ -127,6 +129,7 @@ def read_info(path):
             raise gdal_error(exc) from None
         gt = ds.GetGeoTransform(can_return_null=True)
         wkt = ds.GetProjection()
+        files = tuple(ds.GetFileList() or ())
     if gt is None:
         raise RasterError("has no georeferencing")
     if gt[2] != 0 or gt[4] != 0:
@@ -143,6 +146,7 @@ def read_info(path):
         nodata=band.GetNoDataValue(),
         geotransform=tuple(gt),
         crs_wkt=wkt,
+        files=files,
     )
 
 
@@ -155,19 +159,6 @@ def epsg_of(wkt):
 
 def same_crs(wkt_a, wkt_b):
     return bool(osr.SpatialReference(wkt=wkt_a).IsSame(osr.SpatialReference(wkt=wkt_b)))
-
-
-@contextmanager
-def thread_config(**options):
-    """GDAL configuration options for the calls made in this block, on this thread only."""
-    previous = {key: gdal.GetThreadLocalConfigOption(key, None) for key in options}
-    for key, value in options.items():
-        gdal.SetThreadLocalConfigOption(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            gdal.SetThreadLocalConfigOption(key, value)
 
 
 def _callback(progress, state):
@@ -411,10 +402,7 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
 
 def _write_thumbnail(src_path, png_path, size):
     """An 8-bit PNG at most `size` pixels wide and high; nodata becomes transparent."""
-    _write_thumbnail_ds(gdal.Open(str(src_path)), png_path, size)
-
-
-def _write_thumbnail_ds(ds, png_path, size):
+    ds = gdal.Open(str(src_path))
     band = ds.GetRasterBand(1)
     scale = size / max(ds.RasterXSize, ds.RasterYSize)
     width = max(1, round(ds.RasterXSize * min(1.0, scale)))
@@ -425,19 +413,6 @@ def _write_thumbnail_ds(ds, png_path, size):
         options.update(outputType=gdal.GDT_Byte, scaleParams=[[low, high, 1, 255]], noData=0)
     with thread_config(GDAL_PAM_ENABLED="NO"):
         gdal.Translate(str(png_path), ds, **options)
-
-
-def thumbnail_bytes(src_path, size=256):
-    """A PNG preview of a raster (any band count: the first three, or the first, are shown)."""
-    try:
-        ds = gdal.Open(str(src_path))
-        view = gdal.Translate("", ds, format="VRT", bandList=[1, 2, 3] if ds.RasterCount >= 3 else [1])
-        with tempfile.TemporaryDirectory() as folder:
-            png = Path(folder) / "preview.png"
-            _write_thumbnail_ds(view, png, size)
-            return png.read_bytes()
-    except RuntimeError as exc:
-        raise gdal_error(exc) from None
 
 
 def write_raster(path, array, geotransform, crs_wkt, nodata=None,
@@ -507,7 +482,17 @@ def _read_tile(tile_path):
     return ds, pixels, _bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize), band.GetNoDataValue()
 
 
-def zonal_partial(tile_path, polygons, out_path, crs_wkt):
+def _over(polygons, bounds, progress):
+    """The polygons that overlap `bounds`, calling `progress(fraction)` before each and raising
+    Cancelled when it returns False: a tile under many polygons keeps its lease and stops on cancel."""
+    for number, polygon in enumerate(polygons):
+        if progress is not None and not progress(number / len(polygons)):
+            raise Cancelled("stopped by the progress callback")
+        if _overlaps(bounds, polygon.bounds):
+            yield polygon
+
+
+def zonal_partial(tile_path, polygons, out_path, crs_wkt, progress=None):
     """Count, sum, sum of squares, min and max of the valid pixels of one tile under each polygon
     (pixel centre inside; polygons and tile in `crs_wkt`, the index's CRS), written as JSON to
     `out_path`: sums combine exactly across tiles."""
@@ -515,9 +500,7 @@ def zonal_partial(tile_path, polygons, out_path, crs_wkt):
     pixels = pixels.astype(np.float64)
     valid = np.ones(pixels.shape, dtype=bool) if nodata is None else pixels != nodata
     partial = {}
-    for polygon in polygons:
-        if not _overlaps(bounds, polygon.bounds):
-            continue
+    for polygon in _over(polygons, bounds, progress):
         values = pixels[polygon_mask(ds, polygon.wkt, crs_wkt) & valid]
         if values.size:
             partial[polygon.index] = [int(values.size), float(values.sum()), float((values * values).sum()),
@@ -561,16 +544,15 @@ def zonal_combine(partial_paths, polygons):
     return rows
 
 
-def mask_tile(tile_path, polygons, out_path, crs_wkt):
+def mask_tile(tile_path, polygons, out_path, crs_wkt, progress=None):
     """The tile with every pixel whose centre lies outside all `polygons` set to nodata; the
     output is in `crs_wkt`, the index's CRS."""
     ds, pixels, bounds, nodata = _read_tile(tile_path)
     if nodata is None:
         raise RasterError(f"{tile_path}: clipping needs a nodata value to mark what lies outside")
     inside = np.zeros(pixels.shape, dtype=bool)
-    for polygon in polygons:
-        if _overlaps(bounds, polygon.bounds):
-            inside |= polygon_mask(ds, polygon.wkt, crs_wkt)
+    for polygon in _over(polygons, bounds, progress):
+        inside |= polygon_mask(ds, polygon.wkt, crs_wkt)
     pixels[~inside] = nodata
     write_raster(out_path, pixels, ds.GetGeoTransform(), crs_wkt, nodata=nodata, creation_options=("TILED=YES",))
     return Path(out_path).stat().st_size

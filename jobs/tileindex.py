@@ -5,7 +5,9 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, ProtectedError
 from django.utils import timezone
@@ -83,6 +85,7 @@ def read_tiles(paths, reference=None):
     for tile_id, path, info in zip(ids, paths, _read_infos(paths), strict=True):
         if isinstance(info, raster.RasterError):
             raise LoadError(f"{path}: {info}")
+        check_reads(path, info.files)
         reference = reference or info
         if info.pixel_size != reference.pixel_size:
             raise LoadError(f"{path}: pixel size {info.pixel_size} differs from {reference.pixel_size} of {reference.path}")
@@ -93,6 +96,32 @@ def read_tiles(paths, reference=None):
             raise LoadError(f"{path}: its CRS (EPSG:{info.epsg}) differs from that of {reference.path} (EPSG:{reference.epsg})")
         infos[tile_id] = info
     return infos
+
+
+# GDAL's network file systems, whose file names go on with a URL or a bucket name.
+REMOTE = re.compile(r"^/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs)(_streaming)?/")
+
+
+def check_reads(path, files):
+    """A tile may read only files in its own folder (or below it), or files on a host that
+    JOBSITE_GDAL_HTTP_HOSTS allows: a tile that is a VRT pointing elsewhere is refused."""
+    folder = os.path.realpath(os.path.dirname(path)) if not REMOTE.match(str(path)) else None
+    for name in files:
+        remote = REMOTE.match(name)
+        if remote:
+            host = urlsplit(name[remote.end():]).hostname if remote.group(1) == "curl" else None
+            if host is None or not _allowed_host(host):
+                raise LoadError(f"{path}: reads {name}, on a host that JOBSITE_GDAL_HTTP_HOSTS does not list")
+        elif name.startswith("/vsi") or folder is None or os.path.commonpath(
+                [folder, os.path.realpath(name)]) != folder:
+            raise LoadError(f"{path}: reads {name}, which is outside the tile's folder")
+
+
+def _allowed_host(host):
+    """Whether libcurl's no_proxy list, as gdalpolicy sets it, lets GDAL reach `host`."""
+    host = host.lower()
+    return any(host == allowed.lower().lstrip(".") or host.endswith("." + allowed.lower().lstrip("."))
+               for allowed in settings.GDAL_HTTP_HOSTS)
 
 
 def place_on_grid(tiles, pixel_size):
@@ -201,12 +230,39 @@ def _read_index_crs(tries=10):
 
 def tiles_overlapping(polygons):
     """Sorted ids of the tiles whose footprint overlaps any of `polygons` (with .wkt and .bounds
-    in the index CRS)."""
+    in the index CRS). One query reads the footprints under the polygons' extent into a grid of
+    cells the size of the largest tile; each polygon then meets only the tiles of the cells its
+    bounds cover, and the exact test runs only where its bounds do not settle it."""
+    polygons = list(polygons)
+    if not polygons:
+        return []
+    minx, miny = min(p.bounds[0] for p in polygons), min(p.bounds[1] for p in polygons)
+    maxx, maxy = max(p.bounds[2] for p in polygons), max(p.bounds[3] for p in polygons)
+    footprints = list(Tile.objects.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
+                      .values_list("id", "minx", "miny", "maxx", "maxy"))
+    if not footprints:
+        return []
+    size = max(max(t[3] - t[1], t[4] - t[2]) for t in footprints) or 1.0
+
+    def cells(bounds):
+        x0, y0 = int((bounds[0] - minx) // size), int((bounds[1] - miny) // size)
+        x1, y1 = int((bounds[2] - minx) // size), int((bounds[3] - miny) // size)
+        return ((x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1))
+
+    grid = {}
+    for footprint in footprints:
+        for cell in cells(footprint[1:]):
+            grid.setdefault(cell, []).append(footprint)
     found = set()
     for polygon in polygons:
-        minx, miny, maxx, maxy = polygon.bounds
-        candidates = Tile.objects.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny).exclude(id__in=found)
-        found.update(t.id for t in candidates if vector.intersects_box(polygon.wkt, t.bounds))
+        pminx, pminy, pmaxx, pmaxy = polygon.bounds
+        for cell in cells(polygon.bounds):
+            for tile_id, tminx, tminy, tmaxx, tmaxy in grid.get(cell, ()):
+                if tile_id in found or not (tminx < pmaxx and pminx < tmaxx and tminy < pmaxy and pminy < tmaxy):
+                    continue
+                inside = tminx <= pminx and pmaxx <= tmaxx and tminy <= pminy and pmaxy <= tmaxy
+                if (inside and pminx < pmaxx and pminy < pmaxy) or vector.intersects_box(polygon.wkt, (tminx, tminy, tmaxx, tmaxy)):
+                    found.add(tile_id)
     return sorted(found)
 
 

@@ -140,9 +140,12 @@ class Polygon:
     properties: dict
 
 
-def read_polygons(name, target_wkt):
-    """The polygons of the first layer of `name` (any path OGR opens), reprojected to `target_wkt`."""
-    ds, layer = _open_layer(name)
+def read_polygons(ds, target_wkt, name, limit=None):
+    """The polygons of the first layer of the open dataset `ds` (a user's file called `name`),
+    reprojected to `target_wkt`; at most `limit` of them."""
+    layer = ds.GetLayer(0)
+    if limit is not None and layer.GetFeatureCount() > limit:
+        raise VectorError(f"{name} has {layer.GetFeatureCount():,} features; the limit is {limit:,}")
     transform = _transform_to(layer, target_wkt, name)
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]

@@ -10,7 +10,8 @@ from osgeo import gdal
 
 from datafiles import services as datafiles
 from datafiles.models import DataFile
-from jobs import raster, services, storage, vector
+from jobs import raster, services, storage
+from jobs.jobtypes import read_polygons
 from jobs.exceptions import Rejected
 from jobs.models import Job, JobStatus
 
@@ -43,7 +44,7 @@ def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, ow
 
     datafile = DataFile.objects.get(owner=owner, name="zones.geojson")
     whole = gdal.Open(str(index.whole))
-    polygons = vector.read_polygons(datafiles.gdal_path(datafile), whole.GetProjection())
+    polygons = read_polygons(datafiles.stored_file(datafile), whole.GetProjection())
     pixels = whole.ReadAsArray().astype(np.float64)
     for row, polygon in zip(job.results, polygons, strict=True):
         values = pixels[raster.polygon_mask(whole, polygon.wkt, whole.GetProjection()) & (pixels != -9999.0)]
@@ -66,8 +67,7 @@ def test_clip_sets_every_pixel_outside_the_polygons_to_nodata(index, owner, medi
     whole = gdal.Open(str(index.whole))
     expected = whole.ReadAsArray()
     inside = np.zeros(expected.shape, dtype=bool)
-    for polygon in vector.read_polygons(str(storage.media_path(DataFile.objects.get(name="mask.gpkg").path)),
-                                        whole.GetProjection()):
+    for polygon in read_polygons(datafiles.stored_file(DataFile.objects.get(name="mask.gpkg")), whole.GetProjection()):
         inside |= raster.polygon_mask(whole, polygon.wkt, whole.GetProjection())
     expected[~inside] = -9999.0
     assert_same_pixels(expected, merged_pixels(job))
@@ -117,7 +117,7 @@ def test_a_file_of_the_wrong_kind_arriving_fails_the_waiting_job(index, owner, m
     with django_capture_on_commit_callbacks(execute=True):
         store(owner, "ramp.csv", CSV.encode())
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and job.error == "ramp.csv arrived as a table file; color_table needs a text file"
+    assert job.status == JobStatus.FAILED and job.error == "ramp.csv arrived, but ramp.csv is a table file; color_table needs a text file"
 
 
 def test_a_waiting_job_fails_after_its_wait_timeout_naming_the_file(index, owner, media):

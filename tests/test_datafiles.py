@@ -15,6 +15,11 @@ def upload(client, filename, content, **fields):
     return client.post("/api/v1/datafiles/", {"file": SimpleUploadedFile(filename, content), **fields}, format="multipart")
 
 
+def body_of(response):
+    """The text of a content answer, which is streamed."""
+    return b"".join(response.streaming_content).decode()
+
+
 def files_on_disk(owner):
     folder = storage.media_path(f"datafiles/{owner.pk}")
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
@@ -80,16 +85,16 @@ def test_a_tables_content_in_each_format(owner, media, client_for, fmt, content_
     upload(client, "stations.csv", CSV.encode())
     response = client.get(f"/api/v1/datafiles/stations.csv/content/?format={fmt}")
     assert response.status_code == 200 and response["Content-Type"].startswith(content_type)
-    text = response.content.decode()
+    text = body_of(response)
     assert (json.loads(text) if fmt == "json" else text) == expected
 
 
 def test_a_text_files_content(owner, media, client_for):
     client = client_for(owner)
     upload(client, "ramp.txt", COLOR_TABLE.encode())
-    assert client.get("/api/v1/datafiles/ramp.txt/content/?format=txt").content.decode() == COLOR_TABLE
-    assert client.get("/api/v1/datafiles/ramp.txt/content/?format=json").json() == {"lines": COLOR_TABLE.splitlines()}
-    assert client.get("/api/v1/datafiles/ramp.txt/content/?format=html").content.decode().startswith("<pre>nv 0 0 0 0")
+    assert body_of(client.get("/api/v1/datafiles/ramp.txt/content/?format=txt")) == COLOR_TABLE
+    assert json.loads(body_of(client.get("/api/v1/datafiles/ramp.txt/content/?format=json"))) == {"lines": COLOR_TABLE.splitlines()}
+    assert body_of(client.get("/api/v1/datafiles/ramp.txt/content/?format=html")).startswith("<pre>nv 0 0 0 0")
     response = client.get("/api/v1/datafiles/ramp.txt/content/?format=csv")
     assert response.status_code == 400 and response.json()["detail"] == "format: must be one of txt, json, html for a text"
 
