@@ -38,6 +38,7 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_data
 	$(PY) manage.py demo_admin
+	@if [ -z "$$SECRET_KEY" ]; then echo "jobsite: SECRET_KEY is the random one kept in $${JOBSITE_VAR_DIR:-var}/secret-key (delete it to make a new one)"; fi
 	@echo "jobsite: API http://$(HOST):$(PORT)/api/v1/, admin http://$(HOST):$(PORT)/admin/ (Ctrl-C stops the web server and the workers)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(PY) manage.py qcluster & \

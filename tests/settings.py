@@ -13,3 +13,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Production serves hashed, collected static files; tests find them in the apps instead.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 WHITENOISE_USE_FINDERS = True
+# The live servers of the tests speak plain http.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False

@@ -19,7 +19,7 @@ function setProgress(container, percent) {
   const bar = container.querySelector("[data-field=progress]");
   if (!bar) return;
   bar.setAttribute("aria-valuenow", percent);
-  bar.querySelector("span").style.width = `${percent}%`;
+  bar.querySelector("rect").setAttribute("width", percent);
   bar.querySelector("em").textContent = `${percent}%`;
 }
 
