@@ -28,3 +28,12 @@ class LimitExceeded(Exception):
 
 class TooLarge(Exception):
     """An upload over the size limit or the owner's storage quota (413)."""
+
+
+def quoted(value, limit=60):
+    """User input as an error message shows it: quoted, and cut to `limit` characters saying how
+    many more there were, so that no answer echoes input at unbounded length."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text) - limit} more characters)"

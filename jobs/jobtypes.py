@@ -5,6 +5,7 @@ fills in defaults, and `JobType.gdal_options` turns the clean values into GDAL's
 """
 
 import math
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -37,7 +38,11 @@ class Param:
                 raise ValueError(f"must be {'an integer' if self.type == 'integer' else 'a number'}")
             if self.type == "integer" and value != int(value):
                 raise ValueError("must be an integer")
-            if not math.isfinite(value):
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:  # an integer beyond any float, such as JSON's 1 and 400 zeros
+                raise ValueError(f"must be at most {sys.float_info.max:g} in size") from None
+            if not finite:
                 raise ValueError("must be a finite number")
             if self.minimum is not None:
                 if self.exclusive_minimum and value <= self.minimum:

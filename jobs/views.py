@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import services
 from .api.filters import JobFilter
+from .api.pagination import BIGGEST
 from .exceptions import Conflict, LimitExceeded, Rejected
 from .forms import JobForm, ResumeForm
 from .jobtypes import JOB_TYPES, get_job_type
@@ -67,6 +68,8 @@ def jobs_live(request):
         ids = [int(part) for part in request.GET.get("ids", "").split(",") if part][:200]
     except ValueError:
         return JsonResponse({"detail": "ids: comma-separated job ids"}, status=400)
+    if not all(0 <= job_id <= BIGGEST for job_id in ids):  # beyond 64 bits the database would overflow
+        return JsonResponse({"detail": f"ids: job ids are whole numbers from 0 to {BIGGEST}"}, status=400)
     return JsonResponse({"jobs": [_summary(job) for job in _jobs(request).filter(pk__in=ids)]})
 
 

@@ -118,6 +118,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "jobs.api.middleware.APIErrorMiddleware",  # every error under /api/ in JSON, DEBUG or not
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -200,6 +201,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Raster jobs over a tile index: submit, watch, cancel, download.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # DRF's, with a JSON parser that refuses JSON nested too deeply for Python's decoder.
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served from our own static files: no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

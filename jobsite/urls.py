@@ -57,3 +57,4 @@ urlpatterns = [
 
 handler404 = "jobs.api.errors.page_not_found"
 handler500 = "jobs.api.errors.server_error"
+handler400 = "jobs.api.errors.bad_request"

@@ -1,12 +1,18 @@
 """The API's error format: JSON with a human-readable `detail`, and `errors` by field for bad input."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..exceptions import Conflict, LimitExceeded, Rejected, TooLarge
+from ..exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
+
+# The longest message an answer carries; longer ones (a third-party message quoting a long input)
+# keep their start and end.
+MAX_MESSAGE = 300
 
 
 class ConflictError(APIException):
@@ -43,8 +49,9 @@ def _flatten(errors, prefix=""):
 
 
 def exception_handler(exc, context):
-    """DRF's handler, with the services' refusals mapped to 400/409/429 and validation errors
-    given a `detail` too."""
+    """DRF's handler, with the services' refusals mapped to 400/409/413/429, Django's refusals of a
+    request (too large, too many fields) to 413/400, validation errors given a `detail` too, and
+    every message bounded in length."""
     if isinstance(exc, Rejected):
         exc = ValidationError(exc.errors)
     elif isinstance(exc, Conflict):
@@ -53,20 +60,66 @@ def exception_handler(exc, context):
         exc = TooManyJobs(str(exc))
     elif isinstance(exc, TooLarge):
         exc = PayloadTooLarge(str(exc))
+    elif isinstance(exc, SuspiciousOperation):  # a body over the size limit, too many fields or files
+        code, field, problem = refusal(exc)
+        exc = PayloadTooLarge(f"{field}: {problem}") if code == 413 else ValidationError({field: problem})
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = {"detail": "; ".join(_flatten(detail)), "errors": detail}
+    if response is not None:
+        response.data = _bounded(response.data)
     if response is not None and getattr(context.get("view"), "legacy_answer", False):
         response.data = {"status": response.status_code, "data": None, "message": response.data["detail"]}
     return response
 
 
+def _bounded(data):
+    """The answer with every message and field name cut to MAX_MESSAGE characters."""
+    if isinstance(data, dict):
+        return {_bounded(key): _bounded(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_bounded(value) for value in data]
+    if isinstance(data, str) and len(data) > MAX_MESSAGE:
+        left_out = len(data) - MAX_MESSAGE + 40
+        return f"{data[:MAX_MESSAGE - 100]}… ({left_out} characters left out) …{data[-60:]}"
+    return data
+
+
+def refusal(exc):
+    """(status, field, problem) for a SuspiciousOperation Django raises reading a request: 413 for a
+    body over DATA_UPLOAD_MAX_MEMORY_SIZE, 400 for too many fields or files and anything else."""
+    if isinstance(exc, RequestDataTooBig):
+        return 413, "body", f"larger than the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+    if isinstance(exc, TooManyFieldsSent):
+        return 400, "fields", f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query or form fields"
+    if isinstance(exc, TooManyFilesSent):
+        return 400, "files", f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files"
+    return 400, "request", "refused as malformed or suspicious"
+
+
+def refused(exc):
+    """The JSON answer to a SuspiciousOperation, for where DRF's handler does not reach."""
+    code, field, problem = refusal(exc)
+    body = {"detail": f"{field}: {problem}"}
+    if code == 400:
+        body["errors"] = {field: [problem]}
+    return JsonResponse(body, status=code)
+
+
 def page_not_found(request, exception):
     """404 for any URL: JSON under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": f"No API endpoint at {request.path}"}, status=404)
+        return JsonResponse({"detail": f"No API endpoint at {quoted(request.path, 200)}"}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception):
+    """400 (413 for a body over the size limit) for what Django refuses before a view runs: JSON
+    under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return refused(exception)
+    return defaults.bad_request(request, exception)
 
 
 def server_error(request):

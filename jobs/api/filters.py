@@ -1,6 +1,7 @@
 """django-filter FilterSets: the query parameters of the list endpoints."""
 
 import datetime
+import math
 
 import django_filters as filters
 from django import forms
@@ -119,6 +120,8 @@ def parse_bbox(value):
         minx, miny, maxx, maxy = (float(part) for part in value.split(","))
     except ValueError:
         raise ValidationError({"bbox": "must be minx,miny,maxx,maxy: four numbers in the index CRS"}) from None
+    if not all(math.isfinite(n) for n in (minx, miny, maxx, maxy)):  # nan, inf, or 1 and 400 zeros
+        raise ValidationError({"bbox": "must be four finite numbers in the index CRS"})
     if minx > maxx or miny > maxy:
         raise ValidationError({"bbox": "minx must not exceed maxx, nor miny maxy"})
     return minx, miny, maxx, maxy
