@@ -1,6 +1,7 @@
 """jobsite settings: every knob comes from an environment variable with a safe local default."""
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -173,6 +174,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password attempts (dashboard and admin login, POST /api/v1/auth/token/) per client address, all
+# together. Throttles count in Django's cache, per process unless JOBSITE_CACHE_URL names a shared one.
+LOGIN_RATE = os.environ.get("JOBSITE_LOGIN_RATE", "10/min")
+if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", LOGIN_RATE):
+    raise ImproperlyConfigured(f"JOBSITE_LOGIN_RATE must be a count per second, minute, hour or day (10/min), not {LOGIN_RATE!r}")
+CACHE_URL = os.environ.get("JOBSITE_CACHE_URL", "")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL} if CACHE_URL
+          else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# API tokens expire this many seconds after they were handed out (0: never); DELETE /api/v1/auth/token/ revokes one.
+TOKEN_TTL_SECONDS = envint("JOBSITE_TOKEN_TTL_SECONDS", 0, minimum=0)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -185,7 +196,7 @@ USE_TZ = True
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate challenge makes a request without credentials a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "jobs.api.auth.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -194,6 +205,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "URL_FORMAT_OVERRIDE": None,  # `?format=` belongs to the endpoints (data file content), not to renderers
+    # The client address that throttles count by: the proxy's X-Forwarded-For entry behind one, else
+    # the connection's (a client's own X-Forwarded-For is not believed).
+    "NUM_PROXIES": 1 if BEHIND_PROXY else 0,
 }
 
 SPECTACULAR_SETTINGS = {

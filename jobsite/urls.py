@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_pages
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
@@ -8,6 +9,7 @@ from datafiles.api import DataFileViewSet
 from jobs import legacy
 from jobs import views as job_pages
 from jobs.api import views
+from jobs.api.auth import throttle_password_attempts
 
 
 class Router(DefaultRouter):
@@ -39,6 +41,9 @@ urlpatterns = [
     path("datafiles/<str:name>/preview.png", datafile_pages.datafile_thumbnail, name="datafile-thumbnail"),
     path("datafiles/<str:name>/delete/", datafile_pages.datafile_delete, name="datafile-delete-page"),
     path("staff/datafiles/<int:pk>/download/", datafile_pages.admin_download, name="admin-datafile-download"),
+    # The login pages, ahead of the ones included below: password attempts are throttled.
+    path("accounts/login/", throttle_password_attempts(auth_pages.LoginView.as_view()), name="login"),
+    path("admin/login/", throttle_password_attempts(admin.site.login)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/auth/token/", views.TokenView.as_view(), name="api-token"),
@@ -55,6 +60,6 @@ urlpatterns = [
     path("cancel_job", legacy.cancel_job, name="legacy-cancel-job"),
 ]
 
+handler400 = "jobs.api.errors.bad_request"
 handler404 = "jobs.api.errors.page_not_found"
 handler500 = "jobs.api.errors.server_error"
-handler400 = "jobs.api.errors.bad_request"

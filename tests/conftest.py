@@ -236,3 +236,11 @@ def wait_until_final(job_id, timeout=60):
         job = Job.objects.get(pk=job_id)
         return job if job.is_final else None
     return wait_for(final, timeout, message=f"job {job_id} to end")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache, so that no test meets the login throttle's count of another."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -80,6 +80,11 @@ def test_behind_a_proxy_x_forwarded_proto_says_https(tmp_path):
     assert values == {"SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"]}
 
 
+def test_a_bad_login_rate_stops_manage_py_naming_it(tmp_path):
+    answer = django_process(tmp_path, {"SECRET_KEY": "k", "JOBSITE_LOGIN_RATE": "lots"}, "check")
+    assert answer.returncode != 0 and "JOBSITE_LOGIN_RATE must be" in answer.stderr
+
+
 def test_pages_are_sent_with_the_security_headers(db, client):
     response = client.get("/accounts/login/")
     policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))

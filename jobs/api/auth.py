@@ -1,11 +1,47 @@
-"""Who may call: session logins that must come from this site for GET endpoints that change state."""
+"""Who may call: tokens that expire, session logins that must come from this site for GET endpoints
+that change state, and password attempts counted per client address."""
 
+import functools
+import math
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.authentication import SessionScheme
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.throttling import SimpleRateThrottle
+
+TOKEN_EXPIRED = "token expired; POST /api/v1/auth/token/ for a new one"
+TOO_MANY_ATTEMPTS = "Too many password attempts from your address."
+
+
+def token_expired(token):
+    ttl = settings.TOKEN_TTL_SECONDS
+    return bool(ttl) and token.created <= timezone.now() - timedelta(seconds=ttl)
+
+
+def token_for(user):
+    """The user's token; a new one in place of one that has expired."""
+    token, _ = Token.objects.get_or_create(user=user)
+    if token_expired(token):
+        # By key: of two requests renewing it at once, the second deletes nothing and gets the new one.
+        Token.objects.filter(key=token.key).delete()
+        token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+class ExpiringTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>`, refused once the token is older than JOBSITE_TOKEN_TTL_SECONDS."""
+
+    def authenticate_credentials(self, key):
+        user, token = super().authenticate_credentials(key)
+        if token_expired(token):
+            raise AuthenticationFailed(TOKEN_EXPIRED)
+        return user, token
 
 
 def from_this_site(request):
@@ -39,6 +75,42 @@ class SameSiteSessionAuthentication(SessionAuthentication):
 
 
 class SameSiteSessionScheme(SessionScheme):
-    """Documented as the session login it is."""
-
     target_class = SameSiteSessionAuthentication
+    name = "cookieAuthFromThisSite"
+
+    def get_security_definition(self, auto_schema):
+        return {**super().get_security_definition(auto_schema),
+                "description": "The session cookie, from this site's own pages or the address bar only."}
+
+
+class PasswordAttemptThrottle(SimpleRateThrottle):
+    """POSTs of a password (the token endpoint, the login pages) per client address, all of them
+    together, at most JOBSITE_LOGIN_RATE. Works on DRF and plain Django requests alike."""
+
+    scope = "login"
+
+    def get_rate(self):
+        return settings.LOGIN_RATE  # read per request, so that a test can change it
+
+    def allow_request(self, request, view):
+        if request.method != "POST":
+            return True
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def throttle_password_attempts(view):
+    """A login page whose POSTs count as password attempts: 429 beyond the rate."""
+    @functools.wraps(view)
+    def throttled_view(request, *args, **kwargs):
+        throttle = PasswordAttemptThrottle()
+        if not throttle.allow_request(request, None):
+            wait = math.ceil(throttle.wait() or 1)
+            response = HttpResponse(f"{TOO_MANY_ATTEMPTS} Try again in {wait} seconds.\n", status=429,
+                                    content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = str(wait)
+            return response
+        return view(request, *args, **kwargs)
+    return throttled_view

@@ -6,17 +6,20 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import health, services, storage
 from ..jobtypes import JOB_TYPES, get_job_type
 from ..models import Job, JobLog, Label, Tile, Town
+from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from .errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
@@ -193,11 +196,33 @@ class TokenSerializer(serializers.Serializer):
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for the API token to send as `Authorization: Token <key>`."""
+    """Exchange a username and password for the API token to send as `Authorization: Token <key>`
+    (a new one once it has expired); DELETE revokes the caller's token."""
 
-    @extend_schema(request=AuthTokenSerializer, responses={200: TokenSerializer})
+    throttle_classes = [PasswordAttemptThrottle]
+
+    def get_permissions(self):
+        return [IsAuthenticated()] if self.request.method == "DELETE" else [AllowAny()]
+
+    def perform_authentication(self, request):
+        # A password exchange needs no other credentials: an expired token sent along must not refuse it.
+        if request.method != "POST":
+            super().perform_authentication(request)
+
+    def throttled(self, request, wait):
+        raise Throttled(wait, detail=TOO_MANY_ATTEMPTS)
+
+    @extend_schema(request=AuthTokenSerializer, responses={200: TokenSerializer, 429: ErrorSerializer})
     def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response({"token": token_for(serializer.validated_data["user"]).key})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, *args, **kwargs):
+        """Revoke the caller's token: it no longer works; POST a username and password for a new one."""
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class StorageView(APIView):
