@@ -36,14 +36,14 @@ class Param:
         if self.type in ("number", "integer"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"must be {'an integer' if self.type == 'integer' else 'a number'}")
-            if self.type == "integer" and value != int(value):
-                raise ValueError("must be an integer")
             try:
                 finite = math.isfinite(value)
             except OverflowError:  # an integer beyond any float, such as JSON's 1 and 400 zeros
                 raise ValueError(f"must be at most {sys.float_info.max:g} in size") from None
             if not finite:
                 raise ValueError("must be a finite number")
+            if self.type == "integer" and value != int(value):
+                raise ValueError("must be an integer")
             if self.minimum is not None:
                 if self.exclusive_minimum and value <= self.minimum:
                     raise ValueError(f"must be greater than {self.minimum:g}")

@@ -118,8 +118,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "jobs.api.middleware.APIErrorMiddleware",  # every error under /api/ in JSON, DEBUG or not
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -201,6 +201,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.Pagination",
+    # DRF's, with a JSON parser that refuses JSON nested too deeply for Python's decoder.
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -215,9 +218,6 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Raster jobs over a tile index: submit, watch, cancel, download.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # DRF's, with a JSON parser that refuses JSON nested too deeply for Python's decoder.
-    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served from our own static files: no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
