@@ -30,8 +30,9 @@ def legacy_endpoint(*parameters, changes_state=False):
         wrapped = api_view(["GET"])(view)
         wrapped.cls.legacy_answer = True
         if changes_state:  # the site's authentication, its session login checked for where it came from
-            wrapped.cls.authentication_classes = [SameSiteSessionAuthentication if auth is SessionAuthentication else auth
-                                                  for auth in wrapped.cls.authentication_classes]
+            wrapped.cls.authentication_classes = [
+                SameSiteSessionAuthentication if auth is SessionAuthentication else auth
+                for auth in wrapped.cls.authentication_classes]
         answers = {code: LegacyAnswerSerializer for code in (200, 201, 400, 401, 403, 404, 409, 429)}
         return extend_schema(parameters=list(parameters), responses=answers, tags=["old pipeline"])(wrapped)
     return decorate

@@ -178,7 +178,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # together. Throttles count in Django's cache, per process unless JOBSITE_CACHE_URL names a shared one.
 LOGIN_RATE = os.environ.get("JOBSITE_LOGIN_RATE", "10/min")
 if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", LOGIN_RATE):
-    raise ImproperlyConfigured(f"JOBSITE_LOGIN_RATE must be a count per second, minute, hour or day (10/min), not {LOGIN_RATE!r}")
+    raise ImproperlyConfigured(f"JOBSITE_LOGIN_RATE must be like 10/min (per s, min, hour or day), not {LOGIN_RATE!r}")
 CACHE_URL = os.environ.get("JOBSITE_CACHE_URL", "")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL} if CACHE_URL
           else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -49,7 +49,8 @@ urlpatterns = [
     path("api/v1/auth/token/", views.TokenView.as_view(), name="api-token"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Its start-up script as a file of its own (?script), for the Content-Security-Policy.
-    path("api/v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
+    path("api/v1/docs/",
+         SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
          name="api-docs"),
     path("api/v1/storage/", views.StorageView.as_view(), name="api-storage"),
     path("api/v1/health/", views.HealthView.as_view(), name="api-health"),

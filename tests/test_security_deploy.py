@@ -46,7 +46,8 @@ def django_process(tmp_path, env, *args, command=("manage.py",)):
 
 def settings_in(tmp_path, env, *names):
     """Settings as a fresh process on the project's settings reads them."""
-    code = f"from django.conf import settings; import json; print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))"
+    code = ("import json; from django.conf import settings; "
+            f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))")
     answer = django_process(tmp_path, env, code, command=("-c",))
     assert answer.returncode == 0, answer.stderr
     return json.loads(answer.stdout)
