@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from . import services
-from .exceptions import Conflict
+from .exceptions import Conflict, TooLarge
 from .models import IndexCrs, Job, JobInput, JobLog, JobTile, Label, Tile, Town
 
 
@@ -101,7 +101,7 @@ class JobAdmin(admin.ModelAdmin):
             try:
                 act(job)
                 count += 1
-            except Conflict as exc:
+            except (Conflict, TooLarge) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
         if count:
             self.message_user(request, f"{count} jobs {done}.", messages.SUCCESS)

@@ -23,7 +23,7 @@ from datafiles import services as datafile_services
 from datafiles.models import DataFile
 
 from . import raster, storage, tileindex, vector
-from .exceptions import Conflict, LimitExceeded, Rejected
+from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge
 from .jobtypes import get_job_type
 from .models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
 
@@ -105,8 +105,8 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
 
     The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
     polygons overlap. `inputs` names the owner's data files the type reads; a job naming a file
-    that has not been uploaded yet waits for it (at most `wait_timeout` seconds). Raises Rejected,
-    writing nothing, for any bad input.
+    that has not been uploaded yet waits for it (at most `wait_timeout` seconds). Raises Rejected
+    for any bad input, LimitExceeded or TooLarge at the owner's limits, writing nothing.
     """
     kind = get_job_type(job_type)
     clean_params = kind.clean_params(params)
@@ -121,6 +121,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
 
     with transaction.atomic():
         _check_active_jobs(owner)
+        _check_kept(owner)
         job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town,
                                  status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
                                  wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
@@ -234,6 +235,22 @@ def _check_active_jobs(owner):
                             "wait for one to finish or cancel one")
 
 
+def _check_kept(owner):
+    """Refuse a new job to a user who keeps MAX_JOBS_PER_USER jobs (finished ones count until they
+    are deleted: none is pruned behind their back) or whose jobs store their quota."""
+    jobs, stored = storage.job_usage(owner)
+    _check_job_storage(stored)
+    if jobs >= settings.MAX_JOBS_PER_USER:
+        raise LimitExceeded(f"you have {jobs} jobs and the limit is {settings.MAX_JOBS_PER_USER} jobs per user; "
+                            "delete finished jobs to submit more")
+
+
+def _check_job_storage(stored):
+    if stored >= settings.JOB_STORAGE_QUOTA_BYTES:
+        raise TooLarge(f"your jobs store {stored} bytes; your quota is {settings.JOB_STORAGE_QUOTA_BYTES} bytes; "
+                       "delete finished jobs or their interim results")
+
+
 def _id_list(ids, limit=20):
     ids = list(ids)
     return ", ".join(map(str, ids[:limit])) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
@@ -276,7 +293,8 @@ def _ended(job_id):
 def job_resume(*, job, by=None, params=None):
     """Run a failed or canceled job again, keeping the tiles whose output is still on disk.
 
-    1. `params` (optional) are changes to the job's parameters, checked like a new job's.
+    1. `params` (optional) are changes to the job's parameters, checked like a new job's. An owner
+       whose jobs store their quota is refused (TooLarge), before anything is written.
     2. One conditional UPDATE moves the job from failed or canceled to queued: 409 otherwise,
        and for the loser of two concurrent resumes.
     3. If the parameters changed the result, every tile runs again. Otherwise succeeded tiles
@@ -288,6 +306,7 @@ def job_resume(*, job, by=None, params=None):
     kind = get_job_type(job.type)
     new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
     changes = {name: (job.params.get(name), value) for name, value in new_params.items() if job.params.get(name) != value}
+    _check_job_storage(storage.job_usage(job.owner_id)[1])
     with transaction.atomic():
         won = Job.objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELED]).update(
             status=JobStatus.QUEUED, attempt=F("attempt") + 1, params=new_params, error="", started=None,

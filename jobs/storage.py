@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -80,19 +80,21 @@ def drop_interim_results(job_ids, remove=remove_files_on_commit):
 
 
 def usage(user):
-    """Bytes of interim results and of outputs: the user's own, or everybody's per user for staff."""
+    """Bytes of interim results, outputs and data files, and jobs kept, with the limits per user: the
+    user's own, or everybody's and per user for staff."""
     from datafiles.models import DataFile
 
     jobs = Job.objects.all() if user.is_staff else Job.objects.filter(owner=user)
     files = DataFile.objects.all() if user.is_staff else DataFile.objects.filter(owner=user)
-    answer = _totals(
-        interim=JobTile.objects.filter(job__in=jobs).aggregate(n=Sum("output_size"))["n"],
-        output=jobs.aggregate(n=Sum("outputs_size"))["n"], data=files.aggregate(n=Sum("size"))["n"])
+    count, output, interim = _jobs_usage(jobs)
+    answer = {**_totals(interim=interim, output=output, data=files.aggregate(n=Sum("size"))["n"], jobs=count),
+              "limits": limits()}
     if user.is_staff:
         per_user = {}
         for key, rows in (
             ("interim", JobTile.objects.values_list("job__owner__username").annotate(n=Sum("output_size"))),
             ("output", Job.objects.values_list("owner__username").annotate(n=Sum("outputs_size"))),
+            ("jobs", Job.objects.values_list("owner__username").annotate(n=Count("id"))),
             ("data", DataFile.objects.values_list("owner__username").annotate(n=Sum("size"))),
         ):
             for name, n in rows:
@@ -101,9 +103,30 @@ def usage(user):
     return answer
 
 
-def _totals(interim=0, output=0, data=0):
+def limits():
+    """What each user may keep (the quotas job_submit, job_resume and datafile_store check)."""
+    return {"job_bytes": settings.JOB_STORAGE_QUOTA_BYTES, "jobs": settings.MAX_JOBS_PER_USER,
+            "active_jobs": settings.MAX_ACTIVE_JOBS_PER_USER, "data_bytes": settings.DATAFILE_QUOTA_BYTES}
+
+
+def job_usage(owner):
+    """(jobs, bytes) of the owner's jobs: how many there are, and what their outputs and the interim
+    results still on disk take. Two aggregate queries, however many jobs."""
+    count, output, interim = _jobs_usage(Job.objects.filter(owner=owner))
+    return count, output + interim
+
+
+def _jobs_usage(jobs):
+    """(jobs, output bytes, interim bytes) of a queryset of jobs."""
+    totals = jobs.aggregate(jobs=Count("id"), output=Sum("outputs_size"))
+    interim = JobTile.objects.filter(job__in=jobs).exclude(output_path="").aggregate(n=Sum("output_size"))["n"]
+    return totals["jobs"], totals["output"] or 0, interim or 0
+
+
+def _totals(interim=0, output=0, data=0, jobs=0):
     interim, output, data = interim or 0, output or 0, data or 0
-    return {"interim_bytes": interim, "output_bytes": output, "data_bytes": data, "total_bytes": interim + output + data}
+    return {"interim_bytes": interim, "output_bytes": output, "job_bytes": interim + output, "data_bytes": data,
+            "total_bytes": interim + output + data, "jobs": jobs or 0}
 
 
 def cleanup(*, owner=None, older_than_days=None, remove=remove_files_on_commit):

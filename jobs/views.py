@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import services
 from .api.filters import JobFilter
 from .api.pagination import BIGGEST
-from .exceptions import Conflict, LimitExceeded, Rejected
+from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge
 from .forms import JobForm, ResumeForm
 from .jobtypes import JOB_TYPES, get_job_type
 from .models import Job, JobLog, JobStatus, JobTile, Label, TileStatus
@@ -171,7 +171,7 @@ def job_resume(request, pk):
     try:
         _, to_run = services.job_resume(job=job, by=request.user, params=form.changes(job.params) or None)
         messages.success(request, f"Job {job.pk} resumed: {to_run} tiles will run.")
-    except (Conflict, Rejected) as exc:
+    except (Conflict, Rejected, TooLarge) as exc:
         messages.error(request, str(exc))
     return redirect("job-page", pk=job.pk)
 
@@ -207,7 +207,7 @@ def job_new(request):
             job = services.job_submit(owner=request.user, **form.submit_kwargs())
         except Rejected as exc:
             form.add_service_errors(exc.errors)
-        except LimitExceeded as exc:
+        except (LimitExceeded, TooLarge) as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Job {job.pk} submitted ({job.tiles_total} tiles).")

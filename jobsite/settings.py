@@ -298,6 +298,10 @@ CLUSTER_STUCK_SECONDS = envint("JOBSITE_CLUSTER_STUCK_SECONDS", 120, minimum=5)
 DATABASE_WAIT_SECONDS = envint("JOBSITE_DATABASE_WAIT_SECONDS", 60, minimum=0)
 MAX_TILES_PER_JOB = envint("JOBSITE_MAX_TILES_PER_JOB", 10000, minimum=1)
 MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimum=1)
+# What each user's jobs may keep: the bytes of their outputs and interim results together, and the
+# jobs themselves (finished ones too, until deleted). A submit beyond either is refused; no job is pruned.
+JOB_STORAGE_QUOTA_BYTES = envint("JOBSITE_JOB_STORAGE_QUOTA_BYTES", 20 * 1024 * 1024 * 1024, minimum=1)
+MAX_JOBS_PER_USER = envint("JOBSITE_MAX_JOBS_PER_USER", 1000, minimum=1)
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")
 if INTERIM_RESULTS_DEFAULT not in ("always", "on_error", "never"):
     raise ImproperlyConfigured("JOBSITE_INTERIM_RESULTS must be always, on_error or never")

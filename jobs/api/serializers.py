@@ -173,15 +173,27 @@ class UserStorageSerializer(serializers.Serializer):
     username = serializers.CharField()
     interim_bytes = serializers.IntegerField()
     output_bytes = serializers.IntegerField()
+    job_bytes = serializers.IntegerField()
     data_bytes = serializers.IntegerField()
     total_bytes = serializers.IntegerField()
+    jobs = serializers.IntegerField()
+
+
+class StorageLimitsSerializer(serializers.Serializer):
+    job_bytes = serializers.IntegerField(help_text="outputs and interim results of a user's jobs (413 beyond)")
+    jobs = serializers.IntegerField(help_text="jobs a user keeps, finished ones too until deleted (429 beyond)")
+    active_jobs = serializers.IntegerField(help_text="jobs a user has waiting, queued, running or merging (429 beyond)")
+    data_bytes = serializers.IntegerField(help_text="a user's data files (413 beyond)")
 
 
 class StorageSerializer(serializers.Serializer):
     interim_bytes = serializers.IntegerField(help_text="tile outputs kept for resuming")
     output_bytes = serializers.IntegerField(help_text="merged results")
+    job_bytes = serializers.IntegerField(help_text="interim and output bytes: what the job storage quota counts")
     data_bytes = serializers.IntegerField(help_text="uploaded data files")
     total_bytes = serializers.IntegerField()
+    jobs = serializers.IntegerField(help_text="jobs kept")
+    limits = StorageLimitsSerializer(help_text="what each user may keep")
     users = UserStorageSerializer(many=True, required=False, help_text="per user (staff only)")
 
 

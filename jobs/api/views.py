@@ -226,7 +226,8 @@ class TokenView(ObtainAuthToken):
 
 
 class StorageView(APIView):
-    """Disk space taken by job files: the caller's (staff: everybody's, per user)."""
+    """Disk space taken by job files and the jobs kept, with each user's limits: the caller's (staff:
+    everybody's, per user)."""
 
     @extend_schema(responses=StorageSerializer)
     def get(self, request):
