@@ -14,7 +14,7 @@ from rest_framework.reverse import reverse
 
 from jobs import storage
 from jobs.api.errors import ErrorSerializer
-from jobs.exceptions import Rejected, TooLarge
+from jobs.exceptions import Rejected, TooLarge, quoted
 
 from . import services
 from .models import DataFile
@@ -88,7 +88,7 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         serializer.is_valid(raise_exception=True)
         given = serializer.validated_data.get("name")
         if name is not None and given is not None and given != name:
-            raise Rejected({"name": f"the URL names {name!r}, the body {given!r}"})
+            raise Rejected({"name": f"the URL names {quoted(name)}, the body {quoted(given)}"})
         datafile, created = services.datafile_store(owner=request.user, upload=serializer.validated_data["file"],
                                                     name=name or given, replace=replace)
         return Response(DataFileSerializer(datafile, context=self.get_serializer_context()).data,

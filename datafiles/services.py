@@ -20,7 +20,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from jobs import storage
-from jobs.exceptions import Conflict, Rejected, TooLarge
+from jobs.exceptions import Conflict, Rejected, TooLarge, quoted
 from jobs.models import JobStatus
 
 from . import metadata
@@ -36,16 +36,16 @@ def clean_name(name):
         raise Rejected({"name": "a file name is required"})
     name = name.strip()
     if "/" in name or "\\" in name:
-        raise Rejected({"name": f"{name!r} must be a plain file name, without / or \\"})
+        raise Rejected({"name": f"{quoted(name)} must be a plain file name, without / or \\"})
     if name in (".", "..") or name.startswith(".."):
-        raise Rejected({"name": f"{name!r} is not a file name"})
+        raise Rejected({"name": f"{quoted(name)} is not a file name"})
     if not name.isprintable():
         raise Rejected({"name": "must not hold control characters"})
     if len(name) > MAX_NAME:
         raise Rejected({"name": f"must be at most {MAX_NAME} characters, not {len(name)}"})
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if extension not in settings.DATAFILE_EXTENSIONS:
-        raise Rejected({"name": f"{name!r}: the extension must be one of {', '.join(settings.DATAFILE_EXTENSIONS)}"})
+        raise Rejected({"name": f"{quoted(name)}: the extension must be one of {', '.join(settings.DATAFILE_EXTENSIONS)}"})
     return name
 
 

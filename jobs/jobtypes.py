@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from . import raster, vector
-from .exceptions import Rejected
+from .exceptions import Rejected, quoted
 
 ALGORITHMS = ("Horn", "ZevenbergenThorne")
 
@@ -320,5 +320,5 @@ JOB_TYPES = {
 def get_job_type(name):
     """The job type called `name`; Rejected lists the known types otherwise."""
     if not isinstance(name, str) or name not in JOB_TYPES:
-        raise Rejected({"type": f"unknown job type {name!r}; the types are {', '.join(sorted(JOB_TYPES))}"})
+        raise Rejected({"type": f"unknown job type {quoted(name)}; the types are {', '.join(sorted(JOB_TYPES))}"})
     return JOB_TYPES[name]

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from . import services
 from .api.auth import SameSiteSessionAuthentication
 from .api.serializers import JobSerializer
-from .exceptions import Rejected
+from .exceptions import Rejected, quoted
 from .models import MAX_ID, Job
 
 
@@ -49,7 +49,7 @@ def _int_param(request, name):
     try:
         value = int(raw)
     except ValueError:
-        raise Rejected({name: f"must be an integer, not {raw!r}"}) from None
+        raise Rejected({name: f"must be an integer, not {quoted(raw)}"}) from None
     if not 0 <= value <= MAX_ID:
         raise Rejected({name: f"must be between 0 and {MAX_ID}"})
     return value
@@ -57,9 +57,12 @@ def _int_param(request, name):
 
 def _tile_id_list(raw):
     try:
-        return [int(part) for part in raw.split(",")]
+        ids = [int(part) for part in raw.split(",")]
     except ValueError:
-        raise Rejected({"tile_ids": f"must be comma-separated integers, not {raw!r}"}) from None
+        raise Rejected({"tile_ids": f"must be comma-separated integers, not {quoted(raw)}"}) from None
+    if not all(0 <= tile_id <= MAX_ID for tile_id in ids):  # nor a thousand digits echoed back as unknown
+        raise Rejected({"tile_ids": f"tile ids are between 0 and {MAX_ID}, not {quoted(raw)}"})
+    return ids
 
 
 def _job_data(request, job_id):

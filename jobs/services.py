@@ -23,7 +23,7 @@ from datafiles import services as datafile_services
 from datafiles.models import DataFile
 
 from . import raster, storage, tileindex, vector
-from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge
+from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .jobtypes import get_job_type
 from .models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
 
@@ -54,7 +54,7 @@ def _clean_labels(labels):
     for label in labels:
         label = label.strip()
         if not label or len(label) > MAX_LABEL_LENGTH or not label.isprintable():
-            raise Rejected({"labels": f"{label!r} is not a label: 1 to {MAX_LABEL_LENGTH} printable characters"})
+            raise Rejected({"labels": f"{quoted(label)} is not a label: 1 to {MAX_LABEL_LENGTH} printable characters"})
         if label not in clean:
             clean.append(label)
     if len(clean) > MAX_LABELS:

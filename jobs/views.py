@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import services
 from .api.filters import JobFilter
 from .api.pagination import BIGGEST
-from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge
+from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .forms import JobForm, ResumeForm
 from .jobtypes import JOB_TYPES, get_job_type
 from .models import Job, JobLog, JobStatus, JobTile, Label, TileStatus
@@ -197,7 +197,7 @@ def job_delete(request, pk):
 def job_new(request):
     type_name = request.POST.get("type") or request.GET.get("type") or "hillshade"
     if type_name not in JOB_TYPES:
-        raise Http404(f"no job type {type_name!r}")
+        raise Http404(f"no job type {quoted(type_name)}")
     kind = JOB_TYPES[type_name]
     switching = request.method == "POST" and request.POST.get("switch_type")
     form = JobForm(request.POST if request.method == "POST" and not switching else None, owner=request.user, kind=kind,

@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from .. import health, services, storage
 from ..jobtypes import JOB_TYPES, get_job_type
+from ..exceptions import quoted
 from ..models import Job, JobLog, Label, Tile, Town
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from .errors import ErrorSerializer
@@ -137,7 +138,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         output = next((o for o in job.outputs if o["name"] == name), None)
         path = storage.media_path(output["path"]) if output else None
         if path is None or not path.is_file():
-            raise Http404(f"job {job.pk} has no output {name!r}")
+            raise Http404(f"job {job.pk} has no output {quoted(name)}")
         # Inline, so a browser shows the thumbnail; it still saves the GeoTIFF under its name.
         return FileResponse(path.open("rb"), content_type=output["content_type"], filename=name)
 
@@ -173,7 +174,7 @@ class JobTypeViewSet(viewsets.ViewSet):
     @extend_schema(responses=JobTypeSerializer)
     def retrieve(self, request, name=None):
         if name not in JOB_TYPES:
-            raise Http404(f"no job type {name!r}")
+            raise Http404(f"no job type {quoted(name)}")
         return Response(get_job_type(name).schema())
 
 
@@ -245,7 +246,7 @@ class StorageView(APIView):
             try:
                 days = int(raw)
             except ValueError:
-                raise ValidationError({"older_than": f"must be a whole number of days, not {raw!r}"}) from None
+                raise ValidationError({"older_than": f"must be a whole number of days, not {quoted(raw)}"}) from None
             if not 0 <= days <= 36500:
                 raise ValidationError({"older_than": "must be between 0 and 36500 days"})
         jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=storage.remove_files_later)
@@ -253,14 +254,22 @@ class StorageView(APIView):
 
 
 class HealthView(APIView):
-    """Database, broker and cluster: 200 when all answer, 503 otherwise. No credentials needed;
-    it tells nothing secret."""
+    """Database, broker and cluster: 200 when all answer, 503 otherwise. No credentials needed:
+    anybody learns only `{"status": "ok"}` or `{"status": "failing"}`; staff also get each check."""
 
-    authentication_classes = []
     permission_classes = []
+
+    def perform_authentication(self, request):
+        # Credentials only decide how much the answer tells: bad ones make an anonymous caller, not a 401.
+        try:
+            request.user
+        except AuthenticationFailed:
+            pass
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request):
         ok, checks = health.report()
-        return Response({"status": "ok" if ok else "failing", **checks},
-                        status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE)
+        answer = {"status": "ok" if ok else "failing"}
+        if getattr(request.user, "is_staff", False):
+            answer.update(checks)
+        return Response(answer, status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE)

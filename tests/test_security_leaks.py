@@ -1,0 +1,84 @@
+"""Nothing leaks: no answer tells what it need not."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from jobs.exceptions import quoted
+from jobs.models import ClusterHeartbeat
+
+# Echoes and the health endpoint
+
+LONG = "x" * 10_000
+MOST = 2_000  # bytes an error answer may take, however long the input it names
+
+
+def test_quoted_shows_at_most_60_characters_and_says_how_many_more():
+    assert quoted("ramp.txt") == "'ramp.txt'"
+    assert quoted(LONG) == f"'{'x' * 60}'… (9940 more characters)"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"type": "slope", "tile_ids": [100], "labels": [LONG]}, "labels"),
+    ({"type": "slope", "tile_ids": [100], "labels": ["ok", LONG + "\n"]}, "labels"),
+    ({"type": LONG, "tile_ids": [100]}, "type"),
+    ({"type": "slope", "tile_ids": [100], "interim_results": LONG}, "interim_results"),
+    ({"type": "slope", "tile_ids": [100], "params": {LONG: 1}}, "params"),
+    ({"type": "slope", "tile_ids": [100], "params": {"units": LONG}}, "params.units"),
+], ids=["label", "label-not-printable", "type", "interim-results", "param-name", "param-value"])
+def test_a_long_value_in_a_job_is_not_echoed_back(index, owner, client_for, body, field):
+    response = client_for(owner).post("/api/v1/jobs/", body, format="json")
+    assert response.status_code == 400 and len(response.content) < MOST
+    assert field in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", [LONG + "/a.csv", "../" + LONG + ".csv"], ids=["slash", "dots"])
+def test_a_long_data_file_name_is_not_echoed_back(db, owner, client_for, media, name):
+    upload = SimpleUploadedFile("a.csv", b"a,b\n1,2\n")
+    response = client_for(owner).post("/api/v1/datafiles/", {"file": upload, "name": name})
+    assert response.status_code == 400 and len(response.content) < MOST
+    assert response.json()["detail"].startswith("name: ")
+
+
+def test_a_data_file_name_in_the_url_and_another_in_the_body(db, owner, client_for, media):
+    upload = SimpleUploadedFile("a.csv", b"a,b\n1,2\n")
+    response = client_for(owner).put("/api/v1/datafiles/a.csv/", {"file": upload, "name": LONG + ".csv"})
+    assert response.status_code == 400 and len(response.content) < MOST and "name: the URL names 'a.csv'" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("url,field", [
+    (f"/start_job?tile_ids=1,{LONG}", "tile_ids"),
+    (f"/start_job?tile_ids={'9' * 4000},{'9' * 4000}", "tile_ids"),
+    (f"/start_job?town_id={LONG}", "town_id"),
+    (f"/job_status?job_id={LONG}", "job_id"),
+], ids=["tile-ids", "tile-ids-4000-digits", "town-id", "job-id"])
+def test_a_long_query_value_of_the_old_pipeline_is_not_echoed_back(index, owner, client_for, url, field):
+    response = client_for(owner).get(url)
+    assert response.status_code == 400 and len(response.content) < MOST
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("url,status,field", [
+    (f"/api/v1/jobs/?status={LONG}", 400, "status"),
+    (f"/api/v1/jobs/?ordering={LONG}", 400, "ordering"),
+    (f"/api/v1/storage/?older_than={LONG}", 400, "older_than"),
+    (f"/api/v1/jobs/JOB/outputs/{LONG}/", 404, "has no output"),
+    (f"/api/v1/job-types/{LONG}/", 404, "no job type"),
+    (f"/api/v1/{LONG}/", 404, "No API endpoint"),
+], ids=["status-filter", "ordering", "older-than", "output-name", "job-type", "unknown-url"])
+def test_a_long_value_in_a_query_or_url_is_not_echoed_back(index, owner, client_for, url, status, field):
+    from jobs import services
+
+    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    client = client_for(owner)
+    response = client.delete(url) if "storage" in url else client.get(url.replace("JOB", str(job.pk)))
+    assert response.status_code == status and len(response.content) < MOST
+    assert field in response.json()["detail"]
+
+
+def test_the_health_endpoint_tells_anybody_but_staff_only_ok_or_failing(db, owner, staff, client_for):
+    ClusterHeartbeat.objects.create(key="q:abc", host="worker-1", pid=42)
+    assert client_for().get("/api/v1/health/").json() == {"status": "ok"}
+    assert client_for(owner).get("/api/v1/health/").json() == {"status": "ok"}
+    detailed = client_for(staff).get("/api/v1/health/").json()
+    assert detailed["status"] == "ok" and detailed["cluster"]["alive"][0]["host"] == "worker-1"
+    assert detailed["database"]["vendor"] and "kind" in detailed["broker"]
