@@ -211,7 +211,7 @@ def _lines(chunks, name):
     for chunk in chunks:
         parts = (rest + chunk).split("\n")
         rest = parts.pop()
-        if len(rest) > MAX_LINE:
+        if len(rest) > MAX_LINE or any(len(part) > MAX_LINE for part in parts):
             raise Unreadable(f"{name} has a line longer than {MAX_LINE:,} characters")
         for part in parts:
             yield part + "\n"
@@ -256,11 +256,43 @@ def preview_png(stored, out_path, size=256):
     with stored.reading():
         for index, number in enumerate(numbers, start=1):
             band = ds.GetRasterBand(number)
-            pixels = band.ReadAsArray(buf_xsize=width, buf_ysize=height, resample_alg=gdal.GRIORA_NearestNeighbour)
+            pixels = _decimated(band, width, height)
             out_band = out.GetRasterBand(index)
             out_band.WriteArray(_stretch(pixels, band.GetNoDataValue(), band.DataType == gdal.GDT_Byte))
             out_band.SetNoDataValue(0)
     gdal.GetDriverByName("PNG").CreateCopy(str(out_path), out)
+
+
+# A preview reads at most about this many blocks of a raster that has no overviews.
+PREVIEW_BLOCKS = 1024
+
+
+def _decimated(band, width, height):
+    """The band at `width` x `height` pixels, by nearest neighbour. GDAL reads from the overviews
+    where there are any; a raster without them whose decimated read would touch more than
+    PREVIEW_BLOCKS blocks is sampled instead: the preview is cut into cells, each filled from
+    one block of the raster under it, so the cost is bounded whatever the raster's size."""
+    nearest = gdal.GRIORA_NearestNeighbour
+    block_x, block_y = band.GetBlockSize()
+    columns, rows = min(width, -(-band.XSize // block_x)), min(height, -(-band.YSize // block_y))
+    if band.GetOverviewCount() or columns * rows <= PREVIEW_BLOCKS:
+        return band.ReadAsArray(buf_xsize=width, buf_ysize=height, resample_alg=nearest)
+    cells = int(PREVIEW_BLOCKS ** 0.5)
+    cells_x, cells_y = min(width, cells), min(height, cells)
+    pixels = None
+    for j in range(cells_y):
+        y0, y1 = j * height // cells_y, (j + 1) * height // cells_y
+        source_y = (j * band.YSize // cells_y) // block_y * block_y
+        for i in range(cells_x):
+            x0, x1 = i * width // cells_x, (i + 1) * width // cells_x
+            source_x = (i * band.XSize // cells_x) // block_x * block_x
+            part = band.ReadAsArray(source_x, source_y, min(block_x, band.XSize - source_x),
+                                    min(block_y, band.YSize - source_y), buf_xsize=x1 - x0, buf_ysize=y1 - y0,
+                                    resample_alg=nearest)
+            if pixels is None:
+                pixels = np.empty((height, width), dtype=part.dtype)
+            pixels[y0:y1, x0:x1] = part
+    return pixels
 
 
 def _stretch(pixels, nodata, is_byte):

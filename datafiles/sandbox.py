@@ -60,10 +60,11 @@ def preview(stored, out_path, size=256, limits=Limits(), confinement=Confinement
          stored, confinement)
 
 
-def network_isolation(confinement=Confinement()):
-    """How a child is kept off the network on this machine: "network namespace",
-    "user and network namespace" or "GDAL configuration only"."""
-    return _run({"action": "isolation"}, None, confinement)["isolation"]
+def isolation(confinement=Confinement()):
+    """How a child is kept off the network on this machine ("network namespace", "user and
+    network namespace" or "GDAL configuration only"), and the names in its environment."""
+    answer = _run({"action": "isolation"}, None, confinement)
+    return answer["isolation"], answer["environment"]
 
 
 def _run(request, stored, confinement):
@@ -121,7 +122,9 @@ def _leave_network():
 
 
 def _memory_message(name, confinement):
-    return f"reading {name} needs more than {confinement['memory_bytes'] / 1024**3:g} GiB of memory"
+    memory = confinement["memory_bytes"]
+    shown = f"{memory / 1024**3:g} GiB" if memory >= 1024**3 else f"{memory // 1024**2} MiB"
+    return f"reading {name} needs more than {shown} of memory"
 
 
 def main():
@@ -131,7 +134,7 @@ def main():
 
     gdalpolicy.configure(allowed_hosts=())
     if request["action"] == "isolation":
-        return {"isolation": isolation}
+        return {"isolation": isolation, "environment": sorted(os.environ)}
     from . import metadata
 
     stored, limits = StoredFile(**request["file"]), Limits(**request["limits"])

@@ -1,9 +1,9 @@
-"""Data file workflows: upload (or replace), delete, and the content of tables and text.
+"""Data file workflows: upload (or replace), delete, previews, and the content of tables and text.
 
 An upload is streamed to a temporary file beside its final place, hashed on the way, checked by
-GDAL/OGR (or the CSV and JSON readers), and only then moved into place and recorded. A refused
-upload leaves nothing behind. Stored paths are built from the owner's id and a random id, never
-from the file's name.
+GDAL/OGR (or the CSV and JSON readers) in a confined child process (datafiles/sandbox.py), and
+only then moved into place and recorded. A refused upload leaves nothing behind. Stored paths are
+built from the owner's id and a random id, never from the file's name.
 """
 
 import csv
@@ -13,6 +13,7 @@ import io
 import json
 import os
 import uuid
+from itertools import chain
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -23,7 +24,8 @@ from jobs import storage
 from jobs.exceptions import Conflict, Rejected, TooLarge, quoted
 from jobs.models import JobStatus
 
-from . import metadata
+from . import metadata, sandbox
+from .formats import Limits, StoredFile
 from .models import DataFile
 
 MAX_NAME = 200
@@ -98,7 +100,7 @@ def datafile_store(*, owner, upload, name=None, replace=False):
         digest, size = _write(upload, temporary)
         _check_size(owner, size, existing)
         try:
-            kind, found = metadata.inspect(temporary, extension)
+            kind, found = sandbox.inspect(StoredFile(str(temporary), extension, name), limits(), confinement())
         except metadata.Unreadable as exc:
             raise Rejected({"file": f"{name} cannot be read as .{extension}: {exc}"}) from None
         os.replace(temporary, final)
@@ -109,7 +111,7 @@ def datafile_store(*, owner, upload, name=None, replace=False):
                                                                    path=relpath, uploaded=timezone.now()):
                     raise Conflict(f"{name} was deleted while it was being replaced")
                 datafile, created = DataFile.objects.get(pk=existing.pk), False
-                storage.remove_files_on_commit([old_path])
+                storage.remove_files_on_commit([old_path, preview_relpath(old_path)])
             else:
                 datafile = DataFile.objects.create(owner=owner, name=name, kind=kind, size=size, sha256=digest,
                                                    metadata=found, path=relpath)
@@ -149,7 +151,7 @@ def datafile_delete(*, datafile):
             return
         _refuse_if_in_use(locked, "deleted")
         locked.delete()
-        storage.remove_files_on_commit([locked.path])
+        storage.remove_files_on_commit([locked.path, preview_relpath(locked.path)])
 
 
 def datafile_delete_all(*, owner):
@@ -160,22 +162,55 @@ def datafile_delete_all(*, owner):
         if busy:
             raise Conflict(f"{', '.join(busy)} used by running or queued jobs; nothing was deleted")
         DataFile.objects.filter(pk__in=[f.pk for f in files]).delete()
-        storage.remove_files_on_commit([f.path for f in files])
+        storage.remove_files_on_commit([path for f in files for path in (f.path, preview_relpath(f.path))])
     return len(files)
 
 
-def gdal_path(datafile):
-    return metadata.gdal_path(storage.media_path(datafile.path), datafile.extension)
+def limits():
+    """What a data file may declare, from the settings."""
+    return Limits(max_pixels=settings.DATAFILE_MAX_PIXELS, max_layers=settings.DATAFILE_MAX_LAYERS,
+                  max_fields=settings.DATAFILE_MAX_FIELDS)
 
 
-# Content of tables and text, in the format asked for.
+def confinement():
+    return sandbox.Confinement(seconds=settings.DATAFILE_INSPECT_SECONDS,
+                               memory_bytes=settings.DATAFILE_INSPECT_MEMORY_BYTES)
+
+
+def stored_file(datafile):
+    """The data file as GDAL must open it: by the drivers of its extension, nothing outside it."""
+    return StoredFile(str(storage.media_path(datafile.path)), datafile.extension, datafile.name)
+
+
+def preview_relpath(relpath):
+    return f"{relpath}.preview.png"
+
+
+def datafile_preview(datafile):
+    """The path of a PNG preview of a raster data file, made once in a confined child and kept
+    beside the file (its content never changes: a replaced file gets a new path)."""
+    path = storage.media_path(preview_relpath(datafile.path))
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.png")
+        try:
+            sandbox.preview(stored_file(datafile), temporary, limits=limits(), confinement=confinement())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return path
+
+
+# Content of tables and text, in the format asked for, streamed: memory does not grow with the file.
 
 FORMATS = {"table": ("csv", "json", "html", "txt"), "text": ("txt", "json", "html")}
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html", "txt": "text/plain"}
+# The plain text layout of a table pads each column to the widest value of the rows read first.
+TXT_WIDTH_ROWS = 1000
 
 
 def datafile_content(datafile, fmt):
-    """(content type, body) of a table or text file in `fmt`; Rejected when it has no such form."""
+    """(content type, an iterator of text chunks) of a table or text file in `fmt`; Rejected
+    when it has no such form."""
     formats = FORMATS.get(datafile.kind)
     if formats is None:
         raise Rejected({"format": f"{datafile.name} is a {datafile.kind}; content is for tables and text, "
@@ -184,31 +219,69 @@ def datafile_content(datafile, fmt):
         raise Rejected({"format": f"must be one of {', '.join(formats)} for a {datafile.kind}"})
     path = storage.media_path(datafile.path)
     if datafile.kind == "text":
-        text = metadata.read_text(path)
-        body = {"txt": lambda: text, "html": lambda: f"<pre>{html.escape(text)}</pre>",
-                "json": lambda: json.dumps(_json_or_lines(text))}[fmt]()
-        return CONTENT_TYPES[fmt], body
-    columns, rows = metadata.read_table(path)
-    if fmt == "csv":
-        out = io.StringIO()
-        csv.writer(out).writerows([columns, *rows])
-        return CONTENT_TYPES[fmt], out.getvalue()
-    if fmt == "json":
-        return CONTENT_TYPES[fmt], json.dumps([dict(zip(columns, row)) for row in rows])
+        return CONTENT_TYPES[fmt], _text_content(path, datafile, fmt)
+    _, rows = metadata.read_rows(path, datafile.metadata.get("delimiter"), datafile.name)
+    rows = (row for row in rows if row)
+    columns = next(rows, [])
+    return CONTENT_TYPES[fmt], {"csv": _as_csv, "json": _as_json, "html": _as_html, "txt": _as_txt}[fmt](columns, rows)
+
+
+def _text_content(path, datafile, fmt):
+    chunks = metadata.iter_text(path, datafile.name)
+    if fmt == "txt":
+        return chunks
     if fmt == "html":
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-        return CONTENT_TYPES[fmt], f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    widths = [max(len(str(v)) for v in column) for column in zip(columns, *rows)]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [columns, *rows]]
-    return CONTENT_TYPES[fmt], "\n".join(lines) + "\n"
+        return chain(["<pre>"], (html.escape(chunk) for chunk in chunks), ["</pre>"])
+    if datafile.metadata.get("json_type"):  # checked to be JSON when it was stored
+        return chunks
+    return _json_lines(chunks)
 
 
-def _json_or_lines(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"lines": text.splitlines()}
+def _json_lines(chunks):
+    """{"lines": [...]} of a text, written line by line."""
+    yield '{"lines": ['
+    rest, first = "", True
+    for chunk in chunks:
+        *lines, rest = (rest + chunk).split("\n")
+        for line in lines:
+            yield ("" if first else ", ") + json.dumps(line.removesuffix("\r"))
+            first = False
+    if rest:
+        yield ("" if first else ", ") + json.dumps(rest)
+    yield "]}"
+
+
+def _as_csv(columns, rows):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in chain([columns], rows):
+        writer.writerow(row)
+        if out.tell() > 64 * 1024:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+def _as_json(columns, rows):
+    yield "["
+    for number, row in enumerate(rows):
+        yield ("" if number == 0 else ", ") + json.dumps(dict(zip(columns, row)))
+    yield "]"
+
+
+def _as_html(columns, rows):
+    yield "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>"
+    for row in rows:
+        yield "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+    yield "</tbody></table>"
+
+
+def _as_txt(columns, rows):
+    head = [columns, *(row for _, row in zip(range(TXT_WIDTH_ROWS), rows))]
+    widths = [max(len(str(v)) for v in column) for column in zip(*head)]
+    for row in chain(head, rows):
+        yield "  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n"
 
 
 def data_bytes(owner=None):

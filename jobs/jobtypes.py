@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from datafiles.formats import Unreadable
+
 from . import raster, vector
 from .exceptions import Rejected, quoted
 
@@ -174,13 +176,21 @@ class DemJobType(JobType):
 
 
 @lru_cache(maxsize=8)
-def _polygons(name, target_wkt):
-    """Polygons of a data file in the index CRS. A stored data file's path never changes content
-    (a replaced file gets a new path), so they can be kept for the next tiles."""
+def _polygons(stored, target_wkt):
+    """Polygons of a data file (a datafiles StoredFile) in the index CRS, read only by the drivers
+    of its kind. A stored data file's path never changes content (a replaced file gets a new
+    path), so they can be kept for the next tiles."""
     try:
-        return tuple(vector.read_polygons(name, target_wkt))
-    except vector.VectorError as exc:
+        return read_polygons(stored, target_wkt)
+    except (vector.VectorError, Unreadable) as exc:
         raise raster.RasterError(str(exc)) from None
+
+
+def read_polygons(stored, target_wkt, limit=None):
+    """The polygons of a user's vector file; Unreadable or VectorError say what is wrong."""
+    ds = stored.open("vector")
+    with stored.reading():
+        return tuple(vector.read_polygons(ds, target_wkt, stored.name, limit))
 
 
 @dataclass(frozen=True)
@@ -192,7 +202,7 @@ class ZonalStatistics(JobType):
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         polygons = _polygons(inputs["zones"], grid.crs_wkt)
-        return raster.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt)
+        return raster.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt, progress)
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
         rows = raster.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
@@ -206,7 +216,7 @@ class Clip(JobType):
     """The mosaic with every pixel outside the polygons of a vector file set to nodata."""
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        return raster.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path, grid.crs_wkt)
+        return raster.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path, grid.crs_wkt, progress)
 
 
 def _common(params):
@@ -231,7 +241,7 @@ def _hillshade(params, inputs):
 
 def _color_relief(params, inputs):
     selection = {"interpolate": None, "exact": "exact_color_entry", "nearest": "nearest_color_entry"}[params["matching"]]
-    return {"colorFilename": inputs["color_table"], "addAlpha": params["alpha"], "colorSelection": selection}
+    return {"colorFilename": inputs["color_table"].path, "addAlpha": params["alpha"], "colorSelection": selection}
 
 
 def _check_hillshade(given, clean):

@@ -451,15 +451,15 @@ def _smoothstep(t):
     return t * t * (3 - 2 * t)
 
 
-def polygon_mask(ds, wkt, crs_wkt):
-    """A boolean array over `ds`'s grid: true where a pixel's centre lies inside the polygon `wkt`,
-    given in `crs_wkt`, the raster's CRS (so that GDAL need not warn that it assumes so)."""
+def polygon_mask(ds, wkb, crs_wkt):
+    """A boolean array over `ds`'s grid: true where a pixel's centre lies inside the polygon `wkb`
+    (WKB), given in `crs_wkt`, the raster's CRS (so that GDAL need not warn that it assumes so)."""
     mask_ds = gdal.GetDriverByName("MEM").Create("", ds.RasterXSize, ds.RasterYSize, 1, gdal.GDT_Byte)
     mask_ds.SetGeoTransform(ds.GetGeoTransform())
     vector_ds = ogr.GetDriverByName("Memory").CreateDataSource("")
     layer = vector_ds.CreateLayer("polygon", srs=osr.SpatialReference(wkt=crs_wkt), geom_type=ogr.wkbUnknown)
     feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+    feature.SetGeometry(ogr.CreateGeometryFromWkb(wkb))
     layer.CreateFeature(feature)
     gdal.RasterizeLayer(mask_ds, [1], layer, burn_values=[1])
     return mask_ds.ReadAsArray().astype(bool)
@@ -501,7 +501,7 @@ def zonal_partial(tile_path, polygons, out_path, crs_wkt, progress=None):
     valid = np.ones(pixels.shape, dtype=bool) if nodata is None else pixels != nodata
     partial = {}
     for polygon in _over(polygons, bounds, progress):
-        values = pixels[polygon_mask(ds, polygon.wkt, crs_wkt) & valid]
+        values = pixels[polygon_mask(ds, polygon.wkb, crs_wkt) & valid]
         if values.size:
             partial[polygon.index] = [int(values.size), float(values.sum()), float((values * values).sum()),
                                       float(values.min()), float(values.max())]
@@ -552,7 +552,7 @@ def mask_tile(tile_path, polygons, out_path, crs_wkt, progress=None):
         raise RasterError(f"{tile_path}: clipping needs a nodata value to mark what lies outside")
     inside = np.zeros(pixels.shape, dtype=bool)
     for polygon in _over(polygons, bounds, progress):
-        inside |= polygon_mask(ds, polygon.wkt, crs_wkt)
+        inside |= polygon_mask(ds, polygon.wkb, crs_wkt)
     pixels[~inside] = nodata
     write_raster(out_path, pixels, ds.GetGeoTransform(), crs_wkt, nodata=nodata, creation_options=("TILED=YES",))
     return Path(out_path).stat().st_size

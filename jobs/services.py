@@ -20,11 +20,12 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from datafiles import services as datafile_services
+from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
 from . import raster, storage, tileindex, vector
 from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
-from .jobtypes import get_job_type
+from .jobtypes import get_job_type, read_polygons
 from .models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
 
 logger = logging.getLogger(__name__)
@@ -145,11 +146,23 @@ def _input_files(owner, kind, names):
     the wrong kind."""
     found = {f.name: f for f in DataFile.objects.filter(owner=owner, name__in=names.values())}
     wanted = {i.name: i.kind for i in kind.inputs}
-    errors = {name: f"{file_name} is a {found[file_name].kind} file; {name} needs a {wanted[name]} file"
-              for name, file_name in names.items() if file_name in found and found[file_name].kind != wanted[name]}
+    errors = {name: problem for name, file_name in names.items() if file_name in found
+              and (problem := _unfit_input(found[file_name], name, wanted[name]))}
     if errors:
         raise Rejected({"inputs": errors})
     return {name: (file_name, found.get(file_name)) for name, file_name in names.items()}
+
+
+def _unfit_input(datafile, name, needed):
+    """What makes `datafile` unfit as the input `name`, which needs a `needed` file, or None:
+    another kind of file, or more polygons than MAX_ZONES (from the metadata read at upload)."""
+    if datafile.kind != needed:
+        return f"{datafile.name} is a {datafile.kind} file; {name} needs a {needed} file"
+    layers = datafile.metadata.get("layers") or [{}]
+    features = layers[0].get("feature_count") or 0
+    if needed == "vector" and features > settings.MAX_ZONES:
+        return f"{datafile.name} has {features:,} features; the limit is {settings.MAX_ZONES:,} (JOBSITE_MAX_ZONES)"
+    return None
 
 
 def _clean_wait_timeout(value):
@@ -174,8 +187,8 @@ def _choose_tiles(kind, files, tile_ids, town_id):
         raise Rejected({"tile_ids": f"give tile_ids or town_id: the tiles cannot be chosen by {file_name}, "
                                     "which has not been uploaded yet"})
     try:
-        polygons = vector.read_polygons(datafile_services.gdal_path(datafile), tileindex.index_crs_wkt())
-    except (vector.VectorError, tileindex.LoadError) as exc:
+        polygons = read_polygons(datafile_services.stored_file(datafile), tileindex.index_crs_wkt(), settings.MAX_ZONES)
+    except (vector.VectorError, tileindex.LoadError, Unreadable) as exc:
         raise Rejected({"inputs": {kind.tiles_from: str(exc)}}) from None
     ids = tileindex.tiles_overlapping(polygons)
     if not ids:
@@ -200,8 +213,8 @@ def jobs_start_waiting(*, owner_id=None):
                 needed = next(i.kind for i in get_job_type(job.type).inputs if i.name == job_input.name)
                 if datafile is None:
                     missing.append(job_input.file_name)
-                elif datafile.kind != needed:
-                    wrong.append(f"{job_input.file_name} arrived as a {datafile.kind} file; {job_input.name} needs a {needed} file")
+                elif problem := _unfit_input(datafile, job_input.name, needed):
+                    wrong.append(f"{job_input.file_name} arrived, but {problem}")
                 else:
                     JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
             if wrong:
@@ -561,12 +574,13 @@ def job_run_tiles(*, job_id, worker):
 
 
 def job_input_paths(job):
-    """{input name: the path GDAL opens} of the job's data files; Rejected if one is gone."""
+    """{input name: the data file as GDAL must open it (a StoredFile)} of the job's data files;
+    Rejected if one is gone."""
     paths = {}
     for job_input in job.inputs.select_related("datafile"):
         if job_input.datafile is None:
             raise Rejected({"inputs": {job_input.name: f"the data file {job_input.file_name} is gone"}})
-        paths[job_input.name] = datafile_services.gdal_path(job_input.datafile)
+        paths[job_input.name] = datafile_services.stored_file(job_input.datafile)
     return paths
 
 

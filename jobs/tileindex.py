@@ -229,7 +229,7 @@ def _read_index_crs(tries=10):
 
 
 def tiles_overlapping(polygons):
-    """Sorted ids of the tiles whose footprint overlaps any of `polygons` (with .wkt and .bounds
+    """Sorted ids of the tiles whose footprint overlaps any of `polygons` (with .wkb and .bounds
     in the index CRS). One query reads the footprints under the polygons' extent into a grid of
     cells the size of the largest tile; each polygon then meets only the tiles of the cells its
     bounds cover, and the exact test runs only where its bounds do not settle it."""
@@ -261,7 +261,7 @@ def tiles_overlapping(polygons):
                 if tile_id in found or not (tminx < pmaxx and pminx < tmaxx and tminy < pmaxy and pminy < tmaxy):
                     continue
                 inside = tminx <= pminx and pmaxx <= tmaxx and tminy <= pminy and pmaxy <= tmaxy
-                if (inside and pminx < pmaxx and pminy < pmaxy) or vector.intersects_box(polygon.wkt, (tminx, tminy, tmaxx, tmaxy)):
+                if (inside and pminx < pmaxx and pminy < pmaxy) or vector.intersects_box(polygon.wkb, (tminx, tminy, tmaxx, tmaxy)):
                     found.add(tile_id)
     return sorted(found)
 

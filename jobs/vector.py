@@ -20,6 +20,10 @@ class Area:
     wkt: str  # in the target CRS
     bounds: tuple  # (minx, miny, maxx, maxy)
 
+    @property
+    def wkb(self):
+        return ogr.CreateGeometryFromWkt(self.wkt).ExportToIsoWkb()
+
 
 def _open_layer(path):
     try:
@@ -70,7 +74,14 @@ def read_areas(path, id_field, name_field, target_wkt):
 
 def _polygon(feature, transform, what):
     """(WKT, (minx, miny, maxx, maxy)) of a feature's polygon, reprojected and made valid."""
-    geometry = feature.GetGeometryRef()
+    geometry = _valid_polygon(feature.GetGeometryRef(), transform, what)
+    minx, maxx, miny, maxy = geometry.GetEnvelope()
+    return geometry.ExportToWkt(), (minx, miny, maxx, maxy)
+
+
+def _valid_polygon(geometry, transform, what):
+    """A copy of `geometry`, reprojected by `transform` (or None) and made valid; VectorError
+    unless it is a polygon or a multipolygon."""
     if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
         raise VectorError(f"{what} is not a polygon")
     geometry = geometry.Clone()
@@ -78,19 +89,19 @@ def _polygon(feature, transform, what):
         geometry.Transform(transform)
     if not geometry.IsValid():
         geometry = geometry.MakeValid()
-    minx, maxx, miny, maxy = geometry.GetEnvelope()
-    return geometry.ExportToWkt(), (minx, miny, maxx, maxy)
+    return geometry
 
 
-def intersects_box(wkt, bounds):
-    """Whether the polygon `wkt` overlaps the box `bounds` (touching along an edge does not count)."""
+def intersects_box(wkb, bounds):
+    """Whether the polygon `wkb` (ISO WKB) overlaps the box `bounds` (touching along an edge does
+    not count)."""
     minx, miny, maxx, maxy = bounds
     ring = ogr.Geometry(ogr.wkbLinearRing)
     for x, y in ((minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy), (minx, miny)):
         ring.AddPoint_2D(x, y)
     box = ogr.Geometry(ogr.wkbPolygon)
     box.AddGeometry(ring)
-    return ogr.CreateGeometryFromWkt(wkt).Intersection(box).GetArea() > 0
+    return ogr.CreateGeometryFromWkb(wkb).Intersection(box).GetArea() > 0
 
 
 def read_tile_index(path, location_field="location"):
@@ -135,24 +146,43 @@ def write_polygons(path, features, source_wkt, target_epsg=4326, driver="GeoJSON
 @dataclass(frozen=True)
 class Polygon:
     index: int  # its position in the layer
-    wkt: str  # in the target CRS
+    wkb: bytes  # ISO WKB, in the target CRS
     bounds: tuple  # (minx, miny, maxx, maxy)
     properties: dict
 
 
 def read_polygons(ds, target_wkt, name, limit=None):
     """The polygons of the first layer of the open dataset `ds` (a user's file called `name`),
-    reprojected to `target_wkt`; at most `limit` of them."""
+    reprojected to `target_wkt`; at most `limit` of them. Read through GDAL's columnar (Arrow)
+    interface: a hundred thousand features cost a fraction of a second, not seconds."""
     layer = ds.GetLayer(0)
     if limit is not None and layer.GetFeatureCount() > limit:
         raise VectorError(f"{name} has {layer.GetFeatureCount():,} features; the limit is {limit:,}")
     transform = _transform_to(layer, target_wkt, name)
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    geometry_column = layer.GetGeometryColumn() or "wkb_geometry"
     polygons = []
-    for index, feature in enumerate(layer):
-        wkt, bounds = _polygon(feature, transform, f"{name}: feature {feature.GetFID()}")
-        polygons.append(Polygon(index, wkt, bounds, {field: feature.GetField(field) for field in fields}))
+    for batch in layer.GetArrowStreamAsNumPy():
+        fids = batch[layer.GetFIDColumn() or "OGC_FID"].tolist()
+        columns = [[_plain(value) for value in batch[field].tolist()] for field in fields]
+        for row, (fid, wkb) in enumerate(zip(fids, batch[geometry_column])):
+            geometry = ogr.CreateGeometryFromWkb(wkb) if wkb is not None else None
+            if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
+                raise VectorError(f"{name}: feature {fid} is not a polygon")
+            if transform is not None or not geometry.IsValid():
+                geometry = _valid_polygon(geometry, transform, f"{name}: feature {fid}")
+                wkb = geometry.ExportToIsoWkb()
+            minx, maxx, miny, maxy = geometry.GetEnvelope()
+            polygons.append(Polygon(len(polygons), bytes(wkb), (minx, miny, maxx, maxy),
+                                    {field: column[row] for field, column in zip(fields, columns)}))
     if not polygons:
         raise VectorError(f"{name}: the layer has no polygons")
     return polygons
+
+
+def _plain(value):
+    """A field value as JSON can hold it (dates and times as ISO text)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -306,10 +306,25 @@ INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")
 if INTERIM_RESULTS_DEFAULT not in ("always", "on_error", "never"):
     raise ImproperlyConfigured("JOBSITE_INTERIM_RESULTS must be always, on_error or never")
 
+# GDAL and the network (jobsite/gdalpolicy.py). GDAL reaches no host unless it is listed here, e.g.
+# JOBSITE_GDAL_HTTP_HOSTS=tiles.example.org for tiles loaded as /vsicurl/https://tiles.example.org/...
+GDAL_HTTP_HOSTS = envlist("JOBSITE_GDAL_HTTP_HOSTS")
+GDAL_HTTP_TIMEOUT = envint("JOBSITE_GDAL_HTTP_TIMEOUT", 30, minimum=1)
+GDAL_HTTP_CONNECT_TIMEOUT = envint("JOBSITE_GDAL_HTTP_CONNECT_TIMEOUT", 10, minimum=1)
+
 # Data files.
 DATAFILE_EXTENSIONS = envlist("JOBSITE_DATAFILE_EXTENSIONS", ["tif", "tiff", "gpkg", "geojson", "zip", "csv", "txt", "json"])
 DATAFILE_MAX_BYTES = envint("JOBSITE_DATAFILE_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
 DATAFILE_QUOTA_BYTES = envint("JOBSITE_DATAFILE_QUOTA_BYTES", 4 * 1024 * 1024 * 1024, minimum=1)
+# What an uploaded file may declare, checked before any pixel is read (datafiles/formats.py).
+DATAFILE_MAX_PIXELS = envint("JOBSITE_DATAFILE_MAX_PIXELS", 10**9, minimum=1)  # width x height x bands
+DATAFILE_MAX_LAYERS = envint("JOBSITE_DATAFILE_MAX_LAYERS", 100, minimum=1)
+DATAFILE_MAX_FIELDS = envint("JOBSITE_DATAFILE_MAX_FIELDS", 1000, minimum=1)  # of a layer, or columns of a table
+# Uploads are inspected, and previews drawn, in a child process with these limits (datafiles/sandbox.py).
+DATAFILE_INSPECT_SECONDS = envint("JOBSITE_DATAFILE_INSPECT_SECONDS", 60, minimum=1)
+DATAFILE_INSPECT_MEMORY_BYTES = envint("JOBSITE_DATAFILE_INSPECT_MEMORY_BYTES", 2 * 1024**3, minimum=256 * 1024**2)
+# Polygons a zonal-statistics or clip job may take from one vector file.
+MAX_ZONES = envint("JOBSITE_MAX_ZONES", 100_000, minimum=1)
 # Uploads above this size go to a temporary file rather than memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024

@@ -1,0 +1,122 @@
+"""Class 6: every tile work loop renews its lease and honours cancel, zonal statistics and clip
+over many polygons included; the polygon-to-tile search at submit costs no query per polygon."""
+
+import random
+import time
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from osgeo import ogr, osr
+
+from datafiles import services as datafiles
+from jobs import raster, services, tileindex
+from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
+
+from .conftest import EPSG, wait_for
+from .datafile_samples import box, polygons_bytes
+
+
+def small_squares(count, bounds, size=2.0, seed=1):
+    rng = random.Random(seed)
+    minx, miny, maxx, maxy = bounds
+    return [(number, f"z{number}", box(x, y, x + size, y + size))
+            for number in range(count)
+            for x, y in [(minx + rng.random() * (maxx - minx - size), miny + rng.random() * (maxy - miny - size))]]
+
+
+def zipped_squares(tmp_path, count, bounds):
+    """A zipped shapefile of `count` small squares inside `bounds`, in the index CRS."""
+    folder = tmp_path / "squares"
+    folder.mkdir()
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(EPSG)
+    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(str(folder))
+    layer = ds.CreateLayer("squares", srs, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("id", ogr.OFTInteger))
+    layer.StartTransaction()
+    for number, _, wkt in small_squares(count, bounds):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("id", number)
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+        layer.CreateFeature(feature)
+    layer.CommitTransaction()
+    ds = None
+    path = tmp_path / "squares.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for part in folder.iterdir():
+            archive.write(part, part.name)
+    return path.read_bytes()
+
+
+def test_zonal_statistics_and_clip_report_progress_per_polygon_and_stop_when_told(index, tmp_path):
+    tile = Tile.objects.get(id=index.id_at(0, 0))
+    polygons = [raster_polygon(number, wkt) for number, _, wkt in small_squares(200, tile.bounds)]
+    wkt = tileindex.index_crs_wkt()
+    for work in (lambda progress: raster.zonal_partial(tile.path, polygons, tmp_path / "z.json", wkt, progress),
+                 lambda progress: raster.mask_tile(tile.path, polygons, tmp_path / "m.tif", wkt, progress)):
+        calls = []
+        work(lambda fraction: calls.append(fraction) or True)
+        assert len(calls) == len(polygons) and calls == sorted(calls)
+        calls = []
+        with pytest.raises(raster.Cancelled):
+            work(lambda fraction: calls.append(fraction) or len(calls) < 10)
+        assert len(calls) == 10
+
+
+def raster_polygon(index, wkt):
+    from jobs import vector
+
+    geometry = ogr.CreateGeometryFromWkt(wkt)
+    minx, maxx, miny, maxy = geometry.GetEnvelope()
+    return vector.Polygon(index, bytes(geometry.ExportToIsoWkb()), (minx, miny, maxx, maxy), {})
+
+
+@pytest.mark.cluster
+def test_a_long_zonal_tile_keeps_its_lease_and_stops_within_a_second_of_cancel(start_cluster, index, owner, tmp_path):
+    corner = Tile.objects.get(id=index.id_at(0, 0))
+    squares = small_squares(40_000, corner.bounds)
+    datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile(
+        "zones.geojson", polygons_bytes(tmp_path, target_epsg=EPSG, zones=squares)))
+    start_cluster(JOBSITE_TILE_LEASE_SECONDS="2")
+
+    # The tile takes several lease periods; the sweep that a second worker would run finds its
+    # lease renewed each time, so nobody else is given it and it runs once.
+    job = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=[corner.id], inputs={"zones": "zones.geojson"})
+    wait_for(lambda: JobTile.objects.filter(job=job, status=TileStatus.RUNNING).exists(), 60, message="the tile to start")
+    started = time.monotonic()
+    while not JobTile.objects.get(job=job).status == TileStatus.SUCCEEDED:
+        assert not services.return_lost_tiles(job.pk), "a running tile was taken from its worker"
+        assert time.monotonic() - started < 120
+        time.sleep(0.5)
+    assert time.monotonic() - started > 3, "the tile was too quick to outlast its lease of 2 s"
+    assert JobTile.objects.get(job=job).attempts == 1
+    job.refresh_from_db()
+    wait_for(lambda: services.Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, 60, message="the merge")
+
+    again = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=[corner.id], inputs={"zones": "zones.geojson"})
+    wait_for(lambda: JobTile.objects.filter(job=again, status=TileStatus.RUNNING).exists(), 60, message="the tile to start")
+    time.sleep(1)
+    services.job_cancel(job=again)
+    canceled = time.monotonic()
+    stopped = wait_for(lambda: JobLog.objects.filter(job=again, message__startswith="stopped").first(), 10,
+                       interval=0.05, message="the tile to stop")
+    assert stopped and time.monotonic() - canceled < 1.5
+    assert JobTile.objects.get(job=again).lease_owner == ""  # let go: a resume may hand it out again
+
+
+def test_two_hundred_thousand_polygons_choose_their_tiles_in_under_five_seconds(index, owner, media, tmp_path, settings):
+    settings.MAX_ZONES = 250_000
+    settings.DATAFILE_MAX_BYTES = 256 * 1024 * 1024
+    extent = Tile.objects.get(id=index.id_at(0, 0)).bounds
+    content = zipped_squares(tmp_path, 200_000, (extent[0], extent[1], extent[2] + 500, extent[3]))
+    datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("squares.zip", content))
+    with CaptureQueriesContext(connection) as queries:
+        started = time.monotonic()
+        job = services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "squares.zip"})
+        took = time.monotonic() - started
+    assert took < 5, f"the submit took {took:.2f} s"
+    assert sorted(job.tiles.values_list("tile_id", flat=True)) == [index.id_at(0, col) for col in range(3)]
+    assert len(queries) < 40

@@ -1,0 +1,100 @@
+"""Class 4: size and count limits on what a file may declare, checked from its metadata before any
+pixel is read; previews never read a large raster at full resolution."""
+
+import time
+
+import numpy as np
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from osgeo import gdal, ogr, osr
+
+from datafiles import services as datafiles
+from datafiles.models import DataFile
+from jobs import services
+from jobs.models import Job
+
+from .datafile_samples import ZONES, box, polygons_bytes
+from .test_datafiles import files_on_disk, upload
+
+
+def sparse_geotiff(path, size, block=256):
+    """A GeoTIFF of size x size float32 pixels of which only a 10 x 10 patch is written: the file
+    is small, the raster it declares is not."""
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32,
+                                              ["TILED=YES", f"BLOCKXSIZE={block}", f"BLOCKYSIZE={block}", "SPARSE_OK=TRUE",
+                                               "BIGTIFF=YES", "COMPRESS=DEFLATE"])
+    ds.SetGeoTransform((400000.0, 5.0, 0.0, 5700000.0, 0.0, -5.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(25832)
+    ds.SetProjection(srs.ExportToWkt())
+    ds.GetRasterBand(1).SetNoDataValue(-9999.0)
+    ds.GetRasterBand(1).WriteArray(np.full((10, 10), 42.0, dtype=np.float32), 500, 500)
+    ds = None
+    return path.read_bytes()
+
+
+def test_a_million_by_a_million_raster_is_refused_from_its_header(owner, media, client_for, tmp_path):
+    content = sparse_geotiff(tmp_path / "huge.tif", 1_000_000, block=4096)
+    assert len(content) < 2 * 1024 * 1024
+    started = time.monotonic()
+    response = upload(client_for(owner), "huge.tif", content)
+    assert response.status_code == 400 and time.monotonic() - started < 5
+    assert response.json()["detail"] == (
+        "file: huge.tif cannot be read as .tif: huge.tif is 1,000,000 x 1,000,000 pixels in 1 bands "
+        "(1,000,000,000,000 values); the limit is 1,000,000,000")
+    assert DataFile.objects.count() == 0 and files_on_disk(owner) == []
+
+
+def test_a_large_raster_is_previewed_from_a_sample_in_under_a_second(owner, media, client_for, tmp_path, settings):
+    settings.DATAFILE_MAX_PIXELS = 10**11
+    assert upload(client_for(owner), "large.tif", sparse_geotiff(tmp_path / "large.tif", 100_000)).status_code == 201
+    browser = Client()
+    browser.force_login(owner)
+    started = time.monotonic()
+    response = browser.get("/datafiles/large.tif/preview.png")
+    took = time.monotonic() - started
+    assert response.status_code == 200 and response.content[:4] == b"\x89PNG"
+    assert took < 1, f"the preview took {took:.2f} s"
+    preview = gdal.Open(str(datafiles.datafile_preview(DataFile.objects.get())))
+    assert (preview.RasterXSize, preview.RasterYSize) == (256, 256)
+
+
+def test_more_layers_than_the_limit_are_refused(owner, media, client_for, tmp_path, settings):
+    settings.DATAFILE_MAX_LAYERS = 2
+    path = tmp_path / "layers.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    for number in range(3):
+        ds.CreateLayer(f"layer{number}", geom_type=ogr.wkbPolygon)
+    ds = None
+    response = upload(client_for(owner), "layers.gpkg", path.read_bytes())
+    assert response.status_code == 400 and "layers.gpkg has 3 layers; the limit is 2" in response.json()["detail"]
+    assert files_on_disk(owner) == []
+
+
+def test_more_fields_or_columns_than_the_limit_are_refused(owner, media, client_for, settings):
+    settings.DATAFILE_MAX_FIELDS = 5
+    header = ",".join(f"c{i}" for i in range(6))
+    response = upload(client_for(owner), "wide.csv", f"{header}\n{','.join('1' * 6)}\n".encode())
+    assert response.status_code == 400 and "wide.csv has 6 columns; the limit is 5" in response.json()["detail"]
+    properties = ", ".join(f'"f{i}": {i}' for i in range(6))
+    geojson = ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {' + properties
+               + '}, "geometry": {"type": "Point", "coordinates": [1, 2]}}]}')
+    response = upload(client_for(owner), "wide.geojson", geojson.encode())
+    assert response.status_code == 400 and "has 6 fields; the limit is 5" in response.json()["detail"]
+    assert files_on_disk(owner) == []
+
+
+def test_more_zones_than_the_limit_are_refused_at_submit(index, owner, media, tmp_path, settings):
+    zones = [(number, "z", box(400012.5 + number, 5699702.5, 400020.0 + number, 5699710.0)) for number in range(3)]
+    datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", polygons_bytes(tmp_path, zones=zones)))
+    settings.MAX_ZONES = 2
+    for tile_ids in (None, index.ids[:1]):
+        try:
+            services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=tile_ids, inputs={"zones": "zones.geojson"})
+        except services.Rejected as exc:
+            assert exc.errors == {"inputs": {"zones": "zones.geojson has 3 features; the limit is 2 (JOBSITE_MAX_ZONES)"}}
+        else:
+            raise AssertionError("a job over the zone limit was accepted")
+    assert Job.objects.count() == 0
+    settings.MAX_ZONES = len(ZONES) + 1
+    services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
