@@ -220,3 +220,8 @@ def test_outside_the_api_django_keeps_its_own_pages(db, client, debug):
 def test_a_failed_job_body_writes_nothing(index, api, debug):
     api.post("/api/v1/jobs/", nested(100_000), content_type="application/json")
     assert (Job.objects.count(), JobTile.objects.count()) == (0, 0)
+
+
+def test_an_upload_whose_content_length_is_not_a_number_is_a_400(db, api, debug):
+    upload = SimpleUploadedFile("a.csv", b"a,b\n1,2\n")
+    assert_json_error(api.post("/api/v1/datafiles/", {"file": upload}, CONTENT_LENGTH="abc"), 400, "file")
