@@ -133,6 +133,12 @@ class StoredFile:
 PATH = re.compile(r"(^|[\s'\"`(])(/vsi\w+/\S+|/(?:[\w.@+-]+/)+[\w.@+-]*)")
 
 
+def without_paths(message):
+    """A message for a user: each path of this machine in it cut to its last part (a tile's file
+    name, not the folders of the site's storage)."""
+    return PATH.sub(lambda match: match.group(1) + match.group(2).rstrip("/").rsplit("/", 1)[-1], message)
+
+
 def check_raster_size(name, width, height, bands, limits):
     values = width * height * bands
     if values > limits.max_pixels:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from datafiles import services as datafile_services
-from datafiles.formats import Unreadable
+from datafiles.formats import Unreadable, without_paths
 from datafiles.models import DataFile
 
 from . import raster, storage, tileindex, vector
@@ -544,9 +544,10 @@ def job_run_tiles(*, job_id, worker):
         inputs = job_input_paths(job)
         grid = tileindex.index_grid()
     except (Rejected, tileindex.LoadError) as exc:
+        error = without_paths(str(exc))
         if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-                status=JobStatus.FAILED, finished=timezone.now(), error=str(exc)):
-            job_log(job_id, f"failed: {exc}", JobLog.Level.ERROR)
+                status=JobStatus.FAILED, finished=timezone.now(), error=error):
+            job_log(job_id, f"failed: {error}", JobLog.Level.ERROR)
         return
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
     seconds_per_tile = None  # measured as the tiles run
@@ -658,9 +659,11 @@ def may_pass(exc):
 def _tile_failed(job, job_tile, exc, mine):
     """Back to pending for another try if the error may pass and attempts are left, else failed."""
     tile_id, attempt, limit = job_tile.tile_id, job_tile.attempts, settings.TILE_MAX_ATTEMPTS
-    message = str(exc) or type(exc).__name__
     if not isinstance(exc, (raster.RasterError, OSError)):
         logger.exception("job %s tile %s failed", job.id, tile_id)
+    else:
+        logger.warning("job %s tile %s: %s", job.id, tile_id, exc)  # with the paths, for the operator
+    message = without_paths(str(exc) or type(exc).__name__)
     if may_pass(exc) and attempt < limit:
         if mine.update(status=TileStatus.PENDING, error=message[:2000], lease_expires=None, lease_owner=""):
             job_log(job.id, f"attempt {attempt} of {limit} failed, will try again: {message}",
@@ -816,10 +819,12 @@ def job_merge(*, job_id):
                                           params=job.params, inputs=job_input_paths(job),
                                           crs_wkt=tileindex.index_crs_wkt())
     except (raster.RasterError, OSError, Rejected, tileindex.LoadError) as exc:
+        logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
+        error = f"merge failed: {without_paths(str(exc))}"
         with transaction.atomic():
             if Job.objects.filter(pk=job_id, status=JobStatus.MERGING).update(
-                    status=JobStatus.FAILED, finished=timezone.now(), error=f"merge failed: {exc}"):
-                job_log(job_id, f"merge failed: {exc}", level=JobLog.Level.ERROR)
+                    status=JobStatus.FAILED, finished=timezone.now(), error=error):
+                job_log(job_id, error, level=JobLog.Level.ERROR)
                 _ended(job_id)
         return
     outputs = [{"name": name, "path": storage.output_relpath(job.id, name), "content_type": content_type,

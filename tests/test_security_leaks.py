@@ -82,3 +82,65 @@ def test_the_health_endpoint_tells_anybody_but_staff_only_ok_or_failing(db, owne
     detailed = client_for(staff).get("/api/v1/health/").json()
     assert detailed["status"] == "ok" and detailed["cluster"]["alive"][0]["host"] == "worker-1"
     assert detailed["database"]["vendor"] and "kind" in detailed["broker"]
+
+
+# GDAL's messages and layer names name the user's own file
+
+def no_server_path(text, media):
+    assert str(media) not in text and ".upload-" not in text and "/vsizip/" not in text and "/datafiles/" not in text
+
+
+@pytest.mark.parametrize("name,content", [
+    ("dem.tif", b"II*\x00 this is no tiff"),
+    ("dem.tif", b'<VRTDataset rasterXSize="1" rasterYSize="1"></VRTDataset>'),
+    ("zones.geojson", b'{"type": "FeatureCollection", "features": ['),
+    ("zones.gpkg", b"SQLite format 3\x00 but no more"),
+    ("zones.zip", b"PK\x03\x04 broken"),
+])
+def test_a_refused_upload_names_the_users_file_and_no_path_here(owner, media, client_for, name, content):
+    from .test_datafiles import upload
+
+    response = upload(client_for(owner), name, content)
+    assert response.status_code == 400 and name in response.json()["detail"]
+    no_server_path(response.content.decode(), media)
+
+
+def test_a_zip_whose_shapefile_is_broken_names_the_zip(owner, media, client_for):
+    import io
+    import zipfile
+
+    from .test_datafiles import upload
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("zones.shp", b"\x00" * 100)
+        archive.writestr("zones.shx", b"\x00" * 100)
+    response = upload(client_for(owner), "zones.zip", buffer.getvalue())
+    assert response.status_code == 400 and "zones.zip" in response.json()["detail"]
+    no_server_path(response.content.decode(), media)
+
+
+def test_a_single_layer_is_named_after_the_upload(owner, media, client_for):
+    from .test_datafiles import upload
+
+    content = (b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+               b'"geometry": {"type": "Point", "coordinates": [1, 2]}}]}')  # no name of its own: GDAL takes the file's
+    body = upload(client_for(owner), "my zones.geojson", content).json()
+    assert [layer["name"] for layer in body["metadata"]["layers"]] == ["my zones"]
+
+
+def test_a_job_that_fails_on_an_input_names_it_and_no_path_here(index, owner, media, tmp_path):
+    from datafiles import services as datafiles
+    from jobs import services, storage
+    from jobs.models import JobStatus
+
+    from .datafile_samples import polygons_bytes
+    from .test_execution import run
+
+    zones = datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", polygons_bytes(tmp_path)))[0]
+    job = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
+    storage.media_path(zones.path).write_bytes(b"no longer GeoJSON")
+    job = run(job)
+    errors = " ".join([job.error, *job.tiles.values_list("error", flat=True), *job.logs.values_list("message", flat=True)])
+    assert job.status == JobStatus.FAILED and "zones.geojson" in errors
+    no_server_path(errors, media)
