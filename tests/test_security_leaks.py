@@ -75,6 +75,13 @@ def test_a_long_value_in_a_query_or_url_is_not_echoed_back(index, owner, client_
     assert field in response.json()["detail"]
 
 
+def test_a_message_listing_50_unknown_tile_ids_is_not_cut(index, owner, client_for):
+    unknown = list(range(2_000_000_000, 2_000_000_060))
+    response = client_for(owner).post("/api/v1/jobs/", {"type": "slope", "tile_ids": unknown}, format="json")
+    shown = ", ".join(map(str, unknown[:50]))
+    assert response.json()["detail"] == f"tile_ids: unknown tile ids: {shown} and 10 more"
+
+
 def test_the_health_endpoint_tells_anybody_but_staff_only_ok_or_failing(db, owner, staff, client_for):
     ClusterHeartbeat.objects.create(key="q:abc", host="worker-1", pid=42)
     assert client_for().get("/api/v1/health/").json() == {"status": "ok"}

@@ -10,9 +10,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 
-# The longest message an answer carries; longer ones (a third-party message quoting a long input)
-# keep their start and end.
-MAX_MESSAGE = 300
+# The longest message an answer carries, with room for the 50 ids a message lists; longer ones (a
+# third-party message quoting a long input) keep their start and end.
+MAX_MESSAGE = 700
 
 
 class ConflictError(APIException):
@@ -81,8 +81,8 @@ def _bounded(data):
     if isinstance(data, list):
         return [_bounded(value) for value in data]
     if isinstance(data, str) and len(data) > MAX_MESSAGE:
-        left_out = len(data) - MAX_MESSAGE + 40
-        return f"{data[:MAX_MESSAGE - 100]}… ({left_out} characters left out) …{data[-60:]}"
+        left_out = len(data) - MAX_MESSAGE + 60
+        return f"{data[:MAX_MESSAGE - 160]}… ({left_out} characters left out) …{data[-100:]}"
     return data
 
 
