@@ -96,7 +96,7 @@ def _vector(stored, limits):
         for layer in (ds.GetLayer(i) for i in range(count)):
             defn = layer.GetLayerDefn()
             if defn.GetFieldCount() > limits.max_fields:
-                raise Unreadable(f"{stored.name}: layer {layer.GetName()!r} has {defn.GetFieldCount():,} fields; "
+                raise Unreadable(f"{stored.name}: layer {layer.GetName()[:60]!r} has {defn.GetFieldCount():,} fields; "
                                  f"the limit is {limits.max_fields:,}")
             extent = None
             if layer.GetFeatureCount() > 0 and layer.GetGeomType() != ogr.wkbNone:
