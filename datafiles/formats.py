@@ -52,6 +52,9 @@ class Limits:
     max_fields: int = 1000  # of a vector layer, or columns of a table
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """A user's file on disk (`path`), of extension `extension`, that the user calls `name`."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .formats import Limits, Refused, StoredFile, Unreadable, check_raster_size
+from .formats import DEFAULT_LIMITS, Limits, Refused, StoredFile, Unreadable, check_raster_size
 
 __all__ = ["KINDS", "Limits", "Refused", "StoredFile", "Unreadable", "inspect", "preview_png", "read_rows", "iter_text"]
 
@@ -34,7 +34,7 @@ CHUNK = 1024 * 1024
 DELIMITERS = ",;\t|"
 
 
-def inspect(stored, limits=Limits()):
+def inspect(stored, limits=DEFAULT_LIMITS):
     if stored.extension == "json":
         try:
             return "vector", _vector(stored, limits)

@@ -28,7 +28,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .formats import Limits, Refused, StoredFile, Unreadable
+from .formats import DEFAULT_LIMITS, Limits, Refused, StoredFile, Unreadable
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Passed on to the child; everything else in the environment stays behind.
@@ -48,19 +48,22 @@ class Confinement:
     output_bytes: int = 64 * 1024**2  # the largest file it may write (a preview)
 
 
-def inspect(stored, limits=Limits(), confinement=Confinement()):
+DEFAULT_CONFINEMENT = Confinement()
+
+
+def inspect(stored, limits=DEFAULT_LIMITS, confinement=DEFAULT_CONFINEMENT):
     """(kind, metadata) of a stored file, read in a child; Unreadable says what is wrong."""
     answer = _run({"action": "inspect", "file": asdict(stored), "limits": asdict(limits)}, stored, confinement)
     return answer["kind"], answer["metadata"]
 
 
-def preview(stored, out_path, size=256, limits=Limits(), confinement=Confinement()):
+def preview(stored, out_path, size=256, limits=DEFAULT_LIMITS, confinement=DEFAULT_CONFINEMENT):
     """Write a PNG preview of a raster to `out_path`, in a child; Unreadable says what is wrong."""
     _run({"action": "preview", "file": asdict(stored), "limits": asdict(limits), "out": str(out_path), "size": size},
          stored, confinement)
 
 
-def isolation(confinement=Confinement()):
+def isolation(confinement=DEFAULT_CONFINEMENT):
     """How a child is kept off the network on this machine ("network namespace", "user and
     network namespace" or "GDAL configuration only"), and the names in its environment."""
     answer = _run({"action": "isolation"}, None, confinement)

@@ -266,7 +266,7 @@ def _as_csv(columns, rows):
 def _as_json(columns, rows):
     yield "["
     for number, row in enumerate(rows):
-        yield ("" if number == 0 else ", ") + json.dumps(dict(zip(columns, row)))
+        yield ("" if number == 0 else ", ") + json.dumps(dict(zip(columns, row, strict=True)))
     yield "]"
 
 
@@ -278,10 +278,10 @@ def _as_html(columns, rows):
 
 
 def _as_txt(columns, rows):
-    head = [columns, *(row for _, row in zip(range(TXT_WIDTH_ROWS), rows))]
-    widths = [max(len(str(v)) for v in column) for column in zip(*head)]
+    head = [columns, *(row for _, row in zip(range(TXT_WIDTH_ROWS), rows, strict=False))]
+    widths = [max(len(str(v)) for v in column) for column in zip(*head, strict=True)]
     for row in chain(head, rows):
-        yield "  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n"
+        yield "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
 
 
 def data_bytes(owner=None):

@@ -166,7 +166,7 @@ def read_polygons(ds, target_wkt, name, limit=None):
     for batch in layer.GetArrowStreamAsNumPy():
         fids = batch[layer.GetFIDColumn() or "OGC_FID"].tolist()
         columns = [[_plain(value) for value in batch[field].tolist()] for field in fields]
-        for row, (fid, wkb) in enumerate(zip(fids, batch[geometry_column])):
+        for row, (fid, wkb) in enumerate(zip(fids, batch[geometry_column], strict=True)):
             geometry = ogr.CreateGeometryFromWkb(wkb) if wkb is not None else None
             if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
                 raise VectorError(f"{name}: feature {fid} is not a polygon")
@@ -175,7 +175,7 @@ def read_polygons(ds, target_wkt, name, limit=None):
                 wkb = geometry.ExportToIsoWkb()
             minx, maxx, miny, maxy = geometry.GetEnvelope()
             polygons.append(Polygon(len(polygons), bytes(wkb), (minx, miny, maxx, maxy),
-                                    {field: column[row] for field, column in zip(fields, columns)}))
+                                    {field: column[row] for field, column in zip(fields, columns, strict=True)}))
     if not polygons:
         raise VectorError(f"{name}: the layer has no polygons")
     return polygons

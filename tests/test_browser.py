@@ -4,19 +4,16 @@ Screenshots of each page go to tests/artifacts/ (ignored by git).
 """
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from jobs.models import Job, JobStatus, TileStatus
 
+from .chromium import headless_chromium
 from .datafile_samples import geotiff_bytes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs chromium-driver")]
@@ -26,18 +23,8 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 @pytest.fixture
 def browser():
-    profile = tempfile.mkdtemp(prefix="jobsite-chromium-")
-    options = Options()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium() as driver:
+        yield driver
 
 
 def shot(browser, name):

@@ -5,22 +5,20 @@ any site, and Django's CSRF check lets GET through: so /start_job and /cancel_jo
 login only when the browser says the request comes from this site or was typed in."""
 
 import shutil
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from jobs import services
 from jobs.models import Job, JobStatus
+
+from .chromium import headless_chromium
 
 needs_chromium = pytest.mark.skipif(not shutil.which("chromedriver"), reason="needs chromium-driver")
 
@@ -108,19 +106,8 @@ def test_without_credentials_it_is_still_a_401(db, client, town):
 @pytest.fixture
 def chromium():
     """Debian's headless Chromium, keeping the page's console messages (for CSP violations)."""
-    profile = tempfile.mkdtemp(prefix="jobsite-chromium-")
-    options = Options()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium(console=True) as driver:
+        yield driver
 
 
 def wait(driver, condition, timeout=30):

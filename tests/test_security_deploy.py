@@ -166,7 +166,7 @@ def violations(driver):
 
 
 @pytest.fixture
-def csp_browser(chromium):
+def csp_browser(chromium):  # noqa: F811 (the chromium fixture)
     chromium.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_VIOLATIONS})
     return chromium
 

@@ -57,13 +57,13 @@ def test_zonal_statistics_and_clip_report_progress_per_polygon_and_stop_when_tol
     wkt = tileindex.index_crs_wkt()
     for work in (lambda progress: raster.zonal_partial(tile.path, polygons, tmp_path / "z.json", wkt, progress),
                  lambda progress: raster.mask_tile(tile.path, polygons, tmp_path / "m.tif", wkt, progress)):
-        calls = []
-        work(lambda fraction: calls.append(fraction) or True)
-        assert len(calls) == len(polygons) and calls == sorted(calls)
-        calls = []
+        seen = []
+        work(lambda fraction, seen=seen: seen.append(fraction) or True)
+        assert len(seen) == len(polygons) and seen == sorted(seen)
+        stopped = []
         with pytest.raises(raster.Cancelled):
-            work(lambda fraction: calls.append(fraction) or len(calls) < 10)
-        assert len(calls) == 10
+            work(lambda fraction, stopped=stopped: stopped.append(fraction) or len(stopped) < 10)
+        assert len(stopped) == 10
 
 
 def raster_polygon(index, wkt):

@@ -72,7 +72,8 @@ def test_upload_and_content_of_a_large_table_stay_within_a_fixed_memory_budget(o
     (datafile, _), peak = peak_memory(lambda: datafiles.datafile_store(owner=owner, upload=FileUpload(path)))
     assert datafile.metadata["row_count"] == 60 * 1024 * 1024 // len(row) and peak < MEMORY_BUDGET, peak
     for fmt in ("csv", "txt"):
-        (_, written), peak = peak_memory(lambda: (None, sum(len(c) for c in datafiles.datafile_content(datafile, fmt)[1])))
+        (_, written), peak = peak_memory(
+            lambda fmt=fmt: (None, sum(len(c) for c in datafiles.datafile_content(datafile, fmt)[1])))
         assert written > os.path.getsize(path) * 0.9 and peak < MEMORY_BUDGET, (fmt, peak)
 
 

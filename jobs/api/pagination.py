@@ -36,7 +36,7 @@ class Pagination(LimitOffsetPagination):
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
-        for parameter, minimum in zip(parameters, (1, 0)):
+        for parameter, minimum in zip(parameters, (1, 0), strict=False):
             parameter["schema"].update(minimum=minimum, maximum=BIGGEST)
         return parameters
 
