@@ -12,14 +12,16 @@ import codecs
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from .formats import DEFAULT_LIMITS, Limits, Refused, StoredFile, Unreadable, check_raster_size
+from jobsite.jsonnesting import MAX_DEPTH, nesting_depth
 
-__all__ = ["KINDS", "Limits", "Refused", "StoredFile", "Unreadable", "inspect", "preview_png", "read_rows", "iter_text"]
+from .formats import DEFAULT_LIMITS, Refused, Unreadable, check_raster_size
+
 
 KINDS = {
     "tif": "raster", "tiff": "raster",
@@ -29,7 +31,7 @@ KINDS = {
 }
 SAMPLE_BYTES = 64 * 1024  # what the CSV dialect is detected on
 TABLE_PREVIEW_ROWS = 20
-MAX_JSON_DEPTH = 64
+PREVIEW_CHARACTERS = 64 * 1024  # of a table's preview rows, at most
 CHUNK = 1024 * 1024
 DELIMITERS = ",;\t|"
 
@@ -69,18 +71,23 @@ def _raster(stored, limits):
     with stored.reading():
         gt = ds.GetGeoTransform(can_return_null=True)
         wkt = ds.GetProjection()
-        bands = [{"type": gdal.GetDataTypeName(band.DataType), "nodata": band.GetNoDataValue()}
+        bands = [{"type": gdal.GetDataTypeName(band.DataType), "nodata": _nodata(band.GetNoDataValue())}
                  for band in (ds.GetRasterBand(i) for i in range(1, ds.RasterCount + 1))]
     bounds = None
     if gt is not None:
         xs = (gt[0], gt[0] + gt[1] * ds.RasterXSize + gt[2] * ds.RasterYSize)
         ys = (gt[3], gt[3] + gt[4] * ds.RasterXSize + gt[5] * ds.RasterYSize)
-        bounds = [min(xs), min(ys), max(xs), max(ys)]
+        bounds = finite([min(xs), min(ys), max(xs), max(ys)])
     return {
         "driver": ds.GetDriver().ShortName, "width": ds.RasterXSize, "height": ds.RasterYSize,
         "band_count": ds.RasterCount, "bands": bands, **_crs(osr.SpatialReference(wkt=wkt) if wkt else None),
-        "geotransform": list(gt) if gt is not None else None, "bounds": bounds,
+        "geotransform": finite(list(gt)) if gt is not None else None, "bounds": bounds,
     }
+
+
+def _nodata(value):
+    """A band's nodata value for JSON: NaN and infinities as text ("nan", "inf", "-inf")."""
+    return value if value is None or math.isfinite(value) else str(value)
 
 
 def _vector(stored, limits):
@@ -89,29 +96,52 @@ def _vector(stored, limits):
     if count == 0:
         raise Unreadable(f"OGR found no vector layer in {stored.name}")
     if count > limits.max_layers:
-        raise Unreadable(f"{stored.name} has {count:,} layers; the limit is {limits.max_layers:,}")
+        raise Refused(f"{stored.name} has {count:,} layers; the limit is {limits.max_layers:,}")
     own_stem = Path(stored.path).stem
     layers = []
     with stored.reading():
         for layer in (ds.GetLayer(i) for i in range(count)):
             defn = layer.GetLayerDefn()
-            if defn.GetFieldCount() > limits.max_fields:
-                raise Unreadable(f"{stored.name}: layer {layer.GetName()[:60]!r} has {defn.GetFieldCount():,} fields; "
-                                 f"the limit is {limits.max_fields:,}")
-            extent = None
-            if layer.GetFeatureCount() > 0 and layer.GetGeomType() != ogr.wkbNone:
-                minx, maxx, miny, maxy = layer.GetExtent()
-                extent = [minx, miny, maxx, maxy]
             # Formats of one layer name it after the file, which here has a name of our own.
-            name = Path(stored.name).stem if layer.GetName() == own_stem else layer.GetName()
+            name = Path(stored.name).stem if layer.GetName() == own_stem else shown(layer.GetName())
+            if defn.GetFieldCount() > limits.max_fields:
+                raise Refused(f"{stored.name}: layer {name[:60]!r} has {defn.GetFieldCount():,} fields; "
+                              f"the limit is {limits.max_fields:,}")
+            features = _count_features(layer, stored.name)
+            extent = None
+            if features and layer.GetGeomType() != ogr.wkbNone:
+                minx, maxx, miny, maxy = layer.GetExtent()
+                extent = finite([minx, miny, maxx, maxy])
             layers.append({
                 "name": name, "geometry_type": ogr.GeometryTypeToName(layer.GetGeomType()),
-                "feature_count": layer.GetFeatureCount(),
-                "fields": [{"name": defn.GetFieldDefn(i).GetName(), "type": defn.GetFieldDefn(i).GetTypeName()}
+                "feature_count": features,
+                "fields": [{"name": shown(defn.GetFieldDefn(i).GetName()), "type": defn.GetFieldDefn(i).GetTypeName()}
                            for i in range(defn.GetFieldCount())],
                 **_crs(layer.GetSpatialRef()), "extent": extent,
             })
     return {"driver": ds.GetDriver().ShortName, "layers": layers}
+
+
+def _count_features(layer, name):
+    """The features of a layer, counted by reading them (the count a file declares, as a
+    GeoPackage does in gpkg_ogr_contents, may be anything)."""
+    try:
+        return sum(len(next(iter(batch.values()))) for batch in layer.GetArrowStreamAsNumPy(["INCLUDE_FID=YES"]))
+    except RuntimeError as exc:
+        raise Unreadable(f"{name}: a feature cannot be read ({exc})") from None
+
+
+SHOWN = 200  # characters of a name or a value that metadata keeps
+
+
+def shown(text):
+    """A name or value from a file, as metadata keeps it: at most SHOWN characters."""
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+def finite(values):
+    """Numbers as JSON can hold them: None in place of NaN and infinities."""
+    return [value if value is None or math.isfinite(value) else None for value in values]
 
 
 # Text: read in chunks, decoded incrementally.
@@ -133,44 +163,25 @@ def iter_text(path, name="the file"):
 
 
 def _text(stored):
-    lines = characters = 0
-    last = ""
-    for text in iter_text(stored.path, stored.name):
-        if "\x00" in text:
+    count = characters = 0
+    for line in lines(iter_text(stored.path, stored.name), stored.name):
+        if "\x00" in line:
             raise Unreadable(f"{stored.name} is not text: it holds NUL bytes")
-        lines += text.count("\n")
-        characters += len(text)
-        last = text[-1]
-    if characters and last != "\n":
-        lines += 1
-    return {"lines": lines, "characters": characters}
+        count += 1
+        characters += len(line)
+    return {"lines": count, "characters": characters}
 
 
 def _json_text(stored):
     found = _text(stored)
     text = "".join(iter_text(stored.path, stored.name))
+    if nesting_depth(text) > MAX_DEPTH:
+        raise Unreadable(f"{stored.name}: JSON nested deeper than {MAX_DEPTH} levels")
     try:
         value = json.loads(text)
-    except RecursionError:
-        raise Unreadable(f"{stored.name}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise Unreadable(f"{stored.name} is not JSON: {exc}") from None
-    if json_depth(value) > MAX_JSON_DEPTH:
-        raise Unreadable(f"{stored.name}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return {**found, "json_type": type(value).__name__}
-
-
-def json_depth(value):
-    """How deeply lists and objects nest in `value`, counted without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 # Tables.
@@ -201,10 +212,10 @@ def read_rows(path, delimiter=None, name="the file"):
         with open(path, "rb") as source:
             sample = source.read(SAMPLE_BYTES).decode("utf-8", errors="ignore")
         delimiter = detect_delimiter(sample)
-    return delimiter, csv.reader(_lines(iter_text(path, name), name), delimiter=delimiter)
+    return delimiter, csv.reader(lines(iter_text(path, name), name), delimiter=delimiter)
 
 
-def _lines(chunks, name):
+def lines(chunks, name):
     """The lines of a stream of text chunks, each with its newline; Unreadable for a line longer
     than MAX_LINE characters."""
     rest = ""
@@ -226,7 +237,9 @@ def _table(stored, limits):
         if not columns or not any(columns):
             raise Unreadable(f"{stored.name} is not CSV: there is no header line")
         if len(columns) > limits.max_fields:
-            raise Unreadable(f"{stored.name} has {len(columns):,} columns; the limit is {limits.max_fields:,}")
+            raise Refused(f"{stored.name} has {len(columns):,} columns; the limit is {limits.max_fields:,}")
+        columns = [shown(column) for column in columns]
+        budget = PREVIEW_CHARACTERS
         preview, count = [], 0
         for row in rows:
             if not row:
@@ -235,8 +248,9 @@ def _table(stored, limits):
             if len(row) != len(columns):
                 raise Unreadable(f"{stored.name} is not CSV: line {rows.line_num} has {len(row)} fields, "
                                  f"the header has {len(columns)}")
-            if len(preview) < TABLE_PREVIEW_ROWS:
-                preview.append(row)
+            if len(preview) < TABLE_PREVIEW_ROWS and budget > 0:
+                preview.append([shown(value) for value in row])
+                budget -= sum(len(value) for value in preview[-1])
     except csv.Error as exc:
         raise Unreadable(f"{stored.name} is not CSV: {exc}") from None
     return {"columns": columns, "row_count": count, "preview": preview, "delimiter": delimiter}

@@ -25,7 +25,7 @@ from jobs.exceptions import Conflict, Rejected, TooLarge, quoted
 from jobs.models import JobStatus
 
 from . import metadata, sandbox
-from .formats import Limits, StoredFile
+from .formats import Limits, StoredFile, Unreadable
 from .models import DataFile
 
 MAX_NAME = 200
@@ -101,7 +101,7 @@ def datafile_store(*, owner, upload, name=None, replace=False):
         _check_size(owner, size, existing)
         try:
             kind, found = sandbox.inspect(StoredFile(str(temporary), extension, name), limits(), confinement())
-        except metadata.Unreadable as exc:
+        except Unreadable as exc:
             raise Rejected({"file": f"{name} cannot be read as .{extension}: {exc}"}) from None
         os.replace(temporary, final)
         with transaction.atomic():
@@ -204,8 +204,9 @@ def datafile_preview(datafile):
 
 FORMATS = {"table": ("csv", "json", "html", "txt"), "text": ("txt", "json", "html")}
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "html": "text/html", "txt": "text/plain"}
-# The plain text layout of a table pads each column to the widest value of the rows read first.
-TXT_WIDTH_ROWS = 1000
+# The plain text layout of a table pads each column to the widest value of the rows read first:
+# at most this many rows, and characters.
+TXT_WIDTH_ROWS, TXT_WIDTH_CHARACTERS = 1000, 1024 * 1024
 
 
 def datafile_content(datafile, fmt):
@@ -234,20 +235,14 @@ def _text_content(path, datafile, fmt):
         return chain(["<pre>"], (html.escape(chunk) for chunk in chunks), ["</pre>"])
     if datafile.metadata.get("json_type"):  # checked to be JSON when it was stored
         return chunks
-    return _json_lines(chunks)
+    return _json_lines(metadata.lines(chunks, datafile.name))
 
 
-def _json_lines(chunks):
+def _json_lines(lines):
     """{"lines": [...]} of a text, written line by line."""
     yield '{"lines": ['
-    rest, first = "", True
-    for chunk in chunks:
-        *lines, rest = (rest + chunk).split("\n")
-        for line in lines:
-            yield ("" if first else ", ") + json.dumps(line.removesuffix("\r"))
-            first = False
-    if rest:
-        yield ("" if first else ", ") + json.dumps(rest)
+    for number, line in enumerate(lines):
+        yield ("" if number == 0 else ", ") + json.dumps(line.removesuffix("\n").removesuffix("\r"))
     yield "]}"
 
 
@@ -278,7 +273,10 @@ def _as_html(columns, rows):
 
 
 def _as_txt(columns, rows):
-    head = [columns, *(row for _, row in zip(range(TXT_WIDTH_ROWS), rows, strict=False))]
+    head, characters = [columns], 0
+    while len(head) <= TXT_WIDTH_ROWS and characters < TXT_WIDTH_CHARACTERS and (row := next(rows, None)) is not None:
+        head.append(row)
+        characters += sum(map(len, row))
     widths = [max(len(str(v)) for v in column) for column in zip(*head, strict=True)]
     for row in chain(head, rows):
         yield "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"

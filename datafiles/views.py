@@ -13,6 +13,7 @@ from jobs import storage
 from jobs.exceptions import Conflict, Rejected, TooLarge
 
 from . import metadata, services
+from .formats import Unreadable
 from .forms import UploadForm
 from .models import DataFile
 
@@ -66,7 +67,7 @@ def _first_lines(datafile):
             text += chunk
             if text.count("\n") >= PREVIEW_LINES or len(text) >= PREVIEW_CHARACTERS:
                 break
-    except metadata.Unreadable as exc:
+    except Unreadable as exc:
         return str(exc)
     return "\n".join(text[:PREVIEW_CHARACTERS].splitlines()[:PREVIEW_LINES])
 
@@ -79,7 +80,7 @@ def datafile_thumbnail(request, name):
         return HttpResponse(status=404)
     try:
         path = services.datafile_preview(datafile)
-    except metadata.Unreadable as exc:
+    except Unreadable as exc:
         return HttpResponse(str(exc), status=422, content_type="text/plain; charset=utf-8")
     return HttpResponse(path.read_bytes(), content_type="image/png")
 

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from django.conf import settings
+
 from datafiles.formats import Unreadable
 
 from . import raster, vector
@@ -175,7 +177,7 @@ class DemJobType(JobType):
                                    options=self.gdal_options(params, inputs), out_path=out_path, progress=progress)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def _polygons(stored, target_wkt):
     """Polygons of a data file (a datafiles StoredFile) in the index CRS, read only by the drivers
     of its kind. A stored data file's path never changes content (a replaced file gets a new
@@ -186,11 +188,12 @@ def _polygons(stored, target_wkt):
         raise raster.RasterError(str(exc)) from None
 
 
-def read_polygons(stored, target_wkt, limit=None):
-    """The polygons of a user's vector file; Unreadable or VectorError say what is wrong."""
+def read_polygons(stored, target_wkt):
+    """The polygons of a user's vector file, at most MAX_ZONES of them and MAX_ZONE_BYTES of
+    geometry; Unreadable or VectorError say what is wrong."""
     ds = stored.open("vector")
     with stored.reading():
-        return tuple(vector.read_polygons(ds, target_wkt, stored.name, limit))
+        return tuple(vector.read_polygons(ds, target_wkt, stored.name, settings.MAX_ZONES, settings.MAX_ZONE_BYTES))
 
 
 @dataclass(frozen=True)

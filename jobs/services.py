@@ -187,7 +187,7 @@ def _choose_tiles(kind, files, tile_ids, town_id):
         raise Rejected({"tile_ids": f"give tile_ids or town_id: the tiles cannot be chosen by {file_name}, "
                                     "which has not been uploaded yet"})
     try:
-        polygons = read_polygons(datafile_services.stored_file(datafile), tileindex.index_crs_wkt(), settings.MAX_ZONES)
+        polygons = read_polygons(datafile_services.stored_file(datafile), tileindex.index_crs_wkt())
     except (vector.VectorError, tileindex.LoadError, Unreadable) as exc:
         raise Rejected({"inputs": {kind.tiles_from: str(exc)}}) from None
     ids = tileindex.tiles_overlapping(polygons)

@@ -243,10 +243,15 @@ def tiles_overlapping(polygons):
     if not footprints:
         return []
     size = max(max(t[3] - t[1], t[4] - t[2]) for t in footprints) or 1.0
+    # The cells are counted from the footprints' corner and clipped to the cells they occupy, so
+    # that a polygon a million times larger than the index still meets only the index's cells.
+    minx, miny = min(t[1] for t in footprints), min(t[2] for t in footprints)
+    last_x = int((max(t[3] for t in footprints) - minx) // size)
+    last_y = int((max(t[4] for t in footprints) - miny) // size)
 
     def cells(bounds):
-        x0, y0 = int((bounds[0] - minx) // size), int((bounds[1] - miny) // size)
-        x1, y1 = int((bounds[2] - minx) // size), int((bounds[3] - miny) // size)
+        x0, y0 = max(0, int((bounds[0] - minx) // size)), max(0, int((bounds[1] - miny) // size))
+        x1, y1 = min(last_x, int((bounds[2] - minx) // size)), min(last_y, int((bounds[3] - miny) // size))
         return ((x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1))
 
     grid = {}

@@ -1,6 +1,8 @@
 """Vector work with OGR: town polygons and tile-index vectors. Knows nothing of Django."""
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from osgeo import ogr, osr
@@ -20,9 +22,9 @@ class Area:
     wkt: str  # in the target CRS
     bounds: tuple  # (minx, miny, maxx, maxy)
 
-    @property
+    @cached_property
     def wkb(self):
-        return ogr.CreateGeometryFromWkt(self.wkt).ExportToIsoWkb()
+        return bytes(ogr.CreateGeometryFromWkt(self.wkt).ExportToIsoWkb())
 
 
 def _open_layer(path):
@@ -151,34 +153,51 @@ class Polygon:
     properties: dict
 
 
-def read_polygons(ds, target_wkt, name, limit=None):
+def read_polygons(ds, target_wkt, name, limit=None, max_bytes=None):
     """The polygons of the first layer of the open dataset `ds` (a user's file called `name`),
-    reprojected to `target_wkt`; at most `limit` of them. Read through GDAL's columnar (Arrow)
-    interface: a hundred thousand features cost a fraction of a second, not seconds."""
+    reprojected to `target_wkt`. VectorError past `limit` polygons or `max_bytes` bytes of
+    geometry, counted as they are read (not as the file declares them), and for any polygon whose
+    bounds are not finite. Read through GDAL's columnar (Arrow) interface: a hundred thousand
+    features cost a fraction of a second, not seconds."""
     layer = ds.GetLayer(0)
-    if limit is not None and layer.GetFeatureCount() > limit:
-        raise VectorError(f"{name} has {layer.GetFeatureCount():,} features; the limit is {limit:,}")
     transform = _transform_to(layer, target_wkt, name)
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     geometry_column = layer.GetGeometryColumn() or "wkb_geometry"
-    polygons = []
-    for batch in layer.GetArrowStreamAsNumPy():
-        fids = batch[layer.GetFIDColumn() or "OGC_FID"].tolist()
-        columns = [[_plain(value) for value in batch[field].tolist()] for field in fields]
-        for row, (fid, wkb) in enumerate(zip(fids, batch[geometry_column], strict=True)):
-            geometry = ogr.CreateGeometryFromWkb(wkb) if wkb is not None else None
-            if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
-                raise VectorError(f"{name}: feature {fid} is not a polygon")
-            if transform is not None or not geometry.IsValid():
-                geometry = _valid_polygon(geometry, transform, f"{name}: feature {fid}")
-                wkb = geometry.ExportToIsoWkb()
-            minx, maxx, miny, maxy = geometry.GetEnvelope()
-            polygons.append(Polygon(len(polygons), bytes(wkb), (minx, miny, maxx, maxy),
-                                    {field: column[row] for field, column in zip(fields, columns, strict=True)}))
+    polygons, size = [], 0
+    try:
+        for batch in layer.GetArrowStreamAsNumPy():
+            fids = batch[layer.GetFIDColumn() or "OGC_FID"].tolist()
+            columns = [[_plain(value) for value in batch[field].tolist()] for field in fields]
+            for row, (fid, wkb) in enumerate(zip(fids, batch[geometry_column], strict=True)):
+                if limit is not None and len(polygons) >= limit:
+                    raise VectorError(f"{name} has more than {limit:,} features; the limit is {limit:,}")
+                polygon = _polygon_of(wkb, transform, f"{name}: feature {fid}")
+                size += len(polygon[0])
+                if max_bytes is not None and size > max_bytes:
+                    raise VectorError(f"{name} has more than {max_bytes:,} bytes of polygons; the limit is {max_bytes:,}")
+                polygons.append(Polygon(len(polygons), *polygon,
+                                        {field: column[row] for field, column in zip(fields, columns, strict=True)}))
+    except RuntimeError as exc:  # GDAL's, for a record it cannot decode
+        raise VectorError(f"{name} cannot be read: {exc}") from None
     if not polygons:
         raise VectorError(f"{name}: the layer has no polygons")
     return polygons
+
+
+def _polygon_of(wkb, transform, what):
+    """(ISO WKB, bounds) of one feature's geometry, as WKB: reprojected and made valid where
+    needed; VectorError unless it is a polygon with finite bounds."""
+    geometry = ogr.CreateGeometryFromWkb(wkb) if wkb else None
+    if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
+        raise VectorError(f"{what} is not a polygon")
+    if transform is not None or not geometry.IsValid():
+        geometry = _valid_polygon(geometry, transform, what)
+        wkb = geometry.ExportToIsoWkb()
+    minx, maxx, miny, maxy = geometry.GetEnvelope()
+    if not all(math.isfinite(value) for value in (minx, miny, maxx, maxy)):
+        raise VectorError(f"{what} has coordinates that are not finite numbers")
+    return bytes(wkb), (minx, miny, maxx, maxy)
 
 
 def _plain(value):

@@ -325,6 +325,7 @@ DATAFILE_INSPECT_SECONDS = envint("JOBSITE_DATAFILE_INSPECT_SECONDS", 60, minimu
 DATAFILE_INSPECT_MEMORY_BYTES = envint("JOBSITE_DATAFILE_INSPECT_MEMORY_BYTES", 2 * 1024**3, minimum=256 * 1024**2)
 # Polygons a zonal-statistics or clip job may take from one vector file.
 MAX_ZONES = envint("JOBSITE_MAX_ZONES", 100_000, minimum=1)
+MAX_ZONE_BYTES = envint("JOBSITE_MAX_ZONE_BYTES", 128 * 1024**2, minimum=1024)  # of their geometry, as WKB
 # Uploads above this size go to a temporary file rather than memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024

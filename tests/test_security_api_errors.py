@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from jobs import services
-from jobs.api.parsers import MAX_DEPTH, nesting_depth
+from jobsite.jsonnesting import MAX_DEPTH, nesting_depth
 from jobs.models import Job, JobTile
 
 HUGE = int("1" + "0" * 400)  # JSON's 1 followed by 400 zeros: beyond any float or database integer
