@@ -82,7 +82,7 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     def _upload(self, request, replace, name=None):
         raw_length = request.META.get("CONTENT_LENGTH") or "0"
-        length = int(raw_length) if raw_length.isdigit() else 0  # Django reads a bad one as no body
+        length = int(raw_length) if raw_length.isascii() and raw_length.isdigit() else 0  # Django reads a bad one as no body
         if length > settings.DATAFILE_MAX_BYTES + 1024 * 1024:  # refuse before reading the body
             raise TooLarge(f"the upload is {length} bytes; the limit is {settings.DATAFILE_MAX_BYTES} bytes")
         serializer = UploadSerializer(data=request.data)

@@ -50,6 +50,7 @@ class Limits:
     max_pixels: int = 10**9  # width x height x bands of a raster
     max_layers: int = 100
     max_fields: int = 1000  # of a vector layer, or columns of a table
+    max_unpacked_bytes: int = 2 * 1024**3  # what the members of a zip hold together
 
 
 DEFAULT_LIMITS = Limits()
@@ -140,6 +141,18 @@ def without_paths(message):
     """A message for a user: each path of this machine in it cut to its last part (a tile's file
     name, not the folders of the site's storage)."""
     return PATH.sub(lambda match: match.group(1) + match.group(2).rstrip("/").rsplit("/", 1)[-1], message)
+
+
+def check_unpacked_size(stored, limits):
+    """Refused when the members of a zip would unpack to more than the limit (a zip bomb: GDAL
+    reads the members inflated)."""
+    try:
+        with zipfile.ZipFile(stored.path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise Unreadable(f"{stored.name} is not a zip archive: {stored.scrub(str(exc))}") from None
+    if unpacked > limits.max_unpacked_bytes:
+        raise Refused(f"{stored.name} unpacks to {unpacked:,} bytes; the limit is {limits.max_unpacked_bytes:,}")
 
 
 def check_raster_size(name, width, height, bands, limits):

@@ -20,7 +20,7 @@ from osgeo import gdal, ogr, osr
 
 from jobsite.jsonnesting import MAX_DEPTH, nesting_depth
 
-from .formats import DEFAULT_LIMITS, Refused, Unreadable, check_raster_size
+from .formats import DEFAULT_LIMITS, Refused, Unreadable, check_raster_size, check_unpacked_size
 
 
 KINDS = {
@@ -91,6 +91,8 @@ def _nodata(value):
 
 
 def _vector(stored, limits):
+    if stored.extension == "zip":
+        check_unpacked_size(stored, limits)
     ds = stored.open("vector")
     count = ds.GetLayerCount()
     if count == 0:
@@ -173,8 +175,10 @@ def _text(stored):
 
 
 def _json_text(stored):
-    found = _text(stored)
+    """JSON that is no GeoJSON: often a single line, so lines are not limited here (its content is
+    handed out as it is, never line by line)."""
     text = "".join(iter_text(stored.path, stored.name))
+    found = {"lines": text.count("\n") + (1 if text and not text.endswith("\n") else 0), "characters": len(text)}
     if nesting_depth(text) > MAX_DEPTH:
         raise Unreadable(f"{stored.name}: JSON nested deeper than {MAX_DEPTH} levels")
     try:
@@ -282,14 +286,15 @@ PREVIEW_BLOCKS = 1024
 
 
 def _decimated(band, width, height):
-    """The band at `width` x `height` pixels, by nearest neighbour. GDAL reads from the overviews
-    where there are any; a raster without them whose decimated read would touch more than
-    PREVIEW_BLOCKS blocks is sampled instead: the preview is cut into cells, each filled from
-    one block of the raster under it, so the cost is bounded whatever the raster's size."""
+    """The band at `width` x `height` pixels, by nearest neighbour, read from its smallest
+    overview that is at least that large (or the band itself). Where that read would touch more
+    than PREVIEW_BLOCKS blocks, it is sampled instead: the preview is cut into cells, each filled
+    from one block under it, so the cost is bounded whatever the raster's size and overviews."""
     nearest = gdal.GRIORA_NearestNeighbour
+    band = _overview_for(band, width, height)
     block_x, block_y = band.GetBlockSize()
     columns, rows = min(width, -(-band.XSize // block_x)), min(height, -(-band.YSize // block_y))
-    if band.GetOverviewCount() or columns * rows <= PREVIEW_BLOCKS:
+    if columns * rows <= PREVIEW_BLOCKS:
         return band.ReadAsArray(buf_xsize=width, buf_ysize=height, resample_alg=nearest)
     cells = int(PREVIEW_BLOCKS ** 0.5)
     cells_x, cells_y = min(width, cells), min(height, cells)
@@ -307,6 +312,12 @@ def _decimated(band, width, height):
                 pixels = np.empty((height, width), dtype=part.dtype)
             pixels[y0:y1, x0:x1] = part
     return pixels
+
+
+def _overview_for(band, width, height):
+    overviews = [band.GetOverview(i) for i in range(band.GetOverviewCount())]
+    large_enough = [o for o in overviews if o is not None and o.XSize >= width and o.YSize >= height]
+    return min(large_enough, key=lambda o: o.XSize * o.YSize, default=band)
 
 
 def _stretch(pixels, nodata, is_byte):

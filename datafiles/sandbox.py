@@ -35,6 +35,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "GDAL_DATA", "PROJ_DATA", "PROJ_LIB", "OPENBLAS_CORETYPE",
                "OPENBLAS_L2_SIZE")
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+OPEN_FILES = 256
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 class Confinement:
     """The limits of one child."""
 
-    seconds: int = 60  # wall clock, and CPU time
+    seconds: int = 60  # of CPU time; the wall clock allows twice that
     memory_bytes: int = 2 * 1024**3  # address space
     output_bytes: int = 64 * 1024**2  # the largest file it may write (a preview)
 
@@ -73,13 +74,13 @@ def isolation(confinement=DEFAULT_CONFINEMENT):
 def _run(request, stored, confinement):
     request["confinement"] = asdict(confinement)
     env = {name: os.environ[name] for name in ENVIRONMENT if name in os.environ}
-    env.update(OPENBLAS_NUM_THREADS="1", GDAL_CACHEMAX="128")
+    env.update(OPENBLAS_NUM_THREADS="1", GDAL_CACHEMAX="128", PROJ_NETWORK="OFF")
     name = stored.name if stored else "the file"
     try:
         done = subprocess.run([sys.executable, "-E", "-s", "-m", "datafiles.sandbox"], input=json.dumps(request).encode(),
-                              capture_output=True, timeout=confinement.seconds, cwd=BASE_DIR, env=env)
+                              capture_output=True, timeout=2 * confinement.seconds, cwd=BASE_DIR, env=env)
     except subprocess.TimeoutExpired:
-        raise Unreadable(f"reading {name} took longer than {confinement.seconds} s") from None
+        raise Unreadable(f"reading {name} took longer than {2 * confinement.seconds} s") from None
     try:
         answer = json.loads(done.stdout)
     except ValueError:
@@ -112,6 +113,7 @@ def _confine(confinement):
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (confinement["output_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
     return _leave_network()
 
 

@@ -100,7 +100,7 @@ def datafile_store(*, owner, upload, name=None, replace=False):
         digest, size = _write(upload, temporary)
         _check_size(owner, size, existing)
         try:
-            kind, found = sandbox.inspect(StoredFile(str(temporary), extension, name), limits(), confinement())
+            kind, found = sandbox.inspect(StoredFile(str(temporary), extension, name), declared_limits(), confinement())
         except Unreadable as exc:
             raise Rejected({"file": f"{name} cannot be read as .{extension}: {exc}"}) from None
         os.replace(temporary, final)
@@ -166,10 +166,10 @@ def datafile_delete_all(*, owner):
     return len(files)
 
 
-def limits():
+def declared_limits():
     """What a data file may declare, from the settings."""
     return Limits(max_pixels=settings.DATAFILE_MAX_PIXELS, max_layers=settings.DATAFILE_MAX_LAYERS,
-                  max_fields=settings.DATAFILE_MAX_FIELDS)
+                  max_fields=settings.DATAFILE_MAX_FIELDS, max_unpacked_bytes=settings.DATAFILE_MAX_UNPACKED_BYTES)
 
 
 def confinement():
@@ -188,15 +188,25 @@ def preview_relpath(relpath):
 
 def datafile_preview(datafile):
     """The path of a PNG preview of a raster data file, made once in a confined child and kept
-    beside the file (its content never changes: a replaced file gets a new path)."""
+    beside the file (its content never changes: a replaced file gets a new path). A file that
+    cannot be previewed is remembered as such in its metadata, so that it costs one child only."""
     path = storage.media_path(preview_relpath(datafile.path))
-    if not path.exists():
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.png")
-        try:
-            sandbox.preview(stored_file(datafile), temporary, limits=limits(), confinement=confinement())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+    if path.exists():
+        return path
+    if datafile.metadata.get("preview_error"):
+        raise Unreadable(datafile.metadata["preview_error"])
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.png")
+    try:
+        sandbox.preview(stored_file(datafile), temporary, limits=declared_limits(), confinement=confinement())
+        os.replace(temporary, path)
+    except Unreadable as exc:
+        DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
+            metadata={**datafile.metadata, "preview_error": str(exc)})
+        raise
+    finally:
+        temporary.unlink(missing_ok=True)
+    if not DataFile.objects.filter(pk=datafile.pk, path=datafile.path).exists():  # deleted or replaced meanwhile
+        path.unlink(missing_ok=True)
     return path
 
 

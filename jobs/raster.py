@@ -129,7 +129,7 @@ def read_info(path):
             raise gdal_error(exc) from None
         gt = ds.GetGeoTransform(can_return_null=True)
         wkt = ds.GetProjection()
-        files = tuple(ds.GetFileList() or ())
+        files = files_read(ds)
     if gt is None:
         raise RasterError("has no georeferencing")
     if gt[2] != 0 or gt[4] != 0:
@@ -148,6 +148,32 @@ def read_info(path):
         crs_wkt=wkt,
         files=files,
     )
+
+
+def files_read(ds, depth=8):
+    """Every file GDAL reads for `ds`: the files it lists and, for those that are VRTs in turn,
+    theirs (GetFileList does not look inside a VRT's VRT sources), at most `depth` levels down."""
+    files, levels = list(ds.GetFileList() or ()), depth
+    pending = [name for name in files[1:] if _is_vrt(name)]
+    while pending:
+        if depth == 0:
+            raise RasterError(f"its VRT sources nest more than {levels} levels deep")
+        depth -= 1
+        found = []
+        for name in pending:
+            try:
+                inner = gdal.OpenEx(name, gdal.OF_RASTER, allowed_drivers=["VRT"])
+            except RuntimeError as exc:
+                raise gdal_error(exc, name) from None
+            found.extend(f for f in inner.GetFileList() or () if f not in files and f not in found)
+        files.extend(found)
+        pending = [name for name in found if _is_vrt(name)]
+    return tuple(files)
+
+
+def _is_vrt(name):
+    driver = gdal.IdentifyDriver(name)
+    return driver is not None and driver.ShortName == "VRT"
 
 
 def epsg_of(wkt):

@@ -77,6 +77,7 @@ def read_tiles(paths, reference=None):
     """RasterInfo per tile id, checked: readable, unique ids, one CRS and one pixel size."""
     ids = {}
     for path in paths:
+        check_name(path)
         tile_id = tile_id_of(path)
         if tile_id in ids:
             raise LoadError(f"{path}: tile number {tile_id} is also used by {ids[tile_id]}")
@@ -117,10 +118,24 @@ def check_reads(path, files):
             raise LoadError(f"{path}: reads {name}, which is outside the tile's folder")
 
 
+def check_name(path):
+    """Before a tile is opened: a GDAL name other than a local path may only be /vsicurl/ on a
+    host that JOBSITE_GDAL_HTTP_HOSTS lists (a name with options, /vsicurl?..., could set its own
+    proxy and pass the network policy by)."""
+    path = str(path)
+    if not path.startswith("/vsi"):
+        return
+    remote = REMOTE.match(path)
+    host = urlsplit(path[remote.end():]).hostname if remote and remote.group(1) == "curl" else None
+    if host is None or not _allowed_host(host):
+        raise LoadError(f"{path}: only local files, or /vsicurl/ on a host that JOBSITE_GDAL_HTTP_HOSTS lists, "
+                        "can be tiles")
+
+
 def _allowed_host(host):
-    """Whether libcurl's no_proxy list, as gdalpolicy sets it, lets GDAL reach `host`."""
+    """Whether libcurl's no_proxy list, as gdalpolicy sets it, lets GDAL reach `host` ("*": all)."""
     host = host.lower()
-    return any(host == allowed.lower().lstrip(".") or host.endswith("." + allowed.lower().lstrip("."))
+    return any(allowed == "*" or host == allowed.lower().lstrip(".") or host.endswith("." + allowed.lower().lstrip("."))
                for allowed in settings.GDAL_HTTP_HOSTS)
 
 

@@ -192,7 +192,10 @@ def _polygon_of(wkb, transform, what):
     if geometry is None or ogr.GT_Flatten(geometry.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
         raise VectorError(f"{what} is not a polygon")
     if transform is not None or not geometry.IsValid():
-        geometry = _valid_polygon(geometry, transform, what)
+        try:
+            geometry = _valid_polygon(geometry, transform, what)
+        except RuntimeError as exc:  # GDAL's: a reprojection that fails
+            raise VectorError(f"{what} cannot be used: {exc}") from None
         wkb = geometry.ExportToIsoWkb()
     minx, maxx, miny, maxy = geometry.GetEnvelope()
     if not all(math.isfinite(value) for value in (minx, miny, maxx, maxy)):

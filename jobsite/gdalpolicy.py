@@ -8,12 +8,14 @@ requests goes through GDAL_HTTP_PROXY / GDAL_HTTPS_PROXY, which point at a proxy
 libcurl does not know: it refuses the request before it connects anywhere. libcurl sends the
 hosts listed in `no_proxy` past the proxy, directly; that is the allow-list. A redirect to any
 other host goes to the refusing proxy again, so an allowed host cannot redirect a request away.
+A GDAL file name can carry options of its own (`/vsicurl?proxy=...&url=...`): no name a user
+writes ever reaches GDAL, and load_tiles refuses such names in a tile index.
 """
 
 import os
 from contextlib import contextmanager
 
-from osgeo import gdal
+from osgeo import gdal, osr
 
 # libcurl answers "Unsupported proxy scheme" for it, before any connection or name lookup.
 REFUSING_PROXY = "jobsite-network-disabled://gdal"
@@ -37,6 +39,7 @@ def configure(*, allowed_hosts=(), timeout=30, connect_timeout=10):
         "CPL_VSIL_CURL_USE_S3_REDIRECT": "NO",
     }.items():
         gdal.SetConfigOption(key, value)
+    osr.SetPROJEnableNetwork(False)  # PROJ fetches grids itself when proj.ini or PROJ_NETWORK says so
     hosts = ",".join(allowed_hosts)
     for name in ("no_proxy", "NO_PROXY"):
         if hosts:

@@ -320,6 +320,7 @@ DATAFILE_QUOTA_BYTES = envint("JOBSITE_DATAFILE_QUOTA_BYTES", 4 * 1024 * 1024 * 
 DATAFILE_MAX_PIXELS = envint("JOBSITE_DATAFILE_MAX_PIXELS", 10**9, minimum=1)  # width x height x bands
 DATAFILE_MAX_LAYERS = envint("JOBSITE_DATAFILE_MAX_LAYERS", 100, minimum=1)
 DATAFILE_MAX_FIELDS = envint("JOBSITE_DATAFILE_MAX_FIELDS", 1000, minimum=1)  # of a layer, or columns of a table
+DATAFILE_MAX_UNPACKED_BYTES = envint("JOBSITE_DATAFILE_MAX_UNPACKED_BYTES", 2 * 1024**3, minimum=1)  # of a zip
 # Uploads are inspected, and previews drawn, in a child process with these limits (datafiles/sandbox.py).
 DATAFILE_INSPECT_SECONDS = envint("JOBSITE_DATAFILE_INSPECT_SECONDS", 60, minimum=1)
 DATAFILE_INSPECT_MEMORY_BYTES = envint("JOBSITE_DATAFILE_INSPECT_MEMORY_BYTES", 2 * 1024**3, minimum=256 * 1024**2)

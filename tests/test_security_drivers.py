@@ -109,10 +109,8 @@ def test_a_geopackage_srs_given_by_url_is_never_fetched(owner, media, client_for
                        "organization_coordsys_id = 1 WHERE srs_id = 25832", (f"{server.url}/srs.wkt",))
         response = upload(client_for(owner), "zones.gpkg", path.read_bytes())
         assert server.requests == []
-    if response.status_code == 201:  # read without the URL: no CRS
-        assert response.json()["metadata"]["layers"][0]["epsg"] is None
-    else:
-        assert response.status_code == 400
+    assert response.status_code == 201  # read without following the URL: it has no CRS then
+    assert response.json()["metadata"]["layers"][0]["epsg"] is None
 
 
 def test_a_geotiffs_side_car_files_are_never_read(owner, media, client_for, tmp_path):
@@ -168,7 +166,7 @@ def test_a_colour_table_is_read_as_text_only(index, owner, media, tmp_path):
         datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("ramp.txt", content.encode()))
         job = run(services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
                                       inputs={"color_table": "ramp.txt"}))
-        assert server.requests == [] and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert server.requests == [] and job.status == JobStatus.SUCCEEDED  # lines that are no colours: none
 
 
 def test_previews_and_content_of_a_planted_file_read_nothing_outside(owner, media, client_for, tmp_path, secret_file):

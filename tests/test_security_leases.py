@@ -120,3 +120,26 @@ def test_two_hundred_thousand_polygons_choose_their_tiles_in_under_five_seconds(
     assert took < 5, f"the submit took {took:.2f} s"
     assert sorted(job.tiles.values_list("tile_id", flat=True)) == [index.id_at(0, col) for col in range(3)]
     assert len(queries) < 40
+
+
+def test_a_polygon_far_larger_than_the_index_chooses_its_tiles_at_once(index):
+    from jobs import vector
+
+    huge = raster_polygon(0, box(-1e9, -1e9, 1e9, 1e9))
+    started = time.monotonic()
+    assert tileindex.tiles_overlapping([huge]) == sorted(index.ids)
+    assert time.monotonic() - started < 1
+    assert isinstance(huge, vector.Polygon)
+
+
+@pytest.mark.parametrize("geometry", [
+    '{"type": "Polygon", "coordinates": [[[0, 0], [1e400, 0], [1, 1], [0, 0]]]}',
+    "null",
+], ids=["infinite", "none"])
+def test_zones_without_usable_polygons_are_a_400_at_submit(index, owner, media, geometry):
+    content = ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": '
+               + geometry + "}]}").encode()
+    datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", content))
+    with pytest.raises(services.Rejected) as refused:
+        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"})
+    assert "zones.geojson: feature 0" in str(refused.value)

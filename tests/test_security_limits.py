@@ -98,3 +98,92 @@ def test_more_zones_than_the_limit_are_refused_at_submit(index, owner, media, tm
     assert Job.objects.count() == 0
     settings.MAX_ZONES = len(ZONES) + 1
     services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
+
+
+def test_a_geopackage_that_declares_fewer_features_than_it_holds_is_counted(index, owner, media, tmp_path, settings):
+    import sqlite3
+
+    zones = [(number, "z", box(400012.5 + number, 5699702.5, 400020.0 + number, 5699710.0)) for number in range(5)]
+    path = tmp_path / "zones.gpkg"
+    path.write_bytes(polygons_bytes(tmp_path, "GPKG", ".gpkg", 25832, zones=zones))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE gpkg_ogr_contents SET feature_count = 1")
+    datafile = datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.gpkg", path.read_bytes()))[0]
+    assert datafile.metadata["layers"][0]["feature_count"] == 5
+    settings.MAX_ZONES = 2
+    try:
+        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.gpkg"})
+    except services.Rejected as exc:
+        assert "zones.gpkg has 5 features; the limit is 2" in str(exc)
+    else:
+        raise AssertionError("more zones than the limit were accepted")
+    # Even metadata that lies (as a file stored before counting did) is no way past the limit.
+    DataFile.objects.filter(pk=datafile.pk).update(metadata={"layers": [{"feature_count": 1}]})
+    try:
+        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.gpkg"})
+    except services.Rejected as exc:
+        assert "zones.gpkg has more than 2 features; the limit is 2" in str(exc)
+    else:
+        raise AssertionError("more zones than the limit were accepted")
+    assert Job.objects.count() == 0
+
+
+def test_a_zip_that_unpacks_to_more_than_the_limit_is_refused(owner, media, client_for, settings):
+    import io
+    import zipfile
+
+    settings.DATAFILE_MAX_UNPACKED_BYTES = 50 * 1024 * 1024
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zones.shp", b"\x00" * 100)
+        archive.writestr("zones.dbf", b"\x00" * (100 * 1024 * 1024))
+    assert len(buffer.getvalue()) < 1024 * 1024
+    response = upload(client_for(owner), "zones.zip", buffer.getvalue())
+    assert response.status_code == 400
+    assert "zones.zip unpacks to 104,857,700 bytes; the limit is 52,428,800" in response.json()["detail"]
+    assert files_on_disk(owner) == []
+
+
+def test_a_raster_whose_nodata_is_not_a_number_is_stored(owner, media, client_for, tmp_path):
+    path = tmp_path / "nan.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 4, 4, 1, gdal.GDT_Float32)
+    ds.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    ds.GetRasterBand(1).SetNoDataValue(float("nan"))
+    ds = None
+    response = upload(client_for(owner), "nan.tif", path.read_bytes())
+    assert response.status_code == 201 and response.json()["metadata"]["bands"] == [{"type": "Float32", "nodata": "nan"}]
+
+
+def test_a_useless_overview_does_not_make_a_preview_read_everything(owner, media, client_for, tmp_path, settings):
+    settings.DATAFILE_MAX_PIXELS = 10**11
+    path = tmp_path / "large.tif"
+    sparse_geotiff(path, 100_000)
+    ds = gdal.Open(str(path), gdal.GA_Update)
+    ds.BuildOverviews("NEAREST", [2])  # a 50,000 x 50,000 overview: no help for a 256-pixel preview
+    ds = None
+    assert upload(client_for(owner), "large.tif", path.read_bytes()).status_code == 201
+    started = time.monotonic()
+    preview = datafiles.datafile_preview(DataFile.objects.get())
+    assert time.monotonic() - started < 2 and preview.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_raster_that_cannot_be_previewed_costs_one_child_only(owner, media, client_for, tmp_path, settings):
+    from datafiles import sandbox
+
+    upload(client_for(owner), "dem.tif", sparse_geotiff(tmp_path / "dem.tif", 1000))
+    datafile = DataFile.objects.get()
+    stored = datafiles.stored_file(datafile)
+    with open(stored.path, "r+b") as broken:
+        broken.truncate(200)
+    browser = Client()
+    browser.force_login(owner)
+    first = browser.get("/datafiles/dem.tif/preview.png")
+    assert first.status_code == 422 and "dem.tif" in first.content.decode()
+    calls = []
+    real = sandbox.preview
+    try:
+        sandbox.preview = lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs)
+        again = browser.get("/datafiles/dem.tif/preview.png")
+    finally:
+        sandbox.preview = real
+    assert again.status_code == 422 and again.content == first.content and calls == []

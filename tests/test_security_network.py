@@ -140,3 +140,24 @@ def test_a_remote_tile_on_a_host_not_allowed_is_refused_at_load(db, tiles_copy, 
         with pytest.raises(CommandError, match=r"nothing loaded: /vsicurl/.*dem_100.tif"):
             call_command("load_tiles", str(index))
         assert server.requests == [] and Tile.objects.count() == 0
+
+
+def test_a_tile_name_with_gdal_options_is_refused_before_it_is_opened(db, tmp_path):
+    with RecordingServer(b"") as server:
+        index = tmp_path / "index.geojson"
+        index.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"location": '
+                         f'"/vsicurl?proxy=&url={server.url}/dem_100.tif"}}, "geometry": null}}]}}')
+        with pytest.raises(CommandError, match=r"only local files, or /vsicurl/ on a host"):
+            call_command("load_tiles", str(index))
+        assert server.requests == [] and Tile.objects.count() == 0
+
+
+def test_a_tile_that_is_a_vrt_of_a_vrt_reading_outside_is_refused_at_load(db, tiles_copy, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tiles_copy / "dem_100.tif").rename(outside / "secret.tif")
+    inner = tile_vrt(tiles_copy, "inner.vrt", outside / "secret.tif")
+    tile_vrt(tiles_copy, "dem_100.vrt", inner).rename(tiles_copy / "dem_100.tif")
+    with pytest.raises(CommandError, match=r"dem_100.tif: reads .*secret.tif, which is outside the tile's folder"):
+        call_command("load_tiles", str(tiles_copy))
+    assert Tile.objects.count() == 0

@@ -3,6 +3,7 @@ slow file holds up nobody else."""
 
 import json
 import os
+import resource
 import threading
 import time
 
@@ -61,6 +62,7 @@ def test_a_slow_upload_does_not_hold_up_other_requests(live_server, owner, media
                                          files={"file": ("zones.geojson", geojson_of(300_000))})
         slow["seconds"] = time.monotonic() - started
 
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     thread = threading.Thread(target=upload_slowly)
     thread.start()
     time.sleep(0.3)
@@ -71,5 +73,8 @@ def test_a_slow_upload_does_not_hold_up_other_requests(live_server, owner, media
         listings.append(time.monotonic() - started)
     thread.join()
     assert slow["response"].status_code == 201, slow["response"].text
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The reading was done by a child process, not by the web server's own threads.
+    assert after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime > 0.5
     assert slow["seconds"] > 1 and len(listings) >= 3 and max(listings) < 0.5, (slow["seconds"], listings)
     assert json.loads(slow["response"].text)["metadata"]["layers"][0]["feature_count"] == 300_000
