@@ -80,9 +80,11 @@ def test_an_ogr_vrt_is_no_geojson_nor_json(owner, media, client_for, secret_file
     csv_secret = secret_file.with_suffix(".csv")
     csv_secret.write_text(f"a,b\n{SECRET},1\n")
     for name in ("zones.geojson", "zones.json"):
-        response = upload(client_for(owner), name, ogr_vrt(csv_secret))
-        assert response.status_code == 400
-        assert_nothing_leaked(response, SECRET)
+        for source in (csv_secret, "/nowhere/missing.csv"):  # one that opens, one whose source cannot
+            response = upload(client_for(owner), name, ogr_vrt(source))
+            assert response.status_code == 400 and response["Content-Type"] == "application/json"
+            assert name in response.json()["detail"]
+            assert_nothing_leaked(response, SECRET, "/nowhere")
     assert DataFile.objects.count() == 0 and files_on_disk(owner) == []
 
 
