@@ -74,7 +74,8 @@ def per_feature_polygons(path, wkt):
     """The polygons of a layer read one OGR feature at a time, as jobs.vector did before."""
     from osgeo import ogr
 
-    layer = ogr.Open(str(path)).GetLayer(0)
+    ds = ogr.Open(str(path))  # kept: a layer outliving its dataset crashes GDAL
+    layer = ds.GetLayer(0)
     fields = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
     polygons = []
     for feature in layer:
