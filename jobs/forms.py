@@ -1,5 +1,7 @@
 """Dashboard forms. The new-job form is built from the job type's parameter and input schema."""
 
+import json
+
 from django import forms
 
 from datafiles.models import DataFile
@@ -9,6 +11,14 @@ from .models import Town
 
 
 def _param_field(param):
+    field = _typed_field(param)
+    if param.unused_with:  # static/js/job_form.js disables the field while these values are chosen
+        field.widget.attrs["data-unused-with"] = json.dumps(
+            {f"param_{other}": list(values) for other, values in param.unused_with})
+    return field
+
+
+def _typed_field(param):
     help_text, label = param.help, param.name.replace("_", " ").capitalize()
     if param.type == "boolean":
         return forms.BooleanField(required=False, initial=param.default, help_text=help_text, label=label)
@@ -41,12 +51,23 @@ class JobForm(forms.Form):
         self.fields["tile_ids"] = forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283")
         for param in kind.params:
             self.fields[f"param_{param.name}"] = _param_field(param)
+        self._disable_unused_params()
         for job_input in kind.inputs:
             files = DataFile.objects.filter(owner=owner, kind=job_input.kind).order_by("name")
             self.fields[f"input_{job_input.name}"] = forms.ChoiceField(
                 choices=[("", f"(choose one of your {job_input.kind} files)")] + [(f.name, f.name) for f in files],
                 help_text=job_input.help, label=job_input.name.replace("_", " "))
         self.fields["labels"] = forms.CharField(required=False, help_text="comma-separated")
+
+    def _disable_unused_params(self):
+        """A parameter that the posted values of the others leave unused is disabled: whatever was
+        posted for it (a browser without JavaScript sends it) is neither checked nor submitted."""
+        if not self.is_bound:
+            return
+        posted = {param.name: self.data.get(f"param_{param.name}") for param in self.kind.params}
+        for param in self.kind.params:
+            if param.is_unused(posted):
+                self.fields[f"param_{param.name}"].disabled = True
 
     def clean_tile_ids(self):
         raw = self.cleaned_data["tile_ids"].strip()
@@ -62,7 +83,8 @@ class JobForm(forms.Form):
         return {
             "job_type": self.kind.name, "tile_ids": data["tile_ids"],
             "town_id": data["town"].pk if data["town"] else None,
-            "params": {p.name: data[f"param_{p.name}"] for p in self.kind.params if data.get(f"param_{p.name}") is not None},
+            "params": {p.name: data[f"param_{p.name}"] for p in self.kind.params
+                       if data.get(f"param_{p.name}") is not None and not self.fields[f"param_{p.name}"].disabled},
             "inputs": {i.name: data[f"input_{i.name}"] for i in self.kind.inputs} or None,
             "labels": [label.strip() for label in data["labels"].split(",") if label.strip()],
         }

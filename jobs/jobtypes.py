@@ -1,7 +1,9 @@
 """The job types: named raster operations with a typed parameter schema.
 
 Users only ever fill typed parameters; `JobType.clean_params` checks them against the schema and
-fills in defaults, and `JobType.gdal_options` turns the clean values into GDAL's own options.
+fills in defaults, and `JobType.gdal_options` turns the clean values into GDAL's own options. A
+parameter that the other parameters' values leave unused (hillshade's altitude with mode igor) is
+ignored: it is neither required nor checked nor stored.
 """
 
 import math
@@ -30,6 +32,11 @@ class Param:
     exclusive_minimum: bool = False
     choices: tuple = ()
     required: bool = False
+    unused_with: tuple = ()  # ((other parameter, (values that leave this one unused)), ...)
+
+    def is_unused(self, clean):
+        """Whether the clean values of the other parameters leave this one unused."""
+        return any(clean.get(other) in values for other, values in self.unused_with)
 
     def clean(self, value):
         """The value converted to this parameter's type; ValueError says what is wrong."""
@@ -96,12 +103,12 @@ class JobType:
     params: tuple
     inputs: tuple = ()
     halo: int = 0  # pixels of the neighbouring tiles each tile needs
-    check: object = field(default=None, repr=False)  # (given, clean) -> {name: problem} across parameters
     tiles_from: str | None = None  # an input whose polygons choose the tiles when no tiles or town are given
     tile_suffix = ".tif"
 
     def clean_params(self, raw):
-        """Checked parameters with defaults filled in; Rejected names every bad parameter."""
+        """Checked parameters with defaults filled in, without those the others leave unused (given
+        or not, they are ignored); Rejected names every bad parameter."""
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -120,8 +127,9 @@ class JobType:
                 clean[name] = param.clean(raw[name])
             except ValueError as exc:
                 errors[name] = str(exc)
-        if not errors and self.check:
-            errors = self.check(raw, clean)
+        unused = {name for name, param in known.items() if param.is_unused(clean)}
+        errors = {name: problem for name, problem in errors.items() if name not in unused}
+        clean = {name: value for name, value in clean.items() if name not in unused}
         if errors:
             raise Rejected({"params": errors})
         return clean
@@ -226,18 +234,23 @@ def _common(params):
     return {"alg": params["algorithm"], "computeEdges": params["compute_edges"]}
 
 
-# Parameters a hillshade mode has no use for: GDAL refuses them in that mode.
+# Parameters a hillshade mode has no use for: GDAL refuses them in that mode, so they are ignored.
 UNUSED_BY_MODE = {"multidirectional": "azimuth", "igor": "altitude"}
+
+
+def _unused_with_modes(name):
+    """A hillshade parameter's `unused_with`: the modes that do not use it."""
+    return (("mode", tuple(mode for mode, unused in UNUSED_BY_MODE.items() if unused == name)),)
 
 
 def _hillshade(params, inputs):
     mode = params["mode"]
     options = {
-        **_common(params), "zFactor": params["z_factor"], "scale": params["scale"], "azimuth": params["azimuth"],
-        "altitude": params["altitude"], "combined": mode == "combined", "multiDirectional": mode == "multidirectional",
-        "igor": mode == "igor",
+        **_common(params), "zFactor": params["z_factor"], "scale": params["scale"], "azimuth": params.get("azimuth"),
+        "altitude": params.get("altitude"), "combined": mode == "combined",
+        "multiDirectional": mode == "multidirectional", "igor": mode == "igor",
     }
-    if mode in UNUSED_BY_MODE:
+    if mode in UNUSED_BY_MODE:  # a job stored before unused parameters were dropped may still hold one
         del options[UNUSED_BY_MODE[mode]]
     return options
 
@@ -245,13 +258,6 @@ def _hillshade(params, inputs):
 def _color_relief(params, inputs):
     selection = {"interpolate": None, "exact": "exact_color_entry", "nearest": "nearest_color_entry"}[params["matching"]]
     return {"colorFilename": inputs["color_table"].path, "addAlpha": params["alpha"], "colorSelection": selection}
-
-
-def _check_hillshade(given, clean):
-    unused = UNUSED_BY_MODE.get(clean["mode"])
-    if unused and given.get(unused) is not None:
-        return {unused: f"is not used with mode {clean['mode']}; leave it out"}
-    return {}
 
 
 def _slope(params, inputs):
@@ -277,16 +283,17 @@ JOB_TYPES = {
             (
                 Param("z_factor", "number", 1.0, "Vertical exaggeration", minimum=0, exclusive_minimum=True),
                 SCALE,
-                Param("azimuth", "number", 315.0, "Direction of the light, in degrees clockwise from north",
-                      minimum=0, maximum=360),
-                Param("altitude", "number", 45.0, "Height of the light above the horizon, in degrees",
-                      minimum=0, maximum=90),
+                Param("azimuth", "number", 315.0, "Direction of the light, in degrees clockwise from north; "
+                      "not used with mode multidirectional", minimum=0, maximum=360,
+                      unused_with=_unused_with_modes("azimuth")),
+                Param("altitude", "number", 45.0, "Height of the light above the horizon, in degrees; "
+                      "not used with mode igor", minimum=0, maximum=90, unused_with=_unused_with_modes("altitude")),
                 Param("mode", "string", "standard",
                       "standard: one light; combined: slope and oblique shading; multidirectional: four lights; "
                       "igor: no darkening of slopes facing away", choices=("standard", "combined", "multidirectional", "igor")),
                 ALGORITHM, COMPUTE_EDGES,
             ),
-            halo=1, check=_check_hillshade, processing="hillshade", to_gdal=_hillshade,
+            halo=1, processing="hillshade", to_gdal=_hillshade,
         ),
         DemJobType(
             "slope", "Steepness of the terrain, in degrees or percent, as float32 (-9999 is nodata).",

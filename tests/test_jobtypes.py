@@ -1,7 +1,9 @@
 import pytest
 
+from jobs import services
 from jobs.exceptions import Rejected
 from jobs.jobtypes import JOB_TYPES, get_job_type
+from jobs.models import Job
 
 
 def rejected(name, params):
@@ -34,11 +36,49 @@ def test_it_keeps_valid_values_converted_to_their_type():
     ({"mode": "sideways"}, "mode", "must be one of standard, combined, multidirectional, igor"),
     ({"compute_edges": "yes"}, "compute_edges", "must be true or false"),
     ({"colour": "red"}, "colour", "unknown parameter"),
-    ({"mode": "multidirectional", "azimuth": 90}, "azimuth", "is not used with mode multidirectional"),
-    ({"mode": "igor", "altitude": 30}, "altitude", "is not used with mode igor"),
+    ({"mode": "igor", "azimuth": 361}, "azimuth", "must be at most 360"),
 ])
 def test_it_rejects_a_bad_hillshade_parameter_by_name(params, field, problem):
     assert problem in rejected("hillshade", params)[field]
+
+
+@pytest.mark.parametrize("mode,unused", [("multidirectional", "azimuth"), ("igor", "altitude")])
+def test_a_parameter_the_mode_does_not_use_is_ignored_and_not_kept(mode, unused):
+    kind = JOB_TYPES["hillshade"]
+    assert unused not in kind.clean_params({"mode": mode})
+    assert unused not in kind.clean_params({"mode": mode, unused: 30})
+    assert unused not in kind.clean_params({"mode": mode, unused: "not even a number"})
+    assert unused not in kind.gdal_options(kind.clean_params({"mode": mode}))
+    assert set(kind.clean_params({"mode": "standard"})) >= {"azimuth", "altitude"}
+
+
+def test_a_job_stored_with_an_unused_parameter_still_runs_without_it():
+    """Jobs submitted before unused parameters were dropped hold the default; GDAL refuses it."""
+    kind = JOB_TYPES["hillshade"]
+    stored = {**kind.clean_params({}), "mode": "igor"}
+    assert "altitude" not in kind.gdal_options(stored) and kind.gdal_options(stored)["igor"] is True
+
+
+@pytest.mark.parametrize("mode,unused", [("igor", "altitude"), ("multidirectional", "azimuth")])
+def test_the_api_stores_no_parameter_the_mode_does_not_use(index, owner, client_for, mode, unused):
+    client = client_for(owner)
+    response = client.post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": index.ids[:1], "params": {"mode": mode}},
+                           format="json")
+    assert response.status_code == 201, response.json()
+    assert unused not in response.json()["params"] and unused not in Job.objects.get().params
+    given = client.post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": index.ids[:1],
+                                          "params": {"mode": mode, unused: 30}}, format="json")
+    assert given.status_code == 201 and unused not in given.json()["params"]
+
+
+def test_a_resume_that_changes_the_mode_drops_what_it_leaves_unused(index, owner):
+    job = services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:1])
+    services.job_cancel(job=job)
+    job, _ = services.job_resume(job=job, params={"mode": "igor"})
+    assert job.params["mode"] == "igor" and "altitude" not in job.params
+    services.job_cancel(job=job)
+    job, _ = services.job_resume(job=job, params={"mode": "standard"})
+    assert job.params["altitude"] == 45.0
 
 
 def test_it_names_every_bad_parameter_at_once():
