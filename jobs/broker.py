@@ -2,7 +2,9 @@
 
 A cluster's guard loop saves its statistics through the broker every half second; these brokers
 also record, at most every HEARTBEAT_SECONDS, that the cluster is alive in the ClusterHeartbeat
-table, which the health endpoint and `manage.py check_cluster` read from any host.
+table, which the health endpoint and `manage.py check_cluster` read from any host, and every
+DEADLINE_SECONDS fail the waiting jobs past their wait deadline: django-q2's scheduler looks at
+its schedules only every 30 s, too late for a deadline.
 """
 
 import logging
@@ -10,6 +12,7 @@ import os
 import socket
 import time
 
+from django.db import close_old_connections
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
@@ -17,7 +20,9 @@ from django_q.brokers.redis_broker import Redis
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
+DEADLINE_SECONDS = 1
 _last_beat = {}
+_last_deadline_check = [0.0]
 
 
 def beat(key):
@@ -38,9 +43,24 @@ def beat(key):
         logger.exception("could not record the cluster's heartbeat")
 
 
+def fail_overdue_jobs():
+    now = time.monotonic()
+    if now - _last_deadline_check[0] < DEADLINE_SECONDS:
+        return
+    _last_deadline_check[0] = now
+    from .services import jobs_fail_overdue
+
+    try:
+        close_old_connections()  # a connection the database dropped (a restart) is opened afresh
+        jobs_fail_overdue()
+    except Exception:  # nor must a deadline check
+        logger.exception("could not fail the jobs past their wait deadline")
+
+
 class HeartbeatMixin:
     def set_stat(self, key, value, timeout):
         beat(key)
+        fail_overdue_jobs()
         return super().set_stat(key, value, timeout)
 
 

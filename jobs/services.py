@@ -218,9 +218,7 @@ def jobs_start_waiting(*, owner_id=None):
                 else:
                     JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
             if wrong:
-                if Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(
-                        status=JobStatus.FAILED, finished=timezone.now(), error="; ".join(wrong)):
-                    job_log(job.pk, f"failed: {'; '.join(wrong)}", JobLog.Level.ERROR)
+                _fail_with_pending(Job.objects.filter(pk=job.pk, status=JobStatus.WAITING), job.pk, "; ".join(wrong))
             elif missing:
                 Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
             elif Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED, waiting_for=[]):
@@ -229,13 +227,23 @@ def jobs_start_waiting(*, owner_id=None):
 
 
 def jobs_fail_overdue():
-    """Waiting jobs past their deadline fail, naming what never arrived."""
+    """Waiting jobs past their deadline fail, naming what never arrived. The cluster calls this
+    every second (jobs.broker), so a deadline fires within about a second of its time."""
     for job_id, names in Job.objects.filter(status=JobStatus.WAITING, wait_deadline__lt=timezone.now()).values_list(
             "id", "waiting_for"):
         error = f"waited in vain for {', '.join(names)}, which never arrived"
-        if Job.objects.filter(pk=job_id, status=JobStatus.WAITING, wait_deadline__lt=timezone.now()).update(
-                status=JobStatus.FAILED, finished=timezone.now(), error=error):
-            job_log(job_id, f"failed: {error}", JobLog.Level.ERROR)
+        overdue = Job.objects.filter(pk=job_id, status=JobStatus.WAITING, wait_deadline__lt=timezone.now())
+        with transaction.atomic():
+            _fail_with_pending(overdue, job_id, error)
+
+
+def _fail_with_pending(still_unfinished, job_id, error):
+    """Fail a job before its tiles ran, if `still_unfinished` (its conditional queryset) still finds
+    it: it waits for nothing any more and its pending tiles are canceled. Inside the caller's
+    transaction, so that no one sees a failed job with pending tiles."""
+    if still_unfinished.update(status=JobStatus.FAILED, finished=timezone.now(), error=error, waiting_for=[]):
+        skipped = JobTile.objects.filter(job_id=job_id, status=TileStatus.PENDING).update(status=TileStatus.CANCELED)
+        job_log(job_id, f"failed: {error}; {skipped} pending tiles will not run", JobLog.Level.ERROR)
 
 
 def _check_active_jobs(owner):
@@ -281,7 +289,8 @@ def queue_tile_tasks(job_id, tiles):
 def job_cancel(*, job, by=None):
     """Cancel a job that has not finished. Running GDAL calls notice within about a second."""
     with transaction.atomic():
-        won = Job.objects.filter(pk=job.pk, status__in=JobStatus.active()).update(status=JobStatus.CANCELED, finished=timezone.now())
+        won = Job.objects.filter(pk=job.pk, status__in=JobStatus.active()).update(
+            status=JobStatus.CANCELED, finished=timezone.now(), waiting_for=[])
         if not won:
             status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
             raise Conflict(f"job {job.pk} is already {status}; only waiting, queued, running or merging jobs can be canceled")
@@ -544,10 +553,8 @@ def job_run_tiles(*, job_id, worker):
         inputs = job_input_paths(job)
         grid = tileindex.index_grid()
     except (Rejected, tileindex.LoadError) as exc:
-        error = without_paths(str(exc))
-        if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-                status=JobStatus.FAILED, finished=timezone.now(), error=error):
-            job_log(job_id, f"failed: {error}", JobLog.Level.ERROR)
+        with transaction.atomic():
+            _fail_with_pending(Job.objects.filter(pk=job_id, status=JobStatus.RUNNING), job_id, without_paths(str(exc)))
         return
     deadline = time.monotonic() + settings.TILE_TASK_BUDGET
     seconds_per_tile = None  # measured as the tiles run

@@ -1,5 +1,6 @@
 """Job types that read data files, jobs that wait for their data, and files in use."""
 
+import re
 from datetime import timedelta
 
 import numpy as np
@@ -13,9 +14,9 @@ from datafiles.models import DataFile
 from jobs import raster, services, storage
 from jobs.jobtypes import read_polygons
 from jobs.exceptions import Rejected
-from jobs.models import Job, JobStatus
+from jobs.models import ClusterHeartbeat, Job, JobLog, JobStatus, TileStatus
 
-from .conftest import assert_same_pixels
+from .conftest import assert_same_pixels, wait_for, wait_until_final
 from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes, polygons_bytes
 from .test_execution import merged_pixels, run
 
@@ -118,6 +119,19 @@ def test_a_file_of_the_wrong_kind_arriving_fails_the_waiting_job(index, owner, m
         store(owner, "ramp.csv", CSV.encode())
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error == "ramp.csv arrived, but ramp.csv is a table file; color_table needs a text file"
+    assert_ended_without_waiting(job)
+
+
+def assert_ended_without_waiting(job, client=None):
+    """A job that ended waits for nothing and has no tile left pending, in the database and on its
+    page (outside its log, which keeps what happened: "submitted ...; waiting for ramp.txt")."""
+    job.refresh_from_db()
+    assert job.is_final and job.waiting_for == []
+    assert not job.tiles.filter(status=TileStatus.PENDING).exists()
+    assert set(job.tiles.values_list("status", flat=True)) == {TileStatus.CANCELED}
+    if client is not None:
+        html = re.sub(r'<ol class="log".*?</ol>', "", client.get(f"/jobs/{job.pk}/").content.decode(), flags=re.S)
+        assert job.status in html and "waiting for" not in html
 
 
 def test_a_waiting_job_fails_after_its_wait_timeout_naming_the_file(index, owner, media):
@@ -130,6 +144,71 @@ def test_a_waiting_job_fails_after_its_wait_timeout_naming_the_file(index, owner
     services.sweep()
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error == "waited in vain for ramp.txt, which never arrived"
+
+
+def test_failing_an_overdue_job_cancels_its_tiles_and_clears_what_it_waited_for(index, owner, media, client):
+    overdue = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:3],
+                                  inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    later = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                                inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    Job.objects.filter(pk=overdue.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
+    services.jobs_fail_overdue()
+    client.force_login(owner)
+    assert_ended_without_waiting(overdue, client)
+    assert overdue.status == JobStatus.FAILED and overdue.finished is not None
+    assert JobLog.objects.filter(job=overdue, message="failed: waited in vain for ramp.txt, which never arrived; "
+                                                      "3 pending tiles will not run").exists()
+    later.refresh_from_db()
+    assert later.status == JobStatus.WAITING and later.waiting_for == ["ramp.txt"]
+    assert set(later.tiles.values_list("status", flat=True)) == {TileStatus.PENDING}
+
+
+def test_an_overdue_job_that_started_meanwhile_is_left_alone(index, owner, media):
+    """The UPDATE is conditional: a job queued by an upload between the query and the UPDATE runs."""
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                              inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
+    still_waiting = Job.objects.filter(pk=job.pk, status=JobStatus.WAITING)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, waiting_for=[])
+    services._fail_with_pending(still_waiting, job.pk, "too late")
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.error == ""
+    assert set(job.tiles.values_list("status", flat=True)) == {TileStatus.PENDING}
+
+
+def test_a_canceled_waiting_job_waits_for_nothing(index, owner, client_for, client):
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                              inputs={"color_table": "ramp.txt"})
+    assert client_for(owner).post(f"/api/v1/jobs/{job.pk}/cancel/").json()["waiting_for"] == []
+    client.force_login(owner)
+    assert_ended_without_waiting(job, client)
+
+
+def test_a_job_whose_data_file_is_gone_when_it_runs_fails_with_no_tile_pending(index, owner, media):
+    store(owner, "ramp.txt", COLOR_TABLE.encode())
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                              inputs={"color_table": "ramp.txt"})
+    job.inputs.update(datafile=None)
+    job = run(job)
+    assert job.status == JobStatus.FAILED and job.error == "inputs.color_table: the data file ramp.txt is gone"
+    assert_ended_without_waiting(job)
+
+
+@pytest.mark.cluster
+def test_a_wait_deadline_fails_the_job_within_seconds_under_a_real_cluster(start_cluster, index, owner, media,
+                                                                           client_for, client):
+    cluster = start_cluster()
+    wait_for(ClusterHeartbeat.objects.exists, timeout=30, message="the cluster's first heartbeat")
+    body = client_for(owner).post("/api/v1/jobs/", {"type": "clip", "tile_ids": index.ids[:3], "wait_timeout": 3,
+                                                    "inputs": {"mask": "never.geojson"}}, format="json").json()
+    assert body["status"] == "waiting" and body["waiting_for"] == ["never.geojson"]
+    job = wait_until_final(body["id"], timeout=20)
+    assert job.status == JobStatus.FAILED, cluster.output()[-2000:]
+    assert job.error == "waited in vain for never.geojson, which never arrived"
+    late = (job.finished - job.wait_deadline).total_seconds()
+    assert 0 <= late < 3, late
+    client.force_login(owner)
+    assert_ended_without_waiting(job, client)
 
 
 def test_the_sweep_starts_a_waiting_job_whose_file_is_there(index, owner, media):
