@@ -90,3 +90,21 @@ def test_ids_beyond_any_id_in_a_url_are_a_404(index, owner, client_for, url):
 def test_ids_beyond_any_id_in_a_body_are_a_400(index, owner, client_for, body, field):
     response = client_for(owner).post("/api/v1/jobs/", body, format="json")
     assert response.status_code == 400 and field in response.json()["errors"]
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug-on", "debug-off"])
+@pytest.mark.parametrize("method", ["get", "head", "post", "put", "patch", "delete", "options"])
+@pytest.mark.parametrize("url", ["/api", "/api/", "/api/v1/nothing-here/", "/api/v1/nothing-here", "/api/v1/jobs/abc/",
+                                 "/api/v2/jobs/"])
+def test_an_unknown_api_url_is_a_json_404_for_every_method_with_debug_on_too(owner, client_for, settings, debug,
+                                                                             method, url):
+    """`make run` serves with DEBUG on, where Django answers an unknown URL with its HTML debug page
+    listing every URL pattern."""
+    settings.DEBUG = debug
+    response = getattr(client_for(owner), method)(url)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    if method == "head":
+        assert response.content == b""
+    else:
+        assert response.json()["detail"].startswith(f"No API endpoint at '{url}'")
+

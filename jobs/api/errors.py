@@ -38,6 +38,11 @@ class ValidationErrorSerializer(ErrorSerializer):
     errors = serializers.DictField(required=False, help_text="What is wrong, by field name (absent when the body could not be parsed)")
 
 
+def under_api(request):
+    """Whether the request is for the API: /api and everything under /api/."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
 def _flatten(errors, prefix=""):
     """'field: problem' lines of a nested DRF error dict, for the human-readable `detail`."""
     if isinstance(errors, dict):
@@ -109,7 +114,7 @@ def refused(exc):
 
 def page_not_found(request, exception):
     """404 for any URL: JSON under /api/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    if under_api(request):
         return JsonResponse({"detail": f"No API endpoint at {quoted(request.path, 200)}"}, status=404)
     return defaults.page_not_found(request, exception)
 
@@ -117,12 +122,12 @@ def page_not_found(request, exception):
 def bad_request(request, exception):
     """400 (413 for a body over the size limit) for what Django refuses before a view runs: JSON
     under /api/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    if under_api(request):
         return refused(exception)
     return defaults.bad_request(request, exception)
 
 
 def server_error(request):
-    if request.path.startswith("/api/"):
+    if under_api(request):
         return JsonResponse({"detail": "Internal server error; it has been logged."}, status=500)
     return defaults.server_error(request)

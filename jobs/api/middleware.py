@@ -1,5 +1,6 @@
-"""Under /api/ every error is a JSON answer in the API's format, whatever raised it and whether
-DEBUG is on or off: DRF's handler covers what views raise as API errors; this covers the rest.
+"""Under /api/ (and at /api itself) every error is a JSON answer in the API's format, whatever raised
+it and whether DEBUG is on or off: DRF's handler covers what views raise as API errors; this covers
+the rest.
 
 - process_request: a NUL character in the path or the Authorization header is a 400, a POST, PUT
   or PATCH to a URL without its trailing slash a 404.
@@ -19,18 +20,14 @@ from django.http import Http404, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from ..exceptions import quoted
-from .errors import page_not_found, refused, server_error
+from .errors import page_not_found, refused, server_error, under_api
 
 request_logger = logging.getLogger("django.request")
 
 
-def _under_api(request):
-    return request.path.startswith("/api/")
-
-
 class APIErrorMiddleware(MiddlewareMixin):
     def process_request(self, request):
-        if not _under_api(request):
+        if not under_api(request):
             return None
         # PostgreSQL refuses a NUL character in any text it is given, with an exception that would be
         # a 500 wherever a name from the URL or a token is looked up.
@@ -46,7 +43,7 @@ class APIErrorMiddleware(MiddlewareMixin):
         return None
 
     def process_exception(self, request, exception):
-        if not _under_api(request):
+        if not under_api(request):
             return None
         if isinstance(exception, Http404):
             return JsonResponse({"detail": "Not found."}, status=404)
@@ -65,7 +62,7 @@ class APIErrorMiddleware(MiddlewareMixin):
         return response
 
     def process_response(self, request, response):
-        if (_under_api(request) and response.status_code >= 400
+        if (under_api(request) and response.status_code >= 400
                 and response.get("Content-Type", "").startswith("text/html")):
             return _as_json(request, response)
         return response
