@@ -32,17 +32,24 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -c "from osgeo import gdal, gdal_array; print('GDAL', gdal.__version__)"
 	touch $@
 
-# The local demo: DEBUG on (so no SECRET_KEY is needed), SQLite and the ORM broker unless set.
-run: export DEBUG ?= 1
-run: setup
+VAR_DIR := $(or $(JOBSITE_VAR_DIR),var)
+
+# The local site's settings, written once: DEBUG on (so no SECRET_KEY is needed); SQLite and the ORM
+# broker unless set. Every manage.py command reads them, so later commands and restarts match.
+$(VAR_DIR)/.env:
+	mkdir -p $(VAR_DIR)
+	printf '%s\n' '# Settings of the local site, written by make run; every manage.py command reads them.' \
+	  '# NAME=value a line; a variable set in the environment wins.' 'DEBUG=1' > $@
+
+# The local demo. `manage.py run` starts the web server and one cluster, and stops both on Ctrl-C.
+run: setup $(VAR_DIR)/.env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_data
 	$(PY) manage.py demo_admin
-	@if [ -z "$$SECRET_KEY" ]; then echo "jobsite: SECRET_KEY is the random one kept in $${JOBSITE_VAR_DIR:-var}/secret-key (delete it to make a new one)"; fi
+	@echo "jobsite: settings in $(VAR_DIR)/.env, which every manage.py command reads"
+	@if [ -z "$$SECRET_KEY" ] && ! grep -q '^SECRET_KEY=' $(VAR_DIR)/.env; then echo "jobsite: SECRET_KEY is the random one kept in $(VAR_DIR)/secret-key (delete it to make a new one)"; fi
 	@echo "jobsite: API http://$(HOST):$(PORT)/api/v1/, admin http://$(HOST):$(PORT)/admin/ (Ctrl-C stops the web server and the workers)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) manage.py qcluster & \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	@$(PY) manage.py run $(HOST):$(PORT)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -59,12 +59,35 @@ def local_secret_key(path):
     return path.read_text().strip()
 
 
-DEBUG = envbool("DEBUG", False)
+def read_env_file(path):
+    """Settings kept in `path`, one NAME=value a line (# starts a comment), for the names the
+    environment does not set: `make run` writes its own there on first start, so that every later
+    command, and every restart, runs with the settings it ran with."""
+    if not path.is_file():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ImproperlyConfigured(f"{path}, line {number}: expected NAME=value, not {line!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(name, value)
+
+
 VAR_DIR = Path(os.environ.get("JOBSITE_VAR_DIR", BASE_DIR / "var"))
+ENV_FILE = VAR_DIR / ".env"
+read_env_file(ENV_FILE)
+DEBUG = envbool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (set DEBUG=1 for local use)")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be set when DEBUG is off: set SECRET_KEY, or DEBUG=1 for local use, in the "
+            f"environment or in {ENV_FILE} (`make run` writes DEBUG=1 there, and every manage.py command reads it)")
     SECRET_KEY = local_secret_key(VAR_DIR / "secret-key")
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])

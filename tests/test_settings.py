@@ -20,3 +20,56 @@ def test_a_bad_setting_stops_manage_py_naming_it(name, value, message):
     answer = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env, capture_output=True,
                             text=True, timeout=60)
     assert answer.returncode != 0 and message in answer.stderr
+
+
+def local_environment(var_dir, **settings):
+    """A shell's environment with nothing of jobsite's set but where its local files go."""
+    return {"PATH": os.environ["PATH"], "HOME": str(var_dir), "DJANGO_SETTINGS_MODULE": "jobsite.settings",
+            "JOBSITE_VAR_DIR": str(var_dir), **settings}
+
+
+def manage(env, *arguments):
+    return subprocess.run([sys.executable, "manage.py", *arguments], cwd=BASE_DIR, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command", [["check"], ["demo_admin"], ["qcluster"], ["migrate", "--check"]])
+def test_a_command_without_debug_or_a_secret_key_says_in_one_line_what_to_set(tmp_path, command):
+    answer = manage(local_environment(tmp_path), *command)
+    assert answer.returncode != 0 and "Traceback" not in answer.stderr
+    [line] = answer.stderr.splitlines()
+    assert line.startswith("jobsite: SECRET_KEY must be set when DEBUG is off: set SECRET_KEY, or DEBUG=1")
+    assert f"{tmp_path / '.env'} (`make run` writes DEBUG=1 there" in line
+
+
+def test_the_env_file_make_run_writes_serves_every_later_command_with_one_key(tmp_path):
+    subprocess.run(["make", "-s", f"JOBSITE_VAR_DIR={tmp_path}", f"{tmp_path}/.env"], cwd=BASE_DIR, check=True,
+                   timeout=60)
+    assert "\nDEBUG=1\n" in (tmp_path / ".env").read_text()
+    env = local_environment(tmp_path)
+    assert manage(env, "check").returncode == 0
+    show = "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
+    first, second = manage(env, "shell", "--no-imports", "-c", show).stdout, manage(env, "shell", "--no-imports", "-c", show).stdout
+    assert first == second == f"True {(tmp_path / 'secret-key').read_text().strip()}\n"
+
+
+def test_make_run_keeps_an_env_file_that_exists(tmp_path):
+    (tmp_path / ".env").write_text("DEBUG=1\nSECRET_KEY='my own key'\n")
+    subprocess.run(["make", "-s", f"JOBSITE_VAR_DIR={tmp_path}", f"{tmp_path}/.env"], cwd=BASE_DIR, check=True,
+                   timeout=60)
+    assert (tmp_path / ".env").read_text() == "DEBUG=1\nSECRET_KEY='my own key'\n"
+    show = "from django.conf import settings; print(settings.SECRET_KEY)"
+    assert manage(local_environment(tmp_path), "shell", "--no-imports", "-c", show).stdout == "my own key\n"
+
+
+def test_the_environment_wins_over_the_env_file(tmp_path):
+    (tmp_path / ".env").write_text("# local\nDEBUG=1\n")
+    answer = manage(local_environment(tmp_path, DEBUG="0"), "check")
+    assert answer.returncode != 0 and "SECRET_KEY must be set when DEBUG is off" in answer.stderr
+
+
+def test_a_line_of_the_env_file_that_is_not_a_setting_is_named(tmp_path):
+    (tmp_path / ".env").write_text("DEBUG=1\nexport DEBUG\n")
+    answer = manage(local_environment(tmp_path), "check")
+    assert answer.returncode != 0 and "Traceback" not in answer.stderr
+    assert answer.stderr == f"jobsite: {tmp_path / '.env'}, line 2: expected NAME=value, not 'export DEBUG'\n"

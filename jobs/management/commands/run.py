@@ -1,0 +1,87 @@
+"""`make run`'s processes: the development web server and one cluster, stopped together.
+
+Each child runs in a process group of its own, so a Ctrl-C at the terminal (or a signal to make's
+process group) reaches this process alone and each child is told to stop exactly once: the cluster
+stops its workers itself, and a second signal to its group would stop it again half-way.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+def say(line, stream=None):
+    """One line in one unbuffered write, so that a signal handler's line never breaks into another."""
+    os.write((stream or sys.stdout).fileno(), (line + "\n").encode())
+
+
+class Command(BaseCommand):
+    help = ("Run the development web server and one cluster until Ctrl-C or SIGTERM stops both "
+            "(exit status 130 after Ctrl-C, 0 after SIGTERM); a second Ctrl-C kills them.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="HOST:PORT of the web server")
+
+    def handle(self, addrport, **options):
+        self.children = {}  # pid -> (name, Popen)
+        self.stop_signal = None
+        self.killed = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.on_signal)
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        for name, arguments in (("cluster", ["qcluster"]), ("web server", ["runserver", "--noreload", addrport])):
+            process = subprocess.Popen([*manage, *arguments], process_group=0)
+            self.children[process.pid] = (name, process)
+            if self.stop_signal:  # a signal came while the children were being started
+                self.terminate(process)
+        self.wait_for_children()
+
+    def on_signal(self, signum, frame):
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            say("jobsite: stopping the web server and the cluster (Ctrl-C again kills them)")
+            for _, process in self.children.values():
+                self.terminate(process)
+        elif not self.killed:
+            self.killed = True
+            say("jobsite: killing the web server and the cluster")
+            for _, process in self.children.values():
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)  # the cluster's workers with it
+                except ProcessLookupError:
+                    pass
+
+    @staticmethod
+    def terminate(process):
+        # SIGTERM, not SIGINT: a process still importing Django dies of it quietly, without a
+        # KeyboardInterrupt traceback; the cluster stops on it as on Ctrl-C.
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def wait_for_children(self):
+        failed = False
+        while self.children:
+            pid, status = os.wait()
+            if pid not in self.children:
+                continue
+            name, process = self.children.pop(pid)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if self.stop_signal:
+                say(f"jobsite: {name} stopped")
+            else:
+                failed = True
+                say(f"jobsite: {name} ended by itself (exit status {process.returncode}); stopping the rest",
+                    sys.stderr)
+                self.stop_signal = signal.SIGTERM
+                for _, other in self.children.values():
+                    self.terminate(other)
+        if failed:
+            sys.exit(1)
+        if self.stop_signal == signal.SIGINT:
+            sys.exit(130)
