@@ -14,6 +14,7 @@ from rest_framework.reverse import reverse
 
 from jobs import storage
 from jobs.api.errors import ErrorSerializer
+from jobs.api.filters import ChoiceFilter, OrderingFilter
 from jobs.exceptions import Rejected, TooLarge, quoted
 
 from . import services
@@ -54,9 +55,9 @@ class DeletedSerializer(serializers.Serializer):
 
 
 class DataFileFilter(filters.FilterSet):
-    kind = filters.ChoiceFilter(choices=DataFile.Kind.choices)
+    kind = ChoiceFilter(choices=DataFile.Kind.choices)
     search = filters.CharFilter(field_name="name", lookup_expr="icontains", help_text="text in the name")
-    ordering = filters.OrderingFilter(fields=["name", "uploaded", "size", "kind"])
+    ordering = OrderingFilter(fields=["name", "uploaded", "size", "kind"])
 
     class Meta:
         model = DataFile

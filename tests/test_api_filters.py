@@ -92,17 +92,36 @@ def test_jobs_without_a_value_come_last_in_both_directions(jobs, owner, client_f
 
 @pytest.mark.parametrize("query,field", [
     ("status=lost", "status"),
-    ("created_after=yesterday", "created"),
-    ("created_after=0001-01-01T00:30:00%2B05:00", "created"),  # before year 1 in UTC
+    ("type=nosuch", "type"),
+    ("created_after=yesterday", "created_after"),
+    ("created_before=yesterday", "created_before"),
+    ("created_after=0001-01-01T00:30:00%2B05:00", "created_after"),  # before year 1 in UTC
+    ("started_after=2024-01-01T00:00:00Z&started_before=later", "started_before"),
+    ("finished_after=soon", "finished_after"),
     ("ordering=owner", "ordering"),
     ("tile=abc", "tile"),
     ("town=x", "town"),
 ])
 def test_a_bad_filter_is_a_400_naming_it(jobs, owner, client_for, query, field):
+    """By the query parameter's own name: `created_after`, not the field `created` it bounds."""
     response = client_for(owner).get(f"/api/v1/jobs/?{query}")
     assert response.status_code == 400
     body = response.json()
-    assert body["detail"].startswith(field) and any(key.startswith(field) for key in body["errors"])
+    assert body["detail"].startswith(f"{field}: ") and list(body["errors"]) == [field]
+
+
+def test_a_bad_moment_says_what_a_moment_looks_like(jobs, owner, client_for):
+    response = client_for(owner).get("/api/v1/jobs/?created_after=yesterday")
+    assert response.json()["errors"] == {"created_after": ["must be an ISO 8601 date-time, such as 2026-01-31T12:00:00Z"]}
+
+
+def test_a_moment_bounds_its_field_inclusively_on_both_sides(jobs, owner, client_for):
+    created = Job.objects.get(pk=jobs["fire"]).created.isoformat().replace("+", "%2B")
+    assert ids_for(client_for(owner), f"created_after={created}&created_before={created}") == [jobs["fire"]]
+
+
+def test_an_empty_type_filters_nothing(jobs, owner, client_for):
+    assert ids_for(client_for(owner), "type=") == [jobs["town"], jobs["fire"], jobs["flood"]]
 
 
 def test_any_valid_utc_offset_is_accepted(jobs, owner, client_for):

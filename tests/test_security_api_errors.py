@@ -12,6 +12,8 @@ from jobs import services
 from jobsite.jsonnesting import MAX_DEPTH, nesting_depth
 from jobs.models import Job, JobTile
 
+from .test_api_errors import assert_field_lists
+
 HUGE = int("1" + "0" * 400)  # JSON's 1 followed by 400 zeros: beyond any float or database integer
 BEYOND_64_BITS = "99999999999999999999"
 
@@ -41,6 +43,8 @@ def assert_json_error(response, status, field):
     assert response["Content-Type"] == "application/json"
     detail = response.json()["detail"]
     assert field in detail, detail
+    if "errors" in response.json():  # each field's messages as a list, as at every 400
+        assert_field_lists(response.json()["errors"])
     return detail
 
 
@@ -101,8 +105,8 @@ def test_it_counts_nesting_without_recursion_and_ignores_brackets_in_strings(tex
 QUERIES = {
     "job-filter-town": (f"/api/v1/jobs/?town={HUGE}", 400, "town"),
     "job-filter-tile": (f"/api/v1/jobs/?tile={BEYOND_64_BITS}", 400, "tile"),
-    "job-filter-date-huge": (f"/api/v1/jobs/?created_after={HUGE}", 400, "created"),
-    "job-filter-date-year": ("/api/v1/jobs/?finished_before=99999-01-01T00:00:00", 400, "finished"),
+    "job-filter-date-huge": (f"/api/v1/jobs/?created_after={HUGE}", 400, "created_after"),
+    "job-filter-date-year": ("/api/v1/jobs/?finished_before=99999-01-01T00:00:00", 400, "finished_before"),
     "tile-filter-ids": (f"/api/v1/tiles/?id=100,{HUGE}", 400, "id"),
     "tile-filter-town": (f"/api/v1/tiles/?town={BEYOND_64_BITS}", 400, "town"),
     "tile-filter-bbox": (f"/api/v1/tiles/?bbox=0,0,{HUGE},{HUGE}", 400, "bbox"),

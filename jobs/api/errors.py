@@ -35,12 +35,28 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class ValidationErrorSerializer(ErrorSerializer):
-    errors = serializers.DictField(required=False, help_text="What is wrong, by field name (absent when the body could not be parsed)")
+    errors = serializers.DictField(required=False, help_text=(
+        "What is wrong, by field name: a list of messages for each field, or for a field with parts of its own "
+        "(params, inputs, a list's items by index) an object of the same shape (absent when the body could not "
+        "be parsed)"))
 
 
 def under_api(request):
     """Whether the request is for the API: /api and everything under /api/."""
     return request.path == "/api" or request.path.startswith("/api/")
+
+
+def field_lists(errors):
+    """`errors` in the one shape every 400 of the API answers, DRF's: each field maps to a list of
+    messages, and a field with parts of its own (params.azimuth, inputs.zones, tile_ids.0) to an object
+    of the same shape. The services refuse with a message or an object per field (Rejected)."""
+    if isinstance(errors, dict):
+        return {key: field_lists(value) if isinstance(value, dict) else _messages(value) for key, value in errors.items()}
+    return {"non_field_errors": _messages(errors)}
+
+
+def _messages(problem):
+    return [str(message) for message in problem] if isinstance(problem, (list, tuple)) else [str(problem)]
 
 
 def _flatten(errors, prefix=""):
@@ -70,7 +86,7 @@ def exception_handler(exc, context):
         exc = PayloadTooLarge(f"{field}: {problem}") if code == 413 else ValidationError({field: problem})
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        detail = field_lists(exc.detail)
         response.data = {"detail": "; ".join(_flatten(detail)), "errors": detail}
     if response is not None:
         response.data = _bounded(response.data)

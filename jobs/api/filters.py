@@ -5,15 +5,40 @@ import math
 
 import django_filters as filters
 from django import forms
-from django_filters.fields import IsoDateTimeField, IsoDateTimeRangeField
 from django.db.models import Exists, F, OuterRef, Q
+from django_filters.fields import ChoiceField, IsoDateTimeField
 from rest_framework.exceptions import ValidationError
 
+from ..exceptions import quoted
+from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Job, JobStatus, JobTile, Tile, TileStatus
 
 
-class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
+class NamedChoiceField(ChoiceField):
+    """A choice whose refusal names the valid values: `Select a valid choice: 'x' is not one of queued, ...`."""
+
+    def validate(self, value):
+        if value not in self.empty_values and not self.valid_value(value):
+            valid = ", ".join(str(key) for key, _ in self.choices if key not in self.empty_values)
+            raise forms.ValidationError(f"Select a valid choice: {quoted(value)} is not one of {valid}",
+                                        code="invalid_choice")
+        super().validate(value)
+
+
+class ChoiceFilter(filters.ChoiceFilter):
+    """One of the choices; anything else is a 400 naming them (never an empty answer)."""
+
+    field_class = NamedChoiceField
+
+
+class ChoiceInFilter(filters.BaseInFilter, ChoiceFilter):
     """Any of several choices, comma-separated: `?status=queued,running`."""
+
+
+class OrderingFilter(filters.OrderingFilter):
+    """Ordering by one of the fields (`-` before it reverses); anything else is a 400 naming them."""
+
+    field_class = NamedChoiceField
 
 
 class IdFilter(filters.NumberFilter):
@@ -33,6 +58,8 @@ class UTCDateTimeField(IsoDateTimeField):
     """An ISO 8601 date-time, handed to the database in UTC: PostgreSQL refuses offsets beyond
     ±15:59, and a time that cannot be expressed in UTC (year 1 with a positive offset) is invalid."""
 
+    default_error_messages = {"invalid": "must be an ISO 8601 date-time, such as 2026-01-31T12:00:00Z"}
+
     def to_python(self, value):
         value = super().to_python(value)
         if value is None:
@@ -43,15 +70,15 @@ class UTCDateTimeField(IsoDateTimeField):
             raise forms.ValidationError("is out of range once in UTC", code="invalid") from None
 
 
-class UTCDateTimeRangeField(IsoDateTimeRangeField):
-    def __init__(self, *args, **kwargs):
-        super(IsoDateTimeRangeField, self).__init__((UTCDateTimeField(), UTCDateTimeField()), *args, **kwargs)
+class MomentFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time bound of a field: `created_after` is `created >=` it, `created_before`
+    `created <=` it. One filter per query parameter, so that a bad one is refused by its own name."""
 
+    field_class = UTCDateTimeField
 
-class DateTimeRangeFilter(filters.IsoDateTimeFromToRangeFilter):
-    """`<name>_after` and `<name>_before`, ISO 8601 date-times."""
-
-    field_class = UTCDateTimeRangeField
+    def __init__(self, field_name, bound):
+        super().__init__(field_name=field_name, lookup_expr="gte" if bound == "after" else "lte",
+                         help_text=f"{field_name} at or {bound} this moment (ISO 8601)")
 
 
 def _names(value):
@@ -62,7 +89,7 @@ def _labelled(name):
     return Exists(Job.labels.through.objects.filter(job_id=OuterRef("pk"), label__name=name))
 
 
-class NullsLastOrderingFilter(filters.OrderingFilter):
+class NullsLastOrderingFilter(OrderingFilter):
     """Ordering where rows without a value (unfinished jobs have no duration) come last both ways,
     on every database."""
 
@@ -74,15 +101,18 @@ class NullsLastOrderingFilter(filters.OrderingFilter):
 
 class JobFilter(filters.FilterSet):
     status = ChoiceInFilter(choices=JobStatus.choices, help_text="any of these statuses, comma-separated")
-    type = filters.CharFilter()
+    type = ChoiceFilter(choices=lambda: [(name, name) for name in sorted(JOB_TYPES)], help_text="a job type name")
     label = filters.CharFilter(method="filter_label_any", help_text="has any of these labels, comma-separated")
     label_all = filters.CharFilter(method="filter_label_all", help_text="has all of these labels, comma-separated")
     owner = filters.CharFilter(field_name="owner__username", help_text="owner's username (staff see every owner)")
     town = IdFilter(field_name="town_id")
     tile = IdFilter(method="filter_tile", help_text="the job covers this tile id")
-    created = DateTimeRangeFilter(help_text="created_after / created_before (ISO 8601)")
-    started = DateTimeRangeFilter()
-    finished = DateTimeRangeFilter()
+    created_after = MomentFilter("created", "after")
+    created_before = MomentFilter("created", "before")
+    started_after = MomentFilter("started", "after")
+    started_before = MomentFilter("started", "before")
+    finished_after = MomentFilter("finished", "after")
+    finished_before = MomentFilter("finished", "before")
     search = filters.CharFilter(method="filter_search", help_text="text in a label or in the error message")
     ordering = NullsLastOrderingFilter(fields=["created", "finished", "duration", "status", "id"],
                                       help_text="created, finished, duration or status; a leading - reverses")

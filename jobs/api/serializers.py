@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from ..exceptions import quoted
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, InterimResults, Job, JobLog, JobTile, Tile, Town
 
@@ -76,6 +77,18 @@ class JobSerializer(serializers.ModelSerializer):
                 "cancel": None if job.is_final else f"{url}cancel/", "resume": f"{url}resume/" if job.is_resumable else None}
 
 
+class NamedChoiceField(serializers.ChoiceField):
+    """A choice whose refusal names the valid values, as the list filters' do."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            valid = ", ".join(str(choice) for choice in self.choices)
+            raise serializers.ValidationError(f"{quoted(data)} is not a valid choice; the choices are {valid}",
+                                              code="invalid_choice") from None
+
+
 class JobCreateSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="A job type name, e.g. hillshade (see job-types/)")
     tile_ids = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_ID), required=False,
@@ -85,7 +98,7 @@ class JobCreateSerializer(serializers.Serializer):
     params = serializers.DictField(required=False, default=dict, help_text="Parameters of the job type")
     labels = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
                                    required=False, default=list)
-    interim_results = serializers.ChoiceField(choices=InterimResults.choices, required=False)
+    interim_results = NamedChoiceField(choices=InterimResults.choices, required=False)
     inputs = serializers.DictField(child=serializers.CharField(), required=False,
                                    help_text="input name: the name of one of your data files (see job-types/)")
     wait_timeout = serializers.IntegerField(min_value=1, max_value=30 * 24 * 3600, required=False,
