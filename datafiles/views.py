@@ -53,7 +53,73 @@ def datafile_detail(request, name):
         preview = _first_lines(datafile)
     return render(request, "datafiles/datafile_detail.html", {
         "datafile": datafile, "preview": preview, "jobs": services.jobs_using(datafile),
+        "preview_size": _preview_display_size(datafile.metadata) if datafile.kind == "raster" else None,
+        "facts": _metadata_rows(datafile.metadata, shown_above={"preview"} if datafile.kind == "table" else set()),
         "metadata": json.dumps(datafile.metadata, indent=2, ensure_ascii=False)})
+
+
+PREVIEW_PIXELS = 256  # the longer side of a raster's preview PNG (sandbox.preview), at most
+
+
+def _preview_display_size(metadata):
+    """Width and height to show a raster's preview at: a preview smaller than PREVIEW_PIXELS is scaled
+    up by the largest whole factor that keeps it within that, so a 64 x 48 raster is seen at 256 x 192."""
+    width, height = metadata.get("width"), metadata.get("height")
+    if not width or not height:
+        return None
+    scale = min(1.0, PREVIEW_PIXELS / max(width, height))  # as the preview is drawn
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    factor = max(1, PREVIEW_PIXELS // max(width, height))
+    return {"width": width * factor, "height": height * factor}
+
+
+def _metadata_rows(metadata, shown_above=()):
+    """A data file's metadata as rows of (name, text, table): a list of objects (bands, layers)
+    becomes a table of its own with a column per key; anything else reads as one line of text."""
+    rows = []
+    for key, value in sorted(metadata.items(), key=lambda item: _reading_order(item[0])):
+        if key in shown_above:
+            continue
+        name = _label(key).capitalize() if key not in ACRONYMS else _label(key)
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            columns = sorted(dict.fromkeys(column for item in value for column in item), key=_reading_order)
+            rows.append((name, None, {"columns": [_label(c) for c in columns],
+                                      "rows": [[_as_text(item.get(c)) for c in columns] for item in value]}))
+        else:
+            rows.append((name, _as_text(value), None))
+    return rows
+
+
+ACRONYMS = {"crs": "CRS", "epsg": "EPSG", "json_type": "JSON type"}
+
+# Metadata keys in the order they read best; PostgreSQL keeps JSON objects in an order of its own.
+READING_ORDER = ("name", "driver", "kind", "width", "height", "band_count", "type", "geometry_type", "feature_count",
+                 "row_count", "columns", "delimiter", "lines", "characters", "json_type", "nodata", "fields", "bands",
+                 "layers", "crs", "epsg", "bounds", "extent", "geotransform")
+
+
+def _reading_order(key):
+    return (READING_ORDER.index(key), "") if key in READING_ORDER else (len(READING_ORDER), key)
+
+
+def _label(key):
+    return ACRONYMS.get(key, key.replace("_", " "))
+
+
+def _as_text(value):
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_as_text(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        if all(isinstance(item, dict) for item in value):  # a layer's fields: "id Integer, name String"
+            return ", ".join(" ".join(_as_text(v) for v in item.values()) for item in value) or "none"
+        return ", ".join(_as_text(item) for item in value) or "none"
+    return str(value)
 
 
 PREVIEW_LINES, PREVIEW_CHARACTERS = 40, 16 * 1024

@@ -6,11 +6,26 @@ from .exceptions import Conflict, TooLarge
 from .models import IndexCrs, Job, JobInput, JobLog, JobTile, Label, Tile, Town
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows that commands and workflows write: staff look, but add and change nothing here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Tile)
-class TileAdmin(admin.ModelAdmin):
+class TileAdmin(ViewOnlyAdmin):
+    """The tile index, which `manage.py load_tiles` loads (and `--replace` replaces); jobs read it
+    by id, so no tile is added, changed or deleted here."""
+
     list_display = ["id", "path", "width", "height", "col", "row", "loaded"]
     search_fields = ["=id", "path"]
-    readonly_fields = ["loaded"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(IndexCrs)
@@ -79,9 +94,12 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["status", "type", "interim_results", "labels", "created"]
     search_fields = ["=id", "owner__username", "labels__name", "error"]
     date_hierarchy = "created"
-    raw_id_fields = ["town"]
-    readonly_fields = ["status", "tiles_total", "attempt", "outputs", "results", "error", "waiting_for", "wait_deadline",
-                       "created", "started", "finished", "updated", "interim_deleted"]
+    # A job's history depends on all but its labels and interim results policy. Jobs are created
+    # by jobs.services.job_submit (the dashboard's new-job form and the API), never here.
+    editable_fields = ["labels", "interim_results"]
+    readonly_fields = ["type", "owner", "params", "town", "status", "tiles_total", "attempt", "outputs", "outputs_size",
+                       "results", "error", "waiting_for", "wait_deadline", "interim_deleted", "created", "started",
+                       "finished", "updated"]
     inlines = [JobInputInline, JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
@@ -106,6 +124,19 @@ class JobAdmin(admin.ModelAdmin):
         if count:
             self.message_user(request, f"{count} jobs {done}.", messages.SUCCESS)
 
+    def get_fields(self, request, obj=None):
+        return [*self.readonly_fields[:4], *self.editable_fields, *self.readonly_fields[4:]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        """Write only what the form edits: a whole-row save would put back the status and counts
+        read when the form was posted over a worker's newer ones."""
+        changed = [name for name in form.changed_data if name != "labels"]  # labels: save_related
+        if changed:
+            obj.save(update_fields=[*changed, "updated"])
+
     def has_delete_permission(self, request, obj=None):
         """Only finished jobs can be deleted; cancel a job first."""
         return super().has_delete_permission(request, obj) and (obj is None or obj.is_final)
@@ -122,7 +153,10 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(JobLog)
-class JobLogAdmin(admin.ModelAdmin):
+class JobLogAdmin(ViewOnlyAdmin):
+    """What happened to jobs, as it happened: never added or changed here. Deleting a job in the
+    admin deletes its logs, so delete stays allowed."""
+
     list_display = ["id", "job", "tile", "level", "created", "message"]
     list_filter = ["level"]
     search_fields = ["message", "=job__id"]

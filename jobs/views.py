@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -38,9 +39,15 @@ def _summary(job):
 
 
 def _duration(job):
+    """How long a job ran (or has been running): "0.4 s" and "42 s" under a minute, "3:05" and "1:02:05" beyond."""
     if job.started is None:
         return ""
-    seconds = int(((job.finished or timezone.now()) - job.started).total_seconds())
+    exact = max(0.0, ((job.finished or timezone.now()) - job.started).total_seconds())
+    if exact < 9.95:
+        return f"{exact:.1f} s"
+    seconds = int(exact)
+    if seconds < 60:
+        return f"{seconds} s"
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
@@ -97,40 +104,57 @@ def _allowed(job):
     return {"cancel": not job.is_final, "resume": job.is_resumable, "delete": job.is_final}
 
 
+# The parts of a job page that change while it runs. The page includes them and the live endpoint
+# sends them rendered by the same templates, so what a poll shows is what a reload shows.
+LIVE_PARTS = ("state", "result", "facts")
+
+
+def _live_context(job):
+    outputs = [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs]
+    return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": job.inputs.all(),
+            "outputs": outputs, "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None)}
+
+
+def _live_parts(request, context):
+    return {name: render_to_string(f"jobs/_job_{name}.html", context, request=request) for name in LIVE_PARTS}
+
+
+def _log_lines(request, logs):
+    return [{"id": log.id, "created": log.created.isoformat(), "level": log.level, "tile": log.tile_id,
+             "message": log.message, "html": render_to_string("jobs/_log_line.html", {"log": log}, request=request)}
+            for log in logs]
+
+
 @login_required
 @require_GET
 def job_detail(request, pk):
     job = _job_or_404(request, pk)
-    kind = get_job_type(job.type)
     logs = list(JobLog.objects.filter(job=job).order_by("-id")[:LOG_TAIL])[::-1]
     return render(request, "jobs/job_detail.html", {
-        "job": job, "summary": _summary(job), "tile_map": _tile_map(job), "logs": logs,
-        "last_log": logs[-1].id if logs else 0, "allowed": _allowed(job), "inputs": job.inputs.all(),
-        "outputs": [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs],
-        "thumbnail": next((reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})
-                           for o in job.outputs if o["name"] == "thumbnail.png"), None),
-        "resume_form": ResumeForm(kind=kind, current=job.params) if job.is_resumable else None,
-        "statuses": TileStatus.values,
+        **_live_context(job), "tile_map": _tile_map(job), "logs": logs, "last_log": logs[-1].id if logs else 0,
+        "resume_form": ResumeForm(kind=get_job_type(job.type), current=job.params), "statuses": TileStatus.values,
     })
 
 
 @login_required
 @require_GET
 def job_live(request, pk):
-    """What changed on a job page: status, progress, each tile's status, log lines after `after`."""
+    """What changed on a job page: status, progress, each tile's status, log lines after `after`, and
+    the page's changing parts as HTML. `settled` once the job is final and no tile is still moving."""
     job = _job_or_404(request, pk)
     try:
         after = int(request.GET.get("after", 0))
     except ValueError:
         return JsonResponse({"detail": "after: a log id"}, status=400)
-    logs = JobLog.objects.filter(job=job, id__gt=after).order_by("id")[:500]
+    if not 0 <= after <= BIGGEST:
+        return JsonResponse({"detail": f"after: a log id from 0 to {BIGGEST}"}, status=400)
+    tiles = dict(JobTile.objects.filter(job=job).values_list("tile_id", "status"))
+    context = _live_context(job)
     return JsonResponse({
-        **_summary(job), "allowed": _allowed(job),
-        "tiles": dict(JobTile.objects.filter(job=job).values_list("tile_id", "status")),
-        "logs": [{"id": log.id, "created": log.created.strftime("%H:%M:%S"), "level": log.level,
-                  "tile": log.tile_id, "message": log.message} for log in logs],
-        "outputs": [{"name": o["name"], "size": o["size"],
-                     "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs],
+        **context["summary"], "allowed": context["allowed"], "tiles": tiles,
+        "settled": job.is_final and not any(s in (TileStatus.PENDING, TileStatus.RUNNING) for s in tiles.values()),
+        "logs": _log_lines(request, JobLog.objects.filter(job=job, id__gt=after).order_by("id")[:500]),
+        "parts": _live_parts(request, context),
     })
 
 

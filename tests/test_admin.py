@@ -1,7 +1,10 @@
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from jobs import services, storage
-from jobs.models import Job, JobLog, JobTile
+from jobs.admin import JobAdmin
+from jobs.models import Job, JobLog, JobTile, Label, Tile
 
 from .test_execution import run
 
@@ -85,3 +88,74 @@ def test_data_files_in_the_admin_with_a_download_link(owner, media, admin_client
     assert b"".join(admin_client.get(f"/staff/datafiles/{datafile.pk}/download/").streaming_content) == b"x,y\n1,2\n"
     client.force_login(owner)
     assert client.get(f"/staff/datafiles/{datafile.pk}/download/").status_code == 302  # staff only
+
+
+# Jobs are made only by the submit service; what history depends on is not edited here.
+
+def test_the_admin_adds_no_job(job, admin_client):
+    assert admin_client.get("/admin/jobs/job/add/").status_code == 403
+    response = admin_client.post("/admin/jobs/job/add/", {"type": "slope", "owner": job.owner_id, "status": "queued",
+                                                          "params": "{}", "interim_results": "on_error"})
+    assert response.status_code == 403 and Job.objects.count() == 1
+    assert "/admin/jobs/job/add/" not in admin_client.get("/admin/jobs/job/").content.decode()
+
+
+def test_posting_changed_read_only_fields_of_a_job_changes_nothing(job, other, town, admin_client):
+    run(job)
+    job.refresh_from_db()
+    before = {name: getattr(job, name) for name in JobAdmin.readonly_fields}
+    tiles_before = list(JobTile.objects.filter(job=job).values_list("tile_id", "status", "output_size"))
+    page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert 'name="interim_results"' in page and 'name="labels"' in page
+    for name in ("type", "owner", "params", "town", "status", "outputs", "tiles_total", "started", "finished"):
+        assert f'name="{name}"' not in page, name
+    label = Label.objects.create(name="checked")
+    response = admin_client.post(f"/admin/jobs/job/{job.pk}/change/", {
+        "type": "aspect", "owner": other.pk, "params": '{"scale": 9}', "town": town.pk, "status": "queued",
+        "tiles_total": 99, "attempt": 7, "outputs": "[]", "outputs_size": 0, "error": "edited", "waiting_for": '["x"]',
+        "created": "2020-01-01 00:00:00", "finished": "", "started": "", "labels": [label.pk],
+        "interim_results": "always",
+        "tiles-TOTAL_FORMS": "0", "tiles-INITIAL_FORMS": "0", "inputs-TOTAL_FORMS": "0", "inputs-INITIAL_FORMS": "0",
+        "logs-TOTAL_FORMS": "0", "logs-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    job.refresh_from_db()
+    assert {name: getattr(job, name) for name in JobAdmin.readonly_fields if name != "updated"} == {
+        name: value for name, value in before.items() if name != "updated"}
+    assert list(JobTile.objects.filter(job=job).values_list("tile_id", "status", "output_size")) == tiles_before
+    assert job.interim_results == "always" and list(job.labels.values_list("name", flat=True)) == ["checked"]
+
+
+def test_saving_a_job_in_the_admin_writes_only_the_edited_columns(job, admin_client):
+    """A whole-row save would write back the status read when the form was posted over a worker's."""
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.post(f"/admin/jobs/job/{job.pk}/change/", {
+            "labels": [], "interim_results": "never", "tiles-TOTAL_FORMS": "0", "tiles-INITIAL_FORMS": "0",
+            "inputs-TOTAL_FORMS": "0", "inputs-INITIAL_FORMS": "0", "logs-TOTAL_FORMS": "0", "logs-INITIAL_FORMS": "0"})
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "jobs_job"')]
+    assert len(updates) == 1 and '"interim_results"' in updates[0]
+    assert '"status"' not in updates[0] and '"tiles_total"' not in updates[0] and '"params"' not in updates[0]
+    assert Job.objects.get(pk=job.pk).interim_results == "never"
+
+
+def test_tiles_of_the_index_are_only_shown(index, admin_client):
+    tile = Tile.objects.get(pk=index.ids[0])
+    assert admin_client.get("/admin/jobs/tile/add/").status_code == 403
+    page = admin_client.get(f"/admin/jobs/tile/{tile.pk}/change/")
+    assert page.status_code == 200 and 'name="path"' not in page.content.decode()  # a view, no form
+    response = admin_client.post(f"/admin/jobs/tile/{tile.pk}/change/", {"path": "/etc/passwd", "width": 1})
+    assert response.status_code == 403 and Tile.objects.get(pk=tile.pk).path == tile.path
+    assert admin_client.get(f"/admin/jobs/tile/{tile.pk}/delete/").status_code == 403
+
+
+def test_job_logs_are_neither_added_nor_edited(job, admin_client):
+    log = JobLog.objects.get(message="a tile note")
+    assert admin_client.get("/admin/jobs/joblog/add/").status_code == 403
+    assert admin_client.post("/admin/jobs/joblog/add/", {"job": job.pk, "message": "forged", "level": "info"}
+                             ).status_code == 403
+    page = admin_client.get(f"/admin/jobs/joblog/{log.pk}/change/")
+    assert page.status_code == 200 and 'name="message"' not in page.content.decode()
+    response = admin_client.post(f"/admin/jobs/joblog/{log.pk}/change/", {"job": job.pk, "message": "rewritten",
+                                                                          "level": "error"})
+    assert response.status_code == 403 and JobLog.objects.get(pk=log.pk).message == "a tile note"
+    assert not JobLog.objects.filter(message="forged").exists()

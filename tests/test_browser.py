@@ -3,6 +3,7 @@
 Screenshots of each page go to tests/artifacts/ (ignored by git).
 """
 
+import re
 import shutil
 from pathlib import Path
 
@@ -89,7 +90,16 @@ def test_cancel_a_running_job_with_the_button(cluster, live_server, browser, lar
     browser.get(f"{live_server.url}/jobs/{job_id}/")
     shot(browser, "job-running")
     browser.find_element(By.CSS_SELECTOR, "form[data-action=cancel] button").click()
-    wait(browser, expected_conditions.alert_is_present()).accept()
+    dialog = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "dialog.confirm[open]"))
+    assert dialog.find_element(By.CSS_SELECTOR, ".question").text == "Cancel this job?"
+    assert [b.text for b in dialog.find_elements(By.TAG_NAME, "button")] == ["Cancel job", "Keep running"]
+    shot(browser, "job-cancel-dialog")
+    dialog.find_element(By.CSS_SELECTOR, "button[value=no]").click()  # Keep running
+    wait(browser, lambda d: not dialog.is_displayed())
+    assert Job.objects.get(pk=job_id).status == JobStatus.RUNNING
+    browser.find_element(By.CSS_SELECTOR, "form[data-action=cancel] button").click()
+    wait(browser, lambda d: dialog.is_displayed())
+    dialog.find_element(By.CSS_SELECTOR, "button[value=yes]").click()  # Cancel job
     wait(browser, expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, ".messages"), "canceled"))
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.CANCELED
@@ -106,9 +116,16 @@ def test_upload_a_file_and_see_its_metadata(live_server, browser, owner, media, 
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
     browser.find_element(By.CSS_SELECTOR, "form.upload button[type=submit]").click()
     wait(browser, expected_conditions.title_contains("dem.tif"))
-    assert '"width": 20' in browser.find_element(By.CSS_SELECTOR, "pre.metadata").text
+    assert "Width 20" in browser.find_element(By.CSS_SELECTOR, "table.metadata").text
+    raw = browser.find_element(By.CSS_SELECTOR, "pre.metadata")
+    assert not raw.is_displayed()
+    browser.find_element(By.CSS_SELECTOR, "details.raw-metadata summary").click()
+    assert '"width": 20' in raw.text
     preview = browser.find_element(By.CSS_SELECTOR, "img.thumbnail")
     wait(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", preview))
+    # 20 x 10 pixels, drawn 12 times as large with square pixels
+    assert browser.execute_script("return [arguments[0].clientWidth, arguments[0].clientHeight];", preview) == [240, 120]
+    assert preview.value_of_css_property("image-rendering") == "pixelated"
     shot(browser, "datafile")
     browser.get(f"{live_server.url}/datafiles/")
     assert "20 × 10, 1 band, EPSG:25832" in browser.find_element(By.CSS_SELECTOR, "table.files").text
@@ -120,3 +137,87 @@ def test_the_pages_fit_a_phone(live_server, browser, owner):
     log_in(browser, live_server)
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
     shot(browser, "jobs-phone")
+
+
+# What a job page shows live is what a reload shows.
+
+def job_page_fields(browser):
+    """The text of every field of a job page, the state of its tiles, buttons and links."""
+    page = browser.find_element(By.CSS_SELECTOR, ".job-page")
+    fields = {name: page.find_element(By.CSS_SELECTOR, selector).text for name, selector in {
+        "heading": "h1", "progress": ".job-page > [data-field=progress]", "state": "[data-part=state]",
+        "result": "[data-part=result]", "details": "[data-part=facts]", "log": ".log", "actions": ".actions"}.items()}
+    fields["page"] = page.text
+    fields["progress value"] = page.find_element(By.CSS_SELECTOR, "[data-field=progress]").get_attribute("aria-valuenow")
+    fields["shown actions"] = [e.get_attribute("data-action") for e in page.find_elements(By.CSS_SELECTOR, "[data-action]")
+                               if e.is_displayed()]
+    fields["tiles"] = browser.execute_script(
+        "return [...document.querySelectorAll('svg.tile-map rect')].map((r) => `${r.getAttribute('class')} ${r.textContent}`);")
+    fields["links"] = [(a.text, a.get_attribute("href")) for a in page.find_elements(By.CSS_SELECTOR, "[data-part] a")]
+    fields["images"] = [img.get_attribute("src") for img in page.find_elements(By.TAG_NAME, "img")]
+    return fields
+
+
+def details(browser):
+    return browser.execute_script(
+        "const facts = {};"
+        "for (const dt of document.querySelectorAll('[data-part=facts] dt')) facts[dt.textContent] = dt.nextElementSibling.textContent;"
+        "return {Started: facts.Started, Finished: facts.Finished};")
+
+
+def test_a_job_watched_to_its_end_reads_as_it_does_after_a_reload(start_cluster, live_server, browser, large_index,
+                                                                   owner, client_for):
+    job_id = client_for(owner).post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": large_index.ids},
+                                    format="json").json()["id"]
+    log_in(browser, live_server)
+    browser.get(f"{live_server.url}/jobs/{job_id}/")
+    browser.execute_script("window.stillTheSamePage = true;")
+    assert details(browser) == {"Started": "–", "Finished": "–"}  # queued: no cluster yet
+    start_cluster()
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "h1 [data-field=status]").text == "succeeded", timeout=90)
+    assert browser.execute_script("return window.stillTheSamePage === true;")  # updated in place
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+    assert all(re.fullmatch(stamp, value) for value in details(browser).values()), details(browser)
+    assert re.search(r"hillshade\.tif \(\d+(\.\d)? (KB|MB)\)", browser.find_element(By.CSS_SELECTOR, "[data-part=result]").text)
+    live = job_page_fields(browser)
+    shot(browser, "job-live-end")
+
+    browser.refresh()
+    assert browser.execute_script("return window.stillTheSamePage === undefined;")
+    reloaded = job_page_fields(browser)
+    for name in reloaded:
+        assert live[name] == reloaded[name], name
+
+
+def test_a_job_canceled_elsewhere_offers_resume_live_as_a_reload_does(cluster, live_server, browser, large_index,
+                                                                      owner, client_for):
+    api = client_for(owner)
+    job_id = api.post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": large_index.ids,
+                                        "params": {"mode": "multidirectional"}}, format="json").json()["id"]
+    log_in(browser, live_server)
+    wait(browser, lambda d: Job.objects.get(pk=job_id).status == JobStatus.RUNNING)
+    browser.get(f"{live_server.url}/jobs/{job_id}/")
+    assert not browser.find_element(By.CSS_SELECTOR, "details[data-action=resume]").is_displayed()
+    assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
+    resume = browser.find_element(By.CSS_SELECTOR, "details[data-action=resume]")
+    wait(browser, lambda d: resume.is_displayed())
+    wait(browser, lambda d: not any("status-running" in r or "status-pending" in r for r in job_page_fields(d)["tiles"]))
+    live = job_page_fields(browser)
+    assert live["shown actions"] == ["delete", "resume"] and "canceled" in live["heading"]
+    browser.refresh()
+    reloaded = job_page_fields(browser)
+    for name in reloaded:
+        assert live[name] == reloaded[name], name
+
+
+def test_the_site_has_a_favicon_and_pages_ask_for_nothing_missing(live_server, owner):
+    with headless_chromium(console=True) as browser:
+        log_in(browser, live_server)
+        for url in ("/", "/jobs/new/", "/datafiles/"):
+            browser.get(f"{live_server.url}{url}")
+            icon = browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href")
+            status = browser.execute_async_script(
+                "fetch(arguments[0]).then((r) => arguments[1](`${r.status} ${r.headers.get('Content-Type')}`));", icon)
+            assert status == "200 image/svg+xml", (url, status)
+        missing = [entry["message"] for entry in browser.get_log("browser") if "404" in entry["message"]]
+        assert missing == []

@@ -1,14 +1,20 @@
 """The dashboard's pages and actions with Django's test client (the browser tests drive it live)."""
 
+import re
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from datafiles.models import DataFile
 from datafiles.services import datafile_store
 from jobs import services
 from jobs.models import Job, JobStatus
 
-from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes
+from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes, polygons_bytes
 from .test_execution import run
 
 
@@ -84,7 +90,7 @@ def test_the_job_page_shows_the_tile_map_log_and_only_allowed_buttons(job, logge
     assert " hidden" not in html[cancel - 120:cancel]  # shown
     delete = html.index('data-action="delete"')
     assert " hidden" in html[delete - 120:delete]  # not for a queued job
-    assert "Resume…" not in html
+    assert '<details class="resume" data-action="resume" hidden>' in html  # shown live once it can resume
 
 
 def test_a_finished_job_shows_its_thumbnail_and_downloads(index, owner, media, logged_in):
@@ -211,3 +217,101 @@ def test_a_table_preview_and_upload_errors(owner, media, logged_in):
 def test_the_job_page_forms_post_to_the_dashboard_not_the_api(job, logged_in):
     html = page(logged_in, f"/jobs/{job.pk}/")
     assert f'action="/jobs/{job.pk}/cancel/"' in html and f'action="/jobs/{job.pk}/delete/"' in html
+
+
+# The job page's live parts, times and durations, the confirmations, the favicon, data file metadata.
+
+def test_it_sends_the_live_parts_exactly_as_the_page_renders_them(index, owner, media, logged_in):
+    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    html = page(logged_in, f"/jobs/{job.pk}/")
+    live = logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()
+    assert set(live["parts"]) == {"state", "result", "facts"} and live["settled"] is True
+    for name, part in live["parts"].items():
+        assert f'<div data-part="{name}">{part}</div>' in html, name
+    assert "hillshade.tif</a> (" in live["parts"]["result"] and "bytes)" not in live["parts"]["result"]
+    assert re.search(r"\((\d+\.\d|\d+)\s(KB|MB)\)", live["parts"]["result"])
+    assert re.search(r"<dt>Finished</dt><dd><time datetime=\"[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time>",
+                     live["parts"]["facts"])
+    for line in live["logs"]:
+        assert line["html"] in html
+
+
+def test_a_running_jobs_live_answer_is_not_settled(job, logged_in):
+    live = logged_in.get(f"/jobs/{job.pk}/live/").json()
+    assert live["settled"] is False and "<dt>Started</dt><dd>–</dd>" in live["parts"]["facts"]
+    assert logged_in.get(f"/jobs/{job.pk}/live/?after=99999999999999999999").status_code == 400
+
+
+def test_times_are_shown_with_their_time_zone(job, owner, media, logged_in, settings, tmp_path):
+    datafile_store(owner=owner, upload=SimpleUploadedFile("dem.tif", geotiff_bytes(tmp_path)))
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d"
+    assert re.search(stamp + " UTC</time>", page(logged_in, "/"))
+    assert re.search(stamp + r":\d\d UTC</time>", page(logged_in, f"/jobs/{job.pk}/"))
+    assert "times in UTC" in page(logged_in, f"/jobs/{job.pk}/")
+    assert re.search(stamp + " UTC</time>", page(logged_in, "/datafiles/"))
+    assert re.search(stamp + r":\d\d UTC</time>", page(logged_in, "/datafiles/dem.tif/"))
+    settings.TIME_ZONE = "Europe/Berlin"
+    assert re.search(stamp + " CET</time>", page(logged_in, "/"))
+    assert "times in Europe/Berlin" in page(logged_in, f"/jobs/{job.pk}/")
+
+
+@pytest.mark.parametrize("seconds,shown", [(0.4, "0.4 s"), (0, "0.0 s"), (9.3, "9.3 s"), (42.7, "42 s"),
+                                           (185, "3:05"), (3725, "1:02:05")])
+def test_durations_read_well_below_a_second_too(job, logged_in, seconds, shown):
+    started = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELED, started=started,
+                                         finished=started + timedelta(seconds=seconds))
+    assert logged_in.get(f"/jobs/live/?ids={job.pk}").json()["jobs"][0]["duration"] == shown
+    assert f'<td data-field="duration">{shown}</td>' in page(logged_in, "/")
+    assert f"<dt>Duration</dt><dd>{shown}</dd>" in page(logged_in, f"/jobs/{job.pk}/")
+
+
+def test_the_cancel_form_asks_in_the_dialog_with_words_of_its_own(job, logged_in):
+    html = page(logged_in, f"/jobs/{job.pk}/")
+    assert '<dialog class="confirm"' in html
+    form = re.search(r'<form [^>]*data-action="cancel"[^>]*>', html).group(0)
+    assert 'data-confirm="Cancel this job?"' in form
+    assert 'data-confirm-yes="Cancel job"' in form and 'data-confirm-no="Keep running"' in form
+
+
+def test_every_page_links_a_favicon_that_exists(job, staff, logged_in, client):
+    link = '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+    for url in ("/", f"/jobs/{job.pk}/", "/datafiles/", "/jobs/new/"):
+        assert link in page(logged_in, url), url
+    client.force_login(staff)
+    assert link in page(client, "/admin/") and "Django administration" in page(client, "/admin/")
+    icon = finders.find("favicon.svg")
+    assert icon and Path(icon).read_text().startswith("<svg")
+
+
+def test_raster_metadata_is_a_table_with_the_raw_json_behind_a_toggle(owner, media, logged_in, tmp_path):
+    datafile_store(owner=owner, upload=SimpleUploadedFile("dem.tif", geotiff_bytes(tmp_path)))
+    html = page(logged_in, "/datafiles/dem.tif/")
+    assert '<th scope="row">Width</th><td>20</td>' in html and '<th scope="row">Band count</th><td>1</td>' in html
+    assert '<th scope="row">EPSG</th><td>25832</td>' in html
+    bands = html[html.index('<th scope="row">Bands</th>'):]
+    assert "<th>type</th><th>nodata</th>" in bands[:300]
+    raw = html[html.index('<details class="raw-metadata">'):]
+    assert raw.startswith('<details class="raw-metadata"><summary>Raw JSON</summary><pre class="metadata">{')
+    assert "&quot;width&quot;: 20" in raw and "</pre></details>" in raw
+
+
+def test_vector_and_table_metadata_read_as_tables(owner, media, logged_in, tmp_path):
+    datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", polygons_bytes(tmp_path)))
+    datafile_store(owner=owner, upload=SimpleUploadedFile("stations.csv", CSV.encode()))
+    vector = page(logged_in, "/datafiles/zones.geojson/")
+    layers = vector[vector.index('<th scope="row">Layers</th>'):]
+    assert "<th>name</th><th>geometry type</th><th>feature count</th><th>fields</th><th>CRS</th><th>EPSG</th>" in layers
+    assert "<td>areas</td><td>Polygon</td><td>2</td><td>id Integer, name String</td><td>WGS 84</td><td>4326</td>" in layers
+    table = page(logged_in, "/datafiles/stations.csv/")
+    assert '<th scope="row">Columns</th><td>station, height, name</td>' in table
+    assert '<th scope="row">Row count</th><td>3</td>' in table and '<th scope="row">Preview</th>' not in table
+
+
+@pytest.mark.parametrize("width,height,shown", [(64, 48, (256, 192)), (20, 10, (240, 120)), (256, 100, (256, 100)),
+                                                (3000, 1000, (256, 85)), (10, 1000, (3, 256))])
+def test_small_raster_previews_are_shown_larger(owner, media, logged_in, tmp_path, width, height, shown):
+    datafile_store(owner=owner, upload=SimpleUploadedFile("dem.tif", geotiff_bytes(tmp_path, width, height)))
+    html = page(logged_in, "/datafiles/dem.tif/")
+    assert (f'<img class="thumbnail raster-preview" src="/datafiles/dem.tif/preview.png" width="{shown[0]}" '
+            f'height="{shown[1]}"') in html

@@ -130,7 +130,7 @@ def assert_ended_without_waiting(job, client=None):
     assert not job.tiles.filter(status=TileStatus.PENDING).exists()
     assert set(job.tiles.values_list("status", flat=True)) == {TileStatus.CANCELED}
     if client is not None:
-        html = re.sub(r'<ol class="log".*?</ol>', "", client.get(f"/jobs/{job.pk}/").content.decode(), flags=re.S)
+        html = re.sub(r'<ol class="log".*?</ol>', "", client.get(f"/jobs/{job.pk}/").content.decode(), flags=re.DOTALL)
         assert job.status in html and "waiting for" not in html
 
 

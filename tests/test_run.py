@@ -132,7 +132,7 @@ def start_run(local_site, tmp_path):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 0), (signal.SIGHUP, 0)])
 def test_a_signal_to_make_runs_process_group_stops_the_web_server_and_the_cluster_once(start_run, signum, status):
     run = start_run()
     run.wait_until_serving()
@@ -161,6 +161,17 @@ def test_a_second_ctrl_c_kills_both_at_once(start_run):
     assert "jobsite: killing the web server and the cluster" in run.stdout()
     assert "Traceback" not in run.stderr()
     assert groups_are_gone(children)
+
+
+@pytest.mark.cluster
+def test_the_web_server_and_the_cluster_stop_when_make_runs_process_is_killed(start_run):
+    run = start_run()
+    run.wait_until_serving()
+    children = children_of(run.process.pid)
+    run.process.kill()  # SIGKILL: no handler runs; the kernel tells each child its parent died
+    run.process.wait()
+    assert groups_are_gone(children, timeout=30)
+    assert "Traceback" not in run.stderr() and run.stderr().count(" has stopped.") == 1
 
 
 @pytest.mark.cluster

@@ -3,6 +3,7 @@
 "use strict";
 
 const POLL_MS = 2000;
+const SETTLE_POLLS = 10;  // after a job has finished, polls for its last tiles to stop moving
 
 function csrfToken() {
   const input = document.querySelector("input[name=csrfmiddlewaretoken]");
@@ -55,10 +56,14 @@ function liveJobList(table) {
   setTimeout(poll, POLL_MS);
 }
 
-// A job page: status, progress, tile map and log update until the job has finished.
+// A job page: status, progress, tile map and log update, and the parts the server renders for it
+// (counts, result, details) are replaced as they change, until the job has finished and no tile
+// is still moving.
 function liveJobPage(page) {
   let after = Number(page.dataset.after || 0);
   const log = page.querySelector(".log");
+  const shown = {};
+  let finalPolls = 0;
   async function poll() {
     let data;
     try {
@@ -66,9 +71,13 @@ function liveJobPage(page) {
     } catch (error) { console.warn(error); setTimeout(poll, POLL_MS); return; }
     setStatus(page, data.status);
     setProgress(page, data.progress);
-    setText(page, "tiles_done", data.tiles_done);
-    setText(page, "tiles_failed", data.tiles_failed);
-    setText(page, "duration", data.duration || "–");
+    for (const [name, html] of Object.entries(data.parts)) {
+      const part = page.querySelector(`[data-part=${name}]`);
+      if (part && shown[name] !== html) {
+        part.innerHTML = html;
+        shown[name] = html;
+      }
+    }
     for (const [tile, status] of Object.entries(data.tiles)) {
       const rect = page.querySelector(`rect[data-tile='${tile}']`);
       if (rect && !rect.classList.contains(`status-${status}`)) {
@@ -77,10 +86,7 @@ function liveJobPage(page) {
       }
     }
     for (const line of data.logs) {
-      const item = document.createElement("li");
-      item.className = `level-${line.level}`;
-      item.textContent = `${line.created} ${line.tile ? `tile ${line.tile} ` : ""}${line.message}`;
-      log.appendChild(item);
+      log.insertAdjacentHTML("beforeend", line.html);
       after = line.id;
     }
     if (data.logs.length) log.scrollTop = log.scrollHeight;
@@ -88,54 +94,40 @@ function liveJobPage(page) {
       const form = page.querySelector(`[data-action=${action}]`);
       if (form) form.hidden = !allowed;
     }
-    if (data.final) {
-      showOutputs(page, data.outputs);
-      return;
-    }
-    setTimeout(poll, POLL_MS);
+    if (data.final) finalPolls += 1;
+    if (!data.settled && finalPolls <= SETTLE_POLLS) setTimeout(poll, POLL_MS);
   }
   if (!page.dataset.final) setTimeout(poll, POLL_MS);
 }
 
-function showOutputs(page, outputs) {
-  const box = page.querySelector("[data-field=outputs]");
-  if (!box || !outputs.length) return;
-  box.replaceChildren();
-  const thumbnail = outputs.find((o) => o.name === "thumbnail.png");
-  if (thumbnail) {
-    const link = document.createElement("a");
-    link.href = thumbnail.url;
-    const image = document.createElement("img");
-    image.className = "thumbnail";
-    image.src = thumbnail.url;
-    image.alt = "thumbnail of the result";
-    link.appendChild(image);
-    box.appendChild(link);
-  }
-  const list = document.createElement("ul");
-  for (const output of outputs) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = output.url;
-    link.textContent = output.name;
-    item.append(link, ` (${output.size} bytes)`);
-    list.appendChild(item);
-  }
-  box.appendChild(list);
-}
-
-// Forms that change things ask first; without JavaScript the server asks on a page instead.
-function confirmations() {
-  for (const form of document.querySelectorAll("form[data-confirm]")) {
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); return; }
-      if (!form.querySelector("input[name=confirm]")) {
-        const input = document.createElement("input");
-        input.type = "hidden"; input.name = "confirm"; input.value = "yes";
-        form.appendChild(input);
-      }
-    });
-  }
+// Forms that change things ask first, in the page's dialog; without JavaScript the server asks on
+// a page instead.
+function confirmations(dialog) {
+  let asking = null;
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!form.matches("form[data-confirm]") || form.dataset.confirmed) return;
+    event.preventDefault();
+    asking = form;
+    dialog.querySelector(".question").textContent = form.dataset.confirm;
+    dialog.querySelector("button[value=yes]").textContent = form.dataset.confirmYes || "Yes";
+    dialog.querySelector("button[value=no]").textContent = form.dataset.confirmNo || "No";
+    dialog.returnValue = "";
+    dialog.showModal();
+    dialog.querySelector("button[value=no]").focus();
+  });
+  dialog.addEventListener("close", () => {
+    const form = asking;
+    asking = null;
+    if (!form || dialog.returnValue !== "yes") return;
+    if (!form.querySelector("input[name=confirm]")) {
+      const input = document.createElement("input");
+      input.type = "hidden"; input.name = "confirm"; input.value = "yes";
+      form.appendChild(input);
+    }
+    form.dataset.confirmed = "1";
+    form.submit();
+  });
 }
 
 // Uploads: drag and drop onto the form, and a progress bar for large files (XHR to the API).
@@ -210,5 +202,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (upload) uploads(upload);
   const form = document.querySelector("form.job-form");
   if (form) jobForm(form);
-  confirmations();
+  const dialog = document.querySelector("dialog.confirm");
+  if (dialog) confirmations(dialog);
 });

@@ -2,9 +2,12 @@
 
 Each child runs in a process group of its own, so a Ctrl-C at the terminal (or a signal to make's
 process group) reaches this process alone and each child is told to stop exactly once: the cluster
-stops its workers itself, and a second signal to its group would stop it again half-way.
+stops its workers itself, and a second signal to its group would stop it again half-way. Closing the
+terminal (SIGHUP) stops both too, and a child whose parent dies gets SIGTERM from the kernel, so that
+no cluster is left behind in a group of its own.
 """
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,14 +17,22 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def stop_with_parent():
+    """In the child, before it starts: SIGTERM when the parent dies, even of SIGKILL."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def say(line, stream=None):
     """One line in one unbuffered write, so that a signal handler's line never breaks into another."""
     os.write((stream or sys.stdout).fileno(), (line + "\n").encode())
 
 
 class Command(BaseCommand):
-    help = ("Run the development web server and one cluster until Ctrl-C or SIGTERM stops both "
-            "(exit status 130 after Ctrl-C, 0 after SIGTERM); a second Ctrl-C kills them.")
+    help = ("Run the development web server and one cluster until Ctrl-C, SIGTERM or SIGHUP stops both "
+            "(exit status 130 after Ctrl-C, 0 otherwise); a second Ctrl-C kills them.")
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="HOST:PORT of the web server")
@@ -30,11 +41,11 @@ class Command(BaseCommand):
         self.children = {}  # pid -> (name, Popen)
         self.stop_signal = None
         self.killed = False
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.on_signal)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         for name, arguments in (("cluster", ["qcluster"]), ("web server", ["runserver", "--noreload", addrport])):
-            process = subprocess.Popen([*manage, *arguments], process_group=0)
+            process = subprocess.Popen([*manage, *arguments], process_group=0, preexec_fn=stop_with_parent)
             self.children[process.pid] = (name, process)
             if self.stop_signal:  # a signal came while the children were being started
                 self.terminate(process)
