@@ -205,18 +205,7 @@ def jobs_start_waiting(*, owner_id=None):
         waiting = waiting.filter(owner_id=owner_id)
     for job in waiting.prefetch_related("inputs"):
         with transaction.atomic():
-            missing, wrong = [], []
-            for job_input in job.inputs.all():
-                if job_input.datafile_id is not None:
-                    continue
-                datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name).first()
-                needed = next(i.kind for i in get_job_type(job.type).inputs if i.name == job_input.name)
-                if datafile is None:
-                    missing.append(job_input.file_name)
-                elif problem := _unfit_input(datafile, job_input.name, needed):
-                    wrong.append(f"{job_input.file_name} arrived, but {problem}")
-                else:
-                    JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
+            missing, wrong = _link_arrived_inputs(job)
             if wrong:
                 _fail_with_pending(Job.objects.filter(pk=job.pk, status=JobStatus.WAITING), job.pk, "; ".join(wrong))
             elif missing:
@@ -224,6 +213,24 @@ def jobs_start_waiting(*, owner_id=None):
             elif Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(status=JobStatus.QUEUED, waiting_for=[]):
                 job_log(job.pk, "its data files have all arrived; queued")
                 transaction.on_commit(lambda job=job: queue_tile_tasks(job.pk, job.tiles_total))
+
+
+def _link_arrived_inputs(job):
+    """Link each input of `job` that has no data file yet to the owner's file of its name, if that
+    has arrived and fits. Returns (file names still missing, problems of files that arrived unfit)."""
+    missing, wrong = [], []
+    for job_input in job.inputs.all():
+        if job_input.datafile_id is not None:
+            continue
+        datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name).first()
+        needed = next(i.kind for i in get_job_type(job.type).inputs if i.name == job_input.name)
+        if datafile is None:
+            missing.append(job_input.file_name)
+        elif problem := _unfit_input(datafile, job_input.name, needed):
+            wrong.append(f"{job_input.file_name} arrived, but {problem}")
+        else:
+            JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
+    return missing, wrong
 
 
 def jobs_fail_overdue():
@@ -316,7 +323,9 @@ def job_resume(*, job, by=None, params=None):
     """Run a failed or canceled job again, keeping the tiles whose output is still on disk.
 
     1. `params` (optional) are changes to the job's parameters, checked like a new job's. An owner
-       whose jobs store their quota is refused (TooLarge), before anything is written.
+       whose jobs store their quota is refused (TooLarge), before anything is written. Data files
+       that arrived after the job stopped waiting for them are linked now; a file still missing or
+       unfit is a Conflict.
     2. One conditional UPDATE moves the job from failed or canceled to queued: 409 otherwise,
        and for the loser of two concurrent resumes.
     3. If the parameters changed the result, every tile runs again. Otherwise succeeded tiles
@@ -329,6 +338,10 @@ def job_resume(*, job, by=None, params=None):
     new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
     changes = {name: (job.params.get(name), value) for name, value in new_params.items() if job.params.get(name) != value}
     _check_job_storage(storage.job_usage(job.owner_id)[1])
+    missing, wrong = _link_arrived_inputs(job)  # a job that waited in vain runs once its files are there
+    if missing or wrong:
+        raise Conflict(f"job {job.pk} cannot run yet: "
+                       + "; ".join([*(f"{name} has not been uploaded" for name in missing), *wrong]))
     with transaction.atomic():
         won = Job.objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELED]).update(
             status=JobStatus.QUEUED, attempt=F("attempt") + 1, params=new_params, error="", started=None,

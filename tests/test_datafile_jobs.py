@@ -194,6 +194,21 @@ def test_a_job_whose_data_file_is_gone_when_it_runs_fails_with_no_tile_pending(i
     assert_ended_without_waiting(job)
 
 
+def test_a_job_that_waited_in_vain_resumes_once_its_file_is_there(index, owner, media, client_for):
+    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                              inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
+    services.jobs_fail_overdue()
+    client = client_for(owner)
+    refused = client.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json")
+    assert refused.status_code == 409 and "ramp.txt has not been uploaded" in str(refused.json())
+    assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
+
+    store(owner, "ramp.txt", COLOR_TABLE.encode())
+    assert client.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json").json()["tiles_to_run"] == 2
+    assert run(Job.objects.get(pk=job.pk)).status == JobStatus.SUCCEEDED
+
+
 @pytest.mark.cluster
 def test_a_wait_deadline_fails_the_job_within_seconds_under_a_real_cluster(start_cluster, index, owner, media,
                                                                            client_for, client):
