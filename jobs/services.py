@@ -110,15 +110,22 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     for any bad input, LimitExceeded or TooLarge at the owner's limits, writing nothing.
     """
     kind = get_job_type(job_type)
-    clean_params = kind.clean_params(params)
-    clean_labels = _clean_labels(labels)
+    problems = {}  # every check runs, so that one refusal names every bad field
+    clean_params = _checked(problems, kind.clean_params, params)
+    clean_labels = _checked(problems, _clean_labels, labels)
     interim_results = interim_results or settings.INTERIM_RESULTS_DEFAULT
     if interim_results not in InterimResults.values:
-        raise Rejected({"interim_results": f"must be one of {', '.join(InterimResults.values)}"})
-    files = _input_files(owner, kind, kind.clean_inputs(inputs))
+        problems["interim_results"] = f"must be one of {', '.join(InterimResults.values)}"
+    files = _checked(problems, lambda: _input_files(owner, kind, kind.clean_inputs(inputs)))
+    wait_seconds = _checked(problems, _clean_wait_timeout, wait_timeout)
+    tiles_from_file = tile_ids is None and town_id is None and kind.tiles_from
+    chosen = None if files is None and tiles_from_file else _checked(problems, _choose_tiles, kind, files, tile_ids,
+                                                                     town_id)
+    if problems:
+        raise Rejected(problems)
+    town, ids = chosen
     waiting_for = [name for name, datafile in files.values() if datafile is None]
-    deadline = timezone.now() + timedelta(seconds=_clean_wait_timeout(wait_timeout))
-    town, ids = _choose_tiles(kind, files, tile_ids, town_id)
+    deadline = timezone.now() + timedelta(seconds=wait_seconds)
 
     with transaction.atomic():
         _check_active_jobs(owner)
@@ -139,6 +146,19 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         if not waiting_for:
             transaction.on_commit(lambda: queue_tile_tasks(job.id, len(ids)))
     return job
+
+
+def _checked(problems, check, *args):
+    """check(*args), or None when it is Rejected, its errors added to `problems`."""
+    try:
+        return check(*args)
+    except Rejected as exc:
+        for field, problem in exc.errors.items():
+            if isinstance(problem, dict) and isinstance(problems.get(field), dict):
+                problems[field] = {**problems[field], **problem}
+            else:
+                problems.setdefault(field, problem)
+        return None
 
 
 def _input_files(owner, kind, names):

@@ -230,10 +230,26 @@ def job_new(request):
         try:
             job = services.job_submit(owner=request.user, **form.submit_kwargs())
         except Rejected as exc:
-            form.add_service_errors(exc.errors)
+            form.add_service_errors(exc.errors)  # every field the service refused, all at once
         except (LimitExceeded, TooLarge) as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Job {job.pk} submitted ({job.tiles_total} tiles).")
             return redirect("job-page", pk=job.pk)
+    elif request.method == "POST" and not switching:
+        _add_param_problems(form, kind)
     return render(request, "jobs/job_new.html", {"form": form, "kind": kind, "types": JOB_TYPES.values()})
+
+
+def _add_param_problems(form, kind):
+    """A form refused for some fields is not submitted, so the job type checks the parameters the form
+    could read, to name their problems along with the form's own."""
+    read = {p.name: form.cleaned_data[f"param_{p.name}"] for p in kind.params
+            if form.cleaned_data.get(f"param_{p.name}") is not None and not form.fields[f"param_{p.name}"].disabled}
+    try:
+        kind.clean_params(read)
+    except Rejected as exc:
+        problems = exc.errors.get("params")
+        if isinstance(problems, dict):
+            form.add_service_errors({"params": {name: problem for name, problem in problems.items()
+                                                if name in read and f"param_{name}" not in form.errors}})

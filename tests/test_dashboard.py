@@ -12,6 +12,7 @@ from django.utils import timezone
 from datafiles.models import DataFile
 from datafiles.services import datafile_store
 from jobs import services
+from jobs.exceptions import Rejected
 from jobs.models import Job, JobStatus
 
 from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes, polygons_bytes
@@ -315,3 +316,38 @@ def test_small_raster_previews_are_shown_larger(owner, media, logged_in, tmp_pat
     html = page(logged_in, "/datafiles/dem.tif/")
     assert (f'<img class="thumbnail raster-preview" src="/datafiles/dem.tif/preview.png" width="{shown[0]}" '
             f'height="{shown[1]}"') in html
+
+
+HILLSHADE_DEFAULTS = {"type": "hillshade", "param_z_factor": "1", "param_scale": "1", "param_azimuth": "315",
+                      "param_altitude": "45", "param_mode": "standard", "param_algorithm": "Horn"}
+
+
+def error_next_to(html, field, problem):
+    start = html.index(f'name="{field}"')
+    return problem in html[start:start + 1200]
+
+
+def test_the_new_job_form_names_every_problem_the_service_finds_at_once(index, logged_in):
+    html = logged_in.post("/jobs/new/", {**HILLSHADE_DEFAULTS, "tile_ids": "1, 2", "param_z_factor": "0",
+                                         "labels": "ok, " + "x" * 200}).content.decode()
+    assert Job.objects.count() == 0
+    assert error_next_to(html, "tile_ids", "unknown tile ids: 1, 2")
+    assert error_next_to(html, "param_z_factor", "z_factor: must be greater than 0")
+    assert error_next_to(html, "labels", "is not a label")
+
+
+def test_a_form_refused_for_one_field_still_names_the_parameters_problems(index, logged_in):
+    html = logged_in.post("/jobs/new/", {**HILLSHADE_DEFAULTS, "tile_ids": "100, x", "param_z_factor": "0",
+                                         "param_scale": "-2"}).content.decode()
+    assert Job.objects.count() == 0
+    assert error_next_to(html, "tile_ids", "tile ids are whole numbers")
+    assert error_next_to(html, "param_z_factor", "z_factor: must be greater than 0")
+    assert error_next_to(html, "param_scale", "scale: must be greater than 0")
+
+
+def test_the_submit_service_refuses_with_every_bad_field(index, owner):
+    with pytest.raises(Rejected) as refused:
+        services.job_submit(owner=owner, job_type="hillshade", tile_ids=[1], params={"z_factor": 0, "azimuth": 400},
+                            labels=[""], interim_results="sometimes", wait_timeout=0)
+    assert set(refused.value.errors) == {"params", "labels", "interim_results", "wait_timeout", "tile_ids"}
+    assert set(refused.value.errors["params"]) == {"z_factor", "azimuth"}
