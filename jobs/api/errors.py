@@ -51,7 +51,8 @@ def field_lists(errors):
     messages, and a field with parts of its own (params.azimuth, inputs.zones, tile_ids.0) to an object
     of the same shape. The services refuse with a message or an object per field (Rejected)."""
     if isinstance(errors, dict):
-        return {key: field_lists(value) if isinstance(value, dict) else _messages(value) for key, value in errors.items()}
+        return {key: field_lists(value) if isinstance(value, dict) else _messages(value)
+                for key, value in errors.items()}
     return {"non_field_errors": _messages(errors)}
 
 
