@@ -149,10 +149,11 @@ def job_page_fields(browser):
         "result": "[data-part=result]", "details": "[data-part=facts]", "log": ".log", "actions": ".actions"}.items()}
     fields["page"] = page.text
     fields["progress value"] = page.find_element(By.CSS_SELECTOR, "[data-field=progress]").get_attribute("aria-valuenow")
-    fields["shown actions"] = [e.get_attribute("data-action") for e in page.find_elements(By.CSS_SELECTOR, "[data-action]")
-                               if e.is_displayed()]
+    fields["shown actions"] = [element.get_attribute("data-action") for element in
+                               page.find_elements(By.CSS_SELECTOR, "[data-action]") if element.is_displayed()]
     fields["tiles"] = browser.execute_script(
-        "return [...document.querySelectorAll('svg.tile-map rect')].map((r) => `${r.getAttribute('class')} ${r.textContent}`);")
+        "return [...document.querySelectorAll('svg.tile-map rect')]"
+        ".map((r) => `${r.getAttribute('class')} ${r.textContent}`);")
     fields["links"] = [(a.text, a.get_attribute("href")) for a in page.find_elements(By.CSS_SELECTOR, "[data-part] a")]
     fields["images"] = [img.get_attribute("src") for img in page.find_elements(By.TAG_NAME, "img")]
     return fields
@@ -161,7 +162,8 @@ def job_page_fields(browser):
 def details(browser):
     return browser.execute_script(
         "const facts = {};"
-        "for (const dt of document.querySelectorAll('[data-part=facts] dt')) facts[dt.textContent] = dt.nextElementSibling.textContent;"
+        "for (const dt of document.querySelectorAll('[data-part=facts] dt'))"
+        "  facts[dt.textContent] = dt.nextElementSibling.textContent;"
         "return {Started: facts.Started, Finished: facts.Finished};")
 
 
@@ -178,7 +180,8 @@ def test_a_job_watched_to_its_end_reads_as_it_does_after_a_reload(start_cluster,
     assert browser.execute_script("return window.stillTheSamePage === true;")  # updated in place
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
     assert all(re.fullmatch(stamp, value) for value in details(browser).values()), details(browser)
-    assert re.search(r"hillshade\.tif \(\d+(\.\d)? (KB|MB)\)", browser.find_element(By.CSS_SELECTOR, "[data-part=result]").text)
+    result = browser.find_element(By.CSS_SELECTOR, "[data-part=result]").text
+    assert re.search(r"hillshade\.tif \(\d+(\.\d)? (KB|MB)\)", result), result
     live = job_page_fields(browser)
     shot(browser, "job-live-end")
 
@@ -201,7 +204,8 @@ def test_a_job_canceled_elsewhere_offers_resume_live_as_a_reload_does(cluster, l
     assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
     resume = browser.find_element(By.CSS_SELECTOR, "details[data-action=resume]")
     wait(browser, lambda d: resume.is_displayed())
-    wait(browser, lambda d: not any("status-running" in r or "status-pending" in r for r in job_page_fields(d)["tiles"]))
+    wait(browser, lambda d: not any("status-running" in tile or "status-pending" in tile
+                                    for tile in job_page_fields(d)["tiles"]))
     live = job_page_fields(browser)
     assert live["shown actions"] == ["delete", "resume"] and "canceled" in live["heading"]
     browser.refresh()
