@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.api.pagination import Pagination
+from jobs.jobtypes import JOB_TYPES
 from jobs.models import Job
 
 NOW = timezone.now()
@@ -142,3 +143,11 @@ def test_a_page_size_above_the_maximum_is_clamped(jobs, owner, client_for, monke
     monkeypatch.setattr(Pagination, "max_limit", 2)
     response = client_for(owner).get("/api/v1/jobs/?limit=100000")
     assert response.status_code == 200 and len(response.json()["results"]) == 2
+
+
+def test_the_schema_lists_each_filter_by_its_query_parameter_with_its_choices(db, client):
+    parameters = {p["name"]: p for p in client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+                  ["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
+    assert {"created_after", "created_before", "started_after", "finished_before"} <= set(parameters)
+    assert "created" not in parameters
+    assert parameters["type"]["schema"]["enum"] == sorted(JOB_TYPES)
