@@ -132,22 +132,16 @@ def test_a_tile_that_reads_inside_its_folder_loads(db, tiles_copy):
     assert Tile.objects.filter(id=100).exists()
 
 
-def test_a_remote_tile_on_a_host_not_allowed_is_refused_at_load(db, tiles_copy, tmp_path):
+@pytest.mark.parametrize("location,message", [
+    ("/vsicurl/{url}/dem_100.tif", r"nothing loaded: /vsicurl/.*dem_100.tif"),
+    ("/vsicurl?proxy=&url={url}/dem_100.tif", r"only local files, or /vsicurl/ on a host"),  # options of its own
+], ids=["host-not-allowed", "name-with-options"])
+def test_a_remote_tile_not_allowed_is_refused_before_any_request(db, tmp_path, location, message):
     with RecordingServer(b"") as server:
         index = tmp_path / "index.geojson"
         index.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"location": '
-                         f'"/vsicurl/{server.url}/dem_100.tif"}}, "geometry": null}}]}}')
-        with pytest.raises(CommandError, match=r"nothing loaded: /vsicurl/.*dem_100.tif"):
-            call_command("load_tiles", str(index))
-        assert server.requests == [] and Tile.objects.count() == 0
-
-
-def test_a_tile_name_with_gdal_options_is_refused_before_it_is_opened(db, tmp_path):
-    with RecordingServer(b"") as server:
-        index = tmp_path / "index.geojson"
-        index.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"location": '
-                         f'"/vsicurl?proxy=&url={server.url}/dem_100.tif"}}, "geometry": null}}]}}')
-        with pytest.raises(CommandError, match=r"only local files, or /vsicurl/ on a host"):
+                         f'"{location.format(url=server.url)}"}}, "geometry": null}}]}}')
+        with pytest.raises(CommandError, match=message):
             call_command("load_tiles", str(index))
         assert server.requests == [] and Tile.objects.count() == 0
 
