@@ -5,6 +5,7 @@ import sys
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsite.settings")
+    os.environ.setdefault("JOBSITE_READ_ENV_FILE", "1")  # var/.env serves commands, not the WSGI web tier
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 

@@ -80,7 +80,8 @@ def read_env_file(path):
 
 VAR_DIR = Path(os.environ.get("JOBSITE_VAR_DIR", BASE_DIR / "var"))
 ENV_FILE = VAR_DIR / ".env"
-read_env_file(ENV_FILE)
+if envbool("JOBSITE_READ_ENV_FILE", False):  # set by manage.py: gunicorn's web tier never takes DEBUG from it
+    read_env_file(ENV_FILE)
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:

@@ -150,6 +150,22 @@ def test_a_signal_to_make_runs_process_group_stops_the_web_server_and_the_cluste
 
 
 @pytest.mark.cluster
+def test_a_sigterm_that_make_passes_on_again_still_stops_both_cleanly(start_run):
+    """make forwards a SIGTERM it gets to its child: the group's SIGTERM may arrive twice."""
+    run = start_run()
+    run.wait_until_serving()
+    children = children_of(run.process.pid)
+    os.killpg(run.process.pid, signal.SIGTERM)
+    time.sleep(0.05)
+    os.kill(run.process.pid, signal.SIGTERM)
+    assert run.process.wait(timeout=60) == 0
+    err, out = run.stderr(), run.stdout()
+    assert "killing" not in out and "Traceback" not in err
+    assert err.count(" stopping.") == 1 and err.count(" has stopped.") == 1
+    assert groups_are_gone(children)
+
+
+@pytest.mark.cluster
 def test_a_second_ctrl_c_kills_both_at_once(start_run):
     run = start_run()
     run.wait_until_serving()

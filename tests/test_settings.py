@@ -73,3 +73,13 @@ def test_a_line_of_the_env_file_that_is_not_a_setting_is_named(tmp_path):
     answer = manage(local_environment(tmp_path), "check")
     assert answer.returncode != 0 and "Traceback" not in answer.stderr
     assert answer.stderr == f"jobsite: {tmp_path / '.env'}, line 2: expected NAME=value, not 'export DEBUG'\n"
+
+
+def test_the_web_tier_never_takes_debug_from_the_env_file(tmp_path):
+    """var/.env serves manage.py commands; the WSGI application (gunicorn) reads the environment only."""
+    (tmp_path / ".env").write_text("DEBUG=1\n")
+    show = "from django.conf import settings; print(settings.DEBUG)"
+    assert manage(local_environment(tmp_path), "shell", "--no-imports", "-c", show).stdout == "True\n"
+    web = subprocess.run([sys.executable, "-c", f"from jobsite import wsgi; {show}"], cwd=BASE_DIR, capture_output=True,
+                         text=True, timeout=120, env=local_environment(tmp_path, SECRET_KEY="web-tier-key"))
+    assert web.returncode == 0 and web.stdout == "False\n", web.stderr

@@ -18,16 +18,26 @@ from django.core.management.base import BaseCommand
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+LIBC = ctypes.CDLL(None)  # loaded here: loading a library between fork and exec is not safe
 
 
-def stop_with_parent():
-    """In the child, before it starts: SIGTERM when the parent dies, even of SIGKILL."""
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def stop_with(parent):
+    """A preexec_fn for a child: SIGTERM when `parent` dies, even of SIGKILL; and if it died
+    before that was asked for (between the fork and here), exit at once."""
+    def arrange():
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+    return arrange
 
 
 def say(line, stream=None):
-    """One line in one unbuffered write, so that a signal handler's line never breaks into another."""
-    os.write((stream or sys.stdout).fileno(), (line + "\n").encode())
+    """One line in one unbuffered write, so that a signal handler's line never breaks into another.
+    A terminal that is gone (SIGHUP) or a pipe whose reader stopped is no reason to fail."""
+    try:
+        os.write((stream or sys.stdout).fileno(), (line + "\n").encode())
+    except OSError:
+        pass
 
 
 class Command(BaseCommand):
@@ -45,7 +55,7 @@ class Command(BaseCommand):
             signal.signal(signum, self.on_signal)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         for name, arguments in (("cluster", ["qcluster"]), ("web server", ["runserver", "--noreload", addrport])):
-            process = subprocess.Popen([*manage, *arguments], process_group=0, preexec_fn=stop_with_parent)
+            process = subprocess.Popen([*manage, *arguments], process_group=0, preexec_fn=stop_with(os.getpid()))
             self.children[process.pid] = (name, process)
             if self.stop_signal:  # a signal came while the children were being started
                 self.terminate(process)
@@ -54,10 +64,12 @@ class Command(BaseCommand):
     def on_signal(self, signum, frame):
         if self.stop_signal is None:
             self.stop_signal = signum
-            say("jobsite: stopping the web server and the cluster (Ctrl-C again kills them)")
             for _, process in self.children.values():
                 self.terminate(process)
-        elif not self.killed:
+            say("jobsite: stopping the web server and the cluster (Ctrl-C again kills them)")
+        elif signum == signal.SIGINT and not self.killed:
+            # Only a second Ctrl-C: make passes on a SIGTERM sent to its process group, so the
+            # same SIGTERM may arrive twice, and that is no reason to kill anything.
             self.killed = True
             say("jobsite: killing the web server and the cluster")
             for _, process in self.children.values():
