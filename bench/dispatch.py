@@ -41,16 +41,17 @@ def run_one_tile(job_id, tile_id):
 
 
 def make_index(folder, side, size):
-    from jobs import raster
+    from jobs.demo_terrain import fractal_terrain
+    from jobs.raster.io import crs_wkt_from_epsg, write_raster
     from jobs.tileindex import load_tiles
 
-    dem = raster.fractal_terrain(side * size, side * size, seed=2025)
-    wkt = raster.crs_wkt_from_epsg(25832)
+    dem = fractal_terrain(side * size, side * size, seed=2025)
+    wkt = crs_wkt_from_epsg(25832)
     for row in range(side):
         for col in range(side):
             gt = (500000.0 + col * size * 2.0, 2.0, 0.0, 6000000.0 - row * size * 2.0, 0.0, -2.0)
-            raster.write_raster(folder / f"t_{row * 1000 + col + 1}.tif", dem[row * size:(row + 1) * size, col * size:(col + 1) * size],
-                                gt, wkt, nodata=-9999.0, creation_options=("TILED=NO",))
+            write_raster(folder / f"t_{row * 1000 + col + 1}.tif", dem[row * size:(row + 1) * size, col * size:(col + 1) * size],
+                         gt, wkt, nodata=-9999.0, creation_options=("TILED=NO",))
     load_tiles(folder)
 
 

@@ -104,11 +104,11 @@ def web_server(workers=None, threads=None):
 def process_tile(item):
     """One tile's raster work alone, with no job server: what the pool baselines run.
     `item` is (grid tile, neighbours, index grid, processing, GDAL options, output path)."""
-    from jobs import raster
+    from jobs.raster import dem
 
     tile, neighbours, grid, processing, options, out_path = item
-    return raster.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=1, processing=processing,
-                               options=options, out_path=out_path)
+    return dem.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=1, processing=processing,
+                            options=options, out_path=out_path)
 
 
 def api_token(user):

@@ -4,7 +4,7 @@ multiprocessing.Pool doing the same work, in one run.
 The service path: each job submitted through the REST API (gunicorn), its tiles run by a real
 `manage.py qcluster` with 2 workers, merged to a COG with a thumbnail; timed from the first submit
 until the second job has succeeded.
-The baseline: multiprocessing.Pool(2) running the same halo operation (jobs.raster.process_tile)
+The baseline: multiprocessing.Pool(2) running the same halo operation (jobs.raster.dem.process_tile)
 on the same tiles, then the same merge in the parent process, for each job type in turn.
 Both are run --repeat times, alternating, and the medians compared. The results of both are
 checked to be identical pixel for pixel.
@@ -28,12 +28,13 @@ def make_index(folder, side, size):
     resolution, resampled bilinearly (fast to make, smooth like a real DEM)."""
     from osgeo import gdal, gdal_array
 
-    from jobs import raster
+    from jobs.demo_terrain import fractal_terrain
+    from jobs.raster.io import crs_wkt_from_epsg
     from jobs.tileindex import load_tiles
 
-    coarse = gdal_array.OpenArray(raster.fractal_terrain(side * size // 4, side * size // 4, seed=2026))
+    coarse = gdal_array.OpenArray(fractal_terrain(side * size // 4, side * size // 4, seed=2026))
     coarse.SetGeoTransform((500000.0, 4.0, 0.0, 6000000.0, 0.0, -4.0))
-    coarse.SetProjection(raster.crs_wkt_from_epsg(25832))
+    coarse.SetProjection(crs_wkt_from_epsg(25832))
     dem = gdal.Translate("", coarse, format="MEM", width=side * size, height=side * size, resampleAlg="bilinear")
     for row in range(side):
         for col in range(side):
@@ -44,8 +45,10 @@ def make_index(folder, side, size):
 
 def run_pool(tiles, out_dir):
     """The baseline: the same per-tile work and merge, with a process pool and no job server."""
-    from jobs import raster, services, tileindex
+    from jobs import services, tileindex
     from jobs.jobtypes import JOB_TYPES
+    from jobs.raster.mosaic import merge_to_cog
+    from jobsite.gdalpolicy import thread_config
 
     grid = tileindex.index_grid()
     around = services.neighbours(tiles, 1, grid)
@@ -57,8 +60,8 @@ def run_pool(tiles, out_dir):
             work = [(services.grid_tile(t), around[t.pk], grid, kind.processing, options,
                      out_dir / name / f"{t.id}.tif") for t in tiles]
             pool.map(harness.process_tile, work, chunksize=1)
-            with raster.thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
-                raster.merge_to_cog([w[-1] for w in work], out_dir / f"{name}.tif", out_dir / f"{name}.png")
+            with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
+                merge_to_cog([w[-1] for w in work], out_dir / f"{name}.tif", out_dir / f"{name}.png")
             results.append(out_dir / f"{name}.tif")
     return results
 

@@ -29,11 +29,11 @@ def _write_tiles(args):
     """Write tiles `start` .. `stop` - 1 of a `columns`-wide grid into `folder`."""
     from osgeo import gdal
 
-    from jobs import raster
+    from jobs.raster.io import crs_wkt_from_epsg
 
     folder, start, stop, columns = args
     gdal.UseExceptions()
-    wkt = raster.crs_wkt_from_epsg(25832)
+    wkt = crs_wkt_from_epsg(25832)
     driver = gdal.GetDriverByName("GTiff")
     for number in range(start, stop):
         row, col = divmod(number, columns)
@@ -77,11 +77,12 @@ def baseline_read_seconds(folder, count, sample):
     with the GDAL options that make this fastest (those jobsite uses too)."""
     from osgeo import gdal
 
-    from jobs import raster
+    from jobs.raster.io import TILE_OPEN_OPTIONS
+    from jobsite.gdalpolicy import thread_config
 
     gdal.UseExceptions()
     start = time.perf_counter()
-    with raster.thread_config(**raster.TILE_OPEN_OPTIONS):
+    with thread_config(**TILE_OPEN_OPTIONS):
         for number in range(1, sample + 1):
             ds = gdal.Open(str(folder / "tiles" / f"dem_{number}.tif"))
             ds.GetGeoTransform(), ds.GetProjection(), ds.RasterXSize, ds.RasterYSize

@@ -36,13 +36,14 @@ def write_samples(folder):
     import numpy as np
     from osgeo import gdal, ogr, osr
 
-    from jobs import raster
+    from jobs.demo_terrain import fractal_terrain
+    from jobs.raster.io import crs_wkt_from_epsg, write_raster
 
-    wkt = raster.crs_wkt_from_epsg(25832)
-    dem = raster.fractal_terrain(2048, 2048, seed=3)
-    raster.write_raster(folder / "dem.tif", dem, (400000.0, 1.0, 0.0, 5700000.0, 0.0, -1.0), wkt)
+    wkt = crs_wkt_from_epsg(25832)
+    dem = fractal_terrain(2048, 2048, seed=3)
+    write_raster(folder / "dem.tif", dem, (400000.0, 1.0, 0.0, 5700000.0, 0.0, -1.0), wkt)
     big = np.tile(dem, (2, 2))
-    raster.write_raster(folder / "large.tif", big, (400000.0, 1.0, 0.0, 5700000.0, 0.0, -1.0), wkt)
+    write_raster(folder / "large.tif", big, (400000.0, 1.0, 0.0, 5700000.0, 0.0, -1.0), wkt)
     sparse = gdal.GetDriverByName("GTiff").Create(str(folder / "sparse.tif"), 100_000, 100_000, 1, gdal.GDT_Float32,
                                                   ["TILED=YES", "SPARSE_OK=TRUE", "BIGTIFF=YES", "COMPRESS=DEFLATE"])
     sparse.SetGeoTransform((400000.0, 1.0, 0.0, 5700000.0, 0.0, -1.0))
@@ -96,8 +97,9 @@ def main():
 
     from datafiles import metadata, sandbox
     from datafiles.formats import StoredFile
-    from jobs import raster, vector
+    from jobs import vector
     from jobs.models import Tile
+    from jobs.raster.io import crs_wkt_from_epsg
 
     figures = {}
     for name, extension in (("dem.tif", "tif"), ("zones.geojson", "geojson"), ("table.csv", "csv")):
@@ -115,7 +117,7 @@ def main():
 
     from osgeo import ogr
 
-    wkt = raster.crs_wkt_from_epsg(25832)
+    wkt = crs_wkt_from_epsg(25832)
     shapefile = work / "squares" / "squares.shp"
     arrow = timed(lambda: vector.read_polygons(ogr.Open(str(shapefile)), wkt, "squares"), args.runs)
     loop = timed(lambda: per_feature_polygons(shapefile, wkt), args.runs)

@@ -13,12 +13,12 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from osgeo import gdal, ogr
+from osgeo import gdal
 
+from jobsite import georef
 from jobsite.gdalpolicy import REFUSING_PROXY, thread_config
 
-gdal.UseExceptions()
-ogr.UseExceptions()
+georef.use_exceptions()
 
 # Extension -> the GDAL/OGR drivers that may read it. Tables and text are read by Python.
 DRIVERS = {

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from jobsite import georef
 from jobsite.jsonnesting import MAX_DEPTH, nesting_depth
 
 from .formats import DEFAULT_LIMITS, Refused, Unreadable, check_raster_size, check_unpacked_size
@@ -57,10 +58,8 @@ def inspect(stored, limits=DEFAULT_LIMITS):
 def _crs(srs):
     if srs is None:
         return {"crs": None, "epsg": None}
-    srs = srs.Clone()
-    srs.AutoIdentifyEPSG()
-    code = srs.GetAuthorityCode(None)
-    return {"crs": srs.GetName() or srs.ExportToWkt()[:200], "epsg": int(code) if code and code.isdigit() else None}
+    srs = georef.identified(srs)
+    return {"crs": srs.GetName() or srs.ExportToWkt()[:200], "epsg": georef.epsg_code(srs)}
 
 
 def _raster(stored, limits):
@@ -73,11 +72,7 @@ def _raster(stored, limits):
         wkt = ds.GetProjection()
         bands = [{"type": gdal.GetDataTypeName(band.DataType), "nodata": _nodata(band.GetNoDataValue())}
                  for band in (ds.GetRasterBand(i) for i in range(1, ds.RasterCount + 1))]
-    bounds = None
-    if gt is not None:
-        xs = (gt[0], gt[0] + gt[1] * ds.RasterXSize + gt[2] * ds.RasterYSize)
-        ys = (gt[3], gt[3] + gt[4] * ds.RasterXSize + gt[5] * ds.RasterYSize)
-        bounds = finite([min(xs), min(ys), max(xs), max(ys)])
+    bounds = finite(list(georef.bounds(gt, ds.RasterXSize, ds.RasterYSize))) if gt is not None else None
     return {
         "driver": ds.GetDriver().ShortName, "width": ds.RasterXSize, "height": ds.RasterYSize,
         "band_count": ds.RasterCount, "bands": bands, **_crs(osr.SpatialReference(wkt=wkt) if wkt else None),

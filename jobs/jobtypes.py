@@ -15,8 +15,10 @@ from django.conf import settings
 
 from datafiles.formats import Unreadable
 
-from . import raster, vector
+from . import vector
 from .exceptions import Rejected, quoted
+from .raster import dem, mosaic, zonal
+from .raster.io import RasterError, write_csv, write_json
 
 ALGORITHMS = ("Horn", "ZevenbergenThorne")
 
@@ -166,7 +168,7 @@ class JobType:
 
 
 def raster_mosaic(kind, tile_paths, out_dir):
-    raster.merge_to_cog(tile_paths, out_dir / kind.output_name, out_dir / "thumbnail.png")
+    mosaic.merge_to_cog(tile_paths, out_dir / kind.output_name, out_dir / "thumbnail.png")
     return [(kind.output_name, "image/tiff"), ("thumbnail.png", "image/png")], None
 
 
@@ -181,8 +183,8 @@ class DemJobType(JobType):
         return self.to_gdal(clean_params, inputs or {})
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        return raster.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo, processing=self.processing,
-                                   options=self.gdal_options(params, inputs), out_path=out_path, progress=progress)
+        return dem.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo, processing=self.processing,
+                                options=self.gdal_options(params, inputs), out_path=out_path, progress=progress)
 
 
 @lru_cache(maxsize=2)
@@ -193,7 +195,7 @@ def _polygons(stored, target_wkt):
     try:
         return read_polygons(stored, target_wkt)
     except (vector.VectorError, Unreadable) as exc:
-        raise raster.RasterError(str(exc)) from None
+        raise RasterError(str(exc)) from None
 
 
 def read_polygons(stored, target_wkt):
@@ -213,12 +215,12 @@ class ZonalStatistics(JobType):
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         polygons = _polygons(inputs["zones"], grid.crs_wkt)
-        return raster.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt, progress)
+        return zonal.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt, progress)
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
-        rows = raster.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
-        raster.write_json(out_dir / "zonal-statistics.json", rows)
-        raster.write_csv(out_dir / "zonal-statistics.csv", rows)
+        rows = zonal.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
+        write_json(out_dir / "zonal-statistics.json", rows)
+        write_csv(out_dir / "zonal-statistics.csv", rows)
         return [("zonal-statistics.csv", "text/csv"), ("zonal-statistics.json", "application/json")], rows
 
 
@@ -227,7 +229,7 @@ class Clip(JobType):
     """The mosaic with every pixel outside the polygons of a vector file set to nodata."""
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        return raster.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path, grid.crs_wkt, progress)
+        return zonal.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path, grid.crs_wkt, progress)
 
 
 def _common(params):

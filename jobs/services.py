@@ -23,7 +23,10 @@ from datafiles import services as datafile_services
 from datafiles.formats import Unreadable, without_paths
 from datafiles.models import DataFile
 
-from . import raster, storage, tileindex, vector
+from jobsite.gdalpolicy import thread_config
+
+from . import storage, tileindex, vector
+from .raster.io import Cancelled, GridTile, RasterError
 from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .jobtypes import get_job_type, read_polygons
 from .models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
@@ -523,7 +526,7 @@ def _record_and_claim(job_id, done, worker, limit):
 
 
 def grid_tile(tile):
-    return raster.GridTile(tile.path, tile.col, tile.row, tile.width, tile.height)
+    return GridTile(tile.path, tile.col, tile.row, tile.width, tile.height)
 
 
 def neighbours(tiles, halo, grid):
@@ -547,7 +550,7 @@ def neighbours(tiles, halo, grid):
     for tile in tiles:
         top, bottom = tile.row - halo, tile.row + tile.height + halo
         left, right = tile.col - halo, tile.col + tile.width + halo
-        found[tile.pk] = [raster.GridTile(path, col, row, width, height)
+        found[tile.pk] = [GridTile(path, col, row, width, height)
                           for row_start, in_row in rows.items() if row_start < bottom and row_start + grid.max_tile_height > top
                           for pk, path, col, row, width, height in in_row
                           if pk != tile.pk and col < right and col + width > left and row + height > top]
@@ -643,7 +646,7 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
             tile=grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
             out_path=storage.media_path(relpath), progress=TileWatch(job_tile),
         )
-    except raster.Cancelled:
+    except Cancelled:
         _mine(job_tile.pk, job_tile.attempts).update(status=TileStatus.CANCELED, finished=timezone.now(),
                                                      lease_expires=None)
         _let_go(job_tile)
@@ -691,7 +694,7 @@ def _record_succeeded(job_id, done):
 def may_pass(exc):
     """Whether trying again may succeed: I/O errors and lost database connections may pass; bad
     data, a missing or unreadable tile and bugs will not."""
-    if isinstance(exc, raster.RasterError):
+    if isinstance(exc, RasterError):
         return exc.transient
     return isinstance(exc, (OSError, OperationalError, InterfaceError))
 
@@ -699,7 +702,7 @@ def may_pass(exc):
 def _tile_failed(job, job_tile, exc, mine):
     """Back to pending for another try if the error may pass and attempts are left, else failed."""
     tile_id, attempt, limit = job_tile.tile_id, job_tile.attempts, settings.TILE_MAX_ATTEMPTS
-    if not isinstance(exc, (raster.RasterError, OSError)):
+    if not isinstance(exc, (RasterError, OSError)):
         logger.exception("job %s tile %s failed", job.id, tile_id)
     else:
         logger.warning("job %s tile %s: %s", job.id, tile_id, exc)  # with the paths, for the operator
@@ -854,11 +857,11 @@ def job_merge(*, job_id):
     started = time.monotonic()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with raster.thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
+        with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
             written, results = kind.merge(tile_paths=[storage.media_path(p) for p in relpaths], out_dir=out_dir,
                                           params=job.params, inputs=job_input_paths(job),
                                           crs_wkt=tileindex.index_crs_wkt())
-    except (raster.RasterError, OSError, Rejected, tileindex.LoadError) as exc:
+    except (RasterError, OSError, Rejected, tileindex.LoadError) as exc:
         logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
         error = f"merge failed: {without_paths(str(exc))}"
         with transaction.atomic():

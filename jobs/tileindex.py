@@ -12,8 +12,11 @@ from django.db import transaction
 from django.db.models import F, Max, ProtectedError
 from django.utils import timezone
 
-from . import raster, vector
+from jobsite.georef import same_crs
+
+from . import vector
 from .models import IndexCrs, Tile, Town
+from .raster.io import GridTile, IndexGrid, RasterError, read_info
 
 TILE_ID = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 RASTER_SUFFIXES = {".tif", ".tiff"}
@@ -53,8 +56,8 @@ def tile_id_of(path):
 
 def _read_info(path):
     try:
-        return raster.read_info(path)
-    except raster.RasterError as exc:
+        return read_info(path)
+    except RasterError as exc:
         return exc
 
 
@@ -84,7 +87,7 @@ def read_tiles(paths, reference=None):
         ids[tile_id] = path
     infos = {}
     for tile_id, path, info in zip(ids, paths, _read_infos(paths), strict=True):
-        if isinstance(info, raster.RasterError):
+        if isinstance(info, RasterError):
             raise LoadError(f"{path}: {info}")
         check_reads(path, info.files)
         reference = reference or info
@@ -93,7 +96,7 @@ def read_tiles(paths, reference=None):
         if info.dtype != reference.dtype or info.nodata != reference.nodata:
             raise LoadError(f"{path}: data type {info.dtype} / nodata {info.nodata} differ from "
                               f"{reference.dtype} / {reference.nodata} of {reference.path}")
-        if info.crs_wkt != reference.crs_wkt and not raster.same_crs(info.crs_wkt, reference.crs_wkt):
+        if info.crs_wkt != reference.crs_wkt and not same_crs(info.crs_wkt, reference.crs_wkt):
             raise LoadError(f"{path}: its CRS (EPSG:{info.epsg}) differs from that of {reference.path} (EPSG:{reference.epsg})")
         infos[tile_id] = info
     return infos
@@ -173,8 +176,8 @@ def load_tiles(source, replace=False):
     kept = [] if replace else list(existing.values())
     if kept:
         try:
-            reference = raster.read_info(kept[0].path)
-        except raster.RasterError as exc:
+            reference = read_info(kept[0].path)
+        except RasterError as exc:
             raise LoadError(f"{kept[0].path} (tile {kept[0].id}, already loaded): {exc}") from None
     infos = read_tiles(paths, reference)
     if not replace:
@@ -211,8 +214,8 @@ def index_grid():
     """The index's extent in pixels and its CRS, as the tile operations need them."""
     extent = Tile.objects.aggregate(right=Max(F("col") + F("width")), bottom=Max(F("row") + F("height")),
                                     widest=Max("width"), highest=Max("height"))
-    return raster.IndexGrid(extent["right"] or 0, extent["bottom"] or 0, index_crs_wkt(), extent["widest"] or 0,
-                            extent["highest"] or 0)
+    return IndexGrid(extent["right"] or 0, extent["bottom"] or 0, index_crs_wkt(), extent["widest"] or 0,
+                     extent["highest"] or 0)
 
 
 def index_crs_wkt():
@@ -235,8 +238,8 @@ def _read_index_crs(tries=10):
     problems = []
     for tile in Tile.objects.order_by("id")[:tries]:
         try:
-            return raster.read_info(tile.path).crs_wkt
-        except raster.RasterError as exc:
+            return read_info(tile.path).crs_wkt
+        except RasterError as exc:
             problems.append(f"{tile.path} (tile {tile.id}): {exc}")
     if not problems:
         raise LoadError("the tile index is empty; load tiles first (manage.py load_tiles)")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from osgeo import ogr, osr
 
-ogr.UseExceptions()
-osr.UseExceptions()
+from jobsite import georef
+
+georef.use_exceptions()
 
 
 class VectorError(Exception):
@@ -124,8 +125,7 @@ def read_tile_index(path, location_field="location"):
 
 def write_polygons(path, features, source_wkt, target_epsg=4326, driver="GeoJSON"):
     """Write (id, name, polygon WKT in `source_wkt`) features as a polygon layer in EPSG:`target_epsg`."""
-    source, target = osr.SpatialReference(wkt=source_wkt), osr.SpatialReference()
-    target.ImportFromEPSG(target_epsg)
+    source, target = osr.SpatialReference(wkt=source_wkt), georef.srs_from_epsg(target_epsg)
     for srs in (source, target):
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     transform = osr.CoordinateTransformation(source, target)

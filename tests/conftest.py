@@ -14,8 +14,9 @@ from django.db import connection
 from osgeo import gdal
 from rest_framework.test import APIClient
 
-from jobs import raster
+from jobs.demo_terrain import fractal_terrain
 from jobs.models import Job, Tile, Town
+from jobs.raster.io import crs_wkt_from_epsg, write_raster
 from jobs.tileindex import load_tiles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -40,18 +41,18 @@ class TileSet:
 
 
 def write_tileset(folder, width, height, tile, seed=7, first_id=100):
-    dem = raster.fractal_terrain(height, width, seed)
+    dem = fractal_terrain(height, width, seed)
     dem[dem < 60.0] = NODATA
-    wkt = raster.crs_wkt_from_epsg(EPSG)
+    wkt = crs_wkt_from_epsg(EPSG)
     gt = (ORIGIN[0], PIXEL, 0.0, ORIGIN[1], 0.0, -PIXEL)
-    raster.write_raster(folder / "whole.tif", dem, gt, wkt, nodata=NODATA)
+    write_raster(folder / "whole.tif", dem, gt, wkt, nodata=NODATA)
     tiles_dir = folder / "tiles"
     ids, columns = [], -(-width // tile)
     for row, y in enumerate(range(0, height, tile)):
         for col, x in enumerate(range(0, width, tile)):
             tile_id = first_id + row * 10 + col
             part_gt = (gt[0] + x * PIXEL, PIXEL, 0.0, gt[3] - y * PIXEL, 0.0, -PIXEL)
-            raster.write_raster(tiles_dir / f"dem_{tile_id}.tif", dem[y:y + tile, x:x + tile], part_gt, wkt, nodata=NODATA)
+            write_raster(tiles_dir / f"dem_{tile_id}.tif", dem[y:y + tile, x:x + tile], part_gt, wkt, nodata=NODATA)
             ids.append(tile_id)
     return TileSet(tiles_dir, folder / "whole.tif", ids, columns, len(ids) // columns)
 
@@ -203,13 +204,13 @@ def cluster(start_cluster):
 @pytest.fixture
 def large_index(transactional_db, tmp_path):
     """48 tiles of 1024 x 1024, and a VRT of them all to compare with."""
-    dem = raster.fractal_terrain(1024, 1024, seed=5)
-    wkt = raster.crs_wkt_from_epsg(EPSG)
+    dem = fractal_terrain(1024, 1024, seed=5)
+    wkt = crs_wkt_from_epsg(EPSG)
     folder = tmp_path / "large"
     for row in range(6):
         for col in range(8):
             gt = (400000.0 + col * 1024 * PIXEL, PIXEL, 0.0, 5700000.0 - row * 1024 * PIXEL, 0.0, -PIXEL)
-            raster.write_raster(folder / f"dem_{1000 + row * 10 + col}.tif", dem, gt, wkt, creation_options=("TILED=YES",))
+            write_raster(folder / f"dem_{1000 + row * 10 + col}.tif", dem, gt, wkt, creation_options=("TILED=YES",))
     load_tiles(folder)
     gdal.BuildVRT(str(tmp_path / "large.vrt"), sorted(str(p) for p in folder.iterdir()))
     return LargeIndex(sorted(Tile.objects.values_list("id", flat=True)), tmp_path / "large.vrt")

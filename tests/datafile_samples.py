@@ -5,15 +5,16 @@ import zipfile
 
 import numpy as np
 
-from jobs import raster, vector
+from jobs import vector
+from jobs.raster.io import crs_wkt_from_epsg, write_raster
 
 from .conftest import EPSG, ORIGIN, PIXEL
 
 
 def geotiff_bytes(tmp_path, width=20, height=10):
     path = tmp_path / "sample.tif"
-    raster.write_raster(path, np.arange(width * height, dtype=np.float32).reshape(height, width),
-                        (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL), raster.crs_wkt_from_epsg(EPSG), nodata=-9999.0)
+    write_raster(path, np.arange(width * height, dtype=np.float32).reshape(height, width),
+                 (ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL), crs_wkt_from_epsg(EPSG), nodata=-9999.0)
     return path.read_bytes()
 
 
@@ -28,14 +29,14 @@ ZONES = [(1, "north", box(400012.5, 5699702.5, 400297.5, 5699987.5)),
 
 def polygons_bytes(tmp_path, driver="GeoJSON", suffix=".geojson", target_epsg=4326, zones=ZONES):
     path = tmp_path / f"zones{suffix}"
-    vector.write_polygons(path, zones, raster.crs_wkt_from_epsg(EPSG), target_epsg=target_epsg, driver=driver)
+    vector.write_polygons(path, zones, crs_wkt_from_epsg(EPSG), target_epsg=target_epsg, driver=driver)
     return path.read_bytes()
 
 
 def zipped_shapefile_bytes(tmp_path):
     folder = tmp_path / "shp"
     folder.mkdir(exist_ok=True)
-    vector.write_polygons(folder / "zones.shp", ZONES, raster.crs_wkt_from_epsg(EPSG), target_epsg=EPSG,
+    vector.write_polygons(folder / "zones.shp", ZONES, crs_wkt_from_epsg(EPSG), target_epsg=EPSG,
                           driver="ESRI Shapefile")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

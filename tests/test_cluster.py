@@ -5,8 +5,10 @@ import time
 import pytest
 from osgeo import gdal
 
-from jobs import raster, storage
+from jobs import storage
 from jobs.models import Job, JobStatus, JobTile, Tile, TileStatus
+from jobs.raster.io import read_info
+from jobsite.georef import epsg_of
 
 from .conftest import EPSG, PIXEL, assert_same_pixels, wait_for, wait_until_final, whole_area, window_of
 
@@ -26,9 +28,9 @@ def test_a_town_job_submitted_through_the_api_ends_in_a_correct_cog(cluster, tow
     info = gdal.Info(str(cog_path), format="json")
     assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
     corner = Tile.objects.get(id=index.id_at(0, 0))
-    tile_info = raster.read_info(corner.path)
+    tile_info = read_info(corner.path)
     assert tuple(info["geoTransform"]) == tile_info.geotransform
-    assert raster.epsg_of(info["coordinateSystem"]["wkt"]) == EPSG and tile_info.pixel_size == (PIXEL, -PIXEL)
+    assert epsg_of(info["coordinateSystem"]["wkt"]) == EPSG and tile_info.pixel_size == (PIXEL, -PIXEL)
     expected = window_of(whole_area(index.whole, "hillshade", zFactor=2), index, list(town.tiles.values_list("id", flat=True)))
     assert_same_pixels(expected, gdal.Open(str(cog_path)).ReadAsArray())
     assert gdal.Open(str(storage.media_path(job.outputs[1]["path"]))).GetDriver().ShortName == "PNG"

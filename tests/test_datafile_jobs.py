@@ -11,10 +11,11 @@ from osgeo import gdal
 
 from datafiles import services as datafiles
 from datafiles.models import DataFile
-from jobs import raster, services, storage
+from jobs import services, storage
 from jobs.jobtypes import read_polygons
 from jobs.exceptions import Rejected
 from jobs.models import ClusterHeartbeat, Job, JobLog, JobStatus, TileStatus
+from jobs.raster.zonal import polygon_mask
 
 from .conftest import assert_same_pixels, wait_for, wait_until_final
 from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes, polygons_bytes
@@ -48,7 +49,7 @@ def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, ow
     polygons = read_polygons(datafiles.stored_file(datafile), whole.GetProjection())
     pixels = whole.ReadAsArray().astype(np.float64)
     for row, polygon in zip(job.results, polygons, strict=True):
-        values = pixels[raster.polygon_mask(whole, polygon.wkb, whole.GetProjection()) & (pixels != -9999.0)]
+        values = pixels[polygon_mask(whole, polygon.wkb, whole.GetProjection()) & (pixels != -9999.0)]
         assert (row["zone"], row["id"], row["count"]) == (polygon.index, polygon.properties["id"], values.size)
         assert (row["min"], row["max"]) == (values.min(), values.max())
         assert np.isclose(row["mean"], values.mean(), rtol=1e-12) and np.isclose(row["std"], values.std(), rtol=1e-9)
@@ -69,7 +70,7 @@ def test_clip_sets_every_pixel_outside_the_polygons_to_nodata(index, owner, medi
     expected = whole.ReadAsArray()
     inside = np.zeros(expected.shape, dtype=bool)
     for polygon in read_polygons(datafiles.stored_file(DataFile.objects.get(name="mask.gpkg")), whole.GetProjection()):
-        inside |= raster.polygon_mask(whole, polygon.wkb, whole.GetProjection())
+        inside |= polygon_mask(whole, polygon.wkb, whole.GetProjection())
     expected[~inside] = -9999.0
     assert_same_pixels(expected, merged_pixels(job))
     assert 0 < inside.sum() < inside.size

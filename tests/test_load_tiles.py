@@ -6,8 +6,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from osgeo import gdal
 
-from jobs import raster
 from jobs.models import Tile
+from jobs.raster.io import read_info
 
 from .conftest import write_tileset
 
@@ -134,4 +134,4 @@ def test_tiles_added_later_join_the_same_grid(db, tmp_path):
     assert Tile.objects.get(id=101).col == 0
     load(west)
     assert [(t.id, t.col) for t in Tile.objects.order_by("id")] == [(100, 0), (101, 64)]
-    assert raster.read_info(Tile.objects.get(id=101).path).width == 64
+    assert read_info(Tile.objects.get(id=101).path).width == 64

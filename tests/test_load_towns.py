@@ -2,8 +2,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from jobs import raster, vector
+from jobs import vector
 from jobs.models import Town
+from jobs.raster.io import crs_wkt_from_epsg
 
 
 def box(minx, miny, maxx, maxy):
@@ -14,7 +15,7 @@ def box(minx, miny, maxx, maxy):
 def towns_file(tmp_path, index):
     """Towns in WGS 84 (GeoJSON's own CRS), drawn in the index CRS."""
     path = tmp_path / "towns.geojson"
-    wkt = raster.crs_wkt_from_epsg(25832)
+    wkt = crs_wkt_from_epsg(25832)
     vector.write_polygons(path, [
         (1, "Inside one tile", box(400010, 5699700, 400300, 5699990)),  # tile (0, 0) only
         (2, "Across four", box(400300, 5699700, 400340, 5699660)),  # around the corner of 4 tiles
@@ -37,7 +38,7 @@ def test_it_loads_towns_with_the_tiles_their_polygons_overlap(towns_file, index,
 def test_a_polygon_touching_a_tile_only_along_its_edge_does_not_take_it(tmp_path, index):
     path = tmp_path / "edge.gpkg"
     vector.write_polygons(path, [(5, "Edge", box(400010, 5699700, 400320, 5699990))],
-                          raster.crs_wkt_from_epsg(25832), target_epsg=25832, driver="GPKG")
+                          crs_wkt_from_epsg(25832), target_epsg=25832, driver="GPKG")
     call_command("load_towns", str(path), "--id-field", "id", "--name-field", "name")
     assert list(Town.objects.get(id=5).tiles.values_list("id", flat=True)) == [index.id_at(0, 0)]
 
@@ -68,6 +69,6 @@ def test_an_unreadable_file_is_named(tmp_path, index):
 
 def test_towns_need_a_tile_index(db, tmp_path):
     path = tmp_path / "towns.geojson"
-    vector.write_polygons(path, [(1, "A", box(0, 0, 1, 1))], raster.crs_wkt_from_epsg(25832))
+    vector.write_polygons(path, [(1, "A", box(0, 0, 1, 1))], crs_wkt_from_epsg(25832))
     with pytest.raises(CommandError, match="the tile index is empty"):
         call_command("load_towns", str(path), "--id-field", "id", "--name-field", "name")

@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from jobs import raster
 from jobs.jobtypes import JOB_TYPES
+from jobs.raster import mosaic
+from jobs.raster.dem import process_tile
+from jobs.raster.io import Cancelled, GridTile, IndexGrid, RasterError, crs_wkt_from_epsg, read_info
 
 from .conftest import EPSG, assert_same_pixels, whole_area, write_tileset
 
 # The index the module's tiles make: 150 x 110 pixels in tiles of at most 40.
-GRID = raster.IndexGrid(150, 110, raster.crs_wkt_from_epsg(EPSG), 40, 40)
+GRID = IndexGrid(150, 110, crs_wkt_from_epsg(EPSG), 40, 40)
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +20,10 @@ def grid(tmp_path_factory):
     tileset = write_tileset(tmp_path_factory.mktemp("grid"), 150, 110, 40, seed=3)
     tiles = []
     for path in sorted(tileset.folder.iterdir()):
-        info = raster.read_info(path)
+        info = read_info(path)
         col = round((info.geotransform[0] - 400000.0) / 5.0)
         row = round((5700000.0 - info.geotransform[3]) / 5.0)
-        tiles.append(raster.GridTile(str(path), col, row, info.width, info.height))
+        tiles.append(GridTile(str(path), col, row, info.width, info.height))
     return tileset, tiles
 
 
@@ -29,8 +31,8 @@ def process_all(tiles, out_dir, processing, options, halo=1):
     outputs = []
     for tile in tiles:
         out = out_dir / f"{tile.col}_{tile.row}.tif"
-        raster.process_tile(tile=tile, neighbours=tiles, grid=GRID, halo=halo,
-                            processing=processing, options=options, out_path=out)
+        process_tile(tile=tile, neighbours=tiles, grid=GRID, halo=halo,
+                     processing=processing, options=options, out_path=out)
         outputs.append(out)
     return outputs
 
@@ -53,14 +55,14 @@ def test_it_merges_tiles_into_the_whole_area_result(grid, tmp_path, name, params
     kind = JOB_TYPES[name]
     options = kind.gdal_options(kind.clean_params(params))
     outputs = process_all(tiles, tmp_path, kind.processing, options, kind.halo)
-    raster.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
+    mosaic.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
     assert_same_pixels(whole_area(tileset.whole, kind.processing, **options), gdal.Open(str(tmp_path / "out.tif")).ReadAsArray())
 
 
 def test_it_shows_seams_without_a_halo(grid, tmp_path):
     tileset, tiles = grid
     outputs = process_all(tiles, tmp_path, "hillshade", {}, halo=0)
-    raster.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
+    mosaic.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
     merged = gdal.Open(str(tmp_path / "out.tif")).ReadAsArray()
     assert np.count_nonzero(whole_area(tileset.whole, "hillshade") != merged) > 100
 
@@ -68,7 +70,7 @@ def test_it_shows_seams_without_a_halo(grid, tmp_path):
 def test_it_writes_a_cloud_optimized_geotiff_with_overviews(tmp_path_factory, tmp_path):
     tileset = write_tileset(tmp_path_factory.mktemp("large"), 1300, 700, 512)
     tiles = sorted(tileset.folder.iterdir())
-    sizes = raster.merge_to_cog(tiles, tmp_path / "out.tif", tmp_path / "thumb.png", thumbnail_size=130)
+    sizes = mosaic.merge_to_cog(tiles, tmp_path / "out.tif", tmp_path / "thumb.png", thumbnail_size=130)
     info = gdal.Info(str(tmp_path / "out.tif"), format="json")
     assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
     assert info["size"] == [1300, 700]
@@ -86,8 +88,8 @@ def test_it_writes_a_cloud_optimized_geotiff_with_overviews(tmp_path_factory, tm
 
 def test_the_merge_refuses_missing_tile_outputs_instead_of_leaving_holes(tileset, tmp_path):
     tiles = sorted(tileset.folder.iterdir())
-    with pytest.raises(raster.RasterError, match="1 tile outputs are missing: .*gone.tif"):
-        raster.merge_to_cog([*tiles, tmp_path / "gone.tif"], tmp_path / "out.tif", tmp_path / "thumb.png")
+    with pytest.raises(RasterError, match="1 tile outputs are missing: .*gone.tif"):
+        mosaic.merge_to_cog([*tiles, tmp_path / "gone.tif"], tmp_path / "out.tif", tmp_path / "thumb.png")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -99,9 +101,9 @@ def test_it_stops_when_the_progress_callback_says_so_and_writes_nothing(grid, tm
         calls.append(fraction)
         return len(calls) < 3
 
-    with pytest.raises(raster.Cancelled):
-        raster.process_tile(tile=tiles[0], neighbours=tiles, grid=GRID, halo=1,
-                            processing="hillshade", options={}, out_path=tmp_path / "out.tif", progress=progress)
+    with pytest.raises(Cancelled):
+        process_tile(tile=tiles[0], neighbours=tiles, grid=GRID, halo=1,
+                     processing="hillshade", options={}, out_path=tmp_path / "out.tif", progress=progress)
     assert len(calls) == 3
     assert list(tmp_path.iterdir()) == []
 
@@ -113,40 +115,40 @@ def test_an_exception_in_the_callback_is_raised_after_gdal_stops(grid, tmp_path)
         raise ConnectionError("database went away")
 
     with pytest.raises(ConnectionError, match="database went away"):
-        raster.process_tile(tile=tiles[0], neighbours=[], grid=GRID, halo=1,
-                            processing="slope", options={}, out_path=tmp_path / "out.tif", progress=progress)
+        process_tile(tile=tiles[0], neighbours=[], grid=GRID, halo=1,
+                     processing="slope", options={}, out_path=tmp_path / "out.tif", progress=progress)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_it_reports_gdals_own_error_for_an_unreadable_tile(tmp_path):
     broken = tmp_path / "dem_1.tif"
     broken.write_bytes(b"II*\x00 not really a tiff")
-    with pytest.raises(raster.RasterError, match="not recognized|TIFF"):
-        raster.read_info(broken)
+    with pytest.raises(RasterError, match="not recognized|TIFF"):
+        read_info(broken)
 
 
 def test_it_reports_gdals_own_error_when_a_neighbour_is_unreadable(grid, tmp_path):
     _, tiles = grid
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"garbage")
-    neighbour = raster.GridTile(str(broken), tiles[1].col, tiles[1].row, tiles[1].width, tiles[1].height)
-    with pytest.raises(raster.RasterError, match="broken.tif"):
-        raster.process_tile(tile=tiles[0], neighbours=[neighbour], grid=GRID, halo=1,
-                            processing="hillshade", options={}, out_path=tmp_path / "out.tif")
+    neighbour = GridTile(str(broken), tiles[1].col, tiles[1].row, tiles[1].width, tiles[1].height)
+    with pytest.raises(RasterError, match="broken.tif"):
+        process_tile(tile=tiles[0], neighbours=[neighbour], grid=GRID, halo=1,
+                     processing="hillshade", options={}, out_path=tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
 
 
 def test_read_info_refuses_a_raster_without_georeferencing(tmp_path):
     path = tmp_path / "plain.tif"
     gdal.GetDriverByName("GTiff").Create(str(path), 4, 4, 1, gdal.GDT_Float32)
-    with pytest.raises(raster.RasterError, match="no georeferencing"):
-        raster.read_info(path)
+    with pytest.raises(RasterError, match="no georeferencing"):
+        read_info(path)
 
 
 def test_a_mosaic_of_many_tiles_goes_through_one_plain_geotiff_first_with_the_same_pixels(grid, tmp_path, monkeypatch):
     tileset, tiles = grid
-    monkeypatch.setattr(raster, "FLATTEN_FROM", 2)
+    monkeypatch.setattr(mosaic, "FLATTEN_FROM", 2)
     outputs = process_all(tiles, tmp_path, "slope", {})
-    raster.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
+    mosaic.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
     assert_same_pixels(whole_area(tileset.whole, "slope"), gdal.Open(str(tmp_path / "out.tif")).ReadAsArray())
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tif") or p.name == "out.tif") == ["out.tif", "thumb.png"]

@@ -6,8 +6,9 @@ import os
 import pytest
 from django.db import OperationalError
 
-from jobs import raster, services
+from jobs import services
 from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
+from jobs.raster import io as raster_io
 
 from .test_execution import run
 
@@ -23,7 +24,7 @@ def flaky_disk(monkeypatch):
             raise OSError(errno.EIO, "Input/output error", str(dst))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(raster.os, "replace", replace)
+    monkeypatch.setattr(raster_io.os, "replace", replace)
     return state
 
 
@@ -61,8 +62,8 @@ def test_bad_data_fails_at_once(index, owner, media):
     (OSError(errno.EIO, "Input/output error"), True),
     (OSError(errno.ENOSPC, "No space left on device"), True),
     (OperationalError("server closed the connection unexpectedly"), True),
-    (raster.RasterError("TIFFReadEncodedTile() failed", transient=True), True),
-    (raster.RasterError("not recognized as a supported file format"), False),
+    (raster_io.RasterError("TIFFReadEncodedTile() failed", transient=True), True),
+    (raster_io.RasterError("not recognized as a supported file format"), False),
     (ValueError("a bug"), False),
 ])
 def test_which_errors_may_pass(exc, passes):

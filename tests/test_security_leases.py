@@ -12,8 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from osgeo import ogr, osr
 
 from datafiles import services as datafiles
-from jobs import raster, services, tileindex
+from jobs import services, tileindex
 from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
+from jobs.raster.io import Cancelled
+from jobs.raster.zonal import mask_tile, zonal_partial
 
 from .conftest import EPSG, wait_for
 from .datafile_samples import box, polygons_bytes
@@ -55,13 +57,13 @@ def test_zonal_statistics_and_clip_report_progress_per_polygon_and_stop_when_tol
     tile = Tile.objects.get(id=index.id_at(0, 0))
     polygons = [raster_polygon(number, wkt) for number, _, wkt in small_squares(200, tile.bounds)]
     wkt = tileindex.index_crs_wkt()
-    for work in (lambda progress: raster.zonal_partial(tile.path, polygons, tmp_path / "z.json", wkt, progress),
-                 lambda progress: raster.mask_tile(tile.path, polygons, tmp_path / "m.tif", wkt, progress)):
+    for work in (lambda progress: zonal_partial(tile.path, polygons, tmp_path / "z.json", wkt, progress),
+                 lambda progress: mask_tile(tile.path, polygons, tmp_path / "m.tif", wkt, progress)):
         seen = []
         work(lambda fraction, seen=seen: seen.append(fraction) or True)
         assert len(seen) == len(polygons) and seen == sorted(seen)
         stopped = []
-        with pytest.raises(raster.Cancelled):
+        with pytest.raises(Cancelled):
             work(lambda fraction, stopped=stopped: stopped.append(fraction) or len(stopped) < 10)
         assert len(stopped) == 10
 

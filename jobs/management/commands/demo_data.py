@@ -4,7 +4,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import raster, vector
+from jobs import vector
+from jobs.demo_terrain import fractal_terrain
+from jobs.raster.io import crs_wkt_from_epsg, write_raster
 from jobs.tileindex import LoadError, load_tiles, load_towns
 
 EPSG = 25832  # ETRS89 / UTM zone 32N
@@ -53,7 +55,7 @@ class Command(BaseCommand):
             raise CommandError("--tile-size must be between 16 and 4096")
         folder = Path(dir) if dir else Path(settings.VAR_DIR) / "demo"
         tiles_dir = folder / f"tiles-{grid}x{tile_size}-{seed}"
-        wkt = raster.crs_wkt_from_epsg(EPSG)
+        wkt = crs_wkt_from_epsg(EPSG)
         expected = [tiles_dir / f"dem_{tile_id(r, c)}.tif" for r in range(grid) for c in range(grid)]
         if all(path.exists() for path in expected):
             if verbosity:
@@ -83,10 +85,10 @@ class Command(BaseCommand):
     def _write_tiles(self, tiles_dir, grid, tile_size, seed, wkt):
         size = grid * tile_size
         self.stdout.write(f"generating a {size} x {size} DEM in {tiles_dir} ...")
-        dem = raster.fractal_terrain(size, size, seed)
+        dem = fractal_terrain(size, size, seed)
         dem[dem < 70.0] = NODATA  # lakes
         for r in range(grid):
             for c in range(grid):
                 gt = (ORIGIN[0] + c * tile_size * PIXEL, PIXEL, 0.0, ORIGIN[1] - r * tile_size * PIXEL, 0.0, -PIXEL)
                 part = dem[r * tile_size:(r + 1) * tile_size, c * tile_size:(c + 1) * tile_size]
-                raster.write_raster(tiles_dir / f"dem_{tile_id(r, c)}.tif", part, gt, wkt, nodata=NODATA)
+                write_raster(tiles_dir / f"dem_{tile_id(r, c)}.tif", part, gt, wkt, nodata=NODATA)

@@ -1,0 +1,18 @@
+"""Raster work with GDAL, a module per subject. Plain Python over paths and numbers: it knows
+nothing of Django, so it can be used and tested on its own. Import the module you need; this
+package re-exports nothing.
+
+- `io`: the base the others build on. Errors (RasterError, Cancelled), what a tile and the index
+  grid are (GridTile, IndexGrid, RasterInfo), how tiles are opened (TILE_OPEN_OPTIONS, open_tile,
+  kept open per thread), reading a raster's metadata (read_info) and a window of the index grid
+  (read_window), GDAL progress callbacks, and writing rasters, JSON and CSV atomically.
+- `dem`: a gdal.DEMProcessing operation over one tile, with a halo read from its neighbours
+  (process_tile).
+- `mosaic`: the merge of tile outputs into a Cloud-Optimized GeoTIFF and its thumbnail
+  (merge_to_cog).
+- `zonal`: polygons over tiles: pixel masks (polygon_mask), zonal statistics summed per tile and
+  combined (zonal_partial, zonal_combine), and clipping a tile (mask_tile).
+
+Where a raster lies and in which CRS (bounds, EPSG codes, comparing CRS) is jobsite.georef's, which
+the data file inspector shares.
+"""

@@ -1,0 +1,73 @@
+"""A gdal.DEMProcessing operation (hillshade, slope, aspect, colour relief ...) over one tile of
+the index, with a halo: the tile's neighbours lend it the pixels along its edges, so that an
+operation that looks at each pixel's neighbourhood gives the same result at a tile's edge as it
+would inside one whole raster. The window is clipped to the index extent, so the edge of the
+index behaves exactly as the edge of one whole raster does. Knows nothing of Django.
+"""
+
+from pathlib import Path
+
+from osgeo import gdal, gdal_array
+
+from jobsite.gdalpolicy import thread_config
+
+from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, progress_callback, raise_stopped, read_window,
+                 write_gtiff, written_atomically)
+
+
+def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None):
+    """Run a `gdal.DEMProcessing` operation over one tile, reading `halo` pixels of its neighbours.
+
+    1. The window is the tile grown by `halo` pixels on each side, clipped to the index `grid`.
+    2. Its pixels are read from the tile and its neighbours into an in-memory raster that has the
+       tile's georeferencing, shifted to the window.
+    3. The operation runs on the window; the tile's own part of the result is written to
+       `out_path` (via a temporary name), so neighbourhood operations see across tile edges.
+
+    Returns the size in bytes of the written file. Raises Cancelled when `progress` returns False,
+    RasterError with GDAL's message when GDAL fails; nothing is left at `out_path` in either case.
+    """
+    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
+    col1 = min(grid.width, tile.col + tile.width + halo)
+    row1 = min(grid.height, tile.row + tile.height + halo)
+    # The operation and the write get the callback, so a cancel stops the tile in either.
+    state = {}
+    callback = progress_callback(progress, state)
+    out_path = Path(out_path)
+    try:
+        with written_atomically(out_path) as tmp, thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
+            try:
+                ds = open_tile(tile.path)
+                x0, px, _, y0, _, py = ds.GetGeoTransform()
+                band = ds.GetRasterBand(1)
+                nodata, data_type = band.GetNoDataValue(), band.DataType
+            except RuntimeError as exc:
+                raise gdal_error(exc, tile.path) from None
+            dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
+            fill = nodata if nodata is not None else 0
+            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype)
+            dx, dy = col0 - tile.col, row0 - tile.row
+            # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
+            # whole operation on a small tile.
+            source = gdal_array.OpenArray(pixels)
+            source.SetGeoTransform((x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py))
+            source.SetProjection(grid.crs_wkt)
+            if nodata is not None:
+                source.GetRasterBand(1).SetNoDataValue(nodata)
+            result = gdal.DEMProcessing("", source, processing, format="MEM", callback=callback, **options)
+            if state.get("stopped"):
+                raise_stopped(state, None)
+            own = result.ReadAsArray(-dx, -dy, tile.width, tile.height)
+            write_gtiff(tmp, own, (x0, px, 0.0, y0, 0.0, py), grid.crs_wkt, result.GetRasterBand(1).GetNoDataValue(),
+                        _layout(tile.width, tile.height), callback)
+            if state.get("stopped"):
+                raise_stopped(state, None)
+    except (RuntimeError, RasterError) as exc:
+        raise_stopped(state, exc)
+    return out_path.stat().st_size
+
+
+def _layout(width, height):
+    """Creation options of an interim tile: 256-pixel blocks, or strips for a tile smaller than
+    one block (a single padded block would be mostly empty bytes)."""
+    return ["TILED=YES"] if min(width, height) >= 256 else []

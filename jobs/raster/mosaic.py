@@ -1,0 +1,73 @@
+"""The merge of a raster job: its tile outputs mosaicked into one Cloud-Optimized GeoTIFF with
+overviews, and a PNG thumbnail of it. Knows nothing of Django.
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+from osgeo import gdal
+
+from jobsite.gdalpolicy import thread_config
+
+from .io import TILE_OPEN_OPTIONS, RasterError, temporary_name, write_error
+
+
+# GDAL's default GDAL_MAX_DATASET_POOL_SIZE: the files a VRT keeps open at once.
+FLATTEN_FROM = 100
+
+
+def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
+    """Mosaic tile outputs into a Cloud-Optimized GeoTIFF with overviews, and a PNG thumbnail.
+
+    Both files appear at their names only once complete. Returns their sizes in bytes.
+    """
+    out_path, thumbnail_path = Path(out_path), Path(thumbnail_path)
+    # BuildVRT would skip a missing file with a warning and leave a hole in the mosaic.
+    missing = [str(p) for p in tile_paths if not Path(p).is_file()]
+    if missing:
+        raise RasterError(f"{len(missing)} tile outputs are missing: {', '.join(missing[:5])}"
+                          + (" ..." if len(missing) > 5 else ""))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    vrt_name = f"/vsimem/merge-{uuid.uuid4().hex}.vrt"
+    tmp_cog, tmp_png, tmp_flat = temporary_name(out_path), temporary_name(thumbnail_path), temporary_name(out_path)
+    try:
+        with thread_config(**TILE_OPEN_OPTIONS):
+            source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
+            if len(tile_paths) > FLATTEN_FROM:
+                # A VRT of more files than GDAL keeps open reopens them as the COG driver reads it,
+                # once for the image and again for each overview: one plain GeoTIFF first is faster.
+                source = gdal.Translate(str(tmp_flat), source, format="GTiff",
+                                        creationOptions=["TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER"])
+            gdal.Translate(
+                str(tmp_cog), source, format="COG",
+                creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512",
+                                 "NUM_THREADS=ALL_CPUS"],
+            )
+            source = None
+        _write_thumbnail(tmp_cog, tmp_png, thumbnail_size)
+        os.replace(tmp_cog, out_path)
+        os.replace(tmp_png, thumbnail_path)
+    except RuntimeError as exc:
+        raise write_error(exc, tmp_cog) from None
+    finally:
+        gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
+        tmp_cog.unlink(missing_ok=True)
+        tmp_png.unlink(missing_ok=True)
+        tmp_flat.unlink(missing_ok=True)
+    return out_path.stat().st_size, thumbnail_path.stat().st_size
+
+
+def _write_thumbnail(src_path, png_path, size):
+    """An 8-bit PNG at most `size` pixels wide and high; nodata becomes transparent."""
+    ds = gdal.Open(str(src_path))
+    band = ds.GetRasterBand(1)
+    scale = size / max(ds.RasterXSize, ds.RasterYSize)
+    width = max(1, round(ds.RasterXSize * min(1.0, scale)))
+    height = max(1, round(ds.RasterYSize * min(1.0, scale)))
+    options = {"format": "PNG", "width": width, "height": height, "resampleAlg": "average"}
+    if band.DataType != gdal.GDT_Byte:
+        low, high = band.ComputeRasterMinMax(True)
+        options.update(outputType=gdal.GDT_Byte, scaleParams=[[low, high, 1, 255]], noData=0)
+    with thread_config(GDAL_PAM_ENABLED="NO"):
+        gdal.Translate(str(png_path), ds, **options)

@@ -1,0 +1,68 @@
+"""Where a raster lies and in which coordinate reference system, as GDAL answers it: the facts
+that the raster code (jobs.raster) and the data file inspector (datafiles.metadata) both report,
+computed in one place so that a tile and an uploaded file get the same answers. Knows nothing of
+Django, so the sandboxed inspector imports it too.
+
+GDAL, OGR and OSR report failures by exception in every module of jobsite (`use_exceptions`):
+the code catches RuntimeError and never checks return codes.
+"""
+
+from osgeo import gdal, ogr, osr
+
+
+def use_exceptions():
+    """Have GDAL, OGR and OSR raise RuntimeError where a call fails, rather than return an error
+    code and carry on. This module, jobs.raster.io, jobs.vector and datafiles.formats call it when
+    they are imported, so every module built on them has it on."""
+    gdal.UseExceptions()
+    ogr.UseExceptions()
+    osr.UseExceptions()
+
+
+use_exceptions()
+
+
+def bounds(geotransform, width, height):
+    """(minx, miny, maxx, maxy) spanned by the top left corner of a `width` x `height` raster and
+    its bottom right corner, whichever way its pixel sizes point. Exact for a north-up raster;
+    for a rotated one it is the box of those two corners only, not of all four."""
+    x0, px, rx, y0, ry, py = geotransform
+    xs = (x0, x0 + px * width + rx * height)
+    ys = (y0, y0 + ry * width + py * height)
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def identified(crs):
+    """A new SpatialReference for `crs` (WKT, or a SpatialReference, which is left as it is) with
+    its EPSG authority filled in where GDAL recognises it as an EPSG CRS."""
+    srs = osr.SpatialReference(wkt=crs) if isinstance(crs, str) else crs.Clone()
+    try:
+        srs.AutoIdentifyEPSG()
+    except RuntimeError:  # "Unsupported SRS": no EPSG code fits it (a custom projection, say)
+        pass
+    return srs
+
+
+def epsg_code(srs):
+    """The EPSG code a SpatialReference names at its root, or None (see `identified`)."""
+    code = srs.GetAuthorityCode(None)
+    return int(code) if code and code.isdigit() else None
+
+
+def epsg_of(crs):
+    """The EPSG code of `crs` (WKT or a SpatialReference), if it has one. Identifying it is slow:
+    callers look it up when it is asked for."""
+    return epsg_code(identified(crs))
+
+
+def same_crs(wkt_a, wkt_b):
+    """Whether two WKT strings describe the same CRS, however differently they are written."""
+    return bool(osr.SpatialReference(wkt=wkt_a).IsSame(osr.SpatialReference(wkt=wkt_b)))
+
+
+def srs_from_epsg(code):
+    """The SpatialReference of EPSG:`code`, from PROJ's database."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(code)
+    return srs
+
