@@ -91,14 +91,14 @@ def measure(url, token, job_id, rate, seconds):
 def keep_jobs_running(owner, tile_ids, stop):
     """Submit job after job until `stop` is set; returns the list of their ids, filled as they are
     submitted, and the thread."""
-    from jobs import services
+    from jobs.services.submit import job_submit
     from jobs.models import JobStatus
 
     submitted = []
 
     def loop():
         while not stop.is_set():
-            job = services.job_submit(owner=owner, job_type="slope", tile_ids=tile_ids, interim_results="never")
+            job = job_submit(owner=owner, job_type="slope", tile_ids=tile_ids, interim_results="never")
             submitted.append(job.pk)
             harness.wait_until(job.pk, JobStatus.final(), poll=0.05)
 
@@ -136,9 +136,9 @@ def main():
     token = harness.api_token(owner)
 
     with harness.cluster(args.cluster_nice), harness.web_server(args.web_workers, args.web_threads) as url:
-        from jobs import services
+        from jobs.services.submit import job_submit
 
-        idle_job = services.job_submit(owner=owner, job_type="slope", tile_ids=tile_ids[:1])
+        idle_job = job_submit(owner=owner, job_type="slope", tile_ids=tile_ids[:1])
         harness.wait_until(idle_job.pk, JobStatus.final())
         idle = measure(url, token, idle_job.pk, args.rate, args.seconds)
 

@@ -21,23 +21,22 @@ import time
 
 def run_one_tile(job_id, tile_id):
     """The per-tile task: claim this one tile, process it, and finish the job if it was the last."""
-    from django.db.models import F
-    from django.utils import timezone
-
-    from jobs import services, tileindex
+    from jobs import lifecycle, tileindex
     from jobs.jobtypes import get_job_type
-    from jobs.models import Job, JobStatus, JobTile, TileStatus
+    from jobs.models import Job, JobTile
+    from jobs.services.finish import job_finish_tiles
+    from jobs.services.worker import run_tile
 
-    Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING, started=timezone.now())
-    claimed = JobTile.objects.filter(job_id=job_id, tile_id=tile_id, status=TileStatus.PENDING).update(
-        status=TileStatus.RUNNING, attempts=F("attempts") + 1, started=timezone.now(), lease_owner="per-tile")
+    lifecycle.move_job(job_id, "start")
+    claimed = lifecycle.move_tiles(job_id, "claim", JobTile.objects.filter(job_id=job_id, tile_id=tile_id),
+                                   lease_owner="per-tile")
     if not claimed:
         return
     job = Job.objects.get(pk=job_id)
     kind = get_job_type(job.type)
     job_tile = JobTile.objects.select_related("tile").get(job_id=job_id, tile_id=tile_id)
-    services.run_tile(job, job_tile, kind, services.job_input_paths(job), tileindex.index_grid())
-    services.job_finish_tiles(job_id=job_id)
+    run_tile(job, job_tile, kind, job.input_files(), tileindex.index_grid())
+    job_finish_tiles(job_id=job_id)
 
 
 def make_index(folder, side, size):
@@ -57,16 +56,17 @@ def make_index(folder, side, size):
 
 def _raster_work(tile_ids, work):
     """harness.process_tile's item for each tile, read from the database beforehand."""
-    from jobs import services, tileindex
+    from jobs import tileindex
     from jobs.jobtypes import JOB_TYPES
     from jobs.models import Tile
+    from jobs.tileindex import grid_tile, neighbours
 
     kind = JOB_TYPES["slope"]
     options = kind.gdal_options(kind.clean_params({}))
     grid = tileindex.index_grid()
     tiles = list(Tile.objects.filter(id__in=tile_ids))
-    around = services.neighbours(tiles, 1, grid)
-    return [(services.grid_tile(t), around[t.pk], grid, "slope", options, work / "alone" / f"{t.id}.tif") for t in tiles]
+    around = neighbours(tiles, 1, grid)
+    return [(grid_tile(t), around[t.pk], grid, "slope", options, work / "alone" / f"{t.id}.tif") for t in tiles]
 
 
 def raster_alone_seconds(tile_ids, work, processes):
@@ -91,22 +91,24 @@ def run(owner, tile_ids, mode):
     from django_q.tasks import async_task
 
     import harness
-    from jobs import services
-    from jobs.models import JobStatus
 
-    queue = services.queue_tile_tasks
+    from jobs import queue
+    from jobs.models import JobStatus
+    from jobs.services.submit import job_submit
+
+    enqueue_tiles = queue.enqueue_tiles
     if mode == "per-tile":
-        services.queue_tile_tasks = lambda job_id, tiles: [
+        queue.enqueue_tiles = lambda job_id, tiles: [
             async_task("bench.dispatch.run_one_tile", job_id, tile_id) for tile_id in tile_ids]
     try:
         start = time.perf_counter()
-        job = services.job_submit(owner=owner, job_type="slope", tile_ids=tile_ids)
+        job = job_submit(owner=owner, job_type="slope", tile_ids=tile_ids)
         harness.wait_until(job.pk, [JobStatus.MERGING, *JobStatus.final()])
         tiles_done = time.perf_counter() - start
         harness.wait_for_success(job.pk)
         return tiles_done, time.perf_counter() - start
     finally:
-        services.queue_tile_tasks = queue
+        queue.enqueue_tiles = enqueue_tiles
 
 
 def main():

@@ -45,19 +45,20 @@ def make_index(folder, side, size):
 
 def run_pool(tiles, out_dir):
     """The baseline: the same per-tile work and merge, with a process pool and no job server."""
-    from jobs import services, tileindex
+    from jobs import tileindex
+    from jobs.tileindex import grid_tile, neighbours
     from jobs.jobtypes import JOB_TYPES
     from jobs.raster.mosaic import merge_to_cog
     from jobsite.gdalpolicy import thread_config
 
     grid = tileindex.index_grid()
-    around = services.neighbours(tiles, 1, grid)
+    around = neighbours(tiles, 1, grid)
     results = []
     with multiprocessing.Pool(2) as pool:
         for name in TYPES:
             kind = JOB_TYPES[name]
             options = kind.gdal_options(kind.clean_params({}), {})
-            work = [(services.grid_tile(t), around[t.pk], grid, kind.processing, options,
+            work = [(grid_tile(t), around[t.pk], grid, kind.processing, options,
                      out_dir / name / f"{t.id}.tif") for t in tiles]
             pool.map(harness.process_tile, work, chunksize=1)
             with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
@@ -67,12 +68,12 @@ def run_pool(tiles, out_dir):
 
 
 def run_service(url, token, tile_ids):
-    from jobs import storage
+    from jobsite.media import media_path
 
     results = []
     for name in TYPES:
         job = harness.api_call(f"{url}/api/v1/jobs/", token, "POST", {"type": name, "tile_ids": tile_ids})
-        results.append(storage.media_path(harness.wait_for_success(job["id"]).outputs[0]["path"]))
+        results.append(media_path(harness.wait_for_success(job["id"]).outputs[0]["path"]))
     return results
 
 

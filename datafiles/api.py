@@ -12,10 +12,10 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from jobs import storage
-from jobs.api.errors import ErrorSerializer
-from jobs.api.filters import ChoiceFilter, OrderingFilter
-from jobs.exceptions import Rejected, TooLarge, quoted
+from jobsite import media
+from jobsite.api.errors import ErrorSerializer
+from jobsite.api.filters import ChoiceFilter, OrderingFilter
+from jobsite.exceptions import Rejected, TooLarge, quoted
 
 from . import services
 from .models import DataFile
@@ -134,7 +134,7 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def download(self, request, name=None):
         """The file itself, streamed."""
         datafile = self.get_object()
-        return FileResponse(storage.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name,
+        return FileResponse(media.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name,
                             content_type="application/octet-stream")
 
     def get_parsers(self):

@@ -2,6 +2,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from jobsite.media import media_path
+
+from .formats import StoredFile
+
 
 class DataFile(models.Model):
     """An uploaded file and the metadata GDAL/OGR (or the CSV and JSON readers) found in it."""
@@ -12,8 +16,10 @@ class DataFile(models.Model):
         TABLE = "table"
         TEXT = "text"
 
+    MAX_NAME = 200
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datafiles")
-    name = models.CharField(max_length=200, help_text="The file name with its extension, unique per owner")
+    name = models.CharField(max_length=MAX_NAME, help_text="The file name with its extension, unique per owner")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     size = models.BigIntegerField(help_text="bytes")
     sha256 = models.CharField(max_length=64)
@@ -32,3 +38,8 @@ class DataFile(models.Model):
     @property
     def extension(self):
         return self.name.rsplit(".", 1)[-1].lower()
+
+    @property
+    def stored(self):
+        """The file as GDAL must open it: by the drivers of its extension, nothing outside it."""
+        return StoredFile(str(media_path(self.path)), self.extension, self.name)

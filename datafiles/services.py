@@ -20,17 +20,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from jobs import storage
-from jobs.exceptions import Conflict, Rejected, TooLarge, quoted
-from jobs.models import JobStatus
+from jobsite import media
+from jobsite.exceptions import Conflict, Rejected, TooLarge, quoted
 
 from . import metadata, sandbox
 from .formats import Limits, StoredFile, Unreadable
 from .models import DataFile
-
-MAX_NAME = 200
-IN_USE = [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING]
-
+from .signals import datafile_in_use, datafile_stored
 
 def clean_name(name):
     """The file name, checked: no path, no control characters, a bounded length, an allowed extension."""
@@ -43,8 +39,8 @@ def clean_name(name):
         raise Rejected({"name": f"{quoted(name)} is not a file name"})
     if not name.isprintable():
         raise Rejected({"name": "must not hold control characters"})
-    if len(name) > MAX_NAME:
-        raise Rejected({"name": f"must be at most {MAX_NAME} characters, not {len(name)}"})
+    if len(name) > DataFile.MAX_NAME:
+        raise Rejected({"name": f"must be at most {DataFile.MAX_NAME} characters, not {len(name)}"})
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if extension not in settings.DATAFILE_EXTENSIONS:
         raise Rejected({"name": f"{quoted(name)}: the extension must be one of {', '.join(settings.DATAFILE_EXTENSIONS)}"})
@@ -65,8 +61,8 @@ def _check_size(owner, size, replacing=None):
 
 
 def jobs_using(datafile):
-    """Ids of the queued, running or merging jobs that read this file."""
-    return sorted(datafile.job_inputs.filter(job__status__in=IN_USE).values_list("job_id", flat=True).distinct())
+    """Ids of the unfinished jobs that read this file, as the receivers of `datafile_in_use` say."""
+    return sorted({job_id for _, job_ids in datafile_in_use.send(sender=DataFile, datafile=datafile) for job_id in job_ids})
 
 
 def _refuse_if_in_use(datafile, action):
@@ -92,7 +88,7 @@ def datafile_store(*, owner, upload, name=None, replace=False):
 
     extension = name.rsplit(".", 1)[-1].lower()
     relpath = f"{_owner_dir(owner)}/{uuid.uuid4().hex}.{extension}"
-    final = storage.media_path(relpath)
+    final = media.media_path(relpath)
     final.parent.mkdir(parents=True, exist_ok=True)
     # The same extension as the final file: GDAL and OGR pick their driver by it.
     temporary = final.with_name(f".upload-{uuid.uuid4().hex}.{extension}")
@@ -111,12 +107,12 @@ def datafile_store(*, owner, upload, name=None, replace=False):
                                                                    path=relpath, uploaded=timezone.now()):
                     raise Conflict(f"{name} was deleted while it was being replaced")
                 datafile, created = DataFile.objects.get(pk=existing.pk), False
-                storage.remove_files_on_commit([old_path, preview_relpath(old_path)])
+                media.remove_files_on_commit([old_path, preview_relpath(old_path)])
             else:
                 datafile = DataFile.objects.create(owner=owner, name=name, kind=kind, size=size, sha256=digest,
                                                    metadata=found, path=relpath)
                 created = True
-            transaction.on_commit(lambda: _arrived(datafile))
+            transaction.on_commit(lambda: datafile_stored.send(sender=DataFile, datafile=datafile, created=created))
     except IntegrityError:
         final.unlink(missing_ok=True)
         raise Conflict(f"you already have a data file named {name}; PUT /api/v1/datafiles/{name}/ replaces it") from None
@@ -138,12 +134,6 @@ def _write(upload, path):
     return digest.hexdigest(), size
 
 
-def _arrived(datafile):
-    from jobs.services import jobs_start_waiting
-
-    jobs_start_waiting(owner_id=datafile.owner_id)
-
-
 def datafile_delete(*, datafile):
     with transaction.atomic():
         locked = DataFile.objects.select_for_update().filter(pk=datafile.pk).first()
@@ -151,7 +141,7 @@ def datafile_delete(*, datafile):
             return
         _refuse_if_in_use(locked, "deleted")
         locked.delete()
-        storage.remove_files_on_commit([locked.path, preview_relpath(locked.path)])
+        media.remove_files_on_commit([locked.path, preview_relpath(locked.path)])
 
 
 def datafile_delete_all(*, owner):
@@ -162,7 +152,7 @@ def datafile_delete_all(*, owner):
         if busy:
             raise Conflict(f"{', '.join(busy)} used by running or queued jobs; nothing was deleted")
         DataFile.objects.filter(pk__in=[f.pk for f in files]).delete()
-        storage.remove_files_on_commit([path for f in files for path in (f.path, preview_relpath(f.path))])
+        media.remove_files_on_commit([path for f in files for path in (f.path, preview_relpath(f.path))])
     return len(files)
 
 
@@ -177,11 +167,6 @@ def confinement():
                                memory_bytes=settings.DATAFILE_INSPECT_MEMORY_BYTES)
 
 
-def stored_file(datafile):
-    """The data file as GDAL must open it: by the drivers of its extension, nothing outside it."""
-    return StoredFile(str(storage.media_path(datafile.path)), datafile.extension, datafile.name)
-
-
 def preview_relpath(relpath):
     return f"{relpath}.preview.png"
 
@@ -190,14 +175,14 @@ def datafile_preview(datafile):
     """The path of a PNG preview of a raster data file, made once in a confined child and kept
     beside the file (its content never changes: a replaced file gets a new path). A file that
     cannot be previewed is remembered as such in its metadata, so that it costs one child only."""
-    path = storage.media_path(preview_relpath(datafile.path))
+    path = media.media_path(preview_relpath(datafile.path))
     if path.exists():
         return path
     if datafile.metadata.get("preview_error"):
         raise Unreadable(datafile.metadata["preview_error"])
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.png")
     try:
-        sandbox.preview(stored_file(datafile), temporary, limits=declared_limits(), confinement=confinement())
+        sandbox.preview(datafile.stored, temporary, limits=declared_limits(), confinement=confinement())
         os.replace(temporary, path)
     except Unreadable as exc:
         DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
@@ -225,10 +210,10 @@ def datafile_content(datafile, fmt):
     formats = FORMATS.get(datafile.kind)
     if formats is None:
         raise Rejected({"format": f"{datafile.name} is a {datafile.kind}; content is for tables and text, "
-                                  "download the file instead"})
+                       "download the file instead"})
     if fmt not in formats:
         raise Rejected({"format": f"must be one of {', '.join(formats)} for a {datafile.kind}"})
-    path = storage.media_path(datafile.path)
+    path = media.media_path(datafile.path)
     if datafile.kind == "text":
         return CONTENT_TYPES[fmt], _text_content(path, datafile, fmt)
     _, rows = metadata.read_rows(path, datafile.metadata.get("delimiter"), datafile.name)

@@ -9,8 +9,8 @@ from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import storage
-from jobs.exceptions import Conflict, Rejected, TooLarge
+from jobsite import media
+from jobsite.exceptions import Conflict, Rejected, TooLarge
 
 from . import metadata, services
 from .formats import Unreadable
@@ -129,7 +129,7 @@ def _first_lines(datafile):
     """The first lines of a text file, read no further than they need."""
     text = ""
     try:
-        for chunk in metadata.iter_text(storage.media_path(datafile.path), datafile.name):
+        for chunk in metadata.iter_text(media.media_path(datafile.path), datafile.name):
             text += chunk
             if text.count("\n") >= PREVIEW_LINES or len(text) >= PREVIEW_CHARACTERS:
                 break
@@ -170,4 +170,4 @@ def datafile_delete(request, name):
 def admin_download(request, pk):
     """Any user's data file, for staff (linked from the admin)."""
     datafile = get_object_or_404(DataFile, pk=pk)
-    return FileResponse(storage.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name)
+    return FileResponse(media.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name)

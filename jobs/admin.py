@@ -1,9 +1,9 @@
 from django.contrib import admin, messages
 from django.db.models import Count
 
-from . import services
-from .exceptions import Conflict, TooLarge
+from jobsite.exceptions import Conflict, TooLarge
 from .models import IndexCrs, Job, JobInput, JobLog, JobTile, Label, Tile, Town
+from .services import control
 
 
 class ViewOnlyAdmin(admin.ModelAdmin):
@@ -95,11 +95,11 @@ class JobAdmin(admin.ModelAdmin):
     search_fields = ["=id", "owner__username", "labels__name", "error"]
     date_hierarchy = "created"
     # A job's history depends on all but its labels and interim results policy. Jobs are created
-    # by jobs.services.job_submit (the dashboard's new-job form and the API), never here.
+    # by jobs.services.submit.job_submit (the dashboard's new-job form and the API), never here.
     editable_fields = ["labels", "interim_results"]
     readonly_fields = ["type", "owner", "params", "town", "status", "tiles_total", "attempt", "outputs", "outputs_size",
                        "results", "error", "waiting_for", "wait_deadline", "interim_deleted", "created", "started",
-                       "finished", "updated"]
+                       "finished", "merge_started", "woken", "updated"]
     inlines = [JobInputInline, JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
@@ -107,11 +107,11 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected jobs")
     def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, lambda job: services.job_cancel(job=job, by=request.user), "canceled")
+        self._each(request, queryset, lambda job: control.job_cancel(job=job, by=request.user), "canceled")
 
     @admin.action(description="Resume the selected jobs")
     def resume_jobs(self, request, queryset):
-        self._each(request, queryset, lambda job: services.job_resume(job=job, by=request.user), "resumed")
+        self._each(request, queryset, lambda job: control.job_resume(job=job, by=request.user), "resumed")
 
     def _each(self, request, queryset, act, done):
         count = 0
@@ -142,12 +142,12 @@ class JobAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj) and (obj is None or obj.is_final)
 
     def delete_model(self, request, obj):
-        services.job_delete(job=obj)
+        control.job_delete(job=obj)
 
     def delete_queryset(self, request, queryset):
         for job in queryset:
             try:
-                services.job_delete(job=job)
+                control.job_delete(job=job)
             except Conflict as exc:
                 self.message_user(request, f"not deleted: {exc}", messages.ERROR)
 

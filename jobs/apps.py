@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 
 class JobsConfig(AppConfig):
@@ -9,10 +10,15 @@ class JobsConfig(AppConfig):
     def ready(self):
         from django_q.signals import post_spawn
 
+        from datafiles.signals import datafile_in_use, datafile_stored
         from jobsite import gdalpolicy
 
-        from . import tasks
+        from . import queue, tasks
+        from .services.submit import jobs_reading, start_jobs_waiting_for
 
         gdalpolicy.configure(allowed_hosts=settings.GDAL_HTTP_HOSTS, timeout=settings.GDAL_HTTP_TIMEOUT,
                              connect_timeout=settings.GDAL_HTTP_CONNECT_TIMEOUT)
         post_spawn.connect(tasks.worker_spawned, dispatch_uid="jobs.worker_spawned")
+        post_migrate.connect(queue.install_schedules, sender=self, dispatch_uid="jobs.install_schedules")
+        datafile_stored.connect(start_jobs_waiting_for, dispatch_uid="jobs.start_jobs_waiting_for")
+        datafile_in_use.connect(jobs_reading, dispatch_uid="jobs.jobs_reading")

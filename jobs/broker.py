@@ -36,7 +36,7 @@ def beat(key):
         _, created = ClusterHeartbeat.objects.update_or_create(
             key=key, defaults={"host": socket.gethostname(), "pid": os.getpid(), "seen": timezone.now()})
         if created:
-            from .services import cluster_started
+            from .services.repair import cluster_started
 
             cluster_started()
     except Exception:  # a heartbeat must never stop the cluster's guard loop
@@ -48,7 +48,7 @@ def fail_overdue_jobs():
     if now - _last_deadline_check[0] < DEADLINE_SECONDS:
         return
     _last_deadline_check[0] = now
-    from .services import jobs_fail_overdue
+    from .services.repair import jobs_fail_overdue
 
     try:
         close_old_connections()  # a connection the database dropped (a restart) is opened afresh

@@ -46,7 +46,7 @@ def untouched_work_age():
     finished any tile (None: no such work). A wedged cluster still takes tasks off the broker,
     so only our own tables show that nothing is being done."""
     active = [JobStatus.QUEUED, JobStatus.RUNNING]
-    since = Job.objects.filter(status__in=active, tiles__status=TileStatus.PENDING).aggregate(t=Min("updated"))["t"]
+    since = Job.objects.filter(status__in=active, tiles__status=TileStatus.PENDING).aggregate(t=Min("woken"))["t"]
     if since is None:
         return None
     activity = JobTile.objects.filter(job__status__in=active).aggregate(s=Max("started"), f=Max("finished"))

@@ -16,9 +16,9 @@ from django.conf import settings
 from datafiles.formats import Unreadable
 
 from . import vector
-from .exceptions import Rejected, quoted
 from .raster import dem, mosaic, zonal
 from .raster.io import RasterError, write_csv, write_json
+from jobsite.exceptions import Rejected, quoted
 
 ALGORITHMS = ("Horn", "ZevenbergenThorne")
 

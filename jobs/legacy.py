@@ -10,11 +10,11 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from . import services
 from .api.auth import SameSiteSessionAuthentication
 from .api.serializers import JobSerializer
-from .exceptions import Rejected, quoted
+from jobsite.exceptions import Rejected, quoted
 from .models import MAX_ID, Job
+from .services import control, submit
 
 
 class LegacyAnswerSerializer(serializers.Serializer):
@@ -83,7 +83,7 @@ def start_job(request):
     params = request.query_params
     tile_ids = _tile_id_list(params["tile_ids"]) if params.get("tile_ids") else None
     town_id = _int_param(request, "town_id") if params.get("town_id") else None
-    job = services.job_submit(owner=request.user, job_type=params.get("type", "hillshade"), tile_ids=tile_ids, town_id=town_id)
+    job = submit.job_submit(owner=request.user, job_type=params.get("type", "hillshade"), tile_ids=tile_ids, town_id=town_id)
     return _answer(201, _job_data(request, job.pk), f"job {job.pk} started over {job.tiles_total} tiles")
 
 
@@ -104,5 +104,5 @@ def cancel_job(request):
     job = Job.objects.visible_to(request.user).filter(pk=job_id).first()
     if job is None:
         return _answer(404, message=f"no job {job_id}")
-    services.job_cancel(job=job, by=request.user)
+    control.job_cancel(job=job, by=request.user)
     return _answer(200, _job_data(request, job_id), f"job {job_id} canceled")

@@ -5,6 +5,10 @@ from django.db import models
 from django.db.models import F, Func, OuterRef, Subquery
 from django.utils import timezone
 
+from datafiles.models import DataFile
+
+from jobsite.exceptions import Rejected
+
 
 # The largest id a PositiveIntegerField holds on every database; larger ones cannot exist, and
 # would overflow inside the database if they reached a query.
@@ -71,7 +75,9 @@ class Town(models.Model):
 
 
 class Label(models.Model):
-    name = models.CharField(max_length=64, unique=True)
+    MAX_NAME = 64
+
+    name = models.CharField(max_length=MAX_NAME, unique=True)
 
     class Meta:
         ordering = ["name"]
@@ -142,6 +148,9 @@ class JobQuerySet(models.QuerySet):
 
 
 class Job(models.Model):
+    MAX_LABELS = 20
+    MAX_WAIT_SECONDS = 30 * 24 * 3600  # the longest a job may wait for its data files
+
     type = models.CharField(max_length=64)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     params = models.JSONField(default=dict, blank=True)
@@ -163,7 +172,9 @@ class Job(models.Model):
     created = models.DateTimeField(default=timezone.now)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
-    updated = models.DateTimeField(auto_now=True)
+    merge_started = models.DateTimeField(null=True, blank=True, help_text="when its current merge started")
+    woken = models.DateTimeField(null=True, blank=True, help_text="when workers were last asked to run its tiles")
+    updated = models.DateTimeField(auto_now=True, help_text="when the job's row last changed")
 
     objects = JobQuerySet.as_manager()
 
@@ -187,6 +198,15 @@ class Job(models.Model):
     def is_resumable(self):
         return self.status in (JobStatus.FAILED, JobStatus.CANCELED)
 
+    def input_files(self):
+        """{input name: its data file as GDAL must open it}; Rejected if one is gone."""
+        files = {}
+        for job_input in self.inputs.select_related("datafile"):
+            if job_input.datafile is None:
+                raise Rejected({"inputs": {job_input.name: f"the data file {job_input.file_name} is gone"}})
+            files[job_input.name] = job_input.datafile.stored
+        return files
+
     def progress(self, tiles_done):
         """Percentage of tiles done; 100 only once the merged result exists."""
         if self.status == JobStatus.SUCCEEDED:
@@ -201,8 +221,8 @@ class JobInput(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="inputs")
     name = models.CharField(max_length=64, help_text="the job type's input name")
-    file_name = models.CharField(max_length=200)
-    datafile = models.ForeignKey("datafiles.DataFile", null=True, blank=True, on_delete=models.SET_NULL,
+    file_name = models.CharField(max_length=DataFile.MAX_NAME)
+    datafile = models.ForeignKey(DataFile, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="job_inputs")
 
     class Meta:

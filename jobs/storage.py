@@ -12,15 +12,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
-from django_q.tasks import async_task
+
+from jobsite.media import remove_files_on_commit
 
 from .models import Job, JobStatus, JobTile
 
 CHUNK = 500
-
-
-def media_path(relpath):
-    return Path(settings.MEDIA_ROOT) / relpath
 
 
 def job_dir(job_id):
@@ -34,26 +31,6 @@ def tile_output_relpath(job_id, tile_id, attempt, suffix=".tif"):
 
 def output_relpath(job_id, name):
     return f"jobs/{int(job_id)}/out/{name}"
-
-
-def remove_files(relpaths):
-    for relpath in relpaths:
-        media_path(relpath).unlink(missing_ok=True)
-
-
-def remove_files_on_commit(relpaths):
-    relpaths = list(relpaths)
-    if relpaths:
-        transaction.on_commit(lambda: remove_files(relpaths))
-
-
-def remove_files_later(relpaths):
-    """Once committed, hand the removal to the workers, a thousand files a task, so that a large
-    deletion does not hold up a web request."""
-    relpaths = list(relpaths)
-    for start in range(0, len(relpaths), 1000):
-        batch = relpaths[start:start + 1000]
-        transaction.on_commit(lambda batch=batch: async_task("jobs.tasks.remove_files", batch, task_name="remove files"))
 
 
 def remove_leftovers(job_id):

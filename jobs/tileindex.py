@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, ProtectedError
+from django.db.models import F, Max, ProtectedError, Q
 from django.utils import timezone
 
 from jobsite.georef import same_crs
@@ -309,3 +309,38 @@ def load_towns(source, id_field, name_field):
             [Town.tiles.through(town_id=town_id, tile_id=tile_id) for town_id, ids in tiles_of.items() for tile_id in ids]
         )
     return areas, [a for a in areas if not tiles_of[a.id]]
+
+
+# Grid geometry: where tiles lie relative to each other, for the halo of a tile.
+
+def grid_tile(tile):
+    """A Tile of the index as the raster code places it on the grid."""
+    return GridTile(tile.path, tile.col, tile.row, tile.width, tile.height)
+
+
+def neighbours(tiles, halo, grid):
+    """{tile id: the tiles that overlap that tile grown by `halo` pixels, itself excluded}, for
+    several tiles in one query: one index range per grid row of `tiles` (a batch of consecutive
+    tiles spans one or two), bounded by the largest tile size."""
+    found = {tile.pk: [] for tile in tiles}
+    if halo <= 0 or not tiles:
+        return found
+    by_row = {}
+    for tile in tiles:
+        by_row.setdefault(tile.row, []).append(tile)
+    windows = Q()
+    for row, in_row in by_row.items():
+        windows |= Q(col__gt=min(t.col for t in in_row) - grid.max_tile_width - halo,
+                     col__lt=max(t.col + t.width for t in in_row) + halo,
+                     row__gt=row - grid.max_tile_height - halo, row__lt=max(t.row + t.height for t in in_row) + halo)
+    rows = {}
+    for other in Tile.objects.filter(windows).values_list("id", "path", "col", "row", "width", "height"):
+        rows.setdefault(other[3], []).append(other)
+    for tile in tiles:
+        top, bottom = tile.row - halo, tile.row + tile.height + halo
+        left, right = tile.col - halo, tile.col + tile.width + halo
+        found[tile.pk] = [GridTile(path, col, row, width, height)
+                          for row_start, in_row in rows.items() if row_start < bottom and row_start + grid.max_tile_height > top
+                          for pk, path, col, row, width, height in in_row
+                          if pk != tile.pk and col < right and col + width > left and row + height > top]
+    return found

@@ -15,13 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import services
 from .api.filters import JobFilter
 from .api.pagination import BIGGEST
-from .exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
+from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .forms import JobForm, ResumeForm
 from .jobtypes import JOB_TYPES, get_job_type
 from .models import Job, JobLog, JobStatus, JobTile, Label, TileStatus
+from .services import control, submit
 
 PAGE_SIZE = 25
 LOG_TAIL = 100
@@ -176,7 +176,7 @@ def job_cancel(request, pk):
     if not confirmed:
         return page
     try:
-        services.job_cancel(job=job, by=request.user)
+        control.job_cancel(job=job, by=request.user)
         messages.success(request, f"Job {job.pk} canceled.")
     except Conflict as exc:
         messages.error(request, str(exc))
@@ -195,7 +195,7 @@ def job_resume(request, pk):
     if not confirmed:
         return page
     try:
-        _, to_run = services.job_resume(job=job, by=request.user, params=form.changes(job.params) or None)
+        _, to_run = control.job_resume(job=job, by=request.user, params=form.changes(job.params) or None)
         messages.success(request, f"Job {job.pk} resumed: {to_run} tiles will run.")
     except (Conflict, Rejected, TooLarge) as exc:
         messages.error(request, str(exc))
@@ -210,7 +210,7 @@ def job_delete(request, pk):
     if not confirmed:
         return page
     try:
-        services.job_delete(job=job)
+        control.job_delete(job=job)
     except Conflict as exc:
         messages.error(request, str(exc))
         return redirect("job-page", pk=job.pk)
@@ -230,7 +230,7 @@ def job_new(request):
                    initial={"type": type_name})
     if request.method == "POST" and not switching and form.is_valid():
         try:
-            job = services.job_submit(owner=request.user, **form.submit_kwargs())
+            job = submit.job_submit(owner=request.user, **form.submit_kwargs())
         except Rejected as exc:
             form.add_service_errors(exc.errors)  # every field the service refused, all at once
         except (LimitExceeded, TooLarge) as exc:

@@ -142,7 +142,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "jobs.api.middleware.APIErrorMiddleware",  # every error under /api/ in JSON, DEBUG or not
+    "jobsite.api.middleware.APIErrorMiddleware",  # every error under /api/ in JSON, DEBUG or not
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -229,7 +229,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "jobsite.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "URL_FORMAT_OVERRIDE": None,  # `?format=` belongs to the endpoints (data file content), not to renderers
     # The client address that throttles count by: the proxy's X-Forwarded-For entry behind one, else

@@ -61,6 +61,6 @@ urlpatterns = [
     path("cancel_job", legacy.cancel_job, name="legacy-cancel-job"),
 ]
 
-handler400 = "jobs.api.errors.bad_request"
-handler404 = "jobs.api.errors.page_not_found"
-handler500 = "jobs.api.errors.server_error"
+handler400 = "jobsite.api.errors.bad_request"
+handler404 = "jobsite.api.errors.page_not_found"
+handler500 = "jobsite.api.errors.server_error"

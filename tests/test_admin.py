@@ -2,7 +2,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs import services, storage
+from jobs import storage
+from jobs.lifecycle import job_log
+from jobs.services.submit import job_submit
 from jobs.admin import JobAdmin
 from jobs.models import Job, JobLog, JobTile, Label, Tile
 
@@ -11,8 +13,8 @@ from .test_execution import run
 
 @pytest.fixture
 def job(index, owner):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2], labels=["flood"])
-    services.job_log(job.pk, "a tile note", tile_id=index.ids[0])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2], labels=["flood"])
+    job_log(job.pk, "a tile note", tile_id=index.ids[0])
     return job
 
 
@@ -44,7 +46,7 @@ def test_deleting_a_job_in_the_admin_deletes_its_tiles_logs_and_files(job, admin
 def test_the_delete_action_removes_the_files_of_each_job(job, index, owner, admin_client, media,
                                                          django_capture_on_commit_callbacks):
     run(job)
-    second = run(services.job_submit(owner=owner, job_type="aspect", tile_ids=index.ids[:1]))
+    second = run(job_submit(owner=owner, job_type="aspect", tile_ids=index.ids[:1]))
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post("/admin/jobs/job/", {"action": "delete_selected", "_selected_action": [job.pk, second.pk],
                                                "post": "yes"})
@@ -66,7 +68,7 @@ def test_the_admin_offers_no_delete_for_a_job_that_has_not_finished(job, admin_c
 
 
 def test_admin_actions_cancel_and_resume_the_selected_jobs(job, index, owner, admin_client):
-    done = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    done = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     response = admin_client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk, done.pk]},
                                  follow=True)
     shown = [str(m) for m in response.context["messages"]]

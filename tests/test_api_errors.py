@@ -4,7 +4,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs.services.control import job_cancel
+from jobs.services.submit import job_submit
 from jobs.models import Job
 
 ENDPOINTS = ["/api/v1/jobs/", "/api/v1/jobs/1/", "/api/v1/jobs/1/logs/", "/api/v1/jobs/1/tiles/",
@@ -63,7 +64,7 @@ def test_active_jobs_beyond_the_limit_are_a_429_saying_so(index, owner, other, c
     assert response.json() == {"detail": "you have 2 active jobs and the limit is 2; wait for one to finish or cancel one"}
     assert Job.objects.filter(owner=owner).count() == 2
     assert client_for(other).post("/api/v1/jobs/", {"type": "slope", "tile_ids": [100]}, format="json").status_code == 201
-    services.job_cancel(job=Job.objects.filter(owner=owner).first(), by="owner")
+    job_cancel(job=Job.objects.filter(owner=owner).first(), by="owner")
     assert client.post("/api/v1/jobs/", {"type": "slope", "tile_ids": [100]}, format="json").status_code == 201
     legacy = client.get("/start_job?tile_ids=100")
     assert legacy.status_code == 429 and legacy.json()["status"] == 429
@@ -178,8 +179,8 @@ BAD_REQUESTS = {
 
 @pytest.mark.parametrize("method,url,body,field", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
 def test_every_400_maps_each_field_to_a_list_of_messages(index, owner, media, method, url, body, field):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
-    services.job_cancel(job=job)
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    job_cancel(job=job)
     client = APIClient()
     client.force_authenticate(owner)
     client.post("/api/v1/datafiles/", {"file": SimpleUploadedFile("a.csv", b"a,b\n1,2\n")})
@@ -214,7 +215,7 @@ def test_every_400_maps_each_field_to_a_list_of_messages(index, owner, media, me
     ("/api/v1/datafiles/?ordering=colour", "name, -name, uploaded, -uploaded, size, -size, kind, -kind"),
 ])
 def test_an_unknown_choice_is_a_400_naming_the_valid_ones_everywhere(index, owner, client_for, url, valid):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
     response = client_for(owner).get(url.replace("JOB", str(job.pk)))
     assert response.status_code == 400
     field = url.split("?")[1].split("=")[0]

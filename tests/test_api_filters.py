@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs import services
+from jobs.services.submit import job_submit
 from jobs.api.pagination import Pagination
 from jobs.jobtypes import JOB_TYPES
 from jobs.models import Job
@@ -15,8 +15,8 @@ NOW = timezone.now()
 
 def make(owner, tile_ids, status="queued", labels=(), error="", started=None, finished=None, created=None, town_id=None,
          job_type="slope"):
-    job = services.job_submit(owner=owner, job_type=job_type, tile_ids=None if town_id else tile_ids, town_id=town_id,
-                              labels=list(labels))
+    job = job_submit(owner=owner, job_type=job_type, tile_ids=None if town_id else tile_ids, town_id=town_id,
+                     labels=list(labels))
     Job.objects.filter(pk=job.pk).update(status=status, error=error, started=started, finished=finished,
                                          created=created or job.created)
     return job.pk

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs import services
+from jobs.services.submit import job_submit
 from jobs.jobtypes import JOB_TYPES
 
 
@@ -67,9 +67,9 @@ def test_job_types_describe_their_parameters(owner, client_for):
 
 
 def test_labels_in_use_with_their_job_counts(index, owner, other, staff, client_for):
-    services.job_submit(owner=owner, job_type="slope", tile_ids=[100], labels=["flood", "2024"])
-    services.job_submit(owner=owner, job_type="slope", tile_ids=[100], labels=["flood"])
-    services.job_submit(owner=other, job_type="slope", tile_ids=[100], labels=["flood", "secret"])
+    job_submit(owner=owner, job_type="slope", tile_ids=[100], labels=["flood", "2024"])
+    job_submit(owner=owner, job_type="slope", tile_ids=[100], labels=["flood"])
+    job_submit(owner=other, job_type="slope", tile_ids=[100], labels=["flood", "secret"])
     assert client_for(owner).get("/api/v1/labels/").json()["results"] == [
         {"name": "2024", "jobs": 1}, {"name": "flood", "jobs": 2}]
     assert client_for(staff).get("/api/v1/labels/").json()["results"] == [

@@ -1,7 +1,10 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from jobs import services, storage
+from jobs import storage
+from jobs.lifecycle import job_log
+from jobs.services.control import job_cancel
+from jobs.services.submit import job_submit
 from jobs.models import Job, JobStatus
 
 from .test_execution import run
@@ -9,7 +12,7 @@ from .test_execution import run
 
 @pytest.fixture
 def job(index, owner):
-    return services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"])
+    return job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"])
 
 
 def test_it_needs_credentials(db, client_for):
@@ -89,7 +92,7 @@ def test_too_many_tiles_is_a_400(index, owner, client_for, settings):
 
 
 def test_a_user_lists_only_their_own_jobs_and_staff_see_all(job, index, other, staff, client_for):
-    services.job_submit(owner=other, job_type="slope", tile_ids=index.ids[:1])
+    job_submit(owner=other, job_type="slope", tile_ids=index.ids[:1])
     assert [j["owner"] for j in client_for(job.owner).get("/api/v1/jobs/").json()["results"]] == ["owner"]
     assert [j["owner"] for j in client_for(other).get("/api/v1/jobs/").json()["results"]] == ["other"]
     assert sorted(j["owner"] for j in client_for(staff).get("/api/v1/jobs/").json()["results"]) == ["other", "owner"]
@@ -132,8 +135,8 @@ def test_logs_page_forward_from_a_cursor(job, client_for):
     first = client.get(f"/api/v1/jobs/{job.pk}/logs/").json()
     assert [entry["message"][:15] for entry in first["results"]] == ["owner submitted"]
     assert set(first["results"][0]) == {"id", "created", "level", "tile", "message"}
-    services.job_cancel(job=job, by="owner")
-    services.job_log(job.pk, "one more line")
+    job_cancel(job=job, by="owner")
+    job_log(job.pk, "one more line")
     tail = client.get(first["next"]).json()
     assert [entry["message"][:15] for entry in tail["results"]] == ["canceled by own", "one more line"]
     assert tail["last_id"] == tail["results"][-1]["id"]
@@ -142,7 +145,7 @@ def test_logs_page_forward_from_a_cursor(job, client_for):
 
 def test_logs_take_a_limit_and_refuse_a_bad_cursor(job, client_for):
     for i in range(5):
-        services.job_log(job.pk, f"line {i}")
+        job_log(job.pk, f"line {i}")
     client = client_for(job.owner)
     page = client.get(f"/api/v1/jobs/{job.pk}/logs/?limit=2").json()
     assert len(page["results"]) == 2
@@ -152,7 +155,7 @@ def test_logs_take_a_limit_and_refuse_a_bad_cursor(job, client_for):
 
 
 def test_a_finished_job_shows_its_outputs_and_they_download(index, owner, media, client_for):
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
     client = client_for(owner)
     body = client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert (body["status"], body["progress"], body["tiles_done"]) == ("succeeded", 100, 2)
@@ -175,7 +178,7 @@ def test_the_job_carries_links_duration_and_owner(job, client_for):
 
 
 def test_a_finished_jobs_duration_and_links(index, owner, media, client_for):
-    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     body = client_for(owner).get(f"/api/v1/jobs/{job.pk}/").json()
     assert body["duration_s"] == round((job.finished - job.started).total_seconds(), 3)
     assert body["links"]["cancel"] is None
@@ -185,7 +188,7 @@ def test_a_finished_jobs_duration_and_links(index, owner, media, client_for):
 
 def test_deleting_a_finished_job_removes_it_and_its_files(index, owner, media, client_for,
                                                           django_capture_on_commit_callbacks):
-    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(owner).delete(f"/api/v1/jobs/{job.pk}/")
     assert response.status_code == 204
@@ -200,13 +203,13 @@ def test_deleting_an_unfinished_job_is_a_409(job, client_for):
 
 
 def test_another_users_job_cannot_be_deleted(index, owner, other, media, client_for):
-    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     assert client_for(other).delete(f"/api/v1/jobs/{job.pk}/").status_code == 404
     assert Job.objects.filter(pk=job.pk).exists()
 
 
 def test_the_tiles_of_a_job_with_their_status(index, owner, media, client_for):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
     from jobs.models import JobTile
 
     JobTile.objects.filter(job=job, tile_id=index.ids[1]).update(status="failed", error="bad data", attempts=1)

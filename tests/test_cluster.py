@@ -5,7 +5,7 @@ import time
 import pytest
 from osgeo import gdal
 
-from jobs import storage
+from jobsite.media import media_path
 from jobs.models import Job, JobStatus, JobTile, Tile, TileStatus
 from jobs.raster.io import read_info
 from jobsite.georef import epsg_of
@@ -24,7 +24,7 @@ def test_a_town_job_submitted_through_the_api_ends_in_a_correct_cog(cluster, tow
 
     body = client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert (body["progress"], body["tiles_done"], body["tiles_failed"]) == (100, 4, 0)
-    cog_path = storage.media_path(job.outputs[0]["path"])
+    cog_path = media_path(job.outputs[0]["path"])
     info = gdal.Info(str(cog_path), format="json")
     assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
     corner = Tile.objects.get(id=index.id_at(0, 0))
@@ -33,7 +33,7 @@ def test_a_town_job_submitted_through_the_api_ends_in_a_correct_cog(cluster, tow
     assert epsg_of(info["coordinateSystem"]["wkt"]) == EPSG and tile_info.pixel_size == (PIXEL, -PIXEL)
     expected = window_of(whole_area(index.whole, "hillshade", zFactor=2), index, list(town.tiles.values_list("id", flat=True)))
     assert_same_pixels(expected, gdal.Open(str(cog_path)).ReadAsArray())
-    assert gdal.Open(str(storage.media_path(job.outputs[1]["path"]))).GetDriver().ShortName == "PNG"
+    assert gdal.Open(str(media_path(job.outputs[1]["path"]))).GetDriver().ShortName == "PNG"
     workers = set(JobTile.objects.filter(job=job).values_list("lease_owner", flat=True))
     assert workers and all(":" in worker for worker in workers)
 

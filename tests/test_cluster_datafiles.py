@@ -6,8 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from osgeo import gdal
 
+from jobsite.media import media_path
 from datafiles.models import DataFile
-from jobs import storage
 from jobs.models import JobStatus
 
 from .conftest import assert_same_pixels, wait_until_final
@@ -31,6 +31,6 @@ def test_a_waiting_job_starts_by_itself_within_seconds_of_the_upload(cluster, in
     done = wait_until_final(job["id"], timeout=30)
     assert done.status == JobStatus.SUCCEEDED, (done.error, cluster.output()[-2000:])
     assert time.monotonic() - uploaded < 10
-    ramp = storage.media_path(DataFile.objects.get(name="ramp.txt").path)
+    ramp = media_path(DataFile.objects.get(name="ramp.txt").path)
     expected = gdal.DEMProcessing("", str(index.whole), "color-relief", format="MEM", colorFilename=str(ramp)).ReadAsArray()
-    assert_same_pixels(expected, gdal.Open(str(storage.media_path(done.outputs[0]["path"]))).ReadAsArray())
+    assert_same_pixels(expected, gdal.Open(str(media_path(done.outputs[0]["path"]))).ReadAsArray())

@@ -6,7 +6,9 @@ import signal
 import pytest
 from osgeo import gdal
 
+from jobsite.media import media_path
 from jobs import storage
+
 from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
 
 from .conftest import assert_same_pixels, wait_for, wait_until_final, whole_area
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.cluster
 
 
 def pixels(job):
-    return gdal.Open(str(storage.media_path(job.outputs[0]["path"]))).ReadAsArray()
+    return gdal.Open(str(media_path(job.outputs[0]["path"]))).ReadAsArray()
 
 
 def attempts(job_id):

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from datafiles.models import DataFile
 from datafiles.services import datafile_store
-from jobs import services
-from jobs.exceptions import Rejected
+from jobs.services.control import job_cancel
+from jobs.services.submit import job_submit
+from jobsite.exceptions import Rejected
 from jobs.models import Job, JobStatus
 
 from .datafile_samples import COLOR_TABLE, CSV, geotiff_bytes, polygons_bytes
@@ -27,7 +28,7 @@ def logged_in(client, owner):
 
 @pytest.fixture
 def job(index, owner):
-    return services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:4], labels=["flood"])
+    return job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:4], labels=["flood"])
 
 
 def page(client, url, status=200):
@@ -49,7 +50,7 @@ def test_login_page_and_login(owner, client):
 
 
 def test_the_jobs_page_lists_own_jobs_with_progress_and_filters(job, index, other, logged_in):
-    services.job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
+    job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
     html = page(logged_in, "/")
     assert f'data-job="{job.pk}"' in html and 'aria-valuenow="0"' in html and "flood" in html
     assert html.count("data-job=") == 1
@@ -95,7 +96,7 @@ def test_the_job_page_shows_the_tile_map_log_and_only_allowed_buttons(job, logge
 
 
 def test_a_finished_job_shows_its_thumbnail_and_downloads(index, owner, media, logged_in):
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
     html = page(logged_in, f"/jobs/{job.pk}/")
     assert f'src="/api/v1/jobs/{job.pk}/outputs/thumbnail.png/"' in html and "hillshade.tif" in html
     assert logged_in.get(f"/api/v1/jobs/{job.pk}/outputs/thumbnail.png/")["Content-Type"] == "image/png"
@@ -128,7 +129,7 @@ def test_actions_need_csrf(job, owner):
 
 
 def test_resume_with_a_changed_parameter_and_delete(job, logged_in, media):
-    services.job_cancel(job=job, by="owner")
+    job_cancel(job=job, by="owner")
     html = page(logged_in, f"/jobs/{job.pk}/")
     assert "Resume…" in html and 'name="param_units"' in html
     response = logged_in.post(f"/jobs/{job.pk}/resume/", {"param_units": "percent", "param_scale": "1", "confirm": "yes",
@@ -140,7 +141,7 @@ def test_resume_with_a_changed_parameter_and_delete(job, logged_in, media):
     assert "params.scale: must be greater than 0" in bad.content.decode()
     queued = logged_in.post(f"/jobs/{job.pk}/resume/", {"confirm": "yes"}, follow=True)
     assert "only failed or canceled jobs can be resumed" in queued.content.decode()
-    services.job_cancel(job=job, by="owner")
+    job_cancel(job=job, by="owner")
     assert logged_in.post(f"/jobs/{job.pk}/delete/", {"confirm": "yes"}).status_code == 302
     assert not Job.objects.filter(pk=job.pk).exists()
 
@@ -223,7 +224,7 @@ def test_the_job_page_forms_post_to_the_dashboard_not_the_api(job, logged_in):
 # The job page's live parts, times and durations, the confirmations, the favicon, data file metadata.
 
 def test_it_sends_the_live_parts_exactly_as_the_page_renders_them(index, owner, media, logged_in):
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
+    job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
     html = page(logged_in, f"/jobs/{job.pk}/")
     live = logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()
     assert set(live["parts"]) == {"state", "result", "facts"} and live["settled"] is True
@@ -347,7 +348,7 @@ def test_a_form_refused_for_one_field_still_names_the_parameters_problems(index,
 
 def test_the_submit_service_refuses_with_every_bad_field(index, owner):
     with pytest.raises(Rejected) as refused:
-        services.job_submit(owner=owner, job_type="hillshade", tile_ids=[1], params={"z_factor": 0, "azimuth": 400},
-                            labels=[""], interim_results="sometimes", wait_timeout=0)
+        job_submit(owner=owner, job_type="hillshade", tile_ids=[1], params={"z_factor": 0, "azimuth": 400},
+                   labels=[""], interim_results="sometimes", wait_timeout=0)
     assert set(refused.value.errors) == {"params", "labels", "interim_results", "wait_timeout", "tile_ids"}
     assert set(refused.value.errors["params"]) == {"z_factor", "azimuth"}

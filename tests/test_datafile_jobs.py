@@ -9,11 +9,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from osgeo import gdal
 
+from jobsite.media import media_path
 from datafiles import services as datafiles
 from datafiles.models import DataFile
-from jobs import services, storage
+from jobs.services.repair import jobs_fail_overdue, sweep
+from jobs import lifecycle
+from jobs.services.submit import job_submit
 from jobs.jobtypes import read_polygons
-from jobs.exceptions import Rejected
+from jobsite.exceptions import Rejected
 from jobs.models import ClusterHeartbeat, Job, JobLog, JobStatus, TileStatus
 from jobs.raster.zonal import polygon_mask
 
@@ -28,11 +31,11 @@ def store(owner, name, content):
 
 def test_color_relief_equals_gdaldem_on_the_whole_raster(index, owner, media):
     ramp = store(owner, "ramp.txt", COLOR_TABLE.encode())
-    job = run(services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids,
-                                  inputs={"color_table": "ramp.txt"}, params={"alpha": True}))
+    job = run(job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids,
+                         inputs={"color_table": "ramp.txt"}, params={"alpha": True}))
     assert job.status == JobStatus.SUCCEEDED, job.error
     expected = gdal.DEMProcessing("", str(index.whole), "color-relief", format="MEM", addAlpha=True,
-                                  colorFilename=str(storage.media_path(ramp.path))).ReadAsArray()
+                                  colorFilename=str(media_path(ramp.path))).ReadAsArray()
     assert merged_pixels(job).shape == (4, 190, 250)
     assert_same_pixels(expected, merged_pixels(job))
 
@@ -40,13 +43,13 @@ def test_color_relief_equals_gdaldem_on_the_whole_raster(index, owner, media):
 
 def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, owner, media, tmp_path, client_for):
     store(owner, "zones.geojson", polygons_bytes(tmp_path))  # stored in WGS 84, reprojected by the job
-    job = run(services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"}))
+    job = run(job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"}))
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert job.tiles_total == 4  # chosen by the polygons: 100, 101, 110 and 111
 
     datafile = DataFile.objects.get(owner=owner, name="zones.geojson")
     whole = gdal.Open(str(index.whole))
-    polygons = read_polygons(datafiles.stored_file(datafile), whole.GetProjection())
+    polygons = read_polygons(datafile.stored, whole.GetProjection())
     pixels = whole.ReadAsArray().astype(np.float64)
     for row, polygon in zip(job.results, polygons, strict=True):
         values = pixels[polygon_mask(whole, polygon.wkb, whole.GetProjection()) & (pixels != -9999.0)]
@@ -56,7 +59,7 @@ def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, ow
 
     names = [o["name"] for o in job.outputs]
     assert names == ["zonal-statistics.csv", "zonal-statistics.json"]
-    csv_text = storage.media_path(job.outputs[0]["path"]).read_text()
+    csv_text = media_path(job.outputs[0]["path"]).read_text()
     assert csv_text.splitlines()[0] == "zone,id,name,count,min,max,mean,std"
     body = client_for(owner).get(f"/api/v1/jobs/{job.pk}/").json()
     assert body["results"] == job.results and body["inputs"] == {"zones": "zones.geojson"}
@@ -64,12 +67,12 @@ def test_zonal_statistics_equal_direct_computation_on_the_whole_raster(index, ow
 
 def test_clip_sets_every_pixel_outside_the_polygons_to_nodata(index, owner, media, tmp_path):
     store(owner, "mask.gpkg", polygons_bytes(tmp_path, "GPKG", ".gpkg", 25832))
-    job = run(services.job_submit(owner=owner, job_type="clip", tile_ids=index.ids, inputs={"mask": "mask.gpkg"}))
+    job = run(job_submit(owner=owner, job_type="clip", tile_ids=index.ids, inputs={"mask": "mask.gpkg"}))
     assert job.status == JobStatus.SUCCEEDED, job.error
     whole = gdal.Open(str(index.whole))
     expected = whole.ReadAsArray()
     inside = np.zeros(expected.shape, dtype=bool)
-    for polygon in read_polygons(datafiles.stored_file(DataFile.objects.get(name="mask.gpkg")), whole.GetProjection()):
+    for polygon in read_polygons(DataFile.objects.get(name="mask.gpkg").stored, whole.GetProjection()):
         inside |= polygon_mask(whole, polygon.wkb, whole.GetProjection())
     expected[~inside] = -9999.0
     assert_same_pixels(expected, merged_pixels(job))
@@ -78,7 +81,7 @@ def test_clip_sets_every_pixel_outside_the_polygons_to_nodata(index, owner, medi
 
 def test_clip_without_tiles_takes_those_under_the_polygons(index, owner, media, tmp_path):
     store(owner, "mask.geojson", polygons_bytes(tmp_path))
-    job = services.job_submit(owner=owner, job_type="clip", inputs={"mask": "mask.geojson"})
+    job = job_submit(owner=owner, job_type="clip", inputs={"mask": "mask.geojson"})
     assert sorted(job.tiles.values_list("tile_id", flat=True)) == [100, 101, 110, 111]
 
 
@@ -95,7 +98,7 @@ def test_bad_inputs_are_rejected_and_nothing_is_written(index, owner, media, tmp
     store(owner, "dem.tif", geotiff_bytes(tmp_path))
     kwargs = {"tile_ids": None if kwargs["job_type"] == "zonal-statistics" else index.ids[:1], **kwargs}
     with pytest.raises(Rejected, match=problem):
-        services.job_submit(owner=owner, **kwargs)
+        job_submit(owner=owner, **kwargs)
     assert Job.objects.count() == 0
 
 
@@ -114,8 +117,8 @@ def test_a_job_waits_for_its_file_and_starts_when_it_arrives(index, owner, media
 
 def test_a_file_of_the_wrong_kind_arriving_fails_the_waiting_job(index, owner, media, tmp_path,
                                                                   django_capture_on_commit_callbacks):
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                              inputs={"color_table": "ramp.csv"})
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                     inputs={"color_table": "ramp.csv"})
     with django_capture_on_commit_callbacks(execute=True):
         store(owner, "ramp.csv", CSV.encode())
     job.refresh_from_db()
@@ -136,24 +139,24 @@ def assert_ended_without_waiting(job, client=None):
 
 
 def test_a_waiting_job_fails_after_its_wait_timeout_naming_the_file(index, owner, media):
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                              inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                     inputs={"color_table": "ramp.txt"}, wait_timeout=60)
     assert (job.wait_deadline - job.created).total_seconds() == pytest.approx(60, abs=1)
-    services.sweep()
+    sweep()
     assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
     Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
-    services.sweep()
+    sweep()
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error == "waited in vain for ramp.txt, which never arrived"
 
 
 def test_failing_an_overdue_job_cancels_its_tiles_and_clears_what_it_waited_for(index, owner, media, client):
-    overdue = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:3],
-                                  inputs={"color_table": "ramp.txt"}, wait_timeout=60)
-    later = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
-                                inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    overdue = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:3],
+                         inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    later = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                       inputs={"color_table": "ramp.txt"}, wait_timeout=60)
     Job.objects.filter(pk=overdue.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
-    services.jobs_fail_overdue()
+    jobs_fail_overdue()
     client.force_login(owner)
     assert_ended_without_waiting(overdue, client)
     assert overdue.status == JobStatus.FAILED and overdue.finished is not None
@@ -166,20 +169,19 @@ def test_failing_an_overdue_job_cancels_its_tiles_and_clears_what_it_waited_for(
 
 def test_an_overdue_job_that_started_meanwhile_is_left_alone(index, owner, media):
     """The UPDATE is conditional: a job queued by an upload between the query and the UPDATE runs."""
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                              inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                     inputs={"color_table": "ramp.txt"}, wait_timeout=60)
     Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
-    still_waiting = Job.objects.filter(pk=job.pk, status=JobStatus.WAITING)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, waiting_for=[])
-    services._fail_with_pending(still_waiting, job.pk, "too late")
+    assert lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error="too late") is None
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and job.error == ""
     assert set(job.tiles.values_list("status", flat=True)) == {TileStatus.PENDING}
 
 
 def test_a_canceled_waiting_job_waits_for_nothing(index, owner, client_for, client):
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
-                              inputs={"color_table": "ramp.txt"})
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                     inputs={"color_table": "ramp.txt"})
     assert client_for(owner).post(f"/api/v1/jobs/{job.pk}/cancel/").json()["waiting_for"] == []
     client.force_login(owner)
     assert_ended_without_waiting(job, client)
@@ -187,8 +189,8 @@ def test_a_canceled_waiting_job_waits_for_nothing(index, owner, client_for, clie
 
 def test_a_job_whose_data_file_is_gone_when_it_runs_fails_with_no_tile_pending(index, owner, media):
     store(owner, "ramp.txt", COLOR_TABLE.encode())
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
-                              inputs={"color_table": "ramp.txt"})
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                     inputs={"color_table": "ramp.txt"})
     job.inputs.update(datafile=None)
     job = run(job)
     assert job.status == JobStatus.FAILED and job.error == "inputs.color_table: the data file ramp.txt is gone"
@@ -196,10 +198,10 @@ def test_a_job_whose_data_file_is_gone_when_it_runs_fails_with_no_tile_pending(i
 
 
 def test_a_job_that_waited_in_vain_resumes_once_its_file_is_there(index, owner, media, client_for):
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
-                              inputs={"color_table": "ramp.txt"}, wait_timeout=60)
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
+                     inputs={"color_table": "ramp.txt"}, wait_timeout=60)
     Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
-    services.jobs_fail_overdue()
+    jobs_fail_overdue()
     client = client_for(owner)
     refused = client.post(f"/api/v1/jobs/{job.pk}/resume/", {}, format="json")
     assert refused.status_code == 409 and "ramp.txt has not been uploaded" in str(refused.json())
@@ -228,23 +230,23 @@ def test_a_wait_deadline_fails_the_job_within_seconds_under_a_real_cluster(start
 
 
 def test_the_sweep_starts_a_waiting_job_whose_file_is_there(index, owner, media):
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                              inputs={"color_table": "ramp.txt"})
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                     inputs={"color_table": "ramp.txt"})
     store(owner, "ramp.txt", COLOR_TABLE.encode())  # its wake-up after commit never ran (a crash, say)
-    services.sweep()
+    sweep()
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
 
 
 def test_a_waiting_job_can_be_canceled(index, owner, client_for):
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                              inputs={"color_table": "ramp.txt"})
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                     inputs={"color_table": "ramp.txt"})
     assert client_for(owner).post(f"/api/v1/jobs/{job.pk}/cancel/").json()["status"] == "canceled"
 
 
 def test_a_file_a_queued_or_running_job_reads_cannot_be_deleted_or_replaced(index, owner, media, client_for):
     store(owner, "ramp.txt", COLOR_TABLE.encode())
-    job = services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                              inputs={"color_table": "ramp.txt"})
+    job = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                     inputs={"color_table": "ramp.txt"})
     client = client_for(owner)
     deleted = client.delete("/api/v1/datafiles/ramp.txt/")
     assert deleted.status_code == 409

@@ -5,8 +5,8 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from jobsite.media import media_path
 from datafiles.models import DataFile
-from jobs import storage
 
 from .datafile_samples import CSV, COLOR_TABLE, geotiff_bytes, polygons_bytes, zipped_shapefile_bytes
 
@@ -21,7 +21,7 @@ def body_of(response):
 
 
 def files_on_disk(owner):
-    folder = storage.media_path(f"datafiles/{owner.pk}")
+    folder = media_path(f"datafiles/{owner.pk}")
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
@@ -146,8 +146,8 @@ def test_name_tricks_are_refused(owner, media, client_for, name, problem):
 def test_a_path_in_the_uploaded_file_name_is_stripped_by_the_parser(owner, media, client_for):
     body = upload(client_for(owner), "../../stations.csv", CSV.encode()).json()
     assert body["name"] == "stations.csv"
-    assert all(p.parent == storage.media_path(f"datafiles/{owner.pk}") for p in
-               storage.media_path("datafiles").rglob("*") if p.is_file())
+    assert all(p.parent == media_path(f"datafiles/{owner.pk}") for p in
+               media_path("datafiles").rglob("*") if p.is_file())
 
 
 def test_over_the_size_limit_is_a_413(owner, media, client_for, settings):

@@ -19,7 +19,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 from osgeo import gdal
 
+from jobsite.media import media_path
 from jobs import storage
+
 from jobs.models import ClusterHeartbeat, Job, JobLog, JobStatus, JobTile, Tile, TileStatus
 
 from .conftest import assert_same_pixels, wait_for, wait_until_final, whole_area
@@ -33,7 +35,7 @@ def submit(client, ids, job_type="slope"):
 
 def assert_correct(job, large_index, job_type="slope"):
     assert job.status == JobStatus.SUCCEEDED, job.error
-    result = gdal.Open(str(storage.media_path(job.outputs[0]["path"]))).ReadAsArray()
+    result = gdal.Open(str(media_path(job.outputs[0]["path"]))).ReadAsArray()
     assert_same_pixels(whole_area(large_index.whole, job_type), result)
     assert not list(storage.job_dir(job.pk).rglob(".*")), "a half-written file was left behind"
 
@@ -158,7 +160,7 @@ def test_a_tile_that_outlives_the_task_timeout_fails_after_its_attempts_naming_t
     assert answer.status_code == 200, answer.json()
     job = wait_until_final(job.pk, timeout=60)
     assert job.status == JobStatus.SUCCEEDED, job.error
-    result = gdal.Open(str(storage.media_path(job.outputs[0]["path"]))).ReadAsArray()
+    result = gdal.Open(str(media_path(job.outputs[0]["path"]))).ReadAsArray()
     assert_same_pixels(_first_tile_window(large_index, "hillshade"), result)
 
 

@@ -61,14 +61,14 @@ def test_a_cluster_that_no_longer_takes_tasks_is_failing(db, staff, client_for):
 
 
 def test_pending_tiles_nobody_touches_while_a_cluster_lives_are_failing(index, owner, staff, client_for, settings):
-    from jobs import services
+    from jobs.services.submit import job_submit
     from jobs.models import Job
 
     ClusterHeartbeat.objects.create(key="q:abc", host="worker-1", pid=42)
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
     OrmQ.objects.all().delete()  # its tasks were taken off the broker by a cluster that then wedged
     assert client_for().get("/api/v1/health/").json()["status"] == "ok"  # just submitted
-    Job.objects.filter(pk=job.pk).update(updated=timezone.now() - timedelta(minutes=3))
+    Job.objects.filter(pk=job.pk).update(woken=timezone.now() - timedelta(minutes=3))
     assert client_for().get("/api/v1/health/").json() == {"status": "failing"}
     body = client_for(staff).get("/api/v1/health/").json()
     assert body["status"] == "failing" and body["cluster"]["waiting_s"] >= 180

@@ -1,7 +1,8 @@
 import pytest
 
-from jobs import services
-from jobs.exceptions import Rejected
+from jobs.services.control import job_cancel, job_resume
+from jobs.services.submit import job_submit
+from jobsite.exceptions import Rejected
 from jobs.jobtypes import JOB_TYPES, get_job_type
 from jobs.models import Job
 
@@ -72,12 +73,12 @@ def test_the_api_stores_no_parameter_the_mode_does_not_use(index, owner, client_
 
 
 def test_a_resume_that_changes_the_mode_drops_what_it_leaves_unused(index, owner):
-    job = services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:1])
-    services.job_cancel(job=job)
-    job, _ = services.job_resume(job=job, params={"mode": "igor"})
+    job = job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:1])
+    job_cancel(job=job)
+    job, _ = job_resume(job=job, params={"mode": "igor"})
     assert job.params["mode"] == "igor" and "altitude" not in job.params
-    services.job_cancel(job=job)
-    job, _ = services.job_resume(job=job, params={"mode": "standard"})
+    job_cancel(job=job)
+    job, _ = job_resume(job=job, params={"mode": "standard"})
     assert job.params["altitude"] == 45.0
 
 

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.test import APIClient
 
-from jobs import storage
+from jobsite.media import media_path
 from jobs.models import Job, JobStatus, JobTile, TileStatus
 
 from .conftest import wait_for
@@ -123,7 +123,7 @@ def test_twenty_clients_submit_cancel_and_resume_for_a_minute(start_cluster, ind
         assert not tiles[TileStatus.PENDING] and not tiles[TileStatus.RUNNING], (job, tiles)
         if job["status"] == JobStatus.SUCCEEDED:
             assert tiles[TileStatus.SUCCEEDED] == job["tiles_total"] and job["progress"] == 100
-            assert storage.media_path(Job.objects.get(pk=job_id).outputs[0]["path"]).is_file()
+            assert media_path(Job.objects.get(pk=job_id).outputs[0]["path"]).is_file()
         else:  # failed or canceled: resumable
             assert job["status"] in (JobStatus.CANCELED, JobStatus.FAILED) and job["links"]["resume"], job
     print(f"{len(job_ids)} jobs: {dict(statuses)}; writes of one tile by two attempts at once: {len(overlaps)}")

@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from datafiles.services import datafile_store
-from jobs import services
+from jobs.services.submit import job_submit
 from jobsite.wsgi import application
 
 from .datafile_samples import COLOR_TABLE, CSV
@@ -54,9 +54,9 @@ def test_the_docs_are_served_from_local_files(db, client):
 @pytest.fixture
 def api(index, town, owner, other, media):
     """Something to find for every endpoint: a finished job with outputs, a queued one, another user's."""
-    run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"]))
-    services.job_submit(owner=owner, job_type="slope", town_id=town.id)
-    services.job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
+    run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"]))
+    job_submit(owner=owner, job_type="slope", town_id=town.id)
+    job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
     for name, content in [("stations.csv", CSV), ("ramp.txt", COLOR_TABLE)]:
         datafile_store(owner=owner, upload=SimpleUploadedFile(name, content.encode()))
     # Requests go through the real WSGI application in this process; like Django's test client, keep

@@ -8,7 +8,8 @@ import shlex
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs import services
+from jobs.services.control import job_cancel
+from jobs.services.submit import job_submit
 from jobs.jobtypes import JOB_TYPES
 
 from .conftest import BASE_DIR
@@ -119,9 +120,9 @@ def documented_keys(request_cell):
 def site(index, town, owner, media, client_for):
     """A succeeded job with a label, a canceled one, and a data file of each kind that has content."""
     client = client_for(owner)
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"]))
+    job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["flood"]))
     assert job.outputs  # so that the keys of an output are compared too
-    canceled = services.job_cancel(job=services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    canceled = job_cancel(job=job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     upload = client.post("/api/v1/datafiles/", {"file": SimpleUploadedFile("ramp.txt", COLOR_TABLE.encode())})
     assert upload.status_code == 201
     return {"client": client, "job": job.pk, "canceled": canceled.pk, "tile": index.ids[0], "town": town.id}
@@ -259,7 +260,7 @@ def test_every_setting_read_from_the_environment_is_documented():
 
 def test_api_times_carry_the_offset_of_time_zone(index, owner, client_for, settings):
     settings.TIME_ZONE = "Asia/Kolkata"  # +05:30 all year
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     assert client_for(owner).get(f"/api/v1/jobs/{job.pk}/").json()["created"].endswith("+05:30")
 
 

@@ -5,8 +5,14 @@ import threading
 import pytest
 from django.db import connection
 
-from jobs import services, storage, tileindex
-from jobs.exceptions import Conflict, Rejected
+from jobsite.media import media_path
+from jobs import tileindex
+
+from jobs.jobtypes import get_job_type
+from jobs.services.control import job_cancel, job_resume
+from jobs.services.submit import job_submit
+from jobs.services.worker import claim_tiles, run_tile
+from jobsite.exceptions import Conflict, Rejected
 from jobs.models import Job, JobLog, JobStatus, JobTile, Tile, TileStatus
 
 from .conftest import assert_same_pixels, whole_area
@@ -18,7 +24,7 @@ def failed_job(index, owner, media):
     """A hillshade over every tile whose tile 111 could not be read."""
     good_path = Tile.objects.get(id=111).path
     Tile.objects.filter(id=111).update(path=str(media / "missing.tif"))
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids))
+    job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids))
     assert job.status == JobStatus.FAILED
     Tile.objects.filter(id=111).update(path=good_path)  # the data is repaired
     return job
@@ -35,7 +41,7 @@ def neighbours_of_111(index):
 def test_resume_reruns_only_the_tiles_that_did_not_succeed(failed_job, index, owner):
     failed = set(JobTile.objects.filter(job=failed_job).exclude(status=TileStatus.SUCCEEDED).values_list("tile_id", flat=True))
     assert failed == neighbours_of_111(index)  # 111 and every tile whose halo needs it
-    job, to_run = services.job_resume(job=failed_job, by=owner)
+    job, to_run = job_resume(job=failed_job, by=owner)
     assert (job.status, job.attempt, to_run, job.error) == (JobStatus.QUEUED, 2, len(failed), "")
     job = run(job)
     assert job.status == JobStatus.SUCCEEDED
@@ -46,7 +52,7 @@ def test_resume_reruns_only_the_tiles_that_did_not_succeed(failed_job, index, ow
 
 
 def test_new_parameters_recompute_every_tile(failed_job, index, owner):
-    job, to_run = services.job_resume(job=failed_job, by=owner, params={"z_factor": 3, "azimuth": 100})
+    job, to_run = job_resume(job=failed_job, by=owner, params={"z_factor": 3, "azimuth": 100})
     assert to_run == len(index.ids) and job.params["z_factor"] == 3.0 and job.params["altitude"] == 45.0
     job = run(job)
     assert set(attempts(job).values()) == {2}
@@ -56,17 +62,17 @@ def test_new_parameters_recompute_every_tile(failed_job, index, owner):
 
 
 def test_giving_the_same_parameter_values_is_no_change(failed_job, owner):
-    _, to_run = services.job_resume(job=failed_job, by=owner, params={"z_factor": 1})
+    _, to_run = job_resume(job=failed_job, by=owner, params={"z_factor": 1})
     assert to_run == 9
 
 
 def test_a_tile_output_that_is_gone_or_cut_short_runs_again(failed_job, index, owner):
     kept = JobTile.objects.filter(job=failed_job, status=TileStatus.SUCCEEDED).order_by("tile_id")
     gone, cut = kept[0], kept[1]
-    storage.media_path(gone.output_path).unlink()
-    with open(storage.media_path(cut.output_path), "r+b") as handle:
+    media_path(gone.output_path).unlink()
+    with open(media_path(cut.output_path), "r+b") as handle:
         handle.truncate(100)
-    _, to_run = services.job_resume(job=failed_job, by=owner)
+    _, to_run = job_resume(job=failed_job, by=owner)
     assert to_run == 9 + 2
     job = run(Job.objects.get(pk=failed_job.pk))
     assert job.status == JobStatus.SUCCEEDED
@@ -75,7 +81,7 @@ def test_a_tile_output_that_is_gone_or_cut_short_runs_again(failed_job, index, o
 
 def test_bad_new_parameters_are_rejected_and_the_job_stays_as_it_was(failed_job, owner):
     with pytest.raises(Rejected) as caught:
-        services.job_resume(job=failed_job, by=owner, params={"azimuth": 720})
+        job_resume(job=failed_job, by=owner, params={"azimuth": 720})
     assert caught.value.errors == {"params": {"azimuth": "must be at most 360"}}
     failed_job.refresh_from_db()
     assert (failed_job.status, failed_job.attempt) == (JobStatus.FAILED, 1)
@@ -84,21 +90,21 @@ def test_bad_new_parameters_are_rejected_and_the_job_stays_as_it_was(failed_job,
 @pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING, JobStatus.SUCCEEDED,
                                     JobStatus.WAITING])
 def test_only_failed_or_canceled_jobs_resume(index, owner, status):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     Job.objects.filter(pk=job.pk).update(status=status)
     with pytest.raises(Conflict, match=f"job {job.pk} is {status}; only failed or canceled jobs can be resumed"):
-        services.job_resume(job=job, by=owner)
+        job_resume(job=job, by=owner)
 
 
 def test_cancel_then_resume_keeps_the_finished_tiles(index, owner, media):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:4], interim_results="on_error")
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:4], interim_results="on_error")
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
-    slope = services.get_job_type("slope")
+    slope = get_job_type("slope")
     for _ in range(2):  # two tiles finish before the cancel
-        services.run_tile(job, services._claim_tiles(job.pk, "w", 1)[0], slope, {},
-                          tileindex.index_grid())
-    services.job_cancel(job=job, by="owner")
-    job, to_run = services.job_resume(job=Job.objects.get(pk=job.pk), by=owner)
+        run_tile(job, claim_tiles(job.pk, "w", 1)[0], slope, {},
+                 tileindex.index_grid())
+    job_cancel(job=job, by="owner")
+    job, to_run = job_resume(job=Job.objects.get(pk=job.pk), by=owner)
     assert to_run == 2
     job = run(job)
     assert job.status == JobStatus.SUCCEEDED and sorted(attempts(job).values()) == [1, 1, 1, 1]
@@ -133,14 +139,14 @@ def test_the_api_rejects_bad_resume_bodies(failed_job, owner, client_for, body, 
 
 @pytest.mark.django_db(transaction=True)
 def test_of_concurrent_resumes_exactly_one_wins(index, owner, media):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
-    services.job_cancel(job=job, by="owner")
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    job_cancel(job=job, by="owner")
     start, outcomes = threading.Barrier(4), []
 
     def resume():
         start.wait()
         try:
-            services.job_resume(job=Job.objects.get(pk=job.pk), by=owner)
+            job_resume(job=Job.objects.get(pk=job.pk), by=owner)
             outcomes.append("won")
         except Conflict:
             outcomes.append("409")

@@ -6,9 +6,10 @@ import os
 import pytest
 from django.db import OperationalError
 
-from jobs import services
-from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
 from jobs.raster import io as raster_io
+from jobs.services.submit import job_submit
+from jobs.services.worker import may_pass
+from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
 
 from .test_execution import run
 
@@ -30,7 +31,7 @@ def flaky_disk(monkeypatch):
 
 def test_an_io_error_is_tried_again_and_logged(index, owner, media, flaky_disk):
     flaky_disk["failures"] = 1
-    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     assert job.status == JobStatus.SUCCEEDED
     assert JobTile.objects.get(job=job).attempts == 2
     warning = JobLog.objects.get(job=job, level="warning").message
@@ -41,7 +42,7 @@ def test_an_io_error_is_tried_again_and_logged(index, owner, media, flaky_disk):
 def test_an_error_that_keeps_coming_fails_after_the_last_attempt(index, owner, media, flaky_disk, settings):
     settings.TILE_MAX_ATTEMPTS = 2
     flaky_disk["failures"] = 5
-    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     assert job.status == JobStatus.FAILED
     tile = JobTile.objects.get(job=job)
     assert tile.attempts == 2 and tile.error.startswith("failed 2 times, the last time: [Errno 5]")
@@ -52,7 +53,7 @@ def test_bad_data_fails_at_once(index, owner, media):
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(b"II*\x00garbage that is no TIFF")
     Tile.objects.filter(id=index.ids[0]).update(path=str(broken))
-    job = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     tile = JobTile.objects.get(job=job)
     assert (job.status, tile.status, tile.attempts) == (JobStatus.FAILED, TileStatus.FAILED, 1)
     assert "broken.tif" in tile.error
@@ -67,4 +68,4 @@ def test_bad_data_fails_at_once(index, owner, media):
     (ValueError("a bug"), False),
 ])
 def test_which_errors_may_pass(exc, passes):
-    assert services.may_pass(exc) is passes
+    assert may_pass(exc) is passes

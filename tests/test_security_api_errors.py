@@ -1,5 +1,5 @@
 """No 500 and no HTML under /api/, for any input, with DEBUG off and on: each refusal is a 4xx whose
-JSON `detail` names the field and the problem (jobs/api/errors.py, jobs/api/middleware.py)."""
+JSON `detail` names the field and the problem (jobsite/api/errors.py, jobsite/api/middleware.py)."""
 
 import json
 import logging
@@ -8,7 +8,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs.services import control
+from jobs.services.control import job_cancel
+from jobs.services.submit import job_submit
 from jobsite.jsonnesting import MAX_DEPTH, nesting_depth
 from jobs.models import Job, JobTile
 
@@ -35,7 +37,7 @@ def api(owner):
 
 @pytest.fixture
 def job(index, owner):
-    return services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    return job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
 
 
 def assert_json_error(response, status, field):
@@ -81,7 +83,7 @@ def test_it_refuses_a_bad_job_body_with_a_400_naming_the_field(index, api, debug
 
 
 def test_it_refuses_a_huge_parameter_in_a_resume(job, api, debug):
-    services.job_cancel(job=job)
+    job_cancel(job=job)
     response = api.post(f"/api/v1/jobs/{job.pk}/resume/", {"params": {"scale": HUGE}}, format="json")
     assert_json_error(response, 400, "params.scale")
 
@@ -187,7 +189,7 @@ def test_an_unexpected_exception_is_a_json_500_that_names_no_internals(job, api,
     def broken(**kwargs):
         raise RuntimeError("secret internals at /srv/jobsite/jobs/services.py")
 
-    monkeypatch.setattr(services, "job_cancel", broken)
+    monkeypatch.setattr(control, "job_cancel", broken)
     with caplog.at_level(logging.ERROR, logger="django.request"):
         response = api.post(f"/api/v1/jobs/{job.pk}/cancel/")
     assert response.status_code == 500 and response["Content-Type"] == "application/json"

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from jobs import services
+from jobs.services.submit import job_submit
 from jobs.models import Job, JobStatus
 
 from .chromium import headless_chromium
@@ -84,7 +84,7 @@ def test_a_token_needs_no_sign_of_where_the_request_came_from(town, owner):
 
 
 def test_it_refuses_cancel_job_with_a_session_from_another_site(logged_in, town, owner):
-    job = services.job_submit(owner=owner, job_type="hillshade", town_id=town.id)
+    job = job_submit(owner=owner, job_type="hillshade", town_id=town.id)
     assert_refused(logged_in.get(f"/cancel_job?job_id={job.pk}", headers={"sec_fetch_site": "cross-site"}))
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
     answer = logged_in.get(f"/cancel_job?job_id={job.pk}", headers={"sec_fetch_site": "same-origin"})
@@ -92,7 +92,7 @@ def test_it_refuses_cancel_job_with_a_session_from_another_site(logged_in, town,
 
 
 def test_job_status_only_reads_and_answers_any_site(logged_in, town, owner):
-    job = services.job_submit(owner=owner, job_type="hillshade", town_id=town.id)
+    job = job_submit(owner=owner, job_type="hillshade", town_id=town.id)
     answer = logged_in.get(f"/job_status?job_id={job.pk}", headers={"sec_fetch_site": "cross-site"})
     assert answer.status_code == 200 and answer.json()["data"]["id"] == job.pk
 

@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from selenium.webdriver.common.by import By
 
 from datafiles.services import datafile_store
-from jobs import services
+from jobs.services.submit import job_submit
 
 from .datafile_samples import geotiff_bytes
 from .test_execution import run
@@ -174,7 +174,7 @@ def csp_browser(chromium):  # noqa: F811 (the chromium fixture)
 @pytest.fixture
 def pages(index, owner, media, tmp_path):
     """A finished job with a thumbnail, and a raster data file with a preview."""
-    job = run(services.job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["csp"]))
+    job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2], labels=["csp"]))
     datafile_store(owner=owner, upload=SimpleUploadedFile("dem.tif", geotiff_bytes(tmp_path)))
     return job
 

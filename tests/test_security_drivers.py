@@ -12,9 +12,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from jobsite.media import media_path
 from datafiles import services as datafiles
 from datafiles.models import DataFile
-from jobs import services, storage
+from jobs.services.submit import job_submit
 from jobs.models import Job, JobStatus
 
 from .attack_servers import RecordingServer
@@ -71,7 +72,7 @@ def test_a_vrt_named_as_a_geotiff_is_refused_and_leaves_nothing(owner, media, cl
 
 def test_a_vrt_pointing_at_another_users_file_is_refused(owner, other, media, client_for, tmp_path):
     upload(client_for(other), "theirs.tif", geotiff_bytes(tmp_path))
-    theirs = storage.media_path(DataFile.objects.get(owner=other).path)
+    theirs = media_path(DataFile.objects.get(owner=other).path)
     response = upload(client_for(owner), "x.tif", raw_vrt(theirs))
     assert response.status_code == 400 and DataFile.objects.filter(owner=owner).count() == 0
 
@@ -120,11 +121,11 @@ def test_a_geotiffs_side_car_files_are_never_read(owner, media, client_for, tmp_
     that is a VRT) is not looked at: only the upload itself is read."""
     upload(client_for(owner), "dem.tif", geotiff_bytes(tmp_path))
     datafile = DataFile.objects.get()
-    stored = storage.media_path(datafile.path)
+    stored = media_path(datafile.path)
     with RecordingServer(b"") as server:
         stored.with_name(stored.name + ".aux.xml").write_text(f"<PAMDataset><SRS>{server.url}/srs</SRS></PAMDataset>")
         stored.with_name(stored.name + ".ovr").write_bytes(raw_vrt("/etc/passwd", 10))
-        ds = datafiles.stored_file(datafile).open("raster")
+        ds = datafile.stored.open("raster")
         assert ds.GetFileList() == [str(stored)] and ds.GetRasterBand(1).GetOverviewCount() == 0
         assert "25832" in ds.GetProjection() and server.requests == []
 
@@ -140,8 +141,8 @@ def test_a_zip_holding_a_vrt_shapefile_is_refused(owner, media, client_for):
 def plant(datafile, content):
     """Replace a stored file's bytes behind the service's back: what a job or a view meets if
     something slipped past the upload checks."""
-    storage.media_path(datafile.path).write_bytes(content)
-    storage.media_path(datafiles.preview_relpath(datafile.path)).unlink(missing_ok=True)
+    media_path(datafile.path).write_bytes(content)
+    media_path(datafiles.preview_relpath(datafile.path)).unlink(missing_ok=True)
 
 
 def test_a_job_never_reads_zones_that_point_elsewhere(index, owner, other, media, tmp_path):
@@ -150,14 +151,14 @@ def test_a_job_never_reads_zones_that_point_elsewhere(index, owner, other, media
     theirs = tmp_path / "theirs.csv"
     theirs.write_text(f"WKT,name\n\"POLYGON ((400000 5699000, 401000 5699000, 401000 5700000, 400000 5699000))\",{SECRET}\n")
     zones = datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", polygons_bytes(tmp_path)))[0]
-    job = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:4], inputs={"zones": "zones.geojson"})
+    job = job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:4], inputs={"zones": "zones.geojson"})
     plant(zones, ogr_vrt(theirs))
     job = run(job)
     assert job.status == JobStatus.FAILED
     assert "zones.geojson is not a GeoJSON" in " ".join(job.tiles.values_list("error", flat=True))
     assert SECRET not in str(job.results) and str(theirs) not in job.error
     with pytest.raises(Exception, match="zones.geojson is not a GeoJSON"):
-        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"})
+        job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"})
     assert Job.objects.count() == 1
 
 
@@ -166,8 +167,8 @@ def test_a_colour_table_is_read_as_text_only(index, owner, media, tmp_path):
     with RecordingServer(b"") as server:
         content = raster_vrt(f"/vsicurl/{server.url}/z.tif").decode() + "\n"
         datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("ramp.txt", content.encode()))
-        job = run(services.job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
-                                      inputs={"color_table": "ramp.txt"}))
+        job = run(job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1],
+                             inputs={"color_table": "ramp.txt"}))
         assert server.requests == [] and job.status == JobStatus.SUCCEEDED  # lines that are no colours: none
 
 
@@ -179,4 +180,4 @@ def test_previews_and_content_of_a_planted_file_read_nothing_outside(owner, medi
     response = client.get("/datafiles/dem.tif/preview.png")
     assert response.status_code == 422 and "dem.tif is not a GeoTIFF" in response.content.decode()
     assert_nothing_leaked(response, SECRET)
-    assert not storage.media_path(datafiles.preview_relpath(DataFile.objects.get(name="dem.tif").path)).exists()
+    assert not media_path(datafiles.preview_relpath(DataFile.objects.get(name="dem.tif").path)).exists()

@@ -3,7 +3,7 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from jobs.exceptions import quoted
+from jobsite.exceptions import quoted
 from jobs.models import ClusterHeartbeat
 
 # Echoes and the health endpoint
@@ -66,9 +66,9 @@ def test_a_long_query_value_of_the_old_pipeline_is_not_echoed_back(index, owner,
     (f"/api/v1/{LONG}/", 404, "No API endpoint"),
 ], ids=["status-filter", "ordering", "older-than", "output-name", "job-type", "unknown-url"])
 def test_a_long_value_in_a_query_or_url_is_not_echoed_back(index, owner, client_for, url, status, field):
-    from jobs import services
+    from jobs.services.submit import job_submit
 
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     client = client_for(owner)
     response = client.delete(url) if "storage" in url else client.get(url.replace("JOB", str(job.pk)))
     assert response.status_code == status and len(response.content) < MOST
@@ -138,15 +138,16 @@ def test_a_single_layer_is_named_after_the_upload(owner, media, client_for):
 
 def test_a_job_that_fails_on_an_input_names_it_and_no_path_here(index, owner, media, tmp_path):
     from datafiles import services as datafiles
-    from jobs import services, storage
     from jobs.models import JobStatus
+    from jobs.services.submit import job_submit
+    from jobsite.media import media_path
 
     from .datafile_samples import polygons_bytes
     from .test_execution import run
 
     zones = datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", polygons_bytes(tmp_path)))[0]
-    job = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
-    storage.media_path(zones.path).write_bytes(b"no longer GeoJSON")
+    job = job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
+    media_path(zones.path).write_bytes(b"no longer GeoJSON")
     job = run(job)
     errors = " ".join([job.error, *job.tiles.values_list("error", flat=True), *job.logs.values_list("message", flat=True)])
     assert job.status == JobStatus.FAILED and "zones.geojson" in errors

@@ -12,7 +12,12 @@ from django.test.utils import CaptureQueriesContext
 from osgeo import ogr, osr
 
 from datafiles import services as datafiles
-from jobs import services, tileindex
+from jobs import tileindex
+from jobsite.exceptions import Rejected
+from jobs.models import Job
+from jobs.services.control import job_cancel
+from jobs.services.repair import return_lost_tiles
+from jobs.services.submit import job_submit
 from jobs.models import JobLog, JobStatus, JobTile, Tile, TileStatus
 from jobs.raster.io import Cancelled
 from jobs.raster.zonal import mask_tile, zonal_partial
@@ -86,22 +91,22 @@ def test_a_long_zonal_tile_keeps_its_lease_and_stops_within_a_second_of_cancel(s
 
     # The tile takes several lease periods; the sweep that a second worker would run finds its
     # lease renewed each time, so nobody else is given it and it runs once.
-    job = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=[corner.id], inputs={"zones": "zones.geojson"})
+    job = job_submit(owner=owner, job_type="zonal-statistics", tile_ids=[corner.id], inputs={"zones": "zones.geojson"})
     wait_for(lambda: JobTile.objects.filter(job=job, status=TileStatus.RUNNING).exists(), 60, message="the tile to start")
     started = time.monotonic()
     while not JobTile.objects.get(job=job).status == TileStatus.SUCCEEDED:
-        assert not services.return_lost_tiles(job.pk), "a running tile was taken from its worker"
+        assert not return_lost_tiles(job.pk), "a running tile was taken from its worker"
         assert time.monotonic() - started < 120
         time.sleep(0.5)
     assert time.monotonic() - started > 3, "the tile was too quick to outlast its lease of 2 s"
     assert JobTile.objects.get(job=job).attempts == 1
     job.refresh_from_db()
-    wait_for(lambda: services.Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, 60, message="the merge")
+    wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, 60, message="the merge")
 
-    again = services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=[corner.id], inputs={"zones": "zones.geojson"})
+    again = job_submit(owner=owner, job_type="zonal-statistics", tile_ids=[corner.id], inputs={"zones": "zones.geojson"})
     wait_for(lambda: JobTile.objects.filter(job=again, status=TileStatus.RUNNING).exists(), 60, message="the tile to start")
     time.sleep(1)
-    services.job_cancel(job=again)
+    job_cancel(job=again)
     canceled = time.monotonic()
     stopped = wait_for(lambda: JobLog.objects.filter(job=again, message__startswith="stopped").first(), 10,
                        interval=0.05, message="the tile to stop")
@@ -117,7 +122,7 @@ def test_two_hundred_thousand_polygons_choose_their_tiles_in_under_five_seconds(
     datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("squares.zip", content))
     with CaptureQueriesContext(connection) as queries:
         started = time.monotonic()
-        job = services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "squares.zip"})
+        job = job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "squares.zip"})
         took = time.monotonic() - started
     assert took < 5, f"the submit took {took:.2f} s"
     assert sorted(job.tiles.values_list("tile_id", flat=True)) == [index.id_at(0, col) for col in range(3)]
@@ -142,6 +147,6 @@ def test_zones_without_usable_polygons_are_a_400_at_submit(index, owner, media, 
     content = ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": '
                + geometry + "}]}").encode()
     datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("zones.geojson", content))
-    with pytest.raises(services.Rejected) as refused:
-        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"})
+    with pytest.raises(Rejected) as refused:
+        job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.geojson"})
     assert "zones.geojson: feature 0" in str(refused.value)

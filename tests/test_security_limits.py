@@ -10,7 +10,8 @@ from osgeo import gdal, ogr, osr
 
 from datafiles import services as datafiles
 from datafiles.models import DataFile
-from jobs import services
+from jobsite.exceptions import Rejected
+from jobs.services.submit import job_submit
 from jobs.models import Job
 
 from .datafile_samples import ZONES, box, polygons_bytes
@@ -90,14 +91,14 @@ def test_more_zones_than_the_limit_are_refused_at_submit(index, owner, media, tm
     settings.MAX_ZONES = 2
     for tile_ids in (None, index.ids[:1]):
         try:
-            services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=tile_ids, inputs={"zones": "zones.geojson"})
-        except services.Rejected as exc:
+            job_submit(owner=owner, job_type="zonal-statistics", tile_ids=tile_ids, inputs={"zones": "zones.geojson"})
+        except Rejected as exc:
             assert exc.errors == {"inputs": {"zones": "zones.geojson has 3 features; the limit is 2 (JOBSITE_MAX_ZONES)"}}
         else:
             raise AssertionError("a job over the zone limit was accepted")
     assert Job.objects.count() == 0
     settings.MAX_ZONES = len(ZONES) + 1
-    services.job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
+    job_submit(owner=owner, job_type="zonal-statistics", tile_ids=index.ids[:1], inputs={"zones": "zones.geojson"})
 
 
 def test_a_geopackage_that_declares_fewer_features_than_it_holds_is_counted(index, owner, media, tmp_path, settings):
@@ -112,16 +113,16 @@ def test_a_geopackage_that_declares_fewer_features_than_it_holds_is_counted(inde
     assert datafile.metadata["layers"][0]["feature_count"] == 5
     settings.MAX_ZONES = 2
     try:
-        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.gpkg"})
-    except services.Rejected as exc:
+        job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.gpkg"})
+    except Rejected as exc:
         assert "zones.gpkg has 5 features; the limit is 2" in str(exc)
     else:
         raise AssertionError("more zones than the limit were accepted")
     # Even metadata that lies (as a file stored before counting did) is no way past the limit.
     DataFile.objects.filter(pk=datafile.pk).update(metadata={"layers": [{"feature_count": 1}]})
     try:
-        services.job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.gpkg"})
-    except services.Rejected as exc:
+        job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "zones.gpkg"})
+    except Rejected as exc:
         assert "zones.gpkg has more than 2 features; the limit is 2" in str(exc)
     else:
         raise AssertionError("more zones than the limit were accepted")
@@ -172,7 +173,7 @@ def test_a_raster_that_cannot_be_previewed_costs_one_child_only(owner, media, cl
 
     upload(client_for(owner), "dem.tif", sparse_geotiff(tmp_path / "dem.tif", 1000))
     datafile = DataFile.objects.get()
-    stored = datafiles.stored_file(datafile)
+    stored = datafile.stored
     with open(stored.path, "r+b") as broken:
         broken.truncate(200)
     browser = Client()

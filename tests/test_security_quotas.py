@@ -6,7 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs import services, storage
+from jobs import storage
+from jobs.services.control import job_cancel
+from jobs.services.submit import job_submit
 from jobs.models import Job, JobLog, JobStatus, JobTile
 
 QUOTA_MESSAGE = ("your jobs store {stored} bytes; your quota is {quota} bytes; "
@@ -17,8 +19,8 @@ QUOTA_MESSAGE = ("your jobs store {stored} bytes; your quota is {quota} bytes; "
 def stored(index, owner, media):
     """A finished job of the owner's with 1000 bytes of outputs and two tiles of 300 bytes each kept,
     and a third tile whose interim file is gone (it counts nothing)."""
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
-    services.job_cancel(job=job)
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    job_cancel(job=job)
     Job.objects.filter(pk=job.pk).update(outputs_size=1000)
     tiles = list(JobTile.objects.filter(job=job).order_by("tile_id"))
     for tile in tiles[:2]:
@@ -85,9 +87,9 @@ def test_a_resume_at_the_storage_quota_is_a_413_that_changes_nothing(stored, own
 
 def test_submits_beyond_the_jobs_kept_are_a_429_and_no_job_is_pruned(index, owner, client_for, settings, media):
     settings.MAX_JOBS_PER_USER = 3
-    jobs = [services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]) for _ in range(3)]
+    jobs = [job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]) for _ in range(3)]
     for job in jobs:
-        services.job_cancel(job=job)
+        job_cancel(job=job)
     before, files = counts(), written(media)
     client = client_for(owner)
     response = client.post("/api/v1/jobs/", {"type": "slope", "tile_ids": [100]}, format="json")
@@ -116,12 +118,12 @@ def test_the_old_pipeline_and_the_dashboard_say_so_too(stored, owner, client, cl
 def test_the_checks_cost_the_same_queries_however_many_jobs_a_user_keeps(index, owner):
     def submit_queries():
         with CaptureQueriesContext(connection) as queries:
-            services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+            job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
         return len(queries)
 
     first = submit_queries()
     for _ in range(20):
-        services.job_cancel(job=services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
+        job_cancel(job=job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
     assert submit_queries() == first
 
 

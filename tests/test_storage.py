@@ -7,7 +7,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from jobs import services, storage
+from jobsite.media import media_path
+from jobs import storage
+
+from jobs.services.control import job_resume
+from jobs.services.submit import job_submit
 from jobs.models import Job, JobStatus, JobTile, Tile
 
 from .test_execution import run
@@ -19,11 +23,11 @@ def jobs(index, owner, other, media, django_capture_on_commit_callbacks):
     gone = str(media / "gone.tif")
     made = {}
     with django_capture_on_commit_callbacks(execute=True):
-        made["done"] = run(services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
+        made["done"] = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
         Tile.objects.filter(id=index.id_at(2, 3)).update(path=gone)
         for name, user in [("recent", owner), ("old", owner), ("theirs", other)]:
-            made[name] = run(services.job_submit(owner=user, job_type="slope",
-                                                 tile_ids=[index.id_at(0, 0), index.id_at(2, 3)]))
+            made[name] = run(job_submit(owner=user, job_type="slope",
+                                        tile_ids=[index.id_at(0, 0), index.id_at(2, 3)]))
     Job.objects.filter(pk=made["old"].pk).update(finished=timezone.now() - timedelta(days=10))
     return made
 
@@ -49,7 +53,7 @@ def test_staff_see_usage_per_user(jobs, staff, client_for):
 
 def test_delete_older_than_takes_only_old_ended_jobs_of_the_caller(jobs, owner, client_for,
                                                                    django_capture_on_commit_callbacks):
-    old_files = [storage.media_path(p) for p in JobTile.objects.filter(job=jobs["old"]).exclude(output_path="")
+    old_files = [media_path(p) for p in JobTile.objects.filter(job=jobs["old"]).exclude(output_path="")
                  .values_list("output_path", flat=True)]
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(owner).delete("/api/v1/storage/?older_than=7")
@@ -74,7 +78,7 @@ def test_the_files_go_in_background_tasks(jobs, owner, client_for, django_captur
 def test_a_cleaned_job_resumes_by_recomputing_everything(jobs, owner, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         storage.cleanup(owner=owner)
-    _, to_run = services.job_resume(job=Job.objects.get(pk=jobs["recent"].pk), by=owner)
+    _, to_run = job_resume(job=Job.objects.get(pk=jobs["recent"].pk), by=owner)
     assert to_run == 2
 
 
@@ -85,7 +89,7 @@ def test_a_bad_older_than_is_a_400(db, owner, client_for, query):
 
 
 def test_the_command_does_the_same_for_everybody(jobs, capsys, django_capture_on_commit_callbacks):
-    files = [storage.media_path(p) for p in JobTile.objects.exclude(output_path="").filter(
+    files = [media_path(p) for p in JobTile.objects.exclude(output_path="").filter(
         job__status=JobStatus.FAILED).values_list("output_path", flat=True)]
     with django_capture_on_commit_callbacks(execute=True):
         call_command("cleanup_storage", "--older-than", "0")

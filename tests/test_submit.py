@@ -1,14 +1,14 @@
 import pytest
 from django_q.models import OrmQ
 
-from jobs import services
-from jobs.exceptions import Rejected
+from jobs.services.submit import job_submit
+from jobsite.exceptions import Rejected
 from jobs.models import Job, JobLog, JobStatus, JobTile, Label, TileStatus
 
 
 def submit(owner, **kwargs):
     kwargs.setdefault("job_type", "hillshade")
-    return services.job_submit(owner=owner, **kwargs)
+    return job_submit(owner=owner, **kwargs)
 
 
 def test_it_creates_the_job_and_all_its_tiles(index, owner, django_capture_on_commit_callbacks):

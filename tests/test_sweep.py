@@ -9,7 +9,9 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from jobs import services
+from jobs import queue
+from jobs.services.repair import return_lost_tiles, sweep
+from jobs.services.submit import job_submit
 from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
 
 from .test_execution import run
@@ -19,7 +21,7 @@ PAST = timezone.now() - timedelta(minutes=5)
 
 @pytest.fixture
 def job(index, owner):
-    job = services.job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     return job
 
@@ -30,15 +32,15 @@ def lose(job, tile_id, attempts=1, expires=PAST):
                                                            lease_owner="host:4242", lease_expires=expires)
 
 
-def test_it_is_scheduled_by_a_migration(db):
-    schedule = Schedule.objects.get(func="jobs.tasks.sweep")
+def test_it_is_installed_at_every_migrate(db):
+    schedule = Schedule.objects.get(func=queue.SWEEP)
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
 
 
 def test_a_tile_whose_lease_expired_goes_back_to_pending_and_the_job_is_woken(job, index):
     lose(job, index.ids[0])
     before = OrmQ.objects.count()
-    services.sweep()
+    sweep()
     tile = JobTile.objects.get(job=job, tile_id=index.ids[0])
     assert (tile.status, tile.attempts, tile.error) == (TileStatus.PENDING, 1, "worker host:4242 stopped answering")
     assert JobLog.objects.filter(job=job, tile_id=index.ids[0], level="warning",
@@ -48,7 +50,7 @@ def test_a_tile_whose_lease_expired_goes_back_to_pending_and_the_job_is_woken(jo
 
 def test_a_live_lease_is_left_alone(job, index):
     lose(job, index.ids[0], expires=timezone.now() + timedelta(minutes=1))
-    services.sweep()
+    sweep()
     assert JobTile.objects.get(job=job, tile_id=index.ids[0]).status == TileStatus.RUNNING
 
 
@@ -56,7 +58,7 @@ def test_past_the_attempt_limit_the_tile_and_then_the_job_fail(job, index, media
     for tile_id in index.ids[1:3]:
         JobTile.objects.filter(job=job, tile_id=tile_id).update(status=TileStatus.SUCCEEDED)
     lose(job, index.ids[0], attempts=3)
-    services.sweep()
+    sweep()
     job.refresh_from_db()
     assert JobTile.objects.get(job=job, tile_id=index.ids[0]).status == TileStatus.FAILED
     assert job.status == JobStatus.FAILED and job.error == f"1 of its tiles failed: {index.ids[0]}"
@@ -65,24 +67,24 @@ def test_past_the_attempt_limit_the_tile_and_then_the_job_fail(job, index, media
 
 def test_a_running_job_whose_last_finisher_died_moves_on(job, media):
     JobTile.objects.filter(job=job).update(status=TileStatus.SUCCEEDED)
-    services.sweep()
+    sweep()
     assert Job.objects.get(pk=job.pk).status == JobStatus.MERGING
 
 
 def test_a_job_nobody_works_on_is_woken_once_per_period(job, settings):
     settings.STALE_WAKEUP_SECONDS = 60
-    Job.objects.filter(pk=job.pk).update(updated=PAST)
+    Job.objects.filter(pk=job.pk).update(woken=PAST)
     before = OrmQ.objects.count()
-    services.sweep()
+    sweep()
     assert OrmQ.objects.count() == before + 2
-    services.sweep()  # just woken: not again
+    sweep()  # just woken: not again
     assert OrmQ.objects.count() == before + 2
 
 
 def test_a_merge_that_outlived_the_timeout_is_queued_again(job, settings):
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.MERGING, updated=timezone.now() - timedelta(hours=2))
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.MERGING, merge_started=timezone.now() - timedelta(hours=2))
     before = OrmQ.objects.count()
-    services.sweep()
+    sweep()
     assert OrmQ.objects.count() == before + 1
     assert JobLog.objects.filter(job=job, message="the merge did not finish in time; it runs again").exists()
 
@@ -102,6 +104,6 @@ def test_a_tile_whose_worker_process_is_gone_from_this_host_returns_at_once(job,
     lose(job, index.ids[1], expires=in_an_hour)
     JobTile.objects.filter(job=job, tile_id=index.ids[0]).update(lease_owner=f"{socket.gethostname()}:{gone.pid}")
     JobTile.objects.filter(job=job, tile_id=index.ids[1]).update(lease_owner=f"{socket.gethostname()}:{os.getpid()}")
-    assert services.return_lost_tiles(job.pk) == {job.pk}
+    assert return_lost_tiles(job.pk) == {job.pk}
     assert JobTile.objects.get(job=job, tile_id=index.ids[0]).status == TileStatus.PENDING
     assert JobTile.objects.get(job=job, tile_id=index.ids[1]).status == TileStatus.RUNNING

@@ -1,6 +1,6 @@
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
-from .errors import ErrorSerializer, ValidationErrorSerializer
+from jobsite.api.errors import ErrorSerializer, ValidationErrorSerializer
 
 
 class AutoSchema(SpectacularAutoSchema):

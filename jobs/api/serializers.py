@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from ..exceptions import quoted
+from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, InterimResults, Job, JobLog, JobTile, Tile, Town
 
@@ -101,7 +101,7 @@ class JobCreateSerializer(serializers.Serializer):
     interim_results = NamedChoiceField(choices=InterimResults.choices, required=False)
     inputs = serializers.DictField(child=serializers.CharField(), required=False,
                                    help_text="input name: the name of one of your data files (see job-types/)")
-    wait_timeout = serializers.IntegerField(min_value=1, max_value=30 * 24 * 3600, required=False,
+    wait_timeout = serializers.IntegerField(min_value=1, max_value=Job.MAX_WAIT_SECONDS, required=False,
                                             help_text="seconds to wait for data files not uploaded yet")
 
 

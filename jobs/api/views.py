@@ -16,12 +16,15 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import health, services, storage
+from jobsite import media
+from .. import health, queue, storage
+
 from ..jobtypes import JOB_TYPES, get_job_type
-from ..exceptions import quoted
+from jobsite.exceptions import quoted
 from ..models import Job, JobLog, Label, Tile, Town
+from ..services import control, submit
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
-from .errors import ErrorSerializer
+from jobsite.api.errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
 from .serializers import (CleanupSerializer, JobCreateSerializer, JobLogSerializer, JobSerializer, JobTileSerializer,
@@ -69,7 +72,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        job = services.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
+        job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
                                   town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
                                   interim_results=data.get("interim_results"), inputs=data.get("inputs"),
                                   wait_timeout=data.get("wait_timeout"))
@@ -78,14 +81,14 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(responses={204: None, **CONFLICT})
     def destroy(self, request, *args, **kwargs):
         """Delete a finished job with its tiles, logs and files; 409 while it has not finished."""
-        services.job_delete(job=self.get_object())
+        control.job_delete(job=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: JobSerializer, **CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a job that has not finished; 409 once it has."""
-        return self._represent(services.job_cancel(job=self.get_object(), by=request.user))
+        return self._represent(control.job_cancel(job=self.get_object(), by=request.user))
 
     @extend_schema(request=ResumeSerializer, responses={200: ResumedJobSerializer, **CONFLICT})
     @action(detail=True, methods=["post"])
@@ -94,7 +97,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         parameters (which recompute every tile when they change the result); 409 otherwise."""
         serializer = ResumeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job, to_run = services.job_resume(job=self.get_object(), by=request.user,
+        job, to_run = control.job_resume(job=self.get_object(), by=request.user,
                                           params=serializer.validated_data.get("params"))
         job = self.get_queryset().get(pk=job.pk)
         job.tiles_to_run = to_run
@@ -136,7 +139,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         """Download one result file, streamed."""
         job = self.get_object()
         output = next((o for o in job.outputs if o["name"] == name), None)
-        path = storage.media_path(output["path"]) if output else None
+        path = media.media_path(output["path"]) if output else None
         if path is None or not path.is_file():
             raise Http404(f"job {job.pk} has no output {quoted(name)}")
         # Inline, so a browser shows the thumbnail; it still saves the GeoTIFF under its name.
@@ -249,7 +252,7 @@ class StorageView(APIView):
                 raise ValidationError({"older_than": f"must be a whole number of days, not {quoted(raw)}"}) from None
             if not 0 <= days <= 36500:
                 raise ValidationError({"older_than": "must be between 0 and 36500 days"})
-        jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=storage.remove_files_later)
+        jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=queue.remove_files_later)
         return Response({"jobs": jobs, "files": files, "bytes": size}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -19,7 +19,7 @@ from django.core.signals import got_request_exception
 from django.http import Http404, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from ..exceptions import quoted
+from jobsite.exceptions import quoted
 from .errors import page_not_found, refused, server_error, under_api
 
 request_logger = logging.getLogger("django.request")

@@ -8,7 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
+from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 
 # The longest message an answer carries, with room for the 50 ids a message lists; longer ones (a
 # third-party message quoting a long input) keep their start and end.

@@ -1,0 +1,281 @@
+"""The life cycle of jobs and their tiles: every allowed change of status, and the one mechanism
+that makes it.
+
+`JOB_TRANSITIONS` and `TILE_TRANSITIONS` are the whole state machine as data: each transition
+has a name, the states it may leave, the state it enters and the fields it stamps. Nothing else
+in jobsite writes a status: `move_job` and `move_tiles` (and `tiles_succeeded`, the batched form
+of the tile's `succeed`) are the only writers.
+
+A transition is one conditional UPDATE whose row count says who won, so repeated task deliveries
+and racing cancels do no harm; nothing reads a status, decides in Python and writes it back. A job
+transition also writes its JobLog line, and a job that ends runs the end-of-job effects in the
+same transaction (see `_ended`). Every committed transition sends one signal, `job_changed` or
+`tiles_changed`, once the transaction commits and never for one that rolls back: notifications
+and live status subscribe to those and need not know where transitions happen.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.dispatch import Signal
+from django.utils import timezone
+
+from . import storage
+from .models import InterimResults, Job, JobLog, JobStatus, JobTile, TileStatus
+
+logger = logging.getLogger(__name__)
+
+# Sent once a job's transition has committed, with job_id, old (None for a job just created), new
+# and transition (its name in JOB_TRANSITIONS, or "submit").
+job_changed = Signal()
+# Sent once a transition of some of a job's tiles has committed, with job_id, transition, count
+# (tiles moved) and counts ({tile status: number of the job's tiles}, read after the commit).
+tiles_changed = Signal()
+
+NOW = "now"  # a field stamped with the time of the transition
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: frozenset
+    target: str
+    stamps: tuple = ()  # (field, value) pairs; NOW stands for the time of the transition
+    help: str = ""
+
+    def fields(self, now):
+        return {field: now if value == NOW else value for field, value in self.stamps}
+
+
+def _table(*transitions):
+    return {transition.name: transition for transition in transitions}
+
+
+J, T = JobStatus, TileStatus
+ACTIVE = frozenset(JobStatus.active())
+
+JOB_TRANSITIONS = _table(
+    Transition("queue", frozenset({J.WAITING}), J.QUEUED, (("waiting_for", []), ("woken", NOW)),
+               "its data files have all arrived"),
+    Transition("start", frozenset({J.QUEUED}), J.RUNNING, (("started", NOW),),
+               "the first worker takes a tile"),
+    Transition("merge", frozenset({J.RUNNING}), J.MERGING, (("merge_started", NOW),),
+               "no tile is left to run and none failed"),
+    Transition("merge_again", frozenset({J.MERGING}), J.MERGING, (("merge_started", NOW),),
+               "the sweep: a merge outlived the task timeout"),
+    Transition("succeed", frozenset({J.MERGING}), J.SUCCEEDED, (("finished", NOW), ("error", "")),
+               "the merged outputs are written"),
+    Transition("fail", frozenset({J.WAITING, J.RUNNING, J.MERGING}), J.FAILED,
+               (("finished", NOW), ("waiting_for", [])),
+               "a data file never arrived or arrived unfit, a tile or the merge failed"),
+    Transition("cancel", ACTIVE, J.CANCELED, (("finished", NOW), ("waiting_for", [])),
+               "a user or an admin cancels"),
+    Transition("resume", frozenset({J.FAILED, J.CANCELED}), J.QUEUED,
+               (("attempt", F("attempt") + 1), ("error", ""), ("started", None), ("finished", None),
+                ("merge_started", None), ("outputs", []), ("outputs_size", 0), ("interim_deleted", None),
+                ("woken", NOW)),
+               "a user resumes, keeping the tiles whose outputs are intact"),
+)
+
+TILE_TRANSITIONS = _table(
+    Transition("claim", frozenset({T.PENDING}), T.RUNNING,
+               (("attempts", F("attempts") + 1), ("started", NOW), ("finished", None), ("error", "")),
+               "a worker takes the tile under a lease"),
+    Transition("succeed", frozenset({T.RUNNING}), T.SUCCEEDED, (("finished", NOW), ("lease_expires", None)),
+               "its output is written"),
+    Transition("retry", frozenset({T.RUNNING}), T.PENDING, (("lease_owner", ""), ("lease_expires", None)),
+               "an error that may pass, or a lost worker, with attempts left"),
+    Transition("fail", frozenset({T.RUNNING}), T.FAILED, (("finished", NOW), ("lease_expires", None)),
+               "an error that will not pass, or no attempts left"),
+    Transition("stop", frozenset({T.RUNNING}), T.CANCELED, (("finished", NOW),),
+               "its job ended; the worker keeps the lease until it lets go"),
+    Transition("skip", frozenset({T.PENDING}), T.CANCELED, (),
+               "its job ended before the tile ran"),
+    Transition("forget", frozenset({T.SUCCEEDED}), T.PENDING, (("output_path", ""), ("output_size", None)),
+               "a resume finds its output gone or changed"),
+    Transition("rerun", frozenset({T.PENDING, T.SUCCEEDED, T.FAILED, T.CANCELED}), T.PENDING,
+               (("error", ""), ("started", None), ("finished", None)),
+               "a resume runs the tile again"),
+)
+
+
+class NotAllowed(ValueError):
+    """A transition that the table does not have, or from a state it does not leave."""
+
+
+def job_log(job_id, message, level=JobLog.Level.INFO, tile_id=None):
+    """One line of a job's log, also sent to the Python log."""
+    message = str(message)
+    if len(message) > JobLog.MAX_MESSAGE:
+        message = message[: JobLog.MAX_MESSAGE - 1] + "…"
+    logger.log(logging.getLevelName(level.upper()), "job %s%s: %s", job_id, f" tile {tile_id}" if tile_id else "", message)
+    return JobLog.objects.create(job_id=job_id, tile_id=tile_id, level=level, message=message)
+
+
+def job_created(job, message):
+    """Log and announce a job that `jobs.services.submit` has just created, waiting or queued."""
+    job_log(job.pk, message)
+    _announce_job(job.pk, None, job.status, "submit")
+
+
+def move_job(job_id, name, *, only_from=None, where=None, message=None, level=JobLog.Level.INFO, **fields):
+    """Make the job transition `name`, if the job is in one of its source states (narrowed to
+    `only_from`) and matches `where` (a Q on the job). Sets the transition's stamps and `fields`,
+    writes `message` to the job's log, runs the end-of-job effects and announces the change once
+    committed. Returns the state the job left when this caller won, None when it did not.
+
+    A transition with one source state is one conditional UPDATE. With several, the current state
+    is read and the UPDATE is conditional on it, so the signal names exactly the state left.
+    """
+    transition = _job_transition(name)
+    sources = transition.sources if only_from is None else transition.sources & frozenset(only_from)
+    if not sources or (only_from is not None and not frozenset(only_from) <= transition.sources):
+        raise NotAllowed(f"a job cannot {name} from {', '.join(sorted(only_from))}")
+    changes = {**transition.fields(timezone.now()), **fields, "status": transition.target}
+    jobs = Job.objects.filter(pk=job_id)
+    if where is not None:
+        jobs = jobs.filter(where)
+    with transaction.atomic(savepoint=False):
+        old = _update_job(jobs, sources, changes)
+        if old is None:
+            return None
+        ended = _ended(job_id, transition.target) if transition.target in JobStatus.final() else ""
+        if message is not None:
+            job_log(job_id, message + ended, level)
+        _announce_job(job_id, old, transition.target, name)
+    return old
+
+
+def _update_job(jobs, sources, changes):
+    if len(sources) == 1:
+        (old,) = sources
+        return old if jobs.filter(status=old).update(**changes) else None
+    while True:
+        old = jobs.values_list("status", flat=True).first()
+        if old not in sources:
+            return None
+        if jobs.filter(status=old).update(**changes):
+            return old
+        if jobs.values_list("status", flat=True).first() == old:
+            return None  # still in that state: `where` no longer holds
+
+
+def _ended(job_id, status):
+    """The end-of-job effects, in the transaction that ends the job, on every path that ends one.
+
+    A failed or canceled job's pending tiles are skipped and its running tiles stopped, so that no
+    worker can claim or finish a tile of a finished job; a stopping tile keeps its lease until its
+    worker lets go of it (or the lease expires), so that a resume cannot hand it to a second worker
+    while the first still works on it. Interim results go as the job's policy says: `never` at
+    any end, `on_error` once it succeeded. Returns what to add to the log line.
+    """
+    policy = Job.objects.filter(pk=job_id).values_list("interim_results", flat=True).first()
+    if status == JobStatus.SUCCEEDED:
+        if policy != InterimResults.ALWAYS:
+            storage.drop_interim_results([job_id])
+        transaction.on_commit(lambda: storage.remove_leftovers(job_id))
+        return ""
+    tiles = JobTile.objects.filter(job_id=job_id)
+    skipped = move_tiles(job_id, "skip", tiles)
+    stopping = move_tiles(job_id, "stop", tiles)
+    if policy == InterimResults.NEVER:
+        storage.drop_interim_results([job_id])
+    if not (skipped or stopping):
+        return ""
+    return f"; {skipped} pending tiles will not run" + (f", {stopping} running tiles are stopping" if stopping else "")
+
+
+def move_tiles(job_id, name, tiles, **fields):
+    """Make the tile transition `name` for those of `tiles` (a JobTile queryset, of the job
+    `job_id`) in its source states, setting its stamps and `fields`. Returns how many moved."""
+    transition = _tile_transition(name)
+    changes = {**transition.fields(timezone.now()), **fields, "status": transition.target}
+    moved = tiles.filter(status__in=transition.sources).update(**changes)
+    if moved:
+        _announce_tiles(job_id, name, moved)
+    return moved
+
+
+def tiles_succeeded(job_id, done, lease_owner):
+    """The tile transition `succeed` for a batch, [(job tile, output relpath, output size)], in one
+    UPDATE that matches each tile only while it still runs under `lease_owner`'s claim. Returns the
+    number recorded."""
+    if not done:
+        return 0
+    transition = TILE_TRANSITIONS["succeed"]
+    (source,) = transition.sources
+    # UPDATE ... FROM (VALUES ...), which both databases speak: the ORM would compile a CASE per
+    # column and tile, and that costs more than the database's work for a batch of small tiles.
+    stamps = {**transition.fields(connection.ops.adapt_datetimefield_value(timezone.now())),
+              "status": transition.target}
+    table = connection.ops.quote_name(JobTile._meta.db_table)
+    sets = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in stamps)
+    values = ", ".join(["(%s, %s, %s)"] * len(done))
+    params = [*stamps.values()]
+    params += [value for job_tile, relpath, size in done for value in (job_tile.pk, relpath, size)]
+    params += [source, lease_owner]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {sets}, output_path = v.column2, output_size = v.column3 "
+            f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1 AND {table}.status = %s "
+            f"AND {table}.lease_owner = %s", params)
+        recorded = cursor.rowcount
+    if recorded:
+        _announce_tiles(job_id, "succeed", recorded)
+    return recorded
+
+
+def claimed(job_tile_id, attempt):
+    """The tile, if it still runs under this claim (its attempt). Every condition is on the JobTile
+    row itself: a join would become a subquery that PostgreSQL does not re-check against a row
+    that a concurrent transaction has just changed."""
+    return JobTile.objects.filter(pk=job_tile_id, status=TileStatus.RUNNING, attempts=attempt)
+
+
+def unfinished_tiles():
+    """A condition on a job: it has tiles pending or running."""
+    return Q(tiles__status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+
+
+def _job_transition(name):
+    try:
+        return JOB_TRANSITIONS[name]
+    except KeyError:
+        raise NotAllowed(f"jobs have no transition {name!r}") from None
+
+
+def _tile_transition(name):
+    try:
+        return TILE_TRANSITIONS[name]
+    except KeyError:
+        raise NotAllowed(f"tiles have no transition {name!r}") from None
+
+
+# A transition is announced only if the signal has receivers when it is made (they connect in
+# AppConfig.ready), so that a transaction with nobody listening carries no extra callbacks.
+
+def _announce_job(job_id, old, new, name):
+    if job_changed.has_listeners(Job):
+        transaction.on_commit(lambda: job_changed.send(sender=Job, job_id=job_id, old=old, new=new, transition=name))
+
+
+def _announce_tiles(job_id, name, count):
+    if not tiles_changed.has_listeners(JobTile):
+        return
+
+    def send():
+        counts = dict(JobTile.objects.filter(job_id=job_id).order_by().values_list("status")
+                      .annotate(n=Count("id")).values_list("status", "n"))
+        tiles_changed.send(sender=JobTile, job_id=job_id, transition=name, count=count, counts=counts)
+
+    transaction.on_commit(send)
+
+
+def table_rows():
+    """The transition tables as the README shows them: (object, transition, from, to, stamps)."""
+    for kind, table in (("job", JOB_TRANSITIONS), ("tile", TILE_TRANSITIONS)):
+        for transition in table.values():
+            yield (kind, transition.name, ", ".join(sorted(transition.sources)), transition.target,
+                   ", ".join(field for field, _ in transition.stamps))

@@ -1,0 +1,104 @@
+"""Controlling jobs that exist: cancel, resume and delete, each one public entry point that every
+caller (REST API, dashboard, admin, legacy API) goes through."""
+
+import shutil
+
+from django.db import transaction
+
+from jobsite import media
+from .. import lifecycle, queue, storage
+
+from jobsite.exceptions import Conflict, Rejected
+from ..jobtypes import get_job_type
+from ..models import Job, JobStatus, JobTile, TileStatus
+from .submit import check_job_storage, link_arrived_inputs
+
+
+def job_cancel(*, job, by=None):
+    """Cancel a job that has not finished. Running GDAL calls notice within about a second."""
+    if not lifecycle.move_job(job.pk, "cancel", message=f"canceled by {by or 'the system'}"):
+        status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+        raise Conflict(f"job {job.pk} is already {status}; only waiting, queued, running or merging jobs can be canceled")
+    job.refresh_from_db()
+    return job
+
+
+def job_resume(*, job, by=None, params=None):
+    """Run a failed or canceled job again, keeping the tiles whose output is still on disk.
+
+    1. `params` (optional) are changes to the job's parameters, checked like a new job's. An owner
+       whose jobs store their quota is refused (TooLarge), before anything is written. Data files
+       that arrived after the job stopped waiting for them are linked now; a file still missing or
+       unfit is a Conflict.
+    2. The transition `resume` moves the job from failed or canceled to queued: 409 otherwise,
+       and for the loser of two concurrent resumes.
+    3. If the parameters changed the result, every tile runs again. Otherwise succeeded tiles
+       whose output exists with the size recorded when it was written are kept, the rest go back
+       to pending. The merge then runs over all tiles.
+
+    Returns (job, number of tiles that will run).
+    """
+    kind = get_job_type(job.type)
+    new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
+    changes = {name: (job.params.get(name), value) for name, value in new_params.items() if job.params.get(name) != value}
+    check_job_storage(storage.job_usage(job.owner_id)[1])
+    missing, wrong = link_arrived_inputs(job)  # a job that waited in vain runs once its files are there
+    if missing or wrong:
+        raise Conflict(f"job {job.pk} cannot run yet: "
+                       + "; ".join([*(f"{name} has not been uploaded" for name in missing), *wrong]))
+    with transaction.atomic():
+        if not lifecycle.move_job(job.pk, "resume", params=new_params):
+            status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+            raise Conflict(f"job {job.pk} is {status}; only failed or canceled jobs can be resumed")
+        storage.remove_files_on_commit(output["path"] for output in job.outputs)
+        tiles = JobTile.objects.filter(job_id=job.pk)
+        if changes:
+            storage.drop_interim_results([job.pk])
+            rerun = tiles
+        else:
+            _forget_lost_outputs(job.pk)
+            rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
+        to_run = lifecycle.move_tiles(job.pk, "rerun", rerun)
+        kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
+        attempt = job.attempt + 1
+        changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+        lifecycle.job_log(job.pk, f"resumed by {by or 'the system'} (attempt {attempt}): "
+                                  + (f"parameters changed ({changed}), every tile runs again" if changes
+                                     else f"{kept} tiles kept from before") + f"; {to_run} tiles to run")
+        transaction.on_commit(lambda: queue.enqueue_tiles(job.pk, to_run))
+    job.refresh_from_db()
+    return job, to_run
+
+
+def _as_dict(params):
+    if not isinstance(params, dict):
+        raise Rejected({"params": "must be an object of parameter names to values"})
+    return params
+
+
+def _forget_lost_outputs(job_id):
+    """Succeeded tiles whose output is gone or not the size recorded when it was written lose
+    their succeeded status, so that they run again."""
+    lost = []
+    for pk, relpath, size in JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).values_list(
+            "pk", "output_path", "output_size").iterator():
+        try:
+            intact = bool(relpath) and media.media_path(relpath).stat().st_size == size
+        except OSError:
+            intact = False
+        if not intact:
+            lost.append(pk)
+    for start in range(0, len(lost), storage.CHUNK):
+        lifecycle.move_tiles(job_id, "forget", JobTile.objects.filter(pk__in=lost[start:start + storage.CHUNK]))
+
+
+def job_delete(*, job):
+    """Delete a finished job with its tiles and logs, and its files once the deletion is committed."""
+    job_id = job.pk
+    with transaction.atomic():
+        finished = Job.objects.select_for_update().filter(pk=job_id, status__in=JobStatus.final()).first()
+        if finished is None:
+            status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+            raise Conflict(f"job {job_id} is {status}; cancel it first, only finished jobs can be deleted")
+        finished.delete()
+        transaction.on_commit(lambda: shutil.rmtree(storage.job_dir(job_id), ignore_errors=True))

@@ -1,0 +1,77 @@
+"""Finishing: once a job's last tile has ended, either the merge of its tile results into its
+outputs or the job's failure, naming the tiles that failed.
+
+`job_finish_tiles` runs after a worker's last tile, and in repair; `job_merge` is the merge task's
+entry point (or runs at once in the worker that did the last tile).
+"""
+
+import logging
+import time
+
+from django.db.models import Exists, OuterRef
+
+from jobsite import media
+from datafiles.formats import without_paths
+from jobsite.gdalpolicy import thread_config
+
+from .. import lifecycle, queue, storage, tileindex
+
+from jobsite.exceptions import Rejected
+from ..jobtypes import get_job_type
+from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
+from ..raster.io import RasterError
+from .submit import id_list
+
+logger = logging.getLogger(__name__)
+
+
+def job_finish_tiles(*, job_id, merge_here=False):
+    """Once no tile is pending or running: merge if all succeeded, else fail naming the failed tiles.
+    With `merge_here` (a tile task that did the last tile) the merge runs in this process at once,
+    else as a task of its own."""
+    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+    failed_tiles = JobTile.objects.filter(job=OuterRef("pk"), status=TileStatus.FAILED)
+    if lifecycle.move_job(job_id, "merge", where=~Exists(unfinished) & ~Exists(failed_tiles),
+                          message="all tiles done; merging"):
+        if merge_here:
+            job_merge(job_id=job_id)
+        else:
+            queue.enqueue_merge(job_id)
+        return
+    failed = list(JobTile.objects.filter(job_id=job_id, status=TileStatus.FAILED).order_by("tile_id").values_list("tile_id", flat=True))
+    if not failed:
+        return
+    error = f"{len(failed)} of its tiles failed: {id_list(failed)}"
+    lifecycle.move_job(job_id, "fail", only_from=[JobStatus.RUNNING], where=~Exists(unfinished) & Exists(failed_tiles),
+                       error=error, message=f"failed: {error}", level=JobLog.Level.ERROR)
+
+
+def job_merge(*, job_id):
+    """Merge the tile results of a merging job into its outputs (a COG and a thumbnail for rasters)."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).first()
+    if job is None:
+        return
+    kind = get_job_type(job.type)
+    relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile_id").values_list("output_path", flat=True))
+    out_dir = media.media_path(storage.output_relpath(job.id, ""))
+    started = time.monotonic()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
+            written, results = kind.merge(tile_paths=[media.media_path(p) for p in relpaths], out_dir=out_dir,
+                                          params=job.params, inputs=job.input_files(),
+                                          crs_wkt=tileindex.index_crs_wkt())
+    except (RasterError, OSError, Rejected, tileindex.LoadError) as exc:
+        logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
+        error = f"merge failed: {without_paths(str(exc))}"
+        lifecycle.move_job(job_id, "fail", only_from=[JobStatus.MERGING], error=error, message=error,
+                           level=JobLog.Level.ERROR)
+        return
+    outputs = [{"name": name, "path": storage.output_relpath(job.id, name), "content_type": content_type,
+                "size": (out_dir / name).stat().st_size} for name, content_type in written]
+    size = sum(output["size"] for output in outputs)
+    names = ", ".join(output["name"] for output in outputs)
+    if not lifecycle.move_job(job_id, "succeed", outputs=outputs, outputs_size=size, results=results,
+                              message=f"succeeded: merged {len(relpaths)} tiles into {names} ({size} bytes) "
+                                      f"in {time.monotonic() - started:.1f} s"):
+        media.remove_files([output["path"] for output in outputs])

@@ -1,0 +1,134 @@
+"""Repair: what keeps a job from staying running or waiting forever when processes die, broker
+messages are lost or deadlines pass. Tiles of dead workers go back to pending, stalled jobs are
+woken, waiting jobs past their deadline fail, overdue merges run again.
+
+`sweep` is the periodic task; `worker_started` and `cluster_started` run when a worker process or
+a cluster starts; `jobs_fail_overdue` runs every second in the cluster's guard loop.
+"""
+
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+
+from .. import lifecycle, queue
+from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
+from .finish import job_finish_tiles
+from .submit import jobs_start_waiting
+
+
+def jobs_fail_overdue():
+    """Waiting jobs past their deadline fail, naming what never arrived. The cluster calls this
+    every second (jobs.broker), so a deadline fires within about a second of its time."""
+    for job_id, names in Job.objects.filter(status=JobStatus.WAITING, wait_deadline__lt=timezone.now()).values_list(
+            "id", "waiting_for"):
+        error = f"waited in vain for {', '.join(names)}, which never arrived"
+        lifecycle.move_job(job_id, "fail", only_from=[JobStatus.WAITING], where=Q(wait_deadline__lt=timezone.now()),
+                           error=error, message=f"failed: {error}", level=JobLog.Level.ERROR)
+
+
+
+def _dead_here(worker):
+    """Whether `worker` ("host:pid") is a process of this host that no longer runs. A reused pid
+    errs on the safe side: the tile then waits for its lease to expire."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # killed, not yet reaped
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def return_lost_tiles(job_id=None):
+    """Tiles whose worker died, seen by an expired lease or, on this host, by its process being gone:
+    back to pending while attempts are left, failed past the limit. For one job, or all.
+    Returns the ids of the jobs touched."""
+    running = JobTile.objects.filter(status=TileStatus.RUNNING)
+    if job_id is not None:
+        running = running.filter(job_id=job_id)
+    now = timezone.now()
+    touched = set()
+    for pk, job, tile_id, attempt, worker, expires in running.values_list(
+            "pk", "job_id", "tile_id", "attempts", "lease_owner", "lease_expires"):
+        if not ((expires is not None and expires < now) or _dead_here(worker)):
+            continue
+        lost = lifecycle.claimed(pk, attempt).filter(lease_owner=worker)
+        if attempt < settings.TILE_MAX_ATTEMPTS:
+            if lifecycle.move_tiles(job, "retry", lost, error=f"worker {worker} stopped answering"):
+                lifecycle.job_log(job, f"worker {worker} stopped answering during attempt {attempt} of "
+                             f"{settings.TILE_MAX_ATTEMPTS}; the tile will run again", JobLog.Level.WARNING, tile_id)
+                touched.add(job)
+        else:
+            error = (f"its worker stopped answering on each of {attempt} attempts (killed, or still working "
+                     f"after the task timeout of {settings.TASK_TIMEOUT} s)")
+            if lifecycle.move_tiles(job, "fail", lost, error=error):
+                lifecycle.job_log(job, f"failed: {error}", JobLog.Level.ERROR, tile_id)
+                touched.add(job)
+    return touched
+
+
+def sweep():
+    """The periodic repair, so that no job stays running or waiting forever:
+
+    0. waiting jobs whose files are all there start; those past their wait deadline fail;
+    1. tiles of dead workers go back to pending (or fail past the attempt limit);
+    2. running jobs with nothing left to run move on (their last finisher died before it could);
+    3. jobs with pending tiles that no worker has touched for STALE_WAKEUP_SECONDS, or just got
+       tiles back, are woken again (a broker message may have been lost);
+    4. merges that outlived the task timeout are queued again.
+    """
+    now = timezone.now()
+    jobs_start_waiting()  # in case the process that stored a file died before it could wake them
+    jobs_fail_overdue()
+    touched = return_lost_tiles()
+    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+    for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
+        job_finish_tiles(job_id=job_id)
+    wake_stalled_jobs(untouched_for=settings.STALE_WAKEUP_SECONDS, also=touched)
+    overdue = Q(merge_started__lt=now - timedelta(seconds=settings.TASK_TIMEOUT))
+    for job_id in Job.objects.filter(overdue, status=JobStatus.MERGING).values_list("id", flat=True):
+        if lifecycle.move_job(job_id, "merge_again", where=overdue, message="the merge did not finish in time; it runs again",
+                              level=JobLog.Level.WARNING):
+            queue.enqueue_merge(job_id)
+
+
+def wake_stalled_jobs(*, untouched_for, also=()):
+    """Queue tasks again for queued or running jobs with pending tiles and none running that no
+    worker has touched for `untouched_for` seconds (their broker messages may be lost), and for the
+    jobs in `also`. Extra tasks are harmless: they find no tile to claim."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=untouched_for)
+    waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+               .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
+                         running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
+               .filter(pending__gt=0).filter(Q(pk__in=list(also)) | Q(running=0, woken__lte=stale)))
+    for job_id, pending in waiting.values_list("id", "pending"):
+        Job.objects.filter(pk=job_id).update(woken=now)  # woken at most once per period
+        queue.enqueue_tiles(job_id, pending)
+
+
+def worker_started():
+    """A worker process has started, perhaps in place of one that died or that the cluster killed
+    past the task timeout: take back at once the tiles of this host's workers that are gone, and
+    wake their jobs (no task of theirs is left to carry on)."""
+    _take_back_lost_tiles(untouched_for=settings.STALE_WAKEUP_SECONDS)
+
+
+def _take_back_lost_tiles(untouched_for):
+    touched = return_lost_tiles()
+    for job_id in touched:
+        job_finish_tiles(job_id=job_id)  # the lost tile may have been the last, and failed for good
+    wake_stalled_jobs(untouched_for=untouched_for, also=touched)
+
+
+def cluster_started():
+    """A cluster has just started (its first heartbeat): tasks held by a cluster that died or
+    stopped taking tasks will not come back before the broker's retry, so wake the jobs that
+    nothing works on now, and take back the tiles of workers of this host that are gone."""
+    _take_back_lost_tiles(untouched_for=0)

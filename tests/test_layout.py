@@ -1,0 +1,107 @@
+"""The code's layout stays easy to walk: no import cycle between the project's modules, the data
+files never import the jobs, and no module grows past 400 lines."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("jobs", "datafiles", "jobsite")
+MAX_LINES = 400
+
+
+def project_modules():
+    """{dotted module name: path} of every module under the project's packages, migrations aside."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def imports_of(name, path, modules):
+    """The project modules that `name` imports, at module level or inside a function alike."""
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")[: len(name.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph():
+    modules = project_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    visiting, done = [], set()
+
+    def visit(module):
+        if module in visiting:
+            return visiting[visiting.index(module):] + [module]
+        if module in done:
+            return None
+        visiting.append(module)
+        for imported in sorted(graph[module]):
+            cycle = visit(imported)
+            if cycle:
+                return cycle
+        visiting.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_no_module_imports_itself_through_others():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_graph_sees_relative_and_lazy_imports():
+    graph = import_graph()
+    assert "jobs.lifecycle" in graph["jobs.services.worker"]  # from .. import lifecycle
+    assert "jobs.services.repair" in graph["jobs.broker"]  # inside a function
+
+
+def test_the_data_files_never_import_the_jobs():
+    graph = import_graph()
+    reaching = {(module, imported) for module, imports in graph.items() if module.startswith("datafiles")
+                for imported in imports if imported.split(".")[0] == "jobs"}
+    assert reaching == set()
+
+
+@pytest.mark.parametrize("name", sorted(project_modules()))
+def test_no_module_is_over_400_lines(name):
+    lines = len(project_modules()[name].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines"
