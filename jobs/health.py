@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
@@ -46,7 +47,7 @@ def untouched_work_age():
     finished any tile (None: no such work). A wedged cluster still takes tasks off the broker,
     so only our own tables show that nothing is being done."""
     active = [JobStatus.QUEUED, JobStatus.RUNNING]
-    since = Job.objects.filter(status__in=active, tiles__status=TileStatus.PENDING).aggregate(t=Min("woken"))["t"]
+    since = Job.objects.filter(status__in=active, tiles__status=TileStatus.PENDING).aggregate(t=Min(Coalesce("woken", "created")))["t"]
     if since is None:
         return None
     activity = JobTile.objects.filter(job__status__in=active).aggregate(s=Max("started"), f=Max("finished"))

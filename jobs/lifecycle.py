@@ -14,11 +14,12 @@ same transaction (see `_ended`). Every committed transition sends one signal, `j
 and live status subscribe to those and need not know where transitions happen.
 """
 
+import functools
 import logging
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -28,10 +29,14 @@ from .models import InterimResults, Job, JobLog, JobStatus, JobTile, TileStatus
 logger = logging.getLogger(__name__)
 
 # Sent once a job's transition has committed, with job_id, old (None for a job just created), new
-# and transition (its name in JOB_TRANSITIONS, or "submit").
+# and transition (its name in JOB_TRANSITIONS, or "submit"). Receivers connect in an
+# AppConfig.ready: a transition is announced only if the signal has receivers when it is made.
 job_changed = Signal()
 # Sent once a transition of some of a job's tiles has committed, with job_id, transition, count
-# (tiles moved) and counts ({tile status: number of the job's tiles}, read after the commit).
+# (tiles moved) and counts: a function that returns {tile status: number of the job's tiles}, read
+# once when first called (one query, which the worker pays only for receivers that ask).
+# Receivers run after the commit in the process that made the transition; one that raises is
+# logged and does not disturb that process's work.
 tiles_changed = Signal()
 
 NOW = "now"  # a field stamped with the time of the transition
@@ -59,7 +64,7 @@ ACTIVE = frozenset(JobStatus.active())
 JOB_TRANSITIONS = _table(
     Transition("queue", frozenset({J.WAITING}), J.QUEUED, (("waiting_for", []), ("woken", NOW)),
                "its data files have all arrived"),
-    Transition("start", frozenset({J.QUEUED}), J.RUNNING, (("started", NOW),),
+    Transition("start", frozenset({J.QUEUED}), J.RUNNING, (("started", NOW), ("woken", NOW)),
                "the first worker takes a tile"),
     Transition("merge", frozenset({J.RUNNING}), J.MERGING, (("merge_started", NOW),),
                "no tile is left to run and none failed"),
@@ -95,9 +100,9 @@ TILE_TRANSITIONS = _table(
                "its job ended before the tile ran"),
     Transition("forget", frozenset({T.SUCCEEDED}), T.PENDING, (("output_path", ""), ("output_size", None)),
                "a resume finds its output gone or changed"),
-    Transition("rerun", frozenset({T.PENDING, T.SUCCEEDED, T.FAILED, T.CANCELED}), T.PENDING,
+    Transition("rerun", frozenset({T.PENDING, T.RUNNING, T.SUCCEEDED, T.FAILED, T.CANCELED}), T.PENDING,
                (("error", ""), ("started", None), ("finished", None)),
-               "a resume runs the tile again"),
+               "a resume runs the tile again (a stopping one once its worker lets go of its lease)"),
 )
 
 
@@ -126,13 +131,19 @@ def move_job(job_id, name, *, only_from=None, where=None, message=None, level=Jo
     writes `message` to the job's log, runs the end-of-job effects and announces the change once
     committed. Returns the state the job left when this caller won, None when it did not.
 
-    A transition with one source state is one conditional UPDATE. With several, the current state
-    is read and the UPDATE is conditional on it, so the signal names exactly the state left.
+    A transition with one source state is one conditional UPDATE. With several, the job's row is
+    locked and read, and the UPDATE is conditional on the state read, so the signal names exactly
+    the state left. `message` is required for a transition that ends the job (its log line says
+    what the end did to the tiles); elsewhere None leaves the log line to the caller, in the same
+    transaction.
     """
     transition = _job_transition(name)
     sources = transition.sources if only_from is None else transition.sources & frozenset(only_from)
     if not sources or (only_from is not None and not frozenset(only_from) <= transition.sources):
         raise NotAllowed(f"a job cannot {name} from {', '.join(sorted(only_from))}")
+    ends = transition.target in JobStatus.final()
+    if ends and message is None:
+        raise NotAllowed(f"{name} ends the job: its log line is required")
     changes = {**transition.fields(timezone.now()), **fields, "status": transition.target}
     jobs = Job.objects.filter(pk=job_id)
     if where is not None:
@@ -141,10 +152,10 @@ def move_job(job_id, name, *, only_from=None, where=None, message=None, level=Jo
         old = _update_job(jobs, sources, changes)
         if old is None:
             return None
-        ended = _ended(job_id, transition.target) if transition.target in JobStatus.final() else ""
+        _announce_job(job_id, old, transition.target, name)
+        ended = _ended(job_id, name, transition.target) if ends else ""
         if message is not None:
             job_log(job_id, message + ended, level)
-        _announce_job(job_id, old, transition.target, name)
     return old
 
 
@@ -152,17 +163,15 @@ def _update_job(jobs, sources, changes):
     if len(sources) == 1:
         (old,) = sources
         return old if jobs.filter(status=old).update(**changes) else None
-    while True:
-        old = jobs.values_list("status", flat=True).first()
-        if old not in sources:
-            return None
-        if jobs.filter(status=old).update(**changes):
-            return old
-        if jobs.values_list("status", flat=True).first() == old:
-            return None  # still in that state: `where` no longer holds
+    # Locking the row first makes a transition that races another wait for it, as a plain
+    # conditional UPDATE would, and then see the state the other one left.
+    old = jobs.select_for_update().values_list("status", flat=True).first()
+    if old not in sources:
+        return None
+    return old if jobs.filter(status=old).update(**changes) else None
 
 
-def _ended(job_id, status):
+def _ended(job_id, name, status):
     """The end-of-job effects, in the transaction that ends the job, on every path that ends one.
 
     A failed or canceled job's pending tiles are skipped and its running tiles stopped, so that no
@@ -182,7 +191,7 @@ def _ended(job_id, status):
     stopping = move_tiles(job_id, "stop", tiles)
     if policy == InterimResults.NEVER:
         storage.drop_interim_results([job_id])
-    if not (skipped or stopping):
+    if not (skipped or stopping or name == "cancel"):
         return ""
     return f"; {skipped} pending tiles will not run" + (f", {stopping} running tiles are stopping" if stopping else "")
 
@@ -234,11 +243,6 @@ def claimed(job_tile_id, attempt):
     return JobTile.objects.filter(pk=job_tile_id, status=TileStatus.RUNNING, attempts=attempt)
 
 
-def unfinished_tiles():
-    """A condition on a job: it has tiles pending or running."""
-    return Q(tiles__status__in=[TileStatus.PENDING, TileStatus.RUNNING])
-
-
 def _job_transition(name):
     try:
         return JOB_TRANSITIONS[name]
@@ -253,24 +257,23 @@ def _tile_transition(name):
         raise NotAllowed(f"tiles have no transition {name!r}") from None
 
 
-# A transition is announced only if the signal has receivers when it is made (they connect in
-# AppConfig.ready), so that a transaction with nobody listening carries no extra callbacks.
-
 def _announce_job(job_id, old, new, name):
     if job_changed.has_listeners(Job):
-        transaction.on_commit(lambda: job_changed.send(sender=Job, job_id=job_id, old=old, new=new, transition=name))
+        transaction.on_commit(lambda: job_changed.send(sender=Job, job_id=job_id, old=old, new=new, transition=name),
+                              robust=True)
 
 
 def _announce_tiles(job_id, name, count):
     if not tiles_changed.has_listeners(JobTile):
         return
 
-    def send():
-        counts = dict(JobTile.objects.filter(job_id=job_id).order_by().values_list("status")
-                      .annotate(n=Count("id")).values_list("status", "n"))
-        tiles_changed.send(sender=JobTile, job_id=job_id, transition=name, count=count, counts=counts)
+    @functools.cache
+    def counts():
+        return dict(JobTile.objects.filter(job_id=job_id).order_by().values_list("status")
+                    .annotate(n=Count("id")).values_list("status", "n"))
 
-    transaction.on_commit(send)
+    transaction.on_commit(lambda: tiles_changed.send(sender=JobTile, job_id=job_id, transition=name, count=count,
+                                                     counts=counts), robust=True)
 
 
 def table_rows():

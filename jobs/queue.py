@@ -40,11 +40,18 @@ def remove_files_later(relpaths):
         transaction.on_commit(lambda batch=batch: async_task(REMOVE_FILES, batch, task_name="remove files"))
 
 
-def install_schedules(using="default", **kwargs):
-    """django's post_migrate signal: the sweep's schedule exists, exactly as declared above."""
-    from django.db import connections
-    from django_q.models import Schedule
+def install_schedules(using="default", apps=None, **kwargs):
+    """django's post_migrate signal: the sweep's schedule exists, exactly as declared above, on the
+    database that holds django-q2's tables (with the models as the migrations left them)."""
+    from django.apps import apps as installed
+    from django.db import connections, router
 
+    try:
+        Schedule = (apps or installed).get_model("django_q", "Schedule")  # a flush sends no apps
+    except LookupError:  # django-q2 is not (or no longer) migrated
+        return
+    if not router.allow_migrate_model(using, Schedule):
+        return
     if Schedule._meta.db_table not in connections[using].introspection.table_names():
         return  # django-q2's tables were migrated away
     defaults = {key: value for key, value in SWEEP_SCHEDULE.items() if key != "name"}

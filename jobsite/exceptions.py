@@ -1,4 +1,5 @@
-"""What the services raise when they refuse a request; the API turns them into 4xx answers."""
+"""What the services raise when they refuse a request (the API turns them into 4xx answers), and how
+their messages show user input and lists of ids."""
 
 
 class Rejected(Exception):
@@ -37,3 +38,9 @@ def quoted(value, limit=60):
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}… ({len(text) - limit} more characters)"
+
+
+def id_list(ids, limit=20):
+    """Ids as a message lists them: the first `limit`, then how many more."""
+    ids = list(ids)
+    return ", ".join(map(str, ids[:limit])) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")

@@ -173,7 +173,7 @@ def test_an_overdue_job_that_started_meanwhile_is_left_alone(index, owner, media
                      inputs={"color_table": "ramp.txt"}, wait_timeout=60)
     Job.objects.filter(pk=job.pk).update(wait_deadline=timezone.now() - timedelta(seconds=1))
     Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, waiting_for=[])
-    assert lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error="too late") is None
+    assert lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error="too late", message="failed") is None
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and job.error == ""
     assert set(job.tiles.values_list("status", flat=True)) == {TileStatus.PENDING}

@@ -1,5 +1,6 @@
 """The code's layout stays easy to walk: no import cycle between the project's modules, the data
-files never import the jobs, and no module grows past 400 lines."""
+files never import the jobs, no module grows past 400 lines, and only the life cycle writes a
+status."""
 
 import ast
 from pathlib import Path
@@ -105,3 +106,26 @@ def test_the_data_files_never_import_the_jobs():
 def test_no_module_is_over_400_lines(name):
     lines = len(project_modules()[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines"
+
+
+def status_writes(path):
+    """Lines of `path` that write a status: an update(...) or save with a `status` keyword."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("update", "bulk_update", "update_or_create")
+                and any(keyword.arg == "status" for keyword in node.keywords)):
+            found.append(node.lineno)
+    return found
+
+
+def test_only_the_life_cycle_writes_a_status():
+    writes = {name: lines for name, path in project_modules().items()
+              if name != "jobs.lifecycle" and (lines := status_writes(path))}
+    assert writes == {}
+
+
+def test_the_status_scan_sees_a_write(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("Job.objects.filter(pk=1).update(status='failed')\nJob.objects.filter(status='x').count()\n")
+    assert status_writes(sample) == [1]

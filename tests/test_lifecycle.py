@@ -1,6 +1,7 @@
 """The life cycle table: every transition it allows works and is announced once, every other one is
 refused, a job that ends leaves no tile to claim, and the README shows the code's table."""
 
+import re
 import threading
 from pathlib import Path
 
@@ -59,8 +60,24 @@ def test_the_readme_shows_the_codes_table():
         if not line.startswith("|"):
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows.append((cells[0], cells[1].strip("`"), cells[2], cells[3], cells[4]))
-    assert rows == list(lifecycle.table_rows())
+        rows.append((cells[0], cells[1].strip("`"), cells[2], cells[3], cells[4], cells[5]))
+    tables = {"job": lifecycle.JOB_TRANSITIONS, "tile": lifecycle.TILE_TRANSITIONS}
+    assert rows == [(*row, tables[row[0]][row[1]].help) for row in lifecycle.table_rows()]
+
+
+def test_the_readmes_diagram_draws_every_transition_and_no_other():
+    """Each line of the diagram is `[tile:] a | b --name--> c [--name--> d ...]`."""
+    text = README.read_text()
+    diagram = text[text.index("## How a job runs"):].split("```")[1]
+    drawn = set()
+    for line in filter(None, (line.strip() for line in diagram.splitlines())):
+        kind, line = ("tile", line.removeprefix("tile:")) if line.startswith("tile:") else ("job", line)
+        parts = [part.strip() for part in re.split(r"--(\w+)-->", line)]
+        for at in range(1, len(parts), 2):
+            drawn.add((kind, parts[at], frozenset(parts[at - 1].split(" | ")), parts[at + 1]))
+    assert drawn == {(kind, t.name, t.sources, t.target)
+                     for kind, table in (("job", lifecycle.JOB_TRANSITIONS), ("tile", lifecycle.TILE_TRANSITIONS))
+                     for t in table.values()}
 
 
 @pytest.mark.parametrize("name", list(lifecycle.JOB_TRANSITIONS))
@@ -121,8 +138,11 @@ def test_every_tile_transition_moves_exactly_the_tiles_in_its_states(
                 moved = lifecycle.move_tiles(job.pk, name, tiles)
         if state in transition.sources:
             assert moved == 3 and set(tiles.values_list("status", flat=True)) == {transition.target}
-            assert heard == [("tiles_changed", {"signal": lifecycle.tiles_changed, "job_id": job.pk, "transition": name,
-                                                "count": 3, "counts": {transition.target: 3}})]
+            ((signal, kwargs),) = heard
+            counts = kwargs.pop("counts")
+            assert (signal, kwargs) == ("tiles_changed", {"signal": lifecycle.tiles_changed, "job_id": job.pk,
+                                                          "transition": name, "count": 3})
+            assert counts() == {transition.target: 3}
         else:
             assert moved == 0 and set(tiles.values_list("status", flat=True)) == {state}
             assert heard == []
@@ -160,7 +180,7 @@ def test_a_whole_run_announces_each_transition_once(index, owner, media, heard, 
     assert sum(count for name, count in moved if name == "claim") == 2
     assert sum(count for name, count in moved if name == "succeed") == 2
     last = [kwargs for signal, kwargs in heard if signal == "tiles_changed"][-1]
-    assert last["counts"] == {"succeeded": 2}  # read after the last batch's commit
+    assert last["counts"]() == {"succeeded": 2}
 
 
 def assert_nothing_left_to_claim(job):
@@ -247,3 +267,26 @@ def test_concurrent_cancel_and_resume_end_consistent(index, owner, media):
             job_cancel(job=current, by="owner")
         resumes += outcomes.count("resume")
     assert JobLog.objects.filter(job=job, message__startswith="resumed").count() == resumes == 8
+
+
+def test_a_receiver_that_fails_harms_neither_the_transition_nor_its_caller(job, client_for, owner,
+                                                                          django_capture_on_commit_callbacks):
+    def broken(sender, **kwargs):
+        raise RuntimeError("a receiver's bug")
+
+    lifecycle.job_changed.connect(broken)
+    lifecycle.tiles_changed.connect(broken)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(owner).post(f"/api/v1/jobs/{job.pk}/cancel/")
+    finally:
+        lifecycle.job_changed.disconnect(broken)
+        lifecycle.tiles_changed.disconnect(broken)
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+    assert not JobTile.objects.filter(job=job, status=TileStatus.PENDING).exists()
+
+
+def test_a_transition_that_ends_a_job_must_say_why(job):
+    with pytest.raises(lifecycle.NotAllowed):
+        lifecycle.move_job(job.pk, "cancel")
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED

@@ -16,11 +16,10 @@ from jobsite.gdalpolicy import thread_config
 
 from .. import lifecycle, queue, storage, tileindex
 
-from jobsite.exceptions import Rejected
+from jobsite.exceptions import Rejected, id_list
 from ..jobtypes import get_job_type
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster.io import RasterError
-from .submit import id_list
 
 logger = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ def sweep():
     for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
         job_finish_tiles(job_id=job_id)
     wake_stalled_jobs(untouched_for=settings.STALE_WAKEUP_SECONDS, also=touched)
-    overdue = Q(merge_started__lt=now - timedelta(seconds=settings.TASK_TIMEOUT))
+    overdue = Q(merge_started__isnull=True) | Q(merge_started__lt=now - timedelta(seconds=settings.TASK_TIMEOUT))
     for job_id in Job.objects.filter(overdue, status=JobStatus.MERGING).values_list("id", flat=True):
         if lifecycle.move_job(job_id, "merge_again", where=overdue, message="the merge did not finish in time; it runs again",
                               level=JobLog.Level.WARNING):
@@ -103,11 +103,11 @@ def wake_stalled_jobs(*, untouched_for, also=()):
     worker has touched for `untouched_for` seconds (their broker messages may be lost), and for the
     jobs in `also`. Extra tasks are harmless: they find no tile to claim."""
     now = timezone.now()
-    stale = now - timedelta(seconds=untouched_for)
+    untouched = Q(woken__isnull=True) | Q(woken__lte=now - timedelta(seconds=untouched_for))
     waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
                .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
                          running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
-               .filter(pending__gt=0).filter(Q(pk__in=list(also)) | Q(running=0, woken__lte=stale)))
+               .filter(pending__gt=0).filter(Q(pk__in=list(also)) | Q(untouched, running=0)))
     for job_id, pending in waiting.values_list("id", "pending"):
         Job.objects.filter(pk=job_id).update(woken=now)  # woken at most once per period
         queue.enqueue_tiles(job_id, pending)

@@ -16,7 +16,7 @@ from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
 from .. import lifecycle, queue, storage, tileindex, vector
-from jobsite.exceptions import LimitExceeded, Rejected, TooLarge, quoted
+from jobsite.exceptions import LimitExceeded, Rejected, TooLarge, id_list, quoted
 from ..jobtypes import get_job_type, read_polygons
 from ..models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
 
@@ -255,11 +255,6 @@ def check_job_storage(stored):
     if stored >= settings.JOB_STORAGE_QUOTA_BYTES:
         raise TooLarge(f"your jobs store {stored} bytes; your quota is {settings.JOB_STORAGE_QUOTA_BYTES} bytes; "
                        "delete finished jobs or their interim results")
-
-
-def id_list(ids, limit=20):
-    ids = list(ids)
-    return ", ".join(map(str, ids[:limit])) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def start_jobs_waiting_for(sender, datafile, **kwargs):
