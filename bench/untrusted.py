@@ -126,13 +126,13 @@ def main():
                                    miny=5699000.0 - row * 1000, maxy=5700000.0 - row * 1000,
                                    width=1000, height=1000, col=col * 1000, row=row * 1000)
                               for row in range(20) for col in range(20)])
-    from jobs import tileindex
+    from jobs import towns
 
     polygons = vector.read_polygons(ogr.Open(str(shapefile)), wkt, "squares")
-    choose = timed(lambda: tileindex.tiles_overlapping(polygons), args.runs)
+    choose = timed(lambda: towns.tiles_overlapping(polygons), args.runs)
     figures["polygons 200,000"] = {"arrow_s": round(arrow, 3), "per_feature_s": round(loop, 3),
                                    "ratio": round(arrow / loop, 2), "choose_tiles_s": round(choose, 3),
-                                   "tiles": len(tileindex.tiles_overlapping(polygons))}
+                                   "tiles": len(towns.tiles_overlapping(polygons))}
     harness.record("untrusted", {"runs": args.runs, **figures})
 
 

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from jobsite.exceptions import Conflict, TooLarge
-from .models import IndexCrs, Job, JobInput, JobLog, JobTile, Label, Tile, Town
+from .models import Collection, Job, JobInput, JobLog, JobTile, Label, Tile, Town
 from .services import control
 
 
@@ -28,14 +28,21 @@ class TileAdmin(ViewOnlyAdmin):
         return False
 
 
-@admin.register(IndexCrs)
-class IndexCrsAdmin(admin.ModelAdmin):
-    """Shown for reference; load_tiles sets it."""
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    """load_tiles creates collections and records their grid; staff edit only how they are described."""
 
-    list_display = ["__str__", "updated"]
-    readonly_fields = ["wkt", "updated"]
+    list_display = ["id", "title", "tile_count", "data_type", "band_count", "updated"]
+    search_fields = ["id", "title"]
+    fields = ["id", "title", "description", "keywords", "tile_count", "crs_wkt", "pixel_width", "pixel_height",
+              "origin_x", "origin_y", "data_type", "band_count", "bands", "nodata", "minx", "miny", "maxx", "maxy",
+              "created", "updated"]
+    readonly_fields = [name for name in fields if name not in ("title", "description", "keywords")]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 

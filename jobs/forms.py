@@ -3,11 +3,12 @@
 import json
 
 from django import forms
+from django.conf import settings
 
 from datafiles.models import DataFile
 
 from .jobtypes import JOB_TYPES
-from .models import Town
+from .models import Collection, Town
 
 
 def _param_field(param):
@@ -46,6 +47,9 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.kind = kind
         self.fields["type"] = forms.ChoiceField(choices=[(name, name) for name in JOB_TYPES], initial=kind.name)
+        self.fields["collection"] = forms.ModelChoiceField(
+            Collection.objects.order_by("id"), initial=settings.DEFAULT_COLLECTION, empty_label=None, required=False,
+            help_text="the collection of tiles to run over (the default one if none is chosen)")
         self.fields["town"] = forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
                                                      empty_label="(the tile ids below)", help_text="a town's tiles")
         self.fields["tile_ids"] = forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283")
@@ -81,7 +85,7 @@ class JobForm(forms.Form):
     def submit_kwargs(self):
         data = self.cleaned_data
         return {
-            "job_type": self.kind.name, "tile_ids": data["tile_ids"],
+            "job_type": self.kind.name, "tile_ids": data["tile_ids"], "collection": data["collection"].pk if data.get("collection") else None,
             "town_id": data["town"].pk if data["town"] else None,
             "params": {p.name: data[f"param_{p.name}"] for p in self.kind.params
                        if data.get(f"param_{p.name}") is not None and not self.fields[f"param_{p.name}"].disabled},

@@ -77,13 +77,16 @@ JOB_ID = OpenApiParameter("job_id", int, required=True)
 
 @legacy_endpoint(OpenApiParameter("tile_ids", str, description="comma-separated tile ids; or town_id"),
                  OpenApiParameter("town_id", int), OpenApiParameter("type", str, description="default hillshade"),
+                 OpenApiParameter("collection", str, description="default: the site's default collection"),
                  changes_state=True)
 def start_job(request):
-    """Start a job over `tile_ids` (comma-separated) or `town_id`; `type` defaults to hillshade."""
+    """Start a job over `tile_ids` (comma-separated) or `town_id` of `collection`; `type` defaults to
+    hillshade."""
     params = request.query_params
     tile_ids = _tile_id_list(params["tile_ids"]) if params.get("tile_ids") else None
     town_id = _int_param(request, "town_id") if params.get("town_id") else None
-    job = submit.job_submit(owner=request.user, job_type=params.get("type", "hillshade"), tile_ids=tile_ids, town_id=town_id)
+    job = submit.job_submit(owner=request.user, job_type=params.get("type", "hillshade"), tile_ids=tile_ids,
+                            town_id=town_id, collection=params.get("collection") or None)
     return _answer(201, _job_data(request, job.pk), f"job {job.pk} started over {job.tiles_total} tiles")
 
 

@@ -15,10 +15,52 @@ from jobsite.exceptions import Rejected
 MAX_ID = 2_147_483_647
 
 
+def default_collection():
+    """The collection a tile or job belongs to when none is named (JOBSITE_DEFAULT_COLLECTION)."""
+    return settings.DEFAULT_COLLECTION
+
+
+class Collection(models.Model):
+    """A raster layer of the site cut into tiles of one grid: one CRS, one pixel size, one data
+    type and band layout. load_tiles creates it and records what its tiles share."""
+
+    id = models.SlugField(primary_key=True, max_length=64, help_text="a short name, such as dem1m")
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    keywords = models.JSONField(default=list, blank=True)
+    crs_wkt = models.TextField(blank=True, help_text="the CRS all its tiles share, as WKT")
+    pixel_width = models.FloatField(null=True, blank=True)
+    pixel_height = models.FloatField(null=True, blank=True, help_text="positive, in CRS units")
+    origin_x = models.FloatField(null=True, blank=True, help_text="left edge of its grid")
+    origin_y = models.FloatField(null=True, blank=True, help_text="top edge of its grid")
+    data_type = models.CharField(max_length=16, blank=True)
+    band_count = models.PositiveIntegerField(default=1)
+    bands = models.JSONField(default=list, blank=True, help_text="[{description}] of each band")
+    nodata = models.FloatField(null=True, blank=True)
+    minx = models.FloatField(null=True, blank=True)
+    miny = models.FloatField(null=True, blank=True)
+    maxx = models.FloatField(null=True, blank=True)
+    maxy = models.FloatField(null=True, blank=True)
+    tile_count = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.title or self.id
+
+    @property
+    def bounds(self):
+        return None if self.minx is None else (self.minx, self.miny, self.maxx, self.maxy)
+
+
 class Tile(models.Model):
     """One raster of the tile index. The id is the index's own tile number."""
 
     id = models.PositiveIntegerField(primary_key=True)
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="tiles", default=default_collection)
     path = models.CharField(max_length=1024)
     minx = models.FloatField()
     miny = models.FloatField()
@@ -43,28 +85,14 @@ class Tile(models.Model):
         return (self.minx, self.miny, self.maxx, self.maxy)
 
 
-class IndexCrs(models.Model):
-    """The CRS that all tiles of the index share, stored by load_tiles (one row), so that jobs
-    need not read it from a tile: a tile on storage that stopped answering must hang only the
-    tiles that read it."""
-
-    wkt = models.TextField()
-    updated = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        verbose_name = "index CRS"
-        verbose_name_plural = "index CRS"
-
-    def __str__(self):
-        return self.wkt.split('"')[1] if '"' in self.wkt else self.wkt[:60]
-
-
 class Town(models.Model):
-    """A named area; its tiles are those whose footprint overlaps its polygon."""
+    """A named area on the ground; its tiles, in every collection, are those whose footprint
+    overlaps its polygon."""
 
     id = models.PositiveIntegerField(primary_key=True)
     name = models.CharField(max_length=200)
-    geometry_wkt = models.TextField(help_text="Polygon in the tile index CRS, as WKT")
+    geometry_wkt = models.TextField(help_text="its polygon, as WKT, in the CRS crs_wkt")
+    crs_wkt = models.TextField(blank=True, help_text="the CRS of its polygon, as WKT")
     tiles = models.ManyToManyField(Tile, related_name="towns", blank=True)
 
     class Meta:
@@ -155,6 +183,7 @@ class Job(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     params = models.JSONField(default=dict, blank=True)
     labels = models.ManyToManyField(Label, related_name="jobs", blank=True)
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="jobs", default=default_collection)
     town = models.ForeignKey(Town, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     interim_results = models.CharField(max_length=16, choices=InterimResults.choices, default=InterimResults.ON_ERROR)

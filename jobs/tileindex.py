@@ -1,4 +1,5 @@
-"""Loading the tile index and the towns. Each load checks everything first and writes all or nothing."""
+"""Loading collections of tiles, what a collection's grid is, and where its tiles lie relative to each
+other. Each load checks everything first and writes all or nothing."""
 
 import multiprocessing
 import os
@@ -12,20 +13,18 @@ from django.db import transaction
 from django.db.models import F, Max, ProtectedError, Q
 from django.utils import timezone
 
+from jobsite.exceptions import LoadError
 from jobsite.georef import same_crs
 
-from . import vector
-from .models import IndexCrs, Tile, Town
+from . import towns, vector
+from .models import Collection, Tile
 from .raster.io import GridTile, IndexGrid, RasterError, read_info
 
 TILE_ID = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 RASTER_SUFFIXES = {".tif", ".tiff"}
 # A tile's corner may sit this far (in pixels) off the index grid and still count as on it.
 GRID_TOLERANCE = 1e-3
-
-
-class LoadError(Exception):
-    """The tile index or the towns could not be loaded; the message names the file and the problem."""
+COLLECTION_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def tile_paths(source):
@@ -93,6 +92,8 @@ def read_tiles(paths, reference=None):
         reference = reference or info
         if info.pixel_size != reference.pixel_size:
             raise LoadError(f"{path}: pixel size {info.pixel_size} differs from {reference.pixel_size} of {reference.path}")
+        if info.bands != reference.bands:
+            raise LoadError(f"{path}: {info.bands} bands differ from the {reference.bands} of {reference.path}")
         if info.dtype != reference.dtype or info.nodata != reference.nodata:
             raise LoadError(f"{path}: data type {info.dtype} / nodata {info.nodata} differ from "
                               f"{reference.dtype} / {reference.nodata} of {reference.path}")
@@ -164,14 +165,17 @@ def _overlaps(tiles):
     return None
 
 
-def load_tiles(source, replace=False):
-    """Load the tiles of `source` into the index. Returns (created, updated, deleted) counts.
+def load_tiles(source, replace=False, collection=None, title=None):
+    """Load the tiles of `source` into a collection (the default collection without one; created
+    if new). Returns (created, updated, deleted) counts. Other collections are never touched.
 
-    Without `replace`, the tiles are added to those already loaded and a tile number that is
-    already there is an error; with `replace`, the index becomes exactly `source`.
+    Without `replace`, the tiles are added to those the collection has and a tile number that is
+    already there is an error; with `replace`, the collection becomes exactly `source`. Tile
+    numbers are unique across collections for now: a number another collection has is an error.
     """
+    slug = check_collection_id(collection or settings.DEFAULT_COLLECTION)
     paths = tile_paths(source)
-    existing = {tile.id: tile for tile in Tile.objects.all()}
+    existing = {tile.id: tile for tile in Tile.objects.filter(collection_id=slug)}
     reference = None
     kept = [] if replace else list(existing.values())
     if kept:
@@ -183,132 +187,113 @@ def load_tiles(source, replace=False):
     if not replace:
         clash = sorted(set(infos) & set(existing))
         if clash:
-            raise LoadError(f"tiles {', '.join(map(str, clash[:20]))} are already loaded; use --replace to reload the index")
+            raise LoadError(f"tiles {', '.join(map(str, clash[:20]))} of collection {slug} are already loaded; "
+                            "use --replace to reload the collection")
+    elsewhere = dict(Tile.objects.filter(id__in=list(infos)).exclude(collection_id=slug)
+                     .values_list("id", "collection_id")[:20])
+    if elsewhere:
+        raise LoadError(f"tile numbers {', '.join(map(str, sorted(elsewhere)))} belong to collection "
+                        f"{sorted(set(elsewhere.values()))[0]}; tile numbers are unique across collections")
 
     tiles = []
     for tile_id, info in infos.items():
         minx, miny, maxx, maxy = info.bounds
-        tiles.append(Tile(id=tile_id, path=os.path.realpath(info.path), minx=minx, miny=miny, maxx=maxx, maxy=maxy,
-                          width=info.width, height=info.height, col=0, row=0))
+        tiles.append(Tile(id=tile_id, collection_id=slug, path=os.path.realpath(info.path), minx=minx, miny=miny,
+                          maxx=maxx, maxy=maxy, width=info.width, height=info.height, col=0, row=0))
     everything = tiles + kept
-    place_on_grid(everything, next(iter(infos.values())).pixel_size)
+    first = reference or next(iter(infos.values()))
+    place_on_grid(everything, first.pixel_size)
     clash = _overlaps(everything)
     if clash:
         raise LoadError(f"{clash[0].path}: tile {clash[0].id} starts at the same place as tile {clash[1].id}")
 
     removed = set(existing) - set(infos) if replace else set()
     with transaction.atomic():
+        record = _collection_for_load(slug, title)
         if removed:
             try:
-                Tile.objects.filter(id__in=removed).delete()
+                Tile.objects.filter(collection_id=slug, id__in=removed).delete()
             except ProtectedError:
                 raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
         Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
-                                 update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row", "loaded"])
-        _store_index_crs((reference or next(iter(infos.values()))).crs_wkt)
+                                 update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
+                                                "loaded"])
+        _describe(record, first, everything)
+        towns.assign_tiles(record)
     updated = len(set(infos) & set(existing))
     return len(infos) - updated, updated, len(removed)
 
 
-def index_grid():
-    """The index's extent in pixels and its CRS, as the tile operations need them."""
-    extent = Tile.objects.aggregate(right=Max(F("col") + F("width")), bottom=Max(F("row") + F("height")),
-                                    widest=Max("width"), highest=Max("height"))
-    return IndexGrid(extent["right"] or 0, extent["bottom"] or 0, index_crs_wkt(), extent["widest"] or 0,
+def check_collection_id(slug):
+    if not isinstance(slug, str) or not COLLECTION_ID.fullmatch(slug):
+        raise LoadError(f"{slug!r} is not a collection name: 1 to 64 lower-case letters, digits, - and _, "
+                        "starting with a letter or digit")
+    return slug
+
+
+def _collection_for_load(slug, title):
+    record, _ = Collection.objects.select_for_update().get_or_create(id=slug, defaults={"title": title or ""})
+    if title is not None:
+        record.title = title
+    return record
+
+
+def _describe(record, first, tiles):
+    """Record on the collection what its tiles share, as load_tiles has just checked it."""
+    px, py = first.pixel_size
+    record.crs_wkt = first.crs_wkt
+    record.pixel_width, record.pixel_height = abs(px), abs(py)
+    record.minx, record.miny = min(t.minx for t in tiles), min(t.miny for t in tiles)
+    record.maxx, record.maxy = max(t.maxx for t in tiles), max(t.maxy for t in tiles)
+    record.origin_x, record.origin_y = record.minx, record.maxy
+    record.data_type, record.band_count, record.nodata = first.dtype, first.bands, first.nodata
+    record.bands = [{"band": band} for band in range(1, first.bands + 1)]
+    record.tile_count = len(tiles)
+    record.updated = timezone.now()
+    record.save()
+
+
+def collection_of(slug=None):
+    """The collection named `slug` (the default collection without one); LoadError if unknown."""
+    slug = slug or settings.DEFAULT_COLLECTION
+    found = Collection.objects.filter(pk=slug).first()
+    if found is None:
+        raise LoadError(f"there is no collection {slug!r}; load its tiles first (manage.py load_tiles --collection)")
+    return found
+
+
+def index_grid(collection=None):
+    """A collection's extent in pixels and its CRS, as the tile operations need them."""
+    slug = collection_of(collection).pk
+    extent = Tile.objects.filter(collection_id=slug).aggregate(
+        right=Max(F("col") + F("width")), bottom=Max(F("row") + F("height")), widest=Max("width"),
+        highest=Max("height"))
+    return IndexGrid(extent["right"] or 0, extent["bottom"] or 0, index_crs_wkt(slug), extent["widest"] or 0,
                      extent["highest"] or 0)
 
 
-def index_crs_wkt():
-    """The CRS all tiles share, as load_tiles stored it (read from the tiles, and stored, for an
-    index loaded before it did)."""
-    stored = IndexCrs.objects.values_list("wkt", flat=True).first()
-    if stored:
-        return stored
-    wkt = _read_index_crs()
-    _store_index_crs(wkt)
-    return wkt
+def index_crs_wkt(collection=None):
+    """The CRS all tiles of a collection share, as load_tiles stored it (read from its tiles, and
+    stored, for tiles loaded before it did)."""
+    record = collection_of(collection)
+    if record.crs_wkt:
+        return record.crs_wkt
+    record.crs_wkt = _read_index_crs(record.pk)
+    Collection.objects.filter(pk=record.pk).update(crs_wkt=record.crs_wkt)
+    return record.crs_wkt
 
 
-def _store_index_crs(wkt):
-    IndexCrs.objects.update_or_create(pk=1, defaults={"wkt": wkt, "updated": timezone.now()})
-
-
-def _read_index_crs(tries=10):
+def _read_index_crs(slug, tries=10):
     """The CRS of the first tile that can be read, so that one broken tile does not stop the others."""
     problems = []
-    for tile in Tile.objects.order_by("id")[:tries]:
+    for tile in Tile.objects.filter(collection_id=slug).order_by("id")[:tries]:
         try:
             return read_info(tile.path).crs_wkt
         except RasterError as exc:
             problems.append(f"{tile.path} (tile {tile.id}): {exc}")
     if not problems:
-        raise LoadError("the tile index is empty; load tiles first (manage.py load_tiles)")
+        raise LoadError(f"the tile index is empty: collection {slug} has no tiles; load tiles first (manage.py load_tiles)")
     raise LoadError(f"none of the first {len(problems)} tiles can be read: {'; '.join(problems)}")
-
-
-def tiles_overlapping(polygons):
-    """Sorted ids of the tiles whose footprint overlaps any of `polygons` (with .wkb and .bounds
-    in the index CRS). One query reads the footprints under the polygons' extent into a grid of
-    cells the size of the largest tile; each polygon then meets only the tiles of the cells its
-    bounds cover, and the exact test runs only where its bounds do not settle it."""
-    polygons = list(polygons)
-    if not polygons:
-        return []
-    minx, miny = min(p.bounds[0] for p in polygons), min(p.bounds[1] for p in polygons)
-    maxx, maxy = max(p.bounds[2] for p in polygons), max(p.bounds[3] for p in polygons)
-    footprints = list(Tile.objects.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
-                      .values_list("id", "minx", "miny", "maxx", "maxy"))
-    if not footprints:
-        return []
-    size = max(max(t[3] - t[1], t[4] - t[2]) for t in footprints) or 1.0
-    # The cells are counted from the footprints' corner and clipped to the cells they occupy, so
-    # that a polygon a million times larger than the index still meets only the index's cells.
-    minx, miny = min(t[1] for t in footprints), min(t[2] for t in footprints)
-    last_x = int((max(t[3] for t in footprints) - minx) // size)
-    last_y = int((max(t[4] for t in footprints) - miny) // size)
-
-    def cells(bounds):
-        x0, y0 = max(0, int((bounds[0] - minx) // size)), max(0, int((bounds[1] - miny) // size))
-        x1, y1 = min(last_x, int((bounds[2] - minx) // size)), min(last_y, int((bounds[3] - miny) // size))
-        return ((x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1))
-
-    grid = {}
-    for footprint in footprints:
-        for cell in cells(footprint[1:]):
-            grid.setdefault(cell, []).append(footprint)
-    found = set()
-    for polygon in polygons:
-        pminx, pminy, pmaxx, pmaxy = polygon.bounds
-        for cell in cells(polygon.bounds):
-            for tile_id, tminx, tminy, tmaxx, tmaxy in grid.get(cell, ()):
-                if tile_id in found or not (tminx < pmaxx and pminx < tmaxx and tminy < pmaxy and pminy < tmaxy):
-                    continue
-                inside = tminx <= pminx and pmaxx <= tmaxx and tminy <= pminy and pmaxy <= tmaxy
-                if (inside and pminx < pmaxx and pminy < pmaxy) or vector.intersects_box(polygon.wkb, (tminx, tminy, tmaxx, tmaxy)):
-                    found.add(tile_id)
-    return sorted(found)
-
-
-def load_towns(source, id_field, name_field):
-    """Load the towns of a polygon file, each with the tiles its polygon overlaps.
-
-    Returns (towns, towns without tiles). A town already loaded is replaced.
-    """
-    try:
-        areas = vector.read_areas(source, id_field, name_field, index_crs_wkt())
-    except vector.VectorError as exc:
-        raise LoadError(str(exc)) from None
-    if not areas:
-        raise LoadError(f"{source}: no features")
-    tiles_of = {area.id: tiles_overlapping([area]) for area in areas}
-    with transaction.atomic():
-        Town.objects.bulk_create([Town(id=a.id, name=a.name, geometry_wkt=a.wkt) for a in areas],
-                                 update_conflicts=True, unique_fields=["id"], update_fields=["name", "geometry_wkt"])
-        Town.tiles.through.objects.filter(town_id__in=tiles_of).delete()
-        Town.tiles.through.objects.bulk_create(
-            [Town.tiles.through(town_id=town_id, tile_id=tile_id) for town_id, ids in tiles_of.items() for tile_id in ids]
-        )
-    return areas, [a for a in areas if not tiles_of[a.id]]
 
 
 # Grid geometry: where tiles lie relative to each other, for the halo of a tile.
@@ -334,7 +319,8 @@ def neighbours(tiles, halo, grid):
                      col__lt=max(t.col + t.width for t in in_row) + halo,
                      row__gt=row - grid.max_tile_height - halo, row__lt=max(t.row + t.height for t in in_row) + halo)
     rows = {}
-    for other in Tile.objects.filter(windows).values_list("id", "path", "col", "row", "width", "height"):
+    in_collection = Tile.objects.filter(collection_id=tiles[0].collection_id)
+    for other in in_collection.filter(windows).values_list("id", "path", "col", "row", "width", "height"):
         rows.setdefault(other[3], []).append(other)
     for tile in tiles:
         top, bottom = tile.row - halo, tile.row + tile.height + halo

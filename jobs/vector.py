@@ -208,3 +208,21 @@ def _plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def wkt_bounds(wkt):
+    """(minx, miny, maxx, maxy) of a geometry given as WKT."""
+    minx, maxx, miny, maxy = ogr.CreateGeometryFromWkt(wkt).GetEnvelope()
+    return (minx, miny, maxx, maxy)
+
+
+def reprojected(area, from_wkt, to_wkt):
+    """`area` (in the CRS `from_wkt`) as an Area in the CRS `to_wkt`, transformed with OGR."""
+    source, target = osr.SpatialReference(wkt=from_wkt), osr.SpatialReference(wkt=to_wkt)
+    for srs in (source, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    geometry = ogr.CreateGeometryFromWkt(area.wkt)
+    if not source.IsSame(target):
+        geometry.Transform(osr.CoordinateTransformation(source, target))
+    minx, maxx, miny, maxy = geometry.GetEnvelope()
+    return Area(area.id, area.name, geometry.ExportToWkt(), (minx, miny, maxx, maxy))

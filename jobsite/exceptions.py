@@ -44,3 +44,7 @@ def id_list(ids, limit=20):
     """Ids as a message lists them: the first `limit`, then how many more."""
     ids = list(ids)
     return ", ".join(map(str, ids[:limit])) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+class LoadError(Exception):
+    """Tiles or towns could not be loaded; the message names the file and the problem."""

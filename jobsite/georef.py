@@ -66,3 +66,24 @@ def srs_from_epsg(code):
     srs.ImportFromEPSG(code)
     return srs
 
+
+def crs_name(wkt):
+    """The name a CRS gives itself, such as "ETRS89 / UTM zone 32N"."""
+    return osr.SpatialReference(wkt=wkt).GetName()
+
+
+def lonlat_bounds(box, wkt, densify=21):
+    """(west, south, east, north) in WGS84 degrees of `box` (minx, miny, maxx, maxy in the CRS
+    `wkt`): its edges, densified, transformed with OSR in longitude/latitude order."""
+    source = osr.SpatialReference(wkt=wkt)
+    target = osr.SpatialReference()
+    target.ImportFromEPSG(4326)
+    for srs in (source, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    minx, miny, maxx, maxy = box
+    steps = [i / (densify - 1) for i in range(densify)]
+    edge = ([(minx + (maxx - minx) * t, miny) for t in steps] + [(minx + (maxx - minx) * t, maxy) for t in steps]
+            + [(minx, miny + (maxy - miny) * t) for t in steps] + [(maxx, miny + (maxy - miny) * t) for t in steps])
+    points = osr.CoordinateTransformation(source, target).TransformPoints(edge)
+    lons, lats = [p[0] for p in points], [p[1] for p in points]
+    return (min(lons), min(lats), max(lons), max(lats))

@@ -327,6 +327,8 @@ MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimu
 JOB_STORAGE_QUOTA_BYTES = envint("JOBSITE_JOB_STORAGE_QUOTA_BYTES", 20 * 1024 * 1024 * 1024, minimum=1)
 MAX_JOBS_PER_USER = envint("JOBSITE_MAX_JOBS_PER_USER", 1000, minimum=1)
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")
+# The collection of tiles that jobs, tile lists and load_tiles use when none is named.
+DEFAULT_COLLECTION = os.environ.get("JOBSITE_DEFAULT_COLLECTION", "default")
 if INTERIM_RESULTS_DEFAULT not in ("always", "on_error", "never"):
     raise ImproperlyConfigured("JOBSITE_INTERIM_RESULTS must be always, on_error or never")
 

@@ -21,6 +21,7 @@ class Router(DefaultRouter):
 
 router = Router()
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("collections", views.CollectionViewSet, basename="collection")
 router.register("tiles", views.TileViewSet, basename="tile")
 router.register("towns", views.TownViewSet, basename="town")
 router.register("job-types", views.JobTypeViewSet, basename="job-type")

@@ -10,7 +10,7 @@ def test_tiles_list_with_their_bounds(index, owner, client_for):
     body = client_for(owner).get("/api/v1/tiles/").json()
     assert body["count"] == 12
     first = body["results"][0]
-    assert first == {"id": 100, "bounds": [400000.0, 5699680.0, 400320.0, 5700000.0], "width": 64, "height": 64,
+    assert first == {"id": 100, "collection": "default", "bounds": [400000.0, 5699680.0, 400320.0, 5700000.0], "width": 64, "height": 64,
                      "col": 0, "row": 0}
     assert client_for(owner).get("/api/v1/tiles/123/").json()["width"] == 58
 

@@ -131,9 +131,10 @@ def parse_bbox(value):
 
 
 class TileFilter(filters.FilterSet):
+    collection = filters.CharFilter(field_name="collection_id", help_text="the tiles of this collection")
     id = IdInFilter(help_text="any of these tile ids, comma-separated")
     town = IdFilter(field_name="towns__id")
-    bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy (index CRS)")
+    bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy (the collection's CRS)")
 
     class Meta:
         model = Tile

@@ -3,9 +3,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from jobsite import georef
+
 from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
-from ..models import MAX_ID, InterimResults, Job, JobLog, JobTile, Tile, Town
+from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Tile, Town
 
 
 class OutputSerializer(serializers.Serializer):
@@ -45,7 +47,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "type", "status", "owner", "params", "inputs", "labels", "town", "interim_results",
+        fields = ["id", "type", "status", "owner", "collection", "params", "inputs", "labels", "town", "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
                   "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
                   "interim_deleted", "links"]
@@ -91,8 +93,11 @@ class NamedChoiceField(serializers.ChoiceField):
 
 class JobCreateSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="A job type name, e.g. hillshade (see job-types/)")
+    collection = serializers.CharField(required=False, max_length=64,
+                                       help_text="The collection of tiles to run over (see collections/); the "
+                                                 "site's default collection without it")
     tile_ids = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=MAX_ID), required=False,
-                                     allow_empty=True, help_text="Tile ids of the index; give this or town_id")
+                                     allow_empty=True, help_text="Tile ids of the collection; give this or town_id")
     town_id = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False,
                                        help_text="A town id; give this or tile_ids")
     params = serializers.DictField(required=False, default=dict, help_text="Parameters of the job type")
@@ -121,11 +126,49 @@ class JobTileSerializer(serializers.ModelSerializer):
 
 class TileSerializer(serializers.ModelSerializer):
     bounds = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, read_only=True,
-                                   help_text="[minx, miny, maxx, maxy] in the index CRS")
+                                   help_text="[minx, miny, maxx, maxy] in its collection's CRS")
 
     class Meta:
         model = Tile
-        fields = ["id", "bounds", "width", "height", "col", "row"]
+        fields = ["id", "collection", "bounds", "width", "height", "col", "row"]
+
+
+class CollectionSerializer(serializers.ModelSerializer):
+    crs = serializers.SerializerMethodField(help_text="the CRS's name")
+    epsg = serializers.SerializerMethodField()
+    pixel_size = serializers.SerializerMethodField(help_text="[width, height] of a pixel in CRS units")
+    bounds = serializers.SerializerMethodField(help_text="[minx, miny, maxx, maxy] in the collection's CRS")
+    bounds_wgs84 = serializers.SerializerMethodField(help_text="[west, south, east, north] in WGS84 degrees")
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Collection
+        fields = ["id", "title", "description", "keywords", "crs", "epsg", "crs_wkt", "pixel_size", "origin_x",
+                  "origin_y", "data_type", "band_count", "bands", "nodata", "bounds", "bounds_wgs84", "tile_count",
+                  "created", "updated", "links"]
+        read_only_fields = fields
+
+    def get_crs(self, collection) -> str | None:
+        return georef.crs_name(collection.crs_wkt) if collection.crs_wkt else None
+
+    def get_epsg(self, collection) -> int | None:
+        return georef.epsg_of(collection.crs_wkt) if collection.crs_wkt else None
+
+    def get_pixel_size(self, collection) -> list[float] | None:
+        return None if collection.pixel_width is None else [collection.pixel_width, collection.pixel_height]
+
+    def get_bounds(self, collection) -> list[float] | None:
+        return None if collection.bounds is None else list(collection.bounds)
+
+    def get_bounds_wgs84(self, collection) -> list[float] | None:
+        if collection.bounds is None or not collection.crs_wkt:
+            return None
+        return [round(value, 7) for value in georef.lonlat_bounds(collection.bounds, collection.crs_wkt)]
+
+    def get_links(self, collection) -> dict:
+        request = self.context.get("request")
+        return {"self": reverse("collection-detail", args=[collection.pk], request=request),
+                "tiles": reverse("tile-list", request=request) + f"?collection={collection.pk}"}
 
 
 class TownSerializer(serializers.ModelSerializer):

@@ -21,14 +21,14 @@ from .. import health, queue, storage
 
 from ..jobtypes import JOB_TYPES, get_job_type
 from jobsite.exceptions import quoted
-from ..models import Job, JobLog, Label, Tile, Town
+from ..models import Collection, Job, JobLog, Label, Tile, Town
 from ..services import control, submit
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from jobsite.api.errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
-from .serializers import (CleanupSerializer, JobCreateSerializer, JobLogSerializer, JobSerializer, JobTileSerializer,
-                          JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
+from .serializers import (CleanupSerializer, CollectionSerializer, JobCreateSerializer, JobLogSerializer,
+                          JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
                           StorageSerializer, TileSerializer, TownSerializer, outputs_of)
 
 CONFLICT = {409: ErrorSerializer}
@@ -73,9 +73,9 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
-                                  town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
-                                  interim_results=data.get("interim_results"), inputs=data.get("inputs"),
-                                  wait_timeout=data.get("wait_timeout"))
+                                town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
+                                interim_results=data.get("interim_results"), inputs=data.get("inputs"),
+                                wait_timeout=data.get("wait_timeout"), collection=data.get("collection"))
         return self._represent(job, status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None, **CONFLICT})
@@ -146,8 +146,16 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         return FileResponse(path.open("rb"), content_type=output["content_type"], filename=name)
 
 
+class CollectionViewSet(viewsets.ReadOnlyModelViewSet):
+    """The collections of tiles: raster layers, each cut into tiles of one grid."""
+
+    queryset = Collection.objects.order_by("id")
+    serializer_class = CollectionSerializer
+    lookup_value_regex = "[a-z0-9][a-z0-9_-]{0,63}"
+
+
 class TileViewSet(viewsets.ReadOnlyModelViewSet):
-    """The tile index."""
+    """The tiles of every collection (`?collection=` for one)."""
 
     queryset = Tile.objects.order_by("id")
     serializer_class = TileSerializer

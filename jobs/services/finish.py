@@ -59,7 +59,7 @@ def job_merge(*, job_id):
         with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
             written, results = kind.merge(tile_paths=[media.media_path(p) for p in relpaths], out_dir=out_dir,
                                           params=job.params, inputs=job.input_files(),
-                                          crs_wkt=tileindex.index_crs_wkt())
+                                          crs_wkt=tileindex.index_crs_wkt(job.collection_id))
     except (RasterError, OSError, Rejected, tileindex.LoadError) as exc:
         logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
         error = f"merge failed: {without_paths(str(exc))}"

@@ -15,10 +15,10 @@ from django.utils import timezone
 from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
-from .. import lifecycle, queue, storage, tileindex, vector
+from .. import lifecycle, queue, storage, tileindex, towns, vector
 from jobsite.exceptions import LimitExceeded, Rejected, TooLarge, id_list, quoted
 from ..jobtypes import get_job_type, read_polygons
-from ..models import MAX_ID, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
+from ..models import MAX_ID, Collection, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
 
 EXACTLY_ONE = {"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"}
 
@@ -40,7 +40,7 @@ def _clean_labels(labels):
     return clean
 
 
-def _clean_tile_ids(tile_ids):
+def _clean_tile_ids(tile_ids, collection):
     if not isinstance(tile_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in tile_ids):
         raise Rejected({"tile_ids": "must be a list of integer tile ids"})
     if not tile_ids:
@@ -51,11 +51,13 @@ def _clean_tile_ids(tile_ids):
     if duplicates:
         raise Rejected({"tile_ids": f"duplicate tile ids: {', '.join(map(str, sorted(duplicates)))}"})
     _check_tile_limit("tile_ids", len(tile_ids))
-    known = set(Tile.objects.filter(id__in=[i for i in tile_ids if 0 <= i <= MAX_ID]).values_list("id", flat=True))
+    known = set(Tile.objects.filter(collection=collection, id__in=[i for i in tile_ids if 0 <= i <= MAX_ID])
+                .values_list("id", flat=True))
     unknown = [tile_id for tile_id in tile_ids if tile_id not in known]
     if unknown:
         shown = ", ".join(map(str, unknown[:50])) + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
-        raise Rejected({"tile_ids": f"unknown tile ids: {shown}"})
+        raise Rejected({"tile_ids": f"unknown tile ids: {shown}" + (
+            "" if collection.pk == settings.DEFAULT_COLLECTION else f" (in collection {collection.pk})")})
     return sorted(tile_ids)
 
 
@@ -64,13 +66,13 @@ def _check_tile_limit(field, count):
         raise Rejected({field: f"{count} tiles is more than the limit of {settings.MAX_TILES_PER_JOB} tiles per job"})
 
 
-def _town_tile_ids(town_id):
+def _town_tile_ids(town_id, collection):
     if not isinstance(town_id, int) or isinstance(town_id, bool):
         raise Rejected({"town_id": "must be an integer town id"})
     town = Town.objects.filter(pk=town_id).first() if 0 <= town_id <= MAX_ID else None
     if town is None:
         raise Rejected({"town_id": f"unknown town id: {town_id}"})
-    tile_ids = sorted(town.tiles.values_list("id", flat=True))
+    tile_ids = sorted(town.tiles.filter(collection=collection).values_list("id", flat=True))
     if not tile_ids:
         raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index"})
     _check_tile_limit("town_id", len(tile_ids))
@@ -78,16 +80,17 @@ def _town_tile_ids(town_id):
 
 
 def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
-               inputs=None, wait_timeout=None):
+               inputs=None, wait_timeout=None, collection=None):
     """Create a job and all its tiles in one transaction, then queue its work once committed.
 
     The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
-    polygons overlap. `inputs` names the owner's data files the type reads; a job naming a file
+    polygons overlap, all in `collection` (the default collection without one). `inputs` names the owner's data files the type reads; a job naming a file
     that has not been uploaded yet waits for it (at most `wait_timeout` seconds). Raises Rejected
     for any bad input, LimitExceeded or TooLarge at the owner's limits, writing nothing.
     """
     kind = get_job_type(job_type)
     problems = {}  # every check runs, so that one refusal names every bad field
+    layer = _checked(problems, _collection, collection)
     clean_params = _checked(problems, kind.clean_params, params)
     clean_labels = _checked(problems, _clean_labels, labels)
     interim_results = interim_results or settings.INTERIM_RESULTS_DEFAULT
@@ -96,8 +99,8 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     files = _checked(problems, lambda: _input_files(owner, kind, kind.clean_inputs(inputs)))
     wait_seconds = _checked(problems, _clean_wait_timeout, wait_timeout)
     tiles_from_file = tile_ids is None and town_id is None and kind.tiles_from
-    chosen = None if files is None and tiles_from_file else _checked(problems, _choose_tiles, kind, files, tile_ids,
-                                                                     town_id)
+    chosen = None if layer is None or (files is None and tiles_from_file) else _checked(
+        problems, _choose_tiles, kind, files, tile_ids, town_id, layer)
     if problems:
         raise Rejected(problems)
     town, ids = chosen
@@ -107,7 +110,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     with transaction.atomic():
         _check_active_jobs(owner)
         _check_kept(owner)
-        job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town,
+        job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town, collection=layer,
                                  status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
                                  wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
                                  tiles_total=len(ids), woken=None if waiting_for else timezone.now())
@@ -170,13 +173,25 @@ def _clean_wait_timeout(value):
     return value
 
 
-def _choose_tiles(kind, files, tile_ids, town_id):
+def _collection(name):
+    """The collection a job names, or the default collection; Rejected if it does not exist."""
+    if name is not None and not isinstance(name, str):
+        raise Rejected({"collection": "must be the name of a collection"})
+    try:
+        return tileindex.collection_of(name)
+    except tileindex.LoadError:
+        known = ", ".join(Collection.objects.values_list("id", flat=True)[:50]) or "none"
+        raise Rejected({"collection": f"unknown collection {quoted(name or settings.DEFAULT_COLLECTION)}; "
+                                      f"the collections are: {known}"}) from None
+
+
+def _choose_tiles(kind, files, tile_ids, town_id, collection):
     if tile_ids is not None and town_id is not None:
         raise Rejected(EXACTLY_ONE)
     if town_id is not None:
-        return _town_tile_ids(town_id)
+        return _town_tile_ids(town_id, collection)
     if tile_ids is not None:
-        return None, _clean_tile_ids(tile_ids)
+        return None, _clean_tile_ids(tile_ids, collection)
     if not kind.tiles_from:
         raise Rejected(EXACTLY_ONE)
     file_name, datafile = files[kind.tiles_from]
@@ -184,10 +199,10 @@ def _choose_tiles(kind, files, tile_ids, town_id):
         raise Rejected({"tile_ids": f"give tile_ids or town_id: the tiles cannot be chosen by {file_name}, "
                                     "which has not been uploaded yet"})
     try:
-        polygons = read_polygons(datafile.stored, tileindex.index_crs_wkt())
+        polygons = read_polygons(datafile.stored, tileindex.index_crs_wkt(collection.pk))
     except (vector.VectorError, tileindex.LoadError, Unreadable) as exc:
         raise Rejected({"inputs": {kind.tiles_from: str(exc)}}) from None
-    ids = tileindex.tiles_overlapping(polygons)
+    ids = towns.tiles_overlapping(polygons, collection.pk)
     if not ids:
         raise Rejected({"inputs": {kind.tiles_from: f"the polygons of {file_name} overlap no tile of the index"}})
     _check_tile_limit("tile_ids", len(ids))

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.tileindex import LoadError, load_towns
+from jobs.tileindex import LoadError
+from jobs.towns import load_towns
 
 
 class Command(BaseCommand):
