@@ -49,7 +49,7 @@ class JobForm(forms.Form):
         self.fields["type"] = forms.ChoiceField(choices=[(name, name) for name in JOB_TYPES], initial=kind.name)
         self.fields["collection"] = forms.ModelChoiceField(
             Collection.objects.order_by("id"), initial=settings.DEFAULT_COLLECTION, empty_label=None, required=False,
-            help_text="the collection of tiles to run over (the default one if none is chosen)")
+            help_text="the collection of tiles to run over")
         self.fields["town"] = forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
                                                      empty_label="(the tile ids below)", help_text="a town's tiles")
         self.fields["tile_ids"] = forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283")

@@ -154,7 +154,7 @@ class JobType:
         raise NotImplementedError
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
-        """Write the job's outputs into `out_dir` from its tiles' results (`crs_wkt`: the index's).
+        """Write the job's outputs into `out_dir` from its tiles' results (`crs_wkt`: that of the job's collection).
         Returns ([(file name, content type)], results to keep on the job, or None)."""
         return raster_mosaic(self, tile_paths, out_dir)
 
@@ -189,7 +189,7 @@ class DemJobType(JobType):
 
 @lru_cache(maxsize=2)
 def _polygons(stored, target_wkt):
-    """Polygons of a data file (a datafiles StoredFile) in the index CRS, read only by the drivers
+    """Polygons of a data file (a datafiles StoredFile) in the CRS `target_wkt`, read only by the drivers
     of its kind. A stored data file's path never changes content (a replaced file gets a new
     path), so they can be kept for the next tiles."""
     try:

@@ -35,7 +35,7 @@ class Collection(models.Model):
     origin_y = models.FloatField(null=True, blank=True, help_text="top edge of its grid")
     data_type = models.CharField(max_length=16, blank=True)
     band_count = models.PositiveIntegerField(default=1)
-    bands = models.JSONField(default=list, blank=True, help_text="[{description}] of each band")
+    bands = models.JSONField(default=list, blank=True, help_text="[{band}] for each band")
     nodata = models.FloatField(null=True, blank=True)
     minx = models.FloatField(null=True, blank=True)
     miny = models.FloatField(null=True, blank=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Max, ProtectedError, Q
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ RASTER_SUFFIXES = {".tif", ".tiff"}
 # A tile's corner may sit this far (in pixels) off the index grid and still count as on it.
 GRID_TOLERANCE = 1e-3
 COLLECTION_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+LOAD_LOCK = 7_352_914  # the PostgreSQL advisory lock that loads of tiles take
 
 
 def tile_paths(source):
@@ -175,6 +176,20 @@ def load_tiles(source, replace=False, collection=None, title=None):
     """
     slug = check_collection_id(collection or settings.DEFAULT_COLLECTION)
     paths = tile_paths(source)
+    with transaction.atomic():
+        _lock_loads()  # what is read below stays true until the load commits
+        return _load(slug, title, paths, replace)
+
+
+def _lock_loads():
+    """One load at a time, whatever the collection: tile numbers are unique across collections.
+    On SQLite the IMMEDIATE transaction already holds the database's write lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOAD_LOCK])
+
+
+def _load(slug, title, paths, replace):
     existing = {tile.id: tile for tile in Tile.objects.filter(collection_id=slug)}
     reference = None
     kept = [] if replace else list(existing.values())
@@ -192,8 +207,9 @@ def load_tiles(source, replace=False, collection=None, title=None):
     elsewhere = dict(Tile.objects.filter(id__in=list(infos)).exclude(collection_id=slug)
                      .values_list("id", "collection_id")[:20])
     if elsewhere:
-        raise LoadError(f"tile numbers {', '.join(map(str, sorted(elsewhere)))} belong to collection "
-                        f"{sorted(set(elsewhere.values()))[0]}; tile numbers are unique across collections")
+        owners = ", ".join(sorted(set(elsewhere.values())))
+        raise LoadError(f"tile numbers {', '.join(map(str, sorted(elsewhere)))} belong to collection {owners}; "
+                        "tile numbers are unique across collections")
 
     tiles = []
     for tile_id, info in infos.items():
@@ -208,18 +224,18 @@ def load_tiles(source, replace=False, collection=None, title=None):
         raise LoadError(f"{clash[0].path}: tile {clash[0].id} starts at the same place as tile {clash[1].id}")
 
     removed = set(existing) - set(infos) if replace else set()
-    with transaction.atomic():
-        record = _collection_for_load(slug, title)
-        if removed:
-            try:
+    record = _collection_for_load(slug, title)
+    if removed:
+        try:
+            with transaction.atomic():
                 Tile.objects.filter(collection_id=slug, id__in=removed).delete()
-            except ProtectedError:
-                raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
-        Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
-                                 update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
-                                                "loaded"])
-        _describe(record, first, everything)
-        towns.assign_tiles(record)
+        except ProtectedError:
+            raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
+    Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
+                             update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
+                                            "loaded"])
+    _describe(record, first, everything)
+    towns.assign_tiles(record)
     updated = len(set(infos) & set(existing))
     return len(infos) - updated, updated, len(removed)
 

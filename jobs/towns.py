@@ -1,7 +1,7 @@
 """Towns: named areas on the ground, and which tiles of each collection their polygons overlap.
 
-A town's polygon is stored in the CRS it was loaded in (that of the default collection, or of the
-first collection with tiles); its tiles are found in every collection, the polygon reprojected
+A town's polygon is stored in the CRS it was loaded in (that of the default collection, or, while
+that has no tiles, of the first collection by name that has); its tiles are found in every collection, the polygon reprojected
 into each collection's CRS with OGR, when the towns are loaded and whenever a collection is.
 """
 
@@ -13,6 +13,7 @@ from jobsite.exceptions import LoadError
 
 from . import vector
 from .models import Collection, Tile, Town
+from .raster.io import RasterError, read_info
 
 
 def tiles_overlapping(polygons, collection=None):
@@ -77,7 +78,11 @@ def load_towns(source, id_field, name_field):
     tiles_of = {area.id: [] for area in areas}
     for collection in collections:
         for area in areas:
-            tiles_of[area.id] += tiles_overlapping([_in_crs(area, default.crs_wkt, collection)], collection.pk)
+            try:
+                projected = _in_crs(area, default.crs_wkt, collection)
+            except vector.VectorError as exc:
+                raise LoadError(str(exc)) from None
+            tiles_of[area.id] += tiles_overlapping([projected], collection.pk)
     with transaction.atomic():
         Town.objects.bulk_create([Town(id=a.id, name=a.name, geometry_wkt=a.wkt, crs_wkt=default.crs_wkt) for a in areas],
                                  update_conflicts=True, unique_fields=["id"],
@@ -92,22 +97,42 @@ def load_towns(source, id_field, name_field):
 def assign_tiles(collection):
     """Find the tiles of `collection` (just loaded) that each town overlaps, replacing what was
     found in it before. Inside the load's transaction."""
-    towns = list(Town.objects.exclude(crs_wkt=""))
+    towns = list(Town.objects.exclude(geometry_wkt="POLYGON EMPTY"))
     if not towns:
         return
+    collection = _with_crs(collection)
     in_collection = Town.tiles.through.objects.filter(tile__collection=collection)
     in_collection.filter(town_id__in=[town.pk for town in towns]).delete()
     rows = []
     for town in towns:
         area = vector.Area(town.pk, town.name, town.geometry_wkt, vector.wkt_bounds(town.geometry_wkt))
-        for tile_id in tiles_overlapping([_in_crs(area, town.crs_wkt, collection)], collection.pk):
+        try:
+            projected = _in_crs(area, town.crs_wkt or collection.crs_wkt, collection)
+        except vector.VectorError as exc:
+            raise LoadError(str(exc)) from None
+        for tile_id in tiles_overlapping([projected], collection.pk):
             rows.append(Town.tiles.through(town_id=town.pk, tile_id=tile_id))
     Town.tiles.through.objects.bulk_create(rows, batch_size=2000)
 
 
 def _collections_with_tiles():
     has_tiles = Tile.objects.filter(collection=OuterRef("pk"))
-    return list(Collection.objects.filter(Exists(has_tiles)).exclude(crs_wkt="").order_by("id"))
+    return [_with_crs(collection) for collection in Collection.objects.filter(Exists(has_tiles)).order_by("id")]
+
+
+def _with_crs(collection):
+    """`collection`, its CRS read from its first readable tile (and stored) if it has none yet."""
+    if not collection.crs_wkt:
+        for path in collection.tiles.order_by("id").values_list("path", flat=True)[:10]:
+            try:
+                collection.crs_wkt = read_info(path).crs_wkt
+            except RasterError:
+                continue
+            Collection.objects.filter(pk=collection.pk).update(crs_wkt=collection.crs_wkt)
+            break
+        else:
+            raise LoadError(f"no tile of collection {collection.pk} can be read to learn its CRS")
+    return collection
 
 
 def _in_crs(area, area_crs, collection):

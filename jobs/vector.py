@@ -216,13 +216,23 @@ def wkt_bounds(wkt):
     return (minx, miny, maxx, maxy)
 
 
-def reprojected(area, from_wkt, to_wkt):
-    """`area` (in the CRS `from_wkt`) as an Area in the CRS `to_wkt`, transformed with OGR."""
+def reprojected(area, from_wkt, to_wkt, steps=64):
+    """`area` (in the CRS `from_wkt`) as an Area in the CRS `to_wkt`, transformed with OGR: its
+    edges densified first (a straight edge may curve in the other CRS) and the result made valid.
+    VectorError when PROJ cannot transform it."""
     source, target = osr.SpatialReference(wkt=from_wkt), osr.SpatialReference(wkt=to_wkt)
     for srs in (source, target):
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     geometry = ogr.CreateGeometryFromWkt(area.wkt)
     if not source.IsSame(target):
-        geometry.Transform(osr.CoordinateTransformation(source, target))
+        minx, maxx, miny, maxy = geometry.GetEnvelope()
+        if max(maxx - minx, maxy - miny) > 0:
+            geometry.Segmentize(max(maxx - minx, maxy - miny) / steps)
+        try:
+            geometry.Transform(osr.CoordinateTransformation(source, target))
+        except RuntimeError as exc:
+            raise VectorError(f"area {area.id} ({area.name}) cannot be reprojected: {exc}") from None
+        if not geometry.IsValid():
+            geometry = geometry.MakeValid()
     minx, maxx, miny, maxy = geometry.GetEnvelope()
     return Area(area.id, area.name, geometry.ExportToWkt(), (minx, miny, maxx, maxy))

@@ -46,7 +46,8 @@ def test_an_unknown_tile_is_a_json_404(index, owner, client_for):
 def test_towns_with_their_tile_ids(town, owner, client_for):
     client = client_for(owner)
     assert client.get("/api/v1/towns/").json()["results"] == [
-        {"id": 11850, "name": "Testheim", "tile_ids": [100, 101, 110, 111]}]
+        {"id": 11850, "name": "Testheim", "tile_ids": [100, 101, 110, 111],
+         "tiles_by_collection": {"default": [100, 101, 110, 111]}}]
     assert client.get("/api/v1/towns/11850/").json()["tile_ids"] == [100, 101, 110, 111]
     assert client.get("/api/v1/towns/1/").status_code == 404
 

@@ -230,3 +230,22 @@ def test_delete_collection_refuses_while_jobs_read_it_and_then_deletes_it(index,
         call_command("delete_collection", "default")
     with pytest.raises(CommandError, match="there is no collection 'nosuch'"):
         call_command("delete_collection", "nosuch")
+
+
+def test_towns_list_their_tiles_per_collection_and_tile_filters_name_a_bad_collection(index, tmp_path, owner,
+                                                                                      client_for):
+    minx, miny, maxx, maxy = index_extent()
+    call_command("load_tiles", str(mercator_over(index, tmp_path / "webm")), "--collection", "webm")
+    call_command("load_towns", str(towns_file(tmp_path, {2: box(minx + 1, maxy - 10, minx + 10, maxy - 1)})),
+                 "--id-field", "id", "--name-field", "name")
+    api = client_for(owner)
+    town = api.get("/api/v1/towns/2/").json()
+    assert town["tile_ids"] == [index.id_at(0, 0)]
+    assert town["tiles_by_collection"] == {"default": [index.id_at(0, 0)], "webm": [700]}
+    refused = api.get("/api/v1/tiles/?collection=nosuch")
+    assert refused.status_code == 400 and "collection" in refused.json()["errors"]
+    box_query = f"bbox={minx},{miny},{maxx},{maxy}"
+    assert {t["collection"] for t in api.get(f"/api/v1/tiles/?{box_query}&page_size=100").json()["results"]} == {
+        "default"}
+    webm = api.get("/api/v1/tiles/?collection=webm&bbox=-1e9,-1e9,1e9,1e9").json()["results"]
+    assert [t["id"] for t in webm] == [700, 701, 710, 711]

@@ -5,13 +5,14 @@ import math
 
 import django_filters as filters
 from django import forms
+from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q
 from django_filters.fields import IsoDateTimeField
 from rest_framework.exceptions import ValidationError
 
 from jobsite.api.filters import ChoiceFilter, ChoiceInFilter, OrderingFilter
 from ..jobtypes import JOB_TYPES
-from ..models import MAX_ID, Job, JobStatus, JobTile, Tile, TileStatus
+from ..models import MAX_ID, Collection, Job, JobStatus, JobTile, Tile, TileStatus
 
 
 class IdFilter(filters.NumberFilter):
@@ -131,10 +132,11 @@ def parse_bbox(value):
 
 
 class TileFilter(filters.FilterSet):
-    collection = filters.CharFilter(field_name="collection_id", help_text="the tiles of this collection")
+    collection = filters.ModelChoiceFilter(queryset=Collection.objects.all(), help_text="the tiles of this collection")
     id = IdInFilter(help_text="any of these tile ids, comma-separated")
     town = IdFilter(field_name="towns__id")
-    bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy (the collection's CRS)")
+    bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy in the CRS of the "
+                                                              "collection (the default one without ?collection=)")
 
     class Meta:
         model = Tile
@@ -142,4 +144,6 @@ class TileFilter(filters.FilterSet):
 
     def filter_bbox(self, queryset, name, value):
         minx, miny, maxx, maxy = parse_bbox(value)
+        if not self.data.get("collection"):  # coordinates mean something in one CRS only
+            queryset = queryset.filter(collection_id=settings.DEFAULT_COLLECTION)
         return queryset.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)

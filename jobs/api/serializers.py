@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -163,7 +164,10 @@ class CollectionSerializer(serializers.ModelSerializer):
     def get_bounds_wgs84(self, collection) -> list[float] | None:
         if collection.bounds is None or not collection.crs_wkt:
             return None
-        return [round(value, 7) for value in georef.lonlat_bounds(collection.bounds, collection.crs_wkt)]
+        try:
+            return [round(value, 7) for value in georef.lonlat_bounds(collection.bounds, collection.crs_wkt)]
+        except RuntimeError:  # a CRS that PROJ cannot take to WGS84
+            return None
 
     def get_links(self, collection) -> dict:
         request = self.context.get("request")
@@ -172,14 +176,21 @@ class CollectionSerializer(serializers.ModelSerializer):
 
 
 class TownSerializer(serializers.ModelSerializer):
-    tile_ids = serializers.SerializerMethodField()
+    tile_ids = serializers.SerializerMethodField(help_text="its tiles in the default collection")
+    tiles_by_collection = serializers.SerializerMethodField(help_text="collection: the ids of its tiles there")
 
     class Meta:
         model = Town
-        fields = ["id", "name", "tile_ids"]
+        fields = ["id", "name", "tile_ids", "tiles_by_collection"]
 
     def get_tile_ids(self, town) -> list[int]:
-        return sorted(tile.id for tile in town.tiles.all())
+        return self.get_tiles_by_collection(town).get(settings.DEFAULT_COLLECTION, [])
+
+    def get_tiles_by_collection(self, town) -> dict[str, list[int]]:
+        found = {}
+        for tile in sorted(town.tiles.all(), key=lambda tile: (tile.collection_id, tile.id)):
+            found.setdefault(tile.collection_id, []).append(tile.id)
+        return found
 
 
 class ParamSchemaSerializer(serializers.Serializer):

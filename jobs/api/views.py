@@ -167,7 +167,8 @@ class TileViewSet(viewsets.ReadOnlyModelViewSet):
 class TownViewSet(viewsets.ReadOnlyModelViewSet):
     """Towns with the ids of their tiles."""
 
-    queryset = Town.objects.order_by("id").prefetch_related(Prefetch("tiles", queryset=Tile.objects.only("id")))
+    queryset = Town.objects.order_by("id").prefetch_related(
+        Prefetch("tiles", queryset=Tile.objects.only("id", "collection_id")))
     serializer_class = TownSerializer
     lookup_value_regex = r"\d{1,9}"
 

@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ("origin_y", models.FloatField(blank=True, help_text="top edge of its grid", null=True)),
                 ("data_type", models.CharField(blank=True, max_length=16)),
                 ("band_count", models.PositiveIntegerField(default=1)),
-                ("bands", models.JSONField(blank=True, default=list, help_text="[{description}] of each band")),
+                ("bands", models.JSONField(blank=True, default=list, help_text="[{band}] for each band")),
                 ("nodata", models.FloatField(blank=True, null=True)),
                 ("minx", models.FloatField(blank=True, null=True)),
                 ("miny", models.FloatField(blank=True, null=True)),

@@ -1,11 +1,13 @@
 """A town's polygon records the CRS it is stored in, so that it can be reprojected into each
 collection's; towns loaded so far are in the default collection's CRS."""
 
+from django.conf import settings
 from django.db import migrations, models
 
 
 def from_default(apps, schema_editor):
-    crs = apps.get_model("jobs", "Collection").objects.filter(id="default").values_list("crs_wkt", flat=True).first()
+    crs = (apps.get_model("jobs", "Collection").objects.filter(id=settings.DEFAULT_COLLECTION)
+           .values_list("crs_wkt", flat=True).first())
     apps.get_model("jobs", "Town").objects.exclude(geometry_wkt="POLYGON EMPTY").update(crs_wkt=crs or "")
 
 

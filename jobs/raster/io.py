@@ -113,7 +113,8 @@ TILE_OPEN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "TRUE", "GTIFF_SRS_SOURCE":
 
 
 def read_info(path):
-    """Metadata of a single-band, north-up raster; RasterError names the problem."""
+    """Metadata of a north-up raster (its first band's data type and nodata); RasterError names the
+    problem."""
     with thread_config(**TILE_OPEN_OPTIONS):  # GDAL reads the georeferencing when first asked
         try:
             ds = gdal.Open(str(path))

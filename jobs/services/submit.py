@@ -74,7 +74,8 @@ def _town_tile_ids(town_id, collection):
         raise Rejected({"town_id": f"unknown town id: {town_id}"})
     tile_ids = sorted(town.tiles.filter(collection=collection).values_list("id", flat=True))
     if not tile_ids:
-        raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index"})
+        raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index" + (
+            "" if collection.pk == settings.DEFAULT_COLLECTION else f" collection {collection.pk}")})
     _check_tile_limit("town_id", len(tile_ids))
     return town, tile_ids
 

@@ -65,7 +65,10 @@ class Command(BaseCommand):
         coarse_dir = folder / f"tiles-{grid}x{tile_size}-{seed}-{COARSE_COLLECTION}"
         wkt = crs_wkt_from_epsg(EPSG)
         expected = [tiles_dir / f"dem_{tile_id(r, c)}.tif" for r in range(grid) for c in range(grid)]
-        if all(path.exists() for path in expected) and coarse_dir.exists():
+        coarse_count = -(-(grid * tile_size // COARSE) // tile_size)
+        expected += [coarse_dir / f"{COARSE_COLLECTION}_{COARSE_FIRST_TILE + r * ROW_STRIDE + c}.tif"
+                     for r in range(coarse_count) for c in range(coarse_count)]
+        if all(path.exists() for path in expected):
             if verbosity:
                 self.stdout.write(f"tiles already in {tiles_dir}")
         else:
