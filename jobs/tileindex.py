@@ -10,14 +10,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, ProtectedError, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from jobsite.exceptions import LoadError
+from jobsite.exceptions import LoadError, id_list
 from jobsite.georef import same_crs
 
 from . import towns, vector
-from .models import Collection, Tile
+from .models import Collection, JobTile, Tile
 from .raster.io import GridTile, IndexGrid, RasterError, read_info
 
 TILE_ID = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
@@ -226,11 +226,15 @@ def _load(slug, title, paths, replace):
     removed = set(existing) - set(infos) if replace else set()
     record = _collection_for_load(slug, title)
     if removed:
-        try:
-            with transaction.atomic():
-                Tile.objects.filter(collection_id=slug, id__in=removed).delete()
-        except ProtectedError:
-            raise LoadError("cannot remove tiles that jobs have used; delete those jobs first") from None
+        used = sorted(JobTile.objects.filter(tile__collection_id=slug, tile_id__in=removed)
+                      .values_list("job_id", flat=True).distinct())
+        if used:
+            tiles = sorted(JobTile.objects.filter(job_id__in=used, tile_id__in=removed)
+                           .values_list("tile_id", flat=True).distinct())
+            raise LoadError(f"--replace would remove tiles {id_list(tiles)} of collection {slug}, which jobs "
+                            f"{id_list(used)} have used; delete those jobs first, or load into a new collection "
+                            "(--collection) and keep this one for them")
+        Tile.objects.filter(collection_id=slug, id__in=removed).delete()
     Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
                              update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
                                             "loaded"])

@@ -249,3 +249,18 @@ def test_towns_list_their_tiles_per_collection_and_tile_filters_name_a_bad_colle
         "default"}
     webm = api.get("/api/v1/tiles/?collection=webm&bbox=-1e9,-1e9,1e9,1e9").json()["results"]
     assert [t["id"] for t in webm] == [700, 701, 710, 711]
+
+
+def test_a_replace_that_would_remove_used_tiles_names_them_and_their_jobs(index, mercator, owner, tmp_path):
+    import shutil
+
+    job = job_submit(owner=owner, job_type="hillshade", tile_ids=[500, 501], collection="merc")
+    smaller = tmp_path / "smaller"
+    smaller.mkdir()
+    for number in (500, 510, 511):
+        shutil.copy(mercator / f"m_{number}.tif", smaller)
+    before = list(Tile.objects.order_by("id").values_list("id", "path", "loaded"))
+    with pytest.raises(CommandError, match=rf"would remove tiles 501 of collection merc, which jobs {job.pk} have used; "
+                                           r"delete those jobs first, or load into a new collection"):
+        call_command("load_tiles", str(smaller), "--collection", "merc", "--replace")
+    assert list(Tile.objects.order_by("id").values_list("id", "path", "loaded")) == before
