@@ -13,12 +13,14 @@ class JobsConfig(AppConfig):
         from datafiles.signals import datafile_in_use, datafile_stored
         from jobsite import gdalpolicy
 
-        from . import queue, tasks
+        from . import queue, tasks, tileindex
         from .services.submit import jobs_reading, start_jobs_waiting_for
 
         gdalpolicy.configure(allowed_hosts=settings.GDAL_HTTP_HOSTS, timeout=settings.GDAL_HTTP_TIMEOUT,
                              connect_timeout=settings.GDAL_HTTP_CONNECT_TIMEOUT)
         post_spawn.connect(tasks.worker_spawned, dispatch_uid="jobs.worker_spawned")
         post_migrate.connect(queue.install_schedules, sender=self, dispatch_uid="jobs.install_schedules")
+        post_migrate.connect(tileindex.install_default_collection, sender=self,
+                             dispatch_uid="jobs.install_default_collection")
         datafile_stored.connect(start_jobs_waiting_for, dispatch_uid="jobs.start_jobs_waiting_for")
         datafile_in_use.connect(jobs_reading, dispatch_uid="jobs.jobs_reading")

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -271,6 +271,20 @@ def _describe(record, first, tiles):
     record.tile_count = len(tiles)
     record.updated = timezone.now()
     record.save()
+
+
+def install_default_collection(using="default", apps=None, **kwargs):
+    """django's post_migrate signal (after every migrate, and after a flush): the default
+    collection exists, so that jobs and tiles that name none have one to belong to."""
+    from django.apps import apps as installed
+
+    try:
+        model = (apps or installed).get_model("jobs", "Collection")
+    except LookupError:  # migrated back before collections existed
+        return
+    if model._meta.db_table in connections[using].introspection.table_names():
+        model.objects.using(using).get_or_create(id=settings.DEFAULT_COLLECTION,
+                                                 defaults={"title": "Default collection"})
 
 
 def collection_of(slug=None):

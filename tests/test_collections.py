@@ -2,6 +2,7 @@
 before collections existed migrated into the default one."""
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -264,3 +265,11 @@ def test_a_replace_that_would_remove_used_tiles_names_them_and_their_jobs(index,
                                            r"delete those jobs first, or load into a new collection"):
         call_command("load_tiles", str(smaller), "--collection", "merc", "--replace")
     assert list(Tile.objects.order_by("id").values_list("id", "path", "loaded")) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_default_collection_survives_a_flush(owner):
+    call_command("flush", interactive=False, verbosity=0)
+    assert Collection.objects.filter(pk="default").exists()
+    assert Job.objects.create(type="slope", owner=User.objects.create(username="after"), tiles_total=0).collection_id == (
+        "default")
