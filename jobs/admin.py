@@ -19,10 +19,11 @@ class ViewOnlyAdmin(admin.ModelAdmin):
 @admin.register(Tile)
 class TileAdmin(ViewOnlyAdmin):
     """The tile index, which `manage.py load_tiles` loads (and `--replace` replaces); jobs read it
-    by id, so no tile is added, changed or deleted here."""
+    by number, so no tile is added, changed or deleted here."""
 
-    list_display = ["id", "path", "width", "height", "col", "row", "loaded"]
-    search_fields = ["=id", "path"]
+    list_display = ["number", "collection", "path", "width", "height", "col", "row", "loaded"]
+    list_filter = ["collection"]
+    search_fields = ["=number", "path"]
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -82,6 +83,9 @@ class JobTileInline(ReadOnlyInline):
     fields = ["tile", "status", "attempts", "started", "finished", "output_size", "error", "lease_owner", "lease_expires"]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tile")
+
 
 class JobInputInline(ReadOnlyInline):
     model = JobInput
@@ -93,6 +97,9 @@ class JobLogInline(ReadOnlyInline):
     model = JobLog
     fields = ["created", "level", "tile", "message"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tile")
 
 
 @admin.register(Job)
@@ -165,6 +172,7 @@ class JobLogAdmin(ViewOnlyAdmin):
     admin deletes its logs, so delete stays allowed."""
 
     list_display = ["id", "job", "tile", "level", "created", "message"]
+    list_select_related = ["tile"]
     list_filter = ["level"]
     search_fields = ["message", "=job__id"]
     raw_id_fields = ["job", "tile"]

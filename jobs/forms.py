@@ -26,6 +26,10 @@ def _typed_field(param):
     if param.choices:
         return forms.ChoiceField(choices=[(c, c) for c in param.choices], initial=param.default, help_text=help_text,
                                  label=label)
+    if param.type == "string":
+        return forms.CharField(required=param.required, initial=param.default, help_text=help_text, label=label)
+    if param.type == "object":
+        return forms.JSONField(required=param.required, initial=param.default, help_text=help_text, label=label)
     bounds = []
     if param.minimum is not None:
         bounds.append(f"{'>' if param.exclusive_minimum else '≥'} {param.minimum:g}")
@@ -85,7 +89,8 @@ class JobForm(forms.Form):
     def submit_kwargs(self):
         data = self.cleaned_data
         return {
-            "job_type": self.kind.name, "tile_ids": data["tile_ids"], "collection": data["collection"].pk if data.get("collection") else None,
+            "job_type": self.kind.name, "tile_ids": data["tile_ids"],
+            "collection": data["collection"].pk if data.get("collection") and not self.kind.decides_collection else None,
             "town_id": data["town"].pk if data["town"] else None,
             "params": {p.name: data[f"param_{p.name}"] for p in self.kind.params
                        if data.get(f"param_{p.name}") is not None and not self.fields[f"param_{p.name}"].disabled},
@@ -99,7 +104,7 @@ class JobForm(forms.Form):
             if isinstance(problem, dict):
                 prefix = {"params": "param_", "inputs": "input_"}.get(key, "")
                 for name, message in problem.items():
-                    field = f"{prefix}{name}"
+                    field = f"{prefix}{name.split('.')[0]}"  # params.inputs.nir is about param_inputs
                     self.add_error(field if field in self.fields else None, f"{name}: {message}")
             else:
                 field = {"town_id": "town", "type": "type"}.get(key, key)

@@ -57,9 +57,12 @@ class Collection(models.Model):
 
 
 class Tile(models.Model):
-    """One raster of the tile index. The id is the index's own tile number."""
+    """One raster of a collection. Users know it by its `number`, the collection's own tile number
+    (unique within the collection: two collections may both have a tile 4315); `id` is the
+    database's key, which nothing outside shows."""
 
-    id = models.PositiveIntegerField(primary_key=True)
+    id = models.BigAutoField(primary_key=True)
+    number = models.PositiveIntegerField(help_text="the collection's own tile number")
     collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="tiles", default=default_collection)
     path = models.CharField(max_length=1024)
     minx = models.FloatField()
@@ -74,11 +77,12 @@ class Tile(models.Model):
     loaded = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["id"]
-        indexes = [models.Index(fields=["col", "row"], name="tile_grid_idx")]
+        ordering = ["collection", "number"]
+        constraints = [models.UniqueConstraint(fields=["collection", "number"], name="tile_number_per_collection")]
+        indexes = [models.Index(fields=["collection", "col", "row"], name="tile_grid_idx")]
 
     def __str__(self):
-        return f"tile {self.id}"
+        return f"tile {self.number}" + ("" if self.collection_id == settings.DEFAULT_COLLECTION else f" of {self.collection_id}")
 
     @property
     def bounds(self):
@@ -285,7 +289,7 @@ class JobTile(models.Model):
         ]
 
     def __str__(self):
-        return f"job {self.job_id} tile {self.tile_id} ({self.status})"
+        return f"job {self.job_id} {self.tile} ({self.status})"
 
 
 class JobLog(models.Model):

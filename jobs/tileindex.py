@@ -190,52 +190,45 @@ def _lock_loads():
 
 
 def _load(slug, title, paths, replace):
-    existing = {tile.id: tile for tile in Tile.objects.filter(collection_id=slug)}
+    existing = {tile.number: tile for tile in Tile.objects.filter(collection_id=slug)}
     reference = None
     kept = [] if replace else list(existing.values())
     if kept:
         try:
             reference = read_info(kept[0].path)
         except RasterError as exc:
-            raise LoadError(f"{kept[0].path} (tile {kept[0].id}, already loaded): {exc}") from None
+            raise LoadError(f"{kept[0].path} (tile {kept[0].number}, already loaded): {exc}") from None
     infos = read_tiles(paths, reference)
     if not replace:
         clash = sorted(set(infos) & set(existing))
         if clash:
             raise LoadError(f"tiles {', '.join(map(str, clash[:20]))} of collection {slug} are already loaded; "
                             "use --replace to reload the collection")
-    elsewhere = dict(Tile.objects.filter(id__in=list(infos)).exclude(collection_id=slug)
-                     .values_list("id", "collection_id")[:20])
-    if elsewhere:
-        owners = ", ".join(sorted(set(elsewhere.values())))
-        raise LoadError(f"tile numbers {', '.join(map(str, sorted(elsewhere)))} belong to collection {owners}; "
-                        "tile numbers are unique across collections")
-
     tiles = []
     for tile_id, info in infos.items():
         minx, miny, maxx, maxy = info.bounds
-        tiles.append(Tile(id=tile_id, collection_id=slug, path=os.path.realpath(info.path), minx=minx, miny=miny,
+        tiles.append(Tile(number=tile_id, collection_id=slug, path=os.path.realpath(info.path), minx=minx, miny=miny,
                           maxx=maxx, maxy=maxy, width=info.width, height=info.height, col=0, row=0))
     everything = tiles + kept
     first = reference or next(iter(infos.values()))
     place_on_grid(everything, first.pixel_size)
     clash = _overlaps(everything)
     if clash:
-        raise LoadError(f"{clash[0].path}: tile {clash[0].id} starts at the same place as tile {clash[1].id}")
+        raise LoadError(f"{clash[0].path}: tile {clash[0].number} starts at the same place as tile {clash[1].number}")
 
     removed = set(existing) - set(infos) if replace else set()
     record = _collection_for_load(slug, title)
     if removed:
-        used = sorted(JobTile.objects.filter(tile__collection_id=slug, tile_id__in=removed)
+        used = sorted(JobTile.objects.filter(tile__collection_id=slug, tile__number__in=removed)
                       .values_list("job_id", flat=True).distinct())
         if used:
-            tiles = sorted(JobTile.objects.filter(job_id__in=used, tile_id__in=removed)
-                           .values_list("tile_id", flat=True).distinct())
+            tiles = sorted(JobTile.objects.filter(job_id__in=used, tile__collection_id=slug, tile__number__in=removed)
+                           .values_list("tile__number", flat=True).distinct())
             raise LoadError(f"--replace would remove tiles {id_list(tiles)} of collection {slug}, which jobs "
                             f"{id_list(used)} have used; delete those jobs first, or load into a new collection "
                             "(--collection) and keep this one for them")
-        Tile.objects.filter(collection_id=slug, id__in=removed).delete()
-    Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["id"],
+        Tile.objects.filter(collection_id=slug, number__in=removed).delete()
+    Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["collection", "number"],
                              update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
                                             "loaded"])
     _describe(record, first, everything)
@@ -320,11 +313,11 @@ def index_crs_wkt(collection=None):
 def _read_index_crs(slug, tries=10):
     """The CRS of the first tile that can be read, so that one broken tile does not stop the others."""
     problems = []
-    for tile in Tile.objects.filter(collection_id=slug).order_by("id")[:tries]:
+    for tile in Tile.objects.filter(collection_id=slug).order_by("number")[:tries]:
         try:
             return read_info(tile.path).crs_wkt
         except RasterError as exc:
-            problems.append(f"{tile.path} (tile {tile.id}): {exc}")
+            problems.append(f"{tile.path} (tile {tile.number}): {exc}")
     if not problems:
         raise LoadError(f"the tile index is empty: collection {slug} has no tiles; load tiles first (manage.py load_tiles)")
     raise LoadError(f"none of the first {len(problems)} tiles can be read: {'; '.join(problems)}")

@@ -17,8 +17,9 @@ from .raster.io import RasterError, read_info
 
 
 def tiles_overlapping(polygons, collection=None):
-    """Sorted ids of the tiles of a collection (the default one without it) whose footprint overlaps
-    any of `polygons` (with .wkb and .bounds in the collection's CRS). One query reads the footprints under the polygons' extent into a grid of
+    """Sorted keys of the tiles of a collection (the default one without it) whose footprint
+    overlaps any of `polygons` (with .wkb and .bounds in the collection's CRS). One query reads the
+    footprints under the polygons' extent into a grid of
     cells the size of the largest tile; each polygon then meets only the tiles of the cells its
     bounds cover, and the exact test runs only where its bounds do not settle it."""
     polygons = list(polygons)

@@ -89,7 +89,7 @@ def _job_or_404(request, pk):
 def _tile_map(job):
     """Rectangles of the job's tiles in a 1000-unit wide SVG view box, with their status."""
     tiles = list(JobTile.objects.filter(job=job).select_related("tile").only(
-        "status", "tile__id", "tile__minx", "tile__miny", "tile__maxx", "tile__maxy").order_by("tile_id"))
+        "status", "tile__number", "tile__minx", "tile__miny", "tile__maxx", "tile__maxy").order_by("tile__number"))
     if not tiles:
         return {"tiles": [], "width": 1000, "height": 1000}
     minx, maxy = min(t.tile.minx for t in tiles), max(t.tile.maxy for t in tiles)
@@ -97,7 +97,7 @@ def _tile_map(job):
     span_y = maxy - min(t.tile.miny for t in tiles)
     scale = 1000 / max(span_x, span_y)
     return {"width": round(span_x * scale), "height": round(span_y * scale), "tiles": [
-        {"id": t.tile_id, "status": t.status, "x": round((t.tile.minx - minx) * scale, 2),
+        {"id": t.tile.number, "status": t.status, "x": round((t.tile.minx - minx) * scale, 2),
          "y": round((maxy - t.tile.maxy) * scale, 2), "w": round((t.tile.maxx - t.tile.minx) * scale, 2),
          "h": round((t.tile.maxy - t.tile.miny) * scale, 2)} for t in tiles]}
 
@@ -122,7 +122,7 @@ def _live_parts(request, context):
 
 
 def _log_lines(request, logs):
-    return [{"id": log.id, "created": log.created.isoformat(), "level": log.level, "tile": log.tile_id,
+    return [{"id": log.id, "created": log.created.isoformat(), "level": log.level, "tile": log.tile.number if log.tile_id else None,
              "message": log.message, "html": render_to_string("jobs/_log_line.html", {"log": log}, request=request)}
             for log in logs]
 
@@ -131,7 +131,7 @@ def _log_lines(request, logs):
 @require_GET
 def job_detail(request, pk):
     job = _job_or_404(request, pk)
-    logs = list(JobLog.objects.filter(job=job).order_by("-id")[:LOG_TAIL])[::-1]
+    logs = list(JobLog.objects.filter(job=job).select_related("tile").order_by("-id")[:LOG_TAIL])[::-1]
     return render(request, "jobs/job_detail.html", {
         **_live_context(job), "tile_map": _tile_map(job), "logs": logs, "last_log": logs[-1].id if logs else 0,
         "resume_form": ResumeForm(kind=get_job_type(job.type), current=job.params), "statuses": TileStatus.values,
@@ -150,12 +150,12 @@ def job_live(request, pk):
         return JsonResponse({"detail": "after: a log id"}, status=400)
     if not 0 <= after <= BIGGEST:
         return JsonResponse({"detail": f"after: a log id from 0 to {BIGGEST}"}, status=400)
-    tiles = dict(JobTile.objects.filter(job=job).values_list("tile_id", "status"))
+    tiles = dict(JobTile.objects.filter(job=job).values_list("tile__number", "status"))
     context = _live_context(job)
     return JsonResponse({
         **context["summary"], "allowed": context["allowed"], "tiles": tiles,
         "settled": job.is_final and not any(s in (TileStatus.PENDING, TileStatus.RUNNING) for s in tiles.values()),
-        "logs": _log_lines(request, JobLog.objects.filter(job=job, id__gt=after).order_by("id")[:500]),
+        "logs": _log_lines(request, JobLog.objects.filter(job=job, id__gt=after).select_related("tile").order_by("id")[:500]),
         "parts": _live_parts(request, context),
     })
 

@@ -87,3 +87,14 @@ def lonlat_bounds(box, wkt, densify=21):
     points = osr.CoordinateTransformation(source, target).TransformPoints(edge)
     lons, lats = [p[0] for p in points], [p[1] for p in points]
     return (min(lons), min(lats), max(lons), max(lats))
+
+
+def transformed_bounds(box, src_wkt, dst_wkt, densify=21):
+    """`box` (minx, miny, maxx, maxy in the CRS `src_wkt`) as the box that holds it in the CRS
+    `dst_wkt`, its edges densified (OSR's TransformBounds), in x/y order in both."""
+    if src_wkt == dst_wkt:
+        return tuple(box)
+    source, target = osr.SpatialReference(wkt=src_wkt), osr.SpatialReference(wkt=dst_wkt)
+    for srs in (source, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return tuple(osr.CoordinateTransformation(source, target).TransformBounds(*box, densify))

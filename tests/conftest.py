@@ -72,7 +72,7 @@ def index(db, tileset):
 @pytest.fixture
 def town(index):
     town = Town.objects.create(id=11850, name="Testheim", geometry_wkt="POLYGON EMPTY")
-    town.tiles.set([index.id_at(0, 0), index.id_at(0, 1), index.id_at(1, 0), index.id_at(1, 1)])
+    town.tiles.set(Tile.objects.filter(number__in=[index.id_at(0, 0), index.id_at(0, 1), index.id_at(1, 0), index.id_at(1, 1)]))
     return town
 
 
@@ -116,7 +116,7 @@ def window_of(array, tileset, tile_ids):
     """The part of a whole-index array covered by the bounding box of `tile_ids`."""
     from jobs.models import Tile
 
-    tiles = Tile.objects.filter(id__in=tile_ids)
+    tiles = Tile.objects.filter(number__in=tile_ids)
     col0, row0 = min(t.col for t in tiles), min(t.row for t in tiles)
     col1, row1 = max(t.col + t.width for t in tiles), max(t.row + t.height for t in tiles)
     return array[row0:row1, col0:col1]
@@ -213,7 +213,7 @@ def large_index(transactional_db, tmp_path):
             write_raster(folder / f"dem_{1000 + row * 10 + col}.tif", dem, gt, wkt, creation_options=("TILED=YES",))
     load_tiles(folder)
     gdal.BuildVRT(str(tmp_path / "large.vrt"), sorted(str(p) for p in folder.iterdir()))
-    return LargeIndex(sorted(Tile.objects.values_list("id", flat=True)), tmp_path / "large.vrt")
+    return LargeIndex(sorted(Tile.objects.values_list("number", flat=True)), tmp_path / "large.vrt")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .test_execution import run
 @pytest.fixture
 def job(index, owner):
     job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2], labels=["flood"])
-    job_log(job.pk, "a tile note", tile_id=index.ids[0])
+    job_log(job.pk, "a tile note", tile_id=Tile.objects.get(number=index.ids[0]).pk)
     return job
 
 
@@ -106,7 +106,7 @@ def test_posting_changed_read_only_fields_of_a_job_changes_nothing(job, other, t
     run(job)
     job.refresh_from_db()
     before = {name: getattr(job, name) for name in JobAdmin.readonly_fields}
-    tiles_before = list(JobTile.objects.filter(job=job).values_list("tile_id", "status", "output_size"))
+    tiles_before = list(JobTile.objects.filter(job=job).values_list("tile__number", "status", "output_size"))
     page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     assert 'name="interim_results"' in page and 'name="labels"' in page
     for name in ("type", "owner", "params", "town", "status", "outputs", "tiles_total", "started", "finished"):
@@ -124,7 +124,7 @@ def test_posting_changed_read_only_fields_of_a_job_changes_nothing(job, other, t
     job.refresh_from_db()
     assert {name: getattr(job, name) for name in JobAdmin.readonly_fields if name != "updated"} == {
         name: value for name, value in before.items() if name != "updated"}
-    assert list(JobTile.objects.filter(job=job).values_list("tile_id", "status", "output_size")) == tiles_before
+    assert list(JobTile.objects.filter(job=job).values_list("tile__number", "status", "output_size")) == tiles_before
     assert job.interim_results == "always" and list(job.labels.values_list("name", flat=True)) == ["checked"]
 
 
@@ -141,7 +141,7 @@ def test_saving_a_job_in_the_admin_writes_only_the_edited_columns(job, admin_cli
 
 
 def test_tiles_of_the_index_are_only_shown(index, admin_client):
-    tile = Tile.objects.get(pk=index.ids[0])
+    tile = Tile.objects.get(number=index.ids[0])
     assert admin_client.get("/admin/jobs/tile/add/").status_code == 403
     page = admin_client.get(f"/admin/jobs/tile/{tile.pk}/change/")
     assert page.status_code == 200 and 'name="path"' not in page.content.decode()  # a view, no form

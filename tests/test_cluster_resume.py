@@ -21,19 +21,19 @@ def pixels(job):
 
 
 def attempts(job_id):
-    return dict(JobTile.objects.filter(job_id=job_id).values_list("tile_id", "attempts"))
+    return dict(JobTile.objects.filter(job_id=job_id).values_list("tile__number", "attempts"))
 
 
 def test_a_failed_job_resumed_after_repair_recomputes_only_what_it_must(cluster, index, owner, client_for, media):
-    good = Tile.objects.get(id=111).path
-    Tile.objects.filter(id=111).update(path=str(media / "missing.tif"))
+    good = Tile.objects.get(number=111).path
+    Tile.objects.filter(number=111).update(path=str(media / "missing.tif"))
     client = client_for(owner)
     job_id = client.post("/api/v1/jobs/", {"type": "slope", "tile_ids": index.ids}, format="json").json()["id"]
     job = wait_until_final(job_id)
     assert job.status == JobStatus.FAILED and "111" in job.error
-    failed = set(JobTile.objects.filter(job_id=job_id).exclude(status=TileStatus.SUCCEEDED).values_list("tile_id", flat=True))
+    failed = set(JobTile.objects.filter(job_id=job_id).exclude(status=TileStatus.SUCCEEDED).values_list("tile__number", flat=True))
 
-    Tile.objects.filter(id=111).update(path=good)
+    Tile.objects.filter(number=111).update(path=good)
     response = client.post(f"/api/v1/jobs/{job_id}/resume/")
     assert response.status_code == 200 and response.json()["tiles_to_run"] == len(failed)
     job = wait_until_final(job_id)
@@ -49,7 +49,7 @@ def test_a_canceled_job_resumes_and_ends_as_a_clean_run_would(cluster, large_ind
              interval=0.02, message="some tiles to finish")
     assert client.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
     wait_for(lambda: not JobTile.objects.filter(job_id=job_id, status=TileStatus.RUNNING).exists(), 10)
-    done_before = set(JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).values_list("tile_id", flat=True))
+    done_before = set(JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).values_list("tile__number", flat=True))
     body = client.post(f"/api/v1/jobs/{job_id}/resume/").json()
     assert body["tiles_to_run"] == len(large_index.ids) - len(done_before)
     job = wait_until_final(job_id)
@@ -72,7 +72,7 @@ def test_a_worker_killed_in_the_middle_of_a_tile_costs_one_tile_not_the_job(star
     assert job.status == JobStatus.SUCCEEDED, (job.error, cluster.output()[-3000:])
     tile = JobTile.objects.get(pk=victim.pk)
     assert tile.attempts == 2 and tile.lease_owner != victim.lease_owner
-    assert JobLog.objects.filter(job_id=job_id, tile_id=victim.tile_id,
+    assert JobLog.objects.filter(job_id=job_id, tile=victim.tile_id,
                                  message__startswith=f"worker {victim.lease_owner} stopped answering").exists()
     assert sum(attempts(job_id).values()) == len(large_index.ids) + 1  # one tile's time lost, no more
     assert_same_pixels(whole_area(large_index.whole, "slope"), pixels(job))

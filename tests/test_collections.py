@@ -46,7 +46,7 @@ def mercator(index, tmp_path):
 def test_two_collections_with_different_crs_live_side_by_side(index, mercator):
     default, merc = Collection.objects.get(pk="default"), Collection.objects.get(pk="merc")
     assert Tile.objects.filter(collection=default).count() == len(index.ids) == default.tile_count
-    assert sorted(merc.tiles.values_list("id", flat=True)) == [500, 501, 510, 511] and merc.tile_count == 4
+    assert sorted(merc.tiles.values_list("number", flat=True)) == [500, 501, 510, 511] and merc.tile_count == 4
     assert (merc.title, merc.band_count, merc.data_type, merc.pixel_width, merc.pixel_height) == (
         "Mercator test", 3, "Float32", 10.0, 10.0)
     assert merc.bounds == (1000000.0, 5999360.0, 1000640.0, 6000000.0)
@@ -107,20 +107,45 @@ def test_the_legacy_endpoint_takes_a_collection(index, mercator, owner, client_f
     assert answer.status_code == 201 and answer.json()["data"]["collection"] == "merc"
 
 
-def test_loading_never_touches_another_collection_and_refuses_its_tile_numbers(index, mercator, tmp_path):
+def test_loading_never_touches_another_collection(index, mercator, tmp_path):
     before = list(Tile.objects.filter(collection_id="default").values_list("id", "path", "loaded"))
-    with pytest.raises(CommandError, match="tile numbers 500, 501, 510, 511 belong to collection merc"):
-        call_command("load_tiles", str(mercator), "--collection", "other")
-    assert not Collection.objects.filter(pk="other").exists()
     call_command("load_tiles", str(mercator), "--collection", "merc", "--replace")
     assert list(Tile.objects.filter(collection_id="default").values_list("id", "path", "loaded")) == before
     with pytest.raises(CommandError, match="is not a collection name"):
         call_command("load_tiles", str(mercator), "--collection", "Bad Name")
+    assert not Collection.objects.filter(pk="Bad Name").exists()
+
+
+def test_two_collections_may_both_have_a_tile_of_one_number(index, mercator, tmp_path, owner, client_for):
+    """The tiles of `mercator` loaded again as `copy`, shifted 10 km east: tile 500 is in both."""
+    shifted = tmp_path / "copy"
+    shifted.mkdir()
+    for path in sorted(mercator.iterdir()):
+        x0, px, _, y0, _, py = gdal.Open(str(path)).GetGeoTransform()
+        gdal.Translate(str(shifted / path.name), str(path), outputBounds=[x0 + 10000, y0, x0 + 10000 + 32 * px, y0 + 32 * py])
+    call_command("load_tiles", str(shifted), "--collection", "copy")
+    assert Tile.objects.filter(number=500).count() == 2
+    api = client_for(owner)
+    assert api.get("/api/v1/tiles/500/", {"collection": "merc"}).json()["bounds"][0] == 1000000.0
+    assert api.get("/api/v1/tiles/500/", {"collection": "copy"}).json()["bounds"][0] == 1010000.0
+    assert api.get("/api/v1/tiles/500/").status_code == 404  # not in the default collection
+    jobs = {name: run(job_submit(owner=owner, job_type="slope", tile_ids=[500, 501], collection=name))
+            for name in ("merc", "copy")}
+    for name, job in jobs.items():
+        assert job.status == JobStatus.SUCCEEDED
+        assert set(job.tiles.values_list("tile__collection_id", flat=True)) == {name}
+        tiles = api.get(f"/api/v1/jobs/{job.pk}/tiles/").json()["results"]
+        assert [t["tile_id"] for t in tiles] == [500, 501]
+        job.refresh_from_db()
+        result = gdal.Open(str(media_path(job.outputs[0]["path"])))
+        assert result.GetGeoTransform()[0] == {"merc": 1000000.0, "copy": 1010000.0}[name]
+    listed = api.get("/api/v1/tiles/", {"id": "500"}).json()["results"]
+    assert sorted((t["collection"], t["id"]) for t in listed) == [("copy", 500), ("merc", 500)]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_an_index_loaded_before_collections_migrates_into_the_default_collection():
-    before, after = [("jobs", "0008_job_merge_started_woken")], [("jobs", "0012_town_crs")]
+    before, after = [("jobs", "0008_job_merge_started_woken")], [("jobs", "0013_tile_numbers")]
     try:
         executor = MigrationExecutor(connection)
         executor.migrate(before)
@@ -142,6 +167,11 @@ def test_an_index_loaded_before_collections_migrates_into_the_default_collection
         assert set(new.get_model("jobs", "Tile").objects.values_list("collection_id", flat=True)) == {"default"}
         assert new.get_model("jobs", "Job").objects.get(pk=job.pk).collection_id == "default"
         assert new.get_model("jobs", "Town").objects.get(pk=1).crs_wkt == default.crs_wkt
+        tiles = new.get_model("jobs", "Tile")
+        assert list(tiles.objects.order_by("id").values_list("id", "number")) == [(7, 7), (8, 8)]
+        added = tiles.objects.create(number=7, collection_id=new.get_model("jobs", "Collection").objects.create(
+            id="later").pk, path="/data/later.tif", minx=0, miny=0, maxx=1, maxy=1, width=1, height=1, col=0, row=0)
+        assert added.pk > 8  # new keys continue after those the tiles kept
     finally:  # the later tests need every migration
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
@@ -198,12 +228,12 @@ def test_towns_are_resolved_in_every_collection_with_its_own_crs(index, tmp_path
     path = towns_file(tmp_path, {1: box(minx, miny, maxx, maxy), 2: box(minx + 1, maxy - 10, minx + 10, maxy - 1)})
     call_command("load_towns", str(path), "--id-field", "id", "--name-field", "name")
     whole, corner = Town.objects.get(pk=1), Town.objects.get(pk=2)
-    assert sorted(whole.tiles.filter(collection_id="default").values_list("id", flat=True)) == sorted(index.ids)
-    assert sorted(whole.tiles.filter(collection_id="webm").values_list("id", flat=True)) == [700, 701, 710, 711]
-    assert list(corner.tiles.filter(collection_id="default").values_list("id", flat=True)) == [index.id_at(0, 0)]
-    assert list(corner.tiles.filter(collection_id="webm").values_list("id", flat=True)) == [700]
+    assert sorted(whole.tiles.filter(collection_id="default").values_list("number", flat=True)) == sorted(index.ids)
+    assert sorted(whole.tiles.filter(collection_id="webm").values_list("number", flat=True)) == [700, 701, 710, 711]
+    assert list(corner.tiles.filter(collection_id="default").values_list("number", flat=True)) == [index.id_at(0, 0)]
+    assert list(corner.tiles.filter(collection_id="webm").values_list("number", flat=True)) == [700]
     job = job_submit(owner=owner, job_type="hillshade", town_id=2, collection="webm")
-    assert list(job.tiles.values_list("tile_id", flat=True)) == [700]
+    assert list(job.tiles.values_list("tile__number", flat=True)) == [700]
 
 
 def test_a_collection_loaded_after_the_towns_finds_their_tiles(index, tmp_path):
@@ -212,7 +242,7 @@ def test_a_collection_loaded_after_the_towns_finds_their_tiles(index, tmp_path):
                  "--id-field", "id", "--name-field", "name")
     assert Town.objects.get(pk=2).crs_wkt
     call_command("load_tiles", str(mercator_over(index, tmp_path / "webm")), "--collection", "webm")
-    assert sorted(Town.objects.get(pk=2).tiles.values_list("id", flat=True)) == sorted([index.id_at(0, 0), 700])
+    assert sorted(Town.objects.get(pk=2).tiles.values_list("number", flat=True)) == sorted([index.id_at(0, 0), 700])
 
 
 def test_delete_collection_refuses_while_jobs_read_it_and_then_deletes_it(index, mercator, owner):

@@ -76,7 +76,7 @@ def test_the_live_endpoints(job, other, logged_in, client):
     assert data["jobs"] == [{"id": job.pk, "status": "queued", "progress": 0, "tiles_done": 0, "tiles_failed": 0,
                              "tiles_total": 4, "final": False, "duration": ""}]
     live = logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()
-    assert live["tiles"] == {str(t): "pending" for t in job.tiles.values_list("tile_id", flat=True)}
+    assert live["tiles"] == {str(t): "pending" for t in job.tiles.values_list("tile__number", flat=True)}
     assert live["logs"][0]["message"].startswith("owner submitted") and live["allowed"] == {
         "cancel": True, "resume": False, "delete": False}
     assert logged_in.get("/jobs/live/?ids=x").status_code == 400

@@ -82,7 +82,7 @@ def test_clip_sets_every_pixel_outside_the_polygons_to_nodata(index, owner, medi
 def test_clip_without_tiles_takes_those_under_the_polygons(index, owner, media, tmp_path):
     store(owner, "mask.geojson", polygons_bytes(tmp_path))
     job = job_submit(owner=owner, job_type="clip", inputs={"mask": "mask.geojson"})
-    assert sorted(job.tiles.values_list("tile_id", flat=True)) == [100, 101, 110, 111]
+    assert sorted(job.tiles.values_list("tile__number", flat=True)) == [100, 101, 110, 111]
 
 
 @pytest.mark.parametrize("kwargs,problem", [

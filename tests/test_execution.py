@@ -68,7 +68,7 @@ def test_a_successful_job_records_its_outputs_timings_and_logs(index, owner, med
 def break_tile(tile_id, media):
     from jobs.models import Tile
 
-    Tile.objects.filter(id=tile_id).update(path=str(media / "missing.tif"))
+    Tile.objects.filter(number=tile_id).update(path=str(media / "missing.tif"))
 
 
 def test_a_failing_tile_fails_the_job_with_gdals_error_and_no_merge_runs(index, owner, media):
@@ -78,10 +78,10 @@ def test_a_failing_tile_fails_the_job_with_gdals_error_and_no_merge_runs(index, 
     job = run(job)
     assert job.status == JobStatus.FAILED
     assert job.error == f"1 of its tiles failed: {broken}"
-    failed = JobTile.objects.get(job=job, tile_id=broken)
+    failed = JobTile.objects.get(job=job, tile__number=broken)
     assert failed.status == TileStatus.FAILED
     assert failed.error == "missing.tif: No such file or directory"  # the folders of the site's storage are not shown
-    assert JobLog.objects.filter(job=job, tile_id=broken, level="error", message__contains="No such file").exists()
+    assert JobLog.objects.filter(job=job, tile__number=broken, level="error", message__contains="No such file").exists()
     assert JobTile.objects.filter(job=job, status=TileStatus.SUCCEEDED).count() == 2
     assert job.outputs == [] and not (media / "jobs" / str(job.pk) / "out").exists()
 

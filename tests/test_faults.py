@@ -139,7 +139,7 @@ def test_a_tile_that_outlives_the_task_timeout_fails_after_its_attempts_naming_t
     answering): each attempt's worker is killed by the cluster at the task timeout, the
     replacement worker takes the tile back at once, and after the attempt limit the tile and the
     job fail saying so. Once the storage answers again, a resume succeeds."""
-    slow = Path(Tile.objects.get(pk=large_index.ids[0]).path)
+    slow = Path(Tile.objects.get(number=large_index.ids[0]).path)
     kept = tmp_path / "kept.tif"
     os.replace(slow, kept)
     os.mkfifo(slow)
@@ -152,7 +152,7 @@ def test_a_tile_that_outlives_the_task_timeout_fails_after_its_attempts_naming_t
     assert job.status == JobStatus.FAILED and job.error == f"1 of its tiles failed: {large_index.ids[0]}"
     assert (tile.status, tile.attempts) == (TileStatus.FAILED, 3)
     assert "task timeout of 10 s" in tile.error, tile.error
-    assert JobLog.objects.filter(job=job, tile_id=tile.tile_id, level="warning", message__contains="during attempt 2 of 3").exists()
+    assert JobLog.objects.filter(job=job, tile=tile.tile_id, level="warning", message__contains="during attempt 2 of 3").exists()
     print(f"3 attempts of 10 s ended in failure {elapsed:.1f} s after submit")
 
     os.replace(kept, slow)  # the storage answers again

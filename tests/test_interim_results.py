@@ -34,7 +34,7 @@ def test_after_success(index, owner, media, django_capture_on_commit_callbacks, 
 
 @pytest.mark.parametrize("policy,kept", [("always", True), ("on_error", True), ("never", False)])
 def test_after_failure(index, owner, media, django_capture_on_commit_callbacks, policy, kept):
-    Tile.objects.filter(id=index.id_at(2, 3)).update(path=str(media / "gone.tif"))
+    Tile.objects.filter(number=index.id_at(2, 3)).update(path=str(media / "gone.tif"))
     with django_capture_on_commit_callbacks(execute=True):
         job = run(job_submit(owner=owner, job_type="slope", tile_ids=[index.id_at(0, 0), index.id_at(2, 3)],
                              interim_results=policy))

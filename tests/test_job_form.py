@@ -85,6 +85,10 @@ def input_files(owner, media, tmp_path):
     datafile_store(owner=owner, upload=SimpleUploadedFile(INPUT_FILES["vector"], polygons_bytes(tmp_path)))
 
 
+# What the form cannot default: the required parameters.
+REQUIRED = {"calc": {"param_expression": "dem * 2", "param_inputs": '{"dem": {"collection": "default"}}'}}
+
+
 @pytest.mark.parametrize("type_name,choices", list(choice_cases()))
 def test_it_accepts_its_own_defaults_for_every_type_and_choice(index, owner, logged_in, input_files, type_name,
                                                                choices):
@@ -93,6 +97,7 @@ def test_it_accepts_its_own_defaults_for_every_type_and_choice(index, owner, log
     data = {**form.values, "tile_ids": str(index.ids[0])}
     data.update({f"param_{name}": choice for name, choice in choices.items()})
     data.update({f"input_{i.name}": INPUT_FILES[i.kind] for i in kind.inputs})
+    data.update(REQUIRED.get(type_name, {}))
 
     response = logged_in.post("/jobs/new/", data)
 

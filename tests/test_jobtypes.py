@@ -16,7 +16,7 @@ def rejected(name, params):
 def test_it_fills_in_defaults():
     assert JOB_TYPES["hillshade"].clean_params({}) == {
         "z_factor": 1.0, "scale": 1.0, "azimuth": 315.0, "altitude": 45.0, "mode": "standard", "algorithm": "Horn",
-        "compute_edges": False,
+        "compute_edges": False, "band": 1,
     }
     assert JOB_TYPES["slope"].clean_params(None)["units"] == "degree"
 
@@ -95,7 +95,7 @@ def test_params_must_be_an_object():
 def test_an_unknown_type_lists_the_known_ones():
     with pytest.raises(Rejected) as caught:
         get_job_type("erosion")
-    assert caught.value.errors["type"] == ("unknown job type 'erosion'; the types are aspect, clip, color-relief, "
+    assert caught.value.errors["type"] == ("unknown job type 'erosion'; the types are aspect, calc, clip, color-relief, "
                                            "hillshade, slope, zonal-statistics")
 
 

@@ -214,7 +214,7 @@ def test_a_job_whose_tile_fails_for_good_drops_its_interim_results_under_never(
         index, owner, media, django_capture_on_commit_callbacks):
     broken, apart = index.id_at(0, 0), [index.id_at(0, 2), index.id_at(2, 2)]
     job = job_submit(owner=owner, job_type="slope", tile_ids=[broken, *apart], interim_results=InterimResults.NEVER)
-    Tile.objects.filter(id=broken).update(path=str(media / "missing.tif"))
+    Tile.objects.filter(number=broken).update(path=str(media / "missing.tif"))
     with django_capture_on_commit_callbacks(execute=True):
         job_run_tiles(job_id=job.pk, worker="w")
     job.refresh_from_db()

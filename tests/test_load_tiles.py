@@ -25,10 +25,10 @@ def load(path, *args):
 
 def test_it_loads_a_directory_of_geotiffs_and_places_them_on_the_grid(db, tileset):
     load(tileset.folder)
-    assert sorted(Tile.objects.values_list("id", flat=True)) == sorted(tileset.ids)
-    corner = Tile.objects.get(id=tileset.id_at(0, 0))
+    assert sorted(Tile.objects.values_list("number", flat=True)) == sorted(tileset.ids)
+    corner = Tile.objects.get(number=tileset.id_at(0, 0))
     assert (corner.col, corner.row, corner.width, corner.height) == (0, 0, 64, 64)
-    last = Tile.objects.get(id=tileset.id_at(tileset.rows - 1, tileset.columns - 1))
+    last = Tile.objects.get(number=tileset.id_at(tileset.rows - 1, tileset.columns - 1))
     assert (last.col, last.row, last.width, last.height) == (192, 128, 58, 62)
     assert last.bounds == (400000.0 + 192 * 5, 5700000.0 - 190 * 5, 400000.0 + 250 * 5, 5700000.0 - 128 * 5)
 
@@ -50,10 +50,10 @@ def test_a_relative_location_in_the_vector_is_taken_from_its_folder(db, tiles_co
 
 
 def test_loading_again_without_replace_names_the_clash_and_changes_nothing(index):
-    before = list(Tile.objects.values_list("id", "loaded"))
+    before = list(Tile.objects.values_list("number", "loaded"))
     with pytest.raises(CommandError, match="already loaded; use --replace"):
         load(index.folder)
-    assert list(Tile.objects.values_list("id", "loaded")) == before
+    assert list(Tile.objects.values_list("number", "loaded")) == before
 
 
 def test_replace_makes_the_index_exactly_the_source(index, tiles_copy):
@@ -61,8 +61,8 @@ def test_replace_makes_the_index_exactly_the_source(index, tiles_copy):
     removed.unlink()
     load(tiles_copy, "--replace")
     assert Tile.objects.count() == len(index.ids) - 1
-    assert not Tile.objects.filter(id=index.id_at(0, 0)).exists()
-    assert Tile.objects.get(id=index.id_at(0, 1)).path.startswith(str(tiles_copy))
+    assert not Tile.objects.filter(number=index.id_at(0, 0)).exists()
+    assert Tile.objects.get(number=index.id_at(0, 1)).path.startswith(str(tiles_copy))
 
 
 def expect_nothing_loaded(path, message):
@@ -84,7 +84,7 @@ def test_a_large_load_reads_its_tiles_in_parallel_with_the_same_checks(db, tiles
     expect_nothing_loaded(tiles_copy, r"nothing loaded: .*dem_999.tif: .*not recognized")
     (tiles_copy / "dem_999.tif").unlink()
     load(tiles_copy)
-    assert Tile.objects.count() == 12 and Tile.objects.get(id=123).col == 192
+    assert Tile.objects.count() == 12 and Tile.objects.get(number=123).col == 192
 
 
 def test_a_tile_without_a_number_is_named(db, tiles_copy):
@@ -131,7 +131,7 @@ def test_tiles_added_later_join_the_same_grid(db, tmp_path):
     west.mkdir()
     shutil.move(tileset.folder / "dem_100.tif", west / "dem_100.tif")
     load(tileset.folder)
-    assert Tile.objects.get(id=101).col == 0
+    assert Tile.objects.get(number=101).col == 0
     load(west)
-    assert [(t.id, t.col) for t in Tile.objects.order_by("id")] == [(100, 0), (101, 64)]
-    assert read_info(Tile.objects.get(id=101).path).width == 64
+    assert [(t.number, t.col) for t in Tile.objects.order_by("number")] == [(100, 0), (101, 64)]
+    assert read_info(Tile.objects.get(number=101).path).width == 64

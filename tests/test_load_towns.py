@@ -26,8 +26,8 @@ def towns_file(tmp_path, index):
 
 def test_it_loads_towns_with_the_tiles_their_polygons_overlap(towns_file, index, capsys):
     call_command("load_towns", str(towns_file), "--id-field", "id", "--name-field", "name")
-    assert list(Town.objects.get(id=1).tiles.values_list("id", flat=True)) == [index.id_at(0, 0)]
-    assert sorted(Town.objects.get(id=2).tiles.values_list("id", flat=True)) == sorted(
+    assert list(Town.objects.get(id=1).tiles.values_list("number", flat=True)) == [index.id_at(0, 0)]
+    assert sorted(Town.objects.get(id=2).tiles.values_list("number", flat=True)) == sorted(
         [index.id_at(0, 0), index.id_at(0, 1), index.id_at(1, 0), index.id_at(1, 1)])
     assert Town.objects.get(id=3).tiles.count() == 0
     captured = capsys.readouterr()
@@ -40,7 +40,7 @@ def test_a_polygon_touching_a_tile_only_along_its_edge_does_not_take_it(tmp_path
     vector.write_polygons(path, [(5, "Edge", box(400010, 5699700, 400320, 5699990))],
                           crs_wkt_from_epsg(25832), target_epsg=25832, driver="GPKG")
     call_command("load_towns", str(path), "--id-field", "id", "--name-field", "name")
-    assert list(Town.objects.get(id=5).tiles.values_list("id", flat=True)) == [index.id_at(0, 0)]
+    assert list(Town.objects.get(id=5).tiles.values_list("number", flat=True)) == [index.id_at(0, 0)]
 
 
 def test_loading_again_replaces_a_towns_tiles(towns_file, index):

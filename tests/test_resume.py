@@ -22,16 +22,16 @@ from .test_execution import merged_pixels, run
 @pytest.fixture
 def failed_job(index, owner, media):
     """A hillshade over every tile whose tile 111 could not be read."""
-    good_path = Tile.objects.get(id=111).path
-    Tile.objects.filter(id=111).update(path=str(media / "missing.tif"))
+    good_path = Tile.objects.get(number=111).path
+    Tile.objects.filter(number=111).update(path=str(media / "missing.tif"))
     job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids))
     assert job.status == JobStatus.FAILED
-    Tile.objects.filter(id=111).update(path=good_path)  # the data is repaired
+    Tile.objects.filter(number=111).update(path=good_path)  # the data is repaired
     return job
 
 
 def attempts(job):
-    return dict(JobTile.objects.filter(job=job).values_list("tile_id", "attempts"))
+    return dict(JobTile.objects.filter(job=job).values_list("tile__number", "attempts"))
 
 
 def neighbours_of_111(index):
@@ -39,7 +39,7 @@ def neighbours_of_111(index):
 
 
 def test_resume_reruns_only_the_tiles_that_did_not_succeed(failed_job, index, owner):
-    failed = set(JobTile.objects.filter(job=failed_job).exclude(status=TileStatus.SUCCEEDED).values_list("tile_id", flat=True))
+    failed = set(JobTile.objects.filter(job=failed_job).exclude(status=TileStatus.SUCCEEDED).values_list("tile__number", flat=True))
     assert failed == neighbours_of_111(index)  # 111 and every tile whose halo needs it
     job, to_run = job_resume(job=failed_job, by=owner)
     assert (job.status, job.attempt, to_run, job.error) == (JobStatus.QUEUED, 2, len(failed), "")
@@ -67,7 +67,7 @@ def test_giving_the_same_parameter_values_is_no_change(failed_job, owner):
 
 
 def test_a_tile_output_that_is_gone_or_cut_short_runs_again(failed_job, index, owner):
-    kept = JobTile.objects.filter(job=failed_job, status=TileStatus.SUCCEEDED).order_by("tile_id")
+    kept = JobTile.objects.filter(job=failed_job, status=TileStatus.SUCCEEDED).order_by("tile__number")
     gone, cut = kept[0], kept[1]
     media_path(gone.output_path).unlink()
     with open(media_path(cut.output_path), "r+b") as handle:

@@ -52,7 +52,7 @@ def test_bad_data_fails_at_once(index, owner, media):
     broken = media / "broken.tif"
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(b"II*\x00garbage that is no TIFF")
-    Tile.objects.filter(id=index.ids[0]).update(path=str(broken))
+    Tile.objects.filter(number=index.ids[0]).update(path=str(broken))
     job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1]))
     tile = JobTile.objects.get(job=job)
     assert (job.status, tile.status, tile.attempts) == (JobStatus.FAILED, TileStatus.FAILED, 1)

@@ -129,7 +129,7 @@ def test_a_tile_that_reads_inside_its_folder_loads(db, tiles_copy):
     (tiles_copy / "dem_100.tif").rename(sources / "dem.tif")
     tile_vrt(tiles_copy, "dem_100.vrt", sources / "dem.tif").rename(tiles_copy / "dem_100.tif")
     call_command("load_tiles", str(tiles_copy))
-    assert Tile.objects.filter(id=100).exists()
+    assert Tile.objects.filter(number=100).exists()
 
 
 @pytest.mark.parametrize("location,message", [

@@ -22,9 +22,9 @@ def stored(index, owner, media):
     job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
     job_cancel(job=job)
     Job.objects.filter(pk=job.pk).update(outputs_size=1000)
-    tiles = list(JobTile.objects.filter(job=job).order_by("tile_id"))
+    tiles = list(JobTile.objects.filter(job=job).order_by("tile__number"))
     for tile in tiles[:2]:
-        JobTile.objects.filter(pk=tile.pk).update(output_path=f"jobs/{job.pk}/tiles/{tile.tile_id}_1.tif", output_size=300)
+        JobTile.objects.filter(pk=tile.pk).update(output_path=f"jobs/{job.pk}/tiles/{tile.tile.number}_1.tif", output_size=300)
     JobTile.objects.filter(pk=tiles[2].pk).update(output_path="", output_size=None)
     job.refresh_from_db()
     return job

@@ -24,7 +24,7 @@ def jobs(index, owner, other, media, django_capture_on_commit_callbacks):
     made = {}
     with django_capture_on_commit_callbacks(execute=True):
         made["done"] = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
-        Tile.objects.filter(id=index.id_at(2, 3)).update(path=gone)
+        Tile.objects.filter(number=index.id_at(2, 3)).update(path=gone)
         for name, user in [("recent", owner), ("old", owner), ("theirs", other)]:
             made[name] = run(job_submit(owner=user, job_type="slope",
                                         tile_ids=[index.id_at(0, 0), index.id_at(2, 3)]))

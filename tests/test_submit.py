@@ -17,7 +17,7 @@ def test_it_creates_the_job_and_all_its_tiles(index, owner, django_capture_on_co
     assert job.status == JobStatus.QUEUED and job.tiles_total == 2
     assert job.params["azimuth"] == 200.0 and job.params["altitude"] == 45.0
     assert sorted(job.labels.values_list("name", flat=True)) == ["2024", "flood"]
-    assert sorted(JobTile.objects.filter(job=job).values_list("tile_id", "status")) == [
+    assert sorted(JobTile.objects.filter(job=job).values_list("tile__number", "status")) == [
         (index.id_at(0, 0), TileStatus.PENDING), (index.id_at(1, 1), TileStatus.PENDING)]
     assert "owner submitted hillshade over 2 tiles" in JobLog.objects.get(job=job).message
     assert OrmQ.objects.count() == 2  # one wake-up per worker, not one per tile

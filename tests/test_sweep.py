@@ -28,7 +28,7 @@ def job(index, owner):
 
 def lose(job, tile_id, attempts=1, expires=PAST):
     """A worker claimed the tile and died: its lease is no longer renewed."""
-    JobTile.objects.filter(job=job, tile_id=tile_id).update(status=TileStatus.RUNNING, attempts=attempts,
+    JobTile.objects.filter(job=job, tile__number=tile_id).update(status=TileStatus.RUNNING, attempts=attempts,
                                                            lease_owner="host:4242", lease_expires=expires)
 
 
@@ -41,9 +41,9 @@ def test_a_tile_whose_lease_expired_goes_back_to_pending_and_the_job_is_woken(jo
     lose(job, index.ids[0])
     before = OrmQ.objects.count()
     sweep()
-    tile = JobTile.objects.get(job=job, tile_id=index.ids[0])
+    tile = JobTile.objects.get(job=job, tile__number=index.ids[0])
     assert (tile.status, tile.attempts, tile.error) == (TileStatus.PENDING, 1, "worker host:4242 stopped answering")
-    assert JobLog.objects.filter(job=job, tile_id=index.ids[0], level="warning",
+    assert JobLog.objects.filter(job=job, tile__number=index.ids[0], level="warning",
                                  message__startswith="worker host:4242 stopped answering during attempt 1 of 3").exists()
     assert OrmQ.objects.count() > before
 
@@ -51,16 +51,16 @@ def test_a_tile_whose_lease_expired_goes_back_to_pending_and_the_job_is_woken(jo
 def test_a_live_lease_is_left_alone(job, index):
     lose(job, index.ids[0], expires=timezone.now() + timedelta(minutes=1))
     sweep()
-    assert JobTile.objects.get(job=job, tile_id=index.ids[0]).status == TileStatus.RUNNING
+    assert JobTile.objects.get(job=job, tile__number=index.ids[0]).status == TileStatus.RUNNING
 
 
 def test_past_the_attempt_limit_the_tile_and_then_the_job_fail(job, index, media):
     for tile_id in index.ids[1:3]:
-        JobTile.objects.filter(job=job, tile_id=tile_id).update(status=TileStatus.SUCCEEDED)
+        JobTile.objects.filter(job=job, tile__number=tile_id).update(status=TileStatus.SUCCEEDED)
     lose(job, index.ids[0], attempts=3)
     sweep()
     job.refresh_from_db()
-    assert JobTile.objects.get(job=job, tile_id=index.ids[0]).status == TileStatus.FAILED
+    assert JobTile.objects.get(job=job, tile__number=index.ids[0]).status == TileStatus.FAILED
     assert job.status == JobStatus.FAILED and job.error == f"1 of its tiles failed: {index.ids[0]}"
     assert "its worker stopped answering on each of 3 attempts (killed, or still working after the task timeout" in JobLog.objects.filter(job=job, level="error")[0].message
 
@@ -93,7 +93,7 @@ def test_a_tile_task_takes_over_the_tiles_of_a_dead_worker_of_its_job(job, index
     lose(job, index.ids[0])
     job = run(job)
     assert job.status == JobStatus.SUCCEEDED
-    assert JobTile.objects.get(job=job, tile_id=index.ids[0]).attempts == 2
+    assert JobTile.objects.get(job=job, tile__number=index.ids[0]).attempts == 2
 
 
 def test_a_tile_whose_worker_process_is_gone_from_this_host_returns_at_once(job, index):
@@ -102,8 +102,8 @@ def test_a_tile_whose_worker_process_is_gone_from_this_host_returns_at_once(job,
     in_an_hour = timezone.now() + timedelta(hours=1)
     lose(job, index.ids[0], expires=in_an_hour)
     lose(job, index.ids[1], expires=in_an_hour)
-    JobTile.objects.filter(job=job, tile_id=index.ids[0]).update(lease_owner=f"{socket.gethostname()}:{gone.pid}")
-    JobTile.objects.filter(job=job, tile_id=index.ids[1]).update(lease_owner=f"{socket.gethostname()}:{os.getpid()}")
+    JobTile.objects.filter(job=job, tile__number=index.ids[0]).update(lease_owner=f"{socket.gethostname()}:{gone.pid}")
+    JobTile.objects.filter(job=job, tile__number=index.ids[1]).update(lease_owner=f"{socket.gethostname()}:{os.getpid()}")
     assert return_lost_tiles(job.pk) == {job.pk}
-    assert JobTile.objects.get(job=job, tile_id=index.ids[0]).status == TileStatus.PENDING
-    assert JobTile.objects.get(job=job, tile_id=index.ids[1]).status == TileStatus.RUNNING
+    assert JobTile.objects.get(job=job, tile__number=index.ids[0]).status == TileStatus.PENDING
+    assert JobTile.objects.get(job=job, tile__number=index.ids[1]).status == TileStatus.RUNNING

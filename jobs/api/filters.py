@@ -80,7 +80,7 @@ class JobFilter(filters.FilterSet):
     label_all = filters.CharFilter(method="filter_label_all", help_text="has all of these labels, comma-separated")
     owner = filters.CharFilter(field_name="owner__username", help_text="owner's username (staff see every owner)")
     town = IdFilter(field_name="town_id")
-    tile = IdFilter(method="filter_tile", help_text="the job covers this tile id")
+    tile = IdFilter(method="filter_tile", help_text="the job covers the tile of this number (in its collection)")
     created_after = MomentFilter("created", "after")
     created_before = MomentFilter("created", "before")
     started_after = MomentFilter("started", "after")
@@ -104,7 +104,7 @@ class JobFilter(filters.FilterSet):
         return queryset
 
     def filter_tile(self, queryset, name, value):
-        return queryset.filter(Exists(JobTile.objects.filter(job_id=OuterRef("pk"), tile_id=value)))
+        return queryset.filter(Exists(JobTile.objects.filter(job_id=OuterRef("pk"), tile__number=value)))
 
     def filter_search(self, queryset, name, value):
         in_label = Exists(Job.labels.through.objects.filter(job_id=OuterRef("pk"), label__name__icontains=value))
@@ -133,7 +133,7 @@ def parse_bbox(value):
 
 class TileFilter(filters.FilterSet):
     collection = filters.ModelChoiceFilter(queryset=Collection.objects.all(), help_text="the tiles of this collection")
-    id = IdInFilter(help_text="any of these tile ids, comma-separated")
+    id = IdInFilter(field_name="number", help_text="any of these tile numbers, comma-separated")
     town = IdFilter(field_name="towns__id")
     bbox = filters.CharFilter(method="filter_bbox", help_text="overlaps minx,miny,maxx,maxy in the CRS of the "
                                                               "collection (the default one without ?collection=)")

@@ -112,13 +112,16 @@ class JobCreateSerializer(serializers.Serializer):
 
 
 class JobLogSerializer(serializers.ModelSerializer):
+    tile = serializers.IntegerField(source="tile.number", allow_null=True, read_only=True,
+                                    help_text="the number of the tile it is about, if any")
+
     class Meta:
         model = JobLog
         fields = ["id", "created", "level", "tile", "message"]
 
 
 class JobTileSerializer(serializers.ModelSerializer):
-    tile_id = serializers.IntegerField()
+    tile_id = serializers.IntegerField(source="tile.number", help_text="the tile's number in the job's collection")
 
     class Meta:
         model = JobTile
@@ -126,6 +129,7 @@ class JobTileSerializer(serializers.ModelSerializer):
 
 
 class TileSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(source="number", help_text="the tile's number in its collection")
     bounds = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, read_only=True,
                                    help_text="[minx, miny, maxx, maxy] in its collection's CRS")
 
@@ -188,14 +192,14 @@ class TownSerializer(serializers.ModelSerializer):
 
     def get_tiles_by_collection(self, town) -> dict[str, list[int]]:
         found = {}
-        for tile in sorted(town.tiles.all(), key=lambda tile: (tile.collection_id, tile.id)):
-            found.setdefault(tile.collection_id, []).append(tile.id)
+        for tile in sorted(town.tiles.all(), key=lambda tile: (tile.collection_id, tile.number)):
+            found.setdefault(tile.collection_id, []).append(tile.number)
         return found
 
 
 class ParamSchemaSerializer(serializers.Serializer):
     name = serializers.CharField()
-    type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string"])
+    type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string", "object"])
     required = serializers.BooleanField()
     default = serializers.JSONField(allow_null=True)
     help = serializers.CharField()

@@ -1,5 +1,6 @@
 """REST API viewsets. Thin: querysets, filters and serializers here; workflows in jobs.services."""
 
+from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetch, Q
 from django.http import FileResponse, Http404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -112,7 +113,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     @action(detail=True, methods=["get"], pagination_class=AfterCursorPagination, filter_backends=[])
     def logs(self, request, pk=None):
         """The job's log, oldest first. Follow `next` to read only what was logged since."""
-        page = self.paginate_queryset(JobLog.objects.filter(job=self.get_object()))
+        page = self.paginate_queryset(JobLog.objects.filter(job=self.get_object()).select_related("tile"))
         return self.get_paginated_response(JobLogSerializer(page, many=True).data)
 
     @extend_schema(responses=JobTileSerializer(many=True), filters=False, parameters=[
@@ -120,7 +121,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     @action(detail=True, methods=["get"], filter_backends=[])
     def tiles(self, request, pk=None):
         """Each tile of the job with its status, attempts, timings and error."""
-        filterset = JobTileFilter(request.query_params, queryset=self.get_object().tiles.order_by("tile_id"))
+        filterset = JobTileFilter(request.query_params, queryset=self.get_object().tiles.select_related("tile").order_by("tile__number"))
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
         page = self.paginate_queryset(filterset.qs)
@@ -155,20 +156,32 @@ class CollectionViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class TileViewSet(viewsets.ReadOnlyModelViewSet):
-    """The tiles of every collection (`?collection=` for one)."""
+    """The tiles of every collection (`?collection=` for one). A tile is found by its number in
+    `?collection=`, or in the default collection without it."""
 
-    queryset = Tile.objects.order_by("id")
+    queryset = Tile.objects.order_by("collection", "number")
     serializer_class = TileSerializer
+    lookup_field = "number"
     lookup_value_regex = r"\d{1,9}"
     filter_backends = [DjangoFilterBackend]
     filterset_class = TileFilter
+
+    @extend_schema(parameters=[OpenApiParameter("collection", str, description="the tile's collection; "
+                                                "the default collection without it")])
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    def get_queryset(self):
+        if self.action == "retrieve" and not self.request.query_params.get("collection"):
+            return self.queryset.filter(collection_id=settings.DEFAULT_COLLECTION)
+        return self.queryset
 
 
 class TownViewSet(viewsets.ReadOnlyModelViewSet):
     """Towns with the ids of their tiles."""
 
     queryset = Town.objects.order_by("id").prefetch_related(
-        Prefetch("tiles", queryset=Tile.objects.only("id", "collection_id")))
+        Prefetch("tiles", queryset=Tile.objects.only("id", "number", "collection_id")))
     serializer_class = TownSerializer
     lookup_value_regex = r"\d{1,9}"
 

@@ -15,8 +15,9 @@ from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, progress
                  write_gtiff, written_atomically)
 
 
-def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None):
-    """Run a `gdal.DEMProcessing` operation over one tile, reading `halo` pixels of its neighbours.
+def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
+    """Run a `gdal.DEMProcessing` operation over band `band` of one tile, reading `halo` pixels of
+    its neighbours.
 
     1. The window is the tile grown by `halo` pixels on each side, clipped to the index `grid`.
     2. Its pixels are read from the tile and its neighbours into an in-memory raster that has the
@@ -39,13 +40,13 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
             try:
                 ds = open_tile(tile.path)
                 x0, px, _, y0, _, py = ds.GetGeoTransform()
-                band = ds.GetRasterBand(1)
-                nodata, data_type = band.GetNoDataValue(), band.DataType
+                source_band = ds.GetRasterBand(band)
+                nodata, data_type = source_band.GetNoDataValue(), source_band.DataType
             except RuntimeError as exc:
                 raise gdal_error(exc, tile.path) from None
             dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
             fill = nodata if nodata is not None else 0
-            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype)
+            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype, band)
             dx, dy = col0 - tile.col, row0 - tile.row
             # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
             # whole operation on a small tile.

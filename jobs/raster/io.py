@@ -255,8 +255,8 @@ def open_tile(path):
         raise RuntimeError(f"{path}: {exc.strerror}") from None
 
 
-def read_window(tiles, col, row, width, height, fill, dtype):
-    """The pixels of the index grid window (col, row, width, height), assembled from `tiles`."""
+def read_window(tiles, col, row, width, height, fill, dtype, band=1):
+    """The pixels of band `band` in the index grid window (col, row, width, height), assembled from `tiles`."""
     window = np.full((height, width), fill, dtype=dtype)
     for tile in tiles:
         x0, y0 = max(col, tile.col), max(row, tile.row)
@@ -266,7 +266,7 @@ def read_window(tiles, col, row, width, height, fill, dtype):
             continue
         try:
             ds = open_tile(tile.path)
-            part = ds.GetRasterBand(1).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0)
+            part = ds.GetRasterBand(band).ReadAsArray(x0 - tile.col, y0 - tile.row, x1 - x0, y1 - y0)
         except RuntimeError as exc:
             raise gdal_error(exc, tile.path) from None
         window[y0 - row : y1 - row, x0 - col : x1 - col] = part

@@ -34,17 +34,17 @@ def _overlaps(bounds, other):
     return bounds[0] < other[2] and other[0] < bounds[2] and bounds[1] < other[3] and other[1] < bounds[3]
 
 
-def _read_tile(tile_path):
-    """(dataset, pixels, bounds, nodata) of one tile of the index: opened once and kept (see
+def _read_tile(tile_path, band=1):
+    """(dataset, pixels of `band`, bounds, nodata) of one tile of the index: opened once and kept (see
     open_tile), its CRS not decoded (it is the index's), checked when it was loaded."""
     with thread_config(**TILE_OPEN_OPTIONS):
         try:
             ds = open_tile(str(tile_path))
-            band = ds.GetRasterBand(1)
-            pixels = band.ReadAsArray()
+            source = ds.GetRasterBand(band)
+            pixels = source.ReadAsArray()
         except RuntimeError as exc:
             raise gdal_error(exc, str(tile_path)) from None
-    return ds, pixels, georef.bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize), band.GetNoDataValue()
+    return ds, pixels, georef.bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize), source.GetNoDataValue()
 
 
 def _over(polygons, bounds, progress):
@@ -57,11 +57,11 @@ def _over(polygons, bounds, progress):
             yield polygon
 
 
-def zonal_partial(tile_path, polygons, out_path, crs_wkt, progress=None):
+def zonal_partial(tile_path, polygons, out_path, crs_wkt, progress=None, band=1):
     """Count, sum, sum of squares, min and max of the valid pixels of one tile under each polygon
     (pixel centre inside; polygons and tile in `crs_wkt`, the index's CRS), written as JSON to
-    `out_path`: sums combine exactly across tiles."""
-    ds, pixels, bounds, nodata = _read_tile(tile_path)
+    `out_path`: sums combine exactly across tiles. Reads band `band`."""
+    ds, pixels, bounds, nodata = _read_tile(tile_path, band)
     pixels = pixels.astype(np.float64)
     valid = np.ones(pixels.shape, dtype=bool) if nodata is None else pixels != nodata
     partial = {}
@@ -93,10 +93,10 @@ def zonal_combine(partial_paths, polygons):
     return rows
 
 
-def mask_tile(tile_path, polygons, out_path, crs_wkt, progress=None):
-    """The tile with every pixel whose centre lies outside all `polygons` set to nodata; the
-    output is in `crs_wkt`, the index's CRS."""
-    ds, pixels, bounds, nodata = _read_tile(tile_path)
+def mask_tile(tile_path, polygons, out_path, crs_wkt, progress=None, band=1):
+    """Band `band` of the tile with every pixel whose centre lies outside all `polygons` set to
+    nodata; the output is in `crs_wkt`, the index's CRS."""
+    ds, pixels, bounds, nodata = _read_tile(tile_path, band)
     if nodata is None:
         raise RasterError(f"{tile_path}: clipping needs a nodata value to mark what lies outside")
     inside = np.zeros(pixels.shape, dtype=bool)

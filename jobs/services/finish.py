@@ -37,7 +37,7 @@ def job_finish_tiles(*, job_id, merge_here=False):
         else:
             queue.enqueue_merge(job_id)
         return
-    failed = list(JobTile.objects.filter(job_id=job_id, status=TileStatus.FAILED).order_by("tile_id").values_list("tile_id", flat=True))
+    failed = list(JobTile.objects.filter(job_id=job_id, status=TileStatus.FAILED).order_by("tile__number").values_list("tile__number", flat=True))
     if not failed:
         return
     error = f"{len(failed)} of its tiles failed: {id_list(failed)}"
@@ -51,7 +51,7 @@ def job_merge(*, job_id):
     if job is None:
         return
     kind = get_job_type(job.type)
-    relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile_id").values_list("output_path", flat=True))
+    relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile__number").values_list("output_path", flat=True))
     out_dir = media.media_path(storage.output_relpath(job.id, ""))
     started = time.monotonic()
     try:

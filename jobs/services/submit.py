@@ -51,14 +51,20 @@ def _clean_tile_ids(tile_ids, collection):
     if duplicates:
         raise Rejected({"tile_ids": f"duplicate tile ids: {', '.join(map(str, sorted(duplicates)))}"})
     _check_tile_limit("tile_ids", len(tile_ids))
-    known = set(Tile.objects.filter(collection=collection, id__in=[i for i in tile_ids if 0 <= i <= MAX_ID])
-                .values_list("id", flat=True))
+    known = dict(Tile.objects.filter(collection=collection, number__in=[i for i in tile_ids if 0 <= i <= MAX_ID])
+                 .values_list("number", "id"))
     unknown = [tile_id for tile_id in tile_ids if tile_id not in known]
     if unknown:
         shown = ", ".join(map(str, unknown[:50])) + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
         raise Rejected({"tile_ids": f"unknown tile ids: {shown}" + (
             "" if collection.pk == settings.DEFAULT_COLLECTION else f" (in collection {collection.pk})")})
-    return sorted(tile_ids)
+    return [known[number] for number in sorted(tile_ids)]
+
+
+def _numbers(keys, limit=20):
+    """The tile numbers of tile keys, as a message lists them."""
+    numbers = list(Tile.objects.filter(id__in=keys[:limit]).order_by("number").values_list("number", flat=True))
+    return id_list(numbers) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _check_tile_limit(field, count):
@@ -72,7 +78,7 @@ def _town_tile_ids(town_id, collection):
     town = Town.objects.filter(pk=town_id).first() if 0 <= town_id <= MAX_ID else None
     if town is None:
         raise Rejected({"town_id": f"unknown town id: {town_id}"})
-    tile_ids = sorted(town.tiles.filter(collection=collection).values_list("id", flat=True))
+    tile_ids = list(town.tiles.filter(collection=collection).order_by("number").values_list("id", flat=True))
     if not tile_ids:
         raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index" + (
             "" if collection.pk == settings.DEFAULT_COLLECTION else f" collection {collection.pk}")})
@@ -91,8 +97,8 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     """
     kind = get_job_type(job_type)
     problems = {}  # every check runs, so that one refusal names every bad field
-    layer = _checked(problems, _collection, collection)
     clean_params = _checked(problems, kind.clean_params, params)
+    layer = _checked(problems, _job_collection, kind, clean_params, collection)
     clean_labels = _checked(problems, _clean_labels, labels)
     interim_results = interim_results or settings.INTERIM_RESULTS_DEFAULT
     if interim_results not in InterimResults.values:
@@ -121,7 +127,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         JobInput.objects.bulk_create([JobInput(job=job, name=name, file_name=file_name, datafile=datafile)
                                       for name, (file_name, datafile) in files.items()])
         JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id) for tile_id in ids], batch_size=2000)
-        where = f"town {town.id} ({town.name})" if town else "tiles " + id_list(ids)
+        where = f"town {town.id} ({town.name})" if town else "tiles " + _numbers(ids)
         lifecycle.job_created(job, f"{owner} submitted {kind.name} over {len(ids)} tiles of {where}"
                                    + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
         if not waiting_for:
@@ -184,6 +190,18 @@ def _collection(name):
         known = ", ".join(Collection.objects.values_list("id", flat=True)[:50]) or "none"
         raise Rejected({"collection": f"unknown collection {quoted(name or settings.DEFAULT_COLLECTION)}; "
                                       f"the collections are: {known}"}) from None
+
+
+def _job_collection(kind, clean_params, name):
+    """The collection the job runs over: the one its parameters decide (calc), or the one it names."""
+    decided = kind.collection_of(clean_params) if clean_params is not None else None
+    if decided is not None and name is not None and name != decided:
+        raise Rejected({"collection": f"{kind.name} runs over the tiles of its first input's collection, {decided}; "
+                                      f"leave collection out or give {decided}"})
+    collection = _collection(decided or name)
+    if clean_params is not None:
+        kind.check_collection(collection, clean_params)
+    return collection
 
 
 def _choose_tiles(kind, files, tile_ids, town_id, collection):

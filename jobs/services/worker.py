@@ -189,7 +189,7 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
     """Run the job's operation on one claimed tile. Returns (output relpath, size) when it
     succeeded; a failure or a cancel is recorded here, and returns None."""
     tile = job_tile.tile
-    relpath = storage.tile_output_relpath(job.id, tile.id, job_tile.attempts, kind.tile_suffix)
+    relpath = storage.tile_output_relpath(job.id, tile.number, job_tile.attempts, kind.tile_suffix)
     try:
         size = kind.process_tile(
             tile=tileindex.grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,

@@ -1,0 +1,188 @@
+"""Job types that read collections other than the one whose tiles they run over.
+
+`calc` evaluates a band-math expression over named inputs, each a band of a collection, on the
+grid of its first input's collection: an input of that collection is read from the tile itself;
+an input of another collection is warped onto the tile's pixels from that collection's tiles
+under the tile's footprint (grown by the resampling kernel's reach), so that a tile's pixels are
+those one warp of the whole other collection onto the whole grid would give.
+"""
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from jobsite import georef
+from jobsite.exceptions import Rejected, quoted
+from jobsite.gdalpolicy import thread_config
+
+from .jobschema import JobType, Param
+from .models import Collection, Tile
+from .raster import calc
+from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, write_gtiff,
+                        written_atomically)
+
+INPUT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+MAX_INPUTS = 8
+# Resampling methods for inputs on another grid, and how many of their pixels each reaches out.
+RESAMPLING = {"near": 1, "bilinear": 1, "cubic": 2, "cubicspline": 2, "lanczos": 3, "average": 1, "mode": 1}
+
+
+def _clean_raster_inputs(raw):
+    """{name: {"collection": slug, "band": n}} checked against the collections; Rejected names
+    each bad input."""
+    if not raw or len(raw) > MAX_INPUTS:
+        raise Rejected({"params": {"inputs": f"must name 1 to {MAX_INPUTS} inputs, such as "
+                                             '{"nir": {"collection": "s2", "band": 8}}'}})
+    errors, clean = {}, {}
+    collections = {c.pk: c for c in Collection.objects.filter(
+        pk__in=[spec.get("collection") for spec in raw.values() if isinstance(spec, dict)
+                and isinstance(spec.get("collection"), str)])}
+    for name, spec in raw.items():
+        problem = _raster_input_problem(name, spec, collections)
+        if problem:
+            errors[f"inputs.{name}" if INPUT_NAME.fullmatch(str(name)) else "inputs"] = problem
+        else:
+            clean[name] = {"collection": spec["collection"], "band": spec.get("band", 1)}
+    if errors:
+        raise Rejected({"params": errors})
+    return clean
+
+
+def _raster_input_problem(name, spec, collections):
+    if not isinstance(name, str) or not INPUT_NAME.fullmatch(name) or name in calc.FUNCTIONS:
+        return (f"{quoted(name)} is not an input name: 1 to 32 lower-case letters, digits and _, not starting with a "
+                "digit, and not a function name")
+    if not isinstance(spec, dict) or set(spec) - {"collection", "band"} or "collection" not in spec:
+        return 'must be {"collection": name, "band": number}'
+    band = spec.get("band", 1)
+    if not isinstance(band, int) or isinstance(band, bool) or band < 1:
+        return "band must be a whole number from 1"
+    collection = collections.get(spec["collection"])
+    if collection is None:
+        return f"unknown collection {quoted(spec['collection'])}"
+    if band > collection.band_count:
+        return f"collection {collection.pk} has {collection.band_count} band(s), not {band}"
+    return None
+
+
+@dataclass(frozen=True)
+class Calc(JobType):
+    """A band-math expression over bands of one or several collections (see jobs.raster.calc)."""
+
+    decides_collection = True
+
+    def clean_params(self, raw):
+        clean = super().clean_params(raw)
+        problems = {}
+        try:
+            clean["inputs"] = _clean_raster_inputs(clean["inputs"])
+        except Rejected as exc:
+            problems.update(exc.errors["params"])
+        try:
+            calc.check_expression(clean["expression"], set(clean["inputs"]))
+        except calc.ExpressionError as exc:
+            problems["expression"] = str(exc)
+        if problems:
+            raise Rejected({"params": problems})
+        if clean.get("nodata") is None:
+            clean["nodata"] = calc.type_nodata(clean["output_type"])
+        elif not _fits(clean["nodata"], clean["output_type"]):
+            raise Rejected({"params": {"nodata": f"{clean['nodata']:g} is not a value of {clean['output_type']}"}})
+        return clean
+
+    def collection_of(self, params):
+        return next(iter(params["inputs"].values()))["collection"]
+
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+        if progress is not None and not progress(0.0):
+            raise Cancelled("stopped by the progress callback")
+        home = self.collection_of(params)
+        with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
+            try:
+                geotransform = open_tile(tile.path).GetGeoTransform()
+            except RuntimeError as exc:
+                raise gdal_error(exc, tile.path) from None
+            arrays, valid = {}, np.ones((tile.height, tile.width), dtype=bool)
+            for name, spec in params["inputs"].items():
+                if spec["collection"] == home:
+                    pixels, ok = _own_band(tile, spec["band"])
+                else:
+                    pixels, ok = _resampled(spec, geotransform, tile, grid.crs_wkt, params["resampling"])
+                arrays[name] = pixels
+                valid &= ok
+        result = calc.evaluate(params["expression"], arrays, valid, params["output_type"], params["nodata"])
+        with written_atomically(out_path) as tmp:
+            write_gtiff(tmp, result, geotransform, grid.crs_wkt, params["nodata"],
+                        ["TILED=YES"] if min(tile.width, tile.height) >= 256 else [])
+        return out_path.stat().st_size
+
+
+def _fits(value, output_type):
+    dtype = np.dtype(calc.OUTPUT_TYPES[output_type])
+    if dtype.kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return value == int(value) and info.min <= value <= info.max
+
+
+def _own_band(tile, band):
+    """A band of the tile itself, as float64, and where it holds data."""
+    try:
+        source = open_tile(tile.path).GetRasterBand(band)
+        pixels = source.ReadAsArray().astype(np.float64)
+    except RuntimeError as exc:
+        raise gdal_error(exc, tile.path) from None
+    nodata = source.GetNoDataValue()
+    valid = ~np.isnan(pixels) if nodata is None else (pixels != nodata) & ~np.isnan(pixels)
+    return pixels, valid
+
+
+def _resampled(spec, geotransform, tile, crs_wkt, resampling):
+    """A band of another collection warped onto the tile's pixels, as float64, and where it holds
+    data. Reads that collection's tiles under the tile's footprint, grown by the kernel's reach."""
+    other = Collection.objects.get(pk=spec["collection"])
+    left, top = geotransform[0], geotransform[3]
+    right, bottom = left + tile.width * geotransform[1], top + tile.height * geotransform[5]
+    minx, miny, maxx, maxy = georef.transformed_bounds((left, bottom, right, top), crs_wkt, other.crs_wkt)
+    reach = (RESAMPLING[resampling] + 1) * max(abs(other.pixel_width), abs(other.pixel_height))
+    reach += max(0.0, max(maxx - minx, maxy - miny) / max(tile.width, tile.height))  # an output pixel's width
+    paths = list(Tile.objects.filter(collection=other, minx__lt=maxx + reach, maxx__gt=minx - reach,
+                                     miny__lt=maxy + reach, maxy__gt=miny - reach).values_list("path", flat=True))
+    empty = np.full((tile.height, tile.width), np.nan)
+    if not paths:
+        return empty, np.zeros(empty.shape, dtype=bool)
+    vrt = f"/vsimem/calc-{uuid.uuid4().hex}.vrt"
+    try:
+        source = gdal.BuildVRT(vrt, paths, bandList=[spec["band"]])
+        warped = gdal.Warp("", source, format="MEM", outputBounds=(left, bottom, right, top), width=tile.width,
+                           height=tile.height, dstSRS=crs_wkt, resampleAlg=resampling, errorThreshold=0,
+                           outputType=gdal.GDT_Float64, workingType=gdal.GDT_Float64, dstNodata=float("nan"),
+                           multithread=False)
+        pixels = warped.GetRasterBand(1).ReadAsArray()
+    except RuntimeError as exc:
+        raise RasterError(f"collection {other.pk}: {exc}", transient=gdal.GetLastErrorNo() == gdal.CPLE_FileIO) from None
+    finally:
+        source = None
+        gdal.Unlink(vrt)
+    return pixels, ~np.isnan(pixels)
+
+
+CALC = Calc(
+    "calc", "A band-math expression over named inputs, each a band of a collection, on the grid of the first input's "
+            "collection; inputs on other grids are resampled onto it. Pixels where an input is nodata or the result "
+            "is not finite (a division by zero) are nodata.",
+    (
+        Param("expression", "string", None, "e.g. (nir - red) / (nir + red): numbers, the input names, + - * / ** %, "
+              "comparisons, & | ~ and the functions " + ", ".join(calc.FUNCTIONS), required=True),
+        Param("inputs", "object", None, 'name: {"collection": name, "band": number}; the job runs over the tiles of '
+              "the first input's collection", required=True),
+        Param("output_type", "string", "Float32", "The data type of the result", choices=tuple(calc.OUTPUT_TYPES)),
+        Param("resampling", "string", "near", "How inputs on another grid are resampled onto the first input's",
+              choices=tuple(RESAMPLING)),
+        Param("nodata", "number", None, "The result's nodata value; by default -9999 for floats, the smallest value "
+              "of a signed integer type, the largest of an unsigned one"),
+    ),
+)
