@@ -1,4 +1,8 @@
-"""Job types that read collections other than the one whose tiles they run over.
+"""Job types whose inputs or output lie on another grid than the tiles they run over.
+
+`reproject` warps a collection onto another CRS and pixel size (see jobs.raster.warp): each tile
+writes the pixels of the target grid it owns, so that the tiles mosaic into one warp of the whole
+collection.
 
 `calc` evaluates a band-math expression over named inputs, each a band of a collection, on the
 grid of its first input's collection: an input of that collection is read from the tile itself;
@@ -7,9 +11,11 @@ under the tile's footprint (grown by the resampling kernel's reach), so that a t
 those one warp of the whole other collection onto the whole grid would give.
 """
 
+import math
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from osgeo import gdal
@@ -18,9 +24,9 @@ from jobsite import georef
 from jobsite.exceptions import Rejected, quoted
 from jobsite.gdalpolicy import thread_config
 
-from .jobschema import JobType, Param
+from .jobschema import BAND, JobType, Param
 from .models import Collection, Tile
-from .raster import calc
+from .raster import calc, warp
 from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, write_gtiff,
                         written_atomically)
 
@@ -184,5 +190,76 @@ CALC = Calc(
               choices=tuple(RESAMPLING)),
         Param("nodata", "number", None, "The result's nodata value; by default -9999 for floats, the smallest value "
               "of a signed integer type, the largest of an unsigned one"),
+    ),
+)
+
+
+# A tile's share of the target grid, at most: a resolution far finer than the collection's would
+# make every tile write a raster too large for a worker's memory.
+MAX_TILE_OUTPUT_PIXELS = 64 * 1024 * 1024
+
+
+@lru_cache(maxsize=32)
+def _crs_wkt(code):
+    return georef.srs_from_epsg(code).ExportToWkt()
+
+
+@dataclass(frozen=True)
+class Reproject(JobType):
+    """A collection warped onto the grid of `resolution` pixels in EPSG:`dst_crs`, aligned on
+    multiples of the resolution (as gdalwarp -tap)."""
+
+    def clean_params(self, raw):
+        clean = super().clean_params(raw)
+        try:
+            _crs_wkt(clean["dst_crs"])
+        except RuntimeError:
+            raise Rejected({"params": {"dst_crs": f"EPSG:{clean['dst_crs']} is not a CRS that PROJ knows"}}) from None
+        return clean
+
+    def check_collection(self, collection, params):
+        super().check_collection(collection, params)
+        bounds = (collection.minx, collection.miny, collection.maxx, collection.maxy)
+        try:
+            target = warp.output_grid(bounds, collection.crs_wkt, _crs_wkt(params["dst_crs"]), params["resolution"],
+                                      max_pixels=math.inf)
+        except ValueError as exc:
+            raise Rejected({"params": {"resolution": str(exc)}}) from None
+        per_tile = target.width * target.height / max(1, collection.tile_count)
+        if per_tile > MAX_TILE_OUTPUT_PIXELS:
+            raise Rejected({"params": {"resolution": f"{params['resolution']:g} makes about {per_tile:,.0f} pixels of "
+                                                     f"output per tile; at most {MAX_TILE_OUTPUT_PIXELS:,}"}})
+
+    def target(self, grid, params):
+        gx, gpx, _, gy, _, gpy = grid.geotransform
+        bounds = (gx, gy + grid.height * gpy, gx + grid.width * gpx, gy)
+        return warp.output_grid(bounds, grid.crs_wkt, _crs_wkt(params["dst_crs"]), params["resolution"],
+                                max_pixels=math.inf)
+
+    def tile_halo(self, params, grid):
+        return warp.tile_halo(params["resampling"], grid, grid.geotransform, self.target(grid, params))
+
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+        try:
+            source = open_tile(tile.path).GetRasterBand(params["band"])
+        except RuntimeError as exc:
+            raise gdal_error(exc, tile.path) from None
+        src_nodata = source.GetNoDataValue()
+        dst_nodata = src_nodata if src_nodata is not None else warp.default_nodata(source.DataType)
+        return warp.reproject_tile(tile=tile, neighbours=neighbours, grid=grid, grid_geotransform=grid.geotransform,
+                                   band=params["band"], src_nodata=src_nodata, target=self.target(grid, params),
+                                   resampling=params["resampling"], dst_nodata=dst_nodata, out_path=out_path,
+                                   progress=progress)
+
+
+REPROJECT = Reproject(
+    "reproject", "One band of the collection warped to another CRS and pixel size (as gdalwarp -t_srs -tr -tap -et 0), "
+                 "equal to one warp of the whole collection.",
+    (
+        Param("dst_crs", "integer", None, "The EPSG code of the target CRS", minimum=1, maximum=999999, required=True),
+        Param("resolution", "number", None, "The target pixel size, in the target CRS's units", minimum=0,
+              exclusive_minimum=True, required=True),
+        Param("resampling", "string", "near", "The resampling method", choices=warp.RESAMPLING),
+        BAND,
     ),
 )

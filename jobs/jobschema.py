@@ -79,6 +79,9 @@ class Param:
         return described
 
 
+BAND = Param("band", "integer", 1, "The band of the collection to read (1 is the first)", minimum=1, maximum=1000)
+
+
 @dataclass(frozen=True)
 class Input:
     """A data file a job type reads: the job names one of its owner's files for it."""
@@ -145,6 +148,10 @@ class JobType:
         if errors:
             raise Rejected({"inputs": errors})
         return dict(raw)
+
+    def tile_halo(self, params, grid):
+        """Pixels of the neighbouring tiles each tile of `grid` (an IndexGrid) needs."""
+        return self.halo
 
     def collection_of(self, params):
         """The collection whose tiles the job runs over, if its parameters decide it (calc: its

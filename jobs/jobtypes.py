@@ -10,8 +10,8 @@ from django.conf import settings
 from datafiles.formats import Unreadable
 
 from . import vector
-from .crosscollection import CALC
-from .jobschema import Input, JobType, Param
+from .crosscollection import CALC, REPROJECT
+from .jobschema import BAND, Input, JobType, Param
 from .raster import dem, zonal
 from .raster.io import RasterError, write_csv, write_json
 from jobsite.exceptions import Rejected, quoted
@@ -123,7 +123,6 @@ ALGORITHM = Param("algorithm", "string", "Horn", "Gradient estimator: Horn (smoo
                   choices=ALGORITHMS)
 COMPUTE_EDGES = Param("compute_edges", "boolean", False,
                       "Compute values on the edge of the index too, instead of leaving them nodata")
-BAND = Param("band", "integer", 1, "The band of the collection to read (1 is the first)", minimum=1, maximum=1000)
 SCALE = Param("scale", "number", 1.0, "Ratio of vertical units to horizontal units (111120 for degrees and metres)",
               minimum=0, exclusive_minimum=True)
 
@@ -186,6 +185,7 @@ JOB_TYPES = {
             tiles_from="mask",
         ),
         CALC,
+        REPROJECT,
     )
 }
 

@@ -291,12 +291,15 @@ def collection_of(slug=None):
 
 def index_grid(collection=None):
     """A collection's extent in pixels and its CRS, as the tile operations need them."""
-    slug = collection_of(collection).pk
+    record = collection_of(collection)
+    slug = record.pk
     extent = Tile.objects.filter(collection_id=slug).aggregate(
         right=Max(F("col") + F("width")), bottom=Max(F("row") + F("height")), widest=Max("width"),
         highest=Max("height"))
+    geotransform = ((record.origin_x, record.pixel_width, 0.0, record.origin_y, 0.0, -record.pixel_height)
+                    if record.pixel_width else None)
     return IndexGrid(extent["right"] or 0, extent["bottom"] or 0, index_crs_wkt(slug), extent["widest"] or 0,
-                     extent["highest"] or 0)
+                     extent["highest"] or 0, geotransform)
 
 
 def index_crs_wkt(collection=None):

@@ -247,9 +247,15 @@ def test_a_collection_loaded_after_the_towns_finds_their_tiles(index, tmp_path):
 
 def test_delete_collection_refuses_while_jobs_read_it_and_then_deletes_it(index, mercator, owner):
     job = job_submit(owner=owner, job_type="hillshade", tile_ids=[500], collection="merc")
-    with pytest.raises(CommandError, match=f"jobs {job.pk} of collection merc have not finished"):
+    with pytest.raises(CommandError, match=f"jobs {job.pk} read collection merc and have not finished"):
         call_command("delete_collection", "merc")
     job_cancel(job=job, by="owner")
+    reader = job_submit(owner=owner, job_type="calc", tile_ids=[100], params={
+        "expression": "dem + m", "inputs": {"dem": {"collection": "default"}, "m": {"collection": "merc", "band": 2}}})
+    with pytest.raises(CommandError, match=f"jobs {reader.pk} read collection merc and have not finished"):
+        call_command("delete_collection", "merc")
+    job_cancel(job=reader, by="owner")
+    job_delete(job=Job.objects.get(pk=reader.pk))
     with pytest.raises(CommandError, match=f"finished jobs {job.pk} read collection merc; delete them first"):
         call_command("delete_collection", "merc")
     assert Tile.objects.filter(collection_id="merc").count() == 4

@@ -86,7 +86,8 @@ def input_files(owner, media, tmp_path):
 
 
 # What the form cannot default: the required parameters.
-REQUIRED = {"calc": {"param_expression": "dem * 2", "param_inputs": '{"dem": {"collection": "default"}}'}}
+REQUIRED = {"calc": {"param_expression": "dem * 2", "param_inputs": '{"dem": {"collection": "default"}}'},
+            "reproject": {"param_dst_crs": "3857", "param_resolution": "10"}}
 
 
 @pytest.mark.parametrize("type_name,choices", list(choice_cases()))

@@ -96,7 +96,7 @@ def test_an_unknown_type_lists_the_known_ones():
     with pytest.raises(Rejected) as caught:
         get_job_type("erosion")
     assert caught.value.errors["type"] == ("unknown job type 'erosion'; the types are aspect, calc, clip, color-relief, "
-                                           "hillshade, slope, zonal-statistics")
+                                           "hillshade, reproject, slope, zonal-statistics")
 
 
 def test_each_type_describes_its_schema():

@@ -92,6 +92,7 @@ class IndexGrid:
     crs_wkt: str
     max_tile_width: int
     max_tile_height: int
+    geotransform: tuple | None = None  # of pixel (0, 0): its top left corner, and the pixel size
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,8 @@ def job_run_tiles(*, job_id, worker):
             batch = _through_outage(claim_tiles, job_id, worker, limit)
         if not batch:
             break
-        around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch], kind.halo, grid)
+        around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch],
+                                 kind.tile_halo(job.params, grid), grid)
         done = []
         started = time.monotonic()
         for job_tile in batch:
@@ -179,7 +180,7 @@ def job_run_tiles(*, job_id, worker):
 
 def run_tile(job, job_tile, kind, inputs, grid):
     """Process one claimed tile and record how it ended: succeeded, failed or canceled."""
-    around = tileindex.neighbours([job_tile.tile], kind.halo, grid)[job_tile.tile_id]
+    around = tileindex.neighbours([job_tile.tile], kind.tile_halo(job.params, grid), grid)[job_tile.tile_id]
     output = _process_tile(job, job_tile, kind, inputs, grid, around)
     if output is not None:
         _record_succeeded(job.id, [(job_tile, *output)])

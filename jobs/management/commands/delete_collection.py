@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs.models import Collection, JobStatus
+from jobs.models import Collection, Job, JobStatus
 from jobsite.exceptions import id_list
 
 
@@ -20,11 +20,12 @@ class Command(BaseCommand):
             collection = Collection.objects.select_for_update().filter(pk=name).first()
             if collection is None:
                 raise CommandError(f"there is no collection {name!r}")
-            unfinished = list(collection.jobs.filter(status__in=JobStatus.active()).values_list("id", flat=True))
+            reading = collection.jobs.all() | Job.objects.filter(pk__in=_calc_jobs_reading(name))
+            unfinished = list(reading.filter(status__in=JobStatus.active()).values_list("id", flat=True))
             if unfinished:
-                raise CommandError(f"jobs {id_list(unfinished)} of collection {name} have not finished; wait for them "
-                                   "or cancel them, then delete them")
-            finished = list(collection.jobs.values_list("id", flat=True))
+                raise CommandError(f"jobs {id_list(unfinished)} read collection {name} and have not finished; wait for "
+                                   "them or cancel them, then delete them")
+            finished = list(reading.values_list("id", flat=True))
             if finished:
                 raise CommandError(f"finished jobs {id_list(finished)} read collection {name}; delete them first "
                                    "(DELETE /api/v1/jobs/{id}/), their outputs with them")
@@ -32,3 +33,9 @@ class Command(BaseCommand):
             collection.tiles.all().delete()
             collection.delete()
         self.stdout.write(f"collection {name} deleted with its {tiles} tiles")
+
+
+def _calc_jobs_reading(name):
+    """The calc jobs with an input in collection `name` (beyond their own collection's)."""
+    return [job_id for job_id, params in Job.objects.filter(type="calc").values_list("id", "params").iterator()
+            if any(spec.get("collection") == name for spec in (params or {}).get("inputs", {}).values())]
