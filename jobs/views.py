@@ -20,7 +20,9 @@ from .api.pagination import BIGGEST
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .forms import JobForm, ResumeForm
 from .jobtypes import JOB_TYPES, get_job_type
-from .models import Job, JobLog, JobStatus, JobTile, Label, TileStatus
+from jobsite import georef
+
+from .models import Collection, Job, JobLog, JobStatus, JobTile, Label, TileStatus
 from .services import control, submit
 
 PAGE_SIZE = 25
@@ -226,8 +228,11 @@ def job_new(request):
         raise Http404(f"no job type {quoted(type_name)}")
     kind = JOB_TYPES[type_name]
     switching = request.method == "POST" and request.POST.get("switch_type")
+    initial = {"type": type_name}
+    if Collection.objects.filter(pk=request.GET.get("collection", "")).exists():  # from the collections page
+        initial["collection"] = request.GET["collection"]
     form = JobForm(request.POST if request.method == "POST" and not switching else None, owner=request.user, kind=kind,
-                   initial={"type": type_name})
+                   initial=initial)
     if request.method == "POST" and not switching and form.is_valid():
         try:
             job = submit.job_submit(owner=request.user, **form.submit_kwargs())
@@ -255,3 +260,31 @@ def _add_param_problems(form, kind):
         if isinstance(problems, dict):
             form.add_service_errors({"params": {name: problem for name, problem in problems.items()
                                                 if name in read and f"param_{name}" not in form.errors}})
+
+
+@login_required
+@require_GET
+def collection_list(request):
+    """The collections with what they hold, and their footprints on one lon/lat sketch."""
+    collections = list(Collection.objects.order_by("id"))
+    rows = []
+    for collection in collections:
+        box = (collection.minx, collection.miny, collection.maxx, collection.maxy)
+        lonlat = georef.lonlat_bounds(box, collection.crs_wkt) if collection.tile_count and collection.crs_wkt else None
+        rows.append({"collection": collection, "lonlat": lonlat, "crs": georef.crs_name(collection.crs_wkt) if
+                     collection.crs_wkt else "", "epsg": georef.epsg_of(collection.crs_wkt) if collection.crs_wkt else None})
+    return render(request, "jobs/collection_list.html", {"rows": rows, "sketch": _footprints(rows)})
+
+
+def _footprints(rows):
+    """Rectangles of the collections' lon/lat bounds in a 1000-unit wide SVG view box."""
+    placed = [row for row in rows if row["lonlat"]]
+    if not placed:
+        return None
+    west, south = min(r["lonlat"][0] for r in placed), min(r["lonlat"][1] for r in placed)
+    east, north = max(r["lonlat"][2] for r in placed), max(r["lonlat"][3] for r in placed)
+    scale = 1000 / max(east - west, north - south, 1e-9)
+    return {"width": round((east - west) * scale), "height": round((north - south) * scale), "boxes": [
+        {"id": r["collection"].pk, "x": round((r["lonlat"][0] - west) * scale, 2),
+         "y": round((north - r["lonlat"][3]) * scale, 2), "w": round((r["lonlat"][2] - r["lonlat"][0]) * scale, 2),
+         "h": round((r["lonlat"][3] - r["lonlat"][1]) * scale, 2)} for r in placed]}

@@ -37,6 +37,7 @@ urlpatterns = [
     path("jobs/<int:pk>/cancel/", job_pages.job_cancel, name="job-page-cancel"),
     path("jobs/<int:pk>/resume/", job_pages.job_resume, name="job-page-resume"),
     path("jobs/<int:pk>/delete/", job_pages.job_delete, name="job-page-delete"),
+    path("collections/", job_pages.collection_list, name="collection-list-page"),
     path("datafiles/", datafile_pages.datafile_list, name="datafile-list-page"),
     path("datafiles/<str:name>/", datafile_pages.datafile_detail, name="datafile-page"),
     path("datafiles/<str:name>/preview.png", datafile_pages.datafile_thumbnail, name="datafile-thumbnail"),

@@ -37,7 +37,7 @@ def page(client, url, status=200):
     return response.content.decode()
 
 
-@pytest.mark.parametrize("url", ["/", "/jobs/new/", "/datafiles/", "/jobs/1/"])
+@pytest.mark.parametrize("url", ["/", "/jobs/new/", "/datafiles/", "/jobs/1/", "/collections/"])
 def test_pages_need_a_login(db, client, url):
     response = client.get(url)
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
@@ -153,6 +153,22 @@ def test_the_new_job_form_is_built_from_the_type(index, town, logged_in):
     slope = page(logged_in, "/jobs/new/?type=slope")
     assert 'name="param_units"' in slope and 'name="param_azimuth"' not in slope
     assert logged_in.get("/jobs/new/?type=erosion").status_code == 404
+
+
+def test_the_collections_page_lists_each_with_its_grid_and_a_job_form_for_it(index, logged_in, tmp_path):
+    from django.core.management import call_command
+
+    from .test_collections import mercator_over
+
+    call_command("load_tiles", str(mercator_over(index, tmp_path / "webm")), "--collection", "webm", "--title", "Mercator")
+    html = page(logged_in, "/collections/")
+    assert html.count('class="footprint"') == 2 and "EPSG:25832" in html and "EPSG:3857" in html
+    row = html[html.index('id="collection-webm"'):]
+    row = row[:row.index("</tr>")]
+    assert "Mercator" in row and "<td>4</td>" in row and "1 × Float32" in row and "/jobs/new/?collection=webm" in row
+    form = page(logged_in, "/jobs/new/?collection=webm")
+    assert '<option value="webm" selected>' in form
+    assert '<option value="default" selected>' in page(logged_in, "/jobs/new/?collection=nosuch")
 
 
 def test_a_new_job_from_the_form(index, town, logged_in, owner):
