@@ -131,7 +131,7 @@ def main():
 
     (work / "tiles").mkdir()
     dispatch.make_index(work / "tiles", args.side, 512)
-    tile_ids = list(Tile.objects.values_list("id", flat=True))
+    tile_ids = list(Tile.objects.order_by("number").values_list("number", flat=True))
     owner = User.objects.get_or_create(username="bench")[0]
     token = harness.api_token(owner)
 

@@ -37,7 +37,7 @@ def add_jobs(count, tiles_per_job=4):
 
     owners = [User.objects.get_or_create(username=f"owner{n}")[0] for n in range(10)]
     labels = [Label.objects.get_or_create(name=name)[0] for name in ("survey", "flood", "2026")]
-    tile_ids = list(Tile.objects.values_list("id", flat=True)[:tiles_per_job])
+    tile_ids = list(Tile.objects.values_list("id", flat=True)[:tiles_per_job])  # keys, for the job tile rows
     statuses = [JobStatus.SUCCEEDED] * 6 + [JobStatus.FAILED, JobStatus.CANCELED, JobStatus.RUNNING, JobStatus.QUEUED]
     now = timezone.now()
     start = Job.objects.count()

@@ -20,7 +20,8 @@ import time
 
 
 def run_one_tile(job_id, tile_id):
-    """The per-tile task: claim this one tile, process it, and finish the job if it was the last."""
+    """The per-tile task: claim this one tile (by its number), process it, and finish the job if it
+    was the last."""
     from jobs import lifecycle, tileindex
     from jobs.jobtypes import get_job_type
     from jobs.models import Job, JobTile
@@ -28,13 +29,13 @@ def run_one_tile(job_id, tile_id):
     from jobs.services.worker import run_tile
 
     lifecycle.move_job(job_id, "start")
-    claimed = lifecycle.move_tiles(job_id, "claim", JobTile.objects.filter(job_id=job_id, tile_id=tile_id),
+    claimed = lifecycle.move_tiles(job_id, "claim", JobTile.objects.filter(job_id=job_id, tile__number=tile_id),
                                    lease_owner="per-tile")
     if not claimed:
         return
     job = Job.objects.get(pk=job_id)
     kind = get_job_type(job.type)
-    job_tile = JobTile.objects.select_related("tile").get(job_id=job_id, tile_id=tile_id)
+    job_tile = JobTile.objects.select_related("tile").get(job_id=job_id, tile__number=tile_id)
     run_tile(job, job_tile, kind, job.input_files(), tileindex.index_grid())
     job_finish_tiles(job_id=job_id)
 
@@ -64,9 +65,9 @@ def _raster_work(tile_ids, work):
     kind = JOB_TYPES["slope"]
     options = kind.gdal_options(kind.clean_params({}))
     grid = tileindex.index_grid()
-    tiles = list(Tile.objects.filter(id__in=tile_ids))
+    tiles = list(Tile.objects.filter(number__in=tile_ids))
     around = neighbours(tiles, 1, grid)
-    return [(grid_tile(t), around[t.pk], grid, "slope", options, work / "alone" / f"{t.id}.tif") for t in tiles]
+    return [(grid_tile(t), around[t.pk], grid, "slope", options, work / "alone" / f"{t.number}.tif") for t in tiles]
 
 
 def raster_alone_seconds(tile_ids, work, processes):
@@ -129,7 +130,7 @@ def main():
 
     (work / "tiles").mkdir()
     make_index(work / "tiles", args.side, args.tile_size)
-    tile_ids = list(Tile.objects.values_list("id", flat=True))
+    tile_ids = list(Tile.objects.order_by("number").values_list("number", flat=True))
     owner, _ = User.objects.get_or_create(username="bench")
     n = len(tile_ids)
     solo = raster_alone_seconds(tile_ids, work, 1)

@@ -93,8 +93,8 @@ def main():
 
     (work / "tiles").mkdir()
     make_index(work / "tiles", args.side, args.tile_size)
-    tiles = list(Tile.objects.order_by("id"))
-    tile_ids = [t.id for t in tiles]
+    tiles = list(Tile.objects.order_by("number"))
+    tile_ids = [t.number for t in tiles]
     token = harness.api_token(User.objects.get_or_create(username="bench")[0])
 
     service_times, pool_times = [], []

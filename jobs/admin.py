@@ -172,7 +172,7 @@ class JobLogAdmin(ViewOnlyAdmin):
     admin deletes its logs, so delete stays allowed."""
 
     list_display = ["id", "job", "tile", "level", "created", "message"]
-    list_select_related = ["tile"]
+    list_select_related = ["job", "tile"]
     list_filter = ["level"]
     search_fields = ["message", "=job__id"]
     raw_id_fields = ["job", "tile"]

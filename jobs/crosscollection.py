@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from django.db.models import Max
 from osgeo import gdal
 
 from jobsite import georef
@@ -25,15 +26,20 @@ from jobsite.exceptions import Rejected, quoted
 from jobsite.gdalpolicy import thread_config
 
 from .jobschema import BAND, JobType, Param
-from .models import Collection, Tile
+from .models import Collection, Job, Tile
 from .raster import calc, warp
-from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, write_gtiff,
-                        written_atomically)
+from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, IndexGrid, RasterError, gdal_error, open_tile, progress_callback,
+                        raise_stopped, write_gtiff, written_atomically)
 
 INPUT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 MAX_INPUTS = 8
 # Resampling methods for inputs on another grid, and how many of their pixels each reaches out.
 RESAMPLING = {"near": 1, "bilinear": 1, "cubic": 2, "cubicspline": 2, "lanczos": 3, "average": 1, "mode": 1}
+
+
+def has_grid(collection):
+    """Whether load_tiles has recorded the collection's grid (not so for one still empty)."""
+    return bool(collection.crs_wkt and collection.pixel_width and collection.tile_count)
 
 
 def _clean_raster_inputs(raw):
@@ -49,7 +55,7 @@ def _clean_raster_inputs(raw):
     for name, spec in raw.items():
         problem = _raster_input_problem(name, spec, collections)
         if problem:
-            errors[f"inputs.{name}" if INPUT_NAME.fullmatch(str(name)) else "inputs"] = problem
+            errors[f"inputs.{name}"] = problem
         else:
             clean[name] = {"collection": spec["collection"], "band": spec.get("band", 1)}
     if errors:
@@ -58,10 +64,12 @@ def _clean_raster_inputs(raw):
 
 
 def _raster_input_problem(name, spec, collections):
-    if not isinstance(name, str) or not INPUT_NAME.fullmatch(name) or name in calc.FUNCTIONS:
-        return (f"{quoted(name)} is not an input name: 1 to 32 lower-case letters, digits and _, not starting with a "
-                "digit, and not a function name")
-    if not isinstance(spec, dict) or set(spec) - {"collection", "band"} or "collection" not in spec:
+    if not INPUT_NAME.fullmatch(name) or calc.name_problem(name):
+        why = calc.name_problem(name) if INPUT_NAME.fullmatch(name) else (
+            "must be 1 to 32 lower-case letters, digits and _, not starting with a digit")
+        return f"{quoted(name)} is not an input name: it {why}"
+    if (not isinstance(spec, dict) or set(spec) - {"collection", "band"}
+            or not isinstance(spec.get("collection"), str)):
         return 'must be {"collection": name, "band": number}'
     band = spec.get("band", 1)
     if not isinstance(band, int) or isinstance(band, bool) or band < 1:
@@ -69,9 +77,17 @@ def _raster_input_problem(name, spec, collections):
     collection = collections.get(spec["collection"])
     if collection is None:
         return f"unknown collection {quoted(spec['collection'])}"
+    if not has_grid(collection):
+        return f"collection {collection.pk} has no tiles loaded"
     if band > collection.band_count:
         return f"collection {collection.pk} has {collection.band_count} band(s), not {band}"
     return None
+
+
+def jobs_reading(slug):
+    """Ids of the calc jobs with an input in collection `slug`."""
+    return [job_id for job_id, params in Job.objects.filter(type="calc").values_list("id", "params").iterator()
+            if any(spec.get("collection") == slug for spec in (params or {}).get("inputs", {}).values())]
 
 
 @dataclass(frozen=True)
@@ -91,47 +107,52 @@ class Calc(JobType):
             calc.check_expression(clean["expression"], set(clean["inputs"]))
         except calc.ExpressionError as exc:
             problems["expression"] = str(exc)
+        if clean.get("nodata") is not None and not _fits(clean["nodata"], clean["output_type"]):
+            problems["nodata"] = f"{clean['nodata']:g} is not a value of {clean['output_type']}"
         if problems:
             raise Rejected({"params": problems})
-        if clean.get("nodata") is None:
-            clean["nodata"] = calc.type_nodata(clean["output_type"])
-        elif not _fits(clean["nodata"], clean["output_type"]):
-            raise Rejected({"params": {"nodata": f"{clean['nodata']:g} is not a value of {clean['output_type']}"}})
         return clean
 
     def collection_of(self, params):
+        """The first input's collection, in the order the request gave them (once stored,
+        PostgreSQL's jsonb keeps its own order: the job's collection says it then)."""
         return next(iter(params["inputs"].values()))["collection"]
 
+    def check_collection(self, collection, params):
+        if collection.pk not in {spec["collection"] for spec in params["inputs"].values()}:
+            raise Rejected({"params": {"inputs": f"no input reads collection {collection.pk}, whose tiles the job "
+                                                 "runs over"}})
+
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        if progress is not None and not progress(0.0):
-            raise Cancelled("stopped by the progress callback")
-        home = self.collection_of(params)
+        nodata = params["nodata"] if params.get("nodata") is not None else calc.type_nodata(params["output_type"])
+        used = calc.check_expression(params["expression"], set(params["inputs"]))
         with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
             try:
                 geotransform = open_tile(tile.path).GetGeoTransform()
             except RuntimeError as exc:
                 raise gdal_error(exc, tile.path) from None
             arrays, valid = {}, np.ones((tile.height, tile.width), dtype=bool)
-            for name, spec in params["inputs"].items():
-                if spec["collection"] == home:
+            for number, name in enumerate(sorted(used)):
+                if progress is not None and not progress(number / (len(used) + 1)):
+                    raise Cancelled("stopped by the progress callback")
+                spec = params["inputs"][name]
+                if spec["collection"] == grid.collection:
                     pixels, ok = _own_band(tile, spec["band"])
                 else:
-                    pixels, ok = _resampled(spec, geotransform, tile, grid.crs_wkt, params["resampling"])
+                    pixels, ok = _resampled(spec, geotransform, tile, grid.crs_wkt, params["resampling"], progress)
                 arrays[name] = pixels
                 valid &= ok
-        result = calc.evaluate(params["expression"], arrays, valid, params["output_type"], params["nodata"])
+        result = calc.evaluate(params["expression"], arrays, valid, params["output_type"], nodata)
         with written_atomically(out_path) as tmp:
-            write_gtiff(tmp, result, geotransform, grid.crs_wkt, params["nodata"],
+            write_gtiff(tmp, result, geotransform, grid.crs_wkt, nodata,
                         ["TILED=YES"] if min(tile.width, tile.height) >= 256 else [])
         return out_path.stat().st_size
 
 
 def _fits(value, output_type):
     dtype = np.dtype(calc.OUTPUT_TYPES[output_type])
-    if dtype.kind == "f":
-        return True
-    info = np.iinfo(dtype)
-    return value == int(value) and info.min <= value <= info.max
+    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    return (dtype.kind == "f" or value == int(value)) and float(info.min) <= value <= float(info.max)
 
 
 def _own_band(tile, band):
@@ -146,34 +167,60 @@ def _own_band(tile, band):
     return pixels, valid
 
 
-def _resampled(spec, geotransform, tile, crs_wkt, resampling):
+def _resampled(spec, geotransform, tile, crs_wkt, resampling, progress):
     """A band of another collection warped onto the tile's pixels, as float64, and where it holds
-    data. Reads that collection's tiles under the tile's footprint, grown by the kernel's reach."""
+    data. Reads that collection's tiles under the tile's footprint, grown by as many of their
+    pixels as the kernel reaches (more where the tile's pixels are coarser than theirs)."""
     other = Collection.objects.get(pk=spec["collection"])
     left, top = geotransform[0], geotransform[3]
     right, bottom = left + tile.width * geotransform[1], top + tile.height * geotransform[5]
     minx, miny, maxx, maxy = georef.transformed_bounds((left, bottom, right, top), crs_wkt, other.crs_wkt)
-    reach = (RESAMPLING[resampling] + 1) * max(abs(other.pixel_width), abs(other.pixel_height))
-    reach += max(0.0, max(maxx - minx, maxy - miny) / max(tile.width, tile.height))  # an output pixel's width
-    paths = list(Tile.objects.filter(collection=other, minx__lt=maxx + reach, maxx__gt=minx - reach,
-                                     miny__lt=maxy + reach, maxy__gt=miny - reach).values_list("path", flat=True))
+    other_pixel = max(other.pixel_width, other.pixel_height)
+    ratio = max(maxx - minx, maxy - miny) / max(tile.width, tile.height) / other_pixel
+    reach = (math.ceil(RESAMPLING[resampling] * max(1.0, ratio)) + 2) * other_pixel
+    paths = _tiles_under(other, (minx - reach, miny - reach, maxx + reach, maxy + reach))
     empty = np.full((tile.height, tile.width), np.nan)
     if not paths:
         return empty, np.zeros(empty.shape, dtype=bool)
     vrt = f"/vsimem/calc-{uuid.uuid4().hex}.vrt"
+    state = {}
     try:
         source = gdal.BuildVRT(vrt, paths, bandList=[spec["band"]])
         warped = gdal.Warp("", source, format="MEM", outputBounds=(left, bottom, right, top), width=tile.width,
                            height=tile.height, dstSRS=crs_wkt, resampleAlg=resampling, errorThreshold=0,
                            outputType=gdal.GDT_Float64, workingType=gdal.GDT_Float64, dstNodata=float("nan"),
-                           multithread=False)
+                           multithread=False, callback=progress_callback(progress, state))
+        if state.get("stopped"):
+            raise_stopped(state, None)
         pixels = warped.GetRasterBand(1).ReadAsArray()
     except RuntimeError as exc:
+        if state.get("stopped"):
+            raise_stopped(state, exc)
         raise RasterError(f"collection {other.pk}: {exc}", transient=gdal.GetLastErrorNo() == gdal.CPLE_FileIO) from None
     finally:
         source = None
         gdal.Unlink(vrt)
     return pixels, ~np.isnan(pixels)
+
+
+def _tiles_under(collection, box):
+    """Paths of the collection's tiles that overlap `box`, found on the grid index: the columns
+    and rows the box spans, widened by the largest tile."""
+    widest, highest = _largest_tile(collection.pk, collection.updated)
+    minx, miny, maxx, maxy = box
+    px, py = collection.pixel_width, collection.pixel_height
+    col0, col1 = (minx - collection.origin_x) / px - widest, (maxx - collection.origin_x) / px
+    row0, row1 = (collection.origin_y - maxy) / py - highest, (collection.origin_y - miny) / py
+    return list(Tile.objects.filter(collection=collection, col__gt=col0, col__lt=col1, row__gt=row0, row__lt=row1,
+                                    minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
+                .values_list("path", flat=True))
+
+
+@lru_cache(maxsize=64)
+def _largest_tile(slug, updated):
+    """The width and height in pixels of the collection's largest tile, as of its `updated`."""
+    sizes = Tile.objects.filter(collection_id=slug).aggregate(width=Max("width"), height=Max("height"))
+    return sizes["width"] or 0, sizes["height"] or 0
 
 
 CALC = Calc(
@@ -194,9 +241,12 @@ CALC = Calc(
 )
 
 
-# A tile's share of the target grid, at most: a resolution far finer than the collection's would
-# make every tile write a raster too large for a worker's memory.
+# A resolution far finer than the collection's would make each tile write a raster too large for
+# a worker's memory, and the merge a mosaic too large for the disk; one far coarser would make each
+# tile read most of the collection as its halo.
 MAX_TILE_OUTPUT_PIXELS = 64 * 1024 * 1024
+MAX_OUTPUT_PER_SOURCE_PIXEL = 16
+MAX_HALO = 256
 
 
 @lru_cache(maxsize=32)
@@ -219,16 +269,28 @@ class Reproject(JobType):
 
     def check_collection(self, collection, params):
         super().check_collection(collection, params)
-        bounds = (collection.minx, collection.miny, collection.maxx, collection.maxy)
+        if not has_grid(collection):
+            raise Rejected({"collection": f"collection {collection.pk} has no tiles loaded"})
+        width = round((collection.maxx - collection.minx) / collection.pixel_width)
+        height = round((collection.maxy - collection.miny) / collection.pixel_height)
+        grid = IndexGrid(width, height, collection.crs_wkt, 0, 0, (collection.minx, collection.pixel_width, 0.0,
+                                                                    collection.maxy, 0.0, -collection.pixel_height))
         try:
-            target = warp.output_grid(bounds, collection.crs_wkt, _crs_wkt(params["dst_crs"]), params["resolution"],
-                                      max_pixels=math.inf)
+            target = self.target(grid, params)
         except ValueError as exc:
-            raise Rejected({"params": {"resolution": str(exc)}}) from None
+            raise Rejected({"params": {"dst_crs" if "transformed" in str(exc) else "resolution": str(exc)}}) from None
+        resolution = params["resolution"]
+        if target.width * target.height > MAX_OUTPUT_PER_SOURCE_PIXEL * width * height:
+            raise Rejected({"params": {"resolution": f"{resolution:g} makes {target.width:,} x {target.height:,} "
+                                                     f"pixels of {width:,} x {height:,}; at most "
+                                                     f"{MAX_OUTPUT_PER_SOURCE_PIXEL} per pixel of the collection"}})
         per_tile = target.width * target.height / max(1, collection.tile_count)
         if per_tile > MAX_TILE_OUTPUT_PIXELS:
-            raise Rejected({"params": {"resolution": f"{params['resolution']:g} makes about {per_tile:,.0f} pixels of "
+            raise Rejected({"params": {"resolution": f"{resolution:g} makes about {per_tile:,.0f} pixels of "
                                                      f"output per tile; at most {MAX_TILE_OUTPUT_PIXELS:,}"}})
+        if self.tile_halo(params, grid) > MAX_HALO:
+            raise Rejected({"params": {"resolution": f"{resolution:g} is so much coarser than the collection's pixels "
+                                                     f"that each tile would read more than {MAX_HALO} pixels around it"}})
 
     def target(self, grid, params):
         gx, gpx, _, gy, _, gpy = grid.geotransform
@@ -241,7 +303,8 @@ class Reproject(JobType):
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         try:
-            source = open_tile(tile.path).GetRasterBand(params["band"])
+            with thread_config(**TILE_OPEN_OPTIONS):
+                source = open_tile(tile.path).GetRasterBand(params["band"])
         except RuntimeError as exc:
             raise gdal_error(exc, tile.path) from None
         src_nodata = source.GetNoDataValue()

@@ -11,6 +11,16 @@ from .jobtypes import JOB_TYPES
 from .models import Collection, Town
 
 
+class BoundedJSONField(forms.JSONField):
+    """A JSON field that refuses nesting too deep for the parser (a RecursionError otherwise)."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("is nested too deeply") from None
+
+
 def _param_field(param):
     field = _typed_field(param)
     if param.unused_with:  # static/js/job_form.js disables the field while these values are chosen
@@ -29,7 +39,7 @@ def _typed_field(param):
     if param.type == "string":
         return forms.CharField(required=param.required, initial=param.default, help_text=help_text, label=label)
     if param.type == "object":
-        return forms.JSONField(required=param.required, initial=param.default, help_text=help_text, label=label)
+        return BoundedJSONField(required=param.required, initial=param.default, help_text=help_text, label=label)
     bounds = []
     if param.minimum is not None:
         bounds.append(f"{'>' if param.exclusive_minimum else '≥'} {param.minimum:g}")

@@ -24,7 +24,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from . import storage
-from .models import InterimResults, Job, JobLog, JobStatus, JobTile, TileStatus
+from .models import InterimResults, Job, JobLog, JobStatus, JobTile, Tile, TileStatus
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +111,13 @@ class NotAllowed(ValueError):
 
 
 def job_log(job_id, message, level=JobLog.Level.INFO, tile_id=None):
-    """One line of a job's log, also sent to the Python log."""
+    """One line of a job's log (about the tile of key `tile_id`, if given), also sent to the Python
+    log, where the tile goes by its number as everywhere users see it."""
     message = str(message)
     if len(message) > JobLog.MAX_MESSAGE:
         message = message[: JobLog.MAX_MESSAGE - 1] + "…"
-    logger.log(logging.getLevelName(level.upper()), "job %s%s: %s", job_id, f" tile {tile_id}" if tile_id else "", message)
+    number = Tile.objects.filter(pk=tile_id).values_list("number", flat=True).first() if tile_id else None
+    logger.log(logging.getLevelName(level.upper()), "job %s%s: %s", job_id, f" tile {number}" if tile_id else "", message)
     return JobLog.objects.create(job_id=job_id, tile_id=tile_id, level=level, message=message)
 
 

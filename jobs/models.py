@@ -77,7 +77,7 @@ class Tile(models.Model):
     loaded = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["collection", "number"]
+        ordering = ["collection_id", "number"]
         constraints = [models.UniqueConstraint(fields=["collection", "number"], name="tile_number_per_collection")]
         indexes = [models.Index(fields=["collection", "col", "row"], name="tile_grid_idx")]
 

@@ -17,7 +17,8 @@ from jobsite.exceptions import LoadError, id_list
 from jobsite.georef import same_crs
 
 from . import towns, vector
-from .models import Collection, JobTile, Tile
+from .crosscollection import jobs_reading
+from .models import Collection, Job, JobStatus, JobTile, Tile
 from .raster.io import GridTile, IndexGrid, RasterError, read_info
 
 TILE_ID = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
@@ -218,6 +219,12 @@ def _load(slug, title, paths, replace):
 
     removed = set(existing) - set(infos) if replace else set()
     record = _collection_for_load(slug, title)
+    if replace and existing:
+        readers = list(Job.objects.filter(pk__in=jobs_reading(slug), status__in=JobStatus.active())
+                       .exclude(collection_id=slug).values_list("id", flat=True))
+        if readers:
+            raise LoadError(f"--replace would change collection {slug} under jobs {id_list(readers)}, which read it "
+                            "and have not finished; wait for them or cancel them")
     if removed:
         used = sorted(JobTile.objects.filter(tile__collection_id=slug, tile__number__in=removed)
                       .values_list("job_id", flat=True).distinct())
@@ -233,6 +240,7 @@ def _load(slug, title, paths, replace):
                                             "loaded"])
     _describe(record, first, everything)
     towns.assign_tiles(record)
+    towns.refresh_statistics()
     updated = len(set(infos) & set(existing))
     return len(infos) - updated, updated, len(removed)
 
@@ -299,7 +307,7 @@ def index_grid(collection=None):
     geotransform = ((record.origin_x, record.pixel_width, 0.0, record.origin_y, 0.0, -record.pixel_height)
                     if record.pixel_width else None)
     return IndexGrid(extent["right"] or 0, extent["bottom"] or 0, index_crs_wkt(slug), extent["widest"] or 0,
-                     extent["highest"] or 0, geotransform)
+                     extent["highest"] or 0, geotransform, slug)
 
 
 def index_crs_wkt(collection=None):

@@ -6,7 +6,7 @@ into each collection's CRS with OGR, when the towns are loaded and whenever a co
 """
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 
 from jobsite.exceptions import LoadError
@@ -92,6 +92,7 @@ def load_towns(source, id_field, name_field):
         Town.tiles.through.objects.bulk_create(
             [Town.tiles.through(town_id=town_id, tile_id=tile_id) for town_id, ids in tiles_of.items() for tile_id in ids]
         )
+        refresh_statistics()
     return areas, [a for a in areas if not tiles_of[a.id]]
 
 
@@ -114,6 +115,16 @@ def assign_tiles(collection):
         for tile_id in tiles_overlapping([projected], collection.pk):
             rows.append(Town.tiles.through(town_id=town.pk, tile_id=tile_id))
     Town.tiles.through.objects.bulk_create(rows, batch_size=2000)
+
+
+def refresh_statistics():
+    """Have the database count the tile and town rows again, as a load changes them by thousands.
+    SQLite keeps no statistics until asked: without them it reads a town's tiles by walking the
+    whole collection's index rather than the town's rows (10 ms instead of 0.3 ms at 100,000
+    tiles). PostgreSQL would analyze by itself, later."""
+    with connection.cursor() as cursor:
+        for table in (Tile._meta.db_table, Town.tiles.through._meta.db_table):
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
 
 
 def _collections_with_tiles():

@@ -123,8 +123,9 @@ def coarse(index, tmp_path):
 @pytest.mark.parametrize("resampling", ["near", "bilinear", "cubic"])
 def test_calc_over_two_collections_with_different_pixel_sizes_equals_one_whole_warp(
         index, coarse, owner, media, resampling):
-    params = {"expression": "fine - coarse", "resampling": resampling, "output_type": "Float64",
-              "inputs": {"fine": {"collection": "default"}, "coarse": {"collection": "dem10"}}}
+    # PostgreSQL's jsonb stores "c" before "finegrid": the job still runs over the first input's grid.
+    params = {"expression": "finegrid - c", "resampling": resampling, "output_type": "Float64",
+              "inputs": {"finegrid": {"collection": "default"}, "c": {"collection": "dem10"}}}
     job = run(job_submit(owner=owner, job_type="calc", tile_ids=index.ids, params=params))
     assert job.status == JobStatus.SUCCEEDED and job.collection_id == "default"
     fine = gdal.Open(str(index.whole)).ReadAsArray().astype(np.float64)
@@ -143,8 +144,15 @@ def test_every_bad_calc_request_is_refused_naming_the_field_and_writes_nothing(m
         ({**NDVI, "inputs": {"nir": {"collection": "nosuch", "band": 1}}}, "inputs.nir", "unknown collection 'nosuch'"),
         ({**NDVI, "inputs": {"nir": {"collection": "ms", "band": 4}, "red": {"collection": "ms"}}}, "inputs.nir",
          "collection ms has 3 band(s), not 4"),
-        ({**NDVI, "inputs": {"Bad-Name": {"collection": "ms"}}}, "inputs", "is not an input name"),
-        ({**NDVI, "inputs": {"where": {"collection": "ms"}}}, "inputs.where", "not a function name"),
+        ({**NDVI, "inputs": {"Bad-Name": {"collection": "ms"}}}, "inputs.Bad-Name", "is not an input name: it must be"),
+        ({**NDVI, "inputs": {"where": {"collection": "ms"}}}, "inputs.where", "it is a function name"),
+        ({**NDVI, "inputs": {"max": {"collection": "ms"}}}, "inputs.max", "it is a function name"),
+        ({**NDVI, "inputs": {"in": {"collection": "ms"}}}, "inputs.in", "Python keyword"),
+        ({**NDVI, "inputs": {"nir": {"collection": ["ms"]}}}, "inputs.nir", 'must be {"collection": name'),
+        ({**NDVI, "expression": "nir + 7**10**7"}, "expression", "a constant part of it is too large"),
+        ({**NDVI, "expression": "nir & red"}, "expression", "numexpr has no such operation"),
+        ({**NDVI, "expression": "arctan2(nir)"}, "expression", "numexpr has no such operation"),
+        ({**NDVI, "nodata": 1e39}, "nodata", "is not a value of Float32"),
         ({**NDVI, "inputs": {"nir": {"collection": "ms", "band": 0}}}, "inputs.nir", "band must be a whole number"),
         ({**NDVI, "inputs": {"nir": "ms"}}, "inputs.nir", 'must be {"collection": name, "band": number}'),
         ({**NDVI, "inputs": {}}, "inputs", "must name 1 to 8 inputs"),
@@ -175,3 +183,14 @@ def test_a_single_band_operation_reads_the_band_it_is_given(multispectral, owner
     green = gdal.Translate("", str(multispectral), format="MEM", bandList=[2])
     expected = gdal.DEMProcessing("", green, "slope", format="MEM").ReadAsArray()[:50, :100]
     assert np.array_equal(merged_pixels(job), expected)
+
+
+def test_resuming_a_job_stored_before_band_existed_with_band_1_changes_nothing(index, owner):
+    from jobs.models import JobLog
+    from jobs.services.control import job_cancel, job_resume
+
+    job = job_cancel(job=job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]), by="owner")
+    old = {name: value for name, value in job.params.items() if name != "band"}
+    Job.objects.filter(pk=job.pk).update(params=old)
+    job_resume(job=Job.objects.get(pk=job.pk), params={"band": 1})
+    assert not JobLog.objects.filter(job=job, message__contains="parameters changed").exists()

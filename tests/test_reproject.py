@@ -61,12 +61,24 @@ def test_a_job_over_some_tiles_gives_that_part_of_the_whole_warp(index, owner, m
     ({"resolution": 5}, "dst_crs", "is required"),
     ({"dst_crs": 999999, "resolution": 5}, "dst_crs", "EPSG:999999 is not a CRS that PROJ knows"),
     ({"dst_crs": 3857, "resolution": 0}, "resolution", "must be greater than 0"),
-    ({"dst_crs": 3857, "resolution": 0.001}, "resolution", "pixels of output per tile; at most"),
+    ({"dst_crs": 3857, "resolution": 0.001}, "resolution", "per pixel of the collection"),
     ({"dst_crs": 3857, "resolution": 5, "resampling": "sinc"}, "resampling", "must be one of near, bilinear"),
     ({"dst_crs": 3857, "resolution": 5, "band": 2}, "band", "collection default has 1 band, not 2"),
+    ({"dst_crs": 3857, "resolution": 1}, "resolution", "per pixel of the collection"),
 ])
 def test_a_bad_reprojection_is_refused_naming_the_parameter_and_writes_nothing(index, owner, params, field, problem):
     with pytest.raises(Rejected) as refused:
         job_submit(owner=owner, job_type="reproject", tile_ids=index.ids[:1], params=params)
     assert problem in refused.value.errors["params"][field]
     assert not Job.objects.exists() and not JobTile.objects.exists()
+
+
+def test_a_resolution_so_coarse_that_tiles_would_read_far_around_them_is_refused(index, owner, monkeypatch):
+    from jobs import crosscollection
+
+    monkeypatch.setattr(crosscollection, "MAX_HALO", 100)
+    with pytest.raises(Rejected) as refused:
+        job_submit(owner=owner, job_type="reproject", tile_ids=index.ids[:1],
+                   params={"dst_crs": 3857, "resolution": 2000, "resampling": "bilinear"})
+    assert "would read more than 100 pixels around it" in refused.value.errors["params"]["resolution"]
+    job_submit(owner=owner, job_type="reproject", tile_ids=index.ids[:1], params={"dst_crs": 3857, "resolution": 20})

@@ -159,7 +159,7 @@ class TileViewSet(viewsets.ReadOnlyModelViewSet):
     """The tiles of every collection (`?collection=` for one). A tile is found by its number in
     `?collection=`, or in the default collection without it."""
 
-    queryset = Tile.objects.order_by("collection", "number")
+    queryset = Tile.objects.order_by("collection_id", "number")
     serializer_class = TileSerializer
     lookup_field = "number"
     lookup_value_regex = r"\d{1,9}"

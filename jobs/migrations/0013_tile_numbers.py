@@ -11,6 +11,15 @@ def copy_numbers(apps, schema_editor):
     Tile.objects.update(number=models.F("id"))
 
 
+def refuse_shared_numbers(apps, schema_editor):
+    """Going back makes the number the key again: only while every tile's number is its key."""
+    Tile = apps.get_model("jobs", "Tile")
+    moved = Tile.objects.exclude(number=models.F("id"))
+    if moved.exists():
+        raise RuntimeError(f"{moved.count()} tiles have a number that is not their key (tile numbers are used by "
+                           "more than one collection); delete those tiles before migrating back")
+
+
 def continue_the_keys(apps, schema_editor):
     """PostgreSQL's new identity column would start at 1, under the keys the tiles already have."""
     if schema_editor.connection.vendor != "postgresql":
@@ -26,7 +35,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(model_name="tile", name="number", field=models.PositiveIntegerField(
             null=True, help_text="the collection's own tile number")),
-        migrations.RunPython(copy_numbers, migrations.RunPython.noop),
+        migrations.RunPython(copy_numbers, refuse_shared_numbers),
         migrations.AlterField(model_name="tile", name="number", field=models.PositiveIntegerField(
             help_text="the collection's own tile number")),
         migrations.AlterField(model_name="tile", name="id", field=models.BigAutoField(primary_key=True, serialize=False)),
@@ -35,5 +44,5 @@ class Migration(migrations.Migration):
         migrations.AddIndex(model_name="tile", index=models.Index(fields=["collection", "col", "row"], name="tile_grid_idx")),
         migrations.AddConstraint(model_name="tile", constraint=models.UniqueConstraint(
             fields=["collection", "number"], name="tile_number_per_collection")),
-        migrations.AlterModelOptions(name="tile", options={"ordering": ["collection", "number"]}),
+        migrations.AlterModelOptions(name="tile", options={"ordering": ["collection_id", "number"]}),
     ]

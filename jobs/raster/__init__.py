@@ -12,6 +12,10 @@ package re-exports nothing.
   (merge_to_cog).
 - `zonal`: polygons over tiles: pixel masks (polygon_mask), zonal statistics summed per tile and
   combined (zonal_partial, zonal_combine), and clipping a tile (mask_tile).
+- `calc`: band math: an expression checked against an allow-list (check_expression) and evaluated
+  with numexpr (evaluate), with its nodata policy.
+- `warp`: one tile warped onto the target grid of a reprojection (output_grid, reproject_tile),
+  writing only the target pixels it owns, so that the tiles mosaic into one whole warp.
 
 Where a raster lies and in which CRS (bounds, EPSG codes, comparing CRS) is jobsite.georef's, which
 the data file inspector shares.

@@ -4,18 +4,22 @@ numexpr over arrays. Knows nothing of Django.
 The expression is parsed with Python's `ast` (which parses, never runs) and every node is checked
 against an allow-list: numbers, the input names, arithmetic, comparisons, & | ~, and the functions
 of FUNCTIONS. Only an expression that passes is handed to numexpr, which compiles it to its own
-virtual machine. Where a result is not finite (a division by zero, the log of a negative number),
+virtual machine. Integer constants become floats first, so that a constant such as 9**9**9
+overflows at once instead of being computed digit by digit, and numexpr compiles the expression
+over sample arrays before any job is created, so an expression it cannot evaluate (a function
+given the wrong number of arguments, & on numbers) is refused at submit. Where a result is not finite (a division by zero, the log of a negative number),
 where any input is nodata, and where an integer output cannot hold the value, the output is
 nodata; integer outputs are rounded to the nearest integer.
 """
 
 import ast
-
-import numexpr
-import numpy as np
+import keyword
+import os
 
 # The workers run one tile per process; numexpr's own threads would compete with the other worker.
-numexpr.set_num_threads(1)
+os.environ.setdefault("NUMEXPR_MAX_THREADS", "1")
+import numexpr  # noqa: E402  (reads NUMEXPR_MAX_THREADS when imported)
+import numpy as np  # noqa: E402
 
 FUNCTIONS = ("abs", "sqrt", "exp", "expm1", "log", "log10", "log1p", "sin", "cos", "tan", "arcsin", "arccos",
              "arctan", "arctan2", "sinh", "cosh", "tanh", "floor", "ceil", "where", "minimum", "maximum", "fmod")
@@ -33,6 +37,15 @@ class ExpressionError(ValueError):
     """The expression is not one that calc evaluates; the message says why."""
 
 
+def name_problem(name):
+    """Why `name` cannot name an input of an expression, or None."""
+    if name in numexpr.expressions.functions or name in FUNCTIONS:
+        return "is a function name"
+    if keyword.iskeyword(name) or "__" in name:
+        return "is a Python keyword or holds a double underscore"
+    return None
+
+
 def check_expression(expression, names):
     """The input names `expression` uses; ExpressionError if it is not plain arithmetic over
     `names` with the allowed functions."""
@@ -42,8 +55,9 @@ def check_expression(expression, names):
         raise ExpressionError(f"is {len(expression)} characters long; at most {MAX_LENGTH}")
     try:
         tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"is not an expression: {exc.msg} at character {exc.offset}") from None
+    except (SyntaxError, ValueError) as exc:  # ValueError: a NUL character
+        where = f" at character {exc.offset}" if getattr(exc, "offset", None) else ""
+        raise ExpressionError(f"is not an expression: {getattr(exc, 'msg', exc)}{where}") from None
     nodes = list(ast.walk(tree))
     if len(nodes) > MAX_NODES:
         raise ExpressionError(f"has {len(nodes)} parts; at most {MAX_NODES}")
@@ -65,7 +79,35 @@ def check_expression(expression, names):
             if node.id not in names:
                 raise ExpressionError(f"uses {node.id!r}, which is not an input; the inputs are {', '.join(sorted(names))}")
             used.add(node.id)
+    _compile(tree, names)
     return used
+
+
+class _FloatConstants(ast.NodeTransformer):
+    def visit_Constant(self, node):
+        return ast.copy_location(ast.Constant(float(node.value)), node)
+
+
+def numexpr_source(expression):
+    """The checked expression as numexpr is given it: every constant a float."""
+    return ast.unparse(_FloatConstants().visit(ast.parse(expression.strip(), mode="eval")))
+
+
+def _compile(tree, names):
+    source = ast.unparse(_FloatConstants().visit(tree))
+    samples = {name: np.zeros(1) for name in names}
+    try:
+        problem = numexpr.validate(source, local_dict=samples, global_dict={})
+    except Exception as exc:  # validate returns most problems and raises the rest
+        problem = exc
+    if problem is not None:
+        message = str(problem) or type(problem).__name__
+        if isinstance(problem, NotImplementedError):
+            message = (f"numexpr has no such operation ({message}); & | ~ combine comparisons, and each function "
+                       "takes its own number of arguments")
+        elif isinstance(problem, OverflowError):
+            message = "a constant part of it is too large"
+        raise ExpressionError(f"cannot be evaluated: {message}")
 
 
 def _is_function_name(name, nodes):
@@ -95,7 +137,7 @@ def evaluate(expression, arrays, valid, output_type, nodata):
     """The expression (checked by check_expression) over `arrays` ({name: float64 array}, all of one
     shape), as an array of `output_type`: nodata where `valid` is false, where the result is not
     finite, and where an integer type cannot hold it."""
-    result = numexpr.evaluate(expression.strip(), local_dict=arrays, global_dict={})
+    result = numexpr.evaluate(numexpr_source(expression), local_dict=arrays, global_dict={})
     result = np.broadcast_to(np.asarray(result, dtype=np.float64), valid.shape)
     dtype = np.dtype(OUTPUT_TYPES[output_type])
     keep = valid & np.isfinite(result)

@@ -41,12 +41,10 @@ def job_resume(*, job, by=None, params=None):
     kind = get_job_type(job.type)
     new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
     if params is not None:
-        decided = kind.collection_of(new_params)
-        if decided is not None and decided != job.collection_id:
-            raise Rejected({"params": {"inputs": f"the first input must stay in collection {job.collection_id}, "
-                                                 "whose tiles the job runs over"}})
         kind.check_collection(job.collection, new_params)
-    changes = {name: (job.params.get(name), value) for name, value in new_params.items() if job.params.get(name) != value}
+    # A parameter added to the type after the job was stored had its default then.
+    before = {**{param.name: param.default for param in kind.params}, **job.params}
+    changes = {name: (before.get(name), value) for name, value in new_params.items() if before.get(name) != value}
     check_job_storage(storage.job_usage(job.owner_id)[1])
     missing, wrong = link_arrived_inputs(job)  # a job that waited in vain runs once its files are there
     if missing or wrong:

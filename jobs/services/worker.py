@@ -240,9 +240,9 @@ def _tile_failed(job, job_tile, exc, mine):
     """Back to pending for another try if the error may pass and attempts are left, else failed."""
     tile_id, attempt, limit = job_tile.tile_id, job_tile.attempts, settings.TILE_MAX_ATTEMPTS
     if not isinstance(exc, (RasterError, OSError)):
-        logger.exception("job %s tile %s failed", job.id, tile_id)
+        logger.exception("job %s tile %s failed", job.id, job_tile.tile.number)
     else:
-        logger.warning("job %s tile %s: %s", job.id, tile_id, exc)  # with the paths, for the operator
+        logger.warning("job %s tile %s: %s", job.id, job_tile.tile.number, exc)  # with the paths, for the operator
     message = without_paths(str(exc) or type(exc).__name__)
     if may_pass(exc) and attempt < limit:
         if lifecycle.move_tiles(job.id, "retry", mine, error=message[:2000]):

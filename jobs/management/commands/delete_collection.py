@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from jobs.crosscollection import jobs_reading
 from jobs.models import Collection, Job, JobStatus
 from jobsite.exceptions import id_list
 
@@ -20,7 +21,7 @@ class Command(BaseCommand):
             collection = Collection.objects.select_for_update().filter(pk=name).first()
             if collection is None:
                 raise CommandError(f"there is no collection {name!r}")
-            reading = collection.jobs.all() | Job.objects.filter(pk__in=_calc_jobs_reading(name))
+            reading = collection.jobs.all() | Job.objects.filter(pk__in=jobs_reading(name))
             unfinished = list(reading.filter(status__in=JobStatus.active()).values_list("id", flat=True))
             if unfinished:
                 raise CommandError(f"jobs {id_list(unfinished)} read collection {name} and have not finished; wait for "
@@ -34,8 +35,3 @@ class Command(BaseCommand):
             collection.delete()
         self.stdout.write(f"collection {name} deleted with its {tiles} tiles")
 
-
-def _calc_jobs_reading(name):
-    """The calc jobs with an input in collection `name` (beyond their own collection's)."""
-    return [job_id for job_id, params in Job.objects.filter(type="calc").values_list("id", "params").iterator()
-            if any(spec.get("collection") == name for spec in (params or {}).get("inputs", {}).values())]
