@@ -29,7 +29,7 @@ from .jobschema import BAND, JobType, Param
 from .models import Collection, Job, Tile
 from .raster import calc, warp
 from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, IndexGrid, RasterError, gdal_error, open_tile, progress_callback,
-                        raise_stopped, write_gtiff, written_atomically)
+                        raise_stopped, tile_layout, write_gtiff, written_atomically)
 
 INPUT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 MAX_INPUTS = 8
@@ -145,7 +145,7 @@ class Calc(JobType):
         result = calc.evaluate(params["expression"], arrays, valid, params["output_type"], nodata)
         with written_atomically(out_path) as tmp:
             write_gtiff(tmp, result, geotransform, grid.crs_wkt, nodata,
-                        ["TILED=YES"] if min(tile.width, tile.height) >= 256 else [])
+                        tile_layout(tile.width, tile.height))
         return out_path.stat().st_size
 
 

@@ -12,7 +12,7 @@ from osgeo import gdal, gdal_array
 from jobsite.gdalpolicy import thread_config
 
 from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, progress_callback, raise_stopped, read_window,
-                 write_gtiff, written_atomically)
+                 tile_layout, write_gtiff, written_atomically)
 
 
 def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
@@ -60,15 +60,9 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
                 raise_stopped(state, None)
             own = result.ReadAsArray(-dx, -dy, tile.width, tile.height)
             write_gtiff(tmp, own, (x0, px, 0.0, y0, 0.0, py), grid.crs_wkt, result.GetRasterBand(1).GetNoDataValue(),
-                        _layout(tile.width, tile.height), callback)
+                        tile_layout(tile.width, tile.height), callback)
             if state.get("stopped"):
                 raise_stopped(state, None)
     except (RuntimeError, RasterError) as exc:
         raise_stopped(state, exc)
     return out_path.stat().st_size
-
-
-def _layout(width, height):
-    """Creation options of an interim tile: 256-pixel blocks, or strips for a tile smaller than
-    one block (a single padded block would be mostly empty bytes)."""
-    return ["TILED=YES"] if min(width, height) >= 256 else []

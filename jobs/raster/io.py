@@ -303,6 +303,12 @@ def write_gtiff(path, array, geotransform, crs_wkt, nodata, creation_options, ca
         raise write_error(exc, path, "write failed") from None
 
 
+def tile_layout(width, height):
+    """Creation options of a tile output: 256-pixel blocks, or strips for a tile smaller than one
+    block (a single padded block would be mostly empty bytes)."""
+    return ["TILED=YES"] if min(width, height) >= 256 else []
+
+
 def write_error(exc, path, prefix=""):
     """A RasterError for a GDAL call that wrote to `path`, saying what GDAL's message does not:
     whether the disk is full or the process may write no larger files."""

@@ -21,7 +21,7 @@ from osgeo import gdal, gdal_array, osr
 from jobsite.gdalpolicy import thread_config
 
 from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, progress_callback, raise_stopped, read_window,
-                 write_gtiff, written_atomically)
+                 tile_layout, write_gtiff, written_atomically)
 
 RESAMPLING = ("near", "bilinear", "cubic", "cubicspline", "lanczos", "average", "mode")
 
@@ -226,14 +226,9 @@ def reproject_tile(*, tile, neighbours, grid, grid_geotransform, band, src_nodat
                 raise_stopped(state, None)
             own = result.ReadAsArray()
             own[~_owned(tile, grid, grid_geotransform, target, window)] = dst_nodata
-            write_gtiff(tmp, own, window_gt, target.crs_wkt, dst_nodata, _layout(window[2], window[3]), callback)
+            write_gtiff(tmp, own, window_gt, target.crs_wkt, dst_nodata, tile_layout(window[2], window[3]), callback)
             if state.get("stopped"):
                 raise_stopped(state, None)
     except (RuntimeError, RasterError) as exc:
         raise_stopped(state, exc)
     return out_path.stat().st_size
-
-
-def _layout(width, height):
-    """Creation options of a tile output: 256-pixel blocks, or strips below one block's size."""
-    return ["TILED=YES"] if min(width, height) >= 256 else []
