@@ -218,3 +218,23 @@ def test_a_restart_keeps_the_admin_password_and_reset_gives_a_new_one(db, capsys
     assert new_password != password
     assert authenticate(username="admin", password=password) is None
     assert authenticate(username="admin", password=new_password).is_superuser
+
+
+def test_a_child_that_does_not_stop_when_asked_is_killed_after_the_grace_time(monkeypatch, capfd):
+    from jobs.management.commands import run as run_command
+
+    monkeypatch.setattr(run_command, "STOP_GRACE", 0.5)
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+                                process_group=0, stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"
+    command = run_command.Command()
+    command.children, command.stop_signal, command.stopping_since, command.killed = (
+        {stubborn.pid: ("cluster", stubborn)}, signal.SIGTERM, None, False)
+    started = time.monotonic()
+    command.terminate(stubborn)
+    command.wait_for_children()
+    assert stubborn.returncode == -signal.SIGKILL and 0.5 <= time.monotonic() - started < 5
+    captured = capfd.readouterr()
+    assert "jobsite: the cluster did not stop within 0.5 s; killing it" in captured.err
+    assert "jobsite: cluster stopped" in captured.out

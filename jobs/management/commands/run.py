@@ -12,12 +12,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+STOP_GRACE = 30  # seconds a child asked to stop has before it is killed
 LIBC = ctypes.CDLL(None)  # loaded here: loading a library between fork and exec is not safe
 
 
@@ -50,6 +52,7 @@ class Command(BaseCommand):
     def handle(self, addrport, **options):
         self.children = {}  # pid -> (name, Popen)
         self.stop_signal = None
+        self.stopping_since = None  # when the children were asked to stop
         self.killed = False
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.on_signal)
@@ -78,10 +81,24 @@ class Command(BaseCommand):
                 except ProcessLookupError:
                     pass
 
-    @staticmethod
-    def terminate(process):
+    def kill_the_stuck(self):
+        """A child asked to stop that has not within STOP_GRACE seconds (a cluster caught in the
+        middle of starting its workers may miss the signal) is killed, with its workers."""
+        if self.stopping_since is None or time.monotonic() - self.stopping_since < STOP_GRACE:
+            return
+        for name, process in self.children.values():
+            say(f"jobsite: the {name} did not stop within {STOP_GRACE} s; killing it", sys.stderr)
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.stopping_since = None
+
+    def terminate(self, process):
         # SIGTERM, not SIGINT: a process still importing Django dies of it quietly, without a
         # KeyboardInterrupt traceback; the cluster stops on it as on Ctrl-C.
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
         try:
             os.kill(process.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -90,7 +107,11 @@ class Command(BaseCommand):
     def wait_for_children(self):
         failed = False
         while self.children:
-            pid, status = os.wait()
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                self.kill_the_stuck()
+                time.sleep(0.1)
+                continue
             if pid not in self.children:
                 continue
             name, process = self.children.pop(pid)
