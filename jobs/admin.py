@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from jobsite.exceptions import Conflict, TooLarge
+from .jobtypes import JOB_TYPES
 from .models import Collection, Job, JobInput, JobLog, JobTile, Label, Tile, Town
 from .services import control
 
@@ -111,13 +112,18 @@ class JobAdmin(admin.ModelAdmin):
     # A job's history depends on all but its labels and interim results policy. Jobs are created
     # by jobs.services.submit.job_submit (the dashboard's new-job form and the API), never here.
     editable_fields = ["labels", "interim_results"]
-    readonly_fields = ["type", "owner", "params", "town", "status", "tiles_total", "attempt", "outputs", "outputs_size",
+    readonly_fields = ["type", "type_version", "type_source", "owner", "params", "town", "status", "tiles_total", "attempt", "outputs", "outputs_size",
                        "results", "error", "waiting_for", "wait_deadline", "interim_deleted", "created", "started",
                        "finished", "merge_started", "woken", "updated"]
     inlines = [JobInputInline, JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
     actions = ["cancel_jobs", "resume_jobs"]
+
+    @admin.display(description="type comes from")
+    def type_source(self, job):
+        kind = JOB_TYPES.get(job.type)
+        return kind.source if kind else "no longer declared"
 
     @admin.action(description="Cancel the selected jobs")
     def cancel_jobs(self, request, queryset):

@@ -8,6 +8,7 @@ themselves are in jobs.jobtypes.
 """
 
 import math
+import re
 import sys
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ class Param:
     exclusive_minimum: bool = False
     choices: tuple = ()
     required: bool = False
+    pattern: str | None = None  # a string must match it whole (re.fullmatch)
     unused_with: tuple = ()  # ((other parameter, (values that leave this one unused)), ...)
 
     def is_unused(self, clean):
@@ -65,6 +67,8 @@ class Param:
             raise ValueError("must be a string")
         if self.choices and value not in self.choices:
             raise ValueError(f"must be one of {', '.join(self.choices)}")
+        if self.pattern is not None and (len(value) > 1000 or not re.fullmatch(self.pattern, value)):
+            raise ValueError(f"must match the pattern {self.pattern}")
         return value
 
     def schema(self):
@@ -76,6 +80,8 @@ class Param:
             described["maximum"] = self.maximum
         if self.choices:
             described["choices"] = list(self.choices)
+        if self.pattern is not None:
+            described["pattern"] = self.pattern
         return described
 
 
@@ -105,6 +111,10 @@ class JobType:
     inputs: tuple = ()
     halo: int = 0  # pixels of the neighbouring tiles each tile needs
     tiles_from: str | None = None  # an input whose polygons choose the tiles when no tiles or town are given
+    version: str = "1"  # a job records it; a resume after it changed reruns every tile
+    title: str = ""
+    keywords: tuple = ()
+    source: str = "built-in"  # or where it was declared ("file PATH")
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
     tile_suffix = ".tif"
 
@@ -179,8 +189,9 @@ class JobType:
         return f"{self.name}.tif"
 
     def schema(self):
-        return {"name": self.name, "description": self.description, "params": [p.schema() for p in self.params],
-                "inputs": [i.schema() for i in self.inputs]}
+        return {"name": self.name, "version": self.version, "title": self.title or self.name,
+                "description": self.description, "keywords": list(self.keywords), "source": self.source,
+                "params": [p.schema() for p in self.params], "inputs": [i.schema() for i in self.inputs]}
 
 
 def raster_mosaic(kind, tile_paths, out_dir):

@@ -10,6 +10,7 @@ from django.conf import settings
 from datafiles.formats import Unreadable
 
 from . import vector
+from . import declared
 from .crosscollection import CALC, REPROJECT
 from .jobschema import BAND, Input, JobType, Param
 from .raster import dem, zonal
@@ -188,6 +189,16 @@ JOB_TYPES = {
         REPROJECT,
     )
 }
+
+
+# The built-in types' names: no declared type may take one.
+BUILT_IN = frozenset(JOB_TYPES)
+
+
+def install_declared(paths, path_variable):
+    """Add the job types that the files `paths` declare (see jobs.declared); DeclarationError
+    lists every problem, and then none is added."""
+    JOB_TYPES.update(declared.load_files(paths, taken=JOB_TYPES, path_variable=path_variable))
 
 
 def get_job_type(name):

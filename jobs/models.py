@@ -184,6 +184,7 @@ class Job(models.Model):
     MAX_WAIT_SECONDS = 30 * 24 * 3600  # the longest a job may wait for its data files
 
     type = models.CharField(max_length=64)
+    type_version = models.CharField(max_length=32, default="1", help_text="the version of its type it ran with")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     params = models.JSONField(default=dict, blank=True)
     labels = models.ManyToManyField(Label, related_name="jobs", blank=True)

@@ -335,6 +335,11 @@ if INTERIM_RESULTS_DEFAULT not in ("always", "on_error", "never"):
 # GDAL and the network (jobsite/gdalpolicy.py). GDAL reaches no host unless it is listed here, e.g.
 # JOBSITE_GDAL_HTTP_HOSTS=tiles.example.org for tiles loaded as /vsicurl/https://tiles.example.org/...
 GDAL_HTTP_HOSTS = envlist("JOBSITE_GDAL_HTTP_HOSTS")
+
+# Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
+# programs are looked up, and run, with this PATH only.
+JOB_TYPES_FILES = envlist("JOBSITE_JOB_TYPES_FILE")
+TOOL_PATH = os.environ.get("JOBSITE_TOOL_PATH", "/usr/local/bin:/usr/bin:/bin")
 GDAL_HTTP_TIMEOUT = envint("JOBSITE_GDAL_HTTP_TIMEOUT", 30, minimum=1)
 GDAL_HTTP_CONNECT_TIMEOUT = envint("JOBSITE_GDAL_HTTP_CONNECT_TIMEOUT", 10, minimum=1)
 

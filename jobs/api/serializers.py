@@ -207,6 +207,7 @@ class ParamSchemaSerializer(serializers.Serializer):
     exclusive_minimum = serializers.FloatField(required=False)
     maximum = serializers.FloatField(required=False)
     choices = serializers.ListField(child=serializers.CharField(), required=False)
+    pattern = serializers.CharField(required=False, help_text="a string must match it whole")
 
 
 class InputSchemaSerializer(serializers.Serializer):
@@ -217,7 +218,11 @@ class InputSchemaSerializer(serializers.Serializer):
 
 class JobTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
+    version = serializers.CharField(help_text="a job records the version it ran with")
+    title = serializers.CharField()
     description = serializers.CharField()
+    keywords = serializers.ListField(child=serializers.CharField())
+    source = serializers.CharField(help_text='"built-in", or "file PATH" for a type the site declares')
     params = ParamSchemaSerializer(many=True)
     inputs = InputSchemaSerializer(many=True, help_text="data files the job names in `inputs`")
 

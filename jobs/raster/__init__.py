@@ -14,6 +14,8 @@ package re-exports nothing.
   combined (zonal_partial, zonal_combine), and clipping a tile (mask_tile).
 - `calc`: band math: an expression checked against an allow-list (check_expression) and evaluated
   with numexpr (evaluate), with its nodata policy.
+- `command`: a command-line tool run over one tile with its halo, in a temporary folder, as an
+  argument list, with limits and its own process group (run_on_tile).
 - `warp`: one tile warped onto the target grid of a reprojection (output_grid, reproject_tile),
   writing only the target pixels it owns, so that the tiles mosaic into one whole warp.
 

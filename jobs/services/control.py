@@ -51,12 +51,13 @@ def job_resume(*, job, by=None, params=None):
         raise Conflict(f"job {job.pk} cannot run yet: "
                        + "; ".join([*(f"{name} has not been uploaded" for name in missing), *wrong]))
     with transaction.atomic():
-        if not lifecycle.move_job(job.pk, "resume", params=new_params):
+        redefined = job.type_version != kind.version
+        if not lifecycle.move_job(job.pk, "resume", params=new_params, type_version=kind.version):
             status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
             raise Conflict(f"job {job.pk} is {status}; only failed or canceled jobs can be resumed")
         storage.remove_files_on_commit(output["path"] for output in job.outputs)
         tiles = JobTile.objects.filter(job_id=job.pk)
-        if changes:
+        if changes or redefined:
             storage.drop_interim_results([job.pk])
             rerun = tiles
         else:
@@ -66,8 +67,11 @@ def job_resume(*, job, by=None, params=None):
         kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
         attempt = job.attempt + 1
         changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+        why = [f"parameters changed ({changed})"] if changes else []
+        if redefined:
+            why.append(f"{kind.name} is defined anew since it ran (version {job.type_version} -> {kind.version})")
         lifecycle.job_log(job.pk, f"resumed by {by or 'the system'} (attempt {attempt}): "
-                                  + (f"parameters changed ({changed}), every tile runs again" if changes
+                                  + (f"{'; '.join(why)}, every tile runs again" if why
                                      else f"{kept} tiles kept from before") + f"; {to_run} tiles to run")
         transaction.on_commit(lambda: queue.enqueue_tiles(job.pk, to_run))
     job.refresh_from_db()

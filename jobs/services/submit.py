@@ -117,7 +117,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     with transaction.atomic():
         _check_active_jobs(owner)
         _check_kept(owner)
-        job = Job.objects.create(type=kind.name, owner=owner, params=clean_params, town=town, collection=layer,
+        job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=clean_params, town=town, collection=layer,
                                  status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
                                  wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
                                  tiles_total=len(ids), woken=None if waiting_for else timezone.now())

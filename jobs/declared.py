@@ -1,0 +1,275 @@
+"""Job types a site's operator declares in YAML files (JOBSITE_JOB_TYPES_FILE), each a
+command-line tool run over every tile with its halo (see jobs.raster.command).
+
+A file is checked whole before any of its types is used: its shape against DECLARATION (JSON
+Schema, with the jsonschema library), then what a schema cannot say: placeholders that name
+nothing, a program not on PATH, defaults that break their own bounds, names already taken. Every
+problem is reported with its file and line; one bad file loads nothing.
+"""
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .jobschema import BAND, Input, JobType, Param
+from .raster import command
+from .raster.calc import OUTPUT_TYPES, type_nodata
+
+NAME = "^[a-z][a-z0-9-]{0,63}$"
+PARAM_NAME = "^[a-z][a-z0-9_]{0,31}$"
+DECLARATION = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object", "additionalProperties": False, "required": ["job_types"],
+    "properties": {"job_types": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "additionalProperties": False, "required": ["name", "version", "command"],
+        "properties": {
+            "name": {"type": "string", "pattern": NAME},
+            "version": {"type": "string", "minLength": 1, "maxLength": 32},
+            "title": {"type": "string", "maxLength": 200},
+            "description": {"type": "string", "maxLength": 2000},
+            "keywords": {"type": "array", "items": {"type": "string", "maxLength": 64}},
+            "params": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "type"],
+                "properties": {
+                    "name": {"type": "string", "pattern": PARAM_NAME},
+                    "type": {"enum": ["number", "integer", "boolean", "string"]},
+                    "default": {"type": ["number", "integer", "boolean", "string"]},
+                    "minimum": {"type": "number"}, "maximum": {"type": "number"},
+                    "exclusive_minimum": {"type": "boolean"},
+                    "choices": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                    "pattern": {"type": "string"},
+                    "help": {"type": "string"},
+                    "required": {"type": "boolean"},
+                }}},
+            "inputs": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "kind"],
+                "properties": {"name": {"type": "string", "pattern": PARAM_NAME},
+                               "kind": {"enum": ["raster", "vector", "table", "text"]},
+                               "help": {"type": "string"}}}},
+            "halo": {"type": "integer", "minimum": 0, "maximum": 256},
+            "output": {"type": "object", "additionalProperties": False, "properties": {
+                "data_type": {"enum": list(OUTPUT_TYPES)}, "nodata": {"type": "number"}}},
+            "time_limit": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+            "memory_mb": {"type": "integer", "minimum": 64, "maximum": 1024 * 1024},
+            "input_format": {"enum": list(command.FORMATS)},
+            "output_format": {"enum": list(command.FORMATS)},
+            "command": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "env": {"type": "object", "additionalProperties": {"type": "string"},
+                    "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}},
+        }}}},
+}
+
+
+class DeclarationError(Exception):
+    """Job type files that cannot be loaded; `problems` lists each with its file and line."""
+
+    def __init__(self, problems):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _format(value):
+    """A parameter's value as one argument: numbers in Python's own notation, whatever the locale."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CommandJobType(JobType):
+    """A declared job type: a command-line tool run over each tile with its halo."""
+
+    tool: command.Tool = field(default=None, repr=False)
+    output_type: str = "Float32"
+    output_nodata: float = -9999.0
+
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+        values = {name: _format(value) for name, value in params.items()}
+        values.update({name: str(stored.path) for name, stored in inputs.items()})
+        return command.run_on_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo,
+                                   band=params.get("band", 1), tool=self.tool, values=values,
+                                   output_type=self.output_type, output_nodata=self.output_nodata,
+                                   out_path=out_path, progress=progress)
+
+
+def load_files(paths, taken=(), path_variable=None):
+    """The job types declared in `paths`, none of them named as one of `taken`; DeclarationError
+    lists every problem of every file."""
+    problems, found = [], {}
+    for path in paths:
+        types, file_problems = _load_file(Path(path), set(taken) | set(found), path_variable)
+        problems += file_problems
+        if not file_problems:
+            found.update({kind.name: kind for kind in types})
+    if problems:
+        raise DeclarationError(problems)
+    return found
+
+
+def _load_file(path, taken, path_variable):
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        return [], [f"{path}: cannot be read: {exc.strerror}"]
+    try:
+        tree = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        return [], [f"{path}{where}: is not YAML: {getattr(exc, 'problem', exc)}"]
+    lines = _lines(tree)
+
+    def at(location, message):
+        keys = tuple(location)
+        while keys and keys not in lines:
+            keys = keys[:-1]
+        return f"{path}:{lines.get(keys, 1)}: {_where(data, location)}{message}"
+
+    schema_errors = sorted(jsonschema.Draft202012Validator(DECLARATION).iter_errors(data),
+                           key=lambda error: list(map(str, error.absolute_path)))
+    if schema_errors:
+        return [], [at(_location(error), _schema_message(error)) for error in schema_errors]
+    types, problems = [], []
+    for number, declared in enumerate(data["job_types"]):
+        kind, own = _job_type(declared, path, taken | {t.name for t in types}, path_variable)
+        problems += [at(["job_types", number, *location], message) for location, message in own]
+        if kind is not None:
+            types.append(kind)
+    return types, problems
+
+
+def _lines(node, keys=()):
+    """{path of keys and indexes: 1-based line} of every node of a composed YAML document."""
+    found = {keys: node.start_mark.line + 1} if node is not None else {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            found.update(_lines(value, (*keys, key.value)))
+            found[(*keys, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            found.update(_lines(value, (*keys, index)))
+    return found
+
+
+def _where(data, location):
+    """'job type NAME: field: ' for a problem at `location` in the file."""
+    location = list(location)
+    if len(location) >= 2 and location[0] == "job_types" and isinstance(location[1], int):
+        declared = data["job_types"][location[1]]
+        name = declared.get("name") if isinstance(declared, dict) else None
+        rest = ".".join(map(str, location[2:]))
+        return f"job type {name or '#' + str(location[1] + 1)!s}: " + (f"{rest}: " if rest else "")
+    return f"{'.'.join(map(str, location))}: " if location else ""
+
+
+def _location(error):
+    """Where a schema error is: for a key that is not allowed, that key rather than its object."""
+    location = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        unexpected = [key for key in error.instance if key not in error.schema.get("properties", {})]
+        location += unexpected[:1]
+    return location
+
+
+def _schema_message(error):
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"is not a key here; the keys are {allowed}"
+    if error.validator == "pattern" and error.schema.get("pattern") == NAME:
+        return f"{error.instance!r} is not a job type name: lower-case letters, digits and -, starting with a letter"
+    return error.message
+
+
+def _job_type(declared, path, taken, path_variable):
+    """(CommandJobType or None, [(location within the type, problem)])."""
+    problems = []
+    name = declared["name"]
+    if name in taken:
+        problems.append((["name"], f"{name} is already a job type; give this one another name"))
+    params, names = [], {"input", "output", "band"}
+    for index, raw in enumerate(declared.get("params", [])):
+        param, problem = _param(raw)
+        if problem:
+            problems.append((["params", index], problem))
+        elif raw["name"] in names:
+            problems.append((["params", index, "name"], f"{raw['name']} is taken (input, output and band are "
+                                                         "the service's; each parameter needs its own name)"))
+        else:
+            params.append(param)
+            names.add(raw["name"])
+    inputs = []
+    for index, raw in enumerate(declared.get("inputs", [])):
+        if raw["name"] in names:
+            problems.append((["inputs", index, "name"], f"{raw['name']} is already a parameter or input name"))
+        inputs.append(Input(raw["name"], raw["kind"], raw.get("help", "")))
+        names.add(raw["name"])
+    for index, part in enumerate(declared["command"]):
+        for placeholder in command.PLACEHOLDER.findall(part):
+            if placeholder not in names:
+                problems.append((["command", index], f"the placeholder {{{placeholder}}} names nothing; the names "
+                                                     f"are {', '.join(sorted(names))}"))
+    for variable, value in declared.get("env", {}).items():
+        for placeholder in command.PLACEHOLDER.findall(value):
+            if placeholder not in names:
+                problems.append((["env", variable], f"the placeholder {{{placeholder}}} names nothing"))
+    joined = " ".join(declared["command"])
+    for needed in ("input", "output"):
+        if f"{{{needed}}}" not in joined:
+            problems.append((["command"], f"the command must name {{{needed}}}, the tile's {needed} raster"))
+    program = declared["command"][0]
+    if "{" in program:
+        problems.append((["command", 0], "the program may not be a placeholder"))
+    elif shutil.which(program, path=path_variable) is None:
+        problems.append((["command", 0], f"{program} is not a program on PATH ({path_variable}); install it "
+                                         "or give its full path"))
+    if problems:
+        return None, problems
+    output = declared.get("output", {})
+    output_type = output.get("data_type", "Float32")
+    tool = command.Tool(argv=tuple(declared["command"]), env=dict(declared.get("env", {})),
+                        time_limit=float(declared.get("time_limit", 600)),
+                        memory_bytes=declared.get("memory_mb", 2048) * 1024 * 1024,
+                        input_format=declared.get("input_format", "GTiff"),
+                        output_format=declared.get("output_format", "GTiff"),
+                        path=path_variable)
+    kind = CommandJobType(
+        name, declared.get("description", ""), (*params, BAND), inputs=tuple(inputs), halo=declared.get("halo", 0),
+        version=declared["version"], title=declared.get("title", ""), keywords=tuple(declared.get("keywords", [])),
+        source=f"file {path}", tool=tool, output_type=output_type,
+        output_nodata=float(output.get("nodata", type_nodata(output_type))))
+    return kind, []
+
+
+def _param(raw):
+    """(Param, None) or (None, what is wrong with its declaration)."""
+    kind = raw["type"]
+    if raw.get("choices") and kind != "string":
+        return None, "choices are for string parameters"
+    if raw.get("pattern") is not None:
+        if kind != "string":
+            return None, "a pattern is for string parameters"
+        try:
+            re.compile(raw["pattern"])
+        except re.error as exc:
+            return None, f"the pattern is not a regular expression: {exc}"
+    if kind in ("boolean", "string") and ({"minimum", "maximum"} & set(raw)):
+        return None, "bounds are for number and integer parameters"
+    if kind == "string" and not raw.get("choices") and raw.get("pattern") is None:
+        return None, "a string parameter needs choices or a pattern, so that no value can smuggle in an option"
+    param = Param(raw["name"], kind, raw.get("default"), raw.get("help", ""), minimum=raw.get("minimum"),
+                  maximum=raw.get("maximum"), exclusive_minimum=raw.get("exclusive_minimum", False),
+                  choices=tuple(raw.get("choices", ())), required=raw.get("required", "default" not in raw),
+                  pattern=raw.get("pattern"))
+    if "default" in raw:
+        try:
+            param.clean(raw["default"])
+        except ValueError as exc:
+            return None, f"the default {raw['default']!r} {exc}"
+    return param, None

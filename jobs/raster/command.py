@@ -1,0 +1,211 @@
+"""A command-line tool (gdaldem, saga_cmd, a GRASS module ...) run over one tile of the index with
+its halo. Knows nothing of Django.
+
+1. The tile grown by the halo (clipped to the index grid) is written to a private temporary
+   folder, in GeoTIFF or the format the job type asks for (SAGA's .sdat), with the window's
+   georeferencing, so the tool sees across the tile's edges exactly as it would inside the whole
+   raster.
+2. The tool runs as an argument list, never through a shell: each placeholder of the job type's
+   command becomes exactly one argument. It gets a clean environment, the folder as its working
+   directory and home, limits on CPU time, memory and file size, and a process group of its own,
+   which a cancel or the time limit ends (SIGTERM, then SIGKILL a second later).
+3. Its output is read back, checked to be the window's size, cropped to the tile and written at
+   the tile's output path as the built-in types write theirs. The folder goes whatever happens.
+"""
+
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, gdal_array
+
+from jobsite.gdalpolicy import thread_config
+
+from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_window, write_gtiff,
+                 written_atomically)
+
+# The formats a tool may read and write, and the file name the window gets in each.
+FORMATS = {"GTiff": "tile.tif", "SAGA": "tile.sdat", "AAIGrid": "tile.asc"}
+STDERR_TAIL = 2000
+KILL_GRACE = 1.0
+POLL = 0.1
+
+
+@dataclass(frozen=True)
+class Tool:
+    """How a command runs: its argument list, in which {name} placeholders stand for the input
+    and output rasters and the values given to run_on_tile; extra environment; its limits."""
+
+    argv: tuple
+    env: dict = field(default_factory=dict)
+    time_limit: float = 600.0
+    memory_bytes: int = 2 * 1024 ** 3
+    file_bytes: int = 4 * 1024 ** 3
+    input_format: str = "GTiff"
+    output_format: str = "GTiff"
+    path: str = os.defpath
+    scratch: str | None = None  # where the temporary folders go (the system's temporary folder without it)
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def substitute(template, values):
+    """One argument from a template: each {name} replaced by values[name], in one pass, so that a
+    value that itself holds braces stays as it is."""
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def run_on_tile(*, tile, neighbours, grid, halo, band, tool, values, output_type, output_nodata, out_path,
+                progress=None):
+    """Run `tool` over one tile read with `halo` pixels of its neighbours; write the tile's part
+    of its output to `out_path` (atomically) as `output_type` with `output_nodata`. Returns the
+    size in bytes of the written file. Raises Cancelled when `progress` returns False,
+    RasterError naming the problem otherwise; nothing is left at `out_path` or in the temporary
+    folder in either case."""
+    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
+    col1 = min(grid.width, tile.col + tile.width + halo)
+    row1 = min(grid.height, tile.row + tile.height + halo)
+    folder = Path(tempfile.mkdtemp(prefix="jobsite-tool-", dir=tool.scratch))
+    try:
+        with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
+            try:
+                ds = open_tile(tile.path)
+                x0, px, _, y0, _, py = ds.GetGeoTransform()
+                source = ds.GetRasterBand(band)
+                nodata, data_type = source.GetNoDataValue(), source.DataType
+            except RuntimeError as exc:
+                raise gdal_error(exc, tile.path) from None
+            dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
+            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0,
+                                 nodata if nodata is not None else 0, dtype, band)
+        dx, dy = col0 - tile.col, row0 - tile.row
+        window_gt = (x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py)
+        input_path = folder / FORMATS[tool.input_format]
+        output_path = folder / ("out" + Path(FORMATS[tool.output_format]).suffix)
+        _write_input(input_path, tool.input_format, pixels, window_gt, grid.crs_wkt, nodata)
+        values = {**values, "input": str(input_path), "output": str(output_path)}
+        argv = [substitute(part, values) for part in tool.argv]
+        env = {name: substitute(value, values) for name, value in tool.env.items()}
+        _run(argv, env, tool, folder, progress)
+        result = _read_output(output_path, argv[0], (col1 - col0, row1 - row0))
+        own = result[-dy:-dy + tile.height, -dx:-dx + tile.width]
+        out = _as_type(own, output_type, output_nodata, _nodata_of(output_path))
+        with written_atomically(out_path) as tmp:
+            write_gtiff(tmp, out, (x0, px, 0.0, y0, 0.0, py), grid.crs_wkt, output_nodata,
+                        ["TILED=YES"] if min(tile.width, tile.height) >= 256 else [])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Path(out_path).stat().st_size
+
+
+def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
+    if driver == "GTiff":
+        write_gtiff(path, pixels, geotransform, crs_wkt, nodata, ["TILED=YES"] if min(pixels.shape) >= 256 else [])
+        return
+    source = gdal_array.OpenArray(pixels)
+    source.SetGeoTransform(geotransform)
+    source.SetProjection(crs_wkt)
+    if nodata is not None:
+        source.GetRasterBand(1).SetNoDataValue(nodata)
+    try:
+        gdal.Translate(str(path), source, format=driver)
+    except RuntimeError as exc:
+        raise gdal_error(exc, f"writing the tool's {driver} input") from None
+
+
+def _limits(tool):
+    """In the child, before the tool starts: the CPU, memory and file size limits."""
+    def apply():
+        cpu = int(tool.time_limit) + 5
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        resource.setrlimit(resource.RLIMIT_AS, (tool.memory_bytes, tool.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (tool.file_bytes, tool.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def _run(argv, env, tool, folder, progress):
+    """Run the tool to its end, or stop its process group on cancel or at the time limit."""
+    environment = {"PATH": tool.path, "HOME": str(folder), "TMPDIR": str(folder), "LC_ALL": "C", **env}
+    with open(folder / "stderr.txt", "wb") as stderr:
+        try:
+            process = subprocess.Popen(argv, cwd=folder, env=environment, stdin=subprocess.DEVNULL,
+                                       stdout=stderr, stderr=stderr, start_new_session=True,
+                                       preexec_fn=_limits(tool), close_fds=True)
+        except OSError as exc:
+            raise RasterError(f"{argv[0]} could not be started: {exc.strerror}") from None
+        started = time.monotonic()
+        try:
+            while True:
+                try:
+                    code = process.wait(POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                elapsed = time.monotonic() - started
+                if progress is not None and not progress(min(0.99, elapsed / tool.time_limit)):
+                    raise Cancelled("stopped by the progress callback")
+                if elapsed > tool.time_limit:
+                    raise RasterError(f"{Path(argv[0]).name} ran longer than its time limit of {tool.time_limit:g} s")
+        finally:
+            _stop(process)
+    if code != 0:
+        tail = (folder / "stderr.txt").read_bytes()[-STDERR_TAIL:].decode("utf-8", "replace").strip()
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        # Killed from outside (the OOM killer sends SIGKILL): it may pass on another try.
+        raise RasterError(f"{Path(argv[0]).name} {how}" + (f": {tail}" if tail else ""),
+                          transient=code == -signal.SIGKILL)
+
+
+def _stop(process):
+    """End the tool's whole process group if any of it still runs: SIGTERM, SIGKILL a second later."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # what the tool started may outlive it
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _read_output(path, program, size):
+    if not path.exists():
+        raise RasterError(f"{Path(program).name} wrote no output (expected {path.name})")
+    try:
+        ds = gdal.Open(str(path))
+        pixels = ds.GetRasterBand(1).ReadAsArray()
+    except RuntimeError as exc:
+        raise RasterError(f"{Path(program).name} wrote an output GDAL cannot read: {exc}") from None
+    if (ds.RasterXSize, ds.RasterYSize) != size:
+        raise RasterError(f"{Path(program).name} wrote {ds.RasterXSize} x {ds.RasterYSize} pixels; "
+                          f"the window it was given is {size[0]} x {size[1]}")
+    return pixels
+
+
+def _nodata_of(path):
+    ds = gdal.Open(str(path))
+    return ds.GetRasterBand(1).GetNoDataValue()
+
+
+def _as_type(pixels, output_type, nodata, tool_nodata):
+    """The tool's pixels as `output_type`, its nodata (if it set one) as `nodata`."""
+    dtype = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdal.GetDataTypeByName(output_type)))
+    out = pixels.astype(dtype)
+    if tool_nodata is not None and nodata is not None:
+        out[pixels == tool_nodata] = nodata
+    return out

@@ -1,0 +1,311 @@
+"""Job types declared in YAML files: command-line tools run per tile with their halo, equal to the
+tool run on the whole raster; every bad file refused naming file and line; parameters that try to
+smuggle in options or shell syntax land as single literal arguments or are refused; tools that
+hang, fail, or write nothing are stopped and reported."""
+
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from osgeo import gdal
+
+from jobs.declared import DeclarationError, load_files
+from jobs.jobtypes import JOB_TYPES
+from jobs.models import Job, JobStatus
+from jobs.raster import command
+from jobs.raster.io import Cancelled, GridTile, IndexGrid, RasterError
+from jobs.services.submit import job_submit
+from jobsite.exceptions import Rejected
+
+from .conftest import BASE_DIR, EPSG, NODATA
+from .test_execution import merged_pixels, run
+
+EXAMPLE = BASE_DIR / "job-types.example.yaml"
+PATH = os.environ.get("PATH", os.defpath)
+
+
+def declare(monkeypatch, *paths):
+    """Register the job types of `paths` as the site would at start, for this test only."""
+    for name, kind in load_files(paths, taken=JOB_TYPES, path_variable=PATH).items():
+        monkeypatch.setitem(JOB_TYPES, name, kind)
+
+
+def write_yaml(tmp_path, text, name="types.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def whole_gdaldem(whole, processing, *options):
+    out = Path(whole).with_name(f"whole-{processing}.tif")
+    subprocess.run(["gdaldem", processing, str(whole), str(out), "-q", *options], check=True)
+    return gdal.Open(str(out)).ReadAsArray()
+
+
+@pytest.mark.parametrize("name,processing,options", [
+    ("tri", "TRI", ["-alg", "Riley"]), ("tpi", "TPI", []), ("roughness", "roughness", [])])
+def test_a_declared_gdaldem_type_equals_the_tool_run_on_the_whole_raster(index, owner, media, monkeypatch,
+                                                                        name, processing, options):
+    declare(monkeypatch, EXAMPLE)
+    job = run(job_submit(owner=owner, job_type=name, tile_ids=index.ids))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert np.array_equal(merged_pixels(job), whole_gdaldem(index.whole, processing, *options))
+
+
+def test_without_the_halo_the_same_comparison_finds_seams(index, owner, media, monkeypatch, tmp_path):
+    text = EXAMPLE.read_text().replace("name: tpi", "name: tpi-no-halo").replace("halo: 1", "halo: 0")
+    declare(monkeypatch, write_yaml(tmp_path, text))
+    job = run(job_submit(owner=owner, job_type="tpi-no-halo", tile_ids=index.ids))
+    different = merged_pixels(job) != whole_gdaldem(index.whole, "TPI")
+    assert different.any() and different[:, 63:65].any()  # along the first column of tile edges
+
+
+def test_check_job_types_lists_the_example(capsys):
+    call_command("check_job_types", str(EXAMPLE))
+    out = capsys.readouterr().out
+    assert "tri (version 1, halo 1): gdaldem" in out and "tpi (version 1, halo 1)" in out
+    assert "3 job types in 1 file(s): all fine" in out
+
+
+BAD = {
+    "not-yaml": ("job_types: [\n  - name: x\n", "types.yaml:2: is not YAML"),
+    "unknown-key": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            colour: red
+            command: [gdaldem, hillshade, "{input}", "{output}"]
+        """, "types.yaml:4: job type shade: colour: is not a key here; the keys are command, description, env"),
+    "bad-type": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            halo: two
+            command: [gdaldem, hillshade, "{input}", "{output}"]
+        """, "types.yaml:4: job type shade: halo: 'two' is not of type 'integer'"),
+    "placeholder": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            command: [gdaldem, hillshade, "{input}", "{output}", -z, "{zfactor}"]
+        """, "types.yaml:4: job type shade: command.5: the placeholder {zfactor} names nothing"),
+    "no-output": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            command: [gdaldem, hillshade, "{input}"]
+        """, "job type shade: command: the command must name {output}"),
+    "program": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            command: [no-such-tool, "{input}", "{output}"]
+        """, "types.yaml:4: job type shade: command.0: no-such-tool is not a program on PATH"),
+    "duplicate": ("""\
+        job_types:
+          - name: slope
+            version: "1"
+            command: [gdaldem, slope, "{input}", "{output}"]
+        """, "types.yaml:2: job type slope: name: slope is already a job type"),
+    "open-string": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            params:
+              - {name: extra, type: string}
+            command: [gdaldem, hillshade, "{input}", "{output}", "{extra}"]
+        """, "types.yaml:5: job type shade: params.0: a string parameter needs choices or a pattern"),
+    "default-out-of-bounds": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            params:
+              - {name: z, type: number, minimum: 0, default: -1}
+            command: [gdaldem, hillshade, "{input}", "{output}", -z, "{z}"]
+        """, "types.yaml:5: job type shade: params.0: the default -1 must be at least 0"),
+    "bad-name": ("""\
+        job_types:
+          - name: Shade Me
+            version: "1"
+            command: [gdaldem, hillshade, "{input}", "{output}"]
+        """, "types.yaml:2: job type Shade Me: name: 'Shade Me' is not a job type name"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_job_type_file_names_file_line_and_problem_and_loads_nothing(tmp_path, case):
+    text, expected = BAD[case]
+    path = write_yaml(tmp_path, text)
+    with pytest.raises(DeclarationError) as refused:
+        load_files([EXAMPLE, path], taken=JOB_TYPES, path_variable=PATH)
+    assert any(expected in problem for problem in refused.value.problems), refused.value.problems
+    with pytest.raises(CommandError, match="job type file"):
+        call_command("check_job_types", str(path))
+
+
+def test_a_bad_file_stops_the_cluster_at_start_with_the_message_not_a_traceback(tmp_path):
+    path = write_yaml(tmp_path, BAD["placeholder"][0])
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "JOBSITE_JOB_TYPES_FILE": str(path)}
+    done = subprocess.run([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0
+    assert "the placeholder {zfactor} names nothing" in done.stderr and "Traceback" not in done.stderr
+
+
+ECHO = """\
+    job_types:
+      - name: echo
+        version: "1"
+        params:
+          - {name: label, type: string, pattern: "(?s).*", default: x}
+          - {name: word, type: string, pattern: "[A-Za-z]+", default: x}
+          - {name: mode, type: string, choices: [a, b], default: a}
+          - {name: size, type: number, default: 1.5}
+        command: [PYTHON, -c, "import sys; sys.stderr.write(repr([a.encode().hex() for a in sys.argv[1:]])); sys.exit(3)",
+                  "{input}", "{output}", "{label}", "{word}", "{mode}", "{size}"]
+    """
+
+
+@pytest.mark.parametrize("attack", ["; rm -rf /", "$(touch /tmp/pwned)", "--output=/etc/x", "a\nb", "`id` | cat",
+                                    "{output}"])
+def test_a_hostile_parameter_reaches_the_tool_as_one_literal_argument(index, owner, media, monkeypatch, tmp_path,
+                                                                      attack):
+    declare(monkeypatch, write_yaml(tmp_path, ECHO.replace("PYTHON", sys.executable)))
+    job = run(job_submit(owner=owner, job_type="echo", tile_ids=index.ids[:1], params={"label": attack}))
+    assert job.status == JobStatus.FAILED
+    tile = job.tiles.get()
+    assert "exited with status 3" in tile.error
+    # The tool's own arguments, hex-encoded (the service takes paths out of what it reports).
+    argv = [bytes.fromhex(part).decode() for part in ast.literal_eval(tile.error[tile.error.index("["):])]
+    assert argv[2:] == [attack, "x", "a", "1.5"] and len(argv) == 6
+    assert not Path("/tmp/pwned").exists()
+
+
+@pytest.mark.parametrize("params,field", [({"word": "a b"}, "word"), ({"word": "--output=/etc/x"}, "word"),
+                                          ({"mode": "a;b"}, "mode"), ({"size": "1; id"}, "size")])
+def test_a_value_outside_its_pattern_or_choices_is_refused_at_submit(index, owner, monkeypatch, tmp_path,
+                                                                     params, field):
+    declare(monkeypatch, write_yaml(tmp_path, ECHO.replace("PYTHON", sys.executable)))
+    with pytest.raises(Rejected) as refused:
+        job_submit(owner=owner, job_type="echo", tile_ids=index.ids[:1], params=params)
+    assert field in refused.value.errors["params"]
+    assert not Job.objects.exists()
+
+
+def one_tile(tmp_path):
+    from jobs.raster.io import crs_wkt_from_epsg, write_raster
+
+    path = tmp_path / "tile.tif"
+    write_raster(path, np.arange(100, dtype=np.float32).reshape(10, 10), (0, 1, 0, 10, 0, -1), crs_wkt_from_epsg(EPSG))
+    return GridTile(str(path), 0, 0, 10, 10), IndexGrid(10, 10, crs_wkt_from_epsg(EPSG), 10, 10)
+
+
+def run_tool(tmp_path, argv, progress=None, time_limit=30.0):
+    tile, grid = one_tile(tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    tool = command.Tool(argv=tuple(argv), time_limit=time_limit, path=PATH, scratch=str(scratch))
+    return command.run_on_tile(tile=tile, neighbours=[], grid=grid, halo=0, band=1, tool=tool, values={},
+                               output_type="Float32", output_nodata=NODATA, out_path=tmp_path / "out.tif",
+                               progress=progress)
+
+
+SLEEPER = ("import os, subprocess, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); "
+           "child = subprocess.Popen(['sleep', '60']); open(sys.argv[1] + '.child', 'w').write(str(child.pid)); "
+           "time.sleep(60)")
+
+
+def gone(pid, within=1.0):
+    """Whether the process has ended (or is a zombie) within `within` seconds: a SIGKILL lands
+    asynchronously."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def test_cancel_ends_the_tool_and_what_it_started_within_a_second(tmp_path):
+    pids, asked = tmp_path / "pid", []
+    child = Path(f"{pids}.child")
+
+    def progress(fraction):
+        if child.exists():
+            asked.append(time.monotonic())
+            return False
+        return True
+
+    with pytest.raises(Cancelled):
+        run_tool(tmp_path, [sys.executable, "-c", SLEEPER, str(pids), "{input}", "{output}"], progress)
+    assert time.monotonic() - asked[0] < 1.5
+    assert gone(int(pids.read_text())) and gone(int(child.read_text()))
+    assert not (tmp_path / "out.tif").exists() and not list((tmp_path / "scratch").iterdir())
+
+
+def test_the_time_limit_fails_the_tile_naming_it(tmp_path):
+    with pytest.raises(RasterError, match="ran longer than its time limit of 0.5 s"):
+        run_tool(tmp_path, [sys.executable, "-c", SLEEPER, str(tmp_path / "pid"), "{input}", "{output}"],
+                 time_limit=0.5)
+    assert gone(int((tmp_path / "pid").read_text())) and gone(int((tmp_path / "pid.child").read_text()))
+
+
+def test_a_tool_that_fails_or_writes_nothing_or_the_wrong_size_is_a_clear_failure(tmp_path):
+    with pytest.raises(RasterError, match="exited with status 2: no such band"):
+        run_tool(tmp_path, [sys.executable, "-c", "import sys; sys.stderr.write('no such band'); sys.exit(2)",
+                            "{input}", "{output}"])
+    with pytest.raises(RasterError, match=r"wrote no output \(expected out.tif\)"):
+        run_tool(tmp_path, [sys.executable, "-c", "pass", "{input}", "{output}"])
+    with pytest.raises(RasterError, match="wrote 5 x 5 pixels; the window it was given is 10 x 10"):
+        run_tool(tmp_path, ["gdal_translate", "-q", "-srcwin", "0", "0", "5", "5", "{input}", "{output}"])
+    assert run_tool(tmp_path, ["gdal_translate", "-q", "{input}", "{output}"]) > 0
+
+
+def test_a_declared_type_runs_end_to_end_on_a_real_cluster(index, owner, client_for, start_cluster, monkeypatch):
+    from .conftest import wait_until_final
+
+    declare(monkeypatch, EXAMPLE)
+    start_cluster(JOBSITE_JOB_TYPES_FILE=str(EXAMPLE))
+    api = client_for(owner)
+    assert api.get("/api/v1/job-types/tri/").json()["source"].startswith("file ")
+    created = api.post("/api/v1/jobs/", {"type": "tri", "tile_ids": index.ids, "params": {"algorithm": "Wilson"}},
+                       format="json")
+    assert created.status_code == 201, created.json()
+    job = wait_until_final(created.json()["id"], timeout=60)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert np.array_equal(merged_pixels(job), whole_gdaldem(index.whole, "TRI", "-alg", "Wilson"))
+
+
+def test_resuming_a_job_whose_type_was_defined_anew_says_so_and_reruns_every_tile(index, owner, monkeypatch):
+    import dataclasses
+
+    from jobs.models import JobLog
+    from jobs.services.control import job_cancel, job_resume
+
+    declare(monkeypatch, EXAMPLE)
+    job = job_submit(owner=owner, job_type="tpi", tile_ids=index.ids[:2])
+    assert job.type_version == "1"
+    job_cancel(job=job, by="owner")
+    monkeypatch.setitem(JOB_TYPES, "tpi", dataclasses.replace(JOB_TYPES["tpi"], version="2"))
+    resumed, to_run = job_resume(job=Job.objects.get(pk=job.pk))
+    assert to_run == 2 and resumed.type_version == "2"
+    assert JobLog.objects.filter(job=job, message__contains="tpi is defined anew since it ran (version 1 -> 2), "
+                                                             "every tile runs again").exists()
+
+
+def test_the_admin_shows_where_a_jobs_type_comes_from(index, owner, admin_client, monkeypatch):
+    declare(monkeypatch, EXAMPLE)
+    job = job_submit(owner=owner, job_type="tri", tile_ids=index.ids[:1])
+    page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert f"file {EXAMPLE}" in page
