@@ -38,7 +38,7 @@ def _install_declared_job_types():
     from .jobtypes import install_declared
 
     try:
-        install_declared(settings.JOB_TYPES_FILES, settings.TOOL_PATH)
+        install_declared(settings.JOB_TYPES_FILES, settings.TOOL_PATH, settings.PYTHON_JOB_TYPES)
     except DeclarationError as exc:
         sys.stderr.write(f"jobsite: the job type files cannot be loaded:\n{exc}\n")
         raise SystemExit(4) from None

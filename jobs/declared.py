@@ -7,6 +7,8 @@ nothing, a program not on PATH, defaults that break their own bounds, names alre
 problem is reported with its file and line; one bad file loads nothing.
 """
 
+import dataclasses
+import importlib
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -273,3 +275,25 @@ def _param(raw):
         except ValueError as exc:
             return None, f"the default {raw['default']!r} {exc}"
     return param, None
+
+
+def load_python(dotted_paths, taken=()):
+    """The JobType objects at `dotted_paths` ("package.module.NAME"), each with its source set;
+    DeclarationError names each path that is not one, or whose name is taken."""
+    found, problems = {}, []
+    for dotted in dotted_paths:
+        module_name, _, attribute = dotted.rpartition(".")
+        try:
+            kind = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError) as exc:
+            problems.append(f"{dotted}: cannot be imported: {exc}")
+            continue
+        if not isinstance(kind, JobType):
+            problems.append(f"{dotted}: is a {type(kind).__name__}, not a jobs.jobschema.JobType")
+        elif kind.name in taken or kind.name in found:
+            problems.append(f"{dotted}: {kind.name} is already a job type; give this one another name")
+        else:
+            found[kind.name] = dataclasses.replace(kind, source=f"python {dotted}")
+    if problems:
+        raise DeclarationError(problems)
+    return found

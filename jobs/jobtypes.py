@@ -195,10 +195,13 @@ JOB_TYPES = {
 BUILT_IN = frozenset(JOB_TYPES)
 
 
-def install_declared(paths, path_variable):
-    """Add the job types that the files `paths` declare (see jobs.declared); DeclarationError
-    lists every problem, and then none is added."""
-    JOB_TYPES.update(declared.load_files(paths, taken=JOB_TYPES, path_variable=path_variable))
+def install_declared(paths, path_variable, python_types=()):
+    """Add the job types that the files `paths` declare (see jobs.declared) and the JobType
+    objects at the dotted paths `python_types`; DeclarationError lists every problem, and then
+    none is added."""
+    found = declared.load_files(paths, taken=JOB_TYPES, path_variable=path_variable)
+    found.update(declared.load_python(python_types, taken={*JOB_TYPES, *found}))
+    JOB_TYPES.update(found)
 
 
 def get_job_type(name):

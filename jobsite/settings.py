@@ -340,6 +340,8 @@ GDAL_HTTP_HOSTS = envlist("JOBSITE_GDAL_HTTP_HOSTS")
 # programs are looked up, and run, with this PATH only.
 JOB_TYPES_FILES = envlist("JOBSITE_JOB_TYPES_FILE")
 TOOL_PATH = os.environ.get("JOBSITE_TOOL_PATH", "/usr/local/bin:/usr/bin:/bin")
+# Job types written in Python: dotted paths of jobs.jobschema.JobType objects, comma-separated.
+PYTHON_JOB_TYPES = envlist("JOBSITE_PYTHON_JOB_TYPES")
 GDAL_HTTP_TIMEOUT = envint("JOBSITE_GDAL_HTTP_TIMEOUT", 30, minimum=1)
 GDAL_HTTP_CONNECT_TIMEOUT = envint("JOBSITE_GDAL_HTTP_CONNECT_TIMEOUT", 10, minimum=1)
 

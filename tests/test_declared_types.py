@@ -309,3 +309,30 @@ def test_the_admin_shows_where_a_jobs_type_comes_from(index, owner, admin_client
     job = job_submit(owner=owner, job_type="tri", tile_ids=index.ids[:1])
     page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     assert f"file {EXAMPLE}" in page
+
+
+def test_a_python_job_type_registered_by_dotted_path_runs_like_a_built_in(index, owner, media, monkeypatch):
+    from jobs.declared import load_python
+
+    for name, kind in load_python(["tests.python_job_type.OFFSET"], taken=JOB_TYPES).items():
+        monkeypatch.setitem(JOB_TYPES, name, kind)
+    assert JOB_TYPES["offset"].schema()["source"] == "python tests.python_job_type.OFFSET"
+    job = run(job_submit(owner=owner, job_type="offset", tile_ids=index.ids, params={"amount": 2.5}))
+    whole = gdal.Open(str(index.whole)).ReadAsArray()
+    expected = np.where(whole != NODATA, whole + 2.5, NODATA).astype(np.float32)
+    assert job.status == JobStatus.SUCCEEDED and job.type_version == "2"
+    assert np.array_equal(merged_pixels(job), expected)
+
+
+@pytest.mark.parametrize("dotted,problem", [
+    ("tests.python_job_type.NOT_A_TYPE", "is a str, not a jobs.jobschema.JobType"),
+    ("tests.no_such_module.OFFSET", "cannot be imported"),
+    ("tests.python_job_type.MISSING", "cannot be imported"),
+])
+def test_a_bad_python_job_type_path_is_refused_naming_it(dotted, problem):
+    from jobs.declared import load_python
+
+    with pytest.raises(DeclarationError, match=problem):
+        load_python([dotted], taken=JOB_TYPES)
+    with pytest.raises(DeclarationError, match="offset is already a job type"):
+        load_python(["tests.python_job_type.OFFSET"], taken={"offset"} | set(JOB_TYPES))
