@@ -10,14 +10,15 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-# Installs what is missing: GDAL and its headers, a compiler, venv support, and Chromium with its
-# driver for the browser tests.
+# Installs what is missing: GDAL and its headers, a compiler, venv support, Chromium with its
+# driver for the browser tests, and SAGA GIS for the example job types that run saga_cmd.
 # The GDAL bindings are built against the system libgdal with numpy present,
 # so that osgeo.gdal_array works.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@missing=""; \
 	command -v gdal-config >/dev/null || missing="$$missing gdal-bin libgdal-dev"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium chromium-driver"; \
+	command -v saga_cmd >/dev/null || missing="$$missing saga"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
 	test -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \

@@ -59,6 +59,35 @@ def test_a_declared_gdaldem_type_equals_the_tool_run_on_the_whole_raster(index, 
     assert np.array_equal(merged_pixels(job), whole_gdaldem(index.whole, processing, *options))
 
 
+def whole_saga(whole, args):
+    """A saga_cmd tool run once on the whole raster (as SAGA grids), as an array."""
+    folder = Path(whole).parent / f"saga-{args[0]}-{args[1]}"
+    folder.mkdir(exist_ok=True)
+    gdal.Translate(str(folder / "whole.sdat"), str(whole), format="SAGA")
+    argv = [part.replace("{input}", str(folder / "whole.sdat")).replace("{output}", str(folder / "out.sdat"))
+            for part in args]
+    subprocess.run(["saga_cmd", *argv], check=True, capture_output=True, cwd=folder)
+    return gdal.Open(str(folder / "out.sdat")).ReadAsArray()
+
+
+@pytest.mark.parametrize("name,params,args", [
+    ("saga-slope", {"method": "6"}, ["ta_morphometry", "0", "-ELEVATION", "{input}", "-SLOPE", "{output}",
+                                     "-METHOD", "6", "-UNIT_SLOPE", "1"]),
+    ("saga-hillshade", {"azimuth": 300, "altitude": 30}, [
+        "ta_lighting", "0", "-ELEVATION", "{input}", "-SHADE", "{output}", "-METHOD", "0", "-AZIMUTH", "300.0",
+        "-DECLINATION", "30.0"]),
+])
+def test_a_declared_saga_type_equals_saga_run_on_the_whole_raster(index, owner, media, monkeypatch, name, params,
+                                                                  args):
+    declare(monkeypatch, EXAMPLE)
+    job = run(job_submit(owner=owner, job_type=name, tile_ids=index.ids, params=params))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    expected = whole_saga(index.whole, args)
+    result = merged_pixels(job)
+    assert np.array_equal(result == -99999, expected == -99999)
+    assert np.array_equal(result, expected)
+
+
 def test_without_the_halo_the_same_comparison_finds_seams(index, owner, media, monkeypatch, tmp_path):
     text = EXAMPLE.read_text().replace("name: tpi", "name: tpi-no-halo").replace("halo: 1", "halo: 0")
     declare(monkeypatch, write_yaml(tmp_path, text))
@@ -71,7 +100,7 @@ def test_check_job_types_lists_the_example(capsys):
     call_command("check_job_types", str(EXAMPLE))
     out = capsys.readouterr().out
     assert "tri (version 1, halo 1): gdaldem" in out and "tpi (version 1, halo 1)" in out
-    assert "3 job types in 1 file(s): all fine" in out
+    assert "saga-slope (version 1, halo 1): saga_cmd" in out and "5 job types in 1 file(s): all fine" in out
 
 
 BAD = {
@@ -150,11 +179,14 @@ def test_a_bad_job_type_file_names_file_line_and_problem_and_loads_nothing(tmp_p
         call_command("check_job_types", str(path))
 
 
-def test_a_bad_file_stops_the_cluster_at_start_with_the_message_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("command", [
+    ["manage.py", "qcluster"], ["manage.py", "runserver", "127.0.0.1:0"], ["manage.py", "check"],
+    ["-m", "gunicorn", "jobsite.wsgi", "--bind", "127.0.0.1:0", "--workers", "1"]], ids=lambda c: c[1])
+def test_a_bad_file_stops_every_process_at_start_with_the_message_not_a_traceback(tmp_path, command):
     path = write_yaml(tmp_path, BAD["placeholder"][0])
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "JOBSITE_JOB_TYPES_FILE": str(path)}
-    done = subprocess.run([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run([sys.executable, *command], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode != 0
     assert "the placeholder {zfactor} names nothing" in done.stderr and "Traceback" not in done.stderr
 
