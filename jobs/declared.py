@@ -17,8 +17,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .jobschema import BAND, Input, JobType, Param
-from .raster import command
+from .jobschema import BAND, Input, JobType, Param, raster_mosaic
+from .raster import command, mosaic
 from .raster.calc import OUTPUT_TYPES, type_nodata
 
 NAME = "^[a-z][a-z0-9-]{0,63}$"
@@ -53,6 +53,7 @@ DECLARATION = {
                                "kind": {"enum": ["raster", "vector", "table", "text"]},
                                "help": {"type": "string"}}}},
             "halo": {"type": "integer", "minimum": 0, "maximum": 256},
+            "tiled": {"type": "boolean"},
             "output": {"type": "object", "additionalProperties": False, "properties": {
                 "data_type": {"enum": list(OUTPUT_TYPES)}, "nodata": {"type": "number"}}},
             "time_limit": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
@@ -85,19 +86,41 @@ def _format(value):
 
 @dataclass(frozen=True)
 class CommandJobType(JobType):
-    """A declared job type: a command-line tool run over each tile with its halo."""
+    """A declared job type: a command-line tool run over each tile with its halo, or, for a type
+    that cannot be tiled, once over the mosaic of the tiles at the merge."""
 
     tool: command.Tool = field(default=None, repr=False)
     output_type: str = "Float32"
     output_nodata: float = -9999.0
+    tiled: bool = True
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        values = {name: _format(value) for name, value in params.items()}
-        values.update({name: str(stored.path) for name, stored in inputs.items()})
+        if not self.tiled:  # the tile as it is, for the merge to mosaic
+            return command.copy_tile(tile=tile, band=params.get("band", 1), crs_wkt=grid.crs_wkt, out_path=out_path)
         return command.run_on_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo,
-                                   band=params.get("band", 1), tool=self.tool, values=values,
+                                   band=params.get("band", 1), tool=self.tool, values=_values(params, inputs),
                                    output_type=self.output_type, output_nodata=self.output_nodata,
                                    out_path=out_path, progress=progress)
+
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
+        if self.tiled:
+            return super().merge(tile_paths=tile_paths, out_dir=out_dir, params=params, inputs=inputs, crs_wkt=crs_wkt)
+        whole, result = out_dir / ".mosaic.tif", out_dir / ".tool-output.tif"
+        try:
+            mosaic.mosaic_to_gtiff(tile_paths, whole)
+            command.run_on_raster(source=whole, tool=self.tool, values=_values(params, inputs),
+                                  output_type=self.output_type, output_nodata=self.output_nodata, out_path=result)
+            return raster_mosaic(self, [result], out_dir)
+        finally:
+            whole.unlink(missing_ok=True)
+            result.unlink(missing_ok=True)
+
+
+def _values(params, inputs):
+    """What a command's placeholders stand for: the parameters' values and the data files' paths."""
+    values = {name: _format(value) for name, value in params.items()}
+    values.update({name: str(stored.path) for name, stored in inputs.items()})
+    return values
 
 
 def load_files(paths, taken=(), path_variable=None):
@@ -225,6 +248,8 @@ def _job_type(declared, path, taken, path_variable):
     for needed in ("input", "output"):
         if f"{{{needed}}}" not in joined:
             problems.append((["command"], f"the command must name {{{needed}}}, the tile's {needed} raster"))
+    if not declared.get("tiled", True) and declared.get("halo"):
+        problems.append((["halo"], "a type that is not tiled sees the whole mosaic: leave halo out"))
     program = declared["command"][0]
     if "{" in program:
         problems.append((["command", 0], "the program may not be a placeholder"))
@@ -245,7 +270,7 @@ def _job_type(declared, path, taken, path_variable):
         name, declared.get("description", ""), (*params, BAND), inputs=tuple(inputs), halo=declared.get("halo", 0),
         version=declared["version"], title=declared.get("title", ""), keywords=tuple(declared.get("keywords", [])),
         source=f"file {path}", tool=tool, output_type=output_type,
-        output_nodata=float(output.get("nodata", type_nodata(output_type))))
+        output_nodata=float(output.get("nodata", type_nodata(output_type))), tiled=declared.get("tiled", True))
     return kind, []
 
 

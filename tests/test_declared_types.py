@@ -96,6 +96,19 @@ def test_without_the_halo_the_same_comparison_finds_seams(index, owner, media, m
     assert different.any() and different[:, 63:65].any()  # along the first column of tile edges
 
 
+def test_a_type_that_cannot_be_tiled_runs_once_over_the_mosaic(index, owner, media, monkeypatch, tmp_path):
+    text = EXAMPLE.read_text().replace("name: tpi", "name: tpi-whole").replace("    halo: 1\n", "    tiled: false\n", 2)
+    declare(monkeypatch, write_yaml(tmp_path, text))
+    assert not JOB_TYPES["tpi-whole"].tiled
+    job = run(job_submit(owner=owner, job_type="tpi-whole", tile_ids=index.ids))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert np.array_equal(merged_pixels(job), whole_gdaldem(index.whole, "TPI"))
+    assert sorted(p.name for p in (media / "jobs" / str(job.pk) / "out").iterdir()) == ["thumbnail.png", "tpi-whole.tif"]
+    with pytest.raises(DeclarationError, match="a type that is not tiled sees the whole mosaic: leave halo out"):
+        load_files([write_yaml(tmp_path, text.replace("tiled: false", "tiled: false\n    halo: 1", 1), "again.yaml")],
+                   taken=JOB_TYPES, path_variable=PATH)
+
+
 def test_check_job_types_lists_the_example(capsys):
     call_command("check_job_types", str(EXAMPLE))
     out = capsys.readouterr().out

@@ -29,8 +29,8 @@ from osgeo import gdal, gdal_array
 
 from jobsite.gdalpolicy import thread_config
 
-from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_window, write_gtiff,
-                 written_atomically)
+from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
+                 write_gtiff, written_atomically)
 
 # The formats a tool may read and write, and the file name the window gets in each.
 FORMATS = {"GTiff": "tile.tif", "SAGA": "tile.sdat", "AAIGrid": "tile.asc"}
@@ -71,45 +71,73 @@ def run_on_tile(*, tile, neighbours, grid, halo, band, tool, values, output_type
     size in bytes of the written file. Raises Cancelled when `progress` returns False,
     RasterError naming the problem otherwise; nothing is left at `out_path` or in the temporary
     folder in either case."""
-    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
-    col1 = min(grid.width, tile.col + tile.width + halo)
-    row1 = min(grid.height, tile.row + tile.height + halo)
     folder = Path(tempfile.mkdtemp(prefix="jobsite-tool-", dir=tool.scratch))
     try:
         with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
-            try:
-                ds = open_tile(tile.path)
-                x0, px, _, y0, _, py = ds.GetGeoTransform()
-                source = ds.GetRasterBand(band)
-                nodata, data_type = source.GetNoDataValue(), source.DataType
-            except RuntimeError as exc:
-                raise gdal_error(exc, tile.path) from None
-            dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
-            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0,
-                                 nodata if nodata is not None else 0, dtype, band)
-        dx, dy = col0 - tile.col, row0 - tile.row
-        window_gt = (x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py)
-        input_path = folder / FORMATS[tool.input_format]
-        output_path = folder / ("out" + Path(FORMATS[tool.output_format]).suffix)
-        _write_input(input_path, tool.input_format, pixels, window_gt, grid.crs_wkt, nodata)
-        values = {**values, "input": str(input_path), "output": str(output_path)}
-        argv = [substitute(part, values) for part in tool.argv]
-        env = {name: substitute(value, values) for name, value in tool.env.items()}
-        _run(argv, env, tool, folder, progress)
-        result = _read_output(output_path, argv[0], (col1 - col0, row1 - row0))
-        own = result[-dy:-dy + tile.height, -dx:-dx + tile.width]
-        out = _as_type(own, output_type, output_nodata, _nodata_of(output_path))
+            window = read_with_halo(tile, neighbours, grid, halo, band)
+        result, tool_nodata = _run_over(folder, tool, values, window.pixels, window.geotransform, grid.crs_wkt,
+                                        window.nodata, progress)
+        out = _as_type(window.own(result, tile), output_type, output_nodata, tool_nodata)
         with written_atomically(out_path) as tmp:
-            write_gtiff(tmp, out, (x0, px, 0.0, y0, 0.0, py), grid.crs_wkt, output_nodata,
-                        ["TILED=YES"] if min(tile.width, tile.height) >= 256 else [])
+            write_gtiff(tmp, out, window.tile_geotransform, grid.crs_wkt, output_nodata,
+                        tile_layout(tile.width, tile.height))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return Path(out_path).stat().st_size
 
 
+def copy_tile(*, tile, band, crs_wkt, out_path):
+    """Band `band` of the tile as it is, for a type that runs its tool once over the mosaic."""
+    try:
+        with thread_config(**TILE_OPEN_OPTIONS):
+            ds = open_tile(tile.path)
+            source = ds.GetRasterBand(band)
+            pixels, nodata, geotransform = source.ReadAsArray(), source.GetNoDataValue(), ds.GetGeoTransform()
+    except RuntimeError as exc:
+        raise gdal_error(exc, tile.path) from None
+    with written_atomically(out_path) as tmp:
+        write_gtiff(tmp, pixels, geotransform, crs_wkt, nodata, tile_layout(tile.width, tile.height))
+    return Path(out_path).stat().st_size
+
+
+def run_on_raster(*, source, tool, values, output_type, output_nodata, out_path, progress=None):
+    """Run `tool` once over the whole raster `source` (band 1), for a job type that cannot be
+    tiled; write its output to `out_path` (atomically) as a GeoTIFF. Returns its size in bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="jobsite-tool-", dir=tool.scratch))
+    try:
+        try:
+            ds = gdal.Open(str(source))
+            band = ds.GetRasterBand(1)
+            pixels, nodata = band.ReadAsArray(), band.GetNoDataValue()
+            geotransform, crs_wkt = ds.GetGeoTransform(), ds.GetProjection()
+        except RuntimeError as exc:
+            raise gdal_error(exc, str(source)) from None
+        result, tool_nodata = _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progress)
+        with written_atomically(out_path) as tmp:
+            write_gtiff(tmp, _as_type(result, output_type, output_nodata, tool_nodata), geotransform, crs_wkt,
+                        output_nodata, ["TILED=YES", "BIGTIFF=IF_SAFER"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Path(out_path).stat().st_size
+
+
+def _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progress):
+    """The tool run over `pixels` (written into `folder` in its input format): its output's
+    pixels, of the same size, and the nodata value it set."""
+    input_path = folder / FORMATS[tool.input_format]
+    output_path = folder / ("out" + Path(FORMATS[tool.output_format]).suffix)
+    _write_input(input_path, tool.input_format, pixels, geotransform, crs_wkt, nodata)
+    values = {**values, "input": str(input_path), "output": str(output_path)}
+    argv = [substitute(part, values) for part in tool.argv]
+    env = {name: substitute(value, values) for name, value in tool.env.items()}
+    _run(argv, env, tool, folder, progress)
+    height, width = pixels.shape
+    return _read_output(output_path, argv[0], (width, height)), _nodata_of(output_path)
+
+
 def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
     if driver == "GTiff":
-        write_gtiff(path, pixels, geotransform, crs_wkt, nodata, ["TILED=YES"] if min(pixels.shape) >= 256 else [])
+        write_gtiff(path, pixels, geotransform, crs_wkt, nodata, tile_layout(pixels.shape[1], pixels.shape[0]))
         return
     source = gdal_array.OpenArray(pixels)
     source.SetGeoTransform(geotransform)

@@ -11,8 +11,8 @@ from osgeo import gdal, gdal_array
 
 from jobsite.gdalpolicy import thread_config
 
-from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, progress_callback, raise_stopped, read_window,
-                 tile_layout, write_gtiff, written_atomically)
+from .io import (TILE_OPEN_OPTIONS, RasterError, progress_callback, raise_stopped, read_with_halo, tile_layout,
+                 write_gtiff, written_atomically)
 
 
 def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
@@ -28,38 +28,25 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
     Returns the size in bytes of the written file. Raises Cancelled when `progress` returns False,
     RasterError with GDAL's message when GDAL fails; nothing is left at `out_path` in either case.
     """
-    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
-    col1 = min(grid.width, tile.col + tile.width + halo)
-    row1 = min(grid.height, tile.row + tile.height + halo)
     # The operation and the write get the callback, so a cancel stops the tile in either.
     state = {}
     callback = progress_callback(progress, state)
     out_path = Path(out_path)
     try:
         with written_atomically(out_path) as tmp, thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
-            try:
-                ds = open_tile(tile.path)
-                x0, px, _, y0, _, py = ds.GetGeoTransform()
-                source_band = ds.GetRasterBand(band)
-                nodata, data_type = source_band.GetNoDataValue(), source_band.DataType
-            except RuntimeError as exc:
-                raise gdal_error(exc, tile.path) from None
-            dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
-            fill = nodata if nodata is not None else 0
-            pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0, fill, dtype, band)
-            dx, dy = col0 - tile.col, row0 - tile.row
+            window = read_with_halo(tile, neighbours, grid, halo, band)
             # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
             # whole operation on a small tile.
-            source = gdal_array.OpenArray(pixels)
-            source.SetGeoTransform((x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py))
+            source = gdal_array.OpenArray(window.pixels)
+            source.SetGeoTransform(window.geotransform)
             source.SetProjection(grid.crs_wkt)
-            if nodata is not None:
-                source.GetRasterBand(1).SetNoDataValue(nodata)
+            if window.nodata is not None:
+                source.GetRasterBand(1).SetNoDataValue(window.nodata)
             result = gdal.DEMProcessing("", source, processing, format="MEM", callback=callback, **options)
             if state.get("stopped"):
                 raise_stopped(state, None)
-            own = result.ReadAsArray(-dx, -dy, tile.width, tile.height)
-            write_gtiff(tmp, own, (x0, px, 0.0, y0, 0.0, py), grid.crs_wkt, result.GetRasterBand(1).GetNoDataValue(),
+            own = result.ReadAsArray(-window.dx, -window.dy, tile.width, tile.height)
+            write_gtiff(tmp, own, window.tile_geotransform, grid.crs_wkt, result.GetRasterBand(1).GetNoDataValue(),
                         tile_layout(tile.width, tile.height), callback)
             if state.get("stopped"):
                 raise_stopped(state, None)

@@ -282,6 +282,45 @@ def read_window(tiles, col, row, width, height, fill, dtype, band=1):
     return window
 
 
+@dataclass(frozen=True)
+class HaloWindow:
+    """A tile grown by a halo, clipped to the index grid: its pixels, where they lie, and where the
+    tile's own pixels start in them (`dx`, `dy`, zero or negative)."""
+
+    pixels: np.ndarray
+    geotransform: tuple  # of the window
+    tile_geotransform: tuple
+    nodata: float | None
+    dx: int
+    dy: int
+
+    def own(self, array, tile):
+        """The tile's part of an array of the window's size."""
+        return array[-self.dy:-self.dy + tile.height, -self.dx:-self.dx + tile.width]
+
+
+def read_with_halo(tile, neighbours, grid, halo, band=1):
+    """Band `band` of `tile` grown by `halo` pixels of its `neighbours` on each side, clipped to
+    the index `grid` (so the edge of the index is the edge of one raster). Call it inside
+    thread_config(**TILE_OPEN_OPTIONS); RasterError names a tile that cannot be read."""
+    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
+    col1 = min(grid.width, tile.col + tile.width + halo)
+    row1 = min(grid.height, tile.row + tile.height + halo)
+    try:
+        ds = open_tile(tile.path)
+        x0, px, _, y0, _, py = ds.GetGeoTransform()
+        source = ds.GetRasterBand(band)
+        nodata, data_type = source.GetNoDataValue(), source.DataType
+    except RuntimeError as exc:
+        raise gdal_error(exc, tile.path) from None
+    dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
+    pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0,
+                         nodata if nodata is not None else 0, dtype, band)
+    dx, dy = col0 - tile.col, row0 - tile.row
+    return HaloWindow(pixels, (x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py), (x0, px, 0.0, y0, 0.0, py), nodata,
+                      dx, dy)
+
+
 def write_gtiff(path, array, geotransform, crs_wkt, nodata, creation_options, callback=None):
     """Write a 2-D array (one band) or a 3-D array (bands first) as a GeoTIFF at `path`, with
     `nodata` on every band; a failed write raises RasterError."""

@@ -58,6 +58,26 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     return out_path.stat().st_size, thumbnail_path.stat().st_size
 
 
+def mosaic_to_gtiff(tile_paths, out_path):
+    """Mosaic tile outputs into one plain tiled GeoTIFF (for a tool that reads the whole area);
+    appears at its name only once complete."""
+    out_path = Path(out_path)
+    vrt_name = f"/vsimem/mosaic-{uuid.uuid4().hex}.vrt"
+    tmp = temporary_name(out_path)
+    try:
+        with thread_config(**TILE_OPEN_OPTIONS):
+            source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
+            gdal.Translate(str(tmp), source, format="GTiff", creationOptions=["TILED=YES", "BIGTIFF=IF_SAFER"])
+            source = None
+        os.replace(tmp, out_path)
+    except RuntimeError as exc:
+        raise write_error(exc, tmp) from None
+    finally:
+        gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
+        tmp.unlink(missing_ok=True)
+    return out_path.stat().st_size
+
+
 def _write_thumbnail(src_path, png_path, size):
     """An 8-bit PNG at most `size` pixels wide and high; nodata becomes transparent."""
     ds = gdal.Open(str(src_path))
