@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -38,7 +39,26 @@ def _install_declared_job_types():
     from .jobtypes import install_declared
 
     try:
-        install_declared(settings.JOB_TYPES_FILES, settings.TOOL_PATH, settings.PYTHON_JOB_TYPES)
+        install_declared(settings.JOB_TYPES_FILES, settings.TOOL_PATH, settings.PYTHON_JOB_TYPES,
+                         max_time_limit=tool_time_limit())
     except DeclarationError as exc:
+        if _checking_or_maintaining():
+            sys.stderr.write(f"jobsite: warning: the job type files cannot be loaded, so none is:\n{exc}\n")
+            return
         sys.stderr.write(f"jobsite: the job type files cannot be loaded:\n{exc}\n")
         raise SystemExit(4) from None
+
+
+def tool_time_limit():
+    """The longest time limit a declared tool may have: its tile's task must end before the
+    cluster's timeout kills the worker (and leaves the tool behind)."""
+    return max(1, settings.TASK_TIMEOUT - settings.TILE_TASK_BUDGET - 30)
+
+
+# manage.py commands that must run while the job type files are broken: the checker itself, and
+# the database's upkeep. Every other process (web server, cluster, the rest) stops.
+MAINTENANCE_COMMANDS = {"check_job_types", "migrate", "showmigrations", "makemigrations", "check_cluster"}
+
+
+def _checking_or_maintaining():
+    return Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 and sys.argv[1] in MAINTENANCE_COMMANDS

@@ -9,12 +9,13 @@ problem is reported with its file and line; one bad file loads nothing.
 
 import dataclasses
 import importlib
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
+import numpy as np
+import regex
 import yaml
 
 from .jobschema import BAND, Input, JobType, Param, raster_mosaic
@@ -62,7 +63,7 @@ DECLARATION = {
             "output_format": {"enum": list(command.FORMATS)},
             "command": {"type": "array", "minItems": 1, "items": {"type": "string"}},
             "env": {"type": "object", "additionalProperties": {"type": "string"},
-                    "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}},
+                    "propertyNames": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$"}},
         }}}},
 }
 
@@ -73,6 +74,26 @@ class DeclarationError(Exception):
     def __init__(self, problems):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without aliases (a file of nested aliases grows without bound) and without duplicate
+    keys (PyYAML would keep the last one silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in job type files",
+                                       problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if key.value in seen:
+                raise yaml.MarkedYAMLError(problem=f"the key {key.value!r} appears twice", problem_mark=key.start_mark)
+            seen.add(key.value)
+        return super().construct_mapping(node, deep)
 
 
 def _format(value):
@@ -123,12 +144,12 @@ def _values(params, inputs):
     return values
 
 
-def load_files(paths, taken=(), path_variable=None):
-    """The job types declared in `paths`, none of them named as one of `taken`; DeclarationError
-    lists every problem of every file."""
+def load_files(paths, taken=(), path_variable=None, max_time_limit=86400):
+    """The job types declared in `paths`, none of them named as one of `taken`, none with a time
+    limit beyond `max_time_limit` seconds; DeclarationError lists every problem of every file."""
     problems, found = [], {}
     for path in paths:
-        types, file_problems = _load_file(Path(path), set(taken) | set(found), path_variable)
+        types, file_problems = _load_file(Path(path), set(taken) | set(found), path_variable, max_time_limit)
         problems += file_problems
         if not file_problems:
             found.update({kind.name: kind for kind in types})
@@ -137,14 +158,16 @@ def load_files(paths, taken=(), path_variable=None):
     return found
 
 
-def _load_file(path, taken, path_variable):
+def _load_file(path, taken, path_variable, max_time_limit):
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         return [], [f"{path}: cannot be read: {exc.strerror}"]
+    except UnicodeDecodeError as exc:
+        return [], [f"{path}: is not UTF-8 text (byte {exc.start})"]
     try:
-        tree = yaml.compose(text)
-        data = yaml.safe_load(text)
+        tree = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -163,7 +186,7 @@ def _load_file(path, taken, path_variable):
         return [], [at(_location(error), _schema_message(error)) for error in schema_errors]
     types, problems = [], []
     for number, declared in enumerate(data["job_types"]):
-        kind, own = _job_type(declared, path, taken | {t.name for t in types}, path_variable)
+        kind, own = _job_type(declared, path, taken | {t.name for t in types}, path_variable, max_time_limit)
         problems += [at(["job_types", number, *location], message) for location, message in own]
         if kind is not None:
             types.append(kind)
@@ -212,7 +235,7 @@ def _schema_message(error):
     return error.message
 
 
-def _job_type(declared, path, taken, path_variable):
+def _job_type(declared, path, taken, path_variable, max_time_limit):
     """(CommandJobType or None, [(location within the type, problem)])."""
     problems = []
     name = declared["name"]
@@ -248,6 +271,12 @@ def _job_type(declared, path, taken, path_variable):
     for needed in ("input", "output"):
         if f"{{{needed}}}" not in joined:
             problems.append((["command"], f"the command must name {{{needed}}}, the tile's {needed} raster"))
+    if declared.get("time_limit", 600) > max_time_limit:
+        problems.append((["time_limit"], f"at most {max_time_limit:g} s: a tile's task may not run longer "
+                                         "(JOBSITE_TASK_TIMEOUT less the tile task budget)"))
+    output = declared.get("output", {})
+    if "nodata" in output and not _fits(output["nodata"], output.get("data_type", "Float32")):
+        problems.append((["output", "nodata"], f"{output['nodata']} is not a value of {output.get('data_type', 'Float32')}"))
     if not declared.get("tiled", True) and declared.get("halo"):
         problems.append((["halo"], "a type that is not tiled sees the whole mosaic: leave halo out"))
     program = declared["command"][0]
@@ -283,9 +312,11 @@ def _param(raw):
         if kind != "string":
             return None, "a pattern is for string parameters"
         try:
-            re.compile(raw["pattern"])
-        except re.error as exc:
+            regex.compile(raw["pattern"])
+        except regex.error as exc:
             return None, f"the pattern is not a regular expression: {exc}"
+    if raw.get("required") is False and "default" not in raw:
+        return None, "a parameter that is not required needs a default (the tool needs a value for it)"
     if kind in ("boolean", "string") and ({"minimum", "maximum"} & set(raw)):
         return None, "bounds are for number and integer parameters"
     if kind == "string" and not raw.get("choices") and raw.get("pattern") is None:
@@ -322,3 +353,11 @@ def load_python(dotted_paths, taken=()):
     if problems:
         raise DeclarationError(problems)
     return found
+
+
+def _fits(value, data_type):
+    dtype = np.dtype(OUTPUT_TYPES[data_type])
+    if dtype.kind == "f":
+        return value != value or abs(value) <= float(np.finfo(dtype).max)  # NaN, or a finite value it holds
+    info = np.iinfo(dtype)
+    return value == int(value) and info.min <= value <= info.max

@@ -8,12 +8,19 @@ themselves are in jobs.jobtypes.
 """
 
 import math
-import re
 import sys
 from dataclasses import dataclass
 
+import regex
+
 from .raster import mosaic
 from jobsite.exceptions import Rejected
+
+
+# A pattern is the site operator's, the value a user's: a pattern that backtracks badly must not
+# hold up the web server, so it is matched with a time-out, on values of a bounded length.
+PATTERN_SECONDS = 0.05
+MAX_PATTERN_VALUE = 256
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,19 @@ class Param:
             raise ValueError("must be a string")
         if self.choices and value not in self.choices:
             raise ValueError(f"must be one of {', '.join(self.choices)}")
-        if self.pattern is not None and (len(value) > 1000 or not re.fullmatch(self.pattern, value)):
-            raise ValueError(f"must match the pattern {self.pattern}")
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        if self.pattern is not None:
+            if len(value) > MAX_PATTERN_VALUE:
+                raise ValueError(f"must be at most {MAX_PATTERN_VALUE} characters long")
+            if value.startswith("-"):  # a tool would read it as an option
+                raise ValueError("must not start with -")
+            try:
+                matched = regex.fullmatch(self.pattern, value, timeout=PATTERN_SECONDS)
+            except TimeoutError:
+                raise ValueError(f"takes too long to check against the pattern {self.pattern}") from None
+            if not matched:
+                raise ValueError(f"must match the pattern {self.pattern}")
         return value
 
     def schema(self):

@@ -195,11 +195,11 @@ JOB_TYPES = {
 BUILT_IN = frozenset(JOB_TYPES)
 
 
-def install_declared(paths, path_variable, python_types=()):
+def install_declared(paths, path_variable, python_types=(), max_time_limit=86400):
     """Add the job types that the files `paths` declare (see jobs.declared) and the JobType
     objects at the dotted paths `python_types`; DeclarationError lists every problem, and then
     none is added."""
-    found = declared.load_files(paths, taken=JOB_TYPES, path_variable=path_variable)
+    found = declared.load_files(paths, taken=JOB_TYPES, path_variable=path_variable, max_time_limit=max_time_limit)
     found.update(declared.load_python(python_types, taken={*JOB_TYPES, *found}))
     JOB_TYPES.update(found)
 

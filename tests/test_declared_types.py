@@ -172,6 +172,40 @@ BAD = {
               - {name: z, type: number, minimum: 0, default: -1}
             command: [gdaldem, hillshade, "{input}", "{output}", -z, "{z}"]
         """, "types.yaml:5: job type shade: params.0: the default -1 must be at least 0"),
+    "duplicate-key": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            version: "2"
+            command: [gdaldem, hillshade, "{input}", "{output}"]
+        """, "types.yaml:4: is not YAML: the key 'version' appears twice"),
+    "alias": ("""\
+        job_types:
+          - &one {name: shade, version: "1", command: [gdaldem, hillshade, "{input}", "{output}"]}
+          - *one
+        """, "types.yaml:3: is not YAML: aliases (*name) are not allowed"),
+    "optional-without-default": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            params:
+              - {name: z, type: number, required: false}
+            command: [gdaldem, hillshade, "{input}", "{output}", -z, "{z}"]
+        """, "params.0: a parameter that is not required needs a default"),
+    "time-limit": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            time_limit: 86000
+            command: [gdaldem, hillshade, "{input}", "{output}"]
+        """, "types.yaml:4: job type shade: time_limit: at most"),
+    "nodata": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            output: {data_type: Byte, nodata: -9999}
+            command: [gdaldem, hillshade, "{input}", "{output}"]
+        """, "output.nodata: -9999 is not a value of Byte"),
     "bad-name": ("""\
         job_types:
           - name: Shade Me
@@ -186,7 +220,7 @@ def test_a_bad_job_type_file_names_file_line_and_problem_and_loads_nothing(tmp_p
     text, expected = BAD[case]
     path = write_yaml(tmp_path, text)
     with pytest.raises(DeclarationError) as refused:
-        load_files([EXAMPLE, path], taken=JOB_TYPES, path_variable=PATH)
+        load_files([EXAMPLE, path], taken=JOB_TYPES, path_variable=PATH, max_time_limit=750)
     assert any(expected in problem for problem in refused.value.problems), refused.value.problems
     with pytest.raises(CommandError, match="job type file"):
         call_command("check_job_types", str(path))
@@ -218,7 +252,7 @@ ECHO = """\
     """
 
 
-@pytest.mark.parametrize("attack", ["; rm -rf /", "$(touch /tmp/pwned)", "--output=/etc/x", "a\nb", "`id` | cat",
+@pytest.mark.parametrize("attack", ["; rm -rf /", "$(touch /tmp/pwned)", "x --output=/etc/x", "a\nb", "`id` | cat",
                                     "{output}"])
 def test_a_hostile_parameter_reaches_the_tool_as_one_literal_argument(index, owner, media, monkeypatch, tmp_path,
                                                                       attack):
@@ -234,6 +268,8 @@ def test_a_hostile_parameter_reaches_the_tool_as_one_literal_argument(index, own
 
 
 @pytest.mark.parametrize("params,field", [({"word": "a b"}, "word"), ({"word": "--output=/etc/x"}, "word"),
+                                          ({"label": "--output=/etc/x"}, "label"), ({"label": "a\x00b"}, "label"),
+                                          ({"label": "x" * 300}, "label"),
                                           ({"mode": "a;b"}, "mode"), ({"size": "1; id"}, "size")])
 def test_a_value_outside_its_pattern_or_choices_is_refused_at_submit(index, owner, monkeypatch, tmp_path,
                                                                      params, field):
@@ -335,6 +371,7 @@ def test_a_declared_type_runs_end_to_end_on_a_real_cluster(index, owner, client_
 def test_resuming_a_job_whose_type_was_defined_anew_says_so_and_reruns_every_tile(index, owner, monkeypatch):
     import dataclasses
 
+    from jobs.jobschema import Param
     from jobs.models import JobLog
     from jobs.services.control import job_cancel, job_resume
 
@@ -342,9 +379,11 @@ def test_resuming_a_job_whose_type_was_defined_anew_says_so_and_reruns_every_til
     job = job_submit(owner=owner, job_type="tpi", tile_ids=index.ids[:2])
     assert job.type_version == "1"
     job_cancel(job=job, by="owner")
-    monkeypatch.setitem(JOB_TYPES, "tpi", dataclasses.replace(JOB_TYPES["tpi"], version="2"))
+    redefined = dataclasses.replace(JOB_TYPES["tpi"], version="2", params=(
+        *JOB_TYPES["tpi"].params, Param("scale", "number", 2.0, "added in version 2")))
+    monkeypatch.setitem(JOB_TYPES, "tpi", redefined)
     resumed, to_run = job_resume(job=Job.objects.get(pk=job.pk))
-    assert to_run == 2 and resumed.type_version == "2"
+    assert to_run == 2 and resumed.type_version == "2" and resumed.params["scale"] == 2.0
     assert JobLog.objects.filter(job=job, message__contains="tpi is defined anew since it ran (version 1 -> 2), "
                                                              "every tile runs again").exists()
 
@@ -381,3 +420,28 @@ def test_a_bad_python_job_type_path_is_refused_naming_it(dotted, problem):
         load_python([dotted], taken=JOB_TYPES)
     with pytest.raises(DeclarationError, match="offset is already a job type"):
         load_python(["tests.python_job_type.OFFSET"], taken={"offset"} | set(JOB_TYPES))
+
+
+def test_a_pattern_that_backtracks_badly_is_given_up_on_not_waited_for():
+    from jobs.jobschema import Param
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="takes too long to check against the pattern"):
+        Param("name", "string", "a", "", pattern="(a|aa)+$").clean("a" * 60 + "b")
+    assert time.monotonic() - started < 1
+
+
+def test_a_tools_output_becomes_the_declared_type_with_nodata_for_what_it_cannot_hold():
+    pixels = np.array([[1.4, 300.0, np.nan, -1.0]], dtype=np.float32)
+    assert command._as_type(pixels, "Byte", 255, None).tolist() == [[1, 255, 255, 255]]
+    assert command._as_type(pixels, "Float32", -9999.0, float("nan")).tolist()[0][2] == -9999.0
+    assert command._as_type(pixels, "Int16", -32768, -1.0).tolist() == [[1, 300, -32768, -32768]]
+
+
+def test_only_the_tail_of_a_tools_output_is_read_and_the_tool_gets_no_network(tmp_path):
+    script = ("import os, sys; sys.stderr.write('x' * 5_000_000 + ' ' + os.environ['GDAL_HTTP_PROXY'] + ' ' "
+              "+ os.environ['OMP_NUM_THREADS']); sys.exit(1)")
+    with pytest.raises(RasterError) as failed:
+        run_tool(tmp_path, [sys.executable, "-c", script, "{input}", "{output}"])
+    message = str(failed.value)
+    assert len(message) < 3000 and message.endswith("jobsite-network-disabled://gdal 1")

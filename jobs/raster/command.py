@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, gdal_array
 
-from jobsite.gdalpolicy import thread_config
+from jobsite.gdalpolicy import REFUSING_PROXY, thread_config
 
 from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
                  write_gtiff, written_atomically)
@@ -132,7 +132,7 @@ def _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progr
     env = {name: substitute(value, values) for name, value in tool.env.items()}
     _run(argv, env, tool, folder, progress)
     height, width = pixels.shape
-    return _read_output(output_path, argv[0], (width, height)), _nodata_of(output_path)
+    return _read_output(output_path, argv[0], (width, height), tool.output_format), _nodata_of(output_path)
 
 
 def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
@@ -151,26 +151,46 @@ def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
 
 
 def _limits(tool):
-    """In the child, before the tool starts: the CPU, memory and file size limits."""
+    """The CPU, memory and file size limits for the child, each at most what this process may
+    have (a service manager may have lowered the hard limits). Computed before the fork: the
+    child only calls setrlimit."""
+    wanted = {resource.RLIMIT_CPU: int(tool.time_limit) + 5, resource.RLIMIT_AS: tool.memory_bytes,
+              resource.RLIMIT_FSIZE: tool.file_bytes, resource.RLIMIT_CORE: 0}
+    limits = []
+    for kind, value in wanted.items():
+        hard = resource.getrlimit(kind)[1]
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        limits.append((kind, (value, value)))
+
     def apply():
-        cpu = int(tool.time_limit) + 5
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-        resource.setrlimit(resource.RLIMIT_AS, (tool.memory_bytes, tool.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (tool.file_bytes, tool.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for kind, pair in limits:
+            resource.setrlimit(kind, pair)
     return apply
+
+
+# What every tool's environment holds besides PATH and HOME: the C locale, one thread per tool
+# (OpenMP's threads would add up against the CPU time limit and crowd the other worker), and
+# jobsite's GDAL network policy (see jobsite.gdalpolicy), which a child process does not inherit.
+BASE_ENVIRONMENT = {
+    "LC_ALL": "C", "OMP_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1",
+    "GDAL_HTTP_PROXY": REFUSING_PROXY, "GDAL_HTTPS_PROXY": REFUSING_PROXY, "GDAL_HTTP_NETRC": "NO",
+    "GDAL_VRT_ENABLE_PYTHON": "NO", "PROJ_NETWORK": "OFF", "no_proxy": "", "NO_PROXY": "",
+}
+SIGNALS = {signal.SIGKILL: "SIGKILL (out of memory?)", signal.SIGXCPU: "SIGXCPU: its CPU time limit",
+           signal.SIGXFSZ: "SIGXFSZ: its file size limit", signal.SIGSEGV: "SIGSEGV"}
 
 
 def _run(argv, env, tool, folder, progress):
     """Run the tool to its end, or stop its process group on cancel or at the time limit."""
-    environment = {"PATH": tool.path, "HOME": str(folder), "TMPDIR": str(folder), "LC_ALL": "C", **env}
+    environment = {**BASE_ENVIRONMENT, "PATH": tool.path, "HOME": str(folder), "TMPDIR": str(folder), **env}
     with open(folder / "stderr.txt", "wb") as stderr:
         try:
             process = subprocess.Popen(argv, cwd=folder, env=environment, stdin=subprocess.DEVNULL,
                                        stdout=stderr, stderr=stderr, start_new_session=True,
                                        preexec_fn=_limits(tool), close_fds=True)
-        except OSError as exc:
-            raise RasterError(f"{argv[0]} could not be started: {exc.strerror}") from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RasterError(f"{argv[0]} could not be started: {getattr(exc, 'strerror', None) or exc}") from None
         started = time.monotonic()
         try:
             while True:
@@ -187,8 +207,11 @@ def _run(argv, env, tool, folder, progress):
         finally:
             _stop(process)
     if code != 0:
-        tail = (folder / "stderr.txt").read_bytes()[-STDERR_TAIL:].decode("utf-8", "replace").strip()
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        with open(folder / "stderr.txt", "rb") as output:  # its tail only: a tool may write gigabytes
+            output.seek(0, os.SEEK_END)
+            output.seek(max(0, output.tell() - STDERR_TAIL))
+            tail = output.read().decode("utf-8", "replace").strip()
+        how = f"was killed by {SIGNALS.get(-code, f'signal {-code}')}" if code < 0 else f"exited with status {code}"
         # Killed from outside (the OOM killer sends SIGKILL): it may pass on another try.
         raise RasterError(f"{Path(argv[0]).name} {how}" + (f": {tail}" if tail else ""),
                           transient=code == -signal.SIGKILL)
@@ -203,6 +226,7 @@ def _stop(process):
         except subprocess.TimeoutExpired:
             pass
         except ProcessLookupError:
+            process.wait()
             return
     try:
         os.killpg(process.pid, signal.SIGKILL)  # what the tool started may outlive it
@@ -211,11 +235,11 @@ def _stop(process):
     process.wait()
 
 
-def _read_output(path, program, size):
+def _read_output(path, program, size, driver):
     if not path.exists():
         raise RasterError(f"{Path(program).name} wrote no output (expected {path.name})")
-    try:
-        ds = gdal.Open(str(path))
+    try:  # only the format the type declared: an output that is a VRT pointing elsewhere is not read
+        ds = gdal.OpenEx(str(path), gdal.OF_RASTER, allowed_drivers=[driver])
         pixels = ds.GetRasterBand(1).ReadAsArray()
     except RuntimeError as exc:
         raise RasterError(f"{Path(program).name} wrote an output GDAL cannot read: {exc}") from None
@@ -231,9 +255,14 @@ def _nodata_of(path):
 
 
 def _as_type(pixels, output_type, nodata, tool_nodata):
-    """The tool's pixels as `output_type`, its nodata (if it set one) as `nodata`."""
+    """The tool's pixels as `output_type`: its nodata (if it set one, NaN too) becomes `nodata`, and
+    so do values the type cannot hold (integer types round to the nearest integer)."""
     dtype = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdal.GetDataTypeByName(output_type)))
-    out = pixels.astype(dtype)
-    if tool_nodata is not None and nodata is not None:
-        out[pixels == tool_nodata] = nodata
-    return out
+    values = pixels.astype(np.float64)
+    missing = np.isnan(values) if tool_nodata is None or np.isnan(tool_nodata) else values == tool_nodata
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = np.rint(values)
+        missing |= ~np.isfinite(values) | (values < info.min) | (values > info.max)
+    out = np.where(missing, np.nan, values) if nodata is None else np.where(missing, nodata, values)
+    return out.astype(dtype) if dtype.kind == "f" or nodata is not None else np.nan_to_num(out).astype(dtype)

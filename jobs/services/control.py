@@ -40,6 +40,9 @@ def job_resume(*, job, by=None, params=None):
     """
     kind = get_job_type(job.type)
     new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
+    if job.type_version != kind.version:  # the new definition's parameters, checked by its own rules
+        known = {param.name for param in kind.params}
+        new_params = kind.clean_params({name: value for name, value in new_params.items() if name in known})
     if params is not None:
         kind.check_collection(job.collection, new_params)
     # A parameter added to the type after the job was stored had its default then.

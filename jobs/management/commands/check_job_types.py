@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from jobs.apps import tool_time_limit
 from jobs.declared import DeclarationError, load_files
 from jobs.jobtypes import BUILT_IN
 
@@ -17,7 +18,8 @@ class Command(BaseCommand):
         if not files:
             raise CommandError("no job type files: name them, or set JOBSITE_JOB_TYPES_FILE")
         try:
-            declared = load_files(files, taken=BUILT_IN, path_variable=settings.TOOL_PATH)
+            declared = load_files(files, taken=BUILT_IN, path_variable=settings.TOOL_PATH,
+                                  max_time_limit=tool_time_limit())
         except DeclarationError as exc:
             raise CommandError(f"{len(exc.problems)} problems in the job type files:\n" + "\n".join(exc.problems)) from None
         for kind in declared.values():
