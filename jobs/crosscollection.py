@@ -33,6 +33,13 @@ from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, IndexGrid, RasterError, gd
 
 INPUT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 MAX_INPUTS = 8
+INPUTS_SHAPE = {
+    "minProperties": 1, "maxProperties": MAX_INPUTS,
+    "additionalProperties": {
+        "type": "object", "required": ["collection"], "additionalProperties": False,
+        "properties": {"collection": {"type": "string"}, "band": {"type": "integer", "minimum": 1}},
+    },
+}
 # Resampling methods for inputs on another grid, and how many of their pixels each reaches out.
 RESAMPLING = {"near": 1, "bilinear": 1, "cubic": 2, "cubicspline": 2, "lanczos": 3, "average": 1, "mode": 1}
 
@@ -43,15 +50,10 @@ def has_grid(collection):
 
 
 def _clean_raster_inputs(raw):
-    """{name: {"collection": slug, "band": n}} checked against the collections; Rejected names
-    each bad input."""
-    if not raw or len(raw) > MAX_INPUTS:
-        raise Rejected({"params": {"inputs": f"must name 1 to {MAX_INPUTS} inputs, such as "
-                                             '{"nir": {"collection": "s2", "band": 8}}'}})
+    """{name: {"collection": slug, "band": n}} (of the shape INPUTS_SHAPE) checked against the
+    collections; Rejected names each bad input."""
     errors, clean = {}, {}
-    collections = {c.pk: c for c in Collection.objects.filter(
-        pk__in=[spec.get("collection") for spec in raw.values() if isinstance(spec, dict)
-                and isinstance(spec.get("collection"), str)])}
+    collections = {c.pk: c for c in Collection.objects.filter(pk__in=[spec["collection"] for spec in raw.values()])}
     for name, spec in raw.items():
         problem = _raster_input_problem(name, spec, collections)
         if problem:
@@ -68,12 +70,7 @@ def _raster_input_problem(name, spec, collections):
         why = calc.name_problem(name) if INPUT_NAME.fullmatch(name) else (
             "must be 1 to 32 lower-case letters, digits and _, not starting with a digit")
         return f"{quoted(name)} is not an input name: it {why}"
-    if (not isinstance(spec, dict) or set(spec) - {"collection", "band"}
-            or not isinstance(spec.get("collection"), str)):
-        return 'must be {"collection": name, "band": number}'
     band = spec.get("band", 1)
-    if not isinstance(band, int) or isinstance(band, bool) or band < 1:
-        return "band must be a whole number from 1"
     collection = collections.get(spec["collection"])
     if collection is None:
         return f"unknown collection {quoted(spec['collection'])}"
@@ -231,7 +228,7 @@ CALC = Calc(
         Param("expression", "string", None, "e.g. (nir - red) / (nir + red): numbers, the input names, + - * / ** %, "
               "comparisons, & | ~ and the functions " + ", ".join(calc.FUNCTIONS), required=True),
         Param("inputs", "object", None, 'name: {"collection": name, "band": number}; the job runs over the tiles of '
-              "the first input's collection", required=True),
+              "the first input's collection", required=True, shape=INPUTS_SHAPE),
         Param("output_type", "string", "Float32", "The data type of the result", choices=tuple(calc.OUTPUT_TYPES)),
         Param("resampling", "string", "near", "How inputs on another grid are resampled onto the first input's",
               choices=tuple(RESAMPLING)),

@@ -18,6 +18,7 @@ import numpy as np
 import regex
 import yaml
 
+from . import paramschema
 from .jobschema import BAND, Input, JobType, Param, raster_mosaic
 from .raster import command, mosaic
 from .raster.calc import OUTPUT_TYPES, type_nodata
@@ -312,7 +313,7 @@ def _param(raw):
         if kind != "string":
             return None, "a pattern is for string parameters"
         try:
-            regex.compile(raw["pattern"])
+            paramschema.compile_pattern(raw["pattern"])
         except regex.error as exc:
             return None, f"the pattern is not a regular expression: {exc}"
     if raw.get("required") is False and "default" not in raw:

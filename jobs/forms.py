@@ -1,4 +1,5 @@
-"""Dashboard forms. The new-job form is built from the job type's parameter and input schema."""
+"""Dashboard forms. The new-job form is built from the job type's JSON Schema of its parameters
+(jobs.paramschema) and its inputs."""
 
 import json
 
@@ -7,6 +8,7 @@ from django.conf import settings
 
 from datafiles.models import DataFile
 
+from . import paramschema
 from .jobtypes import JOB_TYPES
 from .models import Collection, Town
 
@@ -21,35 +23,44 @@ class BoundedJSONField(forms.JSONField):
             raise forms.ValidationError("is nested too deeply") from None
 
 
-def _param_field(param):
-    field = _typed_field(param)
-    if param.unused_with:  # static/js/job_form.js disables the field while these values are chosen
+def param_fields(schema):
+    """{field name: form field} for the parameters a job type's JSON Schema describes."""
+    return {f"param_{name}": _param_field(name, prop, name in schema["required"])
+            for name, prop in schema["properties"].items()}
+
+
+def _param_field(name, prop, required):
+    field = _typed_field(prop, required, prop.get("description", ""), name.replace("_", " ").capitalize())
+    if "x-unused-with" in prop:  # static/js/job_form.js disables the field while these values are chosen
         field.widget.attrs["data-unused-with"] = json.dumps(
-            {f"param_{other}": list(values) for other, values in param.unused_with})
+            {f"param_{other}": values for other, values in prop["x-unused-with"].items()})
     return field
 
 
-def _typed_field(param):
-    help_text, label = param.help, param.name.replace("_", " ").capitalize()
-    if param.type == "boolean":
-        return forms.BooleanField(required=False, initial=param.default, help_text=help_text, label=label)
-    if param.choices:
-        return forms.ChoiceField(choices=[(c, c) for c in param.choices], initial=param.default, help_text=help_text,
+def _typed_field(prop, required, help_text, label):
+    initial = prop.get("default")
+    if prop["type"] == "boolean":
+        return forms.BooleanField(required=False, initial=initial, help_text=help_text, label=label)
+    if "enum" in prop:
+        return forms.ChoiceField(choices=[(c, c) for c in prop["enum"]], initial=initial, help_text=help_text,
                                  label=label)
-    if param.type == "string":
-        return forms.CharField(required=param.required, initial=param.default, help_text=help_text, label=label)
-    if param.type == "object":
-        return BoundedJSONField(required=param.required, initial=param.default, help_text=help_text, label=label)
+    if prop["type"] == "string":
+        return forms.CharField(required=required, initial=initial, help_text=help_text, label=label,
+                               max_length=prop.get("maxLength"))
+    if prop["type"] == "object":
+        return BoundedJSONField(required=required, initial=initial, help_text=help_text, label=label)
     bounds = []
-    if param.minimum is not None:
-        bounds.append(f"{'>' if param.exclusive_minimum else '≥'} {param.minimum:g}")
-    if param.maximum is not None:
-        bounds.append(f"≤ {param.maximum:g}")
+    if "exclusiveMinimum" in prop:
+        bounds.append(f"> {prop['exclusiveMinimum']:g}")
+    if "minimum" in prop:
+        bounds.append(f"≥ {prop['minimum']:g}")
+    if "maximum" in prop:
+        bounds.append(f"≤ {prop['maximum']:g}")
     if bounds:
         help_text = f"{help_text} ({', '.join(bounds)})"
-    field_class = forms.IntegerField if param.type == "integer" else forms.FloatField
-    field = field_class(required=param.required, initial=param.default, help_text=help_text, label=label,
-                        min_value=None if param.exclusive_minimum else param.minimum, max_value=param.maximum)
+    field_class = forms.IntegerField if prop["type"] == "integer" else forms.FloatField
+    field = field_class(required=required, initial=initial, help_text=help_text, label=label,
+                        min_value=prop.get("minimum"), max_value=prop.get("maximum"))
     field.widget.attrs["step"] = "any"
     return field
 
@@ -67,8 +78,7 @@ class JobForm(forms.Form):
         self.fields["town"] = forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
                                                      empty_label="(the tile ids below)", help_text="a town's tiles")
         self.fields["tile_ids"] = forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283")
-        for param in kind.params:
-            self.fields[f"param_{param.name}"] = _param_field(param)
+        self.fields.update(param_fields(kind.params_schema()))
         self._disable_unused_params()
         for job_input in kind.inputs:
             files = DataFile.objects.filter(owner=owner, kind=job_input.kind).order_by("name")
@@ -82,10 +92,9 @@ class JobForm(forms.Form):
         posted for it (a browser without JavaScript sends it) is neither checked nor submitted."""
         if not self.is_bound:
             return
-        posted = {param.name: self.data.get(f"param_{param.name}") for param in self.kind.params}
-        for param in self.kind.params:
-            if param.is_unused(posted):
-                self.fields[f"param_{param.name}"].disabled = True
+        schema = self.kind.params_schema()
+        for name in paramschema.unused(schema, {name: self.data.get(f"param_{name}") for name in schema["properties"]}):
+            self.fields[f"param_{name}"].disabled = True
 
     def clean_tile_ids(self):
         raw = self.cleaned_data["tile_ids"].strip()
@@ -102,8 +111,8 @@ class JobForm(forms.Form):
             "job_type": self.kind.name, "tile_ids": data["tile_ids"],
             "collection": data["collection"].pk if data.get("collection") and not self.kind.decides_collection else None,
             "town_id": data["town"].pk if data["town"] else None,
-            "params": {p.name: data[f"param_{p.name}"] for p in self.kind.params
-                       if data.get(f"param_{p.name}") is not None and not self.fields[f"param_{p.name}"].disabled},
+            "params": {name: data[f"param_{name}"] for name in self.kind.params_schema()["properties"]
+                       if data.get(f"param_{name}") is not None and not self.fields[f"param_{name}"].disabled},
             "inputs": {i.name: data[f"input_{i.name}"] for i in self.kind.inputs} or None,
             "labels": [label.strip() for label in data["labels"].split(",") if label.strip()],
         }
@@ -126,14 +135,13 @@ class ResumeForm(forms.Form):
 
     def __init__(self, *args, kind, current, **kwargs):
         super().__init__(*args, **kwargs)
-        for param in kind.params:
-            field = _param_field(param)
+        for name, field in param_fields(kind.params_schema()).items():
             field.required = False
-            field.initial = current.get(param.name, param.default)
-            self.fields[f"param_{param.name}"] = field
+            field.initial = current.get(name.removeprefix("param_"), field.initial)
+            self.fields[name] = field
         self.kind = kind
 
     def changes(self, current):
-        return {p.name: self.cleaned_data[f"param_{p.name}"] for p in self.kind.params
-                if self.cleaned_data.get(f"param_{p.name}") not in (None, "") and
-                self.cleaned_data[f"param_{p.name}"] != current.get(p.name)}
+        return {name: self.cleaned_data[f"param_{name}"] for name in self.kind.params_schema()["properties"]
+                if self.cleaned_data.get(f"param_{name}") not in (None, "") and
+                self.cleaned_data[f"param_{name}"] != current.get(name)}

@@ -1,32 +1,25 @@
 """What a job type is: its typed parameters (`Param`), the data files it reads (`Input`), and the
 operation (`JobType`): how it checks a request, processes one tile and merges the tiles.
 
-Users only ever fill typed parameters; `JobType.clean_params` checks them against the schema and
-fills in defaults. A parameter that the other parameters' values leave unused (hillshade's
+Users only ever fill typed parameters; `JobType.clean_params` checks them against the type's JSON
+Schema (jobs.paramschema) and fills in defaults. A parameter that the other parameters' values leave unused (hillshade's
 altitude with mode igor) is ignored: it is neither required nor checked nor stored. The job types
 themselves are in jobs.jobtypes.
 """
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import regex
-
+from . import paramschema
 from .raster import mosaic
 from jobsite.exceptions import Rejected
-
-
-# A pattern is the site operator's, the value a user's: a pattern that backtracks badly must not
-# hold up the web server, so it is matched with a time-out, on values of a bounded length.
-PATTERN_SECONDS = 0.05
-MAX_PATTERN_VALUE = 256
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    type: str  # "number", "integer", "boolean", "string" or "object" (checked by its job type)
+    type: str  # "number", "integer", "boolean", "string" or "object"
     default: object
     help: str
     minimum: float | None = None
@@ -34,73 +27,37 @@ class Param:
     exclusive_minimum: bool = False
     choices: tuple = ()
     required: bool = False
-    pattern: str | None = None  # a string must match it whole (re.fullmatch)
+    pattern: str | None = None  # a string must match it whole
     unused_with: tuple = ()  # ((other parameter, (values that leave this one unused)), ...)
+    shape: dict | None = field(default=None, compare=False)  # more JSON Schema, such as an object's properties
 
-    def is_unused(self, clean):
-        """Whether the clean values of the other parameters leave this one unused."""
-        return any(clean.get(other) in values for other, values in self.unused_with)
+    def is_unused(self, values):
+        """Whether the values of the other parameters leave this one unused."""
+        return any(values.get(other) in among for other, among in self.unused_with)
 
     def clean(self, value):
-        """The value converted to this parameter's type; ValueError says what is wrong."""
-        if self.type == "boolean":
-            if not isinstance(value, bool):
-                raise ValueError("must be true or false")
+        """The value checked against this parameter's schema and converted to its type;
+        ValueError says what is wrong."""
+        found = paramschema.problems(paramschema.object_schema((self,)), {self.name: value})
+        if found:
+            raise ValueError(next(iter(found.values())))
+        return self.convert(value)
+
+    def convert(self, value):
+        """A value that its schema accepts, as its Python type; ValueError for a number that no
+        float holds (JSON's 1 with 400 zeros) or that is not finite."""
+        if self.type not in ("number", "integer"):
             return value
-        if self.type in ("number", "integer"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"must be {'an integer' if self.type == 'integer' else 'a number'}")
-            try:
-                finite = math.isfinite(value)
-            except OverflowError:  # an integer beyond any float, such as JSON's 1 and 400 zeros
-                raise ValueError(f"must be at most {sys.float_info.max:g} in size") from None
-            if not finite:
-                raise ValueError("must be a finite number")
-            if self.type == "integer" and value != int(value):
-                raise ValueError("must be an integer")
-            if self.minimum is not None:
-                if self.exclusive_minimum and value <= self.minimum:
-                    raise ValueError(f"must be greater than {self.minimum:g}")
-                if value < self.minimum:
-                    raise ValueError(f"must be at least {self.minimum:g}")
-            if self.maximum is not None and value > self.maximum:
-                raise ValueError(f"must be at most {self.maximum:g}")
-            return int(value) if self.type == "integer" else float(value)
-        if self.type == "object":
-            if not isinstance(value, dict):
-                raise ValueError("must be an object")
-            return value
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        if self.choices and value not in self.choices:
-            raise ValueError(f"must be one of {', '.join(self.choices)}")
-        if "\x00" in value:
-            raise ValueError("must not contain a NUL character")
-        if self.pattern is not None:
-            if len(value) > MAX_PATTERN_VALUE:
-                raise ValueError(f"must be at most {MAX_PATTERN_VALUE} characters long")
-            if value.startswith("-"):  # a tool would read it as an option
-                raise ValueError("must not start with -")
-            try:
-                matched = regex.fullmatch(self.pattern, value, timeout=PATTERN_SECONDS)
-            except TimeoutError:
-                raise ValueError(f"takes too long to check against the pattern {self.pattern}") from None
-            if not matched:
-                raise ValueError(f"must match the pattern {self.pattern}")
-        return value
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            raise ValueError(f"must be at most {sys.float_info.max:g} in size") from None
+        if not finite:
+            raise ValueError("must be a finite number")
+        return int(value) if self.type == "integer" else float(value)
 
     def schema(self):
-        described = {"name": self.name, "type": self.type, "required": self.required, "default": self.default,
-                     "help": self.help}
-        if self.minimum is not None:
-            described["exclusive_minimum" if self.exclusive_minimum else "minimum"] = self.minimum
-        if self.maximum is not None:
-            described["maximum"] = self.maximum
-        if self.choices:
-            described["choices"] = list(self.choices)
-        if self.pattern is not None:
-            described["pattern"] = self.pattern
-        return described
+        return paramschema.property_schema(self)
 
 
 BAND = Param("band", "integer", 1, "The band of the collection to read (1 is the first)", minimum=1, maximum=1000)
@@ -136,6 +93,10 @@ class JobType:
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
     tile_suffix = ".tif"
 
+    def params_schema(self):
+        """The JSON Schema of this type's parameters (see jobs.paramschema)."""
+        return paramschema.object_schema(self.params, self.name)
+
     def clean_params(self, raw):
         """Checked parameters with defaults filled in, without those the others leave unused (given
         or not, they are ignored); Rejected names every bad parameter."""
@@ -143,23 +104,19 @@ class JobType:
             raw = {}
         if not isinstance(raw, dict):
             raise Rejected({"params": "must be an object of parameter names to values"})
-        known = {param.name: param for param in self.params}
-        errors = {name: f"unknown parameter; {self.name} takes {', '.join(known) or 'none'}"
-                  for name in raw if name not in known}
+        schema = self.params_schema()
+        given = {name: value for name, value in raw.items() if value is not None}
+        unused = paramschema.unused(schema, {**{p.name: p.default for p in self.params}, **given})
+        given = {name: value for name, value in given.items() if name not in unused}
+        errors = paramschema.problems(schema, given)
         clean = {}
-        for name, param in known.items():
-            if name not in raw or raw[name] is None:
-                if param.required:
-                    errors[name] = "is required"
-                clean[name] = param.default
+        for param in self.params:
+            if param.name in unused or param.name in errors:
                 continue
             try:
-                clean[name] = param.clean(raw[name])
+                clean[param.name] = param.convert(given[param.name]) if param.name in given else param.default
             except ValueError as exc:
-                errors[name] = str(exc)
-        unused = {name for name, param in known.items() if param.is_unused(clean)}
-        errors = {name: problem for name, problem in errors.items() if name not in unused}
-        clean = {name: value for name, value in clean.items() if name not in unused}
+                errors[param.name] = str(exc)
         if errors:
             raise Rejected({"params": errors})
         return clean
@@ -209,7 +166,7 @@ class JobType:
     def schema(self):
         return {"name": self.name, "version": self.version, "title": self.title or self.name,
                 "description": self.description, "keywords": list(self.keywords), "source": self.source,
-                "params": [p.schema() for p in self.params], "inputs": [i.schema() for i in self.inputs]}
+                "params": self.params_schema(), "inputs": [i.schema() for i in self.inputs]}
 
 
 def raster_mosaic(kind, tile_paths, out_dir):

@@ -251,8 +251,8 @@ def job_new(request):
 def _add_param_problems(form, kind):
     """A form refused for some fields is not submitted, so the job type checks the parameters the form
     could read, to name their problems along with the form's own."""
-    read = {p.name: form.cleaned_data[f"param_{p.name}"] for p in kind.params
-            if form.cleaned_data.get(f"param_{p.name}") is not None and not form.fields[f"param_{p.name}"].disabled}
+    read = {name: form.cleaned_data[f"param_{name}"] for name in kind.params_schema()["properties"]
+            if form.cleaned_data.get(f"param_{name}") is not None and not form.fields[f"param_{name}"].disabled}
     try:
         kind.clean_params(read)
     except Rejected as exc:

@@ -61,9 +61,9 @@ def test_job_types_describe_their_parameters(owner, client_for):
     assert relief["inputs"] == [{"name": "color_table", "kind": "text", "help": relief["inputs"][0]["help"]}]
     hillshade = client.get("/api/v1/job-types/hillshade/").json()
     assert hillshade == JOB_TYPES["hillshade"].schema()
-    assert {p["name"]: p["default"] for p in hillshade["params"]}["azimuth"] == 315.0
-    units = next(p for p in client.get("/api/v1/job-types/slope/").json()["params"] if p["name"] == "units")
-    assert units["choices"] == ["degree", "percent"] and units["type"] == "string"
+    assert hillshade["params"]["properties"]["azimuth"]["default"] == 315.0
+    units = client.get("/api/v1/job-types/slope/").json()["params"]["properties"]["units"]
+    assert units["enum"] == ["degree", "percent"] and units["type"] == "string"
     missing = client.get("/api/v1/job-types/erosion/")
     assert missing.status_code == 404 and missing.json() == {"detail": "no job type 'erosion'"}
 

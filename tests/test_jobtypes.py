@@ -1,4 +1,5 @@
 import pytest
+from jsonschema import Draft202012Validator
 
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
@@ -99,10 +100,30 @@ def test_an_unknown_type_lists_the_known_ones():
                                            "hillshade, reproject, slope, zonal-statistics")
 
 
-def test_each_type_describes_its_schema():
-    schema = JOB_TYPES["hillshade"].schema()
-    azimuth = next(p for p in schema["params"] if p["name"] == "azimuth")
-    assert azimuth == {"name": "azimuth", "type": "number", "required": False, "default": 315.0, "minimum": 0,
-                       "maximum": 360, "help": azimuth["help"]}
-    mode = next(p for p in schema["params"] if p["name"] == "mode")
-    assert mode["choices"] == ["standard", "combined", "multidirectional", "igor"]
+def test_each_type_describes_its_parameters_as_json_schema():
+    schema = JOB_TYPES["hillshade"].schema()["params"]
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema" and schema["additionalProperties"] is False
+    azimuth = schema["properties"]["azimuth"]
+    assert azimuth == {"type": "number", "default": 315.0, "minimum": 0, "maximum": 360,
+                       "description": azimuth["description"], "x-unused-with": {"mode": ["multidirectional"]}}
+    assert schema["properties"]["mode"]["enum"] == ["standard", "combined", "multidirectional", "igor"]
+    assert JOB_TYPES["reproject"].params_schema()["required"] == ["dst_crs", "resolution"]
+    for kind in JOB_TYPES.values():  # each a valid draft 2020-12 schema whose defaults it accepts
+        schema = kind.params_schema()
+        Draft202012Validator.check_schema(schema)
+        for name, prop in schema["properties"].items():
+            assert "default" not in prop or Draft202012Validator(prop).is_valid(prop["default"]), (kind.name, name)
+
+
+def test_any_json_schema_validator_refuses_what_the_service_refuses():
+    """A client that checks its values with the published schema (jsonschema here, any other
+    library elsewhere) refuses the values that the service refuses, outside the unused ones."""
+    schema = JOB_TYPES["hillshade"].params_schema()
+    for bad in ({"z_factor": 0}, {"azimuth": 361}, {"mode": "flat"}, {"compute_edges": "yes"}, {"band": 1.5},
+                {"shadow": 1}, {"z_factor": "2"}):
+        assert list(Draft202012Validator(schema).iter_errors(bad)), bad
+        with pytest.raises(Rejected):
+            JOB_TYPES["hillshade"].clean_params(bad)
+    assert JOB_TYPES["hillshade"].clean_params({"band": 2.0})["band"] == 2
+
+

@@ -197,19 +197,6 @@ class TownSerializer(serializers.ModelSerializer):
         return found
 
 
-class ParamSchemaSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string", "object"])
-    required = serializers.BooleanField()
-    default = serializers.JSONField(allow_null=True)
-    help = serializers.CharField()
-    minimum = serializers.FloatField(required=False)
-    exclusive_minimum = serializers.FloatField(required=False)
-    maximum = serializers.FloatField(required=False)
-    choices = serializers.ListField(child=serializers.CharField(), required=False)
-    pattern = serializers.CharField(required=False, help_text="a string must match it whole")
-
-
 class InputSchemaSerializer(serializers.Serializer):
     name = serializers.CharField()
     kind = serializers.ChoiceField(choices=["raster", "vector", "table", "text"], help_text="the data file kind it needs")
@@ -223,7 +210,10 @@ class JobTypeSerializer(serializers.Serializer):
     description = serializers.CharField()
     keywords = serializers.ListField(child=serializers.CharField())
     source = serializers.CharField(help_text='"built-in", or "file PATH" for a type the site declares')
-    params = ParamSchemaSerializer(many=True)
+    params = serializers.JSONField(help_text="the parameters as a JSON Schema (draft 2020-12) object: `properties` "
+                                             "with type, default, bounds, `enum` or an anchored `pattern`, and "
+                                             "`x-unused-with` where other parameters' values leave one unused; "
+                                             "`required`; no other properties")
     inputs = InputSchemaSerializer(many=True, help_text="data files the job names in `inputs`")
 
 
