@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 setup: $(VENV)/.installed
 
 # Installs what is missing: GDAL and its headers, a compiler, venv support, Chromium with its
-# driver for the browser tests, and SAGA GIS for the example job types that run saga_cmd.
+# driver for the browser tests, and SAGA GIS and GRASS GIS for the example job types that run
+# saga_cmd and grass.
 # The GDAL bindings are built against the system libgdal with numpy present,
 # so that osgeo.gdal_array works.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -19,6 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	command -v gdal-config >/dev/null || missing="$$missing gdal-bin libgdal-dev"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium chromium-driver"; \
 	command -v saga_cmd >/dev/null || missing="$$missing saga"; \
+	command -v grass >/dev/null || missing="$$missing grass-core"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
 	test -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \

@@ -88,6 +88,28 @@ def test_a_declared_saga_type_equals_saga_run_on_the_whole_raster(index, owner, 
     assert np.array_equal(result, expected)
 
 
+def whole_grass(whole, unit, zscale):
+    """The example's GRASS program run once on the whole raster, as an array."""
+    kind = JOB_TYPES["grass-slope"]
+    out = Path(whole).with_name(f"whole-grass-{unit}.tif")
+    argv = [part.replace("{input}", str(whole)).replace("{output}", str(out)).replace("{format}", unit)
+            .replace("{zscale}", repr(float(zscale))) for part in kind.tool.argv]
+    subprocess.run(argv, check=True, capture_output=True, cwd=out.parent,
+                   env={"PATH": os.defpath, "HOME": str(out.parent), "LC_ALL": "C"})
+    return gdal.Open(str(out)).ReadAsArray()
+
+
+def test_a_declared_grass_type_equals_grass_run_on_the_whole_raster(index, owner, media, monkeypatch):
+    declare(monkeypatch, EXAMPLE)
+    job = run(job_submit(owner=owner, job_type="grass-slope", tile_ids=index.ids,
+                         params={"format": "percent", "zscale": 2}))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    expected = whole_grass(index.whole, "percent", 2)
+    result = merged_pixels(job)
+    assert (result != -9999).sum() > 0.9 * result.size
+    assert np.array_equal(result, expected)
+
+
 def test_without_the_halo_the_same_comparison_finds_seams(index, owner, media, monkeypatch, tmp_path):
     text = EXAMPLE.read_text().replace("name: tpi", "name: tpi-no-halo").replace("halo: 1", "halo: 0")
     declare(monkeypatch, write_yaml(tmp_path, text))
@@ -113,7 +135,8 @@ def test_check_job_types_lists_the_example(capsys):
     call_command("check_job_types", str(EXAMPLE))
     out = capsys.readouterr().out
     assert "tri (version 1, halo 1): gdaldem" in out and "tpi (version 1, halo 1)" in out
-    assert "saga-slope (version 1, halo 1): saga_cmd" in out and "5 job types in 1 file(s): all fine" in out
+    assert "saga-slope (version 1, halo 1): saga_cmd" in out and "grass-slope (version 1, halo 1): grass" in out
+    assert "6 job types in 1 file(s): all fine" in out
 
 
 BAD = {
