@@ -15,7 +15,9 @@ package re-exports nothing.
 - `calc`: band math: an expression checked against an allow-list (check_expression) and evaluated
   with numexpr (evaluate), with its nodata policy.
 - `command`: a command-line tool run over one tile with its halo, in a temporary folder, as an
-  argument list, with limits and its own process group (run_on_tile).
+  argument list (run_on_tile), or once over a mosaic (run_on_raster).
+- `toolprocess`: a tool's process: clean environment, limits, its own process group, stopped on
+  cancel or at its time limit, and ended when its worker dies (sweep_orphans).
 - `warp`: one tile warped onto the target grid of a reprojection (output_grid, reproject_tile),
   writing only the target pixels it owns, so that the tiles mosaic into one whole warp.
 

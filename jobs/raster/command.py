@@ -8,35 +8,28 @@ its halo. Knows nothing of Django.
 2. The tool runs as an argument list, never through a shell: each placeholder of the job type's
    command becomes exactly one argument. It gets a clean environment, the folder as its working
    directory and home, limits on CPU time, memory and file size, and a process group of its own,
-   which a cancel or the time limit ends (SIGTERM, then SIGKILL a second later).
+   which a cancel or the time limit ends (SIGTERM, then SIGKILL a second later): see toolprocess.
 3. Its output is read back, checked to be the window's size, cropped to the tile and written at
    the tile's output path as the built-in types write theirs. The folder goes whatever happens.
 """
 
 import os
 import re
-import resource
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal, gdal_array
 
-from jobsite.gdalpolicy import REFUSING_PROXY, thread_config
+from jobsite.gdalpolicy import thread_config
 
-from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
+from . import toolprocess
+from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
                  write_gtiff, written_atomically)
 
 # The formats a tool may read and write, and the file name the window gets in each.
 FORMATS = {"GTiff": "tile.tif", "SAGA": "tile.sdat", "AAIGrid": "tile.asc"}
-STDERR_TAIL = 2000
-KILL_GRACE = 1.0
-POLL = 0.1
 
 
 @dataclass(frozen=True)
@@ -71,7 +64,7 @@ def run_on_tile(*, tile, neighbours, grid, halo, band, tool, values, output_type
     size in bytes of the written file. Raises Cancelled when `progress` returns False,
     RasterError naming the problem otherwise; nothing is left at `out_path` or in the temporary
     folder in either case."""
-    folder = Path(tempfile.mkdtemp(prefix="jobsite-tool-", dir=tool.scratch))
+    folder = toolprocess.make_folder(tool.scratch)
     try:
         with thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
             window = read_with_halo(tile, neighbours, grid, halo, band)
@@ -103,7 +96,7 @@ def copy_tile(*, tile, band, crs_wkt, out_path):
 def run_on_raster(*, source, tool, values, output_type, output_nodata, out_path, progress=None):
     """Run `tool` once over the whole raster `source` (band 1), for a job type that cannot be
     tiled; write its output to `out_path` (atomically) as a GeoTIFF. Returns its size in bytes."""
-    folder = Path(tempfile.mkdtemp(prefix="jobsite-tool-", dir=tool.scratch))
+    folder = toolprocess.make_folder(tool.scratch)
     try:
         try:
             ds = gdal.Open(str(source))
@@ -130,7 +123,7 @@ def _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progr
     values = {**values, "input": str(input_path), "output": str(output_path)}
     argv = [substitute(part, values) for part in tool.argv]
     env = {name: substitute(value, values) for name, value in tool.env.items()}
-    _run(argv, env, tool, folder, progress)
+    toolprocess.run(argv, env, tool, folder, progress)
     height, width = pixels.shape
     return _read_output(output_path, argv[0], (width, height), tool.output_format), _nodata_of(output_path)
 
@@ -148,91 +141,6 @@ def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
         gdal.Translate(str(path), source, format=driver)
     except RuntimeError as exc:
         raise gdal_error(exc, f"writing the tool's {driver} input") from None
-
-
-def _limits(tool):
-    """The CPU, memory and file size limits for the child, each at most what this process may
-    have (a service manager may have lowered the hard limits). Computed before the fork: the
-    child only calls setrlimit."""
-    wanted = {resource.RLIMIT_CPU: int(tool.time_limit) + 5, resource.RLIMIT_AS: tool.memory_bytes,
-              resource.RLIMIT_FSIZE: tool.file_bytes, resource.RLIMIT_CORE: 0}
-    limits = []
-    for kind, value in wanted.items():
-        hard = resource.getrlimit(kind)[1]
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        limits.append((kind, (value, value)))
-
-    def apply():
-        for kind, pair in limits:
-            resource.setrlimit(kind, pair)
-    return apply
-
-
-# What every tool's environment holds besides PATH and HOME: the C locale, one thread per tool
-# (OpenMP's threads would add up against the CPU time limit and crowd the other worker), and
-# jobsite's GDAL network policy (see jobsite.gdalpolicy), which a child process does not inherit.
-BASE_ENVIRONMENT = {
-    "LC_ALL": "C", "OMP_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1",
-    "GDAL_HTTP_PROXY": REFUSING_PROXY, "GDAL_HTTPS_PROXY": REFUSING_PROXY, "GDAL_HTTP_NETRC": "NO",
-    "GDAL_VRT_ENABLE_PYTHON": "NO", "PROJ_NETWORK": "OFF", "no_proxy": "", "NO_PROXY": "",
-}
-SIGNALS = {signal.SIGKILL: "SIGKILL (out of memory?)", signal.SIGXCPU: "SIGXCPU: its CPU time limit",
-           signal.SIGXFSZ: "SIGXFSZ: its file size limit", signal.SIGSEGV: "SIGSEGV"}
-
-
-def _run(argv, env, tool, folder, progress):
-    """Run the tool to its end, or stop its process group on cancel or at the time limit."""
-    environment = {**BASE_ENVIRONMENT, "PATH": tool.path, "HOME": str(folder), "TMPDIR": str(folder), **env}
-    with open(folder / "stderr.txt", "wb") as stderr:
-        try:
-            process = subprocess.Popen(argv, cwd=folder, env=environment, stdin=subprocess.DEVNULL,
-                                       stdout=stderr, stderr=stderr, start_new_session=True,
-                                       preexec_fn=_limits(tool), close_fds=True)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise RasterError(f"{argv[0]} could not be started: {getattr(exc, 'strerror', None) or exc}") from None
-        started = time.monotonic()
-        try:
-            while True:
-                try:
-                    code = process.wait(POLL)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                elapsed = time.monotonic() - started
-                if progress is not None and not progress(min(0.99, elapsed / tool.time_limit)):
-                    raise Cancelled("stopped by the progress callback")
-                if elapsed > tool.time_limit:
-                    raise RasterError(f"{Path(argv[0]).name} ran longer than its time limit of {tool.time_limit:g} s")
-        finally:
-            _stop(process)
-    if code != 0:
-        with open(folder / "stderr.txt", "rb") as output:  # its tail only: a tool may write gigabytes
-            output.seek(0, os.SEEK_END)
-            output.seek(max(0, output.tell() - STDERR_TAIL))
-            tail = output.read().decode("utf-8", "replace").strip()
-        how = f"was killed by {SIGNALS.get(-code, f'signal {-code}')}" if code < 0 else f"exited with status {code}"
-        # Killed from outside (the OOM killer sends SIGKILL): it may pass on another try.
-        raise RasterError(f"{Path(argv[0]).name} {how}" + (f": {tail}" if tail else ""),
-                          transient=code == -signal.SIGKILL)
-
-
-def _stop(process):
-    """End the tool's whole process group if any of it still runs: SIGTERM, SIGKILL a second later."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            pass
-        except ProcessLookupError:
-            process.wait()
-            return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # what the tool started may outlive it
-    except ProcessLookupError:
-        pass
-    process.wait()
 
 
 def _read_output(path, program, size, driver):

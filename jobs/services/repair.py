@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from .. import lifecycle, queue
+from ..raster import toolprocess
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from .finish import job_finish_tiles
 from .submit import jobs_start_waiting
@@ -81,7 +82,8 @@ def sweep():
     2. running jobs with nothing left to run move on (their last finisher died before it could);
     3. jobs with pending tiles that no worker has touched for STALE_WAKEUP_SECONDS, or just got
        tiles back, are woken again (a broker message may have been lost);
-    4. merges that outlived the task timeout are queued again.
+    4. merges that outlived the task timeout are queued again;
+    5. command-line tools whose worker died are ended, on the machine this sweep runs on.
     """
     now = timezone.now()
     jobs_start_waiting()  # in case the process that stored a file died before it could wake them
@@ -96,6 +98,7 @@ def sweep():
         if lifecycle.move_job(job_id, "merge_again", where=overdue, message="the merge did not finish in time; it runs again",
                               level=JobLog.Level.WARNING):
             queue.enqueue_merge(job_id)
+    toolprocess.sweep_orphans()
 
 
 def wake_stalled_jobs(*, untouched_for, also=()):
