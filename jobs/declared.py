@@ -9,6 +9,7 @@ problem is reported with its file and line; one bad file loads nothing.
 
 import dataclasses
 import importlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 
 from . import paramschema
 from .jobschema import BAND, Input, JobType, Param, raster_mosaic
-from .raster import command, mosaic
+from .raster import command
 from .raster.calc import OUTPUT_TYPES, type_nodata
 
 NAME = "^[a-z][a-z0-9-]{0,63}$"
@@ -124,17 +125,16 @@ class CommandJobType(JobType):
                                    output_type=self.output_type, output_nodata=self.output_nodata,
                                    out_path=out_path, progress=progress)
 
-    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         if self.tiled:
             return super().merge(tile_paths=tile_paths, out_dir=out_dir, params=params, inputs=inputs, crs_wkt=crs_wkt)
-        whole, result = out_dir / ".mosaic.tif", out_dir / ".tool-output.tif"
+        result = out_dir / ".tool-output.tif"
         try:
-            mosaic.mosaic_to_gtiff(tile_paths, whole)
-            command.run_on_raster(source=whole, tool=self.tool, values=_values(params, inputs),
-                                  output_type=self.output_type, output_nodata=self.output_nodata, out_path=result)
+            command.run_on_raster(tile_paths=tile_paths, tool=self.tool, values=_values(params, inputs),
+                                  output_type=self.output_type, output_nodata=self.output_nodata, out_path=result,
+                                  progress=progress)
             return raster_mosaic(self, [result], out_dir)
         finally:
-            whole.unlink(missing_ok=True)
             result.unlink(missing_ok=True)
 
 
@@ -260,17 +260,17 @@ def _job_type(declared, path, taken, path_variable, max_time_limit):
         inputs.append(Input(raw["name"], raw["kind"], raw.get("help", "")))
         names.add(raw["name"])
     for index, part in enumerate(declared["command"]):
-        for placeholder in command.PLACEHOLDER.findall(part):
+        for placeholder in command.placeholders(part):
             if placeholder not in names:
                 problems.append((["command", index], f"the placeholder {{{placeholder}}} names nothing; the names "
                                                      f"are {', '.join(sorted(names))}"))
     for variable, value in declared.get("env", {}).items():
-        for placeholder in command.PLACEHOLDER.findall(value):
+        for placeholder in command.placeholders(value):
             if placeholder not in names:
                 problems.append((["env", variable], f"the placeholder {{{placeholder}}} names nothing"))
-    joined = " ".join(declared["command"])
+    named = {name for part in declared["command"] for name in command.placeholders(part)}
     for needed in ("input", "output"):
-        if f"{{{needed}}}" not in joined:
+        if needed not in named:
             problems.append((["command"], f"the command must name {{{needed}}}, the tile's {needed} raster"))
     if declared.get("time_limit", 600) > max_time_limit:
         problems.append((["time_limit"], f"at most {max_time_limit:g} s: a tile's task may not run longer "
@@ -281,16 +281,20 @@ def _job_type(declared, path, taken, path_variable, max_time_limit):
     if not declared.get("tiled", True) and declared.get("halo"):
         problems.append((["halo"], "a type that is not tiled sees the whole mosaic: leave halo out"))
     program = declared["command"][0]
-    if "{" in program:
+    if "{" in program or "}" in program:
         problems.append((["command", 0], "the program may not be a placeholder"))
+    elif "/" in program:  # a path, relative to the file that declares it (the tool runs elsewhere)
+        program = str((path.parent / program).resolve())
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            problems.append((["command", 0], f"{declared['command'][0]} ({program}) is not an executable file"))
     elif shutil.which(program, path=path_variable) is None:
         problems.append((["command", 0], f"{program} is not a program on PATH ({path_variable}); install it "
-                                         "or give its full path"))
+                                         "or give its path"))
     if problems:
         return None, problems
     output = declared.get("output", {})
     output_type = output.get("data_type", "Float32")
-    tool = command.Tool(argv=tuple(declared["command"]), env=dict(declared.get("env", {})),
+    tool = command.Tool(argv=(program, *declared["command"][1:]), env=dict(declared.get("env", {})),
                         time_limit=float(declared.get("time_limit", 600)),
                         memory_bytes=declared.get("memory_mb", 2048) * 1024 * 1024,
                         input_format=declared.get("input_format", "GTiff"),

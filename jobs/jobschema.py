@@ -154,10 +154,18 @@ class JobType:
         """Write the tile's result to `out_path`; return its size in bytes."""
         raise NotImplementedError
 
-    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         """Write the job's outputs into `out_dir` from its tiles' results (`crs_wkt`: that of the job's collection).
-        Returns ([(file name, content type)], results to keep on the job, or None)."""
+        A long merge calls `progress(fraction)` now and then and stops (raising Cancelled) when it
+        returns False: the job is no longer merging (canceled). Returns ([(file name, content type)], results to keep on the job, or None)."""
         return raster_mosaic(self, tile_paths, out_dir)
+
+    @property
+    def public_source(self):
+        """Where the type comes from, for users: a declaring file by its name only (its folder is
+        the server's business; the admin shows the whole path)."""
+        kind, _, where = self.source.partition(" ")
+        return f"file {where.rsplit('/', 1)[-1]}" if kind == "file" else self.source
 
     @property
     def output_name(self):
@@ -165,7 +173,7 @@ class JobType:
 
     def schema(self):
         return {"name": self.name, "version": self.version, "title": self.title or self.name,
-                "description": self.description, "keywords": list(self.keywords), "source": self.source,
+                "description": self.description, "keywords": list(self.keywords), "source": self.public_source,
                 "params": self.params_schema(), "inputs": [i.schema() for i in self.inputs]}
 
 

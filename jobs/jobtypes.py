@@ -66,7 +66,7 @@ class ZonalStatistics(JobType):
         polygons = _polygons(inputs["zones"], grid.crs_wkt)
         return zonal.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt, progress, params.get("band", 1))
 
-    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt):
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         rows = zonal.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
         write_json(out_dir / "zonal-statistics.json", rows)
         write_csv(out_dir / "zonal-statistics.csv", rows)

@@ -121,6 +121,7 @@ def test_without_the_halo_the_same_comparison_finds_seams(index, owner, media, m
 def test_a_type_that_cannot_be_tiled_runs_once_over_the_mosaic(index, owner, media, monkeypatch, tmp_path):
     text = EXAMPLE.read_text().replace("name: tpi", "name: tpi-whole").replace("    halo: 1\n", "    tiled: false\n", 2)
     declare(monkeypatch, write_yaml(tmp_path, text))
+    monkeypatch.setattr(command, "ROWS_AT_ONCE", 7)  # its output converted in many blocks of rows
     assert not JOB_TYPES["tpi-whole"].tiled
     job = run(job_submit(owner=owner, job_type="tpi-whole", tile_ids=index.ids))
     assert job.status == JobStatus.SUCCEEDED, job.error
@@ -129,6 +130,49 @@ def test_a_type_that_cannot_be_tiled_runs_once_over_the_mosaic(index, owner, med
     with pytest.raises(DeclarationError, match="a type that is not tiled sees the whole mosaic: leave halo out"):
         load_files([write_yaml(tmp_path, text.replace("tiled: false", "tiled: false\n    halo: 1", 1), "again.yaml")],
                    taken=JOB_TYPES, path_variable=PATH)
+
+
+def test_an_untiled_type_gets_the_mosaic_in_its_own_input_format(index, owner, media, monkeypatch, tmp_path):
+    text = EXAMPLE.read_text().replace("name: saga-slope", "name: saga-slope-whole")
+    text = text.replace("    halo: 1\n    output: {data_type: Float32, nodata: -99999}\n    time_limit: 300\n    input_format",
+                        "    tiled: false\n    output: {data_type: Float32, nodata: -99999}\n    time_limit: 300\n"
+                        "    input_format", 1)
+    declare(monkeypatch, write_yaml(tmp_path, text))
+    assert not JOB_TYPES["saga-slope-whole"].tiled and JOB_TYPES["saga-slope-whole"].tool.input_format == "SAGA"
+    job = run(job_submit(owner=owner, job_type="saga-slope-whole", tile_ids=index.ids))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    expected = whole_saga(index.whole, ["ta_morphometry", "0", "-ELEVATION", "{input}", "-SLOPE", "{output}",
+                                        "-METHOD", "6", "-UNIT_SLOPE", "1"])
+    assert np.array_equal(merged_pixels(job), expected)
+
+
+def test_a_program_given_as_a_path_is_found_beside_its_file_and_braces_can_be_literal(index, owner, media,
+                                                                                        monkeypatch, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    script = tools / "copy-with-label"
+    script.write_text(f"#!{sys.executable}\n"
+                      "import shutil, sys\n"
+                      "assert sys.argv[3] == '{x} {label}', sys.argv\n"
+                      "shutil.copy(sys.argv[1], sys.argv[2])\n")
+    script.chmod(0o755)
+    declare(monkeypatch, write_yaml(tmp_path, """\
+        job_types:
+          - name: copy
+            version: "1"
+            params: [{name: label, type: string, pattern: "[a-z]+", default: x}]
+            command: [./tools/copy-with-label, "{input}", "{output}", "{{x}} {{{label}}}"]
+        """))
+    assert JOB_TYPES["copy"].tool.argv[0] == str(script)
+    job = run(job_submit(owner=owner, job_type="copy", tile_ids=index.ids[:2], params={"label": "label"}))
+    assert job.status == JobStatus.SUCCEEDED, (job.error, [t.error for t in job.tiles.all()])
+
+
+def test_the_api_names_a_declaring_file_without_its_folder(index, owner, client_for, monkeypatch):
+    declare(monkeypatch, EXAMPLE)
+    listed = client_for(owner).get("/api/v1/job-types/tri/").json()
+    assert listed["source"] == "file job-types.example.yaml" and str(BASE_DIR) not in str(listed)
+    assert JOB_TYPES["tri"].source == f"file {EXAMPLE}"  # the admin's
 
 
 def test_check_job_types_lists_the_example(capsys):
@@ -173,6 +217,18 @@ BAD = {
             version: "1"
             command: [no-such-tool, "{input}", "{output}"]
         """, "types.yaml:4: job type shade: command.0: no-such-tool is not a program on PATH"),
+    "escaped-output": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            command: [gdaldem, hillshade, "{input}", "{{output}}"]
+        """, "job type shade: command: the command must name {output}"),
+    "relative-program": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            command: [./tools/shade, "{input}", "{output}"]
+        """, "types.yaml:4: job type shade: command.0: ./tools/shade ("),
     "duplicate": ("""\
         job_types:
           - name: slope
@@ -357,6 +413,40 @@ def test_cancel_ends_the_tool_and_what_it_started_within_a_second(tmp_path):
     assert time.monotonic() - asked[0] < 1.5
     assert gone(int(pids.read_text())) and gone(int(child.read_text()))
     assert not (tmp_path / "out.tif").exists() and not list((tmp_path / "scratch").iterdir())
+
+
+def test_cancel_stops_a_tool_running_over_the_mosaic(index, tmp_path):
+    pids = tmp_path / "pid"
+    child = Path(f"{pids}.child")
+    tool = command.Tool(argv=(sys.executable, "-c", SLEEPER, str(pids), "{input}", "{output}"), time_limit=30,
+                        path=PATH, scratch=str(tmp_path))
+    asked = []
+
+    def progress(fraction):
+        if child.exists():
+            asked.append(time.monotonic())
+            return False
+        return True
+
+    with pytest.raises(Cancelled):
+        command.run_on_raster(tile_paths=sorted(index.folder.glob("dem_*.tif")), tool=tool, values={},
+                              output_type="Float32", output_nodata=NODATA, out_path=tmp_path / "out.tif",
+                              progress=progress)
+    assert time.monotonic() - asked[0] < 1.5
+    assert gone(int(pids.read_text())) and gone(int(child.read_text()))
+    assert not (tmp_path / "out.tif").exists() and not list(tmp_path.glob("jobsite-tool-*"))
+
+
+def test_a_merge_is_told_to_stop_once_its_job_is_canceled(index, owner):
+    from jobs.services.control import job_cancel
+    from jobs.services.finish import MergeWatch
+
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.MERGING)
+    watch = MergeWatch(job.pk, interval=0)
+    assert watch(0.1)
+    job_cancel(job=Job.objects.get(pk=job.pk), by="owner")
+    assert not watch(0.2)
 
 
 def test_the_time_limit_fails_the_tile_naming_it(tmp_path):

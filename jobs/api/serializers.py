@@ -209,7 +209,7 @@ class JobTypeSerializer(serializers.Serializer):
     title = serializers.CharField()
     description = serializers.CharField()
     keywords = serializers.ListField(child=serializers.CharField())
-    source = serializers.CharField(help_text='"built-in", or "file PATH" for a type the site declares')
+    source = serializers.CharField(help_text='"built-in", "file NAME" for a type a site\'s file declares, or "python DOTTED.PATH"')
     params = serializers.JSONField(help_text="the parameters as a JSON Schema (draft 2020-12) object: `properties` "
                                              "with type, default, bounds, `enum` or an anchored `pattern`, and "
                                              "`x-unused-with` where other parameters' values leave one unused; "

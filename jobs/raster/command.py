@@ -24,8 +24,8 @@ from osgeo import gdal, gdal_array
 
 from jobsite.gdalpolicy import thread_config
 
-from . import toolprocess
-from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
+from . import mosaic, toolprocess
+from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
                  write_gtiff, written_atomically)
 
 # The formats a tool may read and write, and the file name the window gets in each.
@@ -48,13 +48,19 @@ class Tool:
     scratch: str | None = None  # where the temporary folders go (the system's temporary folder without it)
 
 
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# {name} is a placeholder; {{ and }} are a literal brace (as in Python's str.format).
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\w+)\}")
 
 
 def substitute(template, values):
-    """One argument from a template: each {name} replaced by values[name], in one pass, so that a
-    value that itself holds braces stays as it is."""
-    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+    """One argument from a template: each {name} replaced by values[name] and each {{ or }} by one
+    brace, in one pass, so that a value that itself holds braces stays as it is."""
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)] if match.group(1) else match.group(0)[0], template)
+
+
+def placeholders(template):
+    """The names of the placeholders in `template`, without the escaped braces."""
+    return [name for name in PLACEHOLDER.findall(template) if name]
 
 
 def run_on_tile(*, tile, neighbours, grid, halo, band, tool, values, output_type, output_nodata, out_path,
@@ -93,39 +99,79 @@ def copy_tile(*, tile, band, crs_wkt, out_path):
     return Path(out_path).stat().st_size
 
 
-def run_on_raster(*, source, tool, values, output_type, output_nodata, out_path, progress=None):
-    """Run `tool` once over the whole raster `source` (band 1), for a job type that cannot be
-    tiled; write its output to `out_path` (atomically) as a GeoTIFF. Returns its size in bytes."""
+def run_on_raster(*, tile_paths, tool, values, output_type, output_nodata, out_path, progress=None):
+    """Run `tool` once over the mosaic of `tile_paths`, for a job type that cannot be tiled; write
+    its output to `out_path` (atomically) as a tiled GeoTIFF. The mosaic goes straight into the
+    tool's folder in its input format, and its output is converted a block of rows at a time, so
+    that the worker never holds the whole area in memory. Returns the size in bytes."""
     folder = toolprocess.make_folder(tool.scratch)
     try:
+        input_path = folder / FORMATS[tool.input_format]
+        mosaic.mosaic_to(tile_paths, input_path, tool.input_format)
         try:
-            ds = gdal.Open(str(source))
-            band = ds.GetRasterBand(1)
-            pixels, nodata = band.ReadAsArray(), band.GetNoDataValue()
-            geotransform, crs_wkt = ds.GetGeoTransform(), ds.GetProjection()
+            ds = gdal.Open(str(input_path))
+            size, geotransform, crs_wkt = (ds.RasterXSize, ds.RasterYSize), ds.GetGeoTransform(), ds.GetProjection()
+            ds = None
         except RuntimeError as exc:
-            raise gdal_error(exc, str(source)) from None
-        result, tool_nodata = _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progress)
+            raise gdal_error(exc, "the mosaic") from None
+        output_path = _run_tool(folder, tool, values, input_path, progress)
         with written_atomically(out_path) as tmp:
-            write_gtiff(tmp, _as_type(result, output_type, output_nodata, tool_nodata), geotransform, crs_wkt,
-                        output_nodata, ["TILED=YES", "BIGTIFF=IF_SAFER"])
+            _convert_by_rows(output_path, tool, size, tmp, geotransform, crs_wkt, output_type, output_nodata, progress)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return Path(out_path).stat().st_size
+
+
+ROWS_AT_ONCE = 512
+
+
+def _convert_by_rows(path, tool, size, out_path, geotransform, crs_wkt, output_type, output_nodata, progress):
+    program = Path(tool.argv[0]).name
+    ds = _open_output(path, program, size, tool.output_format)
+    band = ds.GetRasterBand(1)
+    tool_nodata = band.GetNoDataValue()
+    out = gdal.GetDriverByName("GTiff").Create(str(out_path), size[0], size[1], 1, gdal.GetDataTypeByName(output_type),
+                                               ["TILED=YES", "BIGTIFF=IF_SAFER"])
+    out.SetGeoTransform(geotransform)
+    out.SetProjection(crs_wkt)
+    out_band = out.GetRasterBand(1)
+    out_band.SetNoDataValue(output_nodata)
+    for row in range(0, size[1], ROWS_AT_ONCE):
+        if progress is not None and not progress(row / size[1]):
+            raise Cancelled("stopped by the progress callback")
+        rows = min(ROWS_AT_ONCE, size[1] - row)
+        try:
+            pixels = band.ReadAsArray(0, row, size[0], rows)
+        except RuntimeError as exc:
+            raise RasterError(f"{program} wrote an output GDAL cannot read: {exc}") from None
+        out_band.WriteArray(_as_type(pixels, output_type, output_nodata, tool_nodata), 0, row)
+    out.FlushCache()
+    out = None
 
 
 def _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progress):
     """The tool run over `pixels` (written into `folder` in its input format): its output's
     pixels, of the same size, and the nodata value it set."""
     input_path = folder / FORMATS[tool.input_format]
-    output_path = folder / ("out" + Path(FORMATS[tool.output_format]).suffix)
     _write_input(input_path, tool.input_format, pixels, geotransform, crs_wkt, nodata)
+    output_path = _run_tool(folder, tool, values, input_path, progress)
+    height, width = pixels.shape
+    ds = _open_output(output_path, tool.argv[0], (width, height), tool.output_format)
+    band = ds.GetRasterBand(1)
+    try:
+        return band.ReadAsArray(), band.GetNoDataValue()
+    except RuntimeError as exc:
+        raise RasterError(f"{Path(tool.argv[0]).name} wrote an output GDAL cannot read: {exc}") from None
+
+
+def _run_tool(folder, tool, values, input_path, progress):
+    """Run the tool with its placeholders filled in; the path its output must be at."""
+    output_path = folder / ("out" + Path(FORMATS[tool.output_format]).suffix)
     values = {**values, "input": str(input_path), "output": str(output_path)}
     argv = [substitute(part, values) for part in tool.argv]
     env = {name: substitute(value, values) for name, value in tool.env.items()}
     toolprocess.run(argv, env, tool, folder, progress)
-    height, width = pixels.shape
-    return _read_output(output_path, argv[0], (width, height), tool.output_format), _nodata_of(output_path)
+    return output_path
 
 
 def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
@@ -143,23 +189,20 @@ def _write_input(path, driver, pixels, geotransform, crs_wkt, nodata):
         raise gdal_error(exc, f"writing the tool's {driver} input") from None
 
 
-def _read_output(path, program, size, driver):
+def _open_output(path, program, size, driver):
+    """The tool's output, opened only with the driver of its declared format (an output that is a
+    VRT pointing elsewhere is not read), checked to be `size` (width, height)."""
+    program = Path(program).name
     if not path.exists():
-        raise RasterError(f"{Path(program).name} wrote no output (expected {path.name})")
-    try:  # only the format the type declared: an output that is a VRT pointing elsewhere is not read
+        raise RasterError(f"{program} wrote no output (expected {path.name})")
+    try:
         ds = gdal.OpenEx(str(path), gdal.OF_RASTER, allowed_drivers=[driver])
-        pixels = ds.GetRasterBand(1).ReadAsArray()
     except RuntimeError as exc:
-        raise RasterError(f"{Path(program).name} wrote an output GDAL cannot read: {exc}") from None
+        raise RasterError(f"{program} wrote an output GDAL cannot read: {exc}") from None
     if (ds.RasterXSize, ds.RasterYSize) != size:
-        raise RasterError(f"{Path(program).name} wrote {ds.RasterXSize} x {ds.RasterYSize} pixels; "
+        raise RasterError(f"{program} wrote {ds.RasterXSize} x {ds.RasterYSize} pixels; "
                           f"the window it was given is {size[0]} x {size[1]}")
-    return pixels
-
-
-def _nodata_of(path):
-    ds = gdal.Open(str(path))
-    return ds.GetRasterBand(1).GetNoDataValue()
+    return ds
 
 
 def _as_type(pixels, output_type, nodata, tool_nodata):

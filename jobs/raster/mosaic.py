@@ -23,11 +23,7 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     Both files appear at their names only once complete. Returns their sizes in bytes.
     """
     out_path, thumbnail_path = Path(out_path), Path(thumbnail_path)
-    # BuildVRT would skip a missing file with a warning and leave a hole in the mosaic.
-    missing = [str(p) for p in tile_paths if not Path(p).is_file()]
-    if missing:
-        raise RasterError(f"{len(missing)} tile outputs are missing: {', '.join(missing[:5])}"
-                          + (" ..." if len(missing) > 5 else ""))
+    _check_present(tile_paths)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     vrt_name = f"/vsimem/merge-{uuid.uuid4().hex}.vrt"
     tmp_cog, tmp_png, tmp_flat = temporary_name(out_path), temporary_name(thumbnail_path), temporary_name(out_path)
@@ -58,24 +54,31 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     return out_path.stat().st_size, thumbnail_path.stat().st_size
 
 
-def mosaic_to_gtiff(tile_paths, out_path):
-    """Mosaic tile outputs into one plain tiled GeoTIFF (for a tool that reads the whole area);
-    appears at its name only once complete."""
-    out_path = Path(out_path)
+def mosaic_to(tile_paths, out_path, driver="GTiff"):
+    """Mosaic tile outputs into one raster of `driver` (a tiled GeoTIFF, or the format a tool
+    reads, such as SAGA), for a tool that reads the whole area."""
+    _check_present(tile_paths)
     vrt_name = f"/vsimem/mosaic-{uuid.uuid4().hex}.vrt"
-    tmp = temporary_name(out_path)
+    options = ["TILED=YES", "BIGTIFF=IF_SAFER"] if driver == "GTiff" else []
     try:
         with thread_config(**TILE_OPEN_OPTIONS):
             source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
-            gdal.Translate(str(tmp), source, format="GTiff", creationOptions=["TILED=YES", "BIGTIFF=IF_SAFER"])
+            gdal.Translate(str(out_path), source, format=driver, creationOptions=options)
             source = None
-        os.replace(tmp, out_path)
     except RuntimeError as exc:
-        raise write_error(exc, tmp) from None
+        raise write_error(exc, out_path) from None
     finally:
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
-        tmp.unlink(missing_ok=True)
-    return out_path.stat().st_size
+    return Path(out_path).stat().st_size
+
+
+def _check_present(tile_paths):
+    """RasterError if a tile output is missing: BuildVRT would skip it with a warning and leave a
+    hole in the mosaic."""
+    missing = [str(p) for p in tile_paths if not Path(p).is_file()]
+    if missing:
+        raise RasterError(f"{len(missing)} tile outputs are missing: {', '.join(missing[:5])}"
+                          + (" ..." if len(missing) > 5 else ""))
 
 
 def _write_thumbnail(src_path, png_path, size):

@@ -19,7 +19,7 @@ from .. import lifecycle, queue, storage, tileindex
 from jobsite.exceptions import Rejected, id_list
 from ..jobtypes import get_job_type
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
-from ..raster.io import RasterError
+from ..raster.io import Cancelled, RasterError
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,21 @@ def job_finish_tiles(*, job_id, merge_here=False):
                        error=error, message=f"failed: {error}", level=JobLog.Level.ERROR)
 
 
+class MergeWatch:
+    """The progress callback of a merge: False once the job is no longer merging (canceled),
+    asked of the database at most every `interval` seconds."""
+
+    def __init__(self, job_id, interval=0.5):
+        self.job_id, self.interval, self.checked = job_id, interval, time.monotonic()
+
+    def __call__(self, fraction):
+        now = time.monotonic()
+        if now - self.checked < self.interval:
+            return True
+        self.checked = now
+        return Job.objects.filter(pk=self.job_id, status=JobStatus.MERGING).exists()
+
+
 def job_merge(*, job_id):
     """Merge the tile results of a merging job into its outputs (a COG and a thumbnail for rasters)."""
     job = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).first()
@@ -59,7 +74,11 @@ def job_merge(*, job_id):
         with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
             written, results = kind.merge(tile_paths=[media.media_path(p) for p in relpaths], out_dir=out_dir,
                                           params=job.params, inputs=job.input_files(),
-                                          crs_wkt=tileindex.index_crs_wkt(job.collection_id))
+                                          crs_wkt=tileindex.index_crs_wkt(job.collection_id),
+                                          progress=MergeWatch(job_id))
+    except Cancelled:
+        logger.info("job %s merge stopped: the job is no longer merging", job_id)
+        return
     except (RasterError, OSError, Rejected, tileindex.LoadError) as exc:
         logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
         error = f"merge failed: {without_paths(str(exc))}"
