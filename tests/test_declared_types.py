@@ -398,18 +398,22 @@ def gone(pid, within=1.0):
         time.sleep(0.02)
 
 
-def test_cancel_ends_the_tool_and_what_it_started_within_a_second(tmp_path):
-    pids, asked = tmp_path / "pid", []
-    child = Path(f"{pids}.child")
-
+def cancel_once_started(pids, asked):
+    """A progress callback that cancels once the SLEEPER has started its child, noting when."""
     def progress(fraction):
-        if child.exists():
+        if Path(f"{pids}.child").exists():
             asked.append(time.monotonic())
             return False
         return True
+    return progress
 
+
+def test_cancel_ends_the_tool_and_what_it_started_within_a_second(tmp_path):
+    pids, asked = tmp_path / "pid", []
+    child = Path(f"{pids}.child")
     with pytest.raises(Cancelled):
-        run_tool(tmp_path, [sys.executable, "-c", SLEEPER, str(pids), "{input}", "{output}"], progress)
+        run_tool(tmp_path, [sys.executable, "-c", SLEEPER, str(pids), "{input}", "{output}"],
+                 cancel_once_started(pids, asked))
     assert time.monotonic() - asked[0] < 1.5
     assert gone(int(pids.read_text())) and gone(int(child.read_text()))
     assert not (tmp_path / "out.tif").exists() and not list((tmp_path / "scratch").iterdir())
@@ -421,17 +425,10 @@ def test_cancel_stops_a_tool_running_over_the_mosaic(index, tmp_path):
     tool = command.Tool(argv=(sys.executable, "-c", SLEEPER, str(pids), "{input}", "{output}"), time_limit=30,
                         path=PATH, scratch=str(tmp_path))
     asked = []
-
-    def progress(fraction):
-        if child.exists():
-            asked.append(time.monotonic())
-            return False
-        return True
-
     with pytest.raises(Cancelled):
         command.run_on_raster(tile_paths=sorted(index.folder.glob("dem_*.tif")), tool=tool, values={},
                               output_type="Float32", output_nodata=NODATA, out_path=tmp_path / "out.tif",
-                              progress=progress)
+                              progress=cancel_once_started(pids, asked))
     assert time.monotonic() - asked[0] < 1.5
     assert gone(int(pids.read_text())) and gone(int(child.read_text()))
     assert not (tmp_path / "out.tif").exists() and not list(tmp_path.glob("jobsite-tool-*"))
