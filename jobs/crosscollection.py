@@ -59,7 +59,7 @@ def _clean_raster_inputs(raw):
         if problem:
             errors[f"inputs.{name}"] = problem
         else:
-            clean[name] = {"collection": spec["collection"], "band": spec.get("band", 1)}
+            clean[name] = {"collection": spec["collection"], "band": int(spec.get("band", 1))}  # JSON's 2.0 too
     if errors:
         raise Rejected({"params": errors})
     return clean

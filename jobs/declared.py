@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,11 +129,11 @@ class CommandJobType(JobType):
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         if self.tiled:
             return super().merge(tile_paths=tile_paths, out_dir=out_dir, params=params, inputs=inputs, crs_wkt=crs_wkt)
-        result = out_dir / ".tool-output.tif"
+        result = out_dir / f".tool-output-{uuid.uuid4().hex}.tif"  # a merge run again beside it has its own
         try:
             command.run_on_raster(tile_paths=tile_paths, tool=self.tool, values=_values(params, inputs),
                                   output_type=self.output_type, output_nodata=self.output_nodata, out_path=result,
-                                  progress=progress)
+                                  crs_wkt=crs_wkt, progress=progress)
             return raster_mosaic(self, [result], out_dir)
         finally:
             result.unlink(missing_ok=True)
@@ -284,7 +285,7 @@ def _job_type(declared, path, taken, path_variable, max_time_limit):
     if "{" in program or "}" in program:
         problems.append((["command", 0], "the program may not be a placeholder"))
     elif "/" in program:  # a path, relative to the file that declares it (the tool runs elsewhere)
-        program = str((path.parent / program).resolve())
+        program = os.path.normpath(os.path.abspath(path.parent / program))  # a link stays a link: its name may matter
         if not (os.path.isfile(program) and os.access(program, os.X_OK)):
             problems.append((["command", 0], f"{declared['command'][0]} ({program}) is not an executable file"))
     elif shutil.which(program, path=path_variable) is None:

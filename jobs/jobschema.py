@@ -31,10 +31,6 @@ class Param:
     unused_with: tuple = ()  # ((other parameter, (values that leave this one unused)), ...)
     shape: dict | None = field(default=None, compare=False)  # more JSON Schema, such as an object's properties
 
-    def is_unused(self, values):
-        """Whether the values of the other parameters leave this one unused."""
-        return any(values.get(other) in among for other, among in self.unused_with)
-
     def clean(self, value):
         """The value checked against this parameter's schema and converted to its type;
         ValueError says what is wrong."""
@@ -55,9 +51,6 @@ class Param:
         if not finite:
             raise ValueError("must be a finite number")
         return int(value) if self.type == "integer" else float(value)
-
-    def schema(self):
-        return paramschema.property_schema(self)
 
 
 BAND = Param("band", "integer", 1, "The band of the collection to read (1 is the first)", minimum=1, maximum=1000)
@@ -105,9 +98,11 @@ class JobType:
         if not isinstance(raw, dict):
             raise Rejected({"params": "must be an object of parameter names to values"})
         schema = self.params_schema()
-        given = {name: value for name, value in raw.items() if value is not None}
+        # null is "the default" for a known parameter; an unknown one is refused whatever its value
+        given = {name: value for name, value in raw.items() if value is not None or name not in schema["properties"]}
         unused = paramschema.unused(schema, {**{p.name: p.default for p in self.params}, **given})
         given = {name: value for name, value in given.items() if name not in unused}
+        schema["required"] = [name for name in schema["required"] if name not in unused]
         errors = paramschema.problems(schema, given)
         clean = {}
         for param in self.params:

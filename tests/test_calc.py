@@ -180,6 +180,12 @@ def test_every_bad_calc_request_is_refused_naming_the_field_and_writes_nothing(m
     assert not Job.objects.exists() and not JobTile.objects.exists()
 
 
+def test_a_band_given_as_a_whole_float_is_stored_as_an_integer(multispectral, owner):
+    job = job_submit(owner=owner, job_type="calc", tile_ids=[100], params={
+        **NDVI, "inputs": {"nir": {"collection": "ms", "band": 3.0}, "red": {"collection": "ms", "band": 2}}})
+    assert job.params["inputs"]["nir"]["band"] == 3 and isinstance(job.params["inputs"]["nir"]["band"], int)
+
+
 def test_a_single_band_operation_reads_the_band_it_is_given(multispectral, owner, media):
     job = run(job_submit(owner=owner, job_type="slope", tile_ids=[100, 101], params={"band": 2}, collection="ms"))
     assert job.status == JobStatus.SUCCEEDED

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from osgeo import gdal
 
 from jobs.declared import DeclarationError, load_files
 from jobs.jobtypes import JOB_TYPES
 from jobs.models import Job, JobStatus
 from jobs.raster import command
-from jobs.raster.io import Cancelled, GridTile, IndexGrid, RasterError
+from jobs.raster.io import Cancelled, GridTile, IndexGrid, RasterError, crs_wkt_from_epsg
 from jobs.services.submit import job_submit
 from jobsite.exceptions import Rejected
 
@@ -121,7 +122,7 @@ def test_without_the_halo_the_same_comparison_finds_seams(index, owner, media, m
 def test_a_type_that_cannot_be_tiled_runs_once_over_the_mosaic(index, owner, media, monkeypatch, tmp_path):
     text = EXAMPLE.read_text().replace("name: tpi", "name: tpi-whole").replace("    halo: 1\n", "    tiled: false\n", 2)
     declare(monkeypatch, write_yaml(tmp_path, text))
-    monkeypatch.setattr(command, "ROWS_AT_ONCE", 7)  # its output converted in many blocks of rows
+    monkeypatch.setattr(command, "PIXELS_AT_ONCE", 7 * 250)  # its output converted in many blocks of 7 rows
     assert not JOB_TYPES["tpi-whole"].tiled
     job = run(job_submit(owner=owner, job_type="tpi-whole", tile_ids=index.ids))
     assert job.status == JobStatus.SUCCEEDED, job.error
@@ -144,6 +145,24 @@ def test_an_untiled_type_gets_the_mosaic_in_its_own_input_format(index, owner, m
     expected = whole_saga(index.whole, ["ta_morphometry", "0", "-ELEVATION", "{input}", "-SLOPE", "{output}",
                                         "-METHOD", "6", "-UNIT_SLOPE", "1"])
     assert np.array_equal(merged_pixels(job), expected)
+    output = gdal.Open(str(media / "jobs" / str(job.pk) / "out" / "saga-slope-whole.tif"))
+    assert output.GetSpatialRef().GetAuthorityCode(None) == str(EPSG)  # not what SAGA's copy keeps
+
+
+def test_a_job_type_whose_own_merge_breaks_fails_its_job_not_the_task(index, owner, media, monkeypatch):
+    import dataclasses
+
+    slope = JOB_TYPES["slope"]
+
+    @dataclasses.dataclass(frozen=True)
+    class Broken(type(slope)):
+        def merge(self, **kwargs):
+            raise TypeError("a bug in a site's job type")
+
+    monkeypatch.setitem(JOB_TYPES, "slope", Broken(**{f.name: getattr(slope, f.name) for f in dataclasses.fields(slope)}))
+    job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
+    assert job.status == JobStatus.FAILED
+    assert job.error == "merge failed: an error in the job type's merge (the cluster's log has it)"
 
 
 def test_a_program_given_as_a_path_is_found_beside_its_file_and_braces_can_be_literal(index, owner, media,
@@ -243,6 +262,14 @@ BAD = {
               - {name: extra, type: string}
             command: [gdaldem, hillshade, "{input}", "{output}", "{extra}"]
         """, "types.yaml:5: job type shade: params.0: a string parameter needs choices or a pattern"),
+    "pattern-only-anchored": ("""\
+        job_types:
+          - name: shade
+            version: "1"
+            params:
+              - {name: extra, type: string, pattern: "a)|(b", default: a}
+            command: [gdaldem, hillshade, "{input}", "{output}", "{extra}"]
+        """, "types.yaml:5: job type shade: params.0: the pattern is not a regular expression"),
     "default-out-of-bounds": ("""\
         job_types:
           - name: shade
@@ -428,6 +455,7 @@ def test_cancel_stops_a_tool_running_over_the_mosaic(index, tmp_path):
     with pytest.raises(Cancelled):
         command.run_on_raster(tile_paths=sorted(index.folder.glob("dem_*.tif")), tool=tool, values={},
                               output_type="Float32", output_nodata=NODATA, out_path=tmp_path / "out.tif",
+                              crs_wkt=crs_wkt_from_epsg(EPSG),
                               progress=cancel_once_started(pids, asked))
     assert time.monotonic() - asked[0] < 1.5
     assert gone(int(pids.read_text())) and gone(int(child.read_text()))
@@ -440,10 +468,13 @@ def test_a_merge_is_told_to_stop_once_its_job_is_canceled(index, owner):
 
     job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     Job.objects.filter(pk=job.pk).update(status=JobStatus.MERGING)
-    watch = MergeWatch(job.pk, interval=0)
+    watch = MergeWatch(Job.objects.get(pk=job.pk), interval=0)
     assert watch(0.1)
-    job_cancel(job=Job.objects.get(pk=job.pk), by="owner")
+    Job.objects.filter(pk=job.pk).update(merge_started=timezone.now())  # merge_again: another task merges now
     assert not watch(0.2)
+    assert MergeWatch(Job.objects.get(pk=job.pk), interval=0)(0.1)
+    job_cancel(job=Job.objects.get(pk=job.pk), by="owner")
+    assert not MergeWatch(Job.objects.get(pk=job.pk), interval=0)(0.2)
 
 
 def test_the_time_limit_fails_the_tile_naming_it(tmp_path):

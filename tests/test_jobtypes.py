@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from jsonschema import Draft202012Validator
 
@@ -127,3 +129,21 @@ def test_any_json_schema_validator_refuses_what_the_service_refuses():
     assert JOB_TYPES["hillshade"].clean_params({"band": 2.0})["band"] == 2
 
 
+
+
+def test_a_long_value_is_refused_for_its_length_before_any_pattern_is_tried():
+    from jobs.jobschema import Param
+
+    label = Param("label", "string", "a", "", pattern="(a|aa)+")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="must be at most 256 characters long"):
+        label.clean("a" * 10_000_000)
+    with pytest.raises(ValueError, match="must not start with - or contain control characters"):
+        label.clean("a" * 100 + "\n")
+    assert time.monotonic() - started < 1
+
+
+def test_an_unknown_parameter_is_refused_even_as_null_and_a_known_null_is_its_default():
+    errors = rejected("slope", {"shadow": None, "units": None})
+    assert errors == {"shadow": "unknown parameter; slope takes scale, units, algorithm, compute_edges, band"}
+    assert JOB_TYPES["slope"].clean_params({"units": None})["units"] == "degree"

@@ -84,7 +84,7 @@ def raster_polygon(index, wkt):
 @pytest.mark.cluster
 def test_a_long_zonal_tile_keeps_its_lease_and_stops_within_a_second_of_cancel(start_cluster, index, owner, tmp_path):
     corner = Tile.objects.get(number=index.id_at(0, 0))
-    squares = small_squares(40_000, corner.bounds)
+    squares = small_squares(60_000, corner.bounds)
     datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile(
         "zones.geojson", polygons_bytes(tmp_path, target_epsg=EPSG, zones=squares)))
     start_cluster(JOBSITE_TILE_LEASE_SECONDS="2")
@@ -98,7 +98,7 @@ def test_a_long_zonal_tile_keeps_its_lease_and_stops_within_a_second_of_cancel(s
         assert not return_lost_tiles(job.pk), "a running tile was taken from its worker"
         assert time.monotonic() - started < 120
         time.sleep(0.5)
-    assert time.monotonic() - started > 3, "the tile was too quick to outlast its lease of 2 s"
+    assert time.monotonic() - started > 2.5, "the tile was too quick to outlast its lease of 2 s"
     assert JobTile.objects.get(job=job).attempts == 1
     job.refresh_from_db()
     wait_for(lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, 60, message="the merge")

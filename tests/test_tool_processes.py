@@ -74,7 +74,7 @@ def test_a_tool_whose_worker_dies_is_ended_with_what_it_started_and_its_folder_r
     worker.wait()
     assert gone(tool, within=1)  # the kernel's SIGKILL on the worker's death
     assert not gone(grandchild, within=0)  # what the tool started lives on, in its own group
-    (folder,) = [f for f in scratch.iterdir() if f != mine]
+    (folder,) = [f for f in scratch.iterdir() if f != mine and f.is_dir()]
     assert toolprocess.sweep_orphans(scratch) == [folder]
     assert gone(grandchild, within=1) and not folder.exists() and mine.exists()
     assert toolprocess.sweep_orphans(scratch) == []
@@ -89,8 +89,21 @@ def test_a_folder_without_its_worker_file_is_only_swept_once_it_is_old(tmp_path)
     assert toolprocess.sweep_orphans(tmp_path) == [folder] and not folder.exists()
 
 
-@pytest.mark.parametrize("content", ["", "not a pid"])
-def test_a_folder_whose_worker_file_is_unreadable_is_left_alone(tmp_path, content):
+@pytest.mark.parametrize("content", ["", "not a record"])
+def test_a_folder_whose_record_is_unreadable_is_left_alone(tmp_path, content):
     folder = toolprocess.make_folder(tmp_path)
-    (folder / toolprocess.OWNER).write_text(content)
+    toolprocess.record_path(folder).write_text(content)
     assert toolprocess.sweep_orphans(tmp_path) == [] and folder.exists()
+
+
+def test_a_reused_pid_does_not_pass_for_the_worker_and_another_host_s_folder_is_left_alone(tmp_path):
+    reused = toolprocess.make_folder(tmp_path)
+    host, boot, pid, started = toolprocess.record_path(reused).read_text().split()
+    assert int(pid) == os.getpid()
+    toolprocess.record_path(reused).write_text(f"{host} {boot} {pid} {int(started) - 1}")
+    elsewhere = toolprocess.make_folder(tmp_path)
+    toolprocess.record_path(elsewhere).write_text(f"another-{host} {boot} 1 1")
+    rebooted = toolprocess.make_folder(tmp_path)
+    toolprocess.record_path(rebooted).write_text(f"{host} another-boot {pid} {started}")
+    assert sorted(toolprocess.sweep_orphans(tmp_path)) == sorted([reused, rebooted])
+    assert elsewhere.exists() and not reused.exists() and not toolprocess.record_path(reused).exists()

@@ -15,7 +15,6 @@ its halo. Knows nothing of Django.
 
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from jobsite.gdalpolicy import thread_config
 
 from . import mosaic, toolprocess
 from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
-                 write_gtiff, written_atomically)
+                 write_error, write_gtiff, written_atomically)
 
 # The formats a tool may read and write, and the file name the window gets in each.
 FORMATS = {"GTiff": "tile.tif", "SAGA": "tile.sdat", "AAIGrid": "tile.asc"}
@@ -81,7 +80,7 @@ def run_on_tile(*, tile, neighbours, grid, halo, band, tool, values, output_type
             write_gtiff(tmp, out, window.tile_geotransform, grid.crs_wkt, output_nodata,
                         tile_layout(tile.width, tile.height))
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        toolprocess.remove_folder(folder)
     return Path(out_path).stat().st_size
 
 
@@ -99,30 +98,27 @@ def copy_tile(*, tile, band, crs_wkt, out_path):
     return Path(out_path).stat().st_size
 
 
-def run_on_raster(*, tile_paths, tool, values, output_type, output_nodata, out_path, progress=None):
-    """Run `tool` once over the mosaic of `tile_paths`, for a job type that cannot be tiled; write
-    its output to `out_path` (atomically) as a tiled GeoTIFF. The mosaic goes straight into the
-    tool's folder in its input format, and its output is converted a block of rows at a time, so
-    that the worker never holds the whole area in memory. Returns the size in bytes."""
+def run_on_raster(*, tile_paths, tool, values, output_type, output_nodata, out_path, crs_wkt, progress=None):
+    """Run `tool` once over the mosaic of `tile_paths` (in the CRS `crs_wkt`), for a job type
+    that cannot be tiled; write its output to `out_path` (atomically) as a tiled GeoTIFF. The
+    mosaic goes straight into the tool's folder in its input format, and its output is converted
+    a block of rows at a time, so that the worker never holds the whole area in memory. Returns
+    the size in bytes."""
     folder = toolprocess.make_folder(tool.scratch)
     try:
         input_path = folder / FORMATS[tool.input_format]
-        mosaic.mosaic_to(tile_paths, input_path, tool.input_format)
-        try:
-            ds = gdal.Open(str(input_path))
-            size, geotransform, crs_wkt = (ds.RasterXSize, ds.RasterYSize), ds.GetGeoTransform(), ds.GetProjection()
-            ds = None
-        except RuntimeError as exc:
-            raise gdal_error(exc, "the mosaic") from None
+        # The grid from the tiles' mosaic, not from the tool's copy: a format such as SAGA's keeps
+        # neither the CRS's authority nor every digit of the origin.
+        size, geotransform = mosaic.mosaic_to(tile_paths, input_path, tool.input_format)
         output_path = _run_tool(folder, tool, values, input_path, progress)
         with written_atomically(out_path) as tmp:
             _convert_by_rows(output_path, tool, size, tmp, geotransform, crs_wkt, output_type, output_nodata, progress)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        toolprocess.remove_folder(folder)
     return Path(out_path).stat().st_size
 
 
-ROWS_AT_ONCE = 512
+PIXELS_AT_ONCE = 4 * 1024 * 1024
 
 
 def _convert_by_rows(path, tool, size, out_path, geotransform, crs_wkt, output_type, output_nodata, progress):
@@ -130,23 +126,27 @@ def _convert_by_rows(path, tool, size, out_path, geotransform, crs_wkt, output_t
     ds = _open_output(path, program, size, tool.output_format)
     band = ds.GetRasterBand(1)
     tool_nodata = band.GetNoDataValue()
-    out = gdal.GetDriverByName("GTiff").Create(str(out_path), size[0], size[1], 1, gdal.GetDataTypeByName(output_type),
-                                               ["TILED=YES", "BIGTIFF=IF_SAFER"])
-    out.SetGeoTransform(geotransform)
-    out.SetProjection(crs_wkt)
-    out_band = out.GetRasterBand(1)
-    out_band.SetNoDataValue(output_nodata)
-    for row in range(0, size[1], ROWS_AT_ONCE):
-        if progress is not None and not progress(row / size[1]):
-            raise Cancelled("stopped by the progress callback")
-        rows = min(ROWS_AT_ONCE, size[1] - row)
-        try:
-            pixels = band.ReadAsArray(0, row, size[0], rows)
-        except RuntimeError as exc:
-            raise RasterError(f"{program} wrote an output GDAL cannot read: {exc}") from None
-        out_band.WriteArray(_as_type(pixels, output_type, output_nodata, tool_nodata), 0, row)
-    out.FlushCache()
-    out = None
+    rows_at_once = max(1, PIXELS_AT_ONCE // size[0])
+    try:
+        out = gdal.GetDriverByName("GTiff").Create(str(out_path), size[0], size[1], 1,
+                                                   gdal.GetDataTypeByName(output_type), ["TILED=YES", "BIGTIFF=IF_SAFER"])
+        out.SetGeoTransform(geotransform)
+        out.SetProjection(crs_wkt)
+        out_band = out.GetRasterBand(1)
+        out_band.SetNoDataValue(output_nodata)
+        for row in range(0, size[1], rows_at_once):
+            if progress is not None and not progress(row / size[1]):
+                raise Cancelled("stopped by the progress callback")
+            rows = min(rows_at_once, size[1] - row)
+            try:
+                pixels = band.ReadAsArray(0, row, size[0], rows)
+            except RuntimeError as exc:
+                raise RasterError(f"{program} wrote an output GDAL cannot read: {exc}") from None
+            out_band.WriteArray(_as_type(pixels, output_type, output_nodata, tool_nodata), 0, row)
+        out.FlushCache()
+        out = None
+    except RuntimeError as exc:  # the disk full, say
+        raise write_error(exc, out_path) from None
 
 
 def _run_over(folder, tool, values, pixels, geotransform, crs_wkt, nodata, progress):

@@ -56,20 +56,22 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
 
 def mosaic_to(tile_paths, out_path, driver="GTiff"):
     """Mosaic tile outputs into one raster of `driver` (a tiled GeoTIFF, or the format a tool
-    reads, such as SAGA), for a tool that reads the whole area."""
+    reads, such as SAGA), for a tool that reads the whole area. Returns the mosaic's size
+    (width, height) and geotransform."""
     _check_present(tile_paths)
     vrt_name = f"/vsimem/mosaic-{uuid.uuid4().hex}.vrt"
     options = ["TILED=YES", "BIGTIFF=IF_SAFER"] if driver == "GTiff" else []
     try:
         with thread_config(**TILE_OPEN_OPTIONS):
             source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
+            grid = (source.RasterXSize, source.RasterYSize), source.GetGeoTransform()
             gdal.Translate(str(out_path), source, format=driver, creationOptions=options)
             source = None
     except RuntimeError as exc:
         raise write_error(exc, out_path) from None
     finally:
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
-    return Path(out_path).stat().st_size
+    return grid
 
 
 def _check_present(tile_paths):

@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -26,13 +27,16 @@ from jobsite.gdalpolicy import REFUSING_PROXY
 from .io import Cancelled, RasterError
 
 PREFIX = "jobsite-tool-"
-OWNER = ".worker-pid"  # in each folder: the pid of the worker that made it
+OWNER = ".worker"  # beside each folder FOLDER, as FOLDER.worker: who made it (see make_folder)
 MARKER = "JOBSITE_TOOL_FOLDER"  # in each tool's environment: its folder
 STDERR_TAIL = 2000
 KILL_GRACE = 1.0
 POLL = 0.1
 SWEEP_EVERY = 60.0
-UNOWNED_GRACE = 60.0  # a folder without its owner file yet, younger than this, is being made
+# A folder without its record is being made, or was made by a worker of an older jobsite in a
+# rolling upgrade: left alone for as long as any tool may run.
+UNOWNED_GRACE = 86400.0
+KILL_PASSES = 5  # a marked process may fork while the processes are looked through
 
 # What every tool's environment holds besides PATH and HOME: the C locale, one thread per tool
 # (OpenMP's threads would add up against the CPU time limit and crowd the other worker), and
@@ -45,6 +49,7 @@ BASE_ENVIRONMENT = {
 SIGNALS = {signal.SIGKILL: "SIGKILL (out of memory?)", signal.SIGXCPU: "SIGXCPU: its CPU time limit",
            signal.SIGXFSZ: "SIGXFSZ: its file size limit", signal.SIGSEGV: "SIGSEGV"}
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork: the child only calls it
 _last_sweep = 0.0
@@ -52,10 +57,31 @@ _last_sweep = 0.0
 
 def make_folder(scratch=None):
     """A new private folder for one tool run, in `scratch` (the system's temporary folder
-    without it), marked as this worker's."""
+    without it), with a record beside it (where the tool does not work) of the worker that made
+    it: its host, boot, pid and the pid's start time, so that a reused pid does not pass for it."""
     folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=scratch))
-    (folder / OWNER).write_text(str(os.getpid()))
+    record_path(folder).write_text(" ".join(_identity(os.getpid())))
     return folder
+
+
+def remove_folder(folder):
+    """Remove a tool's folder and its record."""
+    shutil.rmtree(folder, ignore_errors=True)
+    record_path(folder).unlink(missing_ok=True)
+
+
+def record_path(folder):
+    return folder.with_name(folder.name + OWNER)
+
+
+def _identity(pid):
+    """(host, boot id, pid, start time in clock ticks since boot) of a running process; OSError
+    if there is none."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        raise ProcessLookupError(pid)
+    return socket.gethostname(), BOOT_ID, str(pid), fields[19]  # field 22 of stat, counted after the name
 
 
 def _child_setup(tool):
@@ -146,48 +172,55 @@ def sweep_orphans(scratch=None):
     """End the processes of tool folders in `scratch` whose worker is gone, and remove the
     folders. Returns the folders removed."""
     root = Path(scratch or tempfile.gettempdir())
-    orphans = [folder for folder in root.glob(f"{PREFIX}*") if _orphaned(folder)]
+    orphans = [folder for folder in root.glob(f"{PREFIX}*") if folder.is_dir() and _orphaned(folder)]
     if orphans:
-        _kill_marked({str(folder) for folder in orphans})
+        marks = {f"{MARKER}={folder}".encode() for folder in orphans}
+        for _ in range(KILL_PASSES):
+            if not _kill_marked(marks):
+                break
         for folder in orphans:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)
     return orphans
 
 
 def _orphaned(folder):
     try:
-        owner = int((folder / OWNER).read_text())
+        host, boot, pid, started = record_path(folder).read_text().split()
     except FileNotFoundError:
         try:
             return time.time() - folder.stat().st_mtime > UNOWNED_GRACE
         except FileNotFoundError:
             return False
     except (OSError, ValueError):
-        return False  # not ours to judge (another user's, or not a folder)
-    return not _alive(owner)
-
-
-def _alive(pid):
+        return False  # not ours to judge (another user's, or not a record)
+    if host != socket.gethostname():
+        return False  # a scratch folder shared with another machine: its workers are its own
+    if boot != BOOT_ID:
+        return True  # made before this machine last started
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
+        return _identity(int(pid))[3] != started
+    except (OSError, ValueError):
         return True
 
 
-def _kill_marked(folders):
-    """SIGKILL every process whose environment marks it as a tool of one of `folders`."""
-    wanted = {f"{MARKER}={folder}".encode() for folder in folders}
+def _kill_marked(marks):
+    """SIGKILL every process whose environment holds one of `marks`; the number killed. Each is
+    held by a pidfd before its environment is read, so that a pid reused meanwhile is never hit."""
+    killed = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:  # gone, or another user's
+            handle = os.pidfd_open(int(entry.name))
+        except OSError:  # gone already
             continue
-        if wanted.intersection(environment):
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+            if marks.intersection(environment):
+                signal.pidfd_send_signal(handle, signal.SIGKILL)
+                killed += 1
+        except OSError:  # gone meanwhile, or another user's
+            pass
+        finally:
+            os.close(handle)
+    return killed

@@ -8,6 +8,7 @@ entry point (or runs at once in the worker that did the last tile).
 import logging
 import time
 
+from django.db import DatabaseError
 from django.db.models import Exists, OuterRef
 
 from jobsite import media
@@ -46,18 +47,20 @@ def job_finish_tiles(*, job_id, merge_here=False):
 
 
 class MergeWatch:
-    """The progress callback of a merge: False once the job is no longer merging (canceled),
-    asked of the database at most every `interval` seconds."""
+    """The progress callback of a merge: False once the job is no longer merging (canceled) or
+    merges again in another task, asked of the database at most every `interval` seconds."""
 
-    def __init__(self, job_id, interval=0.5):
-        self.job_id, self.interval, self.checked = job_id, interval, time.monotonic()
+    def __init__(self, job, interval=0.5):
+        self.job_id, self.merge_started, self.interval = job.pk, job.merge_started, interval
+        self.checked = time.monotonic()
 
     def __call__(self, fraction):
         now = time.monotonic()
         if now - self.checked < self.interval:
             return True
         self.checked = now
-        return Job.objects.filter(pk=self.job_id, status=JobStatus.MERGING).exists()
+        # A merge run again (merge_again) has a later start: this one gives way to it.
+        return Job.objects.filter(pk=self.job_id, status=JobStatus.MERGING, merge_started=self.merge_started).exists()
 
 
 def job_merge(*, job_id):
@@ -75,13 +78,19 @@ def job_merge(*, job_id):
             written, results = kind.merge(tile_paths=[media.media_path(p) for p in relpaths], out_dir=out_dir,
                                           params=job.params, inputs=job.input_files(),
                                           crs_wkt=tileindex.index_crs_wkt(job.collection_id),
-                                          progress=MergeWatch(job_id))
+                                          progress=MergeWatch(job))
     except Cancelled:
         logger.info("job %s merge stopped: the job is no longer merging", job_id)
         return
-    except (RasterError, OSError, Rejected, tileindex.LoadError) as exc:
-        logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
-        error = f"merge failed: {without_paths(str(exc))}"
+    except DatabaseError:
+        raise  # the database away: the sweep runs the merge again (merge_again)
+    except Exception as exc:
+        if isinstance(exc, (RasterError, OSError, Rejected, tileindex.LoadError)):
+            logger.warning("job %s merge: %s", job_id, exc)  # with the paths, for the operator
+            error = f"merge failed: {without_paths(str(exc))}"
+        else:  # a job type's own merge (a site's Python type) that breaks: the job fails, not the task
+            logger.exception("job %s merge", job_id)
+            error = "merge failed: an error in the job type's merge (the cluster's log has it)"
         lifecycle.move_job(job_id, "fail", only_from=[JobStatus.MERGING], error=error, message=error,
                            level=JobLog.Level.ERROR)
         return
