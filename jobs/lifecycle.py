@@ -203,9 +203,14 @@ def move_tiles(job_id, name, tiles, **fields):
     `job_id`) in its source states, setting its stamps and `fields`. Returns how many moved."""
     transition = _tile_transition(name)
     changes = {**transition.fields(timezone.now()), **fields, "status": transition.target}
-    moved = tiles.filter(status__in=transition.sources).update(**changes)
-    if moved:
-        _announce_tiles(job_id, name, moved)
+    moving = tiles.filter(status__in=transition.sources)
+    with transaction.atomic(savepoint=False):
+        # The rows are locked in the order of their ids (PostgreSQL; SQLite writes one at a time),
+        # as every multi-row tile update does: two of them (a resume and a worker's batch) that
+        # locked in the orders of their scans could each wait for the other, a deadlock.
+        moved = JobTile.objects.filter(pk__in=moving.order_by("id").select_for_update().values("id")).update(**changes)
+        if moved:
+            _announce_tiles(job_id, name, moved)
     return moved
 
 
@@ -227,14 +232,18 @@ def tiles_succeeded(job_id, done, lease_owner):
     params = [*stamps.values()]
     params += [value for job_tile, relpath, size in done for value in (job_tile.pk, relpath, size)]
     params += [source, lease_owner]
-    with connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if connection.features.has_select_for_update:  # the rows in the order of their ids (see move_tiles)
+            ids = sorted(job_tile.pk for job_tile, _, _ in done)
+            cursor.execute(f"SELECT id FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) ORDER BY id FOR UPDATE",
+                           ids)
         cursor.execute(
             f"UPDATE {table} SET {sets}, output_path = v.column2, output_size = v.column3 "
             f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1 AND {table}.status = %s "
             f"AND {table}.lease_owner = %s", params)
         recorded = cursor.rowcount
-    if recorded:
-        _announce_tiles(job_id, "succeed", recorded)
+        if recorded:
+            _announce_tiles(job_id, "succeed", recorded)
     return recorded
 
 
