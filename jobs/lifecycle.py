@@ -167,7 +167,9 @@ def _update_job(jobs, sources, changes):
         return old if jobs.filter(status=old).update(**changes) else None
     # Locking the row first makes a transition that races another wait for it, as a plain
     # conditional UPDATE would, and then see the state the other one left.
-    old = jobs.select_for_update().values_list("status", flat=True).first()
+    # FOR NO KEY UPDATE: a transition changes no key, so it need not wait for, nor hold up, the
+    # foreign key checks of rows that refer to the job (a worker's log line, at its COMMIT).
+    old = jobs.select_for_update(no_key=True).values_list("status", flat=True).first()
     if old not in sources:
         return None
     return old if jobs.filter(status=old).update(**changes) else None
@@ -208,7 +210,8 @@ def move_tiles(job_id, name, tiles, **fields):
         # The rows are locked in the order of their ids (PostgreSQL; SQLite writes one at a time),
         # as every multi-row tile update does: two of them (a resume and a worker's batch) that
         # locked in the orders of their scans could each wait for the other, a deadlock.
-        moved = JobTile.objects.filter(pk__in=moving.order_by("id").select_for_update().values("id")).update(**changes)
+        locked = moving.order_by("id").select_for_update(no_key=True).values("id")
+        moved = JobTile.objects.filter(pk__in=locked).update(**changes)
         if moved:
             _announce_tiles(job_id, name, moved)
     return moved
@@ -233,9 +236,9 @@ def tiles_succeeded(job_id, done, lease_owner):
     params += [value for job_tile, relpath, size in done for value in (job_tile.pk, relpath, size)]
     params += [source, lease_owner]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        if connection.features.has_select_for_update:  # the rows in the order of their ids (see move_tiles)
+        if connection.vendor == "postgresql":  # the rows in the order of their ids (see move_tiles)
             ids = sorted(job_tile.pk for job_tile, _, _ in done)
-            cursor.execute(f"SELECT id FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) ORDER BY id FOR UPDATE",
+            cursor.execute(f"SELECT id FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) ORDER BY id FOR NO KEY UPDATE",
                            ids)
         cursor.execute(
             f"UPDATE {table} SET {sets}, output_path = v.column2, output_size = v.column3 "

@@ -120,7 +120,7 @@ def cleanup(*, owner=None, older_than_days=None, remove=remove_files_on_commit):
         jobs = jobs.filter(finished__lt=timezone.now() - timedelta(days=older_than_days))
     with transaction.atomic():
         # Locked, so a resume waiting on one of these jobs sees its interim results gone.
-        job_ids = list(jobs.select_for_update().values_list("id", flat=True))
+        job_ids = list(jobs.select_for_update(no_key=True).values_list("id", flat=True))
         now = timezone.now()
         for start in range(0, len(job_ids), CHUNK):
             Job.objects.filter(id__in=job_ids[start:start + CHUNK]).update(interim_deleted=now)

@@ -268,7 +268,7 @@ def link_arrived_inputs(job):
 def _check_active_jobs(owner):
     """Refuse a new job to a user at the limit of active jobs. Locking the user's row makes
     concurrent submits of one user count one after the other."""
-    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=owner.pk).first()
     active = Job.objects.filter(owner=owner, status__in=JobStatus.active()).count()
     if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
         raise LimitExceeded(f"you have {active} active jobs and the limit is {settings.MAX_ACTIVE_JOBS_PER_USER}; "
