@@ -48,8 +48,8 @@ def test_cancel_through_the_api_ends_a_running_tool_on_a_real_cluster(index, own
     assert gone(tool, within=2.5) and gone(grandchild, within=0.5)  # a lease check, a poll, SIGTERM
     job = wait_until_final(created.json()["id"], timeout=30)
     assert job.status == JobStatus.CANCELED
-    wait_for(lambda: job.tiles.get().status == TileStatus.CANCELED, timeout=10, message="the tile canceled")
-    assert not folder.exists()
+    assert job.tiles.get().status == TileStatus.CANCELED
+    wait_for(lambda: not folder.exists(), timeout=5, message="the tool's folder removed by its worker")
 
 
 WORKER = textwrap.dedent("""\
