@@ -112,7 +112,8 @@ def datafile_store(*, owner, upload, name=None, replace=False):
                 datafile = DataFile.objects.create(owner=owner, name=name, kind=kind, size=size, sha256=digest,
                                                    metadata=found, path=relpath)
                 created = True
-            transaction.on_commit(lambda: datafile_stored.send(sender=DataFile, datafile=datafile, created=created))
+            transaction.on_commit(lambda: datafile_stored.send(sender=DataFile, datafile=datafile, created=created),
+                                  robust=True)
     except IntegrityError:
         final.unlink(missing_ok=True)
         raise Conflict(f"you already have a data file named {name}; PUT /api/v1/datafiles/{name}/ replaces it") from None

@@ -11,7 +11,9 @@ and racing cancels do no harm; nothing reads a status, decides in Python and wri
 transition also writes its JobLog line, and a job that ends runs the end-of-job effects in the
 same transaction (see `_ended`). Every committed transition sends one signal, `job_changed` or
 `tiles_changed`, once the transaction commits and never for one that rolls back: notifications
-and live status subscribe to those and need not know where transitions happen.
+and live status subscribe to those and need not know where transitions happen. A job's
+transition also sends `job_changing` inside its transaction, for what must be recorded with it
+(the events that webhooks deliver).
 """
 
 import functools
@@ -32,6 +34,11 @@ logger = logging.getLogger(__name__)
 # and transition (its name in JOB_TRANSITIONS, or "submit"). Receivers connect in an
 # AppConfig.ready: a transition is announced only if the signal has receivers when it is made.
 job_changed = Signal()
+# Sent with the same arguments inside the transaction of a job's transition, after its UPDATE
+# (the row is locked), for receivers that must record it with it: what they write commits or rolls
+# back with the transition, in the order of the transitions. They run in a savepoint: one that
+# raises is logged, its writes are undone, and the transition goes on.
+job_changing = Signal()
 # Sent once a transition of some of a job's tiles has committed, with job_id, transition, count
 # (tiles moved) and counts: a function that returns {tile status: number of the job's tiles}, read
 # once when first called (one query, which the worker pays only for receivers that ask).
@@ -272,6 +279,12 @@ def _tile_transition(name):
 
 
 def _announce_job(job_id, old, new, name):
+    if job_changing.has_listeners(Job):
+        try:
+            with transaction.atomic():
+                job_changing.send(sender=Job, job_id=job_id, old=old, new=new, transition=name)
+        except Exception:
+            logger.exception("job %s: a job_changing receiver failed; what it wrote is undone", job_id)
     if job_changed.has_listeners(Job):
         transaction.on_commit(lambda: job_changed.send(sender=Job, job_id=job_id, old=old, new=new, transition=name),
                               robust=True)

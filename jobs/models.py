@@ -179,6 +179,13 @@ class JobQuerySet(models.QuerySet):
         return self.with_counts().annotate(owner_name=F("owner__username"))
 
 
+# A job's own webhooks, by name (as actinia names them), and the event types each is sent.
+JOB_WEBHOOKS = {
+    "update": ("job.started", "job.progress", "tile.failed"),
+    "finished": ("job.succeeded", "job.failed", "job.canceled"),
+}
+
+
 class Job(models.Model):
     MAX_LABELS = 20
     MAX_WAIT_SECONDS = 30 * 24 * 3600  # the longest a job may wait for its data files
@@ -200,6 +207,9 @@ class Job(models.Model):
     waiting_for = models.JSONField(default=list, blank=True, help_text="names of the data files the job waits for")
     wait_deadline = models.DateTimeField(null=True, blank=True, help_text="a waiting job fails after this")
     results = models.JSONField(null=True, blank=True, help_text="results kept on the job, e.g. zonal statistics")
+    webhooks = models.JSONField(default=dict, blank=True, help_text="its own webhooks: name (JOB_WEBHOOKS) to URL")
+    webhook_secret = models.CharField(max_length=64, blank=True, editable=False,
+                                      help_text="signs its own webhooks; shown to its owner once, at submit")
     interim_deleted = models.DateTimeField(
         null=True, blank=True, help_text="When its interim results were deleted by a storage cleanup; "
                                          "a resume then recomputes every tile")

@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "django_q",
     "jobs",
     "datafiles",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -335,6 +336,22 @@ if INTERIM_RESULTS_DEFAULT not in ("always", "on_error", "never"):
 # GDAL and the network (jobsite/gdalpolicy.py). GDAL reaches no host unless it is listed here, e.g.
 # JOBSITE_GDAL_HTTP_HOSTS=tiles.example.org for tiles loaded as /vsicurl/https://tiles.example.org/...
 GDAL_HTTP_HOSTS = envlist("JOBSITE_GDAL_HTTP_HOSTS")
+
+# Webhooks (notifications/). Hosts here may be private or loopback addresses (a site's own receivers);
+# every other webhook URL must resolve to public addresses only (jobsite/outbound.py).
+WEBHOOK_ALLOWED_HOSTS = envlist("JOBSITE_WEBHOOK_ALLOWED_HOSTS")
+WEBHOOK_TIMEOUT_SECONDS = envint("JOBSITE_WEBHOOK_TIMEOUT_SECONDS", 5, minimum=1)
+WEBHOOK_PROGRESS_SECONDS = envint("JOBSITE_WEBHOOK_PROGRESS_SECONDS", 10, minimum=1)
+# The waits before the second, third ... try of a delivery: 8 tries over about a day.
+try:
+    WEBHOOK_RETRY_SECONDS = [int(value) for value in envlist("JOBSITE_WEBHOOK_RETRY_SECONDS",
+                                                               ["10", "60", "300", "1800", "7200", "21600", "54000"])]
+except ValueError:
+    raise ImproperlyConfigured("JOBSITE_WEBHOOK_RETRY_SECONDS must be whole seconds, comma-separated") from None
+WEBHOOK_RETENTION_DAYS = envint("JOBSITE_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
+# The site's address as its users reach it, e.g. https://jobs.example.org: links in webhook payloads
+# are absolute with it (relative without).
+PUBLIC_URL = os.environ.get("JOBSITE_PUBLIC_URL", "")
 
 # Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
 # programs are looked up, and run, with this PATH only.

@@ -10,6 +10,7 @@ from jobs import legacy
 from jobs import views as job_pages
 from jobs.api import views
 from jobs.api.auth import throttle_password_attempts
+from notifications.api import SubscriptionViewSet
 
 
 class Router(DefaultRouter):
@@ -27,6 +28,7 @@ router.register("towns", views.TownViewSet, basename="town")
 router.register("job-types", views.JobTypeViewSet, basename="job-type")
 router.register("labels", views.LabelViewSet, basename="label")
 router.register("datafiles", DataFileViewSet, basename="datafile")
+router.register("webhooks", SubscriptionViewSet, basename="webhook")
 
 urlpatterns = [
     path("", job_pages.job_list, name="job-list"),

@@ -51,7 +51,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = ["id", "type", "status", "owner", "collection", "params", "inputs", "labels", "town", "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
                   "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
-                  "interim_deleted", "links"]
+                  "interim_deleted", "webhooks", "links"]
         read_only_fields = fields
 
     def get_progress(self, job) -> int:
@@ -109,6 +109,19 @@ class JobCreateSerializer(serializers.Serializer):
                                    help_text="input name: the name of one of your data files (see job-types/)")
     wait_timeout = serializers.IntegerField(min_value=1, max_value=Job.MAX_WAIT_SECONDS, required=False,
                                             help_text="seconds to wait for data files not uploaded yet")
+    webhooks = serializers.DictField(child=serializers.CharField(max_length=2000), required=False,
+                                     help_text='the job\'s own webhooks: {"update": URL, "finished": URL}; update gets '
+                                               "job.started, job.progress and tile.failed, finished the end; signed "
+                                               "with webhook_secret, which the answer gives once")
+
+
+class CreatedJobSerializer(JobSerializer):
+    webhook_secret = serializers.CharField(read_only=True, help_text="signs the job's own webhooks (Standard "
+                                                                     "Webhooks); given only here, when it has some")
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "webhook_secret"]
+        read_only_fields = fields
 
 
 class JobLogSerializer(serializers.ModelSerializer):

@@ -29,7 +29,7 @@ from jobsite.api.errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
 from .serializers import (CleanupSerializer, CollectionSerializer, JobCreateSerializer, JobLogSerializer,
-                          JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
+                          CreatedJobSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
                           StorageSerializer, TileSerializer, TownSerializer, outputs_of)
 
 CONFLICT = {409: ErrorSerializer}
@@ -68,7 +68,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         job = self.get_queryset().get(pk=job.pk)
         return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=code)
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer, 429: ErrorSerializer})
+    @extend_schema(request=JobCreateSerializer, responses={201: CreatedJobSerializer, 429: ErrorSerializer})
     def create(self, request, *args, **kwargs):
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -76,8 +76,12 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
                                 town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
                                 interim_results=data.get("interim_results"), inputs=data.get("inputs"),
-                                wait_timeout=data.get("wait_timeout"), collection=data.get("collection"))
-        return self._represent(job, status.HTTP_201_CREATED)
+                                wait_timeout=data.get("wait_timeout"), collection=data.get("collection"),
+                                webhooks=data.get("webhooks"))
+        represented = self.get_queryset().get(pk=job.pk)
+        represented.webhook_secret = job.webhook_secret or None
+        return Response(CreatedJobSerializer(represented, context=self.get_serializer_context()).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None, **CONFLICT})
     def destroy(self, request, *args, **kwargs):

@@ -16,9 +16,10 @@ from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
 from .. import lifecycle, queue, storage, tileindex, towns, vector
+from jobsite import outbound
 from jobsite.exceptions import LimitExceeded, Rejected, TooLarge, id_list, quoted
 from ..jobtypes import get_job_type, read_polygons
-from ..models import MAX_ID, Collection, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
+from ..models import JOB_WEBHOOKS, MAX_ID, Collection, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
 
 EXACTLY_ONE = {"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"}
 
@@ -86,13 +87,35 @@ def _town_tile_ids(town_id, collection):
     return town, tile_ids
 
 
+def _clean_webhooks(raw):
+    """{name: URL} of the job's own webhooks, each URL checked as at send time; Rejected names each
+    bad one."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise Rejected({"webhooks": f"must be an object of names ({', '.join(JOB_WEBHOOKS)}) to URLs"})
+    errors = {}
+    for name, url in raw.items():
+        if name not in JOB_WEBHOOKS:
+            errors[f"webhooks.{name}"] = f"unknown webhook; the webhooks are {', '.join(JOB_WEBHOOKS)}"
+            continue
+        try:
+            outbound.check_url_and_host(url)
+        except outbound.UnsafeURL as exc:
+            errors[f"webhooks.{name}"] = str(exc)
+    if errors:
+        raise Rejected(errors)
+    return dict(raw)
+
+
 def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
-               inputs=None, wait_timeout=None, collection=None):
+               inputs=None, wait_timeout=None, collection=None, webhooks=None):
     """Create a job and all its tiles in one transaction, then queue its work once committed.
 
     The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
     polygons overlap, all in `collection` (the default collection without one). `inputs` names the owner's data files the type reads; a job naming a file
-    that has not been uploaded yet waits for it (at most `wait_timeout` seconds). Raises Rejected
+    that has not been uploaded yet waits for it (at most `wait_timeout` seconds). `webhooks` are
+    the job's own ({"update": URL, "finished": URL}), signed with a secret made for the job. Raises Rejected
     for any bad input, LimitExceeded or TooLarge at the owner's limits, writing nothing.
     """
     kind = get_job_type(job_type)
@@ -105,6 +128,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         problems["interim_results"] = f"must be one of {', '.join(InterimResults.values)}"
     files = _checked(problems, lambda: _input_files(owner, kind, kind.clean_inputs(inputs)))
     wait_seconds = _checked(problems, _clean_wait_timeout, wait_timeout)
+    clean_webhooks = _checked(problems, _clean_webhooks, webhooks)
     tiles_from_file = tile_ids is None and town_id is None and kind.tiles_from
     chosen = None if layer is None or (files is None and tiles_from_file) else _checked(
         problems, _choose_tiles, kind, files, tile_ids, town_id, layer)
@@ -120,7 +144,8 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=clean_params, town=town, collection=layer,
                                  status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
                                  wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
-                                 tiles_total=len(ids), woken=None if waiting_for else timezone.now())
+                                 tiles_total=len(ids), woken=None if waiting_for else timezone.now(),
+                                 webhooks=clean_webhooks, webhook_secret=outbound.new_secret() if clean_webhooks else "")
         if clean_labels:
             Label.objects.bulk_create([Label(name=name) for name in clean_labels], ignore_conflicts=True)
             job.labels.set(Label.objects.filter(name__in=clean_labels))

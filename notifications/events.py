@@ -1,0 +1,123 @@
+"""Events, recorded where the life cycle announces them, each with the deliveries it owes: to
+the owner's subscriptions that want its type, and to the job's own webhooks (`update`,
+`finished`).
+
+A job's transitions are recorded inside their own transaction (jobs.lifecycle's
+`job_changing`, with the job's row locked): an event commits with its transition or not at all,
+and one job's events are numbered in the order its transitions happened. Progress and tile
+failures come from `tiles_changed` once the tiles' transition has committed (a process that
+dies in between loses one progress event, which the next one or the job's end make good), and
+data files from `datafile_stored`. Receivers only write rows and never send anything: the
+cluster delivers (notifications.delivery). Progress is announced at most every
+JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 % of the tiles.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.api.serializers import JobSerializer
+from jobs.models import JOB_WEBHOOKS, Job, JobStatus, TileStatus
+
+from .models import Delivery, Event, EventType, Subscription
+
+
+JOB_EVENTS = {"start": [EventType.JOB_STARTED], "succeed": [EventType.JOB_SUCCEEDED],
+              "fail": [EventType.JOB_FAILED], "cancel": [EventType.JOB_CANCELED]}
+
+
+def absolute(url):
+    return f"{settings.PUBLIC_URL.rstrip('/')}{url}" if url.startswith("/") else url
+
+
+def job_data(job):
+    """The job's REST representation, with absolute links where JOBSITE_PUBLIC_URL is set."""
+    data = JobSerializer(job, context={}).data
+    data["links"] = {name: absolute(link) if link else link for name, link in data["links"].items()}
+    data["outputs"] = [{**output, "url": absolute(output["url"])} for output in data["outputs"]]
+    return data
+
+
+def envelope(event_type, data, when):
+    """The payload of an event, in the Standard Webhooks shape."""
+    return {"type": event_type, "timestamp": when.isoformat().replace("+00:00", "Z"), "data": data}
+
+
+def on_job_changing(sender, job_id, old, new, transition, **kwargs):
+    if transition == "submit":
+        types = [EventType.JOB_CREATED] + ([EventType.JOB_WAITING] if new == JobStatus.WAITING else [])
+    else:
+        types = JOB_EVENTS.get(transition, [])
+    if types:
+        record_job_events(job_id, types)
+
+
+def on_tiles_changed(sender, job_id, transition, count, counts, **kwargs):
+    if transition == "fail":
+        record_job_events(job_id, [EventType.TILE_FAILED], tiles=count)
+    elif transition == "succeed":
+        _maybe_progress(job_id, counts())
+
+
+def _maybe_progress(job_id, counts):
+    total = sum(counts.values())
+    if not total:
+        return
+    percent = 100 * counts.get(TileStatus.SUCCEEDED, 0) // total
+    last = (Event.objects.filter(job_id=job_id, type=EventType.JOB_PROGRESS).order_by("-id")
+            .values_list("created", "payload__data__progress").first())
+    if last is not None:
+        when, last_percent = last
+        recent = timezone.now() - when < timedelta(seconds=settings.WEBHOOK_PROGRESS_SECONDS)
+        if recent and percent // 10 <= (last_percent or 0) // 10:
+            return
+    record_job_events(job_id, [EventType.JOB_PROGRESS])
+
+
+def record_job_events(job_id, types, tiles=None):
+    """Record events of `types` about the job, each with the deliveries it owes, with the job's
+    row locked, so that its events are numbered in the order they happened."""
+    with transaction.atomic():
+        job = Job.objects.for_api().select_related("owner").select_for_update(of=("self",), no_key=True).filter(pk=job_id).first()
+        if job is None:
+            return
+        data = job_data(job)
+        if tiles is not None:
+            data = {**data, "tiles_newly_failed": tiles}
+        subscriptions = list(Subscription.objects.filter(owner_id=job.owner_id, active=True))
+        for event_type in types:
+            now = timezone.now()
+            event = Event.objects.create(type=event_type, owner_id=job.owner_id, job=job, created=now,
+                                         payload=envelope(event_type, data, now))
+            owed = [Delivery(event=event, subscription=sub, url=sub.url, order_key=f"s{sub.pk}:j{job.pk}")
+                    for sub in subscriptions if sub.wants(event_type)]
+            owed += [Delivery(event=event, url=url, secret=job.webhook_secret, order_key=f"j{job.pk}:{name}")
+                     for name, url in job.webhooks.items() if event_type in JOB_WEBHOOKS.get(name, ())]
+            Delivery.objects.bulk_create(owed)
+
+
+def on_datafile_stored(sender, datafile, created, **kwargs):
+    from datafiles.api import DataFileSerializer
+
+    data = DataFileSerializer(datafile, context={}).data
+    data["links"] = {name: absolute(link) for name, link in data.get("links", {}).items()}
+    subscriptions = [sub for sub in Subscription.objects.filter(owner_id=datafile.owner_id, active=True)
+                     if sub.wants(EventType.DATAFILE_STORED)]
+    with transaction.atomic():
+        now = timezone.now()
+        event = Event.objects.create(type=EventType.DATAFILE_STORED, owner_id=datafile.owner_id, created=now,
+                                     payload=envelope(EventType.DATAFILE_STORED, data, now))
+        Delivery.objects.bulk_create([Delivery(event=event, subscription=sub, url=sub.url,
+                                               order_key=f"s{sub.pk}:datafiles") for sub in subscriptions])
+
+
+def ping(subscription):
+    """A test event sent to `subscription` alone; its delivery."""
+    now = timezone.now()
+    with transaction.atomic():
+        event = Event.objects.create(type=EventType.PING, owner_id=subscription.owner_id, created=now,
+                                     payload=envelope(EventType.PING, {"subscription": subscription.pk}, now))
+        return Delivery.objects.create(event=event, subscription=subscription, url=subscription.url,
+                                       order_key=f"s{subscription.pk}:ping")

@@ -1,0 +1,60 @@
+"""Webhooks delivered by a real cluster: from the guard loop's wake-up to the receiver, and
+nothing lost when the cluster is killed with deliveries owed."""
+
+import signal
+from collections import Counter
+
+import pytest
+
+from jobs.models import JobStatus
+from notifications.models import Delivery
+
+from .conftest import wait_for, wait_until_final
+from .webhook_receiver import Receiver
+
+CLUSTER_ENV = {"JOBSITE_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "JOBSITE_WEBHOOK_RETRY_SECONDS": ",".join(["1"] * 30),
+               "JOBSITE_WEBHOOK_TIMEOUT_SECONDS": "1", "JOBSITE_WEBHOOK_PROGRESS_SECONDS": "1"}
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    running = Receiver().start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.cluster
+def test_a_cluster_killed_with_deliveries_owed_sends_them_all_after_restart(index, owner, client_for, start_cluster,
+                                                                            receiver):
+    api = client_for(owner)
+    subscription = api.post("/api/v1/webhooks/", {"url": f"{receiver.url}/all"}, format="json").json()
+    receiver.answers = [503] * 10_000  # down
+    first = start_cluster(**CLUSTER_ENV)
+    created = api.post("/api/v1/jobs/", {"type": "slope", "tile_ids": index.ids,
+                                         "webhooks": {"finished": f"{receiver.url}/finished"}}, format="json")
+    assert created.status_code == 201, created.json()
+    secret = created.json()["webhook_secret"]
+    job = wait_until_final(created.json()["id"], timeout=60)
+    assert job.status == JobStatus.SUCCEEDED
+    wait_for(lambda: len(receiver.received) >= 4, timeout=30, message="tries at the receiver while it is down")
+    first.stop(sig=signal.SIGKILL)  # kill -9, deliveries owed
+    owed = Delivery.objects.filter(status=Delivery.Status.PENDING).count()
+    assert owed >= 4
+    receiver.answers = []  # up again
+    tried_before = len(receiver.received)
+    start_cluster(**CLUSTER_ENV)
+    wait_for(lambda: not Delivery.objects.filter(status=Delivery.Status.PENDING).exists(), timeout=60,
+             message="every owed delivery sent")
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.DELIVERED}
+    answered = receiver.received[tried_before:]
+    # Each message arrives once more at most: a try that was under way when the cluster died.
+    assert max(Counter(r.headers["webhook-id"] for r in answered).values()) <= 2
+    assert len({r.headers["webhook-id"] for r in answered}) == Delivery.objects.count()
+    finished = [r for r in receiver.received if r.path == "/finished" and r.payload["type"] == "job.succeeded"]
+    assert finished and finished[-1].verify(secret)["data"]["status"] == "succeeded"
+    # In the order they happened: the deliveries' ids (webhook-id) rise, a repeated try aside.
+    ids = [int(r.headers["webhook-id"].removeprefix("msg_")) for r in answered if r.path == "/all"]
+    assert [i for n, i in enumerate(ids) if n == 0 or i != ids[n - 1]] == sorted(set(ids))
+    kinds = [r.verify(subscription["secret"])["type"] for r in answered if r.path == "/all"]
+    assert kinds[0] == "job.created" and kinds[-1] == "job.succeeded"
