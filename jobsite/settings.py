@@ -352,6 +352,11 @@ WEBHOOK_RETENTION_DAYS = envint("JOBSITE_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 # The site's address as its users reach it, e.g. https://jobs.example.org: links in webhook payloads
 # are absolute with it (relative without).
 PUBLIC_URL = os.environ.get("JOBSITE_PUBLIC_URL", "")
+# Event streams (notifications/streams.py): progress events at most this often (webhooks get them
+# at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS), and the streams one user may hold open in one
+# web process.
+EVENT_PROGRESS_SECONDS = envint("JOBSITE_EVENT_PROGRESS_SECONDS", 2, minimum=1)
+STREAMS_PER_USER = envint("JOBSITE_STREAMS_PER_USER", 10, minimum=1)
 
 # Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
 # programs are looked up, and run, with this PATH only.

@@ -10,6 +10,7 @@ from jobs import legacy
 from jobs import views as job_pages
 from jobs.api import views
 from jobs.api.auth import throttle_password_attempts
+from notifications import streams
 from notifications.api import SubscriptionViewSet
 
 
@@ -58,6 +59,8 @@ urlpatterns = [
          name="api-docs"),
     path("api/v1/storage/", views.StorageView.as_view(), name="api-storage"),
     path("api/v1/health/", views.HealthView.as_view(), name="api-health"),
+    path("api/v1/events/", streams.all_events, name="api-events"),
+    path("api/v1/jobs/<int:pk>/events/", streams.job_events, name="api-job-events"),
     path("api/v1/", include(router.urls)),
     # The old tile pipeline's endpoints.
     path("start_job", legacy.start_job, name="legacy-start-job"),

@@ -8,8 +8,8 @@ and one job's events are numbered in the order its transitions happened. Progres
 failures come from `tiles_changed` once the tiles' transition has committed (a process that
 dies in between loses one progress event, which the next one or the job's end make good), and
 data files from `datafile_stored`. Receivers only write rows and never send anything: the
-cluster delivers (notifications.delivery). Progress is announced at most every
-JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 % of the tiles.
+cluster delivers (notifications.delivery), and the web processes' feeds hand them to the event
+streams (notifications.feed), woken at the commit on PostgreSQL.
 """
 
 from datetime import timedelta
@@ -21,6 +21,7 @@ from django.utils import timezone
 from jobs.api.serializers import JobSerializer
 from jobs.models import JOB_WEBHOOKS, Job, JobStatus, TileStatus
 
+from .feed import notify_streams
 from .models import Delivery, Event, EventType, Subscription
 
 
@@ -62,23 +63,31 @@ def on_tiles_changed(sender, job_id, transition, count, counts, **kwargs):
 
 
 def _maybe_progress(job_id, counts):
+    """A progress event at most every JOBSITE_EVENT_PROGRESS_SECONDS and at each 10 % of the tiles;
+    owed to webhooks at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 %."""
     total = sum(counts.values())
     if not total:
         return
     percent = 100 * counts.get(TileStatus.SUCCEEDED, 0) // total
-    last = (Event.objects.filter(job_id=job_id, type=EventType.JOB_PROGRESS).order_by("-id")
-            .values_list("created", "payload__data__progress").first())
-    if last is not None:
-        when, last_percent = last
-        recent = timezone.now() - when < timedelta(seconds=settings.WEBHOOK_PROGRESS_SECONDS)
-        if recent and percent // 10 <= (last_percent or 0) // 10:
-            return
-    record_job_events(job_id, [EventType.JOB_PROGRESS])
+    progress = Event.objects.filter(job_id=job_id, type=EventType.JOB_PROGRESS).order_by("-id")
+    last = progress.values_list("created", "payload__data__progress", "for_webhooks").first()
+    if last is not None and not _due(last, percent, settings.EVENT_PROGRESS_SECONDS):
+        return
+    if last is not None and not last[2]:
+        last = progress.filter(for_webhooks=True).values_list("created", "payload__data__progress").first()
+    record_job_events(job_id, [EventType.JOB_PROGRESS],
+                      for_webhooks=last is None or _due(last, percent, settings.WEBHOOK_PROGRESS_SECONDS))
 
 
-def record_job_events(job_id, types, tiles=None):
-    """Record events of `types` about the job, each with the deliveries it owes, with the job's
-    row locked, so that its events are numbered in the order they happened."""
+def _due(last, percent, seconds):
+    when, last_percent = last[:2]
+    return timezone.now() - when >= timedelta(seconds=seconds) or percent // 10 > (last_percent or 0) // 10
+
+
+def record_job_events(job_id, types, tiles=None, for_webhooks=True):
+    """Record events of `types` about the job, each with the deliveries it owes (none unless
+    `for_webhooks`), with the job's row locked, so that its events are numbered in the order they
+    happened."""
     with transaction.atomic():
         job = Job.objects.for_api().select_related("owner").select_for_update(of=("self",), no_key=True).filter(pk=job_id).first()
         if job is None:
@@ -86,16 +95,18 @@ def record_job_events(job_id, types, tiles=None):
         data = job_data(job)
         if tiles is not None:
             data = {**data, "tiles_newly_failed": tiles}
-        subscriptions = list(Subscription.objects.filter(owner_id=job.owner_id, active=True))
+        subscriptions = list(Subscription.objects.filter(owner_id=job.owner_id, active=True)) if for_webhooks else []
+        webhooks = job.webhooks.items() if for_webhooks else ()
         for event_type in types:
             now = timezone.now()
             event = Event.objects.create(type=event_type, owner_id=job.owner_id, job=job, created=now,
-                                         payload=envelope(event_type, data, now))
+                                         payload=envelope(event_type, data, now), for_webhooks=for_webhooks)
             owed = [Delivery(event=event, subscription=sub, url=sub.url, order_key=f"s{sub.pk}:j{job.pk}")
                     for sub in subscriptions if sub.wants(event_type)]
             owed += [Delivery(event=event, url=url, secret=job.webhook_secret, order_key=f"j{job.pk}:{name}")
-                     for name, url in job.webhooks.items() if event_type in JOB_WEBHOOKS.get(name, ())]
+                     for name, url in webhooks if event_type in JOB_WEBHOOKS.get(name, ())]
             Delivery.objects.bulk_create(owed)
+        notify_streams()
 
 
 def on_datafile_stored(sender, datafile, created, **kwargs):
@@ -111,6 +122,7 @@ def on_datafile_stored(sender, datafile, created, **kwargs):
                                      payload=envelope(EventType.DATAFILE_STORED, data, now))
         Delivery.objects.bulk_create([Delivery(event=event, subscription=sub, url=sub.url,
                                                order_key=f"s{sub.pk}:datafiles") for sub in subscriptions])
+        notify_streams()
 
 
 def ping(subscription):

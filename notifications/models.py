@@ -52,6 +52,8 @@ class Event(models.Model):
     job = models.ForeignKey("jobs.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     payload = models.JSONField()
     created = models.DateTimeField(default=timezone.now, db_index=True)
+    # Whether webhooks were owed it: progress comes to the event streams more often than to them.
+    for_webhooks = models.BooleanField(default=True)
 
     class Meta:
         indexes = [models.Index(fields=["job", "type", "id"], name="event_job_type")]

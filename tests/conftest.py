@@ -1,6 +1,7 @@
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -245,3 +246,44 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture
+def asgi_server(transactional_db, media, tmp_path):
+    """Start uvicorn serving jobsite.asgi on the test database, with extra environment settings;
+    its URL. It stops at the end."""
+    started = []
+
+    def start(**settings):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
+               "MEDIA_ROOT": str(media), "ALLOWED_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", **settings}
+        log = open(tmp_path / f"uvicorn-{len(started)}.log", "wb")
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "jobsite.asgi:application", "--port", str(port),
+                                   "--lifespan", "off", "--timeout-graceful-shutdown", "1"],
+                                  cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append((server, log))
+        url = f"http://127.0.0.1:{port}"
+
+        def serving():
+            assert server.poll() is None, Path(log.name).read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(serving, timeout=30, message="uvicorn to serve")
+        return url
+
+    yield start
+    for server, log in started:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

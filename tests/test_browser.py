@@ -6,6 +6,7 @@ Screenshots of each page go to tests/artifacts/ (ignored by git).
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -225,3 +226,43 @@ def test_the_site_has_a_favicon_and_pages_ask_for_nothing_missing(live_server, o
             assert status == "200 image/svg+xml", (url, status)
         missing = [entry["message"] for entry in browser.get_log("browser") if "404" in entry["message"]]
         assert missing == []
+
+
+def test_the_job_page_and_the_jobs_list_update_from_the_event_stream(asgi_server, start_cluster, browser, large_index,
+                                                                      owner, client_for):
+    """Served by uvicorn, as `make run` serves it: the pages, open before the jobs start, listen
+    to their event streams (no polling) and end as a reload shows them."""
+    server = SimpleNamespace(url=asgi_server())
+    api = client_for(owner)
+    first, second = (api.post("/api/v1/jobs/", {"type": "hillshade", "tile_ids": large_index.ids},
+                              format="json").json()["id"] for _ in range(2))
+    log_in(browser, server)
+    browser.get(f"{server.url}/jobs/{first}/")
+    job_tab = browser.current_window_handle
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".job-page").get_attribute("data-stream") == "open")
+    browser.execute_script("window.stillTheSamePage = true;")
+    browser.switch_to.new_window("tab")
+    browser.get(f"{server.url}/")
+    table = browser.find_element(By.CSS_SELECTOR, "table.jobs")
+    wait(browser, lambda d: table.get_attribute("data-stream") == "open")
+    rows = {job: table.find_element(By.CSS_SELECTOR, f"tr[data-job='{job}']") for job in (first, second)}
+    assert {row.find_element(By.CSS_SELECTOR, "[data-field=status]").text for row in rows.values()} == {"queued"}
+
+    start_cluster()
+    for row in rows.values():
+        wait(browser, lambda d, row=row: row.find_element(By.CSS_SELECTOR, "[data-field=status]").text == "succeeded",
+             timeout=90)
+        assert row.find_element(By.CSS_SELECTOR, "[data-field=progress]").get_attribute("aria-valuenow") == "100"
+    assert table.get_attribute("data-stream") == "open"  # never fell back to polling
+
+    browser.switch_to.window(job_tab)
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "h1 [data-field=status]").text == "succeeded", timeout=30)
+    assert browser.execute_script("return window.stillTheSamePage === true;")
+    assert browser.find_element(By.CSS_SELECTOR, ".job-page").get_attribute("data-stream") == "open"
+    result = browser.find_element(By.CSS_SELECTOR, "[data-part=result]").text
+    assert re.search(r"hillshade\.tif \(\d+(\.\d)? (KB|MB)\)", result), result
+    live = job_page_fields(browser)
+    browser.refresh()
+    reloaded = job_page_fields(browser)
+    for name in reloaded:
+        assert live[name] == reloaded[name], name

@@ -334,7 +334,8 @@ def test_a_bad_job_type_file_names_file_line_and_problem_and_loads_nothing(tmp_p
 
 @pytest.mark.parametrize("command", [
     ["manage.py", "qcluster"], ["manage.py", "runserver", "127.0.0.1:0"], ["manage.py", "check"],
-    ["-m", "gunicorn", "jobsite.wsgi", "--bind", "127.0.0.1:0", "--workers", "1"]], ids=lambda c: c[1])
+    ["-m", "gunicorn", "jobsite.wsgi", "--bind", "127.0.0.1:0", "--workers", "1"],
+    ["-m", "uvicorn", "jobsite.asgi:application", "--port", "0"]], ids=lambda c: c[1])
 def test_a_bad_file_stops_every_process_at_start_with_the_message_not_a_traceback(tmp_path, command):
     path = write_yaml(tmp_path, BAD["placeholder"][0])
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "JOBSITE_JOB_TYPES_FILE": str(path)}

@@ -198,7 +198,7 @@ def test_a_web_server_that_cannot_start_stops_the_cluster_too(start_run):
         run = start_run(taken.getsockname()[1])
         status = run.process.wait(timeout=90)
     assert status == 1
-    assert "jobsite: web server ended by itself (exit status 1); stopping the rest" in run.stderr()
+    assert "jobsite: web server ended by itself (exit status 3); stopping the rest" in run.stderr()  # uvicorn's
     assert "Traceback" not in run.stderr() and run.stdout().count("jobsite: cluster stopped") == 1
 
 

@@ -1,5 +1,5 @@
-// jobsite dashboard: live updates by polling small JSON endpoints, confirmations, uploads with
-// progress. Everything here is an improvement on plain forms and links that work without it.
+// jobsite dashboard: live updates from the event streams (or by polling small JSON endpoints),
+// confirmations, uploads with progress. Everything here is an improvement on plain forms and links that work without it.
 "use strict";
 
 const POLL_MS = 2000;
@@ -36,39 +36,87 @@ function setText(container, field, value) {
   if (element) element.textContent = value;
 }
 
-// The jobs list: rows of unfinished jobs update until they finish.
+// The events of the stream of `element` (its data-events URL: Server-Sent Events) call
+// `changed(jobId)` for each event about a job; `unavailable()` when the stream cannot be had (an
+// error answer, no EventSource). A server that answers and closes (WSGI) is asked again by the
+// browser every 2 s. The element's data-stream says "open" or "closed".
+const JOB_EVENTS = ["job.created", "job.waiting", "job.started", "job.progress", "job.succeeded", "job.failed",
+  "job.canceled", "tile.failed"];
+
+function listen(element, changed, unavailable) {
+  const url = element.dataset.events;
+  if (!url || !window.EventSource) return null;
+  const source = new EventSource(url);
+  source.addEventListener("open", () => { element.dataset.stream = "open"; });
+  const onEvent = (event) => {
+    let job;
+    try { job = JSON.parse(event.data).data.id; } catch (error) { return; }
+    changed(String(job));
+  };
+  for (const type of JOB_EVENTS) source.addEventListener(type, onEvent);
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED) return;
+    element.dataset.stream = "closed";
+    unavailable();
+  });
+  return source;
+}
+
+// `work` run again as soon as it is done when asked for while it runs, never twice at once.
+function coalesced(work) {
+  let running = false;
+  let again = false;
+  return async function run() {
+    if (running) { again = true; return; }
+    running = true;
+    try { await work(); } catch (error) { console.warn(error); }
+    running = false;
+    if (again) { again = false; run(); }
+  };
+}
+
+// The jobs list: a row updates when an event about its job arrives (by polling the unfinished
+// ones every 2 s without a stream).
 function liveJobList(table) {
-  async function poll() {
-    const rows = [...table.querySelectorAll("tr[data-job][data-final='0']")];
-    if (rows.length === 0) return;
-    try {
-      const data = await getJSON(`${table.dataset.live}?ids=${rows.map((r) => r.dataset.job).join(",")}`);
-      for (const job of data.jobs) {
-        const row = table.querySelector(`tr[data-job='${job.id}']`);
-        setStatus(row, job.status);
-        setProgress(row, job.progress);
-        setText(row, "duration", job.duration);
-        row.dataset.final = job.final ? "1" : "0";
-      }
-    } catch (error) { console.warn(error); }
+  const wanted = new Set();
+  const unfinished = () => [...table.querySelectorAll("tr[data-job][data-final='0']")].map((row) => row.dataset.job);
+  const refresh = coalesced(async () => {
+    const ids = [...wanted];
+    wanted.clear();
+    if (ids.length === 0) return;
+    const data = await getJSON(`${table.dataset.live}?ids=${ids.join(",")}`);
+    for (const job of data.jobs) {
+      const row = table.querySelector(`tr[data-job='${job.id}']`);
+      setStatus(row, job.status);
+      setProgress(row, job.progress);
+      setText(row, "duration", job.duration);
+      row.dataset.final = job.final ? "1" : "0";
+    }
+  });
+  const refreshAll = () => { for (const id of unfinished()) wanted.add(id); refresh(); };
+  function poll() {
+    if (unfinished().length === 0) return;
+    refreshAll();
     setTimeout(poll, POLL_MS);
   }
-  setTimeout(poll, POLL_MS);
+  const source = listen(table, (id) => {
+    if (table.querySelector(`tr[data-job='${id}']`)) { wanted.add(id); refresh(); }
+  }, () => setTimeout(poll, POLL_MS));
+  if (source) source.addEventListener("open", refreshAll);  // what changed before it was open
+  else setTimeout(poll, POLL_MS);
 }
 
 // A job page: status, progress, tile map and log update, and the parts the server renders for it
-// (counts, result, details) are replaced as they change, until the job has finished and no tile
-// is still moving.
+// (counts, result, details) are replaced as they change: when an event about the job arrives (or
+// every 2 s without a stream), and after the job has finished until no tile is still moving.
 function liveJobPage(page) {
+  if (page.dataset.final) return;
   let after = Number(page.dataset.after || 0);
   const log = page.querySelector(".log");
   const shown = {};
   let finalPolls = 0;
-  async function poll() {
-    let data;
-    try {
-      data = await getJSON(`${page.dataset.live}?after=${after}`);
-    } catch (error) { console.warn(error); setTimeout(poll, POLL_MS); return; }
+  let settling = false;
+  function show(data) {
     setStatus(page, data.status);
     setProgress(page, data.progress);
     for (const [name, html] of Object.entries(data.parts)) {
@@ -94,10 +142,36 @@ function liveJobPage(page) {
       const form = page.querySelector(`[data-action=${action}]`);
       if (form) form.hidden = !allowed;
     }
+  }
+  let polling = false;
+  const refresh = coalesced(async () => {
+    const data = await getJSON(`${page.dataset.live}?after=${after}`);
+    show(data);
+    if (data.final && !data.settled && !settling && !polling) settle();
+  });
+  function settle() {  // a finished job's last tiles stop moving without events about the job
+    settling = true;
+    finalPolls = 0;
+    (async function again() {
+      await refresh();
+      finalPolls += 1;
+      if (finalPolls <= SETTLE_POLLS) setTimeout(again, POLL_MS);
+      else settling = false;
+    })();
+  }
+  async function poll() {
+    polling = true;
+    let data;
+    try {
+      data = await getJSON(`${page.dataset.live}?after=${after}`);
+    } catch (error) { console.warn(error); setTimeout(poll, POLL_MS); return; }
+    show(data);
     if (data.final) finalPolls += 1;
     if (!data.settled && finalPolls <= SETTLE_POLLS) setTimeout(poll, POLL_MS);
   }
-  if (!page.dataset.final) setTimeout(poll, POLL_MS);
+  const source = listen(page, refresh, () => setTimeout(poll, POLL_MS));
+  if (source) source.addEventListener("open", refresh);  // what changed before it was open
+  else setTimeout(poll, POLL_MS);
 }
 
 // Forms that change things ask first, in the page's dialog; without JavaScript the server asks on

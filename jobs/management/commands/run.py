@@ -1,4 +1,4 @@
-"""`make run`'s processes: the development web server and one cluster, stopped together.
+"""`make run`'s processes: the web server (uvicorn) and one cluster, stopped together.
 
 Each child runs in a process group of its own, so a Ctrl-C at the terminal (or a signal to make's
 process group) reaches this process alone and each child is told to stop exactly once: the cluster
@@ -15,7 +15,7 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -43,7 +43,7 @@ def say(line, stream=None):
 
 
 class Command(BaseCommand):
-    help = ("Run the development web server and one cluster until Ctrl-C, SIGTERM or SIGHUP stops both "
+    help = ("Run the web server and one cluster until Ctrl-C, SIGTERM or SIGHUP stops both "
             "(exit status 130 after Ctrl-C, 0 otherwise); a second Ctrl-C kills them.")
 
     def add_arguments(self, parser):
@@ -56,9 +56,16 @@ class Command(BaseCommand):
         self.killed = False
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.on_signal)
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        for name, arguments in (("cluster", ["qcluster"]), ("web server", ["runserver", "--noreload", addrport])):
-            process = subprocess.Popen([*manage, *arguments], process_group=0, preexec_fn=stop_with(os.getpid()))
+        host, _, port = addrport.rpartition(":")
+        if not host or not port.isdigit():
+            raise CommandError(f"addrport: HOST:PORT, e.g. 127.0.0.1:8000, not {addrport!r}")
+        # The web server is uvicorn, for the event streams' long-lived connections (jobsite.asgi);
+        # it inherits manage.py's JOBSITE_READ_ENV_FILE, so it takes the same settings.
+        web = ["-m", "uvicorn", "jobsite.asgi:application", "--host", host.strip("[]"), "--port", port,
+               "--lifespan", "off", "--timeout-graceful-shutdown", "3"]
+        for name, arguments in (("cluster", [str(settings.BASE_DIR / "manage.py"), "qcluster"]), ("web server", web)):
+            process = subprocess.Popen([sys.executable, *arguments], cwd=settings.BASE_DIR, process_group=0,
+                                       preexec_fn=stop_with(os.getpid()))
             self.children[process.pid] = (name, process)
             if self.stop_signal:  # a signal came while the children were being started
                 self.terminate(process)
