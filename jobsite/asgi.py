@@ -6,4 +6,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsite.settings")
+# Under ASGI each request's database work runs in a thread of its own that ends with it: a
+# connection kept for the next request would never be used again.
+os.environ["DB_CONN_MAX_AGE"] = "0"
 application = get_asgi_application()

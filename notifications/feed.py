@@ -4,14 +4,14 @@ One thread per process (started by the first stream) reads the events that commi
 last looked and hands each, already written as a Server-Sent Event, to the streams that want it
 (`Feed.subscribe`). On PostgreSQL it waits for the NOTIFY that recording an event sends
 (delivered at the event's commit) on a connection of its own, and also looks every
-FALLBACK_SECONDS in case one was missed; on SQLite it looks every POLL_SECONDS, while any stream
-is open. However many streams are open, the database answers one query per wake-up.
+FALLBACK_SECONDS in case one was missed; on SQLite it looks every POLL_SECONDS. With no stream
+open it reads nothing and listens to nothing.
 
-Events are handed out in the order of their ids, with none left out. An id is taken when the event
-is written and becomes visible at its commit, so a later id can commit first: an event behind a
-missing id is held until that id commits, or for HOLD_SECONDS (its transaction rolled back, or
-is slow: one that commits later still goes out, late, for LOOK_BACK_SECONDS). So a stream that
-reconnects asking for the events after the last id it received misses nothing.
+Events are handed out in the order of their ids. An id is taken when the event is written and
+becomes visible at its commit, so a later id can commit first: an event behind a missing id is
+held until that id commits, or for HOLD_SECONDS (its transaction rolled back, or is slow). One
+that commits later still goes out for LOOK_BACK_SECONDS, late and without an id, so that a
+client's Last-Event-ID never goes back; a client that was away just then misses it.
 """
 
 import json
@@ -29,6 +29,8 @@ FALLBACK_SECONDS = 5.0
 HOLD_SECONDS = 2.0
 LOOK_BACK_SECONDS = 60.0
 BATCH = 1000
+KEEPALIVE_SECONDS = 15.0  # a comment line to every stream this often
+KEEPALIVE = (None, ": keep-alive\n\n")
 QUEUE_LIMIT = 2000  # events waiting for one stream; beyond that it ends and its client reconnects
 
 
@@ -40,18 +42,32 @@ def notify_streams():
 
 
 def sse(event_id, event_type, data):
-    """One Server-Sent Event: its id, type and JSON data on one line."""
-    return f"id: {event_id}\nevent: {event_type}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    """One Server-Sent Event: its id (none for a late one), type and JSON data on one line."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event_type}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def first_missing(rows, after, now):
+    """The id up to which events after `after` are all there or given up on, from `rows` of (id,
+    created) in id order: a missing id is given up on once the event after it is HOLD_SECONDS old."""
+    upto = after
+    for event_id, created in rows:
+        if event_id != upto + 1 and (now - created).total_seconds() < HOLD_SECONDS:
+            break
+        upto = event_id
+    return upto
 
 
 class Stream:
     """What one client's stream wants (the events of one owner, or all; of one job, or all) and
-    where its events wait to be sent: an asyncio queue of its event loop."""
+    where its events wait to be sent: an asyncio queue of its event loop, of (id, text)."""
 
-    OVERFLOW = None  # put in place of an event when the queue is full: the stream ends
+    OVERFLOW = "overflow"  # put in place of events when the queue is full: the stream ends
+    END = "end"  # the stream has lasted long enough: it ends, and its client reconnects
 
     def __init__(self, loop, queue, owner_id=None, job_id=None):
         self.loop, self.queue, self.owner_id, self.job_id = loop, queue, owner_id, job_id
+        self.closed = False
 
     def wants(self, owner_id, job_id):
         return (self.owner_id is None or self.owner_id == owner_id) and (self.job_id is None or self.job_id == job_id)
@@ -67,54 +83,72 @@ class Stream:
 
 class Feed:
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held only to change or copy what follows, never for a query
         self.woken = threading.Condition(self.lock)
         self.streams = set()
         self.horizon = None  # every event up to this id has been handed out (None: not reading)
         self.skipped = {}  # id -> when it was given up on
         self.missing_since = None
         self.thread = None
+        self.kept_alive = time.monotonic()
 
     def subscribe(self, stream):
-        """Add a stream; the id after which it gets every event (what came before it reads itself)."""
+        """Add a stream; the id after which it gets every event (what came before it reads itself),
+        or None if it closed meanwhile."""
         with self.lock:
+            if self.horizon is not None and not stream.closed:
+                self.streams.add(stream)
+                return self.horizon
+        start = self._starting_point()
+        with self.lock:
+            if stream.closed:
+                return None
             if self.horizon is None:
-                self._start_reading()
+                self.horizon, self.skipped = start
+                self.missing_since = None
+                if self.thread is None or not self.thread.is_alive():
+                    self.thread = threading.Thread(target=self._run, name="jobsite event feed", daemon=True)
+                    self.thread.start()
             self.streams.add(stream)
             self.woken.notify()
             return self.horizon
 
     def unsubscribe(self, stream):
+        stream.closed = True
         with self.lock:
             self.streams.discard(stream)
 
-    def _start_reading(self):
-        """Begin at the newest event; ids below it not yet visible may still commit: look for them."""
+    @staticmethod
+    def _starting_point():
+        """The newest event, and the ids below it not visible yet: they may still commit."""
         from .models import Event
 
         newest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
         seen = set(Event.objects.filter(id__gt=newest - 100, id__lte=newest).values_list("id", flat=True))
         now = time.monotonic()
-        self.skipped = {i: now for i in range(max(newest - 99, 1), newest + 1) if i not in seen}
-        self.horizon, self.missing_since = newest, None
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._run, name="jobsite event feed", daemon=True)
-            self.thread.start()
+        return newest, {i: now for i in range(max(newest - 99, 1), newest + 1) if i not in seen}
 
     def _run(self):
         listener = None
         while True:
             try:
                 with self.lock:
-                    while not self.streams:
-                        self.horizon = None
-                        self.woken.wait()
+                    idle = not self.streams
+                if idle:
+                    if listener is not None:  # a LISTEN nobody reads would hold up PostgreSQL's queue
+                        listener.close()
+                        listener = None
+                    with self.lock:
+                        while not self.streams:
+                            self.horizon = None
+                            self.woken.wait()
                 if connection.vendor == "postgresql":
                     listener = listener or self._listen()
                     self._wait_for_notify(listener)
                 else:
                     time.sleep(POLL_SECONDS)
-                self._read()
+                while self._read() == BATCH:
+                    pass
             except Exception:  # the database went away, say: try again, never end
                 logger.exception("the event feed failed; trying again")
                 connection.close()
@@ -122,11 +156,19 @@ class Feed:
                     listener.close()
                     listener = None
                 time.sleep(1)
+            finally:
+                if time.monotonic() - self.kept_alive >= KEEPALIVE_SECONDS:
+                    self.kept_alive = time.monotonic()
+                    with self.lock:
+                        streams = list(self.streams)
+                    self._deliver({stream: [KEEPALIVE] for stream in streams})
 
-    def _listen(self):
+    @staticmethod
+    def _listen():
         import psycopg
 
-        listener = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        listener = psycopg.connect(**connection.get_connection_params(), autocommit=True,
+                                   keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         listener.execute(f"LISTEN {CHANNEL}")
         return listener
 
@@ -138,47 +180,49 @@ class Feed:
             pass
 
     def _read(self):
+        """Hand out what committed since the last look; how many rows it read."""
         from django.db.models import Q
+        from django.utils import timezone
 
         from .models import Event
 
         now = time.monotonic()
         self.skipped = {i: since for i, since in self.skipped.items() if now - since < LOOK_BACK_SECONDS}
         rows = list(Event.objects.filter(Q(id__gt=self.horizon) | Q(id__in=list(self.skipped)))
-                    .order_by("id").values_list("id", "type", "owner_id", "job_id", "payload")[:BATCH])
-        ready = []
-        horizon = self.horizon
-        for row in rows:
-            event_id = row[0]
-            if event_id <= horizon:  # one given up on, committed after all
-                self.skipped.pop(event_id, None)
-                logger.warning("event %s committed %.0f s after a later one; sent late", event_id, HOLD_SECONDS)
-                ready.append(row)
-                continue
-            if event_id != horizon + 1:
-                if self.missing_since is None:
-                    self.missing_since = now
-                if now - self.missing_since < HOLD_SECONDS:
-                    break
-                self.skipped.update({i: now for i in range(horizon + 1, event_id)})
+                    .order_by("id").values_list("id", "created", "type", "owner_id", "job_id", "payload")[:BATCH])
+        late = [row for row in rows if row[0] <= self.horizon]
+        fresh = [row for row in rows if row[0] > self.horizon]
+        upto = first_missing([row[:2] for row in fresh], self.horizon, timezone.now())
+        ready = [row for row in fresh if row[0] <= upto]
+        if len(ready) < len(fresh) and self.missing_since is None:
+            self.missing_since = now
+        elif len(ready) == len(fresh):
             self.missing_since = None
-            horizon = event_id
-            ready.append(row)
-        with self.lock:
+        horizon = self.horizon
+        for row in ready:  # the ids given up on
+            self.skipped.update({i: now for i in range(horizon + 1, row[0])})
+            horizon = row[0]
+        for row in late:
+            self.skipped.pop(row[0], None)
+            logger.info("event %s committed after a later one had been sent; sent late", row[0])
+        with self.lock:  # a stream subscribing from here on reads up to the new horizon itself
             self.horizon = horizon
-            self._hand_out(ready)
+            streams = list(self.streams)
+        messages = [(owner_id, job_id, event_id, sse(event_id, event_type, payload))
+                    for event_id, _, event_type, owner_id, job_id, payload in ready if event_type != "ping"]
+        messages += [(owner_id, job_id, None, sse(None, event_type, payload))
+                     for event_id, _, event_type, owner_id, job_id, payload in late if event_type != "ping"]
+        self._deliver({stream: [(event_id, text) for owner_id, job_id, event_id, text in messages
+                                if stream.wants(owner_id, job_id)] for stream in streams})
+        return len(rows)
 
-    def _hand_out(self, rows):
-        """With the lock held: give each stream the events it wants, one call per event loop."""
-        if not rows or not self.streams:
-            return
-        messages = [(owner_id, job_id, sse(event_id, event_type, payload))
-                    for event_id, event_type, owner_id, job_id, payload in rows if event_type != "ping"]
+    @staticmethod
+    def _deliver(wanted):
+        """Give each stream its messages: one call into each event loop."""
         by_loop = {}
-        for stream in self.streams:
-            wanted = [message for owner_id, job_id, message in messages if stream.wants(owner_id, job_id)]
-            if wanted:
-                by_loop.setdefault(stream.loop, []).append((stream, wanted))
+        for stream, messages in wanted.items():
+            if messages:
+                by_loop.setdefault(stream.loop, []).append((stream, messages))
         for loop, deliveries in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_put_all, deliveries)

@@ -2,15 +2,20 @@
 through WSGI and live through uvicorn, with events handed out in the order of their ids."""
 
 import threading
+import time
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from jobs.models import Job
 from notifications import events as recording
 from notifications.models import Event, EventType
 
+from .conftest import wait_for
 from .sse_client import EventStream
 
 
@@ -60,6 +65,7 @@ def test_a_stream_served_at_once_gives_the_callers_events_after_the_last_id(db, 
     first = record(mine, EventType.JOB_STARTED)[0]
     record(theirs, EventType.JOB_STARTED)
     later = record(mine, EventType.JOB_PROGRESS, EventType.JOB_SUCCEEDED)
+    backdate()
     answer = client_for(owner).get("/api/v1/events/", HTTP_LAST_EVENT_ID=str(first))
     assert answer.status_code == 200 and answer["Content-Type"] == "text/event-stream"
     assert answer["Cache-Control"] == "no-cache" and answer.content.startswith(b"retry: 2000\n")
@@ -71,11 +77,22 @@ def test_a_stream_served_at_once_gives_the_callers_events_after_the_last_id(db, 
     assert len(parse(client_for(staff).get("/api/v1/events/?after=0").content)[0]) == 4
 
 
+def backdate():
+    """Events older than the hold: ids missing below them (rolled back) are given up on."""
+    Event.objects.update(created=timezone.now() - timedelta(seconds=10))
+
+
 def test_a_stream_without_a_last_id_begins_after_the_newest_event(db, owner, client_for):
     job = make_job(owner)
     newest = record(job, EventType.JOB_STARTED)[0]
+    backdate()
     events, last_id = parse(client_for(owner).get(f"/api/v1/jobs/{job.pk}/events/").content)
     assert (events, last_id) == ([], newest)
+    # and an answer after an id moves the client past the events that are not its own
+    other_job = make_job(User.objects.create_user("third"))
+    newer = record(other_job, EventType.JOB_STARTED)[0]
+    backdate()
+    assert parse(client_for(owner).get(f"/api/v1/events/?after={newest}").content) == ([], newer)
 
 
 def test_pings_are_not_in_streams(db, owner, client_for):
@@ -83,6 +100,7 @@ def test_pings_are_not_in_streams(db, owner, client_for):
 
     subscription = Subscription.objects.create(owner=owner, url="https://example.org/hook", secret="whsec_x")
     recording.ping(subscription)
+    backdate()
     assert parse(client_for(owner).get("/api/v1/events/?after=0").content)[0] == []
 
 
@@ -125,7 +143,7 @@ def test_a_live_stream_gets_events_as_they_commit_and_resumes_by_last_event_id(a
 
 
 @pytest.mark.cluster
-def test_streams_per_user_are_limited(asgi_server, owner):
+def test_streams_per_user_are_limited_and_a_closed_one_frees_its_place(asgi_server, owner):
     url = asgi_server(JOBSITE_STREAMS_PER_USER="2")
     token = Token.objects.create(user=owner).key
     first, second = EventStream(f"{url}/api/v1/events/", token), EventStream(f"{url}/api/v1/events/", token)
@@ -134,22 +152,39 @@ def test_streams_per_user_are_limited(asgi_server, owner):
     first.close()
     second.close()
 
+    def opens():
+        with EventStream(f"{url}/api/v1/events/", token) as again:
+            return again.status == 200
+    wait_for(opens, timeout=10, interval=0.2, message="a place to be free")
+
 
 @pytest.mark.cluster
-def test_an_event_that_commits_after_a_later_one_still_comes_first(asgi_server, owner):
+def test_a_stream_ends_when_its_token_expires(asgi_server, owner):
+    url = asgi_server(JOBSITE_TOKEN_TTL_SECONDS="3")
+    token = Token.objects.create(user=owner).key
+    with EventStream(f"{url}/api/v1/events/", token) as stream:
+        start = time.monotonic()
+        with pytest.raises(AssertionError, match="the stream ended"):
+            stream.events(1, timeout=30)
+        assert time.monotonic() - start < 10
+
+
+@pytest.mark.cluster
+def test_an_event_that_commits_after_a_later_one_still_comes_first(asgi_server, owner, client_for):
     """On PostgreSQL an id is taken at insert: the event of a slower transaction may commit after a
-    later id's. The feed holds the later one until it comes. (SQLite has one writer at a time: there
-    an event that rolled back is never seen, and the next one comes.)"""
+    later id's. Streams hold the later one until it comes, live and served at once. (SQLite has
+    one writer at a time: there an event that rolled back is never seen, and the next one comes.)"""
     url = asgi_server()
     token = Token.objects.create(user=owner).key
-    job = make_job(owner)
-    with EventStream(f"{url}/api/v1/jobs/{job.pk}/events/", token) as stream:
+    slow_job, quick_job = make_job(owner), make_job(owner)
+    before = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    with EventStream(f"{url}/api/v1/events/", token) as stream:
         if connection.vendor == "postgresql":
             inserted, go_on, ids = threading.Event(), threading.Event(), []
 
             def slow():
                 with transaction.atomic():
-                    ids.extend(record(job, EventType.JOB_STARTED))
+                    ids.extend(record(slow_job, EventType.JOB_STARTED))
                     inserted.set()
                     go_on.wait(10)
                 connection.close()
@@ -157,17 +192,21 @@ def test_an_event_that_commits_after_a_later_one_still_comes_first(asgi_server, 
             thread = threading.Thread(target=slow)
             thread.start()
             inserted.wait(10)
-            later = record(job, EventType.JOB_PROGRESS)[0]
+            later = record(quick_job, EventType.JOB_STARTED)[0]
             assert later > ids[0]
+            # served at once, the answer stops before the id that has not committed
+            assert parse(client_for(owner).get(f"/api/v1/events/?after={before}").content) == ([], before)
             go_on.set()
             thread.join()
             assert [i for i, _, _ in stream.events(2)] == [ids[0], later]
+            assert parse(client_for(owner).get(f"/api/v1/events/?after={before}").content) == (
+                [(ids[0], "job.started"), (later, "job.started")], later)
         else:
             try:
                 with transaction.atomic():
-                    record(job, EventType.JOB_STARTED)
+                    record(slow_job, EventType.JOB_STARTED)
                     raise RuntimeError("roll back")
             except RuntimeError:
                 pass
-            later = record(job, EventType.JOB_PROGRESS)[0]
+            later = record(quick_job, EventType.JOB_PROGRESS)[0]
             assert [i for i, _, _ in stream.events(1)] == [later]

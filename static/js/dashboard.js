@@ -75,11 +75,12 @@ function coalesced(work) {
   };
 }
 
-// The jobs list: a row updates when an event about its job arrives (by polling the unfinished
-// ones every 2 s without a stream).
+// The jobs list: a row updates when an event about its job arrives (without a stream, the
+// unfinished ones every 2 s), until no row is unfinished.
 function liveJobList(table) {
   const wanted = new Set();
   const unfinished = () => [...table.querySelectorAll("tr[data-job][data-final='0']")].map((row) => row.dataset.job);
+  let source = null;
   const refresh = coalesced(async () => {
     const ids = [...wanted];
     wanted.clear();
@@ -92,6 +93,7 @@ function liveJobList(table) {
       setText(row, "duration", job.duration);
       row.dataset.final = job.final ? "1" : "0";
     }
+    if (source && unfinished().length === 0) { source.close(); source = null; }
   });
   const refreshAll = () => { for (const id of unfinished()) wanted.add(id); refresh(); };
   function poll() {
@@ -99,23 +101,29 @@ function liveJobList(table) {
     refreshAll();
     setTimeout(poll, POLL_MS);
   }
-  const source = listen(table, (id) => {
+  if (unfinished().length === 0) return;
+  source = listen(table, (id) => {
     if (table.querySelector(`tr[data-job='${id}']`)) { wanted.add(id); refresh(); }
-  }, () => setTimeout(poll, POLL_MS));
-  if (source) source.addEventListener("open", refreshAll);  // what changed before it was open
+  }, () => { source = null; setTimeout(poll, POLL_MS); });
+  if (source) source.addEventListener("open", refreshAll, { once: true });  // what changed before it opened
   else setTimeout(poll, POLL_MS);
 }
 
 // A job page: status, progress, tile map and log update, and the parts the server renders for it
-// (counts, result, details) are replaced as they change: when an event about the job arrives (or
-// every 2 s without a stream), and after the job has finished until no tile is still moving.
+// (counts, result, details) are replaced as they change: at once on each event about the job, and
+// every 10 s besides (tiles that start and log lines have no events), or every 2 s without a
+// stream; once the job has finished, every 2 s until no tile is still moving.
+const SLOW_MS = 10000;
+
 function liveJobPage(page) {
   if (page.dataset.final) return;
   let after = Number(page.dataset.after || 0);
   const log = page.querySelector(".log");
   const shown = {};
-  let finalPolls = 0;
-  let settling = false;
+  let source = null;
+  let final = false;
+  let finalSeen = 0;
+  let settled = false;
   function show(data) {
     setStatus(page, data.status);
     setProgress(page, data.progress);
@@ -133,45 +141,35 @@ function liveJobPage(page) {
         rect.querySelector("title").textContent = `tile ${tile}: ${status}`;
       }
     }
-    for (const line of data.logs) {
+    const lines = data.logs.filter((line) => line.id > after);
+    for (const line of lines) {
       log.insertAdjacentHTML("beforeend", line.html);
       after = line.id;
     }
-    if (data.logs.length) log.scrollTop = log.scrollHeight;
+    if (lines.length) log.scrollTop = log.scrollHeight;
     for (const [action, allowed] of Object.entries(data.allowed)) {
       const form = page.querySelector(`[data-action=${action}]`);
       if (form) form.hidden = !allowed;
     }
   }
-  let polling = false;
+  let timer = null;
   const refresh = coalesced(async () => {
-    const data = await getJSON(`${page.dataset.live}?after=${after}`);
-    show(data);
-    if (data.final && !data.settled && !settling && !polling) settle();
-  });
-  function settle() {  // a finished job's last tiles stop moving without events about the job
-    settling = true;
-    finalPolls = 0;
-    (async function again() {
-      await refresh();
-      finalPolls += 1;
-      if (finalPolls <= SETTLE_POLLS) setTimeout(again, POLL_MS);
-      else settling = false;
-    })();
-  }
-  async function poll() {
-    polling = true;
-    let data;
+    if (settled) return;
     try {
-      data = await getJSON(`${page.dataset.live}?after=${after}`);
-    } catch (error) { console.warn(error); setTimeout(poll, POLL_MS); return; }
-    show(data);
-    if (data.final) finalPolls += 1;
-    if (!data.settled && finalPolls <= SETTLE_POLLS) setTimeout(poll, POLL_MS);
-  }
-  const source = listen(page, refresh, () => setTimeout(poll, POLL_MS));
-  if (source) source.addEventListener("open", refresh);  // what changed before it was open
-  else setTimeout(poll, POLL_MS);
+      const data = await getJSON(`${page.dataset.live}?after=${after}`);
+      show(data);
+      final = data.final;
+      if (final) finalSeen += 1;
+      settled = data.settled || finalSeen > SETTLE_POLLS;
+      if (settled && source) { source.close(); source = null; }
+    } finally {
+      clearTimeout(timer);  // the next look, counted from this one
+      if (!settled) timer = setTimeout(refresh, source && !final ? SLOW_MS : POLL_MS);
+    }
+  });
+  source = listen(page, refresh, () => { source = null; refresh(); });
+  if (source) source.addEventListener("open", refresh, { once: true });  // what changed before it opened
+  timer = setTimeout(refresh, source ? SLOW_MS : POLL_MS);
 }
 
 // Forms that change things ask first, in the page's dialog; without JavaScript the server asks on

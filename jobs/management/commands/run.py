@@ -47,7 +47,7 @@ class Command(BaseCommand):
             "(exit status 130 after Ctrl-C, 0 otherwise); a second Ctrl-C kills them.")
 
     def add_arguments(self, parser):
-        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="HOST:PORT of the web server")
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="[HOST:]PORT of the web server")
 
     def handle(self, addrport, **options):
         self.children = {}  # pid -> (name, Popen)
@@ -57,11 +57,11 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.on_signal)
         host, _, port = addrport.rpartition(":")
-        if not host or not port.isdigit():
-            raise CommandError(f"addrport: HOST:PORT, e.g. 127.0.0.1:8000, not {addrport!r}")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise CommandError(f"addrport: [HOST:]PORT, e.g. 127.0.0.1:8000, not {addrport!r}")
         # The web server is uvicorn, for the event streams' long-lived connections (jobsite.asgi);
         # it inherits manage.py's JOBSITE_READ_ENV_FILE, so it takes the same settings.
-        web = ["-m", "uvicorn", "jobsite.asgi:application", "--host", host.strip("[]"), "--port", port,
+        web = ["-m", "uvicorn", "jobsite.asgi:application", "--host", host.strip("[]") or "127.0.0.1", "--port", port,
                "--lifespan", "off", "--timeout-graceful-shutdown", "3"]
         for name, arguments in (("cluster", [str(settings.BASE_DIR / "manage.py"), "qcluster"]), ("web server", web)):
             process = subprocess.Popen([sys.executable, *arguments], cwd=settings.BASE_DIR, process_group=0,
