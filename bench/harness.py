@@ -101,6 +101,40 @@ def web_server(workers=None, threads=None):
         process.wait(30)
 
 
+@contextmanager
+def asgi_server(workers=1, nice=0, **settings):
+    """uvicorn serving jobsite.asgi on a free loopback port, as the README's Operations run the event
+    streams, at the given niceness, with this process's configuration and extra environment
+    `settings`; yields its base URL and stops it on exit."""
+    from django.db import connection
+
+    connection.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", **settings}
+    log = open(Path(os.environ["JOBSITE_VAR_DIR"]) / "uvicorn.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "jobsite.asgi:application", "--port", str(port), "--workers", str(workers),
+         "--lifespan", "off", "--timeout-graceful-shutdown", "2", "--log-level", "warning", "--no-access-log"],
+        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"uvicorn did not start: {exc}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
 def process_tile(item):
     """One tile's raster work alone, with no job server: what the pool baselines run.
     `item` is (grid tile, neighbours, index grid, processing, GDAL options, output path)."""
