@@ -37,22 +37,24 @@ class DemJobType(JobType):
 
 
 @lru_cache(maxsize=2)
-def _polygons(stored, target_wkt):
+def _polygons(stored, target_wkt, progress=None):
     """Polygons of a data file (a datafiles StoredFile) in the CRS `target_wkt`, read only by the drivers
     of its kind. A stored data file's path never changes content (a replaced file gets a new
     path), so they can be kept for the next tiles."""
     try:
-        return read_polygons(stored, target_wkt)
+        return read_polygons(stored, target_wkt, progress)
     except (vector.VectorError, Unreadable) as exc:
         raise RasterError(str(exc)) from None
 
 
-def read_polygons(stored, target_wkt):
+def read_polygons(stored, target_wkt, progress=None):
     """The polygons of a user's vector file, at most MAX_ZONES of them and MAX_ZONE_BYTES of
-    geometry; Unreadable or VectorError say what is wrong."""
+    geometry; Unreadable or VectorError say what is wrong. `progress()` is called as they are read
+    (a tile's keeps its lease)."""
     ds = stored.open("vector")
     with stored.reading():
-        return tuple(vector.read_polygons(ds, target_wkt, stored.name, settings.MAX_ZONES, settings.MAX_ZONE_BYTES))
+        return tuple(vector.read_polygons(ds, target_wkt, stored.name, settings.MAX_ZONES, settings.MAX_ZONE_BYTES,
+                                          progress))
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class ZonalStatistics(JobType):
     tile_suffix = ".json"
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        polygons = _polygons(inputs["zones"], grid.crs_wkt)
+        polygons = _polygons(inputs["zones"], grid.crs_wkt, progress)
         return zonal.zonal_partial(tile.path, polygons, out_path, grid.crs_wkt, progress, params.get("band", 1))
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
@@ -78,7 +80,7 @@ class Clip(JobType):
     """The mosaic with every pixel outside the polygons of a vector file set to nodata."""
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
-        return zonal.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt), out_path, grid.crs_wkt, progress,
+        return zonal.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt, progress), out_path, grid.crs_wkt, progress,
                                params.get("band", 1))
 
 

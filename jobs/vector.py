@@ -9,6 +9,8 @@ from osgeo import ogr, osr
 
 from jobsite import georef
 
+from .raster.io import Cancelled
+
 georef.use_exceptions()
 
 
@@ -153,11 +155,15 @@ class Polygon:
     properties: dict
 
 
-def read_polygons(ds, target_wkt, name, limit=None, max_bytes=None):
+PROGRESS_EVERY = 1000
+
+
+def read_polygons(ds, target_wkt, name, limit=None, max_bytes=None, progress=None):
     """The polygons of the first layer of the open dataset `ds` (a user's file called `name`),
     reprojected to `target_wkt`. VectorError past `limit` polygons or `max_bytes` bytes of
     geometry, counted as they are read (not as the file declares them), and for any polygon whose
-    bounds are not finite. Read through GDAL's columnar (Arrow) interface: a hundred thousand
+    bounds are not finite. `progress(0.0)` is called every PROGRESS_EVERY polygons; Cancelled
+    when it returns False. Read through GDAL's columnar (Arrow) interface: a hundred thousand
     features cost a fraction of a second, not seconds."""
     layer = ds.GetLayer(0)
     transform = _transform_to(layer, target_wkt, name)
@@ -170,6 +176,8 @@ def read_polygons(ds, target_wkt, name, limit=None, max_bytes=None):
             fids = batch[layer.GetFIDColumn() or "OGC_FID"].tolist()
             columns = [[_plain(value) for value in batch[field].tolist()] for field in fields]
             for row, (fid, wkb) in enumerate(zip(fids, batch[geometry_column], strict=True)):
+                if progress is not None and len(polygons) % PROGRESS_EVERY == 0 and not progress(0.0):
+                    raise Cancelled("stopped by the progress callback")
                 if limit is not None and len(polygons) >= limit:
                     raise VectorError(f"{name} has more than {limit:,} features; the limit is {limit:,}")
                 polygon = _polygon_of(wkb, transform, f"{name}: feature {fid}")

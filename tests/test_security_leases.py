@@ -12,8 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from osgeo import ogr, osr
 
 from datafiles import services as datafiles
+from datafiles.models import DataFile
 from jobs import tileindex, towns
 from jobsite.exceptions import Rejected
+from jobs.jobtypes import read_polygons
 from jobs.models import Job
 from jobs.services.control import job_cancel
 from jobs.services.repair import return_lost_tiles
@@ -114,7 +116,11 @@ def test_a_long_zonal_tile_keeps_its_lease_and_stops_within_a_second_of_cancel(s
     assert JobTile.objects.get(job=again).lease_owner == ""  # let go: a resume may hand it out again
 
 
-def test_two_hundred_thousand_polygons_choose_their_tiles_in_under_five_seconds(index, owner, media, tmp_path, settings):
+def test_two_hundred_thousand_polygons_choose_their_tiles_at_about_the_cost_of_reading_them(index, owner, media,
+                                                                                           tmp_path, settings):
+    """Choosing the tiles of 200,000 polygons (through the index, not polygon by tile) costs
+    less than reading them again: a submit takes at most twice the read (its own read included)
+    and a second, on a machine of any speed."""
     settings.MAX_ZONES = 250_000
     settings.DATAFILE_MAX_BYTES = 256 * 1024 * 1024
     extent = Tile.objects.get(number=index.id_at(0, 0)).bounds
@@ -124,7 +130,10 @@ def test_two_hundred_thousand_polygons_choose_their_tiles_in_under_five_seconds(
         started = time.monotonic()
         job = job_submit(owner=owner, job_type="zonal-statistics", inputs={"zones": "squares.zip"})
         took = time.monotonic() - started
-    assert took < 5, f"the submit took {took:.2f} s"
+    started = time.monotonic()
+    read_polygons(DataFile.objects.get(name="squares.zip").stored, Tile.objects.first().collection.crs_wkt)
+    reading = time.monotonic() - started
+    assert took < 2 * reading + 1, f"the submit took {took:.2f} s, reading the polygons {reading:.2f} s"
     assert sorted(job.tiles.values_list("tile__number", flat=True)) == [index.id_at(0, col) for col in range(3)]
     assert len(queries) < 40
 
