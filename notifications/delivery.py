@@ -1,10 +1,10 @@
 """Delivering the owed webhooks, in the cluster: at least once, in order per destination and job,
 with retries.
 
-The deliveries are rows, so nothing owed is lost with a cluster: the cluster's guard loop looks
-for due ones every second (`wake_if_due`) and queues one `deliver` task when there are some and
-none is being sent; that task sends what is due, several destinations at once, each try with a
-time-out, until nothing is due or its time is up. A delivery is due when its next try has come
+The deliveries are rows, so nothing owed is lost with a cluster: each cluster keeps a sender
+process beside its workers (notifications.sender), which looks for due ones several times a
+second and sends them, several destinations at once, each try with a time-out; no worker waits
+for a receiver. A delivery is due when its next try has come
 and no delivery before it with the same order key is pending. A 2xx answer delivers it; 410
 Gone disables the subscription (or, for a job's own webhook, drops what it still owes that URL);
 anything else (another status, a time-out, a refused connection, a URL now refused) tries again
@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 from standardwebhooks.webhooks import Webhook
 
 from jobsite import outbound
@@ -31,13 +30,7 @@ from .models import Attempt, Delivery, Event, Subscription
 
 logger = logging.getLogger(__name__)
 
-DELIVER = "notifications.tasks.deliver"
-PRUNE = "notifications.tasks.prune"
 BATCH = 16
-TASK_SECONDS = 30
-WAKE_AGAIN = 60.0  # a queued task that has not started by then (lost, say) is queued again
-PRUNE_EVERY = 3600.0
-_last = {"wake": 0.0, "prune": 0.0, "first_due": None}
 
 
 def _due(now):
@@ -48,53 +41,35 @@ def _due(now):
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).exclude(Exists(earlier)))
 
 
-def wake_if_due():
-    """The cluster's guard loop, every second: queue a delivery task if something is due and
-    nothing is being sent, unless the task queued last has not run yet (the first due delivery
-    is the same, with as many tries, and not WAKE_AGAIN has passed); once an hour, queue the
-    pruning."""
-    now_mono = time.monotonic()
-    if now_mono - _last["prune"] > PRUNE_EVERY:
-        _last["prune"] = now_mono
-        async_task(PRUNE, task_name="prune webhook deliveries")
-    now = timezone.now()
-    if Delivery.objects.filter(status=Delivery.Status.PENDING, lease_until__gt=now).exists():
-        return  # being sent: that task goes on to what is due next
-    first_due = _due(now).order_by("id").values_list("id", "tries").first()
-    if first_due is None:
-        return
-    if first_due == _last["first_due"] and now_mono - _last["wake"] < WAKE_AGAIN:
-        return  # queued already, behind other tasks: not tried since
-    _last.update(wake=now_mono, first_due=first_due)
-    async_task(DELIVER, task_name="deliver webhooks")
-
-
-def deliver(seconds=TASK_SECONDS):
-    """Send what is due, a batch at a time, until nothing is or `seconds` have passed; each
-    answer is recorded as it comes."""
+def deliver(seconds=30, stop=None):
+    """Send what is due, a batch at a time, until nothing is, `seconds` have passed or `stop` (a
+    threading.Event) is set; each answer is recorded as it comes. How many were sent."""
     deadline = time.monotonic() + seconds
+    sent = 0
     with ThreadPoolExecutor(max_workers=BATCH, thread_name_prefix="webhook") as pool:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             claimed, lease = _claim(BATCH)
             if not claimed:
-                return
+                break
+            sent += len(claimed)
             sending = {pool.submit(_send, delivery): delivery for delivery in claimed}
             for done in as_completed(sending):
                 try:
                     _record(sending[done], lease, *done.result())
                 except Exception:  # one that cannot be recorded (its subscription just deleted) stops no other
                     logger.exception("webhook delivery %s could not be recorded", sending[done].pk)
+    return sent
 
 
 def _lease_seconds():
     """How long a claimed delivery is left alone by other senders: longer than a whole try (a
-    cluster killed while sending frees it after this)."""
+    sender killed while sending frees it after this)."""
     return settings.WEBHOOK_TIMEOUT_SECONDS + 10
 
 
 def _claim(limit):
-    """Up to `limit` due deliveries, one per order key, leased to this task; and the lease, which
-    recording a delivery's answer checks is still this task's."""
+    """Up to `limit` due deliveries, one per order key, leased to this sender; and the lease, which
+    recording a delivery's answer checks is still this sender's."""
     now = timezone.now()
     lease = now + timedelta(seconds=_lease_seconds())
     claimed = []
@@ -164,8 +139,8 @@ def _record(delivery, lease, started, answer, error):
     else:
         status, next_try = Delivery.Status.FAILED, None
     with transaction.atomic():
-        # Only while the lease is this task's: a late answer after the lease ran out (another
-        # task has it now) is not recorded over the newer one.
+        # Only while the lease is this sender's: a late answer after the lease ran out (another
+        # sender has it now) is not recorded over the newer one.
         mine = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING, lease_until=lease)
         if not mine.select_for_update(no_key=True).exists():
             return

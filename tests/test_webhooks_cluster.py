@@ -1,8 +1,10 @@
-"""Webhooks delivered by a real cluster: from the guard loop's wake-up to the receiver, and
+"""Webhooks delivered by a real cluster's sender process, kept running by its guard loop, and
 nothing lost when the cluster is killed with deliveries owed."""
 
+import os
 import signal
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +60,37 @@ def test_a_cluster_killed_with_deliveries_owed_sends_them_all_after_restart(inde
     assert [i for n, i in enumerate(ids) if n == 0 or i != ids[n - 1]] == sorted(set(ids))
     kinds = [r.verify(subscription["secret"])["type"] for r in answered if r.path == "/all"]
     assert kinds[0] == "job.created" and kinds[-1] == "job.succeeded"
+
+
+def senders_of(cluster):
+    """The pids of the `send_webhooks` processes in the cluster's process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            group = os.getpgid(int(entry.name))
+        except OSError:
+            continue
+        if b"send_webhooks" in command and group == cluster.process.pid:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.cluster
+def test_the_cluster_keeps_a_sender_process_which_ends_with_it(owner, client_for, start_cluster, receiver):
+    cluster = start_cluster(**CLUSTER_ENV)
+    first = wait_for(lambda: senders_of(cluster), timeout=30, message="the sender to start")
+    assert len(first) == 1
+    os.kill(first[0], signal.SIGKILL)
+    again = wait_for(lambda: [pid for pid in senders_of(cluster) if pid not in first], timeout=30,
+                     message="another sender")
+    subscription = client_for(owner).post("/api/v1/webhooks/", {"url": f"{receiver.url}/hook"}, format="json").json()
+    assert client_for(owner).post(f"/api/v1/webhooks/{subscription['id']}/test/").status_code == 202
+    wait_for(lambda: receiver.received, timeout=30, message="the ping")
+    assert receiver.received[0].verify(subscription["secret"])["type"] == "ping"
+    os.kill(cluster.process.pid, signal.SIGTERM)  # the cluster stops; the kernel tells its sender
+    cluster.process.wait(30)
+    wait_for(lambda: not os.path.exists(f"/proc/{again[0]}") or b"send_webhooks" not in
+             Path(f"/proc/{again[0]}/cmdline").read_bytes(), timeout=30, message="the sender to end")

@@ -7,7 +7,6 @@ terminal (SIGHUP) stops both too, and a child whose parent dies gets SIGTERM fro
 no cluster is left behind in a group of its own.
 """
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -17,20 +16,9 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from jobsite.children import stop_with
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 STOP_GRACE = 30  # seconds a child asked to stop has before it is killed
-LIBC = ctypes.CDLL(None)  # loaded here: loading a library between fork and exec is not safe
-
-
-def stop_with(parent):
-    """A preexec_fn for a child: SIGTERM when `parent` dies, even of SIGKILL; and if it died
-    before that was asked for (between the fork and here), exit at once."""
-    def arrange():
-        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-    return arrange
 
 
 def say(line, stream=None):
