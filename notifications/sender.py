@@ -1,18 +1,24 @@
 """The webhook sender: a process of its own beside each cluster's workers, so that no worker
 waits for a receiver and a slow or hanging one never holds up tiles.
 
-The cluster's guard loop keeps one running (`keep_running`, every second): it starts
-`manage.py send_webhooks`, which gets SIGTERM from the kernel when the cluster ends, however it
-ends, and is started again if it ends by itself. The sender looks for due deliveries every
-POLL_SECONDS and sends them (notifications.delivery), and prunes old ones every PRUNE_SECONDS.
-Several senders (one per cluster host) share the work: each delivery is leased to one.
+The cluster's guard loop keeps one running (`keep_running`, every second):
+1. It starts `manage.py send_webhooks` in a process group of its own (a Ctrl-C at the cluster's
+   terminal is the cluster's to handle, not the sender's), which the kernel sends SIGTERM when
+   the cluster ends, however it ends.
+2. The sender beats on a pipe each time round its loop; a sender that has not beaten for
+   JOBSITE_WEBHOOK_SENDER_STALL_SECONDS (stopped, or stuck in a call that never returns) is
+   killed, and like one that ended by itself, started again. What it had leased is taken up
+   again when the lease runs out.
+The sender looks for due deliveries every POLL_SECONDS and sends them (notifications.delivery),
+and prunes old ones every PRUNE_SECONDS. Several senders (one per cluster host) share the work:
+each delivery is leased to one.
 """
 
 import logging
 import os
+import signal
 import subprocess
 import sys
-import threading
 import time
 
 from django.conf import settings
@@ -27,46 +33,116 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 PRUNE_SECONDS = 3600.0
 RESTART_SECONDS = 10.0  # a sender that ended is started again at most this often
-_running = {"process": None, "started": float("-inf")}
+BATCH_SECONDS = 1.0  # how long one call of delivery.deliver goes on taking new batches
+HEARTBEAT_FD = "JOBSITE_SENDER_HEARTBEAT_FD"  # the write end of the pipe, in the sender's environment
+_running = {"process": None, "started": float("-inf"), "heartbeat": None, "beat": 0.0}
 
 
 def keep_running():
-    """The guard loop's call: have a sender process running."""
+    """The guard loop's call: have a sender process running, and one that is not stalled."""
     process = _running["process"]
     if process is not None and process.poll() is None:
-        return
+        if _heard_from():
+            return
+        logger.warning("the webhook sender (pid %s) has not beaten for %s s; killing it and starting another",
+                       process.pid, settings.WEBHOOK_SENDER_STALL_SECONDS)
+        process.kill()
+        process.wait()
     if process is not None:
-        logger.warning("the webhook sender ended (exit status %s); starting another", process.returncode)
-        _running["process"] = None
+        if process.returncode != -signal.SIGKILL:
+            logger.warning("the webhook sender ended (exit status %s); starting another", process.returncode)
+        _forget()
     if time.monotonic() - _running["started"] < RESTART_SECONDS:
         return
-    _running["started"] = time.monotonic()
-    _running["process"] = subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "send_webhooks"],
-                                           cwd=settings.BASE_DIR, preexec_fn=stop_with(os.getpid()))
+    _start()
+
+
+def _start():
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        _running["process"] = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "send_webhooks"], cwd=settings.BASE_DIR,
+            env={**os.environ, HEARTBEAT_FD: str(write_end)}, pass_fds=(write_end,), process_group=0,
+            preexec_fn=stop_with(os.getpid()))
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+        _running["started"] = time.monotonic()
+    _running["heartbeat"], _running["beat"] = read_end, time.monotonic()
+
+
+def _heard_from():
+    """Whether the sender has beaten within the stall limit (what it wrote is read and dropped)."""
+    try:
+        while os.read(_running["heartbeat"], 4096):
+            _running["beat"] = time.monotonic()
+    except BlockingIOError:
+        pass
+    return time.monotonic() - _running["beat"] < settings.WEBHOOK_SENDER_STALL_SECONDS
+
+
+def _forget():
+    os.close(_running["heartbeat"])
+    _running.update(process=None, heartbeat=None)
+
+
+class Stop:
+    """Asked for by a signal handler: a plain flag, which a handler can set whatever the loop is
+    doing (setting a threading.Event takes a lock the interrupted loop may hold)."""
+
+    def __init__(self):
+        self.asked = False
+
+    def set(self, *_):
+        self.asked = True
+
+    def is_set(self):
+        return self.asked
+
+    def wait(self, seconds):
+        deadline = time.monotonic() + seconds
+        while not self.asked and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def on_signals(signals):
+    """A Stop that any of `signals` sets."""
+    stop = Stop()
+    for signum in signals:
+        signal.signal(signum, stop.set)
+    return stop
+
+
+def _beat():
+    """Tell the guard loop this sender is alive (when it was started by one)."""
+    fd = os.environ.get(HEARTBEAT_FD)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b".")
+    except BlockingIOError:  # the guard has not read for a while: the pipe is full of beats already
+        pass
 
 
 def run(stop):
-    """Send what is due until `stop` (a threading.Event) is set; a try under way is finished."""
+    """Send what is due until `stop` is set; a try under way is finished."""
+    fd = os.environ.get(HEARTBEAT_FD)
+    if fd is not None:
+        os.set_blocking(int(fd), False)
     pruned = float("-inf")
     while not stop.is_set():
+        _beat()
         try:
             close_old_connections()
             if time.monotonic() - pruned > PRUNE_SECONDS:
                 delivery.prune()
                 pruned = time.monotonic()
-            if not delivery.deliver(stop=stop):
+            if not delivery.deliver(seconds=BATCH_SECONDS, stop=stop):
                 stop.wait(POLL_SECONDS)
         except Exception:  # the database went away, say: try again, never end
             logger.exception("sending webhooks failed; trying again")
             close_old_connections()
             stop.wait(1)
-
-
-def stop_on_signals(signals):
-    """A threading.Event set by any of `signals`."""
-    import signal
-
-    stop = threading.Event()
-    for signum in signals:
-        signal.signal(signum, lambda *_: stop.set())
-    return stop

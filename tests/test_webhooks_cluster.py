@@ -3,6 +3,7 @@ nothing lost when the cluster is killed with deliveries owed."""
 
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -63,19 +64,41 @@ def test_a_cluster_killed_with_deliveries_owed_sends_them_all_after_restart(inde
 
 
 def senders_of(cluster):
-    """The pids of the `send_webhooks` processes in the cluster's process group."""
+    """The pids of the live `send_webhooks` processes that the cluster started."""
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and not ended(int(entry.name)) and cluster.process.pid in ancestors(int(entry.name))]
+
+
+def state_and_parent(pid):
+    """A process's state letter and its parent's pid, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def ancestors(pid):
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    while pid > 1:
         try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            group = os.getpgid(int(entry.name))
-        except OSError:
-            continue
-        if b"send_webhooks" in command and group == cluster.process.pid:
-            found.append(int(entry.name))
+            pid = state_and_parent(pid)[1]
+        except (OSError, IndexError, ValueError):
+            break
+        found.append(pid)
     return found
+
+
+def ended(pid):
+    """Whether `pid` is no (or no longer a live) webhook sender."""
+    try:
+        return b"send_webhooks" not in Path(f"/proc/{pid}/cmdline").read_bytes() or state_and_parent(pid)[0] == "Z"
+    except (OSError, IndexError, ValueError):
+        return True
+
+
+def ping_arrives(client, receiver):
+    subscription = client.post("/api/v1/webhooks/", {"url": f"{receiver.url}/hook"}, format="json").json()
+    assert client.post(f"/api/v1/webhooks/{subscription['id']}/test/").status_code == 202
+    wait_for(lambda: receiver.received, timeout=30, message="the ping")
+    assert receiver.received[0].verify(subscription["secret"])["type"] == "ping"
 
 
 @pytest.mark.cluster
@@ -86,11 +109,36 @@ def test_the_cluster_keeps_a_sender_process_which_ends_with_it(owner, client_for
     os.kill(first[0], signal.SIGKILL)
     again = wait_for(lambda: [pid for pid in senders_of(cluster) if pid not in first], timeout=30,
                      message="another sender")
-    subscription = client_for(owner).post("/api/v1/webhooks/", {"url": f"{receiver.url}/hook"}, format="json").json()
-    assert client_for(owner).post(f"/api/v1/webhooks/{subscription['id']}/test/").status_code == 202
-    wait_for(lambda: receiver.received, timeout=30, message="the ping")
-    assert receiver.received[0].verify(subscription["secret"])["type"] == "ping"
+    ping_arrives(client_for(owner), receiver)
     os.kill(cluster.process.pid, signal.SIGTERM)  # the cluster stops; the kernel tells its sender
     cluster.process.wait(30)
-    wait_for(lambda: not os.path.exists(f"/proc/{again[0]}") or b"send_webhooks" not in
-             Path(f"/proc/{again[0]}/cmdline").read_bytes(), timeout=30, message="the sender to end")
+    wait_for(lambda: ended(again[0]), timeout=30, message="the sender to end")
+
+
+@pytest.mark.cluster
+def test_a_stalled_sender_is_killed_and_another_started(owner, client_for, start_cluster, receiver):
+    cluster = start_cluster(**CLUSTER_ENV, JOBSITE_WEBHOOK_SENDER_STALL_SECONDS="4")
+    first = wait_for(lambda: senders_of(cluster), timeout=30, message="the sender to start")
+    os.kill(first[0], signal.SIGSTOP)  # alive, but it does nothing: as one stuck in a call would
+    try:
+        again = wait_for(lambda: [pid for pid in senders_of(cluster) if pid not in first], timeout=30,
+                         message="another sender")
+        assert ended(first[0])
+    finally:
+        if not ended(first[0]):
+            os.kill(first[0], signal.SIGKILL)
+    ping_arrives(client_for(owner), receiver)
+    assert senders_of(cluster) == again
+    assert "has not beaten for 4 s" in cluster.output()
+
+
+@pytest.mark.cluster
+def test_ctrl_c_at_the_clusters_terminal_stops_the_cluster_and_then_its_sender(start_cluster):
+    cluster = start_cluster(**CLUSTER_ENV)
+    sender = wait_for(lambda: senders_of(cluster), timeout=30, message="the sender to start")
+    assert os.getpgid(sender[0]) != os.getpgid(cluster.process.pid)  # so a terminal's Ctrl-C is the cluster's alone
+    time.sleep(1)  # the cluster's workers are up and handle the signal
+    os.killpg(cluster.process.pid, signal.SIGINT)  # what a terminal sends its foreground group
+    cluster.process.wait(30)
+    wait_for(lambda: ended(sender[0]), timeout=30, message="the sender to end")
+    assert "webhook sender ended" not in cluster.output()  # it was not stopped before the cluster and restarted

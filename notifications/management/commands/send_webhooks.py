@@ -10,4 +10,4 @@ class Command(BaseCommand):
             "hosts, share the work).")
 
     def handle(self, **options):
-        sender.run(sender.stop_on_signals((signal.SIGTERM, signal.SIGINT)))
+        sender.run(sender.on_signals((signal.SIGTERM, signal.SIGINT)))
