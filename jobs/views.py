@@ -12,6 +12,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -144,7 +145,9 @@ def job_detail(request, pk):
 @require_GET
 def job_live(request, pk):
     """What changed on a job page: status, progress, each tile's status, log lines after `after`, and
-    the page's changing parts as HTML. `settled` once the job is final and no tile is still moving."""
+    the page's changing parts as HTML. `settled` once the job is final and no tile is still moving:
+    none pending or running, and none stopping (canceled while its worker, which logs how it
+    stopped, still holds it)."""
     job = _job_or_404(request, pk)
     try:
         after = int(request.GET.get("after", 0))
@@ -156,10 +159,18 @@ def job_live(request, pk):
     context = _live_context(job)
     return JsonResponse({
         **context["summary"], "allowed": context["allowed"], "tiles": tiles,
-        "settled": job.is_final and not any(s in (TileStatus.PENDING, TileStatus.RUNNING) for s in tiles.values()),
+        "settled": job.is_final and not any(s in (TileStatus.PENDING, TileStatus.RUNNING) for s in tiles.values())
+        and not _stopping(job).exists(),
         "logs": _log_lines(request, JobLog.objects.filter(job=job, id__gt=after).select_related("tile").order_by("id")[:500]),
         "parts": _live_parts(request, context),
     })
+
+
+def _stopping(job):
+    """The job's canceled tiles whose worker has not let go of them yet (a lease that ran out aside:
+    that worker is gone)."""
+    held = Q(lease_expires__isnull=True) | Q(lease_expires__gt=timezone.now())
+    return JobTile.objects.filter(held, job=job, status=TileStatus.CANCELED).exclude(lease_owner="")
 
 
 def _confirmed(request, job, action, question):

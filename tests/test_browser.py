@@ -205,10 +205,11 @@ def test_a_job_canceled_elsewhere_offers_resume_live_as_a_reload_does(cluster, l
     assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
     resume = browser.find_element(By.CSS_SELECTOR, "details[data-action=resume]")
     wait(browser, lambda d: resume.is_displayed())
-    wait(browser, lambda d: not any("status-running" in tile or "status-pending" in tile
-                                    for tile in job_page_fields(d)["tiles"]))
+    # Settled: its stopping tiles have said how they ended, and the page stopped asking.
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".job-page").get_attribute("data-settled") == "true")
     live = job_page_fields(browser)
     assert live["shown actions"] == ["delete", "resume"] and "canceled" in live["heading"]
+    assert not any("status-running" in tile or "status-pending" in tile for tile in live["tiles"])
     browser.refresh()
     reloaded = job_page_fields(browser)
     for name in reloaded:

@@ -11,8 +11,10 @@ from django.utils import timezone
 
 from datafiles.models import DataFile
 from datafiles.services import datafile_store
+from jobs import lifecycle
 from jobs.services.control import job_cancel
 from jobs.services.submit import job_submit
+from jobs.services.worker import _record_succeeded, claim_tiles
 from jobsite.exceptions import Rejected
 from jobs.models import Job, JobStatus
 
@@ -252,6 +254,17 @@ def test_it_sends_the_live_parts_exactly_as_the_page_renders_them(index, owner, 
                      live["parts"]["facts"])
     for line in live["logs"]:
         assert line["html"] in html
+
+
+def test_a_canceled_job_settles_once_its_stopping_tile_has_said_how_it_ended(job, logged_in, media):
+    lifecycle.move_job(job.pk, "start")
+    [running] = claim_tiles(job.pk, "worker-1", 1)
+    job_cancel(job=job)
+    live = logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()
+    assert live["status"] == "canceled" and live["settled"] is False  # its worker still holds the tile
+    _record_succeeded(job.pk, [(running, f"jobs/{job.pk}/tiles/x.tif", 1)])  # its GDAL call ended after all
+    live = logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()
+    assert live["settled"] is True and "its output was discarded" in live["logs"][-1]["html"]
 
 
 def test_a_running_jobs_live_answer_is_not_settled(job, logged_in):

@@ -198,8 +198,8 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
         )
     except Cancelled:
         lifecycle.move_tiles(job.id, "stop", lifecycle.claimed(job_tile.pk, job_tile.attempts), lease_expires=None)
-        _let_go(job_tile)
         lifecycle.job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
+        _let_go(job_tile)  # after the log line: a tile let go of has said all it will (see views.job_live)
         return None
     except Exception as exc:
         _tile_failed(job, job_tile, exc, lifecycle.claimed(job_tile.pk, job_tile.attempts))
@@ -223,9 +223,9 @@ def _record_succeeded(job_id, done):
     for job_tile, relpath, _ in done:
         if relpath not in kept:
             media.media_path(relpath).unlink(missing_ok=True)
-            _let_go(job_tile)
             lifecycle.job_log(job_id, "finished after the tile had stopped running; its output was discarded",
-                    tile_id=job_tile.tile_id)
+                              tile_id=job_tile.tile_id)
+            _let_go(job_tile)
 
 
 def may_pass(exc):

@@ -161,6 +161,7 @@ function liveJobPage(page) {
       final = data.final;
       if (final) finalSeen += 1;
       settled = data.settled || finalSeen > SETTLE_POLLS;
+      if (settled) page.dataset.settled = "true";  // nothing on it changes any more
       if (settled && source) { source.close(); source = null; }
     } finally {
       clearTimeout(timer);  // the next look, counted from this one
