@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.api.serializers import JobSerializer
-from jobs.models import JOB_WEBHOOKS, Job, JobStatus, TileStatus
+from jobs.models import JOB_WEBHOOKS, Job, JobStatus, JobTile, TileStatus
 
 from .feed import notify_streams
 from .models import Delivery, Event, EventType, Subscription
@@ -59,24 +59,60 @@ def on_tiles_changed(sender, job_id, transition, count, counts, **kwargs):
     if transition == "fail":
         record_job_events(job_id, [EventType.TILE_FAILED], tiles=count)
     elif transition == "succeed":
-        _maybe_progress(job_id, counts())
+        _maybe_progress(job_id)
 
 
-def _maybe_progress(job_id, counts):
+# What this process knows of its jobs, so that most batches of tiles cost one count: a job's tile
+# total, and its newest progress event as (created, percent, for webhooks). Another process may
+# have recorded a newer event, which is no more due than this one: a progress event is due only
+# when the newest one is old enough or a 10 % step behind, and progress does not go back (after a
+# resume, which recounts, it may for a while: a step is then announced up to
+# JOBSITE_EVENT_PROGRESS_SECONDS late).
+_known = {"totals": {}, "progress": {}}
+KNOWN_JOBS = 1000
+
+
+def _maybe_progress(job_id):
     """A progress event at most every JOBSITE_EVENT_PROGRESS_SECONDS and at each 10 % of the tiles;
     owed to webhooks at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 %."""
-    total = sum(counts.values())
+    total = _tiles_total(job_id)
     if not total:
         return
-    percent = 100 * counts.get(TileStatus.SUCCEEDED, 0) // total
+    percent = 100 * JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).count() // total
+    known = _known["progress"].get(job_id)
+    if known is not None and not _due(known, percent, settings.EVENT_PROGRESS_SECONDS):
+        return
     progress = Event.objects.filter(job_id=job_id, type=EventType.JOB_PROGRESS).order_by("-id")
     last = progress.values_list("created", "payload__data__progress", "for_webhooks").first()
     if last is not None and not _due(last, percent, settings.EVENT_PROGRESS_SECONDS):
+        _remember(job_id, last)
         return
     if last is not None and not last[2]:
         last = progress.filter(for_webhooks=True).values_list("created", "payload__data__progress").first()
-    record_job_events(job_id, [EventType.JOB_PROGRESS],
-                      for_webhooks=last is None or _due(last, percent, settings.WEBHOOK_PROGRESS_SECONDS))
+    for_webhooks = last is None or _due(last, percent, settings.WEBHOOK_PROGRESS_SECONDS)
+    record_job_events(job_id, [EventType.JOB_PROGRESS], for_webhooks=for_webhooks)
+    _remember(job_id, (timezone.now(), percent, for_webhooks))
+
+
+def _tiles_total(job_id):
+    totals = _known["totals"]
+    if job_id not in totals:
+        if len(totals) >= KNOWN_JOBS:
+            totals.clear()
+        totals[job_id] = Job.objects.filter(pk=job_id).values_list("tiles_total", flat=True).first() or 0
+    return totals[job_id]
+
+
+def forget_jobs():
+    """Drop what this process remembers of jobs."""
+    for known in _known.values():
+        known.clear()
+
+
+def _remember(job_id, last):
+    if len(_known["progress"]) >= KNOWN_JOBS:
+        _known["progress"].clear()
+    _known["progress"][job_id] = last
 
 
 def _due(last, percent, seconds):

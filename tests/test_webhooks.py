@@ -7,8 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs import lifecycle
 from jobs.models import Job
 from jobs.services.submit import job_submit
+from jobs.services.worker import _record_succeeded, claim_tiles
 from jobsite import outbound
 from jobsite.exceptions import Rejected
 from notifications import delivery
@@ -260,3 +262,18 @@ def test_old_deliveries_and_events_are_pruned(transactional_db, owner, receiver,
     delivery.prune()
     assert set(Delivery.objects.values_list("pk", flat=True)) == {kept.pk, pending.pk}
     assert set(Event.objects.values_list("pk", flat=True)) == {kept.event_id, pending.event_id}
+
+
+def test_progress_is_recorded_at_each_tenth_of_the_tiles_and_not_between(index, owner, media, settings,
+                                                                        django_capture_on_commit_callbacks):
+    settings.EVENT_PROGRESS_SECONDS = settings.WEBHOOK_PROGRESS_SECONDS = 3600
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids)
+    lifecycle.move_job(job.pk, "start")
+    for _ in index.ids:  # one tile at a time, as a worker records tiles that take long
+        [tile] = claim_tiles(job.pk, "worker-1", 1)
+        with django_capture_on_commit_callbacks(execute=True):
+            _record_succeeded(job.pk, [(tile, f"jobs/{job.pk}/tiles/{tile.pk}.tif", 1)])
+    progress = Event.objects.filter(job=job, type="job.progress").order_by("id")
+    # 12 tiles: 58 % is in the same tenth as 50 %, and 100 % is shown as 99 until the result exists.
+    assert [event.payload["data"]["progress"] for event in progress] == [8, 16, 25, 33, 41, 50, 66, 75, 83, 91, 99]
+    assert all(event.for_webhooks for event in progress)
