@@ -12,7 +12,6 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -167,10 +166,10 @@ def job_live(request, pk):
 
 
 def _stopping(job):
-    """The job's canceled tiles whose worker has not let go of them yet (a lease that ran out aside:
-    that worker is gone)."""
-    held = Q(lease_expires__isnull=True) | Q(lease_expires__gt=timezone.now())
-    return JobTile.objects.filter(held, job=job, status=TileStatus.CANCELED).exclude(lease_owner="")
+    """The job's canceled tiles whose worker still holds them under a lease (one that ran out aside:
+    that worker is gone, or busy in a step that renews nothing)."""
+    return JobTile.objects.filter(job=job, status=TileStatus.CANCELED, lease_expires__gt=timezone.now()).exclude(
+        lease_owner="")
 
 
 def _confirmed(request, job, action, question):

@@ -350,9 +350,9 @@ except ValueError:
     raise ImproperlyConfigured("JOBSITE_WEBHOOK_RETRY_SECONDS must be whole seconds, comma-separated") from None
 WEBHOOK_RETENTION_DAYS = envint("JOBSITE_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 # A cluster's webhook sender silent this long (stopped, or stuck in a call) is replaced (notifications/sender.py).
-WEBHOOK_SENDER_STALL_SECONDS = envint("JOBSITE_WEBHOOK_SENDER_STALL_SECONDS", 60, minimum=2 * WEBHOOK_TIMEOUT_SECONDS + 1)
-# The site's address as its users reach it, e.g. https://jobs.example.org: links in webhook payloads
-# are absolute with it (relative without).
+WEBHOOK_SENDER_STALL_SECONDS = envint("JOBSITE_WEBHOOK_SENDER_STALL_SECONDS", max(60, 2 * WEBHOOK_TIMEOUT_SECONDS + 1),
+                                      minimum=2 * WEBHOOK_TIMEOUT_SECONDS + 1)
+# The site's address as its users reach it (https://jobs.example.org): webhook payloads' links are absolute with it.
 PUBLIC_URL = os.environ.get("JOBSITE_PUBLIC_URL", "")
 # Event streams (notifications/streams.py): progress events at most this often (webhooks get them
 # at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS), and the streams one user may hold open in one

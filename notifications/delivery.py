@@ -176,10 +176,21 @@ def send_again(deliveries):
                              finished=None)
 
 
-def prune():
+PRUNE_PART = 1000
+
+
+def prune(each_part=None):
     """Delete finished deliveries (with their tries) and events older than
-    JOBSITE_WEBHOOK_RETENTION_DAYS; an event is kept while a delivery of it is pending."""
+    JOBSITE_WEBHOOK_RETENTION_DAYS, PRUNE_PART at a time, calling `each_part()` after each part;
+    an event is kept while a delivery of it is pending."""
     cutoff = timezone.now() - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
-    Delivery.objects.filter(created__lt=cutoff).exclude(status=Delivery.Status.PENDING).delete()
     pending = Delivery.objects.filter(event=OuterRef("pk"), status=Delivery.Status.PENDING)
-    Event.objects.filter(created__lt=cutoff).exclude(Exists(pending)).delete()
+    for old in (Delivery.objects.filter(created__lt=cutoff).exclude(status=Delivery.Status.PENDING),
+                Event.objects.filter(created__lt=cutoff).exclude(Exists(pending))):
+        while True:
+            ids = list(old.order_by("id").values_list("id", flat=True)[:PRUNE_PART])
+            if not ids:
+                break
+            old.model.objects.filter(id__in=ids).delete()
+            if each_part is not None:
+                each_part()

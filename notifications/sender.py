@@ -32,24 +32,27 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 PRUNE_SECONDS = 3600.0
+FIRST_PRUNE_SECONDS = 60.0
 RESTART_SECONDS = 10.0  # a sender that ended is started again at most this often
 BATCH_SECONDS = 1.0  # how long one call of delivery.deliver goes on taking new batches
 HEARTBEAT_FD = "JOBSITE_SENDER_HEARTBEAT_FD"  # the write end of the pipe, in the sender's environment
-_running = {"process": None, "started": float("-inf"), "heartbeat": None, "beat": 0.0}
+_running = {"process": None, "started": float("-inf"), "heartbeat": None, "beat": 0.0, "killed": []}
 
 
 def keep_running():
-    """The guard loop's call: have a sender process running, and one that is not stalled."""
+    """The guard loop's call: have a sender process running, and one that is not stalled. It never
+    waits for a process: a killed one is reaped on a later call."""
+    _running["killed"] = [process for process in _running["killed"] if process.poll() is None]
     process = _running["process"]
-    if process is not None and process.poll() is None:
-        if _heard_from():
-            return
-        logger.warning("the webhook sender (pid %s) has not beaten for %s s; killing it and starting another",
-                       process.pid, settings.WEBHOOK_SENDER_STALL_SECONDS)
-        process.kill()
-        process.wait()
     if process is not None:
-        if process.returncode != -signal.SIGKILL:
+        if process.poll() is None:
+            if _heard_from():
+                return
+            logger.warning("the webhook sender (pid %s) has not beaten for %s s; killing it and starting another",
+                           process.pid, settings.WEBHOOK_SENDER_STALL_SECONDS)
+            process.kill()
+            _running["killed"].append(process)
+        else:
             logger.warning("the webhook sender ended (exit status %s); starting another", process.returncode)
         _forget()
     if time.monotonic() - _running["started"] < RESTART_SECONDS:
@@ -125,6 +128,8 @@ def _beat():
         os.write(int(fd), b".")
     except BlockingIOError:  # the guard has not read for a while: the pipe is full of beats already
         pass
+    except OSError:  # the guard is gone: the kernel ends this process with it
+        pass
 
 
 def run(stop):
@@ -132,13 +137,16 @@ def run(stop):
     fd = os.environ.get(HEARTBEAT_FD)
     if fd is not None:
         os.set_blocking(int(fd), False)
-    pruned = float("-inf")
+        # In a process group of its own it is in the background of the cluster's terminal, where a
+        # terminal set to `tostop` would stop it at its first log line.
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    pruned = time.monotonic() - PRUNE_SECONDS + FIRST_PRUNE_SECONDS  # what is owed goes first
     while not stop.is_set():
         _beat()
         try:
             close_old_connections()
             if time.monotonic() - pruned > PRUNE_SECONDS:
-                delivery.prune()
+                delivery.prune(each_part=_beat)
                 pruned = time.monotonic()
             if not delivery.deliver(seconds=BATCH_SECONDS, stop=stop):
                 stop.wait(POLL_SECONDS)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from datafiles.models import DataFile
 from datafiles.services import datafile_store
 from jobs import lifecycle
-from jobs.services.control import job_cancel
+from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
 from jobs.services.worker import _record_succeeded, claim_tiles
 from jobsite.exceptions import Rejected
@@ -265,6 +265,16 @@ def test_a_canceled_job_settles_once_its_stopping_tile_has_said_how_it_ended(job
     _record_succeeded(job.pk, [(running, f"jobs/{job.pk}/tiles/x.tif", 1)])  # its GDAL call ended after all
     live = logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()
     assert live["settled"] is True and "its output was discarded" in live["logs"][-1]["html"]
+
+
+def test_a_job_canceled_again_after_a_resume_that_reruns_its_tiles_settles(job, logged_in, media):
+    lifecycle.move_job(job.pk, "start")
+    done = claim_tiles(job.pk, "worker-1", 2)
+    _record_succeeded(job.pk, [(tile, f"jobs/{job.pk}/tiles/{tile.pk}.tif", 1) for tile in done])
+    job_cancel(job=job)
+    job_resume(job=job, params={"units": "percent"})  # a new result: every tile runs again
+    job_cancel(job=Job.objects.get(pk=job.pk))  # before any did: no worker holds one
+    assert logged_in.get(f"/jobs/{job.pk}/live/?after=0").json()["settled"] is True
 
 
 def test_a_running_jobs_live_answer_is_not_settled(job, logged_in):

@@ -264,6 +264,20 @@ def test_old_deliveries_and_events_are_pruned(transactional_db, owner, receiver,
     assert set(Event.objects.values_list("pk", flat=True)) == {kept.event_id, pending.event_id}
 
 
+def test_pruning_goes_in_parts_and_says_after_each(db, owner, settings, monkeypatch):
+    from notifications.events import ping
+
+    monkeypatch.setattr(delivery, "PRUNE_PART", 2)
+    subscription = subscribe(owner, "https://example.org/hook")
+    owed = [ping(subscription) for _ in range(5)]
+    long_ago = timezone.now() - timedelta(days=settings.WEBHOOK_RETENTION_DAYS + 1)
+    Delivery.objects.update(created=long_ago, status=Delivery.Status.DELIVERED)
+    Event.objects.update(created=long_ago)
+    parts = []
+    delivery.prune(each_part=lambda: parts.append((Delivery.objects.count(), Event.objects.count())))
+    assert parts == [(3, 5), (1, 5), (0, 5), (0, 3), (0, 1), (0, 0)] and len(owed) == 5
+
+
 def test_progress_is_recorded_at_each_tenth_of_the_tiles_and_not_between(index, owner, media, settings,
                                                                         django_capture_on_commit_callbacks):
     settings.EVENT_PROGRESS_SECONDS = settings.WEBHOOK_PROGRESS_SECONDS = 3600

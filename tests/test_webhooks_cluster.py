@@ -117,7 +117,7 @@ def test_the_cluster_keeps_a_sender_process_which_ends_with_it(owner, client_for
 
 @pytest.mark.cluster
 def test_a_stalled_sender_is_killed_and_another_started(owner, client_for, start_cluster, receiver):
-    cluster = start_cluster(**CLUSTER_ENV, JOBSITE_WEBHOOK_SENDER_STALL_SECONDS="4")
+    cluster = start_cluster(**CLUSTER_ENV, JOBSITE_WEBHOOK_SENDER_STALL_SECONDS="8")
     first = wait_for(lambda: senders_of(cluster), timeout=30, message="the sender to start")
     os.kill(first[0], signal.SIGSTOP)  # alive, but it does nothing: as one stuck in a call would
     try:
@@ -129,7 +129,7 @@ def test_a_stalled_sender_is_killed_and_another_started(owner, client_for, start
             os.kill(first[0], signal.SIGKILL)
     ping_arrives(client_for(owner), receiver)
     assert senders_of(cluster) == again
-    assert "has not beaten for 4 s" in cluster.output()
+    assert "has not beaten for 8 s" in cluster.output()
 
 
 @pytest.mark.cluster

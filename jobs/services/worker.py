@@ -197,7 +197,7 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
             out_path=media.media_path(relpath), progress=TileWatch(job_tile),
         )
     except Cancelled:
-        lifecycle.move_tiles(job.id, "stop", lifecycle.claimed(job_tile.pk, job_tile.attempts), lease_expires=None)
+        lifecycle.move_tiles(job.id, "stop", lifecycle.claimed(job_tile.pk, job_tile.attempts))
         lifecycle.job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
         _let_go(job_tile)  # after the log line: a tile let go of has said all it will (see views.job_live)
         return None

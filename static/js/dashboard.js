@@ -161,7 +161,8 @@ function liveJobPage(page) {
       final = data.final;
       if (final) finalSeen += 1;
       settled = data.settled || finalSeen > SETTLE_POLLS;
-      if (settled) page.dataset.settled = "true";  // nothing on it changes any more
+      // Nothing on it changes any more: as the server says, or it stopped asking after SETTLE_POLLS.
+      if (settled) page.dataset.settled = data.settled ? "true" : "gave-up";
       if (settled && source) { source.close(); source = null; }
     } finally {
       clearTimeout(timer);  // the next look, counted from this one
