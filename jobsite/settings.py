@@ -2,80 +2,14 @@
 
 import os
 import re
-import secrets
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from jobsite.environment import envbool, envint, envlist, local_secret_key, read_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def envbool(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
-
-
-def envint(name, default, minimum=None):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
-    return number
-
-
-def envlist(name, default=()):
-    value = os.environ.get(name)
-    if value is None:
-        return list(default)
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def local_secret_key(path):
-    """The key of a local (DEBUG) site: random, made on first use and kept in `path` (mode 0600), so
-    that the web server and the workers share it and sessions survive a restart."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
-            file.write(secrets.token_urlsafe(50) + "\n")
-        try:
-            os.link(draft, path)  # whole or not at all; of two processes starting at once, one wins
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_text().strip()
-
-
-def read_env_file(path):
-    """Settings kept in `path`, one NAME=value a line (# starts a comment), for the names the
-    environment does not set: `make run` writes its own there on first start, so that every later
-    command, and every restart, runs with the settings it ran with."""
-    if not path.is_file():
-        return
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, equals, value = line.partition("=")
-        name, value = name.strip(), value.strip()
-        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ImproperlyConfigured(f"{path}, line {number}: expected NAME=value, not {line!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        os.environ.setdefault(name, value)
 
 
 VAR_DIR = Path(os.environ.get("JOBSITE_VAR_DIR", BASE_DIR / "var"))
