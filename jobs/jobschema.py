@@ -166,6 +166,10 @@ class JobType:
     def output_name(self):
         return f"{self.name}.tif"
 
+    def output_files(self):
+        """The files its merge writes: (name, content type) each."""
+        return ((self.output_name, "image/tiff"), ("thumbnail.png", "image/png"))
+
     def schema(self):
         return {"name": self.name, "version": self.version, "title": self.title or self.name,
                 "description": self.description, "keywords": list(self.keywords), "source": self.public_source,

@@ -72,7 +72,10 @@ class ZonalStatistics(JobType):
         rows = zonal.zonal_combine(tile_paths, _polygons(inputs["zones"], crs_wkt))
         write_json(out_dir / "zonal-statistics.json", rows)
         write_csv(out_dir / "zonal-statistics.csv", rows)
-        return [("zonal-statistics.csv", "text/csv"), ("zonal-statistics.json", "application/json")], rows
+        return list(self.output_files()), rows
+
+    def output_files(self):
+        return (("zonal-statistics.csv", "text/csv"), ("zonal-statistics.json", "application/json"))
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,11 @@ PUBLIC_URL = os.environ.get("JOBSITE_PUBLIC_URL", "")
 EVENT_PROGRESS_SECONDS = envint("JOBSITE_EVENT_PROGRESS_SECONDS", 2, minimum=1)
 STREAMS_PER_USER = envint("JOBSITE_STREAMS_PER_USER", 10, minimum=1)
 
+# OGC API - Processes: an execute request without Prefer: respond-async waits this long for a job of at
+# most this many tiles, and answers its results; a larger or slower one is answered as a job to watch.
+OGC_SYNC_MAX_TILES = envint("JOBSITE_OGC_SYNC_MAX_TILES", 16, minimum=0)
+OGC_SYNC_SECONDS = envint("JOBSITE_OGC_SYNC_SECONDS", 30, minimum=1)
+
 # Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
 # programs are looked up, and run, with this PATH only.
 JOB_TYPES_FILES = envlist("JOBSITE_JOB_TYPES_FILE")

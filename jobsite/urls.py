@@ -62,6 +62,7 @@ urlpatterns = [
     path("api/v1/events/", streams.all_events, name="api-events"),
     path("api/v1/jobs/<int:pk>/events/", streams.job_events, name="api-job-events"),
     path("api/v1/", include(router.urls)),
+    path("ogcapi/", include("jobs.ogcapi.urls")),
     # The old tile pipeline's endpoints.
     path("start_job", legacy.start_job, name="legacy-start-job"),
     path("job_status", legacy.job_status, name="legacy-job-status"),

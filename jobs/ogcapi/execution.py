@@ -1,0 +1,111 @@
+"""An OGC API - Processes execute request, read into what jobs.services.submit takes.
+
+`{"inputs": {...}, "outputs": {...}, "response": "raw" | "document"}`: each input given as its
+value, as `{"value": ...}`, or (a data file) as `{"href": URL}` of one of the caller's data files
+on this site. Nothing is ever fetched from an address a user gives.
+"""
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from django.urls import Resolver404, resolve
+
+from datafiles.models import DataFile
+
+from .documents import TILE_INPUTS
+from .problems import invalid
+
+TILE_FIELDS = tuple(TILE_INPUTS)
+RESPONSES = ("document", "raw")
+TRANSMISSION_MODES = ("value", "reference")
+
+
+@dataclass
+class Execution:
+    submit: dict  # keyword arguments of job_submit, besides owner and job_type
+    outputs: dict = field(default_factory=dict)  # output id: transmission mode; empty: all, each as it comes
+    response: str = "document"
+
+
+def read_execution(body, kind, request):
+    """The Execution an execute request asks for; a Problem (400) naming the first bad member."""
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object with inputs")
+    unknown = sorted(set(body) - {"inputs", "outputs", "response", "subscriber", "mode"})
+    if unknown:
+        raise invalid(unknown[0], "is not a member of an execute request (inputs, outputs, response)")
+    if body.get("subscriber") is not None:
+        raise invalid("subscriber", "callbacks are not offered yet; watch the job's status instead")
+    inputs = body.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise invalid("inputs", "must be an object of input id: value")
+    params, files, submit = {}, {}, {}
+    parameters = set(kind.params_schema()["properties"])
+    data_inputs = {job_input.name for job_input in kind.inputs}
+    for name, given in inputs.items():
+        if name in data_inputs:
+            files[name] = _data_file_name(name, given, request)
+        elif name in TILE_FIELDS:
+            submit[name] = _value(given)
+        elif name in parameters:
+            params[name] = _value(given)
+        else:
+            known = ", ".join(sorted([*TILE_FIELDS, *parameters, *data_inputs]))
+            raise invalid(f"inputs.{name}", f"unknown input; the process {kind.name} takes {known}")
+    submit.update(params=params, inputs=files or None)
+    return Execution(submit=submit, outputs=_outputs(body.get("outputs"), kind), response=_response(body))
+
+
+def _value(given):
+    """An input's value: as given, or the `value` of a qualified value."""
+    if isinstance(given, dict) and "value" in given and set(given) <= {"value", "mediaType", "encoding", "schema"}:
+        return given["value"]
+    return given
+
+
+def _data_file_name(name, given, request):
+    """The name of the caller's data file that an input refers to by its URL on this site."""
+    href = given.get("href") if isinstance(given, dict) else None
+    if not isinstance(href, str) or not href:
+        raise invalid(f"inputs.{name}", "must be a reference to one of your data files: {\"href\": URL}")
+    parts = urlsplit(href)
+    if parts.scheme not in ("", "http", "https") or (parts.netloc and parts.netloc != request.get_host()):
+        raise invalid(f"inputs.{name}", "must refer to one of your data files on this site (its URL under "
+                                        "/api/v1/datafiles/); no other address is read")
+    try:
+        match = resolve(parts.path)
+    except Resolver404:
+        match = None
+    if match is None or match.url_name != "datafile-detail":
+        raise invalid(f"inputs.{name}", "must be the URL of one of your data files (/api/v1/datafiles/NAME/)")
+    file_name = match.kwargs["name"]
+    if not DataFile.objects.filter(owner=request.user, name=file_name).exists():
+        raise invalid(f"inputs.{name}", f"you have no data file named {file_name[:200]!r}")
+    return file_name
+
+
+def _outputs(outputs, kind):
+    if outputs is None:
+        return {}
+    if not isinstance(outputs, dict):
+        raise invalid("outputs", "must be an object of output id: {\"transmissionMode\": value | reference}")
+    known = dict(kind.output_files())
+    chosen = {}
+    for name, wanted in outputs.items():
+        if name not in known:
+            raise invalid(f"outputs.{name}", f"unknown output; the process {kind.name} gives {', '.join(known)}")
+        mode = (wanted or {}).get("transmissionMode", "reference") if isinstance(wanted, dict) else None
+        if mode not in TRANSMISSION_MODES:
+            raise invalid(f"outputs.{name}.transmissionMode", "must be value or reference")
+        if mode == "value" and known[name] != "application/json":
+            raise invalid(f"outputs.{name}.transmissionMode", "only JSON results are given by value; "
+                                                              "a file is given by reference")
+        chosen[name] = mode
+    return chosen
+
+
+def _response(body):
+    response = body.get("response", "document")
+    if response not in RESPONSES:
+        raise invalid("response", "must be document or raw")
+    return response

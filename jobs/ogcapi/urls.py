@@ -1,0 +1,16 @@
+from django.urls import path, re_path
+
+from . import views
+
+urlpatterns = [
+    path("", views.LandingPage.as_view(), name="ogc-landing"),
+    path("conformance", views.Conformance.as_view(), name="ogc-conformance"),
+    path("processes", views.ProcessList.as_view(), name="ogc-processes"),
+    path("processes/<str:process_id>", views.ProcessDescription.as_view(), name="ogc-process"),
+    path("processes/<str:process_id>/execution", views.Execute.as_view(), name="ogc-execute"),
+    path("jobs", views.JobList.as_view(), name="ogc-jobs"),
+    path("jobs/<str:job_id>", views.JobStatusInfo.as_view(), name="ogc-job"),
+    path("jobs/<str:job_id>/results", views.JobResults.as_view(), name="ogc-results"),
+    path("jobs/<str:job_id>/results/<str:name>", views.JobResultFile.as_view(), name="ogc-result"),
+    re_path(r"^.*$", views.NoResource.as_view(), name="ogc-nothing"),
+]
