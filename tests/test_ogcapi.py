@@ -243,3 +243,50 @@ def test_req_core_process_execute_sync_answers_the_results(index, owner, client_
     job = Job.objects.get()
     assert job.status == JobStatus.SUCCEEDED and response["Link"].endswith(f'/ogcapi/jobs/{job.pk}>; rel="monitor"')
     assert response.json()["slope.tif"]["href"] == f"http://testserver/ogcapi/jobs/{job.pk}/results/slope.tif"
+
+
+# The SPS jobs-database requests.
+
+def test_an_sps_job_request_creates_the_same_job_with_its_labels(index, owner, api):
+    body = {"mode": "async", "response": "document",
+            "inputs": [{"id": "tile_ids", "data": index.ids[:2]}, {"id": "units", "data": "percent"}],
+            "outputs": [{"id": "slope.tif", "transmissionMode": "reference"}],
+            "labels": ["re-processing-3", "release23.3"]}
+    response = api.post("/ogcapi/processes/slope:1/jobs", body, format="json")
+    assert response.status_code == 201, response.json()
+    job = Job.objects.get()
+    assert response["Location"] == f"http://testserver/ogcapi/jobs/{job.pk}" and response.json()["status"] == "accepted"
+    assert job.params["units"] == "percent" and sorted(job.labels.values_list("name", flat=True)) == [
+        "re-processing-3", "release23.3"]
+    found = api.get("/ogcapi/jobs?label=release23.3").json()["jobs"]
+    assert [info["jobID"] for info in found] == [str(job.pk)]
+
+
+def test_an_sps_request_with_no_labels_makes_a_job_without_any(index, api):
+    response = api.post("/ogcapi/processes/slope:1/jobs", {"inputs": [{"id": "tile_ids", "data": [100]}], "labels": []},
+                        format="json")
+    assert response.status_code == 201 and not Job.objects.get().labels.exists()
+
+
+def test_an_unknown_version_is_a_404_naming_the_versions_there_are(index, api):
+    body = problem(api.post("/ogcapi/processes/slope:develop/jobs", {"inputs": []}, format="json"), 404,
+                   NO_SUCH_PROCESS)
+    assert body["detail"] == "the process slope has version 1, not 'develop'"
+    problem(api.post("/ogcapi/processes/nothing:1/jobs", {"inputs": []}, format="json"), 404, NO_SUCH_PROCESS)
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"inputs": {"tile_ids": [100]}}, "inputs"),
+    ({"inputs": [{"data": [100]}]}, "inputs.0"),
+    ({"inputs": [{"id": "tile_ids"}]}, "inputs.tile_ids"),
+    ({"inputs": [{"id": "tile_ids", "data": [100]}, {"id": "tile_ids", "data": [101]}]}, "inputs.1"),
+    ({"inputs": [{"id": "tile_ids", "data": [100]}], "mode": "later"}, "mode"),
+    ({"inputs": [{"id": "tile_ids", "data": [100]}], "labels": "flood"}, "labels"),
+    ({"inputs": [{"id": "tile_ids", "data": [100]}], "labels": ["x" * 500]}, "labels"),
+    ({"inputs": [{"id": "tile_ids", "data": [100]}], "priority": 1}, "priority"),
+])
+def test_bad_sps_requests_are_400_problems_naming_the_member(index, api, body, field):
+    answer = problem(api.post("/ogcapi/processes/slope:1/jobs", body, format="json"), 400)
+    assert answer["detail"].startswith(field), answer
+    assert not Job.objects.exists()

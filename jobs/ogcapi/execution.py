@@ -56,6 +56,57 @@ def read_execution(body, kind, request):
     return Execution(submit=submit, outputs=_outputs(body.get("outputs"), kind), response=_response(body))
 
 
+SPS_MODES = ("async", "sync", "auto")
+
+
+def read_sps_request(body, kind, request):
+    """(Execution, mode) of the SPS jobs-database request: `{"mode", "response", "inputs": [{"id",
+    "data"}], "outputs": [{"id", "transmissionMode"}], "labels": [...]}`; the same checks as an
+    execute request's, and labels for the job (an empty list: none)."""
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object with inputs")
+    unknown = sorted(set(body) - {"mode", "response", "inputs", "outputs", "labels"})
+    if unknown:
+        raise invalid(unknown[0], "is not a member of a job request (mode, response, inputs, outputs, labels)")
+    mode = body.get("mode", "async")
+    if mode not in SPS_MODES:
+        raise invalid("mode", f"must be one of {', '.join(SPS_MODES)}")
+    execute = {"inputs": _as_map(body.get("inputs", []), "inputs", "data"),
+               "response": body.get("response", "document")}
+    if body.get("outputs") is not None:
+        execute["outputs"] = {name: {key: value for key, value in output.items() if key != "id"}
+                              for name, output in _by_id(body["outputs"], "outputs").items()}
+    execution = read_execution(execute, kind, request)
+    labels = body.get("labels", [])
+    if not isinstance(labels, list):
+        raise invalid("labels", "must be a list of strings")
+    execution.submit["labels"] = labels
+    return execution, mode
+
+
+def _by_id(items, field):
+    """A list of {"id": ..., ...} by id; a Problem for anything else."""
+    if not isinstance(items, list):
+        raise invalid(field, 'must be a list of {"id": ..., ...}')
+    found = {}
+    for number, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            raise invalid(f"{field}.{number}", 'must be an object with an "id"')
+        if item["id"] in found:
+            raise invalid(f"{field}.{number}", f"{item['id'][:60]!r} is given twice")
+        found[item["id"]] = item
+    return found
+
+
+def _as_map(items, field, key):
+    found = {}
+    for name, item in _by_id(items, field).items():
+        if key not in item:
+            raise invalid(f"{field}.{name}", f'has no "{key}"')
+        found[name] = item[key]
+    return found
+
+
 def _value(given):
     """An input's value: as given, or the `value` of a qualified value."""
     if isinstance(given, dict) and "value" in given and set(given) <= {"value", "mediaType", "encoding", "schema"}:

@@ -25,8 +25,8 @@ class Problem(exceptions.APIException):
         self.status_code, self.problem_type = status_code, problem_type
 
 
-def no_such_process(process_id):
-    return Problem(status.HTTP_404_NOT_FOUND, NO_SUCH_PROCESS, f"there is no process {process_id!r}")
+def no_such_process(process_id, detail=None):
+    return Problem(status.HTTP_404_NOT_FOUND, NO_SUCH_PROCESS, detail or f"there is no process {process_id[:100]!r}")
 
 
 def no_such_job(job_id, detail=None):

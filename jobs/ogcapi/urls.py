@@ -6,6 +6,8 @@ urlpatterns = [
     path("", views.LandingPage.as_view(), name="ogc-landing"),
     path("conformance", views.Conformance.as_view(), name="ogc-conformance"),
     path("processes", views.ProcessList.as_view(), name="ogc-processes"),
+    # The SPS jobs-database request names the version: processes/hillshade:1/jobs.
+    re_path(r"^processes/(?P<process_id>[^/:]+):(?P<version>[^/]+)/jobs$", views.SPSJobs.as_view(), name="ogc-sps-jobs"),
     path("processes/<str:process_id>", views.ProcessDescription.as_view(), name="ogc-process"),
     path("processes/<str:process_id>/execution", views.Execute.as_view(), name="ogc-execute"),
     path("jobs", views.JobList.as_view(), name="ogc-jobs"),

@@ -18,7 +18,7 @@ from ..models import Job, JobStatus
 from ..services import control, submit
 from . import documents, jobquery
 from .documents import absolute, link
-from .execution import read_execution
+from .execution import read_execution, read_sps_request
 from .problems import RESULT_NOT_READY, Problem, exception_handler, no_such_job, no_such_process
 
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{name}"
@@ -93,17 +93,34 @@ class Execute(OGCView):
     def post(self, request, process_id):
         kind = _process(process_id)
         execution = read_execution(request.data, kind, request)
-        job = submit.job_submit(owner=request.user, job_type=kind.name, **execution.submit)
-        wants_async = "respond-async" in request.headers.get("Prefer", "")
-        if not wants_async and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
-            job = _finished_within(job.pk, settings.OGC_SYNC_SECONDS)
-            if job is not None:
-                return _sync_answer(request, job, execution)
-        job = Job.objects.with_counts().get(pk=job.pk)
-        url = absolute(request, "ogc-job", job_id=job.pk)
-        return Response(documents.status_info(request, job), status=status.HTTP_201_CREATED,
-                        headers={"Location": url, "Preference-Applied": "respond-async"} if wants_async
-                        else {"Location": url})
+        return _executed(request, kind, execution, "respond-async" in request.headers.get("Prefer", ""))
+
+
+class SPSJobs(OGCView):
+    """The SPS jobs-database request: POST /ogcapi/processes/{id}:{version}/jobs."""
+
+    def post(self, request, process_id, version):
+        kind = _process(process_id)
+        if version != kind.version:
+            raise no_such_process(f"{process_id}:{version}",
+                                  f"the process {kind.name} has version {kind.version}, not {version[:60]!r}")
+        execution, mode = read_sps_request(request.data, kind, request)
+        return _executed(request, kind, execution, mode == "async")
+
+
+def _executed(request, kind, execution, wants_async):
+    """Submit the job; answer its results if it may run synchronously and ends in time, else its
+    status with its Location."""
+    job = submit.job_submit(owner=request.user, job_type=kind.name, **execution.submit)
+    if not wants_async and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
+        finished = _finished_within(job.pk, settings.OGC_SYNC_SECONDS)
+        if finished is not None:
+            return _sync_answer(request, finished, execution)
+    job = Job.objects.with_counts().get(pk=job.pk)
+    url = absolute(request, "ogc-job", job_id=job.pk)
+    return Response(documents.status_info(request, job), status=status.HTTP_201_CREATED,
+                    headers={"Location": url, "Preference-Applied": "respond-async"} if wants_async
+                    else {"Location": url})
 
 
 def _finished_within(job_id, seconds):
