@@ -1,6 +1,6 @@
-"""Standard clients of OGC API - Processes against a live server and a real cluster: OWSLib runs
-a hillshade over a town to success and downloads the COG, dismisses a running job, and reads a
-failed job's error."""
+"""Standard clients of OGC API - Processes against a live server and a real cluster: OWSLib and
+cuiman run a hillshade over a town to success and read its results (OWSLib downloads the COG),
+dismiss a running job, and OWSLib reads a failed job's error."""
 
 import pytest
 import requests
@@ -13,6 +13,7 @@ from jobs.models import Job, JobStatus
 from .conftest import wait_for
 
 pytestmark = pytest.mark.cluster
+OGC_CORE = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core"
 
 
 @pytest.fixture
@@ -69,3 +70,54 @@ def test_owslib_reads_a_failed_jobs_error(index, owner, ogc, start_cluster, medi
     assert info["status"] == "failed" and info["message"]
     results = requests.get(f"{ogc.url}jobs/{accepted['jobID']}/results", auth=("owner", "owner-pass-1"), timeout=10)
     assert results.status_code == 500 and results.json()["detail"].startswith(f"job {accepted['jobID']} failed")
+
+
+def cuiman_client(live_server):
+    """cuiman's client on its own httpx transport, given the credentials. cuiman 0.0.8, the last
+    release for Python 3.11, sends none of its own, and joins an endpoint's path to the server's
+    URL as an absolute path (dropping /ogcapi); its later releases join it below the API's URL, as
+    this transport does."""
+    import httpx
+    from cuiman import Client
+    from cuiman.api.transport.httpx import HttpxTransport
+
+    class Transport(HttpxTransport):
+        def _get_request_args(self, args):
+            (method, _), options = super()._get_request_args(args)
+            endpoint = uri_template.expand(args.path, **args.path_params)
+            return (method, f"{self.server_url.rstrip('/')}/{endpoint.lstrip('/')}"), options
+
+    import uri_template
+
+    transport = Transport(server_url=f"{live_server.url}/ogcapi")
+    transport.sync_httpx = httpx.Client(auth=("owner", "owner-pass-1"), timeout=30)
+    return Client(server_url=f"{live_server.url}/ogcapi", _transport=transport)
+
+
+def test_cuiman_runs_a_hillshade_over_a_town_and_reads_everything_back(town, owner, live_server, start_cluster):
+    from gavicore.models import ProcessRequest
+
+    start_cluster()
+    client = cuiman_client(live_server)
+    assert OGC_CORE in client.get_conformance().conformsTo
+    assert "hillshade" in [process.id for process in client.get_processes().processes]
+    assert "town_id" in client.get_process("hillshade").inputs
+    # Four tiles and no preference: run synchronously, answering the results.
+    results = client.execute_process("hillshade", ProcessRequest(inputs={"town_id": town.id}))
+    assert results["hillshade.tif"]["type"].startswith("image/tiff; application=geotiff")
+    [listed] = client.get_jobs().jobs
+    assert client.get_job(listed.jobID).status.value == "successful"
+    assert "hillshade.tif" in client.get_job_results(listed.jobID).root
+
+
+def test_cuiman_dismisses_a_running_job(large_index, owner, live_server, start_cluster):
+    from gavicore.models import ProcessRequest
+
+    start_cluster()
+    client = cuiman_client(live_server)
+    # 48 tiles, over JOBSITE_OGC_SYNC_MAX_TILES: answered at once as a job to watch.
+    job = client.execute_process("hillshade", ProcessRequest(inputs={"tile_ids": large_index.ids,
+                                                                     "mode": "multidirectional"}))
+    wait_for(lambda: client.get_job(job.jobID).status.value == "running", timeout=60, message="the job to run")
+    assert client.dismiss_job(job.jobID).status.value == "dismissed"
+    assert Job.objects.get(pk=int(job.jobID)).status == JobStatus.CANCELED
