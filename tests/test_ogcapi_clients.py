@@ -78,6 +78,7 @@ def cuiman_client(live_server):
     URL as an absolute path (dropping /ogcapi); its later releases join it below the API's URL, as
     this transport does."""
     import httpx
+    import uri_template
     from cuiman import Client
     from cuiman.api.transport.httpx import HttpxTransport
 
@@ -86,8 +87,6 @@ def cuiman_client(live_server):
             (method, _), options = super()._get_request_args(args)
             endpoint = uri_template.expand(args.path, **args.path_params)
             return (method, f"{self.server_url.rstrip('/')}/{endpoint.lstrip('/')}"), options
-
-    import uri_template
 
     transport = Transport(server_url=f"{live_server.url}/ogcapi")
     transport.sync_httpx = httpx.Client(auth=("owner", "owner-pass-1"), timeout=30)
