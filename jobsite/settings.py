@@ -296,8 +296,10 @@ STREAMS_PER_USER = envint("JOBSITE_STREAMS_PER_USER", 10, minimum=1)
 
 # OGC API - Processes: an execute request without Prefer: respond-async waits this long for a job of at
 # most this many tiles, and answers its results; a larger or slower one is answered as a job to watch.
+# Such waits hold a web worker: at most JOBSITE_OGC_SYNC_WAITS at once per web process, one per user.
 OGC_SYNC_MAX_TILES = envint("JOBSITE_OGC_SYNC_MAX_TILES", 16, minimum=0)
-OGC_SYNC_SECONDS = envint("JOBSITE_OGC_SYNC_SECONDS", 30, minimum=1)
+OGC_SYNC_SECONDS = min(envint("JOBSITE_OGC_SYNC_SECONDS", 30, minimum=1), 60)  # well within gunicorn's time-out
+OGC_SYNC_WAITS = envint("JOBSITE_OGC_SYNC_WAITS", 1, minimum=0)
 
 # Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
 # programs are looked up, and run, with this PATH only.

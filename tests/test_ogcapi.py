@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from datafiles.services import datafile_store
+from jobs.api.auth import token_for
 from jobs.models import Job, JobStatus
 from jobs.ogcapi.problems import INVALID_PARAMETER, NO_SUCH_JOB, NO_SUCH_PROCESS, RESULT_NOT_READY
 from jobs.services.control import job_cancel
@@ -227,11 +228,18 @@ def test_req_dismiss_cancels_a_running_job_and_deletes_a_finished_one(index, own
     problem(api.delete(f"/ogcapi/jobs/{done.pk}"), 404, NO_SUCH_JOB)
 
 
-def test_http_basic_authentication_for_clients_that_only_speak_that(owner, client):
-    credentials = base64.b64encode(b"owner:owner-pass-1").decode()
-    assert client.get("/ogcapi/processes", HTTP_AUTHORIZATION=f"Basic {credentials}").status_code == 200
-    wrong = base64.b64encode(b"owner:wrong").decode()
-    problem(client.get("/ogcapi/processes", HTTP_AUTHORIZATION=f"Basic {wrong}"), 401)
+def basic(user, secret):
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def test_http_basic_takes_the_api_token_as_the_password(owner, other, client):
+    token = token_for(owner).key
+    assert client.get("/ogcapi/processes", HTTP_AUTHORIZATION=basic("owner", token)).status_code == 200
+    for user, secret in (("owner", "owner-pass-1"), ("other", token), ("owner", token[:-1] + "0"), ("owner", "\x00")):
+        refused = problem(client.get("/ogcapi/processes", HTTP_AUTHORIZATION=basic(user, secret)), 401)
+        assert "HTTP Basic takes your API token as the password" in refused["detail"]
+    challenge = client.get("/ogcapi/processes")
+    assert challenge.status_code == 401 and challenge["WWW-Authenticate"] == 'Basic realm="jobsite"'
 
 
 @pytest.mark.cluster
@@ -290,3 +298,45 @@ def test_bad_sps_requests_are_400_problems_naming_the_member(index, api, body, f
     answer = problem(api.post("/ogcapi/processes/slope:1/jobs", body, format="json"), 400)
     assert answer["detail"].startswith(field), answer
     assert not Job.objects.exists()
+
+
+# Errors that Django and the middleware answer before a view runs are problems too.
+
+@pytest.mark.parametrize("path,status", [
+    ("/ogcapi/jobs?processID=%00", 400),
+    ("/ogcapi/jobs?label=a%00b", 400),
+    ("/ogcapi/processes/a%00b", 400),
+])
+def test_a_nul_character_anywhere_is_a_400_problem(api, path, status):
+    assert "NUL" in problem(api.get(path), status)["detail"]
+
+
+def test_html_is_never_the_answer_under_ogcapi(api):
+    response = api.get("/ogcapi/processes", HTTP_ACCEPT="text/html")
+    assert response["Content-Type"].startswith("application/json") or response.status_code == 406
+    problem(api.get("/ogcapi/jobs/1/results/x/y"), 404)
+
+
+def test_a_form_body_is_a_415_problem(index, api):
+    response = api.post("/ogcapi/processes/hillshade/execution", {"inputs": "x"})
+    problem(response, 415)
+
+
+def test_many_labels_in_a_query_are_a_400_problem(api):
+    problem(api.get("/ogcapi/jobs?label=" + ",".join(f"l{n}" for n in range(200))), 400, INVALID_PARAMETER)
+
+
+def test_with_no_place_to_wait_an_execute_request_is_answered_at_once(index, api, settings):
+    settings.OGC_SYNC_WAITS = 0
+    response = api.post("/ogcapi/processes/slope/execution", {"inputs": {"tile_ids": [100]}}, format="json")
+    assert response.status_code == 201 and "Preference-Applied" not in response
+    assert response["Location"].endswith(f"/ogcapi/jobs/{Job.objects.get().pk}")
+
+
+def test_a_data_file_url_percent_encoded_or_as_a_plain_string(index, owner, media, api, tmp_path):
+    datafile_store(owner=owner, upload=SimpleUploadedFile("my zones.geojson", polygons_bytes(tmp_path)))
+    for given in ("/api/v1/datafiles/my%20zones.geojson/", {"href": "http://testserver/api/v1/datafiles/my%20zones.geojson/"}):
+        response = api.post("/ogcapi/processes/zonal-statistics/execution", {"inputs": {"zones": given}},
+                            format="json", headers={"Prefer": "respond-async"})
+        assert response.status_code == 201, response.json()
+    assert set(Job.objects.values_list("inputs__file_name", flat=True)) == {"my zones.geojson"}

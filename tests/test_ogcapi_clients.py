@@ -8,6 +8,7 @@ from osgeo import gdal
 from owslib.ogcapi.processes import Processes
 from owslib.util import Authentication
 
+from jobs.api.auth import token_for
 from jobs.models import Job, JobStatus
 
 from .conftest import wait_for
@@ -17,15 +18,21 @@ OGC_CORE = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core"
 
 
 @pytest.fixture
-def ogc(live_server, owner):
-    return Processes(f"{live_server.url}/ogcapi/", auth=Authentication("owner", "owner-pass-1"))
+def basic(owner):
+    """HTTP Basic credentials: the user name, and the API token as the password."""
+    return "owner", token_for(owner).key
+
+
+@pytest.fixture
+def ogc(live_server, basic):
+    return Processes(f"{live_server.url}/ogcapi/", auth=Authentication(*basic))
 
 
 def status_of(ogc, job_id):
-    return requests.get(f"{ogc.url}jobs/{job_id}", auth=("owner", "owner-pass-1"), timeout=10).json()
+    return requests.get(f"{ogc.url}jobs/{job_id}", auth=(ogc.auth.username, ogc.auth.password), timeout=10).json()
 
 
-def test_owslib_runs_a_hillshade_over_a_town_and_downloads_the_cog(town, ogc, start_cluster, tmp_path):
+def test_owslib_runs_a_hillshade_over_a_town_and_downloads_the_cog(town, ogc, basic, start_cluster, tmp_path):
     start_cluster()
     assert "hillshade" in [process["id"] for process in ogc.processes()]
     description = ogc.process("hillshade")
@@ -36,8 +43,8 @@ def test_owslib_runs_a_hillshade_over_a_town_and_downloads_the_cog(town, ogc, st
     info = wait_for(lambda: (s := status_of(ogc, job_id))["status"] in ("successful", "failed") and s, timeout=60,
                     message="the job to end")
     assert info["status"] == "successful", info
-    results = requests.get(f"{ogc.url}jobs/{job_id}/results", auth=("owner", "owner-pass-1"), timeout=10).json()
-    cog = requests.get(results["hillshade.tif"]["href"], auth=("owner", "owner-pass-1"), timeout=30)
+    results = requests.get(f"{ogc.url}jobs/{job_id}/results", auth=basic, timeout=10).json()
+    cog = requests.get(results["hillshade.tif"]["href"], auth=basic, timeout=30)
     assert cog.status_code == 200 and cog.headers["Content-Type"].startswith("image/tiff; application=geotiff")
     (tmp_path / "hillshade.tif").write_bytes(cog.content)
     dataset = gdal.Open(str(tmp_path / "hillshade.tif"))
@@ -55,7 +62,7 @@ def test_owslib_dismisses_a_running_job(large_index, owner, ogc, start_cluster):
     assert Job.objects.get(pk=int(job_id)).status == JobStatus.CANCELED
 
 
-def test_owslib_reads_a_failed_jobs_error(index, owner, ogc, start_cluster, media):
+def test_owslib_reads_a_failed_jobs_error(index, owner, ogc, basic, start_cluster, media):
     start_cluster()
     (media / "nothing").mkdir(parents=True, exist_ok=True)
     for path in index.folder.iterdir():  # the tiles' files are gone: every tile fails
@@ -68,11 +75,11 @@ def test_owslib_reads_a_failed_jobs_error(index, owner, ogc, start_cluster, medi
         for path in (media / "nothing").iterdir():
             path.rename(index.folder / path.name)
     assert info["status"] == "failed" and info["message"]
-    results = requests.get(f"{ogc.url}jobs/{accepted['jobID']}/results", auth=("owner", "owner-pass-1"), timeout=10)
+    results = requests.get(f"{ogc.url}jobs/{accepted['jobID']}/results", auth=basic, timeout=10)
     assert results.status_code == 500 and results.json()["detail"].startswith(f"job {accepted['jobID']} failed")
 
 
-def cuiman_client(live_server):
+def cuiman_client(live_server, basic):
     """cuiman's client on its own httpx transport, given the credentials. cuiman 0.0.8, the last
     release for Python 3.11, sends none of its own, and joins an endpoint's path to the server's
     URL as an absolute path (dropping /ogcapi); its later releases join it below the API's URL, as
@@ -89,15 +96,15 @@ def cuiman_client(live_server):
             return (method, f"{self.server_url.rstrip('/')}/{endpoint.lstrip('/')}"), options
 
     transport = Transport(server_url=f"{live_server.url}/ogcapi")
-    transport.sync_httpx = httpx.Client(auth=("owner", "owner-pass-1"), timeout=30)
+    transport.sync_httpx = httpx.Client(auth=basic, timeout=30)
     return Client(server_url=f"{live_server.url}/ogcapi", _transport=transport)
 
 
-def test_cuiman_runs_a_hillshade_over_a_town_and_reads_everything_back(town, owner, live_server, start_cluster):
+def test_cuiman_runs_a_hillshade_over_a_town_and_reads_everything_back(town, basic, live_server, start_cluster):
     from gavicore.models import ProcessRequest
 
     start_cluster()
-    client = cuiman_client(live_server)
+    client = cuiman_client(live_server, basic)
     assert OGC_CORE in client.get_conformance().conformsTo
     assert "hillshade" in [process.id for process in client.get_processes().processes]
     assert "town_id" in client.get_process("hillshade").inputs
@@ -109,11 +116,11 @@ def test_cuiman_runs_a_hillshade_over_a_town_and_reads_everything_back(town, own
     assert "hillshade.tif" in client.get_job_results(listed.jobID).root
 
 
-def test_cuiman_dismisses_a_running_job(large_index, owner, live_server, start_cluster):
+def test_cuiman_dismisses_a_running_job(large_index, basic, live_server, start_cluster):
     from gavicore.models import ProcessRequest
 
     start_cluster()
-    client = cuiman_client(live_server)
+    client = cuiman_client(live_server, basic)
     # 48 tiles, over JOBSITE_OGC_SYNC_MAX_TILES: answered at once as a job to watch.
     job = client.execute_process("hillshade", ProcessRequest(inputs={"tile_ids": large_index.ids,
                                                                      "mode": "multidirectional"}))

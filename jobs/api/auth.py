@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.authentication import SessionScheme
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import BasicAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.throttling import SimpleRateThrottle
@@ -42,6 +42,26 @@ class ExpiringTokenAuthentication(TokenAuthentication):
         if token_expired(token):
             raise AuthenticationFailed(TOKEN_EXPIRED)
         return user, token
+
+
+class BasicTokenAuthentication(BasicAuthentication):
+    """HTTP Basic, for clients that speak nothing else, with the user's API token as the password:
+    a token cannot be guessed and costs no password hash, so a client polling with it is as cheap
+    as one sending `Authorization: Token`, and Basic opens no way round the password attempt limit."""
+
+    def authenticate_credentials(self, userid, password, request=None):
+        refusal = AuthenticationFailed("Invalid user name or token: HTTP Basic takes your API token as the password "
+                                       "(POST /api/v1/auth/token/ gives one).")
+        if "\x00" in userid or "\x00" in password:
+            raise refusal
+        token = Token.objects.select_related("user").filter(key=password).first()
+        if token is None or token.user.get_username() != userid or not token.user.is_active:
+            raise refusal
+        if token_expired(token):
+            raise AuthenticationFailed(TOKEN_EXPIRED)
+        return token.user, token
+
+    www_authenticate_realm = "jobsite"
 
 
 def from_this_site(request):

@@ -6,9 +6,9 @@ on this site. Nothing is ever fetched from an address a user gives.
 """
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, get_script_prefix, resolve
 
 from datafiles.models import DataFile
 
@@ -18,13 +18,15 @@ from .problems import invalid
 TILE_FIELDS = tuple(TILE_INPUTS)
 RESPONSES = ("document", "raw")
 TRANSMISSION_MODES = ("value", "reference")
+MODES = ("async", "sync", "auto")
 
 
 @dataclass
 class Execution:
-    submit: dict  # keyword arguments of job_submit, besides owner and job_type
+    submit: dict  # the job as the REST API's create request has it (type, tiles, params, inputs, labels)
     outputs: dict = field(default_factory=dict)  # output id: transmission mode; empty: all, each as it comes
     response: str = "document"
+    mode: str = "auto"  # async, sync or auto (as the Prefer header says, or not)
 
 
 def read_execution(body, kind, request):
@@ -34,6 +36,8 @@ def read_execution(body, kind, request):
     unknown = sorted(set(body) - {"inputs", "outputs", "response", "subscriber", "mode"})
     if unknown:
         raise invalid(unknown[0], "is not a member of an execute request (inputs, outputs, response)")
+    if body.get("mode", "auto") not in MODES:  # an early draft's, still sent by some clients
+        raise invalid("mode", f"must be one of {', '.join(MODES)}")
     if body.get("subscriber") is not None:
         raise invalid("subscriber", "callbacks are not offered yet; watch the job's status instead")
     inputs = body.get("inputs", {})
@@ -52,15 +56,18 @@ def read_execution(body, kind, request):
         else:
             known = ", ".join(sorted([*TILE_FIELDS, *parameters, *data_inputs]))
             raise invalid(f"inputs.{name}", f"unknown input; the process {kind.name} takes {known}")
-    submit.update(params=params, inputs=files or None)
-    return Execution(submit=submit, outputs=_outputs(body.get("outputs"), kind), response=_response(body))
-
-
-SPS_MODES = ("async", "sync", "auto")
+    submit.update(type=kind.name, params=params)
+    if files:
+        submit["inputs"] = files
+    outputs = _outputs(body.get("outputs"), kind)
+    response = _response(body)
+    if response == "raw" and len(outputs) != 1 and len(kind.output_files()) != 1:
+        raise invalid("response", "raw answers one output: choose it in outputs, or ask for a document")
+    return Execution(submit=submit, outputs=outputs, response=response, mode=body.get("mode", "auto"))
 
 
 def read_sps_request(body, kind, request):
-    """(Execution, mode) of the SPS jobs-database request: `{"mode", "response", "inputs": [{"id",
+    """The Execution of the SPS jobs-database request: `{"mode", "response", "inputs": [{"id",
     "data"}], "outputs": [{"id", "transmissionMode"}], "labels": [...]}`; the same checks as an
     execute request's, and labels for the job (an empty list: none)."""
     if not isinstance(body, dict):
@@ -69,19 +76,16 @@ def read_sps_request(body, kind, request):
     if unknown:
         raise invalid(unknown[0], "is not a member of a job request (mode, response, inputs, outputs, labels)")
     mode = body.get("mode", "async")
-    if mode not in SPS_MODES:
-        raise invalid("mode", f"must be one of {', '.join(SPS_MODES)}")
+    if mode not in MODES:
+        raise invalid("mode", f"must be one of {', '.join(MODES)}")
     execute = {"inputs": _as_map(body.get("inputs", []), "inputs", "data"),
                "response": body.get("response", "document")}
     if body.get("outputs") is not None:
         execute["outputs"] = {name: {key: value for key, value in output.items() if key != "id"}
                               for name, output in _by_id(body["outputs"], "outputs").items()}
-    execution = read_execution(execute, kind, request)
-    labels = body.get("labels", [])
-    if not isinstance(labels, list):
-        raise invalid("labels", "must be a list of strings")
-    execution.submit["labels"] = labels
-    return execution, mode
+    execution = read_execution({**execute, "mode": mode}, kind, request)
+    execution.submit["labels"] = body.get("labels", [])
+    return execution
 
 
 def _by_id(items, field):
@@ -116,15 +120,18 @@ def _value(given):
 
 def _data_file_name(name, given, request):
     """The name of the caller's data file that an input refers to by its URL on this site."""
-    href = given.get("href") if isinstance(given, dict) else None
+    href = given.get("href") if isinstance(given, dict) else given
     if not isinstance(href, str) or not href:
-        raise invalid(f"inputs.{name}", "must be a reference to one of your data files: {\"href\": URL}")
+        raise invalid(f"inputs.{name}", "must be the URL of one of your data files, as {\"href\": URL} or the URL itself")
     parts = urlsplit(href)
     if parts.scheme not in ("", "http", "https") or (parts.netloc and parts.netloc != request.get_host()):
         raise invalid(f"inputs.{name}", "must refer to one of your data files on this site (its URL under "
                                         "/api/v1/datafiles/); no other address is read")
+    path, prefix = unquote(parts.path), get_script_prefix()
+    if "\x00" in path:
+        raise invalid(f"inputs.{name}", "must not hold NUL characters")
     try:
-        match = resolve(parts.path)
+        match = resolve("/" + path[len(prefix):] if path.startswith(prefix) else path)
     except Resolver404:
         match = None
     if match is None or match.url_name != "datafile-detail":

@@ -32,6 +32,8 @@ def jobs_asked_for(request):
                                     f"{', '.join(sorted(JOBSITE_STATUSES))}")
         jobs = jobs.filter(status__in=[ours for value in statuses for ours in JOBSITE_STATUSES[value]])
     labels = _values(query, "label")
+    if len(labels) > Job.MAX_LABELS:
+        raise invalid("label", f"at most {Job.MAX_LABELS} labels, which a job must all have")
     for label in labels:
         jobs = jobs.filter(labels__name=label)
     if "datetime" in query:

@@ -4,13 +4,14 @@ types of OGC API - Processes, whatever raised them."""
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from jobsite.api.errors import OGC_INVALID_PARAMETER, bounded
 from jobsite.api.errors import exception_handler as api_exception_handler
 
 OGC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0"
 NO_SUCH_PROCESS = f"{OGC}/no-such-process"
 NO_SUCH_JOB = f"{OGC}/no-such-job"
 RESULT_NOT_READY = f"{OGC}/result-not-ready"
-INVALID_PARAMETER = f"{OGC}/invalid-parameter"  # OGC API - Common's type for a bad input or query
+INVALID_PARAMETER = OGC_INVALID_PARAMETER
 MEDIA_TYPE = "application/problem+json"
 # The other statuses, typed by what they are.
 _TYPES = {400: INVALID_PARAMETER, 401: "about:blank", 403: "about:blank", 404: "about:blank", 405: "about:blank",
@@ -50,9 +51,9 @@ def exception_handler(exc, context):
             "detail": response.data.get("detail", "") if isinstance(response.data, dict) else str(response.data)}
     errors = getattr(exc, "errors", None) or (response.data.get("errors") if isinstance(response.data, dict) else None)
     if errors:
-        body["errors"] = errors
+        body["errors"] = bounded(errors)
     request = context.get("request")
     if request is not None:
         body["instance"] = request.path
-    answer = Response(body, status=response.status_code, headers=dict(response.items()), content_type=MEDIA_TYPE)
-    return answer
+    body.update(getattr(exc, "extra", {}))
+    return Response(body, status=response.status_code, headers=dict(response.items()), content_type=MEDIA_TYPE)

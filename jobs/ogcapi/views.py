@@ -6,17 +6,21 @@ import time
 from django.conf import settings
 from django.http import FileResponse
 from rest_framework import status
-from rest_framework.authentication import BasicAuthentication
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from jobsite import media
+from jobsite.exceptions import Conflict
 
+from ..api.auth import BasicTokenAuthentication
+from ..api.parsers import JSONParser
+from ..api.serializers import JobCreateSerializer
 from ..models import Job, JobStatus
 from ..services import control, submit
-from . import documents, jobquery
+from . import documents, jobquery, sync_waits
 from .documents import absolute, link
 from .execution import read_execution, read_sps_request
 from .problems import RESULT_NOT_READY, Problem, exception_handler, no_such_job, no_such_process
@@ -27,8 +31,11 @@ PROCESS_LIMIT = (10, 1, 10000)  # default, least, most
 
 
 class OGCView(APIView):
-    # HTTP Basic too, for the clients that only speak that.
-    authentication_classes = [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, BasicAuthentication]
+    # HTTP Basic too (with the API token as the password), for the clients that only speak that:
+    # first, so that a 401's challenge names it.
+    authentication_classes = [BasicTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
     schema = None  # not part of the REST API's OpenAPI document
 
     def get_exception_handler(self):
@@ -93,7 +100,9 @@ class Execute(OGCView):
     def post(self, request, process_id):
         kind = _process(process_id)
         execution = read_execution(request.data, kind, request)
-        return _executed(request, kind, execution, "respond-async" in request.headers.get("Prefer", ""))
+        if "respond-async" in request.headers.get("Prefer", ""):
+            execution.mode = "async"
+        return _executed(request, execution)
 
 
 class SPSJobs(OGCView):
@@ -104,47 +113,56 @@ class SPSJobs(OGCView):
         if version != kind.version:
             raise no_such_process(f"{process_id}:{version}",
                                   f"the process {kind.name} has version {kind.version}, not {version[:60]!r}")
-        execution, mode = read_sps_request(request.data, kind, request)
-        return _executed(request, kind, execution, mode == "async")
+        return _executed(request, read_sps_request(request.data, kind, request))
 
 
-def _executed(request, kind, execution, wants_async):
-    """Submit the job; answer its results if it may run synchronously and ends in time, else its
-    status with its Location."""
-    job = submit.job_submit(owner=request.user, job_type=kind.name, **execution.submit)
-    if not wants_async and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
-        finished = _finished_within(job.pk, settings.OGC_SYNC_SECONDS)
-        if finished is not None:
-            return _sync_answer(request, finished, execution)
-    job = Job.objects.with_counts().get(pk=job.pk)
+def _executed(request, execution):
+    """Submit the job (checked as the REST API's create request is); answer its results if it may
+    run synchronously and ends in time, else its status with its Location."""
+    checked = JobCreateSerializer(data=execution.submit)
+    checked.is_valid(raise_exception=True)
+    data = checked.validated_data
+    job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
+                            town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
+                            inputs=data.get("inputs"), collection=data.get("collection"))
     url = absolute(request, "ogc-job", job_id=job.pk)
-    return Response(documents.status_info(request, job), status=status.HTTP_201_CREATED,
-                    headers={"Location": url, "Preference-Applied": "respond-async"} if wants_async
-                    else {"Location": url})
+    if execution.mode != "async" and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
+        with sync_waits.place(request.user.pk) as waiting:
+            finished = waiting and _finished_within(job.pk, settings.OGC_SYNC_SECONDS)
+        if finished:
+            return _sync_answer(request, finished, execution, url)
+    job = Job.objects.with_counts().get(pk=job.pk)
+    headers = {"Location": url}
+    if execution.mode == "async":
+        headers["Preference-Applied"] = "respond-async"
+    return Response(documents.status_info(request, job), status=status.HTTP_201_CREATED, headers=headers)
 
 
 def _finished_within(job_id, seconds):
-    """The job once it has ended, or None if it has not within `seconds`."""
+    """The job once it has ended, or None if it has not within `seconds` (or is gone)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        job = Job.objects.with_counts().get(pk=job_id)
-        if job.is_final:
-            return job
+        state = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        if state is None:
+            return None
+        if state in JobStatus.final():
+            return Job.objects.with_counts().filter(pk=job_id).first()
         time.sleep(0.1)
     return None
 
 
-def _sync_answer(request, job, execution):
+def _sync_answer(request, job, execution, url):
     if job.status != JobStatus.SUCCEEDED:
-        raise Problem(status.HTTP_500_INTERNAL_SERVER_ERROR, "about:blank",
-                      f"job {job.pk} {job.status}: {job.error or 'no result'}")
+        error = Problem(status.HTTP_500_INTERNAL_SERVER_ERROR, "about:blank",
+                        f"job {job.pk} {documents.STATUS[job.status]}: {job.error or 'no result'}")
+        error.extra = {"jobID": str(job.pk), "links": [link(url, "monitor", f"job {job.pk}")]}
+        raise error
     selected = set(execution.outputs) or None
     if execution.response == "raw" and selected is not None and len(selected) == 1:
         [name] = selected
         return _output_file(job, name)
     by_value = {name for name, mode in execution.outputs.items() if mode == "value"} if execution.outputs else None
-    return Response(documents.results(request, job, selected, by_value),
-                    headers={"Link": f'<{absolute(request, "ogc-job", job_id=job.pk)}>; rel="monitor"'})
+    return Response(documents.results(request, job, selected, by_value), headers={"Link": f'<{url}>; rel="monitor"'})
 
 
 def _output_file(job, name):
@@ -186,8 +204,11 @@ class JobStatusInfo(OGCView):
         if job.status == JobStatus.CANCELED:
             raise no_such_job(job_id, f"job {job.pk} was dismissed")
         if not job.is_final:
-            control.job_cancel(job=job, by=request.user)
-            return Response(documents.status_info(request, Job.objects.with_counts().get(pk=job.pk)))
+            try:
+                control.job_cancel(job=job, by=request.user)
+                return Response(documents.status_info(request, Job.objects.with_counts().get(pk=job.pk)))
+            except Conflict:  # it ended meanwhile: a finished job is deleted
+                job = _job(request, job_id)
         info = documents.status_info(request, job)
         control.job_delete(job=job)
         return Response({**info, "status": "dismissed", "message": f"job {job.pk} was deleted"})

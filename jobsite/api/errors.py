@@ -10,6 +10,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 
+# OGC API - Processes' type of a problem with a bad input or query (its errors are RFC 7807 problems).
+OGC_INVALID_PARAMETER = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/invalid-parameter"
 # The longest message an answer carries, with room for the 50 ids a message lists; longer ones (a
 # third-party message quoting a long input) keep their start and end.
 MAX_MESSAGE = 700
@@ -42,8 +44,14 @@ class ValidationErrorSerializer(ErrorSerializer):
 
 
 def under_api(request):
-    """Whether the request is for the API: /api and everything under /api/."""
-    return request.path == "/api" or request.path.startswith("/api/")
+    """Whether the request is for an API: /api and /ogcapi (OGC API - Processes) and everything
+    under them."""
+    return request.path in ("/api", "/ogcapi") or request.path.startswith(("/api/", "/ogcapi/"))
+
+
+def under_ogcapi(request):
+    """Whether the request is for OGC API - Processes, whose errors are problem details."""
+    return request.path == "/ogcapi" or request.path.startswith("/ogcapi/")
 
 
 def field_lists(errors):
@@ -90,18 +98,18 @@ def exception_handler(exc, context):
         detail = field_lists(exc.detail)
         response.data = {"detail": "; ".join(_flatten(detail)), "errors": detail}
     if response is not None:
-        response.data = _bounded(response.data)
+        response.data = bounded(response.data)
     if response is not None and getattr(context.get("view"), "legacy_answer", False):
         response.data = {"status": response.status_code, "data": None, "message": response.data["detail"]}
     return response
 
 
-def _bounded(data):
+def bounded(data):
     """The answer with every message and field name cut to MAX_MESSAGE characters."""
     if isinstance(data, dict):
-        return {_bounded(key): _bounded(value) for key, value in data.items()}
+        return {bounded(key): bounded(value) for key, value in data.items()}
     if isinstance(data, list):
-        return [_bounded(value) for value in data]
+        return [bounded(value) for value in data]
     if isinstance(data, str) and len(data) > MAX_MESSAGE:
         left_out = len(data) - MAX_MESSAGE + 60
         return f"{data[:MAX_MESSAGE - 160]}… ({left_out} characters left out) …{data[-100:]}"

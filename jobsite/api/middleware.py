@@ -11,6 +11,7 @@ the rest.
   raised in another middleware, DRF's browsable error pages) becomes the same status in JSON.
 """
 
+import json
 import logging
 from http import HTTPStatus
 
@@ -20,7 +21,7 @@ from django.http import Http404, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
 from jobsite.exceptions import quoted
-from .errors import page_not_found, refused, server_error, under_api
+from .errors import OGC_INVALID_PARAMETER, page_not_found, refused, server_error, under_api, under_ogcapi
 
 request_logger = logging.getLogger("django.request")
 
@@ -31,13 +32,16 @@ class APIErrorMiddleware(MiddlewareMixin):
             return None
         # PostgreSQL refuses a NUL character in any text it is given, with an exception that would be
         # a 500 wherever a name from the URL or a token is looked up.
-        for field, value in (("path", request.path), ("Authorization", request.META.get("HTTP_AUTHORIZATION", ""))):
+        checked = [("path", request.path), ("Authorization", request.META.get("HTTP_AUTHORIZATION", ""))]
+        if under_ogcapi(request):  # its query values reach the database unchecked by a serializer
+            checked += [(name, value) for name, values in request.GET.lists() for value in [name, *values]]
+        for field, value in checked:
             if "\x00" in value:
                 return JsonResponse({"detail": f"{field}: must not hold NUL characters",
                                      "errors": {field: ["must not hold NUL characters"]}}, status=400)
-        # Every API URL ends with a slash. CommonMiddleware would redirect a POST without one to a GET
-        # that drops its body (and raise, a 500, with DEBUG on): say so instead.
-        if request.method in ("POST", "PUT", "PATCH") and not request.path.endswith("/"):
+        # Every REST API URL ends with a slash. CommonMiddleware would redirect a POST without one to a
+        # GET that drops its body (and raise, a 500, with DEBUG on): say so instead.
+        if request.method in ("POST", "PUT", "PATCH") and not request.path.endswith("/") and not under_ogcapi(request):
             return JsonResponse({"detail": f"No API endpoint at {quoted(request.path, 200)}: API URLs end with a slash"},
                                 status=404)
         return None
@@ -64,8 +68,28 @@ class APIErrorMiddleware(MiddlewareMixin):
     def process_response(self, request, response):
         if (under_api(request) and response.status_code >= 400
                 and response.get("Content-Type", "").startswith("text/html")):
-            return _as_json(request, response)
+            response = _as_json(request, response)
+        if under_ogcapi(request) and response.status_code >= 400 and response.get("Content-Type") == "application/json":
+            response = _keep_headers(response, _as_problem(request, response))
         return response
+
+
+def _as_problem(request, response):
+    """An error of the API's format (made before a view ran, or by Django) as OGC API's problem."""
+    data = json.loads(response.content)
+    body = {"type": OGC_INVALID_PARAMETER if response.status_code == 400 else "about:blank",
+            "title": _phrase(response.status_code), "status": response.status_code,
+            "detail": data.get("detail", ""), "instance": request.path[:200]}
+    if data.get("errors"):
+        body["errors"] = data["errors"]
+    return JsonResponse(body, status=response.status_code, content_type="application/problem+json")
+
+
+def _phrase(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _as_json(request, response):
