@@ -183,6 +183,10 @@ class JobQuerySet(models.QuerySet):
 JOB_WEBHOOKS = {
     "update": ("job.started", "job.progress", "tile.failed"),
     "finished": ("job.succeeded", "job.failed", "job.canceled"),
+    # OGC API - Processes' subscriber: its callbacks get that standard's documents (jobs.ogcapi).
+    "successUri": ("job.succeeded",),
+    "inProgressUri": ("job.started", "job.progress"),
+    "failedUri": ("job.failed",),
 }
 
 

@@ -95,7 +95,8 @@ def _claim(limit):
 def signed(delivery, now=None):
     """(body, headers) of a delivery: its event's payload, signed as Standard Webhooks says, with
     the same webhook-id on every try."""
-    body = json.dumps(delivery.event.payload, separators=(",", ":"), sort_keys=True)
+    payload = delivery.event.payload if delivery.body is None else delivery.body
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     secret = delivery.subscription.secret if delivery.subscription_id else delivery.secret
     when = now or timezone.now()
     message_id = f"msg_{delivery.pk}"

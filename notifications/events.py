@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from jobs.api.serializers import JobSerializer
 from jobs.models import JOB_WEBHOOKS, Job, JobStatus, JobTile, TileStatus
+from jobs.ogcapi.documents import callback_body
 
 from .feed import notify_streams
 from .models import Delivery, Event, EventType, Subscription
@@ -139,7 +140,8 @@ def record_job_events(job_id, types, tiles=None, for_webhooks=True):
                                          payload=envelope(event_type, data, now), for_webhooks=for_webhooks)
             owed = [Delivery(event=event, subscription=sub, url=sub.url, order_key=f"s{sub.pk}:j{job.pk}")
                     for sub in subscriptions if sub.wants(event_type)]
-            owed += [Delivery(event=event, url=url, secret=job.webhook_secret, order_key=f"j{job.pk}:{name}")
+            owed += [Delivery(event=event, url=url, secret=job.webhook_secret, order_key=f"j{job.pk}:{name}",
+                              body=callback_body(name, job))
                      for name, url in webhooks if event_type in JOB_WEBHOOKS.get(name, ())]
             Delivery.objects.bulk_create(owed)
         notify_streams()

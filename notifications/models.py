@@ -79,6 +79,8 @@ class Delivery(models.Model):
     url = models.CharField(max_length=2000)
     secret = models.CharField(max_length=64, blank=True, editable=False)  # a job's own webhooks'; else the subscription's
     order_key = models.CharField(max_length=80)
+    body = models.JSONField(null=True, blank=True, help_text="what is sent, where not the event's payload "
+                                                             "(an OGC API subscriber's callbacks)")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     tries = models.PositiveIntegerField(default=0)
     next_try = models.DateTimeField(default=timezone.now)

@@ -47,7 +47,7 @@ def test_req_core_landing_page_links_to_the_api_conformance_processes_and_jobs(c
 
 def test_req_core_conformance_declares_what_is_implemented(client):
     assert client.get("/ogcapi/conformance").json()["conformsTo"] == [
-        f"{OGC_CONF}/{name}" for name in ("core", "ogc-process-description", "json", "job-list", "dismiss")]
+        f"{OGC_CONF}/{name}" for name in ("core", "ogc-process-description", "json", "job-list", "callback", "dismiss")]
 
 
 def test_processes_need_an_account_and_say_so_as_a_problem(client):
@@ -114,7 +114,10 @@ def test_req_core_process_execute_async_creates_a_job_and_answers_its_status(ind
     ({"inputs": {"tile_ids": [100]}, "outputs": {"hillshade.tif": {"transmissionMode": "value"}}},
      "outputs.hillshade.tif.transmissionMode"),
     ({"inputs": {"tile_ids": [100]}, "outputs": {"shade.png": {}}}, "outputs.shade.png"),
-    ({"inputs": {"tile_ids": [100]}, "subscriber": {"successUri": "https://example.org/"}}, "subscriber"),
+    ({"inputs": {"tile_ids": [100]}, "subscriber": {"doneUri": "https://example.org/"}}, "subscriber.doneUri"),
+    ({"inputs": {"tile_ids": [100]}, "subscriber": {"successUri": "http://127.0.0.1:8000/"}}, "webhooks.successUri"),
+    ({"inputs": {"tile_ids": [100]}, "subscriber": {"failedUri": "http://169.254.169.254/"}}, "webhooks.failedUri"),
+    ({"inputs": {"tile_ids": [100]}, "subscriber": "https://example.org/"}, "subscriber"),
     ([1, 2], "body"),
 ])
 def test_bad_execute_requests_are_400_problems_naming_the_member_and_create_nothing(town, api, body, field):
@@ -340,3 +343,38 @@ def test_a_data_file_url_percent_encoded_or_as_a_plain_string(index, owner, medi
                             format="json", headers={"Prefer": "respond-async"})
         assert response.status_code == 201, response.json()
     assert set(Job.objects.values_list("inputs__file_name", flat=True)) == {"my zones.geojson"}
+
+
+
+# Callbacks: the subscriber's URLs get the standard's documents, through the webhook deliveries.
+
+def test_req_callback_a_subscriber_gets_status_while_running_and_the_results_at_the_end(
+        index, owner, media, api, settings, django_capture_on_commit_callbacks):
+    from notifications import delivery
+
+    from .webhook_receiver import Receiver
+
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    receiver = Receiver().start()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/ogcapi/processes/slope/execution", format="json", headers={"Prefer": "respond-async"},
+                                data={"inputs": {"tile_ids": index.ids[:2]},
+                                      "subscriber": {"successUri": f"{receiver.url}/done",
+                                                     "inProgressUri": f"{receiver.url}/running",
+                                                     "failedUri": f"{receiver.url}/failed"}})
+        assert response.status_code == 201, response.json()
+        job = Job.objects.get()
+        with django_capture_on_commit_callbacks(execute=True):
+            run(job)
+        delivery.deliver(seconds=10)
+    finally:
+        receiver.stop()
+    by_path = {}
+    for received in receiver.received:
+        by_path.setdefault(received.path, []).append(received.payload)
+    assert set(by_path) == {"/running", "/done"}
+    assert by_path["/running"][0]["jobID"] == str(job.pk) and by_path["/running"][0]["status"] == "running"
+    [results] = by_path["/done"]
+    assert results["slope.tif"]["href"].endswith(f"/ogcapi/jobs/{job.pk}/results/slope.tif")
+    assert results["slope.tif"]["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"

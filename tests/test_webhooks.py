@@ -202,7 +202,7 @@ def test_a_job_with_bad_webhooks_is_refused_naming_each_and_nothing_is_written(i
                    webhooks={"update": "http://10.0.0.1/hook", "done": "https://example.org/", "finished": "file:///x"})
     assert refused.value.errors == {
         "webhooks.update": "must not point to a private address (10.0.0.1); only public addresses are allowed",
-        "webhooks.done": "unknown webhook; the webhooks are update, finished",
+        "webhooks.done": "unknown webhook; the webhooks are update, finished, successUri, inProgressUri, failedUri",
         "webhooks.finished": "must be an http or https URL"}
     assert not Job.objects.exists()
 

@@ -112,7 +112,9 @@ class JobCreateSerializer(serializers.Serializer):
     webhooks = serializers.DictField(child=serializers.CharField(max_length=2000), required=False,
                                      help_text='the job\'s own webhooks: {"update": URL, "finished": URL}; update gets '
                                                "job.started, job.progress and tile.failed, finished the end; signed "
-                                               "with webhook_secret, which the answer gives once")
+                                               "with webhook_secret, which the answer gives once; successUri, "
+                                               "inProgressUri and failedUri are an OGC API subscriber's callbacks, "
+                                               "sent that standard's documents")
 
 
 class CreatedJobSerializer(JobSerializer):

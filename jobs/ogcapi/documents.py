@@ -6,6 +6,7 @@ run over (`tile_ids`, `town_id`, `collection`) and its data files (by reference 
 caller's data files). Its outputs are its result files.
 """
 
+from django.conf import settings
 from django.urls import reverse
 
 from ..jobtypes import JOB_TYPES
@@ -134,3 +135,24 @@ def results(request, job, selected=None, by_value=None):
 
 def known_process(process_id):
     return JOB_TYPES.get(process_id)
+
+
+class SiteAddress:
+    """Absolute URLs as JOBSITE_PUBLIC_URL has them (relative without it), where no request is at hand."""
+
+    def build_absolute_uri(self, path):
+        return f"{settings.PUBLIC_URL.rstrip('/')}{path}"
+
+
+def callback_body(name, job):
+    """What an OGC API subscriber's callback `name` gets about `job` (None for jobsite's own webhooks):
+    the results on success, the statusInfo while it runs, an exception naming the job on failure."""
+    site = SiteAddress()
+    if name == "successUri":
+        return results(site, job)
+    if name == "inProgressUri":
+        return status_info(site, job)
+    if name == "failedUri":
+        return {"type": "about:blank", "title": "Job failed", "status": 500, "detail": job.error or "failed",
+                "jobID": str(job.pk), "links": status_info(site, job)["links"]}
+    return None

@@ -19,6 +19,7 @@ TILE_FIELDS = tuple(TILE_INPUTS)
 RESPONSES = ("document", "raw")
 TRANSMISSION_MODES = ("value", "reference")
 MODES = ("async", "sync", "auto")
+CALLBACKS = ("successUri", "inProgressUri", "failedUri")
 
 
 @dataclass
@@ -38,8 +39,6 @@ def read_execution(body, kind, request):
         raise invalid(unknown[0], "is not a member of an execute request (inputs, outputs, response)")
     if body.get("mode", "auto") not in MODES:  # an early draft's, still sent by some clients
         raise invalid("mode", f"must be one of {', '.join(MODES)}")
-    if body.get("subscriber") is not None:
-        raise invalid("subscriber", "callbacks are not offered yet; watch the job's status instead")
     inputs = body.get("inputs", {})
     if not isinstance(inputs, dict):
         raise invalid("inputs", "must be an object of input id: value")
@@ -59,6 +58,9 @@ def read_execution(body, kind, request):
     submit.update(type=kind.name, params=params)
     if files:
         submit["inputs"] = files
+    callbacks = _subscriber(body.get("subscriber"))
+    if callbacks:
+        submit["webhooks"] = callbacks
     outputs = _outputs(body.get("outputs"), kind)
     response = _response(body)
     if response == "raw" and len(outputs) != 1 and len(kind.output_files()) != 1:
@@ -140,6 +142,21 @@ def _data_file_name(name, given, request):
     if not DataFile.objects.filter(owner=request.user, name=file_name).exists():
         raise invalid(f"inputs.{name}", f"you have no data file named {file_name[:200]!r}")
     return file_name
+
+
+def _subscriber(subscriber):
+    """The callbacks of an OGC subscriber, as the job's own webhooks of those names (each URL is then
+    checked as every webhook's is: no private or loopback address, no credentials)."""
+    if subscriber is None:
+        return {}
+    if not isinstance(subscriber, dict):
+        raise invalid("subscriber", "must be an object of successUri, inProgressUri and failedUri")
+    for name, url in subscriber.items():
+        if name not in CALLBACKS:
+            raise invalid(f"subscriber.{name}", f"unknown callback; the callbacks are {', '.join(CALLBACKS)}")
+        if not isinstance(url, str):
+            raise invalid(f"subscriber.{name}", "must be a URL")
+    return dict(subscriber)
 
 
 def _outputs(outputs, kind):

@@ -26,7 +26,7 @@ from .execution import read_execution, read_sps_request
 from .problems import RESULT_NOT_READY, Problem, exception_handler, no_such_job, no_such_process
 
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{name}"
-               for name in ("core", "ogc-process-description", "json", "job-list", "dismiss")]
+               for name in ("core", "ogc-process-description", "json", "job-list", "callback", "dismiss")]
 PROCESS_LIMIT = (10, 1, 10000)  # default, least, most
 
 
@@ -124,7 +124,7 @@ def _executed(request, execution):
     data = checked.validated_data
     job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
                             town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
-                            inputs=data.get("inputs"), collection=data.get("collection"))
+                            inputs=data.get("inputs"), collection=data.get("collection"), webhooks=data.get("webhooks"))
     url = absolute(request, "ogc-job", job_id=job.pk)
     if execution.mode != "async" and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
         with sync_waits.place(request.user.pk) as waiting:
