@@ -47,7 +47,8 @@ def test_req_core_landing_page_links_to_the_api_conformance_processes_and_jobs(c
 
 def test_req_core_conformance_declares_what_is_implemented(client):
     assert client.get("/ogcapi/conformance").json()["conformsTo"] == [
-        f"{OGC_CONF}/{name}" for name in ("core", "ogc-process-description", "json", "job-list", "callback", "dismiss")]
+        f"{OGC_CONF}/{name}" for name in ("core", "ogc-process-description", "json", "html", "job-list", "callback",
+                                          "dismiss")]
 
 
 def test_processes_need_an_account_and_say_so_as_a_problem(client):
@@ -314,9 +315,7 @@ def test_a_nul_character_anywhere_is_a_400_problem(api, path, status):
     assert "NUL" in problem(api.get(path), status)["detail"]
 
 
-def test_html_is_never_the_answer_under_ogcapi(api):
-    response = api.get("/ogcapi/processes", HTTP_ACCEPT="text/html")
-    assert response["Content-Type"].startswith("application/json") or response.status_code == 406
+def test_a_path_under_a_result_is_a_404_problem(api):
     problem(api.get("/ogcapi/jobs/1/results/x/y"), 404)
 
 
@@ -378,3 +377,37 @@ def test_req_callback_a_subscriber_gets_status_while_running_and_the_results_at_
     [results] = by_path["/done"]
     assert results["slope.tif"]["href"].endswith(f"/ogcapi/jobs/{job.pk}/results/slope.tif")
     assert results["slope.tif"]["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+# HTML, for people: f=html or a browser's Accept header.
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def html(response):
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html"), response.content[:300]
+    return response.content.decode()
+
+
+def test_req_html_the_pages_for_people(index, owner, client):
+    client.force_login(owner)
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    assert 'href="http://testserver/ogcapi/processes?f=html"' in html(client.get("/ogcapi/?f=html"))
+    assert f"{OGC_CONF}/core" in html(client.get("/ogcapi/conformance", HTTP_ACCEPT=BROWSER))
+    listing = html(client.get("/ogcapi/processes?f=html&limit=3"))
+    assert 'href="/ogcapi/processes/aspect?f=html"' in listing and "The next page" in listing
+    described = html(client.get("/ogcapi/processes/hillshade", HTTP_ACCEPT=BROWSER))
+    assert 'id="input-z_factor"' in described and 'id="input-tile_ids"' in described and "hillshade.tif" in described
+    status = html(client.get(f"/ogcapi/jobs/{job.pk}?f=html"))
+    assert f'href="/jobs/{job.pk}/"' in status and "accepted" in status
+    assert f'id="job-{job.pk}"' in html(client.get("/ogcapi/jobs?f=html"))
+    run(job)
+    assert "slope.tif" in html(client.get(f"/ogcapi/jobs/{job.pk}/results?f=html"))
+
+
+def test_json_stays_the_default_and_errors_stay_problems_for_browsers(owner, client):
+    client.force_login(owner)
+    assert client.get("/ogcapi/processes", HTTP_ACCEPT="*/*")["Content-Type"] == "application/json"
+    assert client.get("/ogcapi/processes?f=json", HTTP_ACCEPT=BROWSER)["Content-Type"] == "application/json"
+    problem(client.get("/ogcapi/processes/nothing", HTTP_ACCEPT=BROWSER), 404, NO_SUCH_PROCESS)
+    problem(client.get("/ogcapi/processes?f=xml"), 400, INVALID_PARAMETER)

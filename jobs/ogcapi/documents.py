@@ -51,6 +51,7 @@ def process_summary(request, kind):
             "outputTransmission": ["value", "reference"] if any(media == "application/json" for _, media in
                                                                kind.output_files()) else ["reference"],
             "links": [link(url, "self", f"the process {kind.name}"),
+                      link(f"{url}?f=html", "alternate", f"the process {kind.name} as HTML", "text/html"),
                       link(f"{url}/execution", "http://www.opengis.net/def/rel/ogc/1.0/execute",
                            f"execute {kind.name}")]}
 
@@ -91,6 +92,7 @@ def status_info(request, job):
     if job.finished:
         info["finished"] = _time(job.finished)
     info["links"] = [link(url, "self", f"job {job.pk}"),
+                     link(f"{url}?f=html", "alternate", f"job {job.pk} as HTML", "text/html"),
                      link(rest, "related", f"job {job.pk} in the REST API"),
                      link(f"{rest}logs/", "http://www.opengis.net/def/rel/ogc/1.0/log", f"the log of job {job.pk}"),
                      link(absolute(request, "job-page", pk=job.pk), "related", f"job {job.pk} in the dashboard",

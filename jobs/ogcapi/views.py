@@ -1,10 +1,13 @@
 """OGC API - Processes 1.0 under /ogcapi/: thin views over the same services, accounts and
 visibility as the REST API (another user's job is a 404), answering problem details on error."""
 
+import json
 import time
 
 from django.conf import settings
 from django.http import FileResponse
+from django.shortcuts import render
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -23,11 +26,19 @@ from ..services import control, submit
 from . import documents, jobquery, sync_waits
 from .documents import absolute, link
 from .execution import read_execution, read_sps_request
-from .problems import RESULT_NOT_READY, Problem, exception_handler, no_such_job, no_such_process
+from .problems import RESULT_NOT_READY, Problem, exception_handler, invalid, no_such_job, no_such_process
 
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{name}"
-               for name in ("core", "ogc-process-description", "json", "job-list", "callback", "dismiss")]
+               for name in ("core", "ogc-process-description", "json", "html", "job-list", "callback", "dismiss")]
 PROCESS_LIMIT = (10, 1, 10000)  # default, least, most
+
+
+class JSONAnswers(DefaultContentNegotiation):
+    """JSON whatever the Accept header says: the HTML pages are chosen by the views (`f=html`, or a
+    browser's Accept), and errors are problems in JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class OGCView(APIView):
@@ -36,10 +47,28 @@ class OGCView(APIView):
     authentication_classes = [BasicTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
+    content_negotiation_class = JSONAnswers
     schema = None  # not part of the REST API's OpenAPI document
 
     def get_exception_handler(self):
         return exception_handler
+
+    def answer(self, request, document, template, **context):
+        """The document as JSON, or as the HTML page `template` when that is asked for."""
+        if wants_html(request):
+            return render(request, f"ogcapi/{template}", {"doc": document, **context})
+        return Response(document)
+
+
+def wants_html(request):
+    """`f=html`, or no `f` and an Accept header that asks for HTML but not JSON (a browser's)."""
+    form = request.GET.get("f")
+    if form is not None:
+        if form not in ("json", "html"):
+            raise invalid("f", "must be json or html")
+        return form == "html"
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept
 
 
 class NoResource(OGCView):
@@ -58,22 +87,23 @@ class LandingPage(OGCView):
 
     def get(self, request):
         here = absolute(request, "ogc-landing")
-        return Response({
+        return self.answer(request, {
             "title": "jobsite", "description": "Raster jobs over a tile index, as OGC API - Processes",
             "links": [link(here, "self", "this document"),
                       link(absolute(request, "ogc-conformance"), "http://www.opengis.net/def/rel/ogc/1.0/conformance",
                            "the conformance classes implemented"),
                       link(absolute(request, "ogc-processes"), "http://www.opengis.net/def/rel/ogc/1.0/processes",
                            "the processes"),
-                      link(absolute(request, "ogc-jobs"), "http://www.opengis.net/def/rel/ogc/1.0/job-list", "the jobs")],
-        })
+                      link(absolute(request, "ogc-jobs"), "http://www.opengis.net/def/rel/ogc/1.0/job-list", "the jobs"),
+                      link(f"{here}?f=html", "alternate", "this document as HTML", "text/html")],
+        }, "landing.html")
 
 
 class Conformance(OGCView):
     permission_classes = [AllowAny]
 
     def get(self, request):
-        return Response({"conformsTo": CONFORMANCE})
+        return self.answer(request, {"conformsTo": CONFORMANCE}, "conformance.html")
 
 
 class ProcessList(OGCView):
@@ -88,12 +118,17 @@ class ProcessList(OGCView):
             links.append(link(f"{url}?limit={limit}&offset={offset + limit}", "next", "the next page"))
         if offset:
             links.append(link(f"{url}?limit={limit}&offset={max(0, offset - limit)}", "prev", "the page before"))
-        return Response({"processes": [documents.process_summary(request, kind) for kind in page], "links": links})
+        links.append(link(f"{url}?limit={limit}&offset={offset}&f=html", "alternate", "this page as HTML", "text/html"))
+        return self.answer(request, {"processes": [documents.process_summary(request, kind) for kind in page],
+                                     "links": links}, "processes.html", query=f"limit={limit}&offset={offset}")
 
 
 class ProcessDescription(OGCView):
     def get(self, request, process_id):
-        return Response(documents.process_description(request, _process(process_id)))
+        description = documents.process_description(request, _process(process_id))
+        inputs = [{"name": name, "input": given, "schema": json.dumps(given["schema"], separators=(", ", ": "))}
+                  for name, given in description["inputs"].items()]
+        return self.answer(request, description, "process.html", inputs=inputs)
 
 
 class Execute(OGCView):
@@ -181,11 +216,14 @@ class JobList(OGCView):
         page = list(jobs[offset:offset + limit + 1])
         url = absolute(request, "ogc-jobs")
         query = request.GET.copy()
+        query.pop("f", None)
         query["limit"] = str(limit)
         links = [link(f"{url}?{_with(query, offset)}", "self", "this page")]
         if len(page) > limit:
             links.append(link(f"{url}?{_with(query, offset + limit)}", "next", "the next page"))
-        return Response({"jobs": [documents.status_info(request, job) for job in page[:limit]], "links": links})
+        links.append(link(f"{url}?{_with(query, offset)}&f=html", "alternate", "this page as HTML", "text/html"))
+        return self.answer(request, {"jobs": [documents.status_info(request, job) for job in page[:limit]],
+                                     "links": links}, "jobs.html", query=_with(query, offset))
 
 
 def _with(query, offset):
@@ -195,7 +233,7 @@ def _with(query, offset):
 
 class JobStatusInfo(OGCView):
     def get(self, request, job_id):
-        return Response(documents.status_info(request, _job(request, job_id)))
+        return self.answer(request, documents.status_info(request, _job(request, job_id)), "job.html")
 
     def delete(self, request, job_id):
         """Dismiss: a job that has not finished is canceled; a finished one is deleted, as the REST
@@ -222,7 +260,10 @@ class JobResults(OGCView):
         if job.status != JobStatus.SUCCEEDED:
             raise Problem(status.HTTP_404_NOT_FOUND, RESULT_NOT_READY,
                           f"job {job.pk} is {documents.STATUS[job.status]}: its results are not ready")
-        return Response(documents.results(request, job))
+        found = documents.results(request, job)
+        outputs = [{"name": name, **(value if isinstance(value, dict) and "href" in value
+                                     else {"value": json.dumps(value)[:2000]})} for name, value in found.items()]
+        return self.answer(request, found, "results.html", job_id=job.pk, outputs=outputs)
 
 
 class JobResultFile(OGCView):
