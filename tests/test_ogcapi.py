@@ -239,7 +239,8 @@ def basic(user, secret):
 def test_http_basic_takes_the_api_token_as_the_password(owner, other, client):
     token = token_for(owner).key
     assert client.get("/ogcapi/processes", HTTP_AUTHORIZATION=basic("owner", token)).status_code == 200
-    for user, secret in (("owner", "owner-pass-1"), ("other", token), ("owner", token[:-1] + "0"), ("owner", "\x00")):
+    near_miss = token[:-1] + ("1" if token.endswith("0") else "0")
+    for user, secret in (("owner", "owner-pass-1"), ("other", token), ("owner", near_miss), ("owner", "\x00")):
         refused = problem(client.get("/ogcapi/processes", HTTP_AUTHORIZATION=basic(user, secret)), 401)
         assert "HTTP Basic takes your API token as the password" in refused["detail"]
     challenge = client.get("/ogcapi/processes")
