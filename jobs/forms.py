@@ -72,12 +72,14 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.kind = kind
         self.fields["type"] = forms.ChoiceField(choices=[(name, name) for name in JOB_TYPES], initial=kind.name)
-        self.fields["collection"] = forms.ModelChoiceField(
-            Collection.objects.order_by("id"), initial=settings.DEFAULT_COLLECTION, empty_label=None, required=False,
-            help_text="the collection of tiles to run over")
-        self.fields["town"] = forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
-                                                     empty_label="(the tile ids below)", help_text="a town's tiles")
-        self.fields["tile_ids"] = forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283")
+        if kind.uses_tiles:  # where it runs
+            self.fields["collection"] = forms.ModelChoiceField(
+                Collection.objects.order_by("id"), initial=settings.DEFAULT_COLLECTION, empty_label=None,
+                required=False, help_text="the collection of tiles to run over")
+            self.fields["town"] = forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
+                                                         empty_label="(the tile ids below)", help_text="a town's tiles")
+            self.fields["tile_ids"] = forms.CharField(required=False,
+                                                      help_text="or tile ids, comma-separated: 4315, 4283")
         self.fields.update(param_fields(kind.params_schema()))
         self._disable_unused_params()
         for job_input in kind.inputs:
@@ -97,7 +99,7 @@ class JobForm(forms.Form):
             self.fields[f"param_{name}"].disabled = True
 
     def clean_tile_ids(self):
-        raw = self.cleaned_data["tile_ids"].strip()
+        raw = self.cleaned_data.get("tile_ids", "").strip()
         if not raw:
             return None
         try:
@@ -108,9 +110,9 @@ class JobForm(forms.Form):
     def submit_kwargs(self):
         data = self.cleaned_data
         return {
-            "job_type": self.kind.name, "tile_ids": data["tile_ids"],
+            "job_type": self.kind.name, "tile_ids": data.get("tile_ids"),
             "collection": data["collection"].pk if data.get("collection") and not self.kind.decides_collection else None,
-            "town_id": data["town"].pk if data["town"] else None,
+            "town_id": data["town"].pk if data.get("town") else None,
             "params": {name: data[f"param_{name}"] for name in self.kind.params_schema()["properties"]
                        if data.get(f"param_{name}") is not None and not self.fields[f"param_{name}"].disabled},
             "inputs": {i.name: data[f"input_{i.name}"] for i in self.kind.inputs} or None,

@@ -84,6 +84,7 @@ class JobType:
     keywords: tuple = ()
     source: str = "built-in"  # or where it was declared ("file PATH")
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
+    uses_tiles = True  # False: a job of no tiles, whose merge alone does the work
     tile_suffix = ".tif"
 
     def params_schema(self):
@@ -169,6 +170,10 @@ class JobType:
     def output_files(self):
         """The files its merge writes: (name, content type) each."""
         return ((self.output_name, "image/tiff"), ("thumbnail.png", "image/png"))
+
+    def result_schema(self):
+        """The JSON Schema of the results its merge keeps on the job (those of its JSON output)."""
+        return {"type": "array", "items": {"type": "object"}}
 
     def schema(self):
         return {"name": self.name, "version": self.version, "title": self.title or self.name,

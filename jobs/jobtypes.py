@@ -2,6 +2,7 @@
 `DemJobType.gdal_options` turns the clean values into GDAL's own options.
 """
 
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -14,7 +15,7 @@ from . import declared
 from .crosscollection import CALC, REPROJECT
 from .jobschema import BAND, Input, JobType, Param
 from .raster import dem, zonal
-from .raster.io import RasterError, write_csv, write_json
+from .raster.io import Cancelled, RasterError, write_csv, write_json
 from jobsite.exceptions import Rejected, quoted
 
 ALGORITHMS = ("Horn", "ZevenbergenThorne")
@@ -85,6 +86,29 @@ class Clip(JobType):
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         return zonal.mask_tile(tile.path, _polygons(inputs["mask"], grid.crs_wkt, progress), out_path, grid.crs_wkt, progress,
                                params.get("band", 1))
+
+
+@dataclass(frozen=True)
+class Echo(JobType):
+    """The message given, as the job's result, after an optional pause: a job of no tiles, for
+    clients that check a server's conformance and for testing the service end to end."""
+
+    uses_tiles = False
+
+    def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
+        deadline = time.monotonic() + params["pause"]
+        while time.monotonic() < deadline:
+            if progress is not None and not progress(1 - (deadline - time.monotonic()) / params["pause"]):
+                raise Cancelled("the job is no longer merging")
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        write_json(out_dir / "echo.json", params["message"])
+        return list(self.output_files()), params["message"]
+
+    def output_files(self):
+        return (("echo.json", "application/json"),)
+
+    def result_schema(self):
+        return {"type": "string"}
 
 
 def _common(params):
@@ -192,6 +216,13 @@ JOB_TYPES = {
         ),
         CALC,
         REPROJECT,
+        Echo(
+            "echo", "Answers the message it is given, after a pause if asked: a job of no tiles, for checking "
+                    "that a client and the service understand each other.",
+            (Param("message", "string", None, "The text to answer", required=True, shape={"maxLength": 10000}),
+             Param("pause", "number", 0.0, "Seconds to wait before answering", minimum=0, maximum=10)),
+            keywords=("test",),
+        ),
     )
 }
 

@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from osgeo import gdal
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs.demo_terrain import fractal_terrain
@@ -96,6 +97,12 @@ def other(db):
 @pytest.fixture
 def staff(db):
     return User.objects.create_user("staff", password="staff-pass-1", is_staff=True)
+
+
+@pytest.fixture
+def owner_token(owner):
+    """The owner's API token."""
+    return Token.objects.create(user=owner).key
 
 
 @pytest.fixture

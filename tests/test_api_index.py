@@ -55,8 +55,8 @@ def test_towns_with_their_tile_ids(town, owner, client_for):
 def test_job_types_describe_their_parameters(owner, client_for):
     client = client_for(owner)
     types = client.get("/api/v1/job-types/").json()
-    assert [t["name"] for t in types] == ["aspect", "calc", "clip", "color-relief", "hillshade", "reproject", "slope",
-                                         "zonal-statistics"]
+    assert [t["name"] for t in types] == ["aspect", "calc", "clip", "color-relief", "echo", "hillshade", "reproject",
+                                         "slope", "zonal-statistics"]
     relief = next(t for t in types if t["name"] == "color-relief")
     assert relief["inputs"] == [{"name": "color_table", "kind": "text", "help": relief["inputs"][0]["help"]}]
     hillshade = client.get("/api/v1/job-types/hillshade/").json()

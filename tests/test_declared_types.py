@@ -347,7 +347,7 @@ def test_a_bad_file_stops_every_process_at_start_with_the_message_not_a_tracebac
 
 ECHO = """\
     job_types:
-      - name: echo
+      - name: say
         version: "1"
         params:
           - {name: label, type: string, pattern: "(?s).*", default: x}
@@ -364,7 +364,7 @@ ECHO = """\
 def test_a_hostile_parameter_reaches_the_tool_as_one_literal_argument(index, owner, media, monkeypatch, tmp_path,
                                                                       attack):
     declare(monkeypatch, write_yaml(tmp_path, ECHO.replace("PYTHON", sys.executable)))
-    job = run(job_submit(owner=owner, job_type="echo", tile_ids=index.ids[:1], params={"label": attack}))
+    job = run(job_submit(owner=owner, job_type="say", tile_ids=index.ids[:1], params={"label": attack}))
     assert job.status == JobStatus.FAILED
     tile = job.tiles.get()
     assert "exited with status 3" in tile.error
@@ -383,7 +383,7 @@ def test_a_value_outside_its_pattern_or_choices_is_refused_at_submit(index, owne
                                                                      params, field):
     declare(monkeypatch, write_yaml(tmp_path, ECHO.replace("PYTHON", sys.executable)))
     with pytest.raises(Rejected) as refused:
-        job_submit(owner=owner, job_type="echo", tile_ids=index.ids[:1], params=params)
+        job_submit(owner=owner, job_type="say", tile_ids=index.ids[:1], params=params)
     assert field in refused.value.errors["params"]
     assert not Job.objects.exists()
 

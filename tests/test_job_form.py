@@ -88,7 +88,7 @@ def input_files(owner, media, tmp_path):
 
 # What the form cannot default: the required parameters.
 REQUIRED = {"calc": {"param_expression": "dem * 2", "param_inputs": '{"dem": {"collection": "default"}}'},
-            "reproject": {"param_dst_crs": "3857", "param_resolution": "10"}}
+            "reproject": {"param_dst_crs": "3857", "param_resolution": "10"}, "echo": {"param_message": "hello"}}
 
 
 @pytest.mark.parametrize("type_name,choices", list(choice_cases()))
@@ -96,7 +96,7 @@ def test_it_accepts_its_own_defaults_for_every_type_and_choice(index, owner, log
                                                                choices):
     kind = JOB_TYPES[type_name]
     form = rendered_form(logged_in, type_name)
-    data = {**form.values, "tile_ids": str(index.ids[0])}
+    data = {**form.values, "tile_ids": str(index.ids[0])} if kind.uses_tiles else dict(form.values)
     data.update({f"param_{name}": choice for name, choice in choices.items()})
     data.update({f"input_{i.name}": INPUT_FILES[i.kind] for i in kind.inputs})
     data.update(REQUIRED.get(type_name, {}))
@@ -106,7 +106,7 @@ def test_it_accepts_its_own_defaults_for_every_type_and_choice(index, owner, log
     assert response.status_code == 302, response.content.decode()
     job = Job.objects.get(owner=owner)
     assert response["Location"] == f"/jobs/{job.pk}/"
-    assert job.type == type_name and job.tiles_total == 1
+    assert job.type == type_name and job.tiles_total == (1 if kind.uses_tiles else 0)
     schema = kind.params_schema()
     expected = set(schema["properties"]) - paramschema.unused(schema, {**{p.name: p.default for p in kind.params},
                                                                        **choices})

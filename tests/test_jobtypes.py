@@ -98,7 +98,7 @@ def test_params_must_be_an_object():
 def test_an_unknown_type_lists_the_known_ones():
     with pytest.raises(Rejected) as caught:
         get_job_type("erosion")
-    assert caught.value.errors["type"] == ("unknown job type 'erosion'; the types are aspect, calc, clip, color-relief, "
+    assert caught.value.errors["type"] == ("unknown job type 'erosion'; the types are aspect, calc, clip, color-relief, echo, "
                                            "hillshade, reproject, slope, zonal-statistics")
 
 

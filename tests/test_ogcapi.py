@@ -47,8 +47,8 @@ def test_req_core_landing_page_links_to_the_api_conformance_processes_and_jobs(c
 
 def test_req_core_conformance_declares_what_is_implemented(client):
     assert client.get("/ogcapi/conformance").json()["conformsTo"] == [
-        f"{OGC_CONF}/{name}" for name in ("core", "ogc-process-description", "json", "html", "job-list", "callback",
-                                          "dismiss")]
+        f"{OGC_CONF}/{name}" for name in ("core", "ogc-process-description", "json", "html", "oas30", "job-list",
+                                          "callback", "dismiss")]
 
 
 def test_processes_need_an_account_and_say_so_as_a_problem(client):

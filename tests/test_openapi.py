@@ -1,24 +1,15 @@
 """The OpenAPI schema, its documentation page, and the API checked against the schema."""
 
-import os
 import re
 
 import pytest
 import schemathesis
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
-from rest_framework.authtoken.models import Token
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
 
 from datafiles.services import datafile_store
 from jobs.services.submit import job_submit
-from jobsite.wsgi import application
 
+from .api_schema import AS_DOCUMENTED, NO_SERVER_ERROR, bounded_run, schema_at
 from .datafile_samples import COLOR_TABLE, CSV
 from .test_execution import run
 
@@ -59,31 +50,19 @@ def api(index, town, owner, other, media):
     job_submit(owner=other, job_type="aspect", tile_ids=index.ids[:1])
     for name, content in [("stations.csv", CSV), ("ramp.txt", COLOR_TABLE)]:
         datafile_store(owner=owner, upload=SimpleUploadedFile(name, content.encode()))
-    # Requests go through the real WSGI application in this process; like Django's test client, keep
-    # it from closing the test's database connection at the end of each request.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield schemathesis.openapi.from_wsgi("/api/v1/schema/", application)
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
-def token(owner):
-    return Token.objects.create(user=owner).key
+    with schema_at("/api/v1/schema/") as schema:
+        yield schema
 
 
 schema = schemathesis.pytest.from_fixture("api")
 
 
-# A bounded, repeatable run in the suite; API_EXAMPLES=200 API_RANDOM=1 for a deeper one by hand.
 @schema.parametrize()
-@hypothesis_settings(max_examples=int(os.environ.get("API_EXAMPLES", 12)), deadline=None,
-                     derandomize=not os.environ.get("API_RANDOM"), suppress_health_check=list(HealthCheck))
-def test_the_api_answers_as_its_schema_says(case, token):
+@bounded_run
+def test_the_api_answers_as_its_schema_says(case, owner_token):
     """No 5xx, and every status code, content type and body as documented (the health endpoint's
     503 is its documented answer while no cluster runs, as in this test)."""
-    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+    checks = list(AS_DOCUMENTED)
     if case.path != "/api/v1/health/":
-        checks.append(not_a_server_error)
-    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=checks)
+        checks.append(NO_SERVER_ERROR)
+    case.call_and_validate(headers={"Authorization": f"Token {owner_token}"}, checks=checks)

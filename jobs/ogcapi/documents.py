@@ -63,10 +63,10 @@ def process_description(request, kind):
 def process_inputs(kind):
     schema = kind.params_schema()
     required = set(schema.get("required", ()))
-    inputs = dict(TILE_INPUTS)
+    inputs = dict(TILE_INPUTS) if kind.uses_tiles else {}
     for name, prop in schema["properties"].items():
         inputs[name] = {"title": prop.get("title", name), "description": prop.get("description", ""),
-                        "schema": prop, "minOccurs": 1 if name in required else 0, "maxOccurs": 1}
+                        "schema": oas30_schema(prop), "minOccurs": 1 if name in required else 0, "maxOccurs": 1}
     for job_input in kind.inputs:
         inputs[job_input.name] = {
             "title": job_input.name, "description": f"{job_input.help} (one of your data files of kind "
@@ -77,8 +77,51 @@ def process_inputs(kind):
 
 def process_outputs(kind):
     return {name: {"title": name, "schema": {"type": "string", "contentMediaType": MEDIA_TYPES.get(media, media)}
-                   if media != "application/json" else {"type": "array", "items": {"type": "object"}}}
+                   if media != "application/json" else oas30_schema(kind.result_schema())}
             for name, media in kind.output_files()}
+
+
+# The keywords of an OpenAPI 3.0 Schema Object, which the standard's process descriptions take.
+OAS30_KEYWORDS = frozenset((
+    "title", "description", "type", "format", "default", "enum", "nullable", "readOnly", "writeOnly", "example",
+    "deprecated", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength",
+    "pattern", "maxItems", "minItems", "uniqueItems", "maxProperties", "minProperties", "required", "not", "allOf",
+    "oneOf", "anyOf", "items", "properties", "additionalProperties", "contentMediaType", "contentEncoding"))
+
+
+def oas30_schema(schema):
+    """A parameter's JSON Schema (2020-12) as an OpenAPI 3.0 Schema Object: numeric exclusive bounds as
+    a bound and a flag, `const` as a one-value enum, a list of types with null as `nullable`, and no
+    keywords beyond 3.0's (such as jobsite's x-unused-with, which the description says in words)."""
+    if not isinstance(schema, dict):
+        return schema
+    found = {}
+    for key, value in schema.items():
+        if key not in OAS30_KEYWORDS:
+            continue
+        if key in ("not", "items", "additionalProperties"):
+            found[key] = oas30_schema(value)
+        elif key in ("allOf", "oneOf", "anyOf"):
+            found[key] = [oas30_schema(each) for each in value]
+        elif key == "properties":
+            found[key] = {name: oas30_schema(each) for name, each in value.items()}
+        elif key not in ("exclusiveMinimum", "exclusiveMaximum") or isinstance(value, bool):
+            found[key] = value
+    for exclusive, bound, tighter in (("exclusiveMinimum", "minimum", max), ("exclusiveMaximum", "maximum", min)):
+        value = schema.get(exclusive)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if bound in schema and tighter(schema[bound], value) == schema[bound] and schema[bound] != value:
+                continue  # the inclusive bound is the tighter one
+            found[bound], found[exclusive] = value, True
+    if "const" in schema:
+        found["enum"] = [schema["const"]]
+    if isinstance(found.get("type"), list):
+        types = [name for name in found.pop("type") if name != "null"]
+        if len(types) == 1:
+            found["type"] = types[0]
+        if "null" in schema["type"]:
+            found["nullable"] = True
+    return found
 
 
 def status_info(request, job):

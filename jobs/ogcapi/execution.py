@@ -48,12 +48,12 @@ def read_execution(body, kind, request):
     for name, given in inputs.items():
         if name in data_inputs:
             files[name] = _data_file_name(name, given, request)
-        elif name in TILE_FIELDS:
+        elif name in TILE_FIELDS and kind.uses_tiles:
             submit[name] = _value(given)
         elif name in parameters:
             params[name] = _value(given)
         else:
-            known = ", ".join(sorted([*TILE_FIELDS, *parameters, *data_inputs]))
+            known = ", ".join(sorted([*(TILE_FIELDS if kind.uses_tiles else ()), *parameters, *data_inputs]))
             raise invalid(f"inputs.{name}", f"unknown input; the process {kind.name} takes {known}")
     submit.update(type=kind.name, params=params)
     if files:

@@ -1,9 +1,13 @@
 from django.urls import path, re_path
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from . import views
 
 urlpatterns = [
     path("", views.LandingPage.as_view(), name="ogc-landing"),
+    path("api", views.OpenAPIDocument.as_view(), name="ogc-api"),
+    path("api.html", SpectacularSwaggerSplitView.as_view(url_name="ogc-api", template_name="api/swagger_ui.html",
+                                                         title="jobsite OGC API - Processes"), name="ogc-api-docs"),
     path("conformance", views.Conformance.as_view(), name="ogc-conformance"),
     path("processes", views.ProcessList.as_view(), name="ogc-processes"),
     # The SPS jobs-database request names the version: processes/hillshade:1/jobs.

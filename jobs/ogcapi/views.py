@@ -6,7 +6,7 @@ import time
 
 from django.conf import settings
 from django.http import FileResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -23,13 +23,14 @@ from ..api.parsers import JSONParser
 from ..api.serializers import JobCreateSerializer
 from ..models import Job, JobStatus
 from ..services import control, submit
-from . import documents, jobquery, sync_waits
+from . import documents, jobquery, openapi, sync_waits
 from .documents import absolute, link
 from .execution import read_execution, read_sps_request
 from .problems import RESULT_NOT_READY, Problem, exception_handler, invalid, no_such_job, no_such_process
 
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{name}"
-               for name in ("core", "ogc-process-description", "json", "html", "job-list", "callback", "dismiss")]
+               for name in ("core", "ogc-process-description", "json", "html", "oas30", "job-list", "callback",
+                            "dismiss")]
 PROCESS_LIMIT = (10, 1, 10000)  # default, least, most
 
 
@@ -90,6 +91,9 @@ class LandingPage(OGCView):
         return self.answer(request, {
             "title": "jobsite", "description": "Raster jobs over a tile index, as OGC API - Processes",
             "links": [link(here, "self", "this document"),
+                      link(absolute(request, "ogc-api"), "service-desc", "the OpenAPI 3.0 document of this API",
+                           openapi.MEDIA_TYPE),
+                      link(absolute(request, "ogc-api-docs"), "service-doc", "the API's documentation", "text/html"),
                       link(absolute(request, "ogc-conformance"), "http://www.opengis.net/def/rel/ogc/1.0/conformance",
                            "the conformance classes implemented"),
                       link(absolute(request, "ogc-processes"), "http://www.opengis.net/def/rel/ogc/1.0/processes",
@@ -97,6 +101,15 @@ class LandingPage(OGCView):
                       link(absolute(request, "ogc-jobs"), "http://www.opengis.net/def/rel/ogc/1.0/job-list", "the jobs"),
                       link(f"{here}?f=html", "alternate", "this document as HTML", "text/html")],
         }, "landing.html")
+
+
+class OpenAPIDocument(OGCView):
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        if wants_html(request):
+            return redirect("ogc-api-docs")
+        return Response(openapi.document(request), content_type=openapi.MEDIA_TYPE)
 
 
 class Conformance(OGCView):

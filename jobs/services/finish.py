@@ -77,7 +77,7 @@ def job_merge(*, job_id):
         with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
             written, results = kind.merge(tile_paths=[media.media_path(p) for p in relpaths], out_dir=out_dir,
                                           params=job.params, inputs=job.input_files(),
-                                          crs_wkt=tileindex.index_crs_wkt(job.collection_id),
+                                          crs_wkt=tileindex.index_crs_wkt(job.collection_id) if kind.uses_tiles else None,
                                           progress=MergeWatch(job))
     except Cancelled:
         logger.info("job %s merge stopped: the job is no longer merging", job_id)

@@ -152,8 +152,9 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         JobInput.objects.bulk_create([JobInput(job=job, name=name, file_name=file_name, datafile=datafile)
                                       for name, (file_name, datafile) in files.items()])
         JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id) for tile_id in ids], batch_size=2000)
-        where = f"town {town.id} ({town.name})" if town else "tiles " + _numbers(ids)
-        lifecycle.job_created(job, f"{owner} submitted {kind.name} over {len(ids)} tiles of {where}"
+        where = (f" over {len(ids)} tiles of town {town.id} ({town.name})" if town
+                 else f" over {len(ids)} tiles of tiles {_numbers(ids)}" if ids else "")
+        lifecycle.job_created(job, f"{owner} submitted {kind.name}{where}"
                                    + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
         if not waiting_for:
             transaction.on_commit(lambda: queue.enqueue_tiles(job.id, len(ids)))
@@ -230,6 +231,11 @@ def _job_collection(kind, clean_params, name):
 
 
 def _choose_tiles(kind, files, tile_ids, town_id, collection):
+    if not kind.uses_tiles:
+        given = [name for name, value in (("tile_ids", tile_ids), ("town_id", town_id)) if value is not None]
+        if given:
+            raise Rejected({given[0]: f"{kind.name} runs over no tiles; leave tile_ids and town_id out"})
+        return None, []
     if tile_ids is not None and town_id is not None:
         raise Rejected(EXACTLY_ONE)
     if town_id is not None:

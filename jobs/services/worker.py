@@ -146,7 +146,7 @@ def job_run_tiles(*, job_id, worker):
     kind = get_job_type(job.type)
     try:
         inputs = job.input_files()
-        grid = tileindex.index_grid(job.collection_id)
+        grid = tileindex.index_grid(job.collection_id) if kind.uses_tiles else None
     except (Rejected, tileindex.LoadError) as exc:
         error = without_paths(str(exc))
         lifecycle.move_job(job_id, "fail", only_from=[JobStatus.RUNNING], error=error, message=f"failed: {error}",
