@@ -17,6 +17,9 @@ rebinding). So:
 
 Hosts in JOBSITE_WEBHOOK_ALLOWED_HOSTS skip the address rules (a site's own receivers on its
 network; the tests' local receiver). Each refusal is an UnsafeURL naming the rule.
+
+`download` GETs a file the same way, from the hosts an operator trusts for the purpose only
+(JOBSITE_OGC_HREF_HOSTS for the OGC API's inputs by reference), into a file, up to a size.
 """
 
 import base64
@@ -52,8 +55,9 @@ def new_secret():
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _allowed(host):
-    return host.lower() in {h.lower() for h in settings.WEBHOOK_ALLOWED_HOSTS}
+def _allowed(host, trusted=None):
+    trusted = settings.WEBHOOK_ALLOWED_HOSTS if trusted is None else trusted
+    return host.lower() in {h.lower() for h in trusted}
 
 
 def _is_own(host):
@@ -69,8 +73,9 @@ def _is_own(host):
     return False
 
 
-def check_url(url):
-    """The URL's (scheme, host, port, path with query); UnsafeURL if it is refused on its face."""
+def check_url(url, trusted=None):
+    """The URL's (scheme, host, port, path with query); UnsafeURL if it is refused on its face.
+    `trusted`: the hosts that skip the address rules (JOBSITE_WEBHOOK_ALLOWED_HOSTS by default)."""
     if not isinstance(url, str) or not url:
         raise UnsafeURL("must be an http or https URL")
     if len(url) > MAX_URL:
@@ -93,7 +98,7 @@ def check_url(url):
         raise UnsafeURL(f"has a host name that is not a valid international name ({host})") from None
     if parts.username is not None or parts.password is not None:
         raise UnsafeURL("must not hold a user name or password")
-    if not _allowed(host):
+    if not _allowed(host, trusted):
         if _is_own(host):
             raise UnsafeURL(f"must not point to the service itself ({host})")
         try:
@@ -136,7 +141,7 @@ def _embedded_ipv4(address):
     return None
 
 
-def resolve(host, port):
+def resolve(host, port, trusted=None):
     """The address to connect to for `host`: its first address, once every address it resolves to
     has passed the rules; UnsafeURL otherwise."""
     try:
@@ -146,7 +151,7 @@ def resolve(host, port):
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
     if not addresses:
         raise UnsafeURL(f"has a host that does not resolve ({host})")
-    if not _allowed(host):
+    if not _allowed(host, trusted):
         for address in addresses:
             _check_address(address, host)
     return str(addresses[0])
@@ -170,19 +175,24 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.hostname)
 
 
-def post(url, body, headers, timeout):
-    """POST `body` (bytes) to `url` at the address checked just now; an Answer, UnsafeURL for a
-    refused URL, or OSError (http.client.HTTPException) for a try that failed: a time-out, a
-    refused connection, a bad certificate, an answer that is not HTTP."""
-    scheme, host, port, path = check_url(url)
-    address = resolve(host, port)
+def _connection(url, timeout, trusted=None):
+    """(a connection to the checked address of `url`'s host, its Host header, its path)."""
+    scheme, host, port, path = check_url(url, trusted)
+    address = resolve(host, port, trusted)
     if scheme == "https":
         connection = _PinnedHTTPSConnection(address, port, host, timeout)
     else:
         connection = http.client.HTTPConnection(address, port, timeout=timeout)
     default_port = 443 if scheme == "https" else 80
     name = f"[{host}]" if ":" in host else host
-    host_header = name if port == default_port else f"{name}:{port}"
+    return connection, name if port == default_port else f"{name}:{port}", path
+
+
+def post(url, body, headers, timeout):
+    """POST `body` (bytes) to `url` at the address checked just now; an Answer, UnsafeURL for a
+    refused URL, or OSError (http.client.HTTPException) for a try that failed: a time-out, a
+    refused connection, a bad certificate, an answer that is not HTTP."""
+    connection, host_header, path = _connection(url, timeout)
     watchdog = threading.Timer(timeout, _abort, [connection])
     started = time.monotonic()
     watchdog.start()
@@ -199,6 +209,51 @@ def post(url, body, headers, timeout):
         watchdog.cancel()
         connection.close()
     return Answer(response.status, head, time.monotonic() - started)
+
+
+class DownloadFailed(OSError):
+    """A download that did not bring the whole file; the message says why."""
+
+
+class DownloadTooLarge(DownloadFailed):
+    pass
+
+
+def download(url, out, *, trusted, timeout, max_bytes):
+    """GET `url` from one of the `trusted` hosts (any other is an UnsafeURL) into the binary file
+    `out`, following no redirect; the file's size. DownloadFailed for an answer other than 200, a
+    try that fails or outlasts `timeout` in all, or more than `max_bytes` (DownloadTooLarge)."""
+    host = check_url(url, trusted)[1]
+    if not _allowed(host, trusted):
+        raise UnsafeURL(f"is on a host this service does not read from ({host}); the hosts are: "
+                        f"{', '.join(trusted) or 'none'}")
+    connection, host_header, path = _connection(url, timeout, trusted)
+    watchdog = threading.Timer(timeout, _abort, [connection])
+    started, size = time.monotonic(), 0
+    watchdog.start()
+    try:
+        connection.request("GET", path, headers={"Host": host_header, "Accept": "*/*", "User-Agent": "jobsite"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise DownloadFailed(f"{host} answered {response.status} {response.reason}")
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise DownloadTooLarge(f"the file is {declared} bytes; the limit is {max_bytes} bytes")
+        while chunk := response.read(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise DownloadTooLarge(f"the file is more than the limit of {max_bytes} bytes")
+            out.write(chunk)
+    except DownloadFailed:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if time.monotonic() - started >= timeout:
+            raise DownloadFailed(f"{host} did not send the whole file within {timeout:g} s") from None
+        raise DownloadFailed(f"{host}: {exc or type(exc).__name__}") from None
+    finally:
+        watchdog.cancel()
+        connection.close()
+    return size
 
 
 def _abort(connection):

@@ -300,6 +300,9 @@ STREAMS_PER_USER = envint("JOBSITE_STREAMS_PER_USER", 10, minimum=1)
 OGC_SYNC_MAX_TILES = envint("JOBSITE_OGC_SYNC_MAX_TILES", 16, minimum=0)
 OGC_SYNC_SECONDS = min(envint("JOBSITE_OGC_SYNC_SECONDS", 30, minimum=1), 60)  # well within gunicorn's time-out
 OGC_SYNC_WAITS = envint("JOBSITE_OGC_SYNC_WAITS", 1, minimum=0)
+# Hosts whose files an OGC API input may name by URL (fetched once, checked as an upload); none by default.
+OGC_HREF_HOSTS = envlist("JOBSITE_OGC_HREF_HOSTS")
+OGC_HREF_SECONDS = envint("JOBSITE_OGC_HREF_SECONDS", 60, minimum=1)
 
 # Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
 # programs are looked up, and run, with this PATH only.

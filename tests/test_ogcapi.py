@@ -80,7 +80,9 @@ def test_req_ogc_process_description_has_inputs_with_schemas_and_outputs(api):
     assert body["outputs"]["hillshade.tif"]["schema"]["contentMediaType"] == (
         "image/tiff; application=geotiff; profile=cloud-optimized")
     zonal = api.get("/ogcapi/processes/zonal-statistics").json()
-    assert zonal["inputs"]["zones"]["schema"] == {"type": "string", "format": "uri"}
+    assert zonal["inputs"]["zones"]["schema"]["oneOf"][0] == {"type": "string", "format": "uri"}
+    assert api.get("/ogcapi/processes/color-relief").json()["inputs"]["color_table"]["schema"] == {
+        "type": "string", "format": "uri"}
     assert zonal["outputs"]["zonal-statistics.json"]["schema"]["type"] == "array"
 
 
@@ -151,7 +153,7 @@ def test_a_body_that_is_not_json_is_a_400_problem(index, api):
 
 @pytest.mark.parametrize("href,says", [
     ("https://elsewhere.example.org/api/v1/datafiles/zones.geojson/", "no other address is read"),
-    ("file:///etc/passwd", "no other address is read"),
+    ("file:///etc/passwd", "must be an http or https URL"),
     ("/api/v1/jobs/", "must be the URL of one of your data files"),
     ("/api/v1/datafiles/theirs.geojson/", "you have no data file named 'theirs.geojson'"),
 ])

@@ -9,6 +9,7 @@ from jobsite import georef
 from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Tile, Town
+from ..services import submit
 
 
 class OutputSerializer(serializers.Serializer):
@@ -115,6 +116,16 @@ class JobCreateSerializer(serializers.Serializer):
                                                "with webhook_secret, which the answer gives once; successUri, "
                                                "inProgressUri and failedUri are an OGC API subscriber's callbacks, "
                                                "sent that standard's documents")
+
+    def submit(self, owner):
+        """The job the request asks for, submitted for `owner` once the request is valid."""
+        self.is_valid(raise_exception=True)
+        data = self.validated_data
+        return submit.job_submit(owner=owner, job_type=data["type"], tile_ids=data.get("tile_ids"),
+                                 town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
+                                 interim_results=data.get("interim_results"), inputs=data.get("inputs"),
+                                 wait_timeout=data.get("wait_timeout"), collection=data.get("collection"),
+                                 webhooks=data.get("webhooks"))
 
 
 class CreatedJobSerializer(JobSerializer):

@@ -23,7 +23,7 @@ from .. import health, queue, storage
 from ..jobtypes import JOB_TYPES, get_job_type
 from jobsite.exceptions import quoted
 from ..models import Collection, Job, JobLog, Label, Tile, Town
-from ..services import control, submit
+from ..services import control
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from jobsite.api.errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
@@ -70,14 +70,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
 
     @extend_schema(request=JobCreateSerializer, responses={201: CreatedJobSerializer, 429: ErrorSerializer})
     def create(self, request, *args, **kwargs):
-        serializer = JobCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
-                                town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
-                                interim_results=data.get("interim_results"), inputs=data.get("inputs"),
-                                wait_timeout=data.get("wait_timeout"), collection=data.get("collection"),
-                                webhooks=data.get("webhooks"))
+        job = JobCreateSerializer(data=request.data).submit(request.user)
         represented = self.get_queryset().get(pk=job.pk)
         represented.webhook_secret = job.webhook_secret or None
         return Response(CreatedJobSerializer(represented, context=self.get_serializer_context()).data,

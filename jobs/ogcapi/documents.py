@@ -68,10 +68,16 @@ def process_inputs(kind):
         inputs[name] = {"title": prop.get("title", name), "description": prop.get("description", ""),
                         "schema": oas30_schema(prop), "minOccurs": 1 if name in required else 0, "maxOccurs": 1}
     for job_input in kind.inputs:
+        by_reference = {"type": "string", "format": "uri"}
+        description = (f"{job_input.help} (one of your data files of kind {job_input.kind}, by reference: its URL "
+                       "under /api/v1/datafiles/, or that of a file on a host this service reads from")
+        if job_input.kind == "vector":
+            description += "; or the polygons inline, as a GeoJSON geometry, Feature or FeatureCollection"
         inputs[job_input.name] = {
-            "title": job_input.name, "description": f"{job_input.help} (one of your data files of kind "
-                                                   f"{job_input.kind}, by reference: its URL under /api/v1/datafiles/)",
-            "schema": {"type": "string", "format": "uri"}, "minOccurs": 0 if kind.tiles_from else 1, "maxOccurs": 1}
+            "title": job_input.name, "description": description + ")",
+            "schema": by_reference if job_input.kind != "vector" else {"oneOf": [by_reference, {
+                "type": "object", "required": ["type"], "description": "GeoJSON, in longitude and latitude (CRS84)"}]},
+            "minOccurs": 0 if kind.tiles_from else 1, "maxOccurs": 1}
     return inputs
 
 

@@ -2,17 +2,20 @@
 
 `{"inputs": {...}, "outputs": {...}, "response": "raw" | "document"}`: each input given as its
 value, as `{"value": ...}`, or (a data file) as `{"href": URL}` of one of the caller's data files
-on this site. Nothing is ever fetched from an address a user gives.
+on this site, of a file on a host the operator trusts (jobs.ogcapi.given_files), or, for an input
+of polygons, as a GeoJSON object inline. Nothing is fetched from any other address.
 """
 
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from django.conf import settings
 from django.urls import Resolver404, get_script_prefix, resolve
 
 from datafiles.models import DataFile
 
 from .documents import TILE_INPUTS
+from .given_files import InlineArea, Remote, inline_area
 from .problems import invalid
 
 TILE_FIELDS = tuple(TILE_INPUTS)
@@ -25,6 +28,7 @@ CALLBACKS = ("successUri", "inProgressUri", "failedUri")
 @dataclass
 class Execution:
     submit: dict  # the job as the REST API's create request has it (type, tiles, params, inputs, labels)
+    given: dict = field(default_factory=dict)  # input: InlineArea or Remote, to store as data files first
     outputs: dict = field(default_factory=dict)  # output id: transmission mode; empty: all, each as it comes
     response: str = "document"
     mode: str = "auto"  # async, sync or auto (as the Prefer header says, or not)
@@ -42,12 +46,16 @@ def read_execution(body, kind, request):
     inputs = body.get("inputs", {})
     if not isinstance(inputs, dict):
         raise invalid("inputs", "must be an object of input id: value")
-    params, files, submit = {}, {}, {}
+    params, files, submit, to_store = {}, {}, {}, {}
     parameters = set(kind.params_schema()["properties"])
-    data_inputs = {job_input.name for job_input in kind.inputs}
+    data_inputs = {job_input.name: job_input.kind for job_input in kind.inputs}
     for name, given in inputs.items():
         if name in data_inputs:
-            files[name] = _data_file_name(name, given, request)
+            found = _data_file(name, given, data_inputs[name], request)
+            if isinstance(found, (InlineArea, Remote)):
+                to_store[name] = found
+            else:
+                files[name] = found
         elif name in TILE_FIELDS and kind.uses_tiles:
             submit[name] = _value(given)
         elif name in parameters:
@@ -65,7 +73,7 @@ def read_execution(body, kind, request):
     response = _response(body)
     if response == "raw" and len(outputs) != 1 and len(kind.output_files()) != 1:
         raise invalid("response", "raw answers one output: choose it in outputs, or ask for a document")
-    return Execution(submit=submit, outputs=outputs, response=response, mode=body.get("mode", "auto"))
+    return Execution(submit=submit, given=to_store, outputs=outputs, response=response, mode=body.get("mode", "auto"))
 
 
 def read_sps_request(body, kind, request):
@@ -120,15 +128,24 @@ def _value(given):
     return given
 
 
-def _data_file_name(name, given, request):
-    """The name of the caller's data file that an input refers to by its URL on this site."""
+def _data_file(name, given, kind, request):
+    """The name of the caller's data file that an input refers to by its URL on this site; or, to
+    store first, the file at a URL on a trusted host (Remote) or polygons given inline (InlineArea)."""
+    if isinstance(given, dict) and "href" not in given and kind == "vector":
+        return inline_area(name, given.get("value", given))
     href = given.get("href") if isinstance(given, dict) else given
     if not isinstance(href, str) or not href:
         raise invalid(f"inputs.{name}", "must be the URL of one of your data files, as {\"href\": URL} or the URL itself")
     parts = urlsplit(href)
-    if parts.scheme not in ("", "http", "https") or (parts.netloc and parts.netloc != request.get_host()):
+    if parts.scheme not in ("", "http", "https"):
+        raise invalid(f"inputs.{name}", "must be an http or https URL")
+    if parts.netloc and parts.netloc != request.get_host():
+        if (parts.hostname or "").lower() in {host.lower() for host in settings.OGC_HREF_HOSTS}:
+            return Remote(href)
         raise invalid(f"inputs.{name}", "must refer to one of your data files on this site (its URL under "
-                                        "/api/v1/datafiles/); no other address is read")
+                                        "/api/v1/datafiles/) or to a file on a host this service reads from "
+                                        f"(JOBSITE_OGC_HREF_HOSTS: {', '.join(settings.OGC_HREF_HOSTS) or 'none'}); "
+                                        "no other address is read")
     path, prefix = unquote(parts.path), get_script_prefix()
     if "\x00" in path:
         raise invalid(f"inputs.{name}", "must not hold NUL characters")

@@ -22,8 +22,8 @@ from ..api.auth import BasicTokenAuthentication
 from ..api.parsers import JSONParser
 from ..api.serializers import JobCreateSerializer
 from ..models import Job, JobStatus
-from ..services import control, submit
-from . import documents, jobquery, openapi, sync_waits
+from ..services import control
+from . import documents, given_files, jobquery, openapi, sync_waits
 from .documents import absolute, link
 from .execution import read_execution, read_sps_request
 from .problems import RESULT_NOT_READY, Problem, exception_handler, invalid, no_such_job, no_such_process
@@ -167,12 +167,10 @@ class SPSJobs(OGCView):
 def _executed(request, execution):
     """Submit the job (checked as the REST API's create request is); answer its results if it may
     run synchronously and ends in time, else its status with its Location."""
-    checked = JobCreateSerializer(data=execution.submit)
-    checked.is_valid(raise_exception=True)
-    data = checked.validated_data
-    job = submit.job_submit(owner=request.user, job_type=data["type"], tile_ids=data.get("tile_ids"),
-                            town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
-                            inputs=data.get("inputs"), collection=data.get("collection"), webhooks=data.get("webhooks"))
+    with given_files.stored(request.user, execution.given) as stored:
+        if stored:
+            execution.submit["inputs"] = {**execution.submit.get("inputs", {}), **stored}
+        job = JobCreateSerializer(data=execution.submit).submit(request.user)
     url = absolute(request, "ogc-job", job_id=job.pk)
     if execution.mode != "async" and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
         with sync_waits.place(request.user.pk) as waiting:
