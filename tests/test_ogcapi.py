@@ -382,6 +382,40 @@ def test_req_callback_a_subscriber_gets_status_while_running_and_the_results_at_
     assert results["slope.tif"]["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
 
 
+def test_req_callback_a_failed_jobs_subscriber_gets_the_failure_at_failed_uri(
+        index, owner, media, api, settings, django_capture_on_commit_callbacks):
+    from jobs.models import Tile
+    from notifications import delivery
+
+    from .webhook_receiver import Receiver
+
+    broken = media / "broken.tif"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"II*\x00garbage that is no TIFF")
+    Tile.objects.filter(number=index.ids[0]).update(path=str(broken))
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    receiver = Receiver().start()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/ogcapi/processes/slope/execution", format="json", headers={"Prefer": "respond-async"},
+                                data={"inputs": {"tile_ids": index.ids[:1]},
+                                      "subscriber": {"successUri": f"{receiver.url}/done",
+                                                     "failedUri": f"{receiver.url}/failed"}})
+        assert response.status_code == 201, response.json()
+        job = Job.objects.get()
+        with django_capture_on_commit_callbacks(execute=True):
+            job = run(job)
+        delivery.deliver(seconds=10)
+    finally:
+        receiver.stop()
+    assert job.status == JobStatus.FAILED
+    [received] = receiver.received
+    assert received.path == "/failed"
+    assert received.payload["jobID"] == str(job.pk) and received.payload["status"] == 500
+    assert received.payload["detail"] == job.error and "1 of its tiles failed: 100" in job.error
+    assert any(link["href"].endswith(f"/ogcapi/jobs/{job.pk}") for link in received.payload["links"])
+
+
 # HTML, for people: f=html or a browser's Accept header.
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
