@@ -1,6 +1,6 @@
 """Standard clients of OGC API - Processes against a live server and a real cluster: OWSLib and
 cuiman run a hillshade over a town to success and read its results (OWSLib downloads the COG),
-dismiss a running job, and OWSLib reads a failed job's error."""
+dismiss a running job, and read a failed job's error."""
 
 import pytest
 import requests
@@ -127,3 +127,29 @@ def test_cuiman_dismisses_a_running_job(large_index, basic, live_server, start_c
     wait_for(lambda: client.get_job(job.jobID).status.value == "running", timeout=60, message="the job to run")
     assert client.dismiss_job(job.jobID).status.value == "dismissed"
     assert Job.objects.get(pk=int(job.jobID)).status == JobStatus.CANCELED
+
+
+def test_cuiman_reads_a_failed_jobs_error(index, basic, live_server, start_cluster, media):
+    from cuiman import ClientError
+    from gavicore.models import ProcessRequest
+
+    start_cluster()
+    client = cuiman_client(live_server, basic)
+    (media / "nothing").mkdir(parents=True, exist_ok=True)
+    for path in index.folder.iterdir():  # the tiles' files are gone: every tile fails
+        path.rename(media / "nothing" / path.name)
+    try:
+        # Two tiles and no preference: run synchronously, answering the failure.
+        with pytest.raises(ClientError) as failed:
+            client.execute_process("slope", ProcessRequest(inputs={"tile_ids": index.ids[:2]}))
+    finally:
+        for path in (media / "nothing").iterdir():
+            path.rename(index.folder / path.name)
+    job = Job.objects.get()
+    assert job.status == JobStatus.FAILED
+    assert failed.value.api_error.status == 500 and failed.value.api_error.detail == f"job {job.pk} failed: {job.error}"
+    info = client.get_job(str(job.pk))
+    assert info.status.value == "failed" and info.message == job.error
+    with pytest.raises(ClientError) as no_results:
+        client.get_job_results(str(job.pk))
+    assert job.error in no_results.value.api_error.detail
