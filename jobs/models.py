@@ -199,7 +199,9 @@ class Job(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     params = models.JSONField(default=dict, blank=True)
     labels = models.ManyToManyField(Label, related_name="jobs", blank=True)
-    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="jobs", default=default_collection)
+    # None for a job of no tiles (jobs.jobschema.JobType.uses_tiles).
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="jobs", default=default_collection,
+                                   null=True, blank=True)
     town = models.ForeignKey(Town, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     interim_results = models.CharField(max_length=16, choices=InterimResults.choices, default=InterimResults.ON_ERROR)

@@ -81,6 +81,16 @@ def test_a_job_nobody_works_on_is_woken_once_per_period(job, settings):
     assert OrmQ.objects.count() == before + 2
 
 
+def test_a_queued_job_of_no_tiles_whose_task_was_lost_is_woken_and_runs(owner, media, settings):
+    settings.STALE_WAKEUP_SECONDS = 60
+    echo = job_submit(owner=owner, job_type="echo", params={"message": "hi"})  # its task is never run here
+    Job.objects.filter(pk=echo.pk).update(woken=PAST)
+    before = OrmQ.objects.count()
+    sweep()
+    assert OrmQ.objects.count() == before + 1
+    assert run(echo).status == JobStatus.SUCCEEDED
+
+
 def test_a_merge_that_outlived_the_timeout_is_queued_again(job, settings):
     Job.objects.filter(pk=job.pk).update(status=JobStatus.MERGING, merge_started=timezone.now() - timedelta(hours=2))
     before = OrmQ.objects.count()

@@ -117,15 +117,16 @@ class JobCreateSerializer(serializers.Serializer):
                                                "inProgressUri and failedUri are an OGC API subscriber's callbacks, "
                                                "sent that standard's documents")
 
-    def submit(self, owner):
-        """The job the request asks for, submitted for `owner` once the request is valid."""
+    def submit(self, owner, **options):
+        """The job the request asks for, submitted for `owner` once the request is valid (`options`:
+        more of job_submit's arguments)."""
         self.is_valid(raise_exception=True)
         data = self.validated_data
         return submit.job_submit(owner=owner, job_type=data["type"], tile_ids=data.get("tile_ids"),
                                  town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
                                  interim_results=data.get("interim_results"), inputs=data.get("inputs"),
                                  wait_timeout=data.get("wait_timeout"), collection=data.get("collection"),
-                                 webhooks=data.get("webhooks"))
+                                 webhooks=data.get("webhooks"), **options)
 
 
 class CreatedJobSerializer(JobSerializer):

@@ -102,15 +102,18 @@ def sweep():
 
 
 def wake_stalled_jobs(*, untouched_for, also=()):
-    """Queue tasks again for queued or running jobs with pending tiles and none running that no
-    worker has touched for `untouched_for` seconds (their broker messages may be lost), and for the
-    jobs in `also`. Extra tasks are harmless: they find no tile to claim."""
+    """Queue tasks again for queued jobs, and running jobs with pending tiles, that have no tile
+    running and that no worker has touched for `untouched_for` seconds (their broker messages may
+    be lost), and for the jobs in `also`. Extra tasks are harmless: they find no tile to claim. (A
+    queued job may have no tile pending: a job of no tiles, or a resume with nothing to run again;
+    its task starts it and moves it on to its merge.)"""
     now = timezone.now()
     untouched = Q(woken__isnull=True) | Q(woken__lte=now - timedelta(seconds=untouched_for))
     waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
                .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
                          running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
-               .filter(pending__gt=0).filter(Q(pk__in=list(also)) | Q(untouched, running=0)))
+               .filter(Q(pending__gt=0) | Q(status=JobStatus.QUEUED))
+               .filter(Q(pk__in=list(also)) | Q(untouched, running=0)))
     for job_id, pending in waiting.values_list("id", "pending"):
         Job.objects.filter(pk=job_id).update(woken=now)  # woken at most once per period
         queue.enqueue_tiles(job_id, pending)

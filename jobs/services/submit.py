@@ -17,7 +17,7 @@ from datafiles.models import DataFile
 
 from .. import lifecycle, queue, storage, tileindex, towns, vector
 from jobsite import outbound
-from jobsite.exceptions import LimitExceeded, Rejected, TooLarge, id_list, quoted
+from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, id_list, quoted
 from ..jobtypes import get_job_type, read_polygons
 from ..models import JOB_WEBHOOKS, MAX_ID, Collection, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
 
@@ -109,28 +109,32 @@ def _clean_webhooks(raw):
 
 
 def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
-               inputs=None, wait_timeout=None, collection=None, webhooks=None):
+               inputs=None, wait_timeout=None, collection=None, webhooks=None, wait_for_files=True):
     """Create a job and all its tiles in one transaction, then queue its work once committed.
 
     The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
     polygons overlap, all in `collection` (the default collection without one). `inputs` names the owner's data files the type reads; a job naming a file
-    that has not been uploaded yet waits for it (at most `wait_timeout` seconds). `webhooks` are
+    that has not been uploaded yet waits for it (at most `wait_timeout` seconds), or, without
+    `wait_for_files`, is refused. The files it reads are held until the job is created: one deleted
+    meanwhile is a Conflict, not a job reading nothing. `webhooks` are
     the job's own ({"update": URL, "finished": URL}), signed with a secret made for the job. Raises Rejected
     for any bad input, LimitExceeded or TooLarge at the owner's limits, writing nothing.
     """
     kind = get_job_type(job_type)
     problems = {}  # every check runs, so that one refusal names every bad field
     clean_params = _checked(problems, kind.clean_params, params)
-    layer = _checked(problems, _job_collection, kind, clean_params, collection)
+    layer = _checked(problems, _job_collection, kind, clean_params, collection) if kind.uses_tiles else None
+    if not kind.uses_tiles and collection is not None:
+        problems["collection"] = f"{kind.name} runs over no tiles; leave collection out"
     clean_labels = _checked(problems, _clean_labels, labels)
     interim_results = interim_results or settings.INTERIM_RESULTS_DEFAULT
     if interim_results not in InterimResults.values:
         problems["interim_results"] = f"must be one of {', '.join(InterimResults.values)}"
-    files = _checked(problems, lambda: _input_files(owner, kind, kind.clean_inputs(inputs)))
+    files = _checked(problems, lambda: _input_files(owner, kind, kind.clean_inputs(inputs), wait_for_files))
     wait_seconds = _checked(problems, _clean_wait_timeout, wait_timeout)
     clean_webhooks = _checked(problems, _clean_webhooks, webhooks)
     tiles_from_file = tile_ids is None and town_id is None and kind.tiles_from
-    chosen = None if layer is None or (files is None and tiles_from_file) else _checked(
+    chosen = None if (layer is None and kind.uses_tiles) or (files is None and tiles_from_file) else _checked(
         problems, _choose_tiles, kind, files, tile_ids, town_id, layer)
     if problems:
         raise Rejected(problems)
@@ -141,6 +145,7 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     with transaction.atomic():
         _check_active_jobs(owner)
         _check_kept(owner)
+        _hold_files([datafile.pk for _, datafile in files.values() if datafile is not None])
         job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=clean_params, town=town, collection=layer,
                                  status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
                                  wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
@@ -161,6 +166,17 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     return job
 
 
+def check_before_files(*, owner, job_type, params):
+    """What job_submit refuses that costs nothing to check, for a request that must fetch files
+    before it can submit: the type, its parameters, and the owner's limits of jobs."""
+    get_job_type(job_type).clean_params(params)
+    active = Job.objects.filter(owner=owner, status__in=JobStatus.active()).count()
+    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
+        raise LimitExceeded(f"you have {active} active jobs and the limit is {settings.MAX_ACTIVE_JOBS_PER_USER}; "
+                            "wait for one to finish or cancel one")
+    _check_kept(owner)
+
+
 def _checked(problems, check, *args):
     """check(*args), or None when it is Rejected, its errors added to `problems`."""
     try:
@@ -174,16 +190,27 @@ def _checked(problems, check, *args):
         return None
 
 
-def _input_files(owner, kind, names):
+def _input_files(owner, kind, names, wait_for_files=True):
     """{input: (file name, the owner's DataFile or None if not uploaded yet)}; Rejected for a file of
-    the wrong kind."""
+    the wrong kind, or one not uploaded yet when the job may not wait for it."""
     found = {f.name: f for f in DataFile.objects.filter(owner=owner, name__in=names.values())}
     wanted = {i.name: i.kind for i in kind.inputs}
     errors = {name: problem for name, file_name in names.items() if file_name in found
               and (problem := unfit_input(found[file_name], name, wanted[name]))}
+    if not wait_for_files:
+        errors.update({name: f"you have no data file named {quoted(file_name)}" for name, file_name in names.items()
+                       if file_name not in found})
     if errors:
         raise Rejected({"inputs": errors})
     return {name: (file_name, found.get(file_name)) for name, file_name in names.items()}
+
+
+def _hold_files(ids):
+    """Lock the rows of the data files a job is about to read, so that none is deleted before the
+    job's inputs refer to it; Conflict if one has been deleted since it was looked up."""
+    held = list(DataFile.objects.select_for_update(no_key=True).filter(pk__in=ids).values_list("pk", flat=True))
+    if len(held) != len(set(ids)):
+        raise Conflict("a data file this job reads was deleted meanwhile; submit the job again")
 
 
 def unfit_input(datafile, name, needed):
