@@ -39,6 +39,19 @@ def envlist(name, default=()):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+HOST_AND_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/@:\[\]?#]+)(:[0-9]{1,5})?")
+
+
+def envhosts(name):
+    """A comma-separated list of `host` or `host:port` (an IPv6 address in brackets); a URL, a path
+    or credentials in an entry stop the process with a message naming it."""
+    hosts = envlist(name)
+    for host in hosts:
+        if not HOST_AND_PORT.fullmatch(host):
+            raise ImproperlyConfigured(f"{name}: {host!r} is not a host or host:port (no scheme, path or user)")
+    return hosts
+
+
 def local_secret_key(path):
     """The key of a local (DEBUG) site: random, made on first use and kept in `path` (mode 0600), so
     that the web server and the workers share it and sessions survive a restart."""

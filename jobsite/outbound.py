@@ -18,13 +18,14 @@ rebinding). So:
 Hosts in JOBSITE_WEBHOOK_ALLOWED_HOSTS skip the address rules (a site's own receivers on its
 network; the tests' local receiver). Each refusal is an UnsafeURL naming the rule.
 
-`download` GETs a file the same way, from the hosts an operator trusts for the purpose only
-(JOBSITE_OGC_HREF_HOSTS for the OGC API's inputs by reference), into a file, up to a size.
+`download` GETs a file the same way, and only from the hosts and ports an operator lists for the
+purpose (JOBSITE_OGC_HREF_HOSTS for the OGC API's inputs by reference), into a file, up to a size.
 """
 
 import base64
 import http.client
 import ipaddress
+import logging
 import secrets
 import socket
 import ssl
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
 MAX_URL = 2000
 ANSWER_HEAD = 500
 
@@ -55,9 +57,8 @@ def new_secret():
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _allowed(host, trusted=None):
-    trusted = settings.WEBHOOK_ALLOWED_HOSTS if trusted is None else trusted
-    return host.lower() in {h.lower() for h in trusted}
+def _allowed(host):
+    return host.lower() in {h.lower() for h in settings.WEBHOOK_ALLOWED_HOSTS}
 
 
 def _is_own(host):
@@ -73,9 +74,9 @@ def _is_own(host):
     return False
 
 
-def check_url(url, trusted=None):
-    """The URL's (scheme, host, port, path with query); UnsafeURL if it is refused on its face.
-    `trusted`: the hosts that skip the address rules (JOBSITE_WEBHOOK_ALLOWED_HOSTS by default)."""
+def _parts(url):
+    """(scheme, host as DNS carries it, port, path with query) of an http(s) URL; UnsafeURL for
+    what no request goes to: another scheme, no host, credentials, spaces or control characters."""
     if not isinstance(url, str) or not url:
         raise UnsafeURL("must be an http or https URL")
     if len(url) > MAX_URL:
@@ -89,16 +90,29 @@ def check_url(url, trusted=None):
         raise UnsafeURL(f"is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise UnsafeURL("must be an http or https URL")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise UnsafeURL("must name a host")
-    try:
-        host = host.encode("idna").decode("ascii")  # the name as DNS and the Host header carry it
-    except UnicodeError:
-        raise UnsafeURL(f"has a host name that is not a valid international name ({host})") from None
+    host = _dns_name(parts.hostname or "")
     if parts.username is not None or parts.password is not None:
         raise UnsafeURL("must not hold a user name or password")
-    if not _allowed(host, trusted):
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path
+
+
+def _dns_name(host):
+    """The name as DNS and the Host header carry it: IDNA-encoded, lower case, without the final dot
+    (which the encoding may make of a full stop of another script)."""
+    try:
+        name = host.encode("idna").decode("ascii").lower().rstrip(".") if host.strip(".") else ""
+    except UnicodeError:
+        raise UnsafeURL(f"has a host name that is not a valid international name ({host})") from None
+    if not name:
+        raise UnsafeURL("must name a host")
+    return name
+
+
+def check_url(url):
+    """The URL's (scheme, host, port, path with query); UnsafeURL if it is refused on its face."""
+    scheme, host, port, path = _parts(url)
+    if not _allowed(host):
         if _is_own(host):
             raise UnsafeURL(f"must not point to the service itself ({host})")
         try:
@@ -107,8 +121,24 @@ def check_url(url, trusted=None):
             pass
         else:
             _check_address(address, host)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path
+    return scheme, host, port, path
+
+
+def listed(url, entries):
+    """Whether the host and port of `url` are among `entries`: "host" stands for the default port of
+    the URL's scheme, "host:port" for that port only. Names compare as DNS carries them."""
+    try:
+        scheme, host, port, _ = _parts(url)
+    except UnsafeURL:
+        return False
+    for entry in entries:
+        try:
+            named = urlsplit(f"//{entry.strip()}")
+            if _dns_name(named.hostname or "") == host and (named.port or (443 if scheme == "https" else 80)) == port:
+                return True
+        except (ValueError, UnsafeURL):
+            continue
+    return False
 
 
 # Ranges that ipaddress counts as global but that lead to no public host: local-use NAT64, the
@@ -141,9 +171,10 @@ def _embedded_ipv4(address):
     return None
 
 
-def resolve(host, port, trusted=None):
+def resolve(host, port, exempt=True):
     """The address to connect to for `host`: its first address, once every address it resolves to
-    has passed the rules; UnsafeURL otherwise."""
+    has passed the rules (unless `exempt` and the host is in JOBSITE_WEBHOOK_ALLOWED_HOSTS);
+    UnsafeURL otherwise."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -151,7 +182,7 @@ def resolve(host, port, trusted=None):
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
     if not addresses:
         raise UnsafeURL(f"has a host that does not resolve ({host})")
-    if not _allowed(host, trusted):
+    if not (exempt and _allowed(host)):
         for address in addresses:
             _check_address(address, host)
     return str(addresses[0])
@@ -175,10 +206,14 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.hostname)
 
 
-def _connection(url, timeout, trusted=None):
-    """(a connection to the checked address of `url`'s host, its Host header, its path)."""
-    scheme, host, port, path = check_url(url, trusted)
-    address = resolve(host, port, trusted)
+def _connection(url, timeout, checked=None):
+    """(a connection to the checked address of `url`'s host, its Host header, its path); `checked`:
+    (scheme, host, port, path, address) checked already."""
+    if checked is None:
+        scheme, host, port, path = check_url(url)
+        address = resolve(host, port)
+    else:
+        scheme, host, port, path, address = checked
     if scheme == "https":
         connection = _PinnedHTTPSConnection(address, port, host, timeout)
     else:
@@ -219,15 +254,30 @@ class DownloadTooLarge(DownloadFailed):
     pass
 
 
-def download(url, out, *, trusted, timeout, max_bytes):
-    """GET `url` from one of the `trusted` hosts (any other is an UnsafeURL) into the binary file
-    `out`, following no redirect; the file's size. DownloadFailed for an answer other than 200, a
-    try that fails or outlasts `timeout` in all, or more than `max_bytes` (DownloadTooLarge)."""
-    host = check_url(url, trusted)[1]
-    if not _allowed(host, trusted):
-        raise UnsafeURL(f"is on a host this service does not read from ({host}); the hosts are: "
-                        f"{', '.join(trusted) or 'none'}")
-    connection, host_header, path = _connection(url, timeout, trusted)
+def _download_address(url):
+    """(scheme, host, port, path, address) of a listed URL. A host listed by its address is the
+    operator's choice (a data server on the private network); a name must resolve to public
+    addresses only, whatever JOBSITE_WEBHOOK_ALLOWED_HOSTS says, since its DNS may not be the
+    operator's."""
+    scheme, host, port, path = _parts(url)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if _is_own(host):
+            raise UnsafeURL(f"must not point to the service itself ({host})") from None
+        return scheme, host, port, path, resolve(host, port, exempt=False)
+    return scheme, host, port, path, host
+
+
+def download(url, out, *, hosts, timeout, max_bytes):
+    """GET `url` into the binary file `out`, following no redirect, if its host and port are listed
+    in `hosts` (see `listed`; any other is an UnsafeURL) and a listed name resolves to public
+    addresses only; the file's size. DownloadFailed for an answer other than 200, a try that fails or
+    outlasts `timeout` in all, or more than `max_bytes` (DownloadTooLarge). Its messages say no
+    more of what the host answered than its status."""
+    if not listed(url, hosts):
+        raise UnsafeURL(f"is not on a host and port this service reads from ({', '.join(hosts) or 'none'})")
+    connection, host_header, path = _connection(url, timeout, _download_address(url))
     watchdog = threading.Timer(timeout, _abort, [connection])
     started, size = time.monotonic(), 0
     watchdog.start()
@@ -235,7 +285,7 @@ def download(url, out, *, trusted, timeout, max_bytes):
         connection.request("GET", path, headers={"Host": host_header, "Accept": "*/*", "User-Agent": "jobsite"})
         response = connection.getresponse()
         if response.status != 200:
-            raise DownloadFailed(f"{host} answered {response.status} {response.reason}")
+            raise DownloadFailed(f"the host answered {response.status}")
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise DownloadTooLarge(f"the file is {declared} bytes; the limit is {max_bytes} bytes")
@@ -248,8 +298,9 @@ def download(url, out, *, trusted, timeout, max_bytes):
         raise
     except (OSError, http.client.HTTPException, ValueError) as exc:
         if time.monotonic() - started >= timeout:
-            raise DownloadFailed(f"{host} did not send the whole file within {timeout:g} s") from None
-        raise DownloadFailed(f"{host}: {exc or type(exc).__name__}") from None
+            raise DownloadFailed(f"the host did not send the whole file within {round(timeout, 1):g} s") from None
+        logger.info("a download from %s failed: %r", urlsplit(url).netloc, exc)
+        raise DownloadFailed("the host could not be reached, or did not answer as an HTTP server") from None
     finally:
         watchdog.cancel()
         connection.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from jobsite.environment import envbool, envint, envlist, local_secret_key, read_env_file
+from jobsite.environment import envbool, envhosts, envint, envlist, local_secret_key, read_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -300,9 +300,11 @@ STREAMS_PER_USER = envint("JOBSITE_STREAMS_PER_USER", 10, minimum=1)
 OGC_SYNC_MAX_TILES = envint("JOBSITE_OGC_SYNC_MAX_TILES", 16, minimum=0)
 OGC_SYNC_SECONDS = min(envint("JOBSITE_OGC_SYNC_SECONDS", 30, minimum=1), 60)  # well within gunicorn's time-out
 OGC_SYNC_WAITS = envint("JOBSITE_OGC_SYNC_WAITS", 1, minimum=0)
-# Hosts whose files an OGC API input may name by URL (fetched once, checked as an upload); none by default.
-OGC_HREF_HOSTS = envlist("JOBSITE_OGC_HREF_HOSTS")
-OGC_HREF_SECONDS = envint("JOBSITE_OGC_HREF_SECONDS", 60, minimum=1)
+# Hosts (and ports) whose files an OGC API input may name by URL (fetched once, checked as an upload).
+OGC_HREF_HOSTS = envhosts("JOBSITE_OGC_HREF_HOSTS")
+# All of a request's fetches; with the check of the files (JOBSITE_DATAFILE_INSPECT_SECONDS) within 120 s.
+OGC_HREF_SECONDS = min(envint("JOBSITE_OGC_HREF_SECONDS", 30, minimum=1), 30)
+OGC_HREF_FETCHES = envint("JOBSITE_OGC_HREF_FETCHES", 2, minimum=0)  # at once per web process; one per user
 
 # Job types declared by the site (see job-types.example.yaml): YAML files, comma-separated. Their
 # programs are looked up, and run, with this PATH only.

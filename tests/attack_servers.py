@@ -1,5 +1,6 @@
 """Servers on loopback that the security tests point hostile files at: one that records every
-request it gets, one that accepts connections and never answers (a tarpit)."""
+request it gets, one that accepts connections and never answers (a tarpit), and one that greets
+each connection with a line that is no HTTP."""
 
 import http.server
 import socket
@@ -49,9 +50,10 @@ class RecordingServer:
 
 
 @contextmanager
-def tarpit():
-    """A TCP port on 127.0.0.1 that accepts connections and never sends a byte. Yields
-    (url, accepted): `accepted` counts the connections it took."""
+def tcp_server(greeting=None):
+    """A TCP port on 127.0.0.1 that accepts connections: it sends each `greeting` and closes it, or,
+    without one, never sends a byte (a tarpit). Yields (url, accepted): `accepted` counts the
+    connections it took."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -65,7 +67,11 @@ def tarpit():
             except OSError:
                 continue
             accepted.append(1)
-            held.append(connection)
+            if greeting is None:
+                held.append(connection)
+            else:
+                with connection:
+                    connection.sendall(greeting)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -77,3 +83,8 @@ def tarpit():
         for connection in held:
             connection.close()
         listener.close()
+
+
+def tarpit():
+    """A TCP port on 127.0.0.1 that accepts connections and never sends a byte (see tcp_server)."""
+    return tcp_server()

@@ -173,9 +173,12 @@ def test_req_core_the_echo_process_runs_sync_and_async_and_is_dismissed_while_it
                                                                                        start_cluster):
     start_cluster()
     api = client_for(owner)
-    answered = api.post("/ogcapi/processes/echo/execution", {"inputs": {"message": "ping"}}, format="json")
+    answered = api.post("/ogcapi/processes/echo/execution", {"inputs": {"message": "hello, echo"}}, format="json")
     assert answered.status_code == 200, answered.content
-    assert answered.json() == {"echo.json": "ping"}
+    assert valid(answered.json(), "results", api) == {"echo.json": "hello, echo"}
+    raw = api.post("/ogcapi/processes/echo/execution", {"inputs": {"message": "raw"}, "response": "raw",
+                                                        "outputs": {"echo.json": {}}}, format="json")
+    assert raw["Content-Type"] == "application/json" and b"".join(raw.streaming_content) == b'"raw"'
 
     started = api.post("/ogcapi/processes/echo/execution", {"inputs": {"message": "later", "pause": 10}},
                        format="json", headers={"Prefer": "respond-async"})

@@ -15,6 +15,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
     ("JOBSITE_BROKER_POLL_MS", "5", "JOBSITE_BROKER_POLL_MS must be at least 10, not 5"),
     ("JOBSITE_DATABASE_WAIT_SECONDS", "-1", "JOBSITE_DATABASE_WAIT_SECONDS must be at least 0, not -1"),
     ("JOBSITE_WEBHOOK_SENDER_STALL_SECONDS", "10", "JOBSITE_WEBHOOK_SENDER_STALL_SECONDS must be at least 11, not 10"),
+    ("JOBSITE_OGC_HREF_HOSTS", "data.example.org,https://data.example.org",
+     "JOBSITE_OGC_HREF_HOSTS: 'https://data.example.org' is not a host or host:port"),
+    ("JOBSITE_OGC_HREF_HOSTS", "user@data.example.org", "JOBSITE_OGC_HREF_HOSTS: 'user@data.example.org' is not a"),
 ])
 def test_a_bad_setting_stops_manage_py_naming_it(name, value, message):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", name: value}

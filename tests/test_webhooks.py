@@ -57,6 +57,7 @@ def due_now():
     ("http://100.64.0.1/", "only public addresses are allowed"),
     ("http://jobs.example.org/hook", "must not point to the service itself (jobs.example.org)"),
     ("http://jobs.example.org./hook", "must not point to the service itself (jobs.example.org)"),
+    ("http://jobs.example.org\u3002/hook", "must not point to the service itself (jobs.example.org)"),
     ("https://api.internal.example.net/", "must not point to the service itself (api.internal.example.net)"),
     ("http://[64:ff9b:1::a00:1]/", "only public addresses are allowed"),
     ("http://[fec0::1]/", "only public addresses are allowed"),

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.urls import Resolver404, get_script_prefix, resolve
 
 from datafiles.models import DataFile
+from jobsite import outbound
 
 from .documents import TILE_INPUTS
 from .given_files import InlineArea, Remote, inline_area
@@ -140,7 +141,7 @@ def _data_file(name, given, kind, request):
     if parts.scheme not in ("", "http", "https"):
         raise invalid(f"inputs.{name}", "must be an http or https URL")
     if parts.netloc and parts.netloc != request.get_host():
-        if (parts.hostname or "").lower() in {host.lower() for host in settings.OGC_HREF_HOSTS}:
+        if outbound.listed(href, settings.OGC_HREF_HOSTS):
             return Remote(href)
         raise invalid(f"inputs.{name}", "must refer to one of your data files on this site (its URL under "
                                         "/api/v1/datafiles/) or to a file on a host this service reads from "

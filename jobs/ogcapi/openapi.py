@@ -56,8 +56,9 @@ SCHEMAS = {
                              inProgressUri={"type": "string", "format": "uri"},
                              failedUri={"type": "string", "format": "uri"}), "additionalProperties": False},
     "execute": {**_object(
-        inputs={"type": "object", "description": "input id: its value, {\"value\": ...}, or {\"href\": the URL of "
-                                                 "one of your data files}"},
+        inputs={"type": "object", "description": "input id: its value, {\"value\": ...}, or, for a data file, "
+                                                 "{\"href\": the URL of one of your data files or of a file on a "
+                                                 "host this service reads from}, or polygons as GeoJSON"},
         outputs={"type": "object", "additionalProperties": _object(transmissionMode=_ref("transmissionMode"))},
         response={"type": "string", "enum": ["raw", "document"], "default": "document"},
         subscriber=_ref("subscriber")), "additionalProperties": False},
@@ -101,16 +102,17 @@ def _query(name, description, schema, explode=None):
     return found
 
 
-def _in_path(name, description):
+def _in_path(name, description, pattern="^[^/]+$"):
     return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string", "pattern": "^[^/]+$"}}
+            "schema": {"type": "string", "pattern": pattern}}
 
 
 FORMAT = _query("f", "json (the default) or html", {"type": "string", "enum": ["json", "html"]})
-PROCESS_ID = _in_path("processID", "a process (job type) id")
+PROCESS_ID = {**_in_path("processID", "a process (job type) id"), "example": "echo"}
 JOB_ID = _in_path("jobID", "a job id")
 REFUSED = {"400": _problem("a parameter or member of the request is wrong; the problem names it"),
-           "401": _problem("no account: log in, or send your API token (Token, or HTTP Basic as the password)")}
+           "401": _problem("no account, or credentials that are wrong: log in, or send your API token (Token, or "
+                           "HTTP Basic as the password)")}
 PAGE = [_query("limit", "how many on a page", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10}),
         _query("offset", "how many to skip", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0})]
 LIST = {"type": "array", "items": TEXT}
@@ -118,29 +120,30 @@ LIST = {"type": "array", "items": TEXT}
 
 def _document_paths():
     execute_answers = {
-        "200": _answer("the results of a job that ran at once: a results document, or the one output itself "
-                       "with response raw", _ref("results"),
-                       headers={"Link": {"description": "the job, rel=monitor", "schema": TEXT}}),
+        "200": {**_answer("the results of a job that ran at once: a results document, or the one output itself "
+                          "with response raw (in its own media type)", _ref("results"),
+                          headers={"Link": {"description": "the job, rel=monitor", "schema": TEXT}}),
+                "content": {JSON: {"schema": _ref("results")}, "*/*": {}}},
         "201": _answer("the job is created and runs; its status", _ref("statusInfo"),
                        headers={"Location": {"description": "the job's URL", "schema": TEXT}}),
         **REFUSED,
         "404": _problem("no such process"),
-        "409": _problem("the limit of active jobs or kept jobs is reached"),
-        "413": _problem("the request body or the data is too large"),
+        "409": _problem("a data file this request names or gives conflicts with one of yours"),
+        "413": _problem("the request body, a fetched file or your stored data is too large"),
         "415": _problem("the body is not JSON"),
-        "429": _problem("too many requests"),
+        "429": _problem("the limit of active or kept jobs is reached, or too many files are being fetched"),
         "500": _problem("the job that ran at once failed; the problem says why and links to the job"),
     }
     return {
         "/": {"get": _operation("landing page", "the links to everything else", [FORMAT],
-                                {"200": _answer("the landing page", _ref("landingPage"), (JSON, HTML)), "400": REFUSED["400"]},
+                                {"200": _answer("the landing page", _ref("landingPage"), (JSON, HTML)), **REFUSED},
                                 public=True)},
         "/api": {"get": _operation("this document", "the OpenAPI 3.0 document of the OGC API (f=html: its "
                                                     "documentation page)", [FORMAT], {
             "200": _answer("this document", {"type": "object"}, (MEDIA_TYPE,)),
-            "302": {"description": "to the documentation page, for f=html"}, "400": REFUSED["400"]}, public=True)},
+            "302": {"description": "to the documentation page, for f=html"}, **REFUSED}, public=True)},
         "/conformance": {"get": _operation("conformance", "the conformance classes implemented", [FORMAT], {
-            "200": _answer("the conformance classes", _ref("confClasses"), (JSON, HTML)), "400": REFUSED["400"]},
+            "200": _answer("the conformance classes", _ref("confClasses"), (JSON, HTML)), **REFUSED},
             public=True)},
         "/processes": {"get": _operation("processes", "every job type, as a process summary", [*PAGE, FORMAT], {
             "200": _answer("a page of processes", _ref("processList"), (JSON, HTML)), **REFUSED})},
@@ -154,11 +157,13 @@ def _document_paths():
                          [PROCESS_ID, {"name": "Prefer", "in": "header", "required": False, "schema": TEXT,
                                        "description": "respond-async for an answer at once with the job's status"}],
                          execute_answers),
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute")}}},
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("execute"), "example": {
+                "inputs": {"message": "hello", "pause": 0}, "response": "document"}}}},
             "callbacks": _callbacks()}},
         "/processes/{processID}:{version}/jobs": {"post": {
             **_operation("job request", "the SPS jobs-database request: a job of the process at this version, with "
-                                        "labels", [PROCESS_ID, _in_path("version", "the process's version")],
+                                        "labels", [_in_path("processID", "a process (job type) id", "^[^/:]+$"),
+                                                   _in_path("version", "the process's version")],
                          execute_answers),
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref("jobRequest")}}}}},
         "/jobs": {"get": _operation("jobs", "your jobs, newest first", [

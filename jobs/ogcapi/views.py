@@ -22,8 +22,8 @@ from ..api.auth import BasicTokenAuthentication
 from ..api.parsers import JSONParser
 from ..api.serializers import JobCreateSerializer
 from ..models import Job, JobStatus
-from ..services import control
-from . import documents, given_files, jobquery, openapi, sync_waits
+from ..services import control, submit
+from . import documents, given_files, jobquery, openapi, places
 from .documents import absolute, link
 from .execution import read_execution, read_sps_request
 from .problems import RESULT_NOT_READY, Problem, exception_handler, invalid, no_such_job, no_such_process
@@ -164,17 +164,28 @@ class SPSJobs(OGCView):
         return _executed(request, read_sps_request(request.data, kind, request))
 
 
+# An execute request answers within this many seconds, well within the web server's time-out (120 s):
+# the time its files took to fetch and check is taken from its wait for the results.
+REQUEST_SECONDS = 90
+
+
 def _executed(request, execution):
     """Submit the job (checked as the REST API's create request is); answer its results if it may
     run synchronously and ends in time, else its status with its Location."""
+    started = time.monotonic()
+    if execution.given:  # what costs nothing is checked before any file is fetched
+        submit.check_before_files(owner=request.user, job_type=execution.submit["type"],
+                                  params=execution.submit["params"])
     with given_files.stored(request.user, execution.given) as stored:
         if stored:
             execution.submit["inputs"] = {**execution.submit.get("inputs", {}), **stored}
-        job = JobCreateSerializer(data=execution.submit).submit(request.user)
+        # Every data file is named by its URL, so it is there: a job never waits here.
+        job = JobCreateSerializer(data=execution.submit).submit(request.user, wait_for_files=False)
     url = absolute(request, "ogc-job", job_id=job.pk)
-    if execution.mode != "async" and job.tiles_total <= settings.OGC_SYNC_MAX_TILES:
-        with sync_waits.place(request.user.pk) as waiting:
-            finished = waiting and _finished_within(job.pk, settings.OGC_SYNC_SECONDS)
+    wait = min(settings.OGC_SYNC_SECONDS, REQUEST_SECONDS - (time.monotonic() - started))
+    if execution.mode != "async" and job.tiles_total <= settings.OGC_SYNC_MAX_TILES and wait > 0:
+        with places.sync_waits.place(request.user.pk) as waiting:
+            finished = waiting and _finished_within(job.pk, wait)
         if finished:
             return _sync_answer(request, finished, execution, url)
     job = Job.objects.with_counts().get(pk=job.pk)
