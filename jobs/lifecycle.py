@@ -19,6 +19,7 @@ transition also sends `job_changing` inside its transaction, for what must be re
 import functools
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Count, F
@@ -224,12 +225,23 @@ def move_tiles(job_id, name, tiles, **fields):
     return moved
 
 
+class TileDone(NamedTuple):
+    """A tile's work that succeeded: its output, and what the work used (None: not measured)."""
+
+    job_tile: object
+    relpath: str
+    size: int
+    cpu_seconds: float | None = None
+    peak_memory: int | None = None
+
+
 def tiles_succeeded(job_id, done, lease_owner):
-    """The tile transition `succeed` for a batch, [(job tile, output relpath, output size)], in one
+    """The tile transition `succeed` for a batch of TileDone (or tuples of its fields), in one
     UPDATE that matches each tile only while it still runs under `lease_owner`'s claim. Returns the
     number recorded."""
     if not done:
         return 0
+    done = [TileDone(*item) for item in done]
     transition = TILE_TRANSITIONS["succeed"]
     (source,) = transition.sources
     # UPDATE ... FROM (VALUES ...), which both databases speak: the ORM would compile a CASE per
@@ -238,17 +250,21 @@ def tiles_succeeded(job_id, done, lease_owner):
               "status": transition.target}
     table = connection.ops.quote_name(JobTile._meta.db_table)
     sets = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in stamps)
-    values = ", ".join(["(%s, %s, %s)"] * len(done))
+    # Typed in the first row, so that a NULL there does not leave the column's type unknown.
+    values = ", ".join(["(%s, %s, %s, CAST(%s AS DOUBLE PRECISION), CAST(%s AS BIGINT))"] + ["(%s, %s, %s, %s, %s)"]
+                       * (len(done) - 1))
     params = [*stamps.values()]
-    params += [value for job_tile, relpath, size in done for value in (job_tile.pk, relpath, size)]
+    params += [value for item in done
+               for value in (item.job_tile.pk, item.relpath, item.size, item.cpu_seconds, item.peak_memory)]
     params += [source, lease_owner]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # the rows in the order of their ids (see move_tiles)
-            ids = sorted(job_tile.pk for job_tile, _, _ in done)
+            ids = sorted(item.job_tile.pk for item in done)
             cursor.execute(f"SELECT id FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) ORDER BY id FOR NO KEY UPDATE",
                            ids)
         cursor.execute(
-            f"UPDATE {table} SET {sets}, output_path = v.column2, output_size = v.column3 "
+            f"UPDATE {table} SET {sets}, output_path = v.column2, output_size = v.column3, "
+            f"bytes_written = v.column3, cpu_seconds = v.column4, peak_memory = v.column5 "
             f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1 AND {table}.status = %s "
             f"AND {table}.lease_owner = %s", params)
         recorded = cursor.rowcount

@@ -292,6 +292,12 @@ class JobTile(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     output_path = models.CharField(max_length=1024, blank=True)
     output_size = models.BigIntegerField(null=True, blank=True)
+    bytes_written = models.BigIntegerField(null=True, blank=True, help_text="bytes its successful attempt wrote "
+                                                                             "(output_size: those still kept)")
+    cpu_seconds = models.FloatField(null=True, blank=True, help_text="CPU time its successful attempt used, "
+                                                                     "its tool processes' included")
+    peak_memory = models.BigIntegerField(null=True, blank=True, help_text="bytes: the peak resident memory of the "
+                                                                         "worker process (or its tool) by its end")
     error = models.TextField(blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)

@@ -23,7 +23,7 @@ from .jobtypes import JOB_TYPES, get_job_type
 from jobsite import georef
 
 from .models import Collection, Job, JobLog, JobStatus, JobTile, Label, TileStatus
-from .services import control, submit
+from .services import control, submit, usage
 
 PAGE_SIZE = 25
 LOG_TAIL = 100
@@ -116,7 +116,8 @@ LIVE_PARTS = ("state", "result", "facts")
 def _live_context(job):
     outputs = [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs]
     return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": job.inputs.all(),
-            "outputs": outputs, "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None)}
+            "outputs": outputs, "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),
+            "usage": usage.job_usage(job)}
 
 
 def _live_parts(request, context):

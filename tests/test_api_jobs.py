@@ -217,7 +217,8 @@ def test_the_tiles_of_a_job_with_their_status(index, owner, media, client_for):
     body = client.get(f"/api/v1/jobs/{job.pk}/tiles/").json()
     assert body["count"] == 3
     assert body["results"][1] == {"tile_id": index.ids[1], "status": "failed", "attempts": 1, "started": None,
-                                  "finished": None, "output_size": None, "error": "bad data"}
+                                  "finished": None, "output_size": None, "bytes_written": None, "cpu_seconds": None,
+                                  "peak_memory": None, "error": "bad data"}
     failed = client.get(f"/api/v1/jobs/{job.pk}/tiles/?status=failed,canceled").json()
     assert [t["tile_id"] for t in failed["results"]] == [index.ids[1]]
     bad = client.get(f"/api/v1/jobs/{job.pk}/tiles/?status=lost")

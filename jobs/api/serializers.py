@@ -9,7 +9,7 @@ from jobsite import georef
 from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Tile, Town
-from ..services import submit
+from ..services import submit, usage
 
 
 class OutputSerializer(serializers.Serializer):
@@ -36,6 +36,23 @@ def outputs_of(job, request):
     ]
 
 
+class JobUsageSerializer(serializers.Serializer):
+    cpu_seconds = serializers.FloatField(help_text="CPU time of its tiles' successful work, tool processes included")
+    peak_memory = serializers.IntegerField(help_text="bytes: the largest peak resident memory a tile's work reached")
+    tile_bytes = serializers.IntegerField(help_text="bytes its tiles wrote")
+    output_bytes = serializers.IntegerField(help_text="bytes of its merged results")
+
+
+class UsageRowSerializer(serializers.Serializer):
+    day = serializers.DateField(help_text="the day the tiles ended (UTC)")
+    user = serializers.CharField()
+    type = serializers.CharField(help_text="the job type")
+    tiles = serializers.IntegerField()
+    cpu_seconds = serializers.FloatField()
+    tile_bytes = serializers.IntegerField()
+    peak_memory = serializers.IntegerField()
+
+
 class JobSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner_name", read_only=True)
     labels = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
@@ -46,14 +63,20 @@ class JobSerializer(serializers.ModelSerializer):
     outputs = serializers.SerializerMethodField()
     inputs = serializers.SerializerMethodField(help_text="input name: data file name")
     links = serializers.SerializerMethodField()
+    usage = serializers.SerializerMethodField(help_text="what its work used: in a job's own representation (GET "
+                                                        "/api/v1/jobs/{id}/), null in lists")
 
     class Meta:
         model = Job
         fields = ["id", "type", "status", "owner", "collection", "params", "inputs", "labels", "town", "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
                   "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
-                  "interim_deleted", "webhooks", "links"]
+                  "interim_deleted", "webhooks", "usage", "links"]
         read_only_fields = fields
+
+    @extend_schema_field(JobUsageSerializer(allow_null=True))
+    def get_usage(self, job):
+        return usage.job_usage(job) if self.context.get("with_usage") else None
 
     def get_progress(self, job) -> int:
         return job.progress(job.tiles_done)
@@ -152,7 +175,8 @@ class JobTileSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JobTile
-        fields = ["tile_id", "status", "attempts", "started", "finished", "output_size", "error"]
+        fields = ["tile_id", "status", "attempts", "started", "finished", "output_size", "bytes_written", "cpu_seconds",
+                  "peak_memory", "error"]
 
 
 class TileSerializer(serializers.ModelSerializer):

@@ -1,6 +1,7 @@
 """REST API viewsets. Thin: querysets, filters and serializers here; workflows in jobs.services."""
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetch, Q
 from django.http import FileResponse, Http404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -23,14 +24,14 @@ from .. import health, queue, storage
 from ..jobtypes import JOB_TYPES, get_job_type
 from jobsite.exceptions import quoted
 from ..models import Collection, Job, JobLog, Label, Tile, Town
-from ..services import control
+from ..services import control, usage
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from jobsite.api.errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
 from .serializers import (CleanupSerializer, CollectionSerializer, JobCreateSerializer, JobLogSerializer,
                           CreatedJobSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
-                          StorageSerializer, TileSerializer, TownSerializer, outputs_of)
+                          StorageSerializer, TileSerializer, TownSerializer, UsageRowSerializer, outputs_of)
 
 CONFLICT = {409: ErrorSerializer}
 
@@ -63,6 +64,10 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
 
     def get_serializer_class(self):
         return JobCreateSerializer if self.action == "create" else JobSerializer
+
+    def get_serializer_context(self):
+        # A job's usage is one more query: in its own representation, not in lists.
+        return {**super().get_serializer_context(), "with_usage": self.action == "retrieve"}
 
     def _represent(self, job, code=status.HTTP_200_OK):
         job = self.get_queryset().get(pk=job.pk)
@@ -273,6 +278,26 @@ class StorageView(APIView):
                 raise ValidationError({"older_than": "must be between 0 and 36500 days"})
         jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=queue.remove_files_later)
         return Response({"jobs": jobs, "files": files, "bytes": size}, status=status.HTTP_202_ACCEPTED)
+
+
+class UsageView(APIView):
+    """What the caller's jobs used per day and job type, newest first (staff: everybody's, or one
+    user's with `user`): tiles done, CPU seconds, bytes written and the largest peak memory."""
+
+    @extend_schema(parameters=[OpenApiParameter("days", int, description="how many days back (1 to 366; 30)"),
+                               OpenApiParameter("user", str, description="staff only: one user's name")],
+                   responses=UsageRowSerializer(many=True))
+    def get(self, request):
+        raw = request.query_params.get("days", "30")
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 366:
+            raise ValidationError({"days": f"must be a whole number of days from 1 to 366, not {quoted(raw)}"})
+        owner = request.user
+        if request.user.is_staff:
+            name = request.query_params.get("user")
+            owner = None if name is None else get_object_or_404(get_user_model(), username=name)
+        elif "user" in request.query_params:
+            raise ValidationError({"user": "only staff may see another user's usage"})
+        return Response(usage.daily_usage(owner=owner, days=int(raw)))
 
 
 class HealthView(APIView):

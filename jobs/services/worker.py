@@ -7,6 +7,7 @@ that benchmarks and tests can drive one worker by hand.
 """
 
 import logging
+import resource
 import time
 from datetime import timedelta
 from itertools import takewhile
@@ -187,10 +188,11 @@ def run_tile(job, job_tile, kind, inputs, grid):
 
 
 def _process_tile(job, job_tile, kind, inputs, grid, around):
-    """Run the job's operation on one claimed tile. Returns (output relpath, size) when it
-    succeeded; a failure or a cancel is recorded here, and returns None."""
+    """Run the job's operation on one claimed tile. Returns (output relpath, size, CPU seconds, peak
+    memory) when it succeeded; a failure or a cancel is recorded here, and returns None."""
     tile = job_tile.tile
     relpath = storage.tile_output_relpath(job.id, tile.number, job_tile.attempts, kind.tile_suffix)
+    before = _cpu_seconds()
     try:
         size = kind.process_tile(
             tile=tileindex.grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
@@ -205,22 +207,34 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
         _tile_failed(job, job_tile, exc, lifecycle.claimed(job_tile.pk, job_tile.attempts))
         _let_go(job_tile)
         return None
-    return relpath, size
+    return relpath, size, round(_cpu_seconds() - before, 6), _peak_memory()
+
+
+def _cpu_seconds():
+    """CPU time of this process (all its threads: GDAL's too) and of its tool processes that have ended."""
+    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
+
+
+def _peak_memory():
+    """Bytes: the largest resident memory this process, or one of its tool processes, has had."""
+    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return max(own.ru_maxrss, tools.ru_maxrss) * 1024  # Linux counts it in KiB
 
 
 def _record_succeeded(job_id, done):
-    """Mark tiles succeeded with their outputs, [(job tile, relpath, size)], in one UPDATE that
-    matches each tile only while it still runs under its claim: this worker, busy with these
-    tiles, cannot have claimed them again, so a tile still running under its name is its own."""
+    """Mark tiles succeeded with their outputs, [lifecycle.TileDone or a tuple of its fields], in one
+    UPDATE that matches each tile only while it still runs under its claim: this worker, busy with
+    these tiles, cannot have claimed them again, so a tile still running under its name is its own."""
     if not done:
         return
     recorded = lifecycle.tiles_succeeded(job_id, done, done[0][0].lease_owner)
     if recorded == len(done):
         return
     # Canceled (or taken over) while GDAL wrote its last lines: those outputs must not outlive that.
-    kept = set(JobTile.objects.filter(pk__in=[job_tile.pk for job_tile, _, _ in done], status=TileStatus.SUCCEEDED)
+    kept = set(JobTile.objects.filter(pk__in=[item[0].pk for item in done], status=TileStatus.SUCCEEDED)
                .values_list("output_path", flat=True))
-    for job_tile, relpath, _ in done:
+    for job_tile, relpath, *_ in done:
         if relpath not in kept:
             media.media_path(relpath).unlink(missing_ok=True)
             lifecycle.job_log(job_id, "finished after the tile had stopped running; its output was discarded",
