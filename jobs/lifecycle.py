@@ -94,7 +94,8 @@ JOB_TRANSITIONS = _table(
 
 TILE_TRANSITIONS = _table(
     Transition("claim", frozenset({T.PENDING}), T.RUNNING,
-               (("attempts", F("attempts") + 1), ("started", NOW), ("finished", None), ("error", "")),
+               (("attempts", F("attempts") + 1), ("started", NOW), ("finished", None), ("error", ""),
+                ("bytes_written", None), ("cpu_seconds", None), ("peak_memory", None)),
                "a worker takes the tile under a lease"),
     Transition("succeed", frozenset({T.RUNNING}), T.SUCCEEDED, (("finished", NOW), ("lease_expires", None)),
                "its output is written"),

@@ -117,7 +117,7 @@ def _live_context(job):
     outputs = [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs]
     return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": job.inputs.all(),
             "outputs": outputs, "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),
-            "usage": usage.job_usage(job)}
+            "usage": usage.job_usage(job) if job.is_final else None}  # not at every poll of a running job
 
 
 def _live_parts(request, context):

@@ -9,7 +9,7 @@ from jobsite import georef
 from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Tile, Town
-from ..services import submit, usage
+from ..services import submit
 
 
 class OutputSerializer(serializers.Serializer):
@@ -44,7 +44,7 @@ class JobUsageSerializer(serializers.Serializer):
 
 
 class UsageRowSerializer(serializers.Serializer):
-    day = serializers.DateField(help_text="the day the tiles ended (UTC)")
+    day = serializers.DateField(help_text="the day the jobs ended (UTC)")
     user = serializers.CharField()
     type = serializers.CharField(help_text="the job type")
     tiles = serializers.IntegerField()
@@ -63,20 +63,14 @@ class JobSerializer(serializers.ModelSerializer):
     outputs = serializers.SerializerMethodField()
     inputs = serializers.SerializerMethodField(help_text="input name: data file name")
     links = serializers.SerializerMethodField()
-    usage = serializers.SerializerMethodField(help_text="what its work used: in a job's own representation (GET "
-                                                        "/api/v1/jobs/{id}/), null in lists")
 
     class Meta:
         model = Job
         fields = ["id", "type", "status", "owner", "collection", "params", "inputs", "labels", "town", "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
                   "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
-                  "interim_deleted", "webhooks", "usage", "links"]
+                  "interim_deleted", "webhooks", "links"]
         read_only_fields = fields
-
-    @extend_schema_field(JobUsageSerializer(allow_null=True))
-    def get_usage(self, job):
-        return usage.job_usage(job) if self.context.get("with_usage") else None
 
     def get_progress(self, job) -> int:
         return job.progress(job.tiles_done)

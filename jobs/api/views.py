@@ -31,7 +31,7 @@ from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
 from .serializers import (CleanupSerializer, CollectionSerializer, JobCreateSerializer, JobLogSerializer,
                           CreatedJobSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
-                          StorageSerializer, TileSerializer, TownSerializer, UsageRowSerializer, outputs_of)
+                          StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer, outputs_of)
 
 CONFLICT = {409: ErrorSerializer}
 
@@ -65,9 +65,6 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     def get_serializer_class(self):
         return JobCreateSerializer if self.action == "create" else JobSerializer
 
-    def get_serializer_context(self):
-        # A job's usage is one more query: in its own representation, not in lists.
-        return {**super().get_serializer_context(), "with_usage": self.action == "retrieve"}
 
     def _represent(self, job, code=status.HTTP_200_OK):
         job = self.get_queryset().get(pk=job.pk)
@@ -128,6 +125,12 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
             raise ValidationError(filterset.errors)
         page = self.paginate_queryset(filterset.qs)
         return self.get_paginated_response(JobTileSerializer(page, many=True).data)
+
+    @extend_schema(responses=JobUsageSerializer, filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def usage(self, request, pk=None):
+        """What the job's tiles used so far: CPU seconds, the largest peak memory, and bytes written."""
+        return Response(usage.job_usage(self.get_object()))
 
     @extend_schema(responses=OutputSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
@@ -281,15 +284,16 @@ class StorageView(APIView):
 
 
 class UsageView(APIView):
-    """What the caller's jobs used per day and job type, newest first (staff: everybody's, or one
-    user's with `user`): tiles done, CPU seconds, bytes written and the largest peak memory."""
+    """What the caller's jobs that ended in the last `days` days used, per day of their end (UTC) and
+    job type, newest first (staff: everybody's, or one user's with `user`): tiles done, CPU seconds,
+    bytes written and the largest peak memory."""
 
     @extend_schema(parameters=[OpenApiParameter("days", int, description="how many days back (1 to 366; 30)"),
                                OpenApiParameter("user", str, description="staff only: one user's name")],
                    responses=UsageRowSerializer(many=True))
     def get(self, request):
         raw = request.query_params.get("days", "30")
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 366:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= 366:
             raise ValidationError({"days": f"must be a whole number of days from 1 to 366, not {quoted(raw)}"})
         owner = request.user
         if request.user.is_staff:

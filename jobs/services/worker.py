@@ -11,6 +11,7 @@ import resource
 import time
 from datetime import timedelta
 from itertools import takewhile
+from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -193,6 +194,7 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
     tile = job_tile.tile
     relpath = storage.tile_output_relpath(job.id, tile.number, job_tile.attempts, kind.tile_suffix)
     before = _cpu_seconds()
+    _reset_peak_memory()
     try:
         size = kind.process_tile(
             tile=tileindex.grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
@@ -210,16 +212,33 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
     return relpath, size, round(_cpu_seconds() - before, 6), _peak_memory()
 
 
+PROC_STATUS, PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
 def _cpu_seconds():
     """CPU time of this process (all its threads: GDAL's too) and of its tool processes that have ended."""
     own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
 
 
+def _reset_peak_memory():
+    """Start this process's peak resident memory afresh (Linux: VmHWM), so that a tile's figure is its own."""
+    try:
+        PROC_CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_memory():
-    """Bytes: the largest resident memory this process, or one of its tool processes, has had."""
-    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return max(own.ru_maxrss, tools.ru_maxrss) * 1024  # Linux counts it in KiB
+    """Bytes: the peak resident memory of this process since _reset_peak_memory; None where the
+    system does not say."""
+    try:
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _record_succeeded(job_id, done):
