@@ -3,7 +3,7 @@ from django.db.models import Count
 
 from jobsite.exceptions import Conflict, TooLarge
 from .jobtypes import JOB_TYPES
-from .models import Collection, Job, JobInput, JobLog, JobTile, Label, Tile, Town
+from .models import Collection, Job, JobInput, JobLog, JobTile, Label, Priority, Tile, Town, UserLimits
 from .services import control
 
 
@@ -105,20 +105,20 @@ class JobLogInline(ReadOnlyInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "type", "status", "owner", "tiles_total", "attempt", "created", "finished"]
-    list_filter = ["status", "type", "interim_results", "labels", "created"]
+    list_display = ["id", "type", "status", "priority", "owner", "tiles_total", "attempt", "created", "finished"]
+    list_filter = ["status", "priority", "type", "interim_results", "labels", "created"]
     search_fields = ["=id", "owner__username", "labels__name", "error"]
     date_hierarchy = "created"
     # A job's history depends on all but its labels and interim results policy. Jobs are created
     # by jobs.services.submit.job_submit (the dashboard's new-job form and the API), never here.
     editable_fields = ["labels", "interim_results"]
-    readonly_fields = ["type", "type_version", "type_source", "owner", "params", "town", "status", "tiles_total", "attempt", "outputs", "outputs_size",
+    readonly_fields = ["type", "type_version", "type_source", "owner", "params", "town", "status", "priority", "tiles_total", "attempt", "outputs", "outputs_size",
                        "results", "error", "waiting_for", "wait_deadline", "interim_deleted", "created", "started",
                        "finished", "merge_started", "woken", "updated"]
     inlines = [JobInputInline, JobTileInline, JobLogInline]
     list_select_related = ["owner"]
 
-    actions = ["cancel_jobs", "resume_jobs"]
+    actions = ["cancel_jobs", "resume_jobs", "set_high_priority", "set_normal_priority", "set_low_priority"]
 
     @admin.display(description="type comes from")
     def type_source(self, job):
@@ -132,6 +132,23 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Resume the selected jobs")
     def resume_jobs(self, request, queryset):
         self._each(request, queryset, lambda job: control.job_resume(job=job, by=request.user), "resumed")
+
+    @admin.action(description="Set high priority (jobs not yet merging)")
+    def set_high_priority(self, request, queryset):
+        self._set_priority(request, queryset, Priority.HIGH)
+
+    @admin.action(description="Set normal priority (jobs not yet merging)")
+    def set_normal_priority(self, request, queryset):
+        self._set_priority(request, queryset, Priority.NORMAL)
+
+    @admin.action(description="Set low priority (jobs not yet merging)")
+    def set_low_priority(self, request, queryset):
+        self._set_priority(request, queryset, Priority.LOW)
+
+    def _set_priority(self, request, queryset, priority):
+        changed = control.jobs_set_priority(queryset, priority)
+        self.message_user(request, f"{changed} jobs now have {Priority(priority).label} priority; jobs merging or "
+                                   "finished, and those that had it already, are unchanged.", messages.SUCCESS)
 
     def _each(self, request, queryset, act, done):
         count = 0
@@ -182,3 +199,12 @@ class JobLogAdmin(ViewOnlyAdmin):
     list_filter = ["level"]
     search_fields = ["message", "=job__id"]
     raw_id_fields = ["job", "tile"]
+
+
+@admin.register(UserLimits)
+class UserLimitsAdmin(admin.ModelAdmin):
+    """Limits of single users that differ from the site's settings."""
+
+    list_display = ["user", "max_running_tiles"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]

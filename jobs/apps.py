@@ -16,13 +16,16 @@ class JobsConfig(AppConfig):
         from datafiles.signals import datafile_in_use, datafile_stored
         from jobsite import gdalpolicy
 
-        from . import queue, tasks, tileindex
-        from .services.submit import jobs_reading, start_jobs_waiting_for
+        from . import broker, queue, runners, tasks, tileindex
+        from .services import repair
+        from .services.waiting import jobs_reading, start_jobs_waiting_for
 
         gdalpolicy.configure(allowed_hosts=settings.GDAL_HTTP_HOSTS, timeout=settings.GDAL_HTTP_TIMEOUT,
                              connect_timeout=settings.GDAL_HTTP_CONNECT_TIMEOUT)
         _install_declared_job_types()
         post_spawn.connect(tasks.worker_spawned, dispatch_uid="jobs.worker_spawned")
+        broker.every_second(runners.resend_unstarted)
+        broker.every_second(repair.reclaim_expired_leases)
         post_migrate.connect(queue.install_schedules, sender=self, dispatch_uid="jobs.install_schedules")
         post_migrate.connect(tileindex.install_default_collection, sender=self,
                              dispatch_uid="jobs.install_default_collection")

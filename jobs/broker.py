@@ -10,9 +10,9 @@ every 30 s, too late for a deadline or a webhook's retry.
 
 import logging
 import os
-import socket
 import time
 
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from django_q.brokers.orm import ORM
@@ -57,7 +57,8 @@ def beat(key):
 
     try:
         _, created = ClusterHeartbeat.objects.update_or_create(
-            key=key, defaults={"host": socket.gethostname(), "pid": os.getpid(), "seen": timezone.now()})
+            key=key, defaults={"host": settings.HOST_NAME, "pid": os.getpid(), "seen": timezone.now(),
+                               "workers": settings.Q_CLUSTER["workers"]})
         if created:
             from .services.repair import cluster_started
 

@@ -10,7 +10,7 @@ from datafiles.models import DataFile
 
 from . import paramschema
 from .jobtypes import JOB_TYPES
-from .models import Collection, Town
+from .models import Collection, Priority, Town
 
 
 class BoundedJSONField(forms.JSONField):
@@ -88,6 +88,9 @@ class JobForm(forms.Form):
                 choices=[("", f"(choose one of your {job_input.kind} files)")] + [(f.name, f.name) for f in files],
                 help_text=job_input.help, label=job_input.name.replace("_", " "))
         self.fields["labels"] = forms.CharField(required=False, help_text="comma-separated")
+        priorities = [name for name, value in Priority.by_name().items() if value != Priority.HIGH or owner.is_staff]
+        self.fields["priority"] = forms.ChoiceField(choices=[(name, name) for name in priorities], initial="normal",
+                                                    required=False, help_text="which jobs the workers serve first")
 
     def _disable_unused_params(self):
         """A parameter that the posted values of the others leave unused is disabled: whatever was
@@ -117,6 +120,7 @@ class JobForm(forms.Form):
                        if data.get(f"param_{name}") is not None and not self.fields[f"param_{name}"].disabled},
             "inputs": {i.name: data[f"input_{i.name}"] for i in self.kind.inputs} or None,
             "labels": [label.strip() for label in data["labels"].split(",") if label.strip()],
+            "priority": data.get("priority") or None,
         }
 
     def add_service_errors(self, errors):

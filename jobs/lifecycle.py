@@ -6,6 +6,9 @@ has a name, the states it may leave, the state it enters and the fields it stamp
 in jobsite writes a status: `move_job` and `move_tiles` (and `tiles_succeeded`, the batched form
 of the tile's `succeed`) are the only writers.
 
+A job or tiles that get work to do (queued, or tiles back to pending) make their owner's share
+runnable for the scheduler (jobs.scheduling) in the same transaction.
+
 A transition is one conditional UPDATE whose row count says who won, so repeated task deliveries
 and racing cancels do no harm; nothing reads a status, decides in Python and writes it back. A job
 transition also writes its JobLog line, and a job that ends runs the end-of-job effects in the
@@ -26,7 +29,7 @@ from django.db.models import Count, F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import storage
+from . import scheduling, storage
 from .models import InterimResults, Job, JobLog, JobStatus, JobTile, Tile, TileStatus
 
 logger = logging.getLogger(__name__)
@@ -133,6 +136,8 @@ def job_log(job_id, message, level=JobLog.Level.INFO, tile_id=None):
 def job_created(job, message):
     """Log and announce a job that `jobs.services.submit` has just created, waiting or queued."""
     job_log(job.pk, message)
+    if job.status == JobStatus.QUEUED:
+        scheduling.mark_runnable(job.owner_id, job.priority)
     _announce_job(job.pk, None, job.status, "submit")
 
 
@@ -163,6 +168,8 @@ def move_job(job_id, name, *, only_from=None, where=None, message=None, level=Jo
         old = _update_job(jobs, sources, changes)
         if old is None:
             return None
+        if transition.target == JobStatus.QUEUED:
+            scheduling.mark_job_runnable(job_id)
         _announce_job(job_id, old, transition.target, name)
         ended = _ended(job_id, name, transition.target) if ends else ""
         if message is not None:
@@ -221,6 +228,8 @@ def move_tiles(job_id, name, tiles, **fields):
         # locked in the orders of their scans could each wait for the other, a deadlock.
         locked = moving.order_by("id").select_for_update(no_key=True).values("id")
         moved = JobTile.objects.filter(pk__in=locked).update(**changes)
+        if moved and transition.target == TileStatus.PENDING:
+            scheduling.mark_job_runnable(job_id)
         if moved:
             _announce_tiles(job_id, name, moved)
     return moved

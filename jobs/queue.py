@@ -5,7 +5,6 @@ a transaction wrap it in `transaction.on_commit`, so that no worker looks for wo
 committed yet. The periodic sweep is declared here too, and installed after every migrate.
 """
 
-from django.conf import settings
 from django.db import transaction
 from django_q.tasks import async_task
 
@@ -19,12 +18,10 @@ SWEEP_SCHEDULE = {"name": "jobsite: sweep stale tiles and stalled jobs", "func":
 REMOVE_BATCH = 1000
 
 
-def enqueue_tiles(job_id, tiles):
-    """Wake enough workers for a job with `tiles` tiles to run. Each task claims pending tiles from
-    our own table until none are left, so one broker message serves many tiles and a lost or
-    repeated message is harmless."""
-    for _ in range(max(1, min(settings.TASKS_PER_JOB, tiles))):
-        async_task(RUN_TILES, job_id, task_name=f"job {job_id} tiles")
+def send_runner(slot, token):
+    """The task of a runner (jobs.runners): it claims tiles of any job, as the scheduler chooses,
+    until none is left."""
+    async_task(RUN_TILES, slot, token, task_name=f"runner {slot}")
 
 
 def enqueue_merge(job_id):

@@ -2,7 +2,8 @@
 
 import logging
 import os
-import socket
+
+from django.conf import settings
 
 from jobsite import media
 from .services import finish, repair, worker
@@ -11,11 +12,14 @@ logger = logging.getLogger(__name__)
 
 
 def worker_name():
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{settings.HOST_NAME}:{os.getpid()}"
 
 
-def run_tiles(job_id):
-    worker.job_run_tiles(job_id=job_id, worker=worker_name())
+def run_tiles(slot, token=None):
+    if token is None:  # a message of the release before runners named a job: send runners instead
+        repair.wake_runners()
+        return
+    worker.run_tiles(worker=worker_name(), slot=slot, token=token)
 
 
 def merge(job_id):

@@ -23,7 +23,7 @@ from .jobtypes import JOB_TYPES, get_job_type
 from jobsite import georef
 
 from .models import Collection, Job, JobLog, JobStatus, JobTile, Label, TileStatus
-from .services import control, submit, usage
+from .services import control, estimate, submit, usage
 
 PAGE_SIZE = 25
 LOG_TAIL = 100
@@ -244,6 +244,8 @@ def job_new(request):
         initial["collection"] = request.GET["collection"]
     form = JobForm(request.POST if request.method == "POST" and not switching else None, owner=request.user, kind=kind,
                    initial=initial)
+    if request.method == "POST" and request.POST.get("estimate"):
+        return _estimate(request, form, kind)
     if request.method == "POST" and not switching and form.is_valid():
         try:
             job = submit.job_submit(owner=request.user, **form.submit_kwargs())
@@ -257,6 +259,26 @@ def job_new(request):
     elif request.method == "POST" and not switching:
         _add_param_problems(form, kind)
     return render(request, "jobs/job_new.html", {"form": form, "kind": kind, "types": JOB_TYPES.values()})
+
+
+def _estimate(request, form, kind):
+    """The form's "Estimate" button (or its script, asking for JSON): what the job would cost,
+    shown with the form, which is not submitted."""
+    found = None
+    if form.is_valid():
+        try:
+            found = estimate.job_estimate(owner=request.user, **form.submit_kwargs())
+        except Rejected as exc:
+            form.add_service_errors(exc.errors)
+    else:
+        _add_param_problems(form, kind)
+    if "application/json" in request.headers.get("Accept", ""):
+        if found is None:
+            return JsonResponse({"errors": {name: [str(e) for e in errors] for name, errors in form.errors.items()}},
+                                status=400)
+        return JsonResponse({**found, "text": render_to_string("jobs/_estimate.html", {"estimate": found})})
+    return render(request, "jobs/job_new.html", {"form": form, "kind": kind, "types": JOB_TYPES.values(),
+                                                 "estimate": found})
 
 
 def _add_param_problems(form, kind):

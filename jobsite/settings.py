@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -209,9 +210,12 @@ STORAGES = {
 
 # Task queue. The database is the truth about job state; the broker only carries wake-ups.
 WORKERS = envint("JOBSITE_WORKERS", 2, minimum=1)
-# Tasks queued per job: each claims tiles until none are left. With several cluster hosts, set it
-# to the workers of all of them, so that every worker takes part in a job.
-TASKS_PER_JOB = envint("JOBSITE_TASKS_PER_JOB", WORKERS, minimum=1)
+# The name this host's workers go by in tile leases and cluster heartbeats: the machine's own
+# unless set (two clusters on one machine, each as a host of its own).
+HOST_NAME = os.environ.get("JOBSITE_HOST_NAME") or socket.gethostname()
+if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", HOST_NAME):
+    raise ImproperlyConfigured(f"JOBSITE_HOST_NAME must be 1 to 100 letters, digits, dots, dashes or underscores, "
+                               f"not {HOST_NAME!r}")
 TASK_TIMEOUT = envint("JOBSITE_TASK_TIMEOUT", 900, minimum=10)
 Q_BROKER = os.environ.get("Q_BROKER", "orm")
 Q_CLUSTER = {
@@ -248,7 +252,7 @@ TILE_TASK_BUDGET = envint("JOBSITE_TILE_TASK_BUDGET", 120, minimum=1)
 TILE_LEASE_SECONDS = envint("JOBSITE_TILE_LEASE_SECONDS", 120, minimum=2)  # renewed every 0.5 s
 # A tile whose error may pass (I/O, a lost worker) is tried this many times in all.
 TILE_MAX_ATTEMPTS = envint("JOBSITE_TILE_MAX_ATTEMPTS", 3, minimum=1)
-# A job with pending tiles that no worker has touched for this long is woken again (its task was lost).
+# A runner's task not started after this long is sent again (its broker message was lost).
 STALE_WAKEUP_SECONDS = envint("JOBSITE_STALE_WAKEUP_SECONDS", 600, minimum=10)
 # A task that waits this long to be taken while clusters are alive means they no longer take tasks
 # (a worker killed while idle can wedge a django-q2 cluster): the health check then fails.
@@ -257,6 +261,9 @@ CLUSTER_STUCK_SECONDS = envint("JOBSITE_CLUSTER_STUCK_SECONDS", 120, minimum=5)
 DATABASE_WAIT_SECONDS = envint("JOBSITE_DATABASE_WAIT_SECONDS", 60, minimum=0)
 MAX_TILES_PER_JOB = envint("JOBSITE_MAX_TILES_PER_JOB", 10000, minimum=1)
 MAX_ACTIVE_JOBS_PER_USER = envint("JOBSITE_MAX_ACTIVE_JOBS_PER_USER", 20, minimum=1)
+# The most tiles of one user's jobs that may run at once, over all cluster hosts (their share of the
+# workers); 0 for no limit. Staff set it per user in the admin (User limits).
+MAX_RUNNING_TILES_PER_USER = envint("JOBSITE_MAX_RUNNING_TILES_PER_USER", 0, minimum=0)
 # What each user's jobs may keep: the bytes of their outputs and interim results together, and the
 # jobs themselves (finished ones too, until deleted). A submit beyond either is refused; no job is pruned.
 JOB_STORAGE_QUOTA_BYTES = envint("JOBSITE_JOB_STORAGE_QUOTA_BYTES", 20 * 1024 * 1024 * 1024, minimum=1)

@@ -2,12 +2,13 @@
 interface is jobs.jobschema.JobType (parameters, halo, process one tile, and the merge, by default
 a mosaic of the tile rasters)."""
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from jobs.jobschema import JobType, Param
-from jobs.raster.io import open_tile, tile_layout, write_gtiff, written_atomically
+from jobs.raster.io import Cancelled, open_tile, tile_layout, write_gtiff, written_atomically
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,21 @@ class Offset(JobType):
 OFFSET = Offset("offset", "Every valid pixel plus an amount.",
                 (Param("amount", "number", 1.0, "What is added to each pixel"),), version="2")
 NOT_A_TYPE = "offset"
+
+
+@dataclass(frozen=True)
+class Pause(Offset):
+    """Takes `seconds` per tile (asking its progress callback meanwhile, as GDAL does), then writes
+    the tile as it is: a tile of known length, for tests of scheduling and failover."""
+
+    def process_tile(self, *, params, progress, **kwargs):
+        end = time.monotonic() + params["seconds"]
+        while time.monotonic() < end:
+            if not progress(0.5):
+                raise Cancelled("stopped")
+            time.sleep(0.01)
+        return super().process_tile(params={"amount": 0.0}, progress=progress, **kwargs)
+
+
+PAUSE = Pause("pause", "Each tile as it is, after a pause.",
+              (Param("seconds", "number", 0.1, "How long each tile takes", minimum=0, maximum=10),))

@@ -14,7 +14,8 @@ from datafiles.services import datafile_store
 from jobs import lifecycle
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
-from jobs.services.worker import _record_succeeded, claim_tiles
+from jobs.services.claims import claim_tiles
+from jobs.services.worker import _record_succeeded
 from jobsite.exceptions import Rejected
 from jobs.models import Job, JobStatus
 

@@ -11,15 +11,16 @@ from jobs.lifecycle import job_log
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.finish import job_finish_tiles, job_merge
 from jobs.services.submit import job_submit
-from jobs.services.worker import TileWatch, claim_tiles, job_run_tiles, run_tile
+from jobs.services.claims import claim_tiles
+from jobs.services.worker import TileWatch, run_tile, run_tiles
 from jobsite.exceptions import Conflict
-from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
+from jobs.models import Job, JobLog, JobStatus, JobTile, Runner, TileStatus
 
 from .conftest import assert_same_pixels, whole_area, window_of
 
 
 def run(job):
-    job_run_tiles(job_id=job.pk, worker="test-worker")
+    run_tiles(worker="test-worker", only_job=job.pk)
     job.refresh_from_db()
     if job.status == JobStatus.MERGING:
         job_merge(job_id=job.pk)
@@ -97,7 +98,7 @@ def test_a_tile_fails_when_a_neighbour_it_needs_is_unreadable(index, owner, medi
 def test_a_repeated_delivery_does_nothing(index, owner, media):
     job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))
     finished = job.finished
-    job_run_tiles(job_id=job.pk, worker="late-worker")
+    run_tiles(worker="late-worker")
     job_merge(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.finished == finished
@@ -106,7 +107,7 @@ def test_a_repeated_delivery_does_nothing(index, owner, media):
 
 def test_exactly_one_finisher_starts_the_merge(index, owner, media):
     job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
-    job_run_tiles(job_id=job.pk, worker="w1")
+    run_tiles(worker="w1")
     job_finish_tiles(job_id=job.pk)  # a second worker arriving after the last tile
     assert JobLog.objects.filter(job=job, message="all tiles done; merging").count() == 1
 
@@ -134,8 +135,12 @@ def test_cancel_stops_a_running_gdal_call_through_its_progress_callback(index, o
     assert "1 pending tiles will not run, 1 running tiles are stopping" in JobLog.objects.filter(job=job)[2].message
 
 
-def _watch_every_call(watch, job_tile, interval=0.5):
-    watch.job_tile_id, watch.attempt, watch.interval, watch.checked = job_tile.pk, job_tile.attempts, 0, 0
+_watch_init = TileWatch.__init__
+
+
+def _watch_every_call(watch, job_tile, lease=None, interval=0.5):
+    _watch_init(watch, job_tile, lease, interval=0)
+    watch.checked = 0
 
 
 def test_the_watch_renews_the_lease_and_stops_a_tile_given_to_another_worker(index, owner):
@@ -170,15 +175,22 @@ def test_a_stale_attempt_neither_records_nor_removes_a_newer_attempts_output(ind
     assert JobLog.objects.filter(job=job, message__contains="its output was discarded").count() == 1
 
 
-def test_a_task_hands_over_to_a_fresh_one_when_its_time_budget_is_used(index, owner, media, settings):
+def test_a_runner_hands_its_slot_over_to_a_fresh_task_when_its_time_budget_is_used(index, owner, media, settings,
+                                                                                    django_capture_on_commit_callbacks):
     from django_q.models import OrmQ
 
     settings.TILE_TASK_BUDGET = 0
-    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    slot = Runner.objects.get(slot=0)
     queued = OrmQ.objects.count()
-    job_run_tiles(job_id=job.pk, worker="w")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_tiles(worker="w", slot=0, token=slot.token)
     assert JobTile.objects.filter(job=job, status=TileStatus.SUCCEEDED).count() == 1
-    assert OrmQ.objects.count() == queued + 1  # the fresh task that carries on
+    fresh = Runner.objects.get(slot=0)
+    assert fresh.token != slot.token and fresh.holder == "" and OrmQ.objects.count() == queued + 1
+    run_tiles(worker="w", slot=0, token=slot.token)  # the old message, delivered again, runs nothing
+    assert JobTile.objects.filter(job=job, status=TileStatus.SUCCEEDED).count() == 1
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
     settings.TILE_TASK_BUDGET = 120
@@ -197,7 +209,7 @@ def test_cancel_of_a_queued_job_cancels_its_pending_tiles(index, owner):
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELED and job.finished is not None
     assert set(JobTile.objects.filter(job=job).values_list("status", flat=True)) == {TileStatus.CANCELED}
-    job_run_tiles(job_id=job.pk, worker="w")  # a late delivery runs nothing
+    run_tiles(worker="w")  # a late delivery runs nothing
     assert not JobTile.objects.filter(job=job, attempts__gt=0).exists()
 
 

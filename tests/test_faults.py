@@ -107,27 +107,6 @@ def test_sigterm_to_the_clusters_process_group_then_started_again(start_cluster,
     _stop_mid_job(start_cluster, large_index, owner, client_for, signal.SIGTERM)
 
 
-def test_two_clusters_share_the_tiles_of_one_job(start_cluster, large_index, owner, client_for, settings):
-    settings.TASKS_PER_JOB = 8  # more than one cluster holds (2 running, queue_limit 2 waiting)
-    start_cluster(Q_CLUSTER_NAME="jobsite")
-    start_cluster(Q_CLUSTER_NAME="jobsite")
-    wait_for(lambda: ClusterHeartbeat.objects.count() == 2, 30, interval=0.2, message="both clusters' heartbeats")
-    client = client_for(owner)
-    client.post("/api/v1/jobs/", {"type": "slope", "tile_ids": large_index.ids[:2]}, format="json")  # warm both up
-    time.sleep(1)
-    job = wait_until_final(submit(client, large_index.ids), timeout=120)
-    assert_correct(job, large_index)
-    pids = {owner.rsplit(":", 1)[1] for owner in JobTile.objects.filter(job=job).values_list("lease_owner", flat=True)}
-    clusters = {pid: beat.pid for beat in ClusterHeartbeat.objects.all() for pid in pids
-                if os.path.exists(f"/proc/{pid}") and _parent(int(pid)) == beat.pid}
-    assert len(set(clusters.values())) == 2, (pids, list(ClusterHeartbeat.objects.values_list("pid", flat=True)))
-
-
-def _parent(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[1])
-
-
 def _first_tile_window(large_index, job_type):
     """Whole-area processing cut to the first tile (1024 x 1024 at the top left)."""
     return whole_area(large_index.whole, job_type)[:1024, :1024]

@@ -8,7 +8,8 @@ from jobs import storage, tileindex
 from jobs.jobtypes import get_job_type
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
-from jobs.services.worker import claim_tiles, run_tile
+from jobs.services.claims import claim_tiles
+from jobs.services.worker import run_tile
 from jobs.models import JobStatus, JobTile, Tile
 
 from .test_execution import run

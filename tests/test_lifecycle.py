@@ -17,7 +17,8 @@ from jobsite.exceptions import Conflict
 from jobs.models import InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Tile, TileStatus
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
-from jobs.services.worker import claim_tiles, job_run_tiles, run_tile
+from jobs.services.claims import claim_tiles
+from jobs.services.worker import run_tile, run_tiles
 from jobs.jobtypes import get_job_type
 from jobs import tileindex
 
@@ -172,7 +173,7 @@ def test_a_whole_run_announces_each_transition_once(index, owner, media, heard, 
     with django_capture_on_commit_callbacks(execute=True):
         job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
     with django_capture_on_commit_callbacks(execute=True):
-        job_run_tiles(job_id=job.pk, worker="w")
+        run_tiles(worker="w")
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
     assert [(kwargs["old"], kwargs["new"]) for signal, kwargs in heard if signal == "job_changed"] == [
         (None, "queued"), ("queued", "running"), ("running", "merging"), ("merging", "succeeded")]
@@ -202,7 +203,7 @@ def test_a_job_failed_inside_the_tile_loop_leaves_no_tile_and_under_never_no_int
     assert interim.exists()
     JobInput.objects.filter(job=job).update(datafile=None)  # its data file is gone: the next worker fails the job
     with django_capture_on_commit_callbacks(execute=True):
-        job_run_tiles(job_id=job.pk, worker="w3")
+        run_tiles(worker="w3")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "ramp.txt is gone" in job.error
     assert_nothing_left_to_claim(job)
@@ -216,7 +217,7 @@ def test_a_job_whose_tile_fails_for_good_drops_its_interim_results_under_never(
     job = job_submit(owner=owner, job_type="slope", tile_ids=[broken, *apart], interim_results=InterimResults.NEVER)
     Tile.objects.filter(number=broken).update(path=str(media / "missing.tif"))
     with django_capture_on_commit_callbacks(execute=True):
-        job_run_tiles(job_id=job.pk, worker="w")
+        run_tiles(worker="w")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error == f"1 of its tiles failed: {broken}"
     assert_nothing_left_to_claim(job)

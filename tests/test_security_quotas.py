@@ -121,6 +121,7 @@ def test_the_checks_cost_the_same_queries_however_many_jobs_a_user_keeps(index, 
             job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
         return len(queries)
 
+    job_cancel(job=job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))  # the scheduler knows the user
     first = submit_queries()
     for _ in range(20):
         job_cancel(job=job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2]))

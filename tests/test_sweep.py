@@ -12,7 +12,7 @@ from django_q.models import OrmQ, Schedule
 from jobs import queue
 from jobs.services.repair import return_lost_tiles, sweep
 from jobs.services.submit import job_submit
-from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
+from jobs.models import Job, JobLog, JobStatus, JobTile, Runner, TileStatus
 
 from .test_execution import run
 
@@ -37,10 +37,12 @@ def test_it_is_installed_at_every_migrate(db):
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
 
 
-def test_a_tile_whose_lease_expired_goes_back_to_pending_and_the_job_is_woken(job, index):
+def test_a_tile_whose_lease_expired_goes_back_to_pending_and_runners_are_sent(job, index,
+                                                                              django_capture_on_commit_callbacks):
     lose(job, index.ids[0])
     before = OrmQ.objects.count()
-    sweep()
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep()
     tile = JobTile.objects.get(job=job, tile__number=index.ids[0])
     assert (tile.status, tile.attempts, tile.error) == (TileStatus.PENDING, 1, "worker host:4242 stopped answering")
     assert JobLog.objects.filter(job=job, tile__number=index.ids[0], level="warning",
@@ -71,23 +73,28 @@ def test_a_running_job_whose_last_finisher_died_moves_on(job, media):
     assert Job.objects.get(pk=job.pk).status == JobStatus.MERGING
 
 
-def test_a_job_nobody_works_on_is_woken_once_per_period(job, settings):
-    settings.STALE_WAKEUP_SECONDS = 60
-    Job.objects.filter(pk=job.pk).update(woken=PAST)
+def test_a_runner_whose_task_was_lost_is_sent_again_once_its_lease_runs_out(index, owner, settings,
+                                                                             django_capture_on_commit_callbacks):
     before = OrmQ.objects.count()
-    sweep()
-    assert OrmQ.objects.count() == before + 2
-    sweep()  # just woken: not again
-    assert OrmQ.objects.count() == before + 2
+    with django_capture_on_commit_callbacks(execute=True):
+        job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    assert OrmQ.objects.count() == before + settings.WORKERS  # a runner per worker, not per tile or job
+    with django_capture_on_commit_callbacks(execute=True):
+        job_submit(owner=owner, job_type="slope", tile_ids=index.ids[3:6])
+        sweep()
+    assert OrmQ.objects.count() == before + settings.WORKERS  # the runners serve every job
+    Runner.objects.filter(slot=1).update(lease_expires=PAST)  # its message was lost
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep()
+    assert OrmQ.objects.count() == before + settings.WORKERS + 1
 
 
-def test_a_queued_job_of_no_tiles_whose_task_was_lost_is_woken_and_runs(owner, media, settings):
-    settings.STALE_WAKEUP_SECONDS = 60
-    echo = job_submit(owner=owner, job_type="echo", params={"message": "hi"})  # its task is never run here
-    Job.objects.filter(pk=echo.pk).update(woken=PAST)
+def test_a_queued_job_of_no_tiles_is_sent_a_runner_by_the_sweep_and_runs(owner, media, django_capture_on_commit_callbacks):
+    echo = job_submit(owner=owner, job_type="echo", params={"message": "hi"})  # its runners are never sent here
     before = OrmQ.objects.count()
-    sweep()
-    assert OrmQ.objects.count() == before + 1
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep()
+    assert OrmQ.objects.count() > before
     assert run(echo).status == JobStatus.SUCCEEDED
 
 

@@ -10,7 +10,8 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.models import Job
 from jobs.services.submit import job_submit
-from jobs.services.worker import _record_succeeded, claim_tiles
+from jobs.services.claims import claim_tiles
+from jobs.services.worker import _record_succeeded
 from jobsite import outbound
 from jobsite.exceptions import Rejected
 from notifications import delivery

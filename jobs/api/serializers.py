@@ -8,8 +8,8 @@ from jobsite import georef
 
 from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
-from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Tile, Town
-from ..services import submit
+from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Priority, Tile, Town
+from ..services import estimate, submit
 
 
 class OutputSerializer(serializers.Serializer):
@@ -43,6 +43,23 @@ class JobUsageSerializer(serializers.Serializer):
     output_bytes = serializers.IntegerField(help_text="bytes of its merged results")
 
 
+class EstimateSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    tiles = serializers.IntegerField()
+    pixels = serializers.IntegerField()
+    megapixels = serializers.FloatField()
+    worker_seconds = serializers.FloatField(help_text="worker time of its tiles and its merge")
+    wall_seconds = serializers.FloatField(help_text="from submit to its result, with the share of the workers it would "
+                                                    "get now")
+    output_bytes = serializers.IntegerField(help_text="the expected size of its results")
+    queue = serializers.DictField(help_text="jobs_ahead (queued or running at its priority or higher), "
+                                            "users_sharing_workers (other users with work there), workers")
+    waiting_for = serializers.ListField(child=serializers.CharField(), help_text="data files it would wait for")
+    costs = serializers.DictField(help_text="the costs per megapixel it is priced with, measured on measured_jobs "
+                                            "recent jobs of its type (0: this site's defaults)")
+    allowed = serializers.DictField(help_text="ok: whether your limits allow a new job now; problems: what they refuse")
+
+
 class UsageRowSerializer(serializers.Serializer):
     day = serializers.DateField(help_text="the day the jobs ended (UTC)")
     user = serializers.CharField()
@@ -58,6 +75,8 @@ class JobSerializer(serializers.ModelSerializer):
     labels = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     tiles_done = serializers.IntegerField(read_only=True)
     tiles_failed = serializers.IntegerField(read_only=True)
+    priority = serializers.CharField(source="get_priority_display", read_only=True,
+                                     help_text="low, normal or high: which jobs the workers serve first")
     progress = serializers.SerializerMethodField(help_text="percent of the tiles done; 100 once the result exists")
     duration_s = serializers.SerializerMethodField(help_text="seconds from start to finish (or until now)")
     outputs = serializers.SerializerMethodField()
@@ -66,7 +85,8 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "type", "status", "owner", "collection", "params", "inputs", "labels", "town", "interim_results",
+        fields = ["id", "type", "status", "priority", "owner", "collection", "params", "inputs", "labels", "town",
+                  "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
                   "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
                   "interim_deleted", "webhooks", "links"]
@@ -123,6 +143,8 @@ class JobCreateSerializer(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
                                    required=False, default=list)
     interim_results = NamedChoiceField(choices=InterimResults.choices, required=False)
+    priority = NamedChoiceField(choices=list(Priority.by_name()), required=False,
+                                help_text="which jobs run first: high (staff only), normal (the default) or low")
     inputs = serializers.DictField(child=serializers.CharField(), required=False,
                                    help_text="input name: the name of one of your data files (see job-types/)")
     wait_timeout = serializers.IntegerField(min_value=1, max_value=Job.MAX_WAIT_SECONDS, required=False,
@@ -137,13 +159,19 @@ class JobCreateSerializer(serializers.Serializer):
     def submit(self, owner, **options):
         """The job the request asks for, submitted for `owner` once the request is valid (`options`:
         more of job_submit's arguments)."""
+        return submit.job_submit(owner=owner, **self.request_fields(), **options)
+
+    def estimate(self, owner):
+        """What the job the request asks for would cost, for `owner` (writing nothing)."""
+        return estimate.job_estimate(owner=owner, **self.request_fields())
+
+    def request_fields(self):
         self.is_valid(raise_exception=True)
         data = self.validated_data
-        return submit.job_submit(owner=owner, job_type=data["type"], tile_ids=data.get("tile_ids"),
-                                 town_id=data.get("town_id"), params=data["params"], labels=data["labels"],
-                                 interim_results=data.get("interim_results"), inputs=data.get("inputs"),
-                                 wait_timeout=data.get("wait_timeout"), collection=data.get("collection"),
-                                 webhooks=data.get("webhooks"), **options)
+        return {"job_type": data["type"], "tile_ids": data.get("tile_ids"), "town_id": data.get("town_id"),
+                "params": data["params"], "labels": data["labels"], "interim_results": data.get("interim_results"),
+                "inputs": data.get("inputs"), "wait_timeout": data.get("wait_timeout"),
+                "collection": data.get("collection"), "webhooks": data.get("webhooks"), "priority": data.get("priority")}
 
 
 class CreatedJobSerializer(JobSerializer):

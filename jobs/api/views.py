@@ -29,7 +29,7 @@ from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from jobsite.api.errors import ErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
-from .serializers import (CleanupSerializer, CollectionSerializer, JobCreateSerializer, JobLogSerializer,
+from .serializers import (CleanupSerializer, CollectionSerializer, EstimateSerializer, JobCreateSerializer, JobLogSerializer,
                           CreatedJobSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
                           StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer, outputs_of)
 
@@ -63,7 +63,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         return jobs
 
     def get_serializer_class(self):
-        return JobCreateSerializer if self.action == "create" else JobSerializer
+        return JobCreateSerializer if self.action in ("create", "estimate") else JobSerializer
 
 
     def _represent(self, job, code=status.HTTP_200_OK):
@@ -77,6 +77,12 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         represented.webhook_secret = job.webhook_secret or None
         return Response(CreatedJobSerializer(represented, context=self.get_serializer_context()).data,
                         status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=JobCreateSerializer, responses={200: EstimateSerializer})
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def estimate(self, request):
+        """What a submit of this body would cost on this site now, writing nothing."""
+        return Response(JobCreateSerializer(data=request.data).estimate(request.user))
 
     @extend_schema(responses={204: None, **CONFLICT})
     def destroy(self, request, *args, **kwargs):

@@ -6,12 +6,13 @@ import shutil
 from django.db import transaction
 
 from jobsite import media
-from .. import lifecycle, queue, storage
+from .. import lifecycle, runners, scheduling, storage
 
 from jobsite.exceptions import Conflict, Rejected
 from ..jobtypes import get_job_type
-from ..models import Job, JobStatus, JobTile, TileStatus
-from .submit import check_job_storage, link_arrived_inputs
+from ..models import Job, JobStatus, JobTile, Priority, TileStatus
+from .submit import check_job_storage
+from .waiting import link_arrived_inputs
 
 
 def job_cancel(*, job, by=None):
@@ -21,6 +22,23 @@ def job_cancel(*, job, by=None):
         raise Conflict(f"job {job.pk} is already {status}; only waiting, queued, running or merging jobs can be canceled")
     job.refresh_from_db()
     return job
+
+
+def jobs_set_priority(jobs, priority):
+    """Give jobs that have not started merging (waiting, queued or running) another priority; the
+    scheduler serves their next batches by it. Returns how many changed."""
+    with transaction.atomic():
+        chosen = Job.objects.filter(pk__in=list(jobs.values_list("id", flat=True)))
+        ids = list(chosen.filter(status__in=[JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING])
+                   .exclude(priority=priority).select_for_update(no_key=True).values_list("id", flat=True))
+        changed = Job.objects.filter(pk__in=ids).update(priority=priority)
+        for owner_id in set(Job.objects.filter(pk__in=ids).exclude(status=JobStatus.WAITING)
+                            .values_list("owner_id", flat=True)):
+            scheduling.mark_runnable(owner_id, priority)
+        for job_id in ids:
+            lifecycle.job_log(job_id, f"priority set to {Priority(priority).label}")
+        transaction.on_commit(runners.wake)
+    return changed
 
 
 def job_resume(*, job, by=None, params=None):
@@ -76,7 +94,7 @@ def job_resume(*, job, by=None, params=None):
         lifecycle.job_log(job.pk, f"resumed by {by or 'the system'} (attempt {attempt}): "
                                   + (f"{'; '.join(why)}, every tile runs again" if why
                                      else f"{kept} tiles kept from before") + f"; {to_run} tiles to run")
-        transaction.on_commit(lambda: queue.enqueue_tiles(job.pk, to_run))
+        transaction.on_commit(runners.wake)
     job.refresh_from_db()
     return job, to_run
 

@@ -25,25 +25,28 @@ from ..raster.io import Cancelled, RasterError
 logger = logging.getLogger(__name__)
 
 
-def job_finish_tiles(*, job_id, merge_here=False):
+def job_finish_tiles(*, job_id, merge_here=False, before_merge=None):
     """Once no tile is pending or running: merge if all succeeded, else fail naming the failed tiles.
-    With `merge_here` (a tile task that did the last tile) the merge runs in this process at once,
-    else as a task of its own."""
+    With `merge_here` (a worker that did the last tile) the merge runs in this process at once,
+    after `before_merge()` if given, else as a task of its own. Returns whether it merged here."""
     unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
     failed_tiles = JobTile.objects.filter(job=OuterRef("pk"), status=TileStatus.FAILED)
     if lifecycle.move_job(job_id, "merge", where=~Exists(unfinished) & ~Exists(failed_tiles),
                           message="all tiles done; merging"):
         if merge_here:
+            if before_merge is not None:
+                before_merge()
             job_merge(job_id=job_id)
-        else:
-            queue.enqueue_merge(job_id)
-        return
+            return True
+        queue.enqueue_merge(job_id)
+        return False
     failed = list(JobTile.objects.filter(job_id=job_id, status=TileStatus.FAILED).order_by("tile__number").values_list("tile__number", flat=True))
     if not failed:
-        return
+        return False
     error = f"{len(failed)} of its tiles failed: {id_list(failed)}"
     lifecycle.move_job(job_id, "fail", only_from=[JobStatus.RUNNING], where=~Exists(unfinished) & Exists(failed_tiles),
                        error=error, message=f"failed: {error}", level=JobLog.Level.ERROR)
+    return False
 
 
 class MergeWatch:

@@ -1,23 +1,22 @@
 """Repair: what keeps a job from staying running or waiting forever when processes die, broker
 messages are lost or deadlines pass. Tiles of dead workers go back to pending, stalled jobs are
-woken, waiting jobs past their deadline fail, overdue merges run again.
+sent runners, waiting jobs past their deadline fail, overdue merges run again.
 
 `sweep` is the periodic task; `worker_started` and `cluster_started` run when a worker process or
 a cluster starts; `jobs_fail_overdue` runs every second in the cluster's guard loop.
 """
 
-import socket
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import lifecycle, queue
+from .. import lifecycle, queue, runners, scheduling
 from ..raster import toolprocess
-from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
+from ..models import Job, JobLog, JobStatus, JobTile, Share, TileStatus
 from .finish import job_finish_tiles
-from .submit import jobs_start_waiting
+from .waiting import jobs_start_waiting
 
 
 def jobs_fail_overdue():
@@ -35,7 +34,7 @@ def _dead_here(worker):
     """Whether `worker` ("host:pid") is a process of this host that no longer runs. A reused pid
     errs on the safe side: the tile then waits for its lease to expire."""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != settings.HOST_NAME or not pid.isdigit():
         return False
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -80,19 +79,20 @@ def sweep():
     0. waiting jobs whose files are all there start; those past their wait deadline fail;
     1. tiles of dead workers go back to pending (or fail past the attempt limit);
     2. running jobs with nothing left to run move on (their last finisher died before it could);
-    3. jobs with pending tiles that no worker has touched for STALE_WAKEUP_SECONDS, or just got
-       tiles back, are woken again (a broker message may have been lost);
+    3. runners are sent to free slots while there is work (a slot whose task was lost is free again
+       once its lease runs out);
     4. merges that outlived the task timeout are queued again;
     5. command-line tools whose worker died are ended, on the machine this sweep runs on.
     """
     now = timezone.now()
     jobs_start_waiting()  # in case the process that stored a file died before it could wake them
     jobs_fail_overdue()
-    touched = return_lost_tiles()
+    runners.free_slots_of(_dead_here)
+    return_lost_tiles()
     unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
     for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
         job_finish_tiles(job_id=job_id)
-    wake_stalled_jobs(untouched_for=settings.STALE_WAKEUP_SECONDS, also=touched)
+    wake_runners()
     overdue = Q(merge_started__isnull=True) | Q(merge_started__lt=now - timedelta(seconds=settings.TASK_TIMEOUT))
     for job_id in Job.objects.filter(overdue, status=JobStatus.MERGING).values_list("id", flat=True):
         if lifecycle.move_job(job_id, "merge_again", where=overdue, message="the merge did not finish in time; it runs again",
@@ -101,40 +101,53 @@ def sweep():
     toolprocess.sweep_orphans()
 
 
-def wake_stalled_jobs(*, untouched_for, also=()):
-    """Queue tasks again for queued jobs, and running jobs with pending tiles, that have no tile
-    running and that no worker has touched for `untouched_for` seconds (their broker messages may
-    be lost), and for the jobs in `also`. Extra tasks are harmless: they find no tile to claim. (A
-    queued job may have no tile pending: a job of no tiles, or a resume with nothing to run again;
-    its task starts it and moves it on to its merge.)"""
-    now = timezone.now()
-    untouched = Q(woken__isnull=True) | Q(woken__lte=now - timedelta(seconds=untouched_for))
-    waiting = (Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-               .annotate(pending=Count("tiles", filter=Q(tiles__status=TileStatus.PENDING)),
-                         running=Count("tiles", filter=Q(tiles__status=TileStatus.RUNNING)))
-               .filter(Q(pending__gt=0) | Q(status=JobStatus.QUEUED))
-               .filter(Q(pk__in=list(also)) | Q(untouched, running=0)))
-    for job_id, pending in waiting.values_list("id", "pending"):
-        Job.objects.filter(pk=job_id).update(woken=now)  # woken at most once per period
-        queue.enqueue_tiles(job_id, pending)
+def wake_runners():
+    """Send runners to the free slots while there is work (jobs.runners); a slot whose task was lost
+    is free again once its lease runs out. A job with work to do whose owner's share the scheduler
+    cleared (a pending tile whose stopping worker died holding it, free once its lease ran out) is
+    made runnable again first. Returns how many runners were sent."""
+    work = Q(status=JobStatus.QUEUED) | Exists(scheduling.claimable_tiles().filter(job=OuterRef("pk")))
+    shares = set(Job.objects.filter(work, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+                 .values_list("owner_id", "priority").distinct())
+    shares -= set(Share.objects.filter(runnable=True).values_list("user_id", "priority"))
+    for owner_id, priority in shares:
+        scheduling.mark_runnable(owner_id, priority)
+    if not Share.objects.filter(runnable=True).exists():
+        return 0
+    return runners.wake()
+
+
+def reclaim_expired_leases():
+    """Every second, from each cluster's guard loop (jobs.broker): tiles whose lease ran out (their
+    host died, or stopped answering) go back to pending at once, not at the next sweep, and runners
+    are sent for them. One indexed query while there are none."""
+    if not JobTile.objects.filter(status=TileStatus.RUNNING, lease_expires__lt=timezone.now()).exists():
+        return
+    touched = return_lost_tiles()
+    for job_id in touched:
+        job_finish_tiles(job_id=job_id)  # the lost tile may have been the last, and failed for good
+    if touched:
+        wake_runners()
 
 
 def worker_started():
     """A worker process has started, perhaps in place of one that died or that the cluster killed
-    past the task timeout: take back at once the tiles of this host's workers that are gone, and
-    wake their jobs (no task of theirs is left to carry on)."""
-    _take_back_lost_tiles(untouched_for=settings.STALE_WAKEUP_SECONDS)
+    past the task timeout: take back at once the runner slots and the tiles of this host's workers
+    that are gone, and send runners for them."""
+    _take_back_lost_work(unstarted=False)
 
 
-def _take_back_lost_tiles(untouched_for):
+def _take_back_lost_work(unstarted):
+    runners.free_slots_of(_dead_here, unstarted=unstarted)
     touched = return_lost_tiles()
     for job_id in touched:
         job_finish_tiles(job_id=job_id)  # the lost tile may have been the last, and failed for good
-    wake_stalled_jobs(untouched_for=untouched_for, also=touched)
+    wake_runners()
 
 
 def cluster_started():
     """A cluster has just started (its first heartbeat): tasks held by a cluster that died or
-    stopped taking tasks will not come back before the broker's retry, so wake the jobs that
-    nothing works on now, and take back the tiles of workers of this host that are gone."""
-    _take_back_lost_tiles(untouched_for=0)
+    stopped taking tasks will not come back before the broker's retry, so the runner slots not yet
+    started are sent again (a stale message that arrives later finds its token gone), and the
+    slots and tiles of workers of this host that are gone are taken back."""
+    _take_back_lost_work(unstarted=True)

@@ -1,10 +1,10 @@
-"""Submitting jobs: checking every field of a request, creating the job and its tiles in one
-transaction, and starting jobs that wait for data files once those arrive.
+"""Submitting jobs: checking every field of a request (`plan_job`, which estimates share), and
+creating the job and its tiles in one transaction, within the owner's limits.
 
-`job_submit` is the entry point of every way to submit (REST API, dashboard, admin, legacy API);
-`jobs_start_waiting` runs after an upload and in the sweep.
+`job_submit` is the entry point of every way to submit (REST API, dashboard, admin, legacy API).
 """
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,11 +15,13 @@ from django.utils import timezone
 from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
-from .. import lifecycle, queue, storage, tileindex, towns, vector
+from .. import lifecycle, runners, storage, tileindex, towns, vector
 from jobsite import outbound
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, id_list, quoted
 from ..jobtypes import get_job_type, read_polygons
-from ..models import JOB_WEBHOOKS, MAX_ID, Collection, InterimResults, Job, JobInput, JobLog, JobStatus, JobTile, Label, Tile, Town
+from ..models import (JOB_WEBHOOKS, MAX_ID, Collection, InterimResults, Job, JobInput, JobStatus, JobTile, Label,
+                      Priority, Tile, Town)
+from .waiting import unfit_input
 
 EXACTLY_ONE = {"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"}
 
@@ -108,17 +110,38 @@ def _clean_webhooks(raw):
     return dict(raw)
 
 
-def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
-               inputs=None, wait_timeout=None, collection=None, webhooks=None, wait_for_files=True):
-    """Create a job and all its tiles in one transaction, then queue its work once committed.
+@dataclass(frozen=True)
+class JobPlan:
+    """A submit's request, checked and resolved: what job_submit creates, and job_estimate prices."""
+
+    kind: object
+    params: dict
+    collection: object
+    town: object
+    tile_ids: list  # the tiles' keys
+    files: dict  # input name: (file name, its DataFile or None while it has not arrived)
+    labels: list
+    interim_results: str
+    wait_seconds: int
+    webhooks: dict
+    priority: int
+
+    @property
+    def waiting_for(self):
+        return [name for name, datafile in self.files.values() if datafile is None]
+
+
+def plan_job(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
+             inputs=None, wait_timeout=None, collection=None, webhooks=None, wait_for_files=True, priority=None):
+    """Check every field of a submit and resolve what it names, writing nothing: a JobPlan, or
+    Rejected naming every bad field.
 
     The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
-    polygons overlap, all in `collection` (the default collection without one). `inputs` names the owner's data files the type reads; a job naming a file
-    that has not been uploaded yet waits for it (at most `wait_timeout` seconds), or, without
-    `wait_for_files`, is refused. The files it reads are held until the job is created: one deleted
-    meanwhile is a Conflict, not a job reading nothing. `webhooks` are
-    the job's own ({"update": URL, "finished": URL}), signed with a secret made for the job. Raises Rejected
-    for any bad input, LimitExceeded or TooLarge at the owner's limits, writing nothing.
+    polygons overlap, all in `collection` (the default collection without one). `inputs` names the
+    owner's data files the type reads; a file that has not been uploaded yet is waited for (at most
+    `wait_timeout` seconds), or, without `wait_for_files`, refused. `priority` is low, normal
+    (without it) or, for staff only, high. `webhooks` are the job's own ({"update": URL,
+    "finished": URL}).
     """
     kind = get_job_type(job_type)
     problems = {}  # every check runs, so that one refusal names every bad field
@@ -133,27 +156,42 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
     files = _checked(problems, lambda: _input_files(owner, kind, kind.clean_inputs(inputs), wait_for_files))
     wait_seconds = _checked(problems, _clean_wait_timeout, wait_timeout)
     clean_webhooks = _checked(problems, _clean_webhooks, webhooks)
+    clean_priority = _checked(problems, _clean_priority, owner, priority)
     tiles_from_file = tile_ids is None and town_id is None and kind.tiles_from
     chosen = None if (layer is None and kind.uses_tiles) or (files is None and tiles_from_file) else _checked(
         problems, _choose_tiles, kind, files, tile_ids, town_id, layer)
     if problems:
         raise Rejected(problems)
     town, ids = chosen
-    waiting_for = [name for name, datafile in files.values() if datafile is None]
-    deadline = timezone.now() + timedelta(seconds=wait_seconds)
+    return JobPlan(kind, clean_params, layer, town, ids, files, clean_labels, interim_results, wait_seconds,
+                   clean_webhooks, clean_priority)
+
+
+def job_submit(*, owner, **request):
+    """Create a job and all its tiles in one transaction, then queue its work once committed.
+
+    `request` holds plan_job's fields, checked there. The files the job reads are held until it is
+    created: one deleted meanwhile is a Conflict, not a job reading nothing. The job's own webhooks
+    are signed with a secret made for it. Raises Rejected for any bad input, LimitExceeded or
+    TooLarge at the owner's limits, writing nothing.
+    """
+    plan = plan_job(owner=owner, **request)
+    kind, town, ids, files, waiting_for = plan.kind, plan.town, plan.tile_ids, plan.files, plan.waiting_for
+    deadline = timezone.now() + timedelta(seconds=plan.wait_seconds)
 
     with transaction.atomic():
         _check_active_jobs(owner)
-        _check_kept(owner)
+        check_kept(owner)
         _hold_files([datafile.pk for _, datafile in files.values() if datafile is not None])
-        job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=clean_params, town=town, collection=layer,
+        job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=plan.params, town=town,
+                                 collection=plan.collection, priority=plan.priority,
                                  status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
-                                 wait_deadline=deadline if waiting_for else None, interim_results=interim_results,
+                                 wait_deadline=deadline if waiting_for else None, interim_results=plan.interim_results,
                                  tiles_total=len(ids), woken=None if waiting_for else timezone.now(),
-                                 webhooks=clean_webhooks, webhook_secret=outbound.new_secret() if clean_webhooks else "")
-        if clean_labels:
-            Label.objects.bulk_create([Label(name=name) for name in clean_labels], ignore_conflicts=True)
-            job.labels.set(Label.objects.filter(name__in=clean_labels))
+                                 webhooks=plan.webhooks, webhook_secret=outbound.new_secret() if plan.webhooks else "")
+        if plan.labels:
+            Label.objects.bulk_create([Label(name=name) for name in plan.labels], ignore_conflicts=True)
+            job.labels.set(Label.objects.filter(name__in=plan.labels))
         JobInput.objects.bulk_create([JobInput(job=job, name=name, file_name=file_name, datafile=datafile)
                                       for name, (file_name, datafile) in files.items()])
         JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id) for tile_id in ids], batch_size=2000)
@@ -162,19 +200,27 @@ def job_submit(*, owner, job_type, tile_ids=None, town_id=None, params=None, lab
         lifecycle.job_created(job, f"{owner} submitted {kind.name}{where}"
                                    + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
         if not waiting_for:
-            transaction.on_commit(lambda: queue.enqueue_tiles(job.id, len(ids)))
+            transaction.on_commit(runners.wake)
     return job
+
+
+def _clean_priority(owner, priority):
+    if priority is None:
+        return Priority.NORMAL
+    names = Priority.by_name()
+    if priority not in names:
+        raise Rejected({"priority": f"{quoted(priority)} is not a priority; the priorities are {', '.join(names)}"})
+    if names[priority] == Priority.HIGH and not owner.is_staff:
+        raise Rejected({"priority": "only staff may ask for high priority"})
+    return names[priority]
 
 
 def check_before_files(*, owner, job_type, params):
     """What job_submit refuses that costs nothing to check, for a request that must fetch files
     before it can submit: the type, its parameters, and the owner's limits of jobs."""
     get_job_type(job_type).clean_params(params)
-    active = Job.objects.filter(owner=owner, status__in=JobStatus.active()).count()
-    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
-        raise LimitExceeded(f"you have {active} active jobs and the limit is {settings.MAX_ACTIVE_JOBS_PER_USER}; "
-                            "wait for one to finish or cancel one")
-    _check_kept(owner)
+    check_active_jobs(owner)
+    check_kept(owner)
 
 
 def _checked(problems, check, *args):
@@ -211,18 +257,6 @@ def _hold_files(ids):
     held = list(DataFile.objects.select_for_update(no_key=True).filter(pk__in=ids).values_list("pk", flat=True))
     if len(held) != len(set(ids)):
         raise Conflict("a data file this job reads was deleted meanwhile; submit the job again")
-
-
-def unfit_input(datafile, name, needed):
-    """What makes `datafile` unfit as the input `name`, which needs a `needed` file, or None:
-    another kind of file, or more polygons than MAX_ZONES (from the metadata read at upload)."""
-    if datafile.kind != needed:
-        return f"{datafile.name} is a {datafile.kind} file; {name} needs a {needed} file"
-    layers = datafile.metadata.get("layers") or [{}]
-    features = layers[0].get("feature_count") or 0
-    if needed == "vector" and features > settings.MAX_ZONES:
-        return f"{datafile.name} has {features:,} features; the limit is {settings.MAX_ZONES:,} (JOBSITE_MAX_ZONES)"
-    return None
 
 
 def _clean_wait_timeout(value):
@@ -286,54 +320,21 @@ def _choose_tiles(kind, files, tile_ids, town_id, collection):
     return None, ids
 
 
-def jobs_start_waiting(*, owner_id=None):
-    """Waiting jobs whose data files have all arrived are queued; a file of the wrong kind fails the
-    job. For one owner's jobs (after an upload) or everybody's (the sweep)."""
-    waiting = Job.objects.filter(status=JobStatus.WAITING)
-    if owner_id is not None:
-        waiting = waiting.filter(owner_id=owner_id)
-    for job in waiting.prefetch_related("inputs"):
-        with transaction.atomic():
-            missing, wrong = link_arrived_inputs(job)
-            if wrong:
-                error = "; ".join(wrong)
-                lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error=error,
-                                   message=f"failed: {error}", level=JobLog.Level.ERROR)
-            elif missing:
-                Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
-            elif lifecycle.move_job(job.pk, "queue", message="its data files have all arrived; queued"):
-                transaction.on_commit(lambda job=job: queue.enqueue_tiles(job.pk, job.tiles_total))
-
-
-def link_arrived_inputs(job):
-    """Link each input of `job` that has no data file yet to the owner's file of its name, if that
-    has arrived and fits. Returns (file names still missing, problems of files that arrived unfit)."""
-    missing, wrong = [], []
-    for job_input in job.inputs.all():
-        if job_input.datafile_id is not None:
-            continue
-        datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name).first()
-        needed = next(i.kind for i in get_job_type(job.type).inputs if i.name == job_input.name)
-        if datafile is None:
-            missing.append(job_input.file_name)
-        elif problem := unfit_input(datafile, job_input.name, needed):
-            wrong.append(f"{job_input.file_name} arrived, but {problem}")
-        else:
-            JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
-    return missing, wrong
-
-
 def _check_active_jobs(owner):
     """Refuse a new job to a user at the limit of active jobs. Locking the user's row makes
     concurrent submits of one user count one after the other."""
     get_user_model().objects.select_for_update(no_key=True).filter(pk=owner.pk).first()
+    check_active_jobs(owner)
+
+
+def check_active_jobs(owner):
     active = Job.objects.filter(owner=owner, status__in=JobStatus.active()).count()
     if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
         raise LimitExceeded(f"you have {active} active jobs and the limit is {settings.MAX_ACTIVE_JOBS_PER_USER}; "
                             "wait for one to finish or cancel one")
 
 
-def _check_kept(owner):
+def check_kept(owner):
     """Refuse a new job to a user who keeps MAX_JOBS_PER_USER jobs (finished ones count until they
     are deleted: none is pruned behind their back) or whose jobs store their quota."""
     jobs, stored = storage.job_usage(owner)
@@ -347,15 +348,3 @@ def check_job_storage(stored):
     if stored >= settings.JOB_STORAGE_QUOTA_BYTES:
         raise TooLarge(f"your jobs store {stored} bytes; your quota is {settings.JOB_STORAGE_QUOTA_BYTES} bytes; "
                        "delete finished jobs or their interim results")
-
-
-def start_jobs_waiting_for(sender, datafile, **kwargs):
-    """The `datafile_stored` signal: the owner's waiting jobs may have all their files now."""
-    jobs_start_waiting(owner_id=datafile.owner_id)
-
-
-def jobs_reading(sender, datafile, **kwargs):
-    """The `datafile_in_use` signal: the queued, running or merging jobs that read the file."""
-    return (JobInput.objects.filter(datafile=datafile, job__status__in=[JobStatus.QUEUED, JobStatus.RUNNING,
-                                                                        JobStatus.MERGING])
-            .values_list("job_id", flat=True).distinct())

@@ -1,32 +1,29 @@
-"""The worker: what a cluster worker does with a `run_tiles` task. It claims pending tiles of a
-job in batches under a lease, runs the job type's operation on each, records the results, and hands
-the job on to finishing after its last tile.
+"""The worker: what a cluster worker does with a runner's task (jobs.runners). It claims batches of
+pending tiles under a lease, from the job the scheduler serves next, runs the job type's operation
+on each, records the results, and hands each job on to finishing after its last tile.
 
-`job_run_tiles` is the task's entry point; `claim_tiles` and `run_tile` are its steps, public so
-that benchmarks and tests can drive one worker by hand.
+`run_tiles` is the task's entry point; `claim_tiles` (jobs.services.claims) and `run_tile` are its
+steps, public so that benchmarks and tests can drive one worker by hand.
 """
 
 import logging
-import resource
 import time
-from datetime import timedelta
-from itertools import takewhile
-from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from jobsite import media
 from datafiles.formats import without_paths
 
-from .. import lifecycle, queue, storage, tileindex
+from .. import lifecycle, runners, scheduling, storage, tileindex
 
 from jobsite.exceptions import Rejected
 from ..jobtypes import get_job_type
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster.io import Cancelled, RasterError
+from . import usage
+from .claims import Claim, claim_next, lease_until
 from .finish import job_finish_tiles
 from .repair import return_lost_tiles
 
@@ -38,8 +35,9 @@ class TileWatch:
     tile's lease with one conditional UPDATE; when that finds no row (the tile was canceled with
     its job, or its lease was given to another worker) it tells GDAL to stop."""
 
-    def __init__(self, job_tile, interval=0.5):
+    def __init__(self, job_tile, lease=None, interval=0.5):
         self.job_tile_id, self.attempt, self.interval = job_tile.pk, job_tile.attempts, interval
+        self.lease = lease  # the runner's slot, held as long as the tile runs
         self.checked = time.monotonic()
 
     def __call__(self, fraction):
@@ -48,7 +46,9 @@ class TileWatch:
             return True
         self.checked = now
         try:
-            return bool(lifecycle.claimed(self.job_tile_id, self.attempt).update(lease_expires=_lease_end()))
+            if self.lease is not None:
+                self.lease.keep()
+            return bool(lifecycle.claimed(self.job_tile_id, self.attempt).update(lease_expires=lease_until()))
         except (OperationalError, InterfaceError):  # the database is away (a restart): keep working
             connection.close()
             return True
@@ -72,52 +72,38 @@ def _through_outage(call, *args, **kwargs):
 
 def _let_go(job_tile):
     """Give up this worker's lease on a tile it no longer runs (canceled, failed, or taken from it),
-    so that it may be claimed again (see lifecycle._ended)."""
-    JobTile.objects.filter(pk=job_tile.pk, attempts=job_tile.attempts, lease_owner=job_tile.lease_owner).exclude(
-        status=TileStatus.RUNNING).update(lease_owner="", lease_expires=None)
-
-
-def _lease_end():
-    return timezone.now() + timedelta(seconds=settings.TILE_LEASE_SECONDS)
-
-
-def claim_tiles(job_id, worker, limit):
-    """Move up to `limit` pending tiles of a running job to running, in id order; [] when none is
-    left. A tile that has been tried before is claimed on its own, so that a tile that kills its
-    worker charges no attempts to tiles claimed with it."""
-    with transaction.atomic(savepoint=False):
-        # SKIP LOCKED: two workers claiming at once take different tiles instead of queueing on the
-        # same rows (SQLite has no row locks; its IMMEDIATE transactions run one at a time).
-        # Conditions on the JobTile row only (see lifecycle.claimed). A job that ends skips its pending
-        # tiles in the same transaction, so a pending tile always belongs to a job that may run.
-        free = Q(lease_expires__isnull=True) | Q(lease_expires__lt=timezone.now())  # see lifecycle._ended
-        candidates = list(JobTile.objects.select_related("tile").select_for_update(skip_locked=True, of=("self",))
-                          .filter(free, job_id=job_id, status=TileStatus.PENDING).order_by("id")[:limit])
-        if candidates and candidates[0].attempts:
-            candidates = candidates[:1]
+    so that it may be claimed again (see lifecycle._ended); one that a resume made pending meanwhile
+    is work for the scheduler again."""
+    mine = JobTile.objects.filter(pk=job_tile.pk, attempts=job_tile.attempts, lease_owner=job_tile.lease_owner).exclude(
+        status=TileStatus.RUNNING)
+    with transaction.atomic():
+        if mine.filter(status=TileStatus.PENDING).update(lease_owner="", lease_expires=None):
+            scheduling.mark_job_runnable(job_tile.job_id)
+            transaction.on_commit(runners.wake)
         else:
-            candidates = list(takewhile(lambda job_tile: not job_tile.attempts, candidates))
-        if not candidates:
-            return []
-        now, lease_end = timezone.now(), _lease_end()
-        lifecycle.move_tiles(job_id, "claim", JobTile.objects.filter(pk__in=[t.pk for t in candidates]),
-                             started=now, lease_owner=worker, lease_expires=lease_end)
-    for job_tile in candidates:
-        job_tile.status, job_tile.attempts, job_tile.started = TileStatus.RUNNING, job_tile.attempts + 1, now
-        job_tile.lease_owner, job_tile.lease_expires = worker, lease_end
-    return candidates
+            mine.update(lease_owner="", lease_expires=None)
 
 
-def _record_and_claim(job_id, done, worker, limit):
-    """Record the last batch's successes and claim the next batch, in one transaction: one commit
-    per batch. On PostgreSQL it does not wait for the commit to reach the disk: a database crash
-    may forget the last fraction of a second of tiles, which then run again; nothing is lost."""
+def _record_and_claim(last, done, seconds, worker, batch_size, only_job=None):
+    """Record the last batch's successes (of job `last`, a JobRun), count the `seconds` it took
+    against its owner's share, and claim the next batch, in one transaction: one commit per batch.
+    When the last batch's job has no tile left to claim, only record, and return it to be finished (after the commit, so that of two workers ending its last
+    tiles at once, the later one sees both). On PostgreSQL it does not wait for the commit to reach
+    the disk: a database crash may forget the last fraction of a second of tiles, which then run
+    again; nothing is lost."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        _record_succeeded(job_id, done)
-        return claim_tiles(job_id, worker, limit)
+        if last is not None:
+            _record_succeeded(last.job.pk, done)
+            if not JobTile.objects.filter(job_id=last.job.pk, status=TileStatus.PENDING).exists():
+                claim = Claim(finish=last.job.pk)
+            else:
+                claim = claim_next(worker, batch_size, only_job)
+            scheduling.charge(last.job.owner_id, seconds)  # last: the shares' rows are the last locked
+            return claim
+        return claim_next(worker, batch_size, only_job)
 
 
 # Tiles are claimed in batches worth about this much work (as measured on the tiles before), so
@@ -126,58 +112,161 @@ def _record_and_claim(job_id, done, worker, limit):
 # attempt when claimed: a worker killed in the middle of a batch costs every unfinished tile of it
 # one attempt (and they come back one at a time), so batches are kept to a few hundredths of a
 # second of work. On tiles of 1 ms (bench/dispatch.py) the service's own cost per tile is 0.51 ms
-# with batches of 0.02 s, 0.35 ms with 0.05 s and 0.28 ms with 0.1 s.
+# with batches of 0.02 s, 0.35 ms with 0.05 s and 0.28 ms with 0.1 s. A batch is also how long a
+# job that should run next may wait for a worker.
 BATCH_SECONDS = 0.05
 MAX_BATCH = 64
 
 
-def job_run_tiles(*, job_id, worker):
-    """Claim and process pending tiles of the job until none are left or the task's time budget is used.
+class JobRun:
+    """What a worker keeps about a job whose tiles it runs: the job, its type, input files and grid,
+    and how long its tiles took."""
 
-    1. The first task to arrive moves the job from queued to running.
-    2. Tiles are claimed with SELECT ... FOR UPDATE SKIP LOCKED and a conditional UPDATE, so two
+    def __init__(self, job):
+        self.job, self.kind = job, get_job_type(job.type)
+        self.inputs = job.input_files()
+        self.grid = tileindex.index_grid(job.collection_id) if self.kind.uses_tiles else None
+        self.seconds_per_tile = None
+
+    def batch_size(self):
+        if self.seconds_per_tile is None:
+            return 1
+        return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(self.seconds_per_tile, 1e-6))))
+
+
+def run_tiles(*, worker, slot=None, token=None, only_job=None):
+    """Claim and process batches of tiles, of whichever job the scheduler serves next, until none
+    is left or the time budget is used. With a `slot` (a runner's task, see jobs.runners) it
+    holds that slot meanwhile; without, it is a worker driven by hand (benchmarks, tests), for
+    every job or for `only_job`.
+
+    1. A batch is claimed with SELECT ... FOR UPDATE SKIP LOCKED and a conditional UPDATE, so two
        workers never take the same tile; as many at once as take about BATCH_SECONDS to run.
-    3. The results of a batch are recorded in the transaction that claims the next one.
+    2. The results of a batch are recorded in the transaction that claims the next one.
+    3. After a job's last tile, `job_finish_tiles` moves the job on (exactly one caller wins). Its
+       merge runs here, once the slot has gone to a fresh task that carries on with the tiles.
     4. When the budget runs out, a fresh task takes over, so no task nears the cluster's timeout.
-    5. After the last tile, `job_finish_tiles` moves the job on (exactly one caller wins).
     """
-    _through_outage(lifecycle.move_job, job_id, "start", message=f"running on {worker}")
-    job = _through_outage(Job.objects.filter(pk=job_id).first)
-    if job is None or job.status != JobStatus.RUNNING:
+    lease = runners.RunnerLease(slot, token, worker) if slot is not None else None
+    if lease is not None and not _through_outage(lease.start):
         return
-    kind = get_job_type(job.type)
+    deadline = time.monotonic() + settings.TILE_TASK_BUDGET
+    runs = {}  # job id: JobRun
+
+    def sizes(job_id):
+        return runs[job_id].batch_size() if job_id in runs else 1
+
+    last, done, seconds, worked = None, [], 0.0, False
+    try:  # at least one batch, however little of the budget is left
+        while not worked or (time.monotonic() < deadline and not (lease is not None and lease.lost)):
+            claim = _through_outage(_record_and_claim, last, done, seconds, worker, sizes, only_job)
+            last, done, seconds = None, [], 0.0
+            if claim.finish is not None:
+                if _finish(claim.finish, runs, lease):
+                    return  # merged here; the slot went on to a fresh task
+                continue
+            if claim.job_id is None:
+                if touched := _through_outage(return_lost_tiles):  # a worker died: take over its tiles now
+                    for job_id in touched:
+                        job_finish_tiles(job_id=job_id)  # the lost tile may have been the last, and failed for good
+                    continue
+                if lease is None:
+                    return
+                lease.release()  # then look once more: work that arrived meanwhile finds the slot free, or is seen here
+                claim = _through_outage(_record_and_claim, None, [], 0.0, worker, sizes)
+                if claim.job_id is None:
+                    return
+                lease.retake()  # if a fresh task has the slot, this one stops after the batch
+            run = _job_run(runs, claim.job_id, claim.attempt)
+            if run is None:
+                for job_tile in claim.batch:
+                    _let_go(job_tile)
+                continue
+            if not claim.batch:  # a job of no tiles to run: on to its end
+                if _finish(run.job.pk, runs, lease):
+                    return
+                continue
+            done, seconds = _run_batch(run, claim.batch, lease)
+            last, worked = run, True
+            if lease is not None:
+                _through_outage(lease.keep)
+    except BaseException:
+        _give_back(worker, lease)
+        raise
+    # Out of time (or of the slot): record the last batch, hand the slot to a fresh task, and
+    # finish the last batch's job if that was its last tile.
+    if lease is not None:
+        lease.hand_over()
+    if last is not None:
+        _through_outage(_record_and_charge, last, done, seconds)
+        _finish(last.job.pk, runs, None)
+
+
+def _record_and_charge(run, done, seconds):
+    with transaction.atomic():
+        _record_succeeded(run.job.pk, done)
+        scheduling.charge(run.job.owner_id, seconds)
+
+
+def _finish(job_id, runs, lease):
+    """job_finish_tiles for a job whose tiles this worker may have ended last, merging here; the
+    merge's time counts against the owner's share. With a runner's `lease`, the slot goes to a
+    fresh task first. Returns whether it merged."""
+    run = runs.pop(job_id, None)
+    started = time.monotonic()
+    merged = job_finish_tiles(job_id=job_id, merge_here=True, before_merge=lease.hand_over if lease else None)
+    if merged and run is not None:
+        _through_outage(scheduling.charge, run.job.owner_id, time.monotonic() - started)
+    return merged
+
+
+def _give_back(worker, lease):
+    """After an error the loop did not expect: the tiles this worker runs go back at once (their
+    attempt counted, as a lost worker's) and the slot is free for a fresh task."""
     try:
-        inputs = job.input_files()
-        grid = tileindex.index_grid(job.collection_id) if kind.uses_tiles else None
+        JobTile.objects.filter(status=TileStatus.RUNNING, lease_owner=worker).update(lease_expires=timezone.now())
+        return_lost_tiles()
+        if lease is not None:
+            lease.release()
+            runners.wake()
+    except Exception:
+        logger.exception("%s could not give back its tiles; their leases will run out", worker)
+
+
+def _job_run(runs, job_id, attempt):
+    """The JobRun of a job whose tiles this worker has claimed, at its current attempt (a resume
+    may have changed its parameters and inputs); None if its input files are gone or its tiles
+    unreadable, in which case the job has failed, saying why."""
+    if job_id in runs and runs[job_id].job.attempt == attempt:
+        return runs[job_id]
+    job = _through_outage(Job.objects.filter(pk=job_id).first)
+    if job is None:
+        return None
+    try:
+        run = runs[job_id] = JobRun(job)
     except (Rejected, tileindex.LoadError) as exc:
         error = without_paths(str(exc))
         lifecycle.move_job(job_id, "fail", only_from=[JobStatus.RUNNING], error=error, message=f"failed: {error}",
                            level=JobLog.Level.ERROR)
-        return
-    deadline = time.monotonic() + settings.TILE_TASK_BUDGET
-    seconds_per_tile = None  # measured as the tiles run
+        return None
+    return run
+
+
+def _run_batch(run, batch, lease):
+    """Process a claimed batch; returns the TileDone items of the tiles that succeeded, and the
+    seconds the batch took."""
+    job, kind = run.job, run.kind
+    around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch],
+                             kind.tile_halo(job.params, run.grid), run.grid)
     done = []
-    while True:
-        limit = 1 if seconds_per_tile is None else max(1, min(MAX_BATCH, int(BATCH_SECONDS / seconds_per_tile)))
-        batch = _through_outage(_record_and_claim, job_id, done, worker, limit)
-        if not batch and _through_outage(return_lost_tiles, job_id):  # a worker died: take over its tiles now
-            batch = _through_outage(claim_tiles, job_id, worker, limit)
-        if not batch:
-            break
-        around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch],
-                                 kind.tile_halo(job.params, grid), grid)
-        done = []
-        started = time.monotonic()
-        for job_tile in batch:
-            output = _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id])
-            if output is not None:
-                done.append((job_tile, *output))
-        seconds_per_tile = (time.monotonic() - started) / len(batch)
-        if time.monotonic() > deadline:
-            _through_outage(_record_succeeded, job.id, done)
-            queue.enqueue_tiles(job_id, 1)
-            return
-    job_finish_tiles(job_id=job_id, merge_here=True)
+    started = time.monotonic()
+    for job_tile in batch:
+        output = _process_tile(job, job_tile, kind, run.inputs, run.grid, around[job_tile.tile_id], lease)
+        if output is not None:
+            done.append(lifecycle.TileDone(job_tile, *output))
+    seconds = time.monotonic() - started
+    run.seconds_per_tile = seconds / len(batch)
+    return done, seconds
 
 
 def run_tile(job, job_tile, kind, inputs, grid):
@@ -188,17 +277,16 @@ def run_tile(job, job_tile, kind, inputs, grid):
         _record_succeeded(job.id, [(job_tile, *output)])
 
 
-def _process_tile(job, job_tile, kind, inputs, grid, around):
+def _process_tile(job, job_tile, kind, inputs, grid, around, lease=None):
     """Run the job's operation on one claimed tile. Returns (output relpath, size, CPU seconds, peak
     memory) when it succeeded; a failure or a cancel is recorded here, and returns None."""
     tile = job_tile.tile
     relpath = storage.tile_output_relpath(job.id, tile.number, job_tile.attempts, kind.tile_suffix)
-    before = _cpu_seconds()
-    _reset_peak_memory()
+    measure = usage.TileMeasure()
     try:
         size = kind.process_tile(
             tile=tileindex.grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
-            out_path=media.media_path(relpath), progress=TileWatch(job_tile),
+            out_path=media.media_path(relpath), progress=TileWatch(job_tile, lease),
         )
     except Cancelled:
         lifecycle.move_tiles(job.id, "stop", lifecycle.claimed(job_tile.pk, job_tile.attempts))
@@ -209,36 +297,7 @@ def _process_tile(job, job_tile, kind, inputs, grid, around):
         _tile_failed(job, job_tile, exc, lifecycle.claimed(job_tile.pk, job_tile.attempts))
         _let_go(job_tile)
         return None
-    return relpath, size, round(_cpu_seconds() - before, 6), _peak_memory()
-
-
-PROC_STATUS, PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
-
-
-def _cpu_seconds():
-    """CPU time of this process (all its threads: GDAL's too) and of its tool processes that have ended."""
-    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
-
-
-def _reset_peak_memory():
-    """Start this process's peak resident memory afresh (Linux: VmHWM), so that a tile's figure is its own."""
-    try:
-        PROC_CLEAR_REFS.write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_memory():
-    """Bytes: the peak resident memory of this process since _reset_peak_memory; None where the
-    system does not say."""
-    try:
-        for line in PROC_STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return relpath, size, *measure.done()
 
 
 def _record_succeeded(job_id, done):

@@ -21,3 +21,32 @@ document.querySelectorAll("form.job-form [data-unused-with]").forEach((input) =>
   });
   update();
 });
+
+// The estimate: what the job would cost, asked of the server (the form's own view, as JSON) a
+// moment after the last change. Without this script the Estimate button shows it.
+(() => {
+  const form = document.querySelector("form.job-form");
+  const output = form && form.querySelector("output.estimate-text");
+  if (!output) return;
+  let timer = null;
+  let asked = 0;
+  const ask = async () => {
+    const body = new FormData(form);
+    body.set("estimate", "1");
+    const mine = ++asked;
+    try {
+      const answer = await fetch(form.action || window.location.href, {
+        method: "POST", body, headers: {Accept: "application/json"}, credentials: "same-origin"});
+      const found = await answer.json();
+      if (mine !== asked) return;  // a later change asked again
+      output.textContent = answer.ok ? found.text.trim()
+        : "No estimate: " + Object.entries(found.errors).map(([name, problems]) => `${name}: ${problems.join(" ")}`).join("; ");
+    } catch (error) {
+      if (mine === asked) output.textContent = "No estimate: the server did not answer.";
+    }
+  };
+  const later = () => { clearTimeout(timer); timer = setTimeout(ask, 300); };
+  form.addEventListener("input", later);
+  form.addEventListener("change", later);
+  ask();
+})();

@@ -9,6 +9,8 @@ from datafiles.models import DataFile
 
 from jobsite.exceptions import Rejected
 
+from .scheduling import ClusterHeartbeat, Priority, Runner, Share, UserLimits  # noqa: F401 (models of this app)
+
 
 # The largest id a PositiveIntegerField holds on every database; larger ones cannot exist, and
 # would overflow inside the database if they reached a query.
@@ -204,6 +206,7 @@ class Job(models.Model):
                                    null=True, blank=True)
     town = models.ForeignKey(Town, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     interim_results = models.CharField(max_length=16, choices=InterimResults.choices, default=InterimResults.ON_ERROR)
     tiles_total = models.PositiveIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=1)
@@ -235,6 +238,9 @@ class Job(models.Model):
             models.Index(fields=["owner", "-created"], name="job_owner_created_idx"),
             models.Index(fields=["-created"], name="job_created_idx"),
             models.Index(fields=["finished"], name="job_finished_idx"),
+            # The scheduler walks a user's jobs of one priority that may run, oldest first.
+            models.Index(fields=["owner", "priority", "created", "id"], name="job_schedulable_idx",
+                         condition=models.Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])),
         ]
 
     def __str__(self):
@@ -297,7 +303,7 @@ class JobTile(models.Model):
     cpu_seconds = models.FloatField(null=True, blank=True, help_text="CPU time its successful attempt used, "
                                                                      "its tool processes' included")
     peak_memory = models.BigIntegerField(null=True, blank=True, help_text="bytes: the peak resident memory of the "
-                                                                         "worker process (or its tool) by its end")
+                                                                         "worker process during its work")
     error = models.TextField(blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)
@@ -336,17 +342,3 @@ class JobLog(models.Model):
 
     def __str__(self):
         return self.message
-
-
-
-class ClusterHeartbeat(models.Model):
-    """A running `qcluster`, as its guard loop last reported it (see jobs.broker)."""
-
-    key = models.CharField(max_length=200, unique=True, help_text="the cluster's id")
-    host = models.CharField(max_length=200)
-    pid = models.PositiveIntegerField()
-    started = models.DateTimeField(default=timezone.now)
-    seen = models.DateTimeField(default=timezone.now, db_index=True)
-
-    def __str__(self):
-        return f"cluster on {self.host} ({self.pid}), seen {self.seen:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,92 @@
+"""Claims: moving pending tiles to running under a worker's lease, from the job that the scheduler
+(jobs.scheduling) serves next. The worker (jobs.services.worker) claims in the transaction that
+records its last batch.
+"""
+
+from datetime import timedelta
+from itertools import takewhile
+from typing import NamedTuple
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from .. import lifecycle, scheduling
+from ..models import Job, JobStatus, JobTile, TileStatus
+
+
+def lease_until():
+    return timezone.now() + timedelta(seconds=settings.TILE_LEASE_SECONDS)
+
+
+def claim_tiles(job_id, worker, limit):
+    """Move up to `limit` pending tiles of a running job to running, in id order; [] when none is
+    left. A tile that has been tried before is claimed on its own, so that a tile that kills its
+    worker charges no attempts to tiles claimed with it."""
+    with transaction.atomic(savepoint=False):
+        # SKIP LOCKED: two workers claiming at once take different tiles instead of queueing on the
+        # same rows (SQLite has no row locks; its IMMEDIATE transactions run one at a time).
+        # Conditions on the JobTile row only (see lifecycle.claimed). A job that ends skips its pending
+        # tiles in the same transaction, so a pending tile always belongs to a job that may run.
+        candidates = list(scheduling.claimable_tiles().select_related("tile")
+                          .select_for_update(skip_locked=True, of=("self",)).filter(job_id=job_id).order_by("id")[:limit])
+        if candidates and candidates[0].attempts:
+            candidates = candidates[:1]
+        else:
+            candidates = list(takewhile(lambda job_tile: not job_tile.attempts, candidates))
+        if not candidates:
+            return []
+        now, until = timezone.now(), lease_until()
+        lifecycle.move_tiles(job_id, "claim", JobTile.objects.filter(pk__in=[t.pk for t in candidates]),
+                             started=now, lease_owner=worker, lease_expires=until)
+    for job_tile in candidates:
+        job_tile.status, job_tile.attempts, job_tile.started = TileStatus.RUNNING, job_tile.attempts + 1, now
+        job_tile.lease_owner, job_tile.lease_expires = worker, until
+    return candidates
+
+
+class Claim(NamedTuple):
+    """What a worker is to do next: run `batch` (claimed tiles of `job_id`, at its `attempt`;
+    possibly none for a job of no tiles that it has just started), or, with `finish`, finish that
+    job first."""
+
+    job_id: int | None = None
+    batch: list = []
+    finish: int | None = None
+    attempt: int | None = None
+
+
+def claim_next(worker, batch_size, only_job=None):
+    """Claim a batch of the job that the scheduler serves next (or of `only_job`): up to
+    `batch_size(job_id)` of its tiles (fewer at its owner's limit of running tiles). A queued job
+    is started here; one of no tiles to run is returned with an empty batch. Claim() when nothing
+    can run."""
+    if only_job is not None:
+        found = Job.objects.filter(pk=only_job, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).values_list(
+            "status", "attempt").first()
+        jobs = [] if found is None else [(only_job, *found, None, None)]
+    else:
+        jobs = scheduling.candidates()
+    with transaction.atomic(savepoint=False):
+        for job_id, status, attempt, owner_id, limit in jobs:
+            size = batch_size(job_id)
+            if limit is not None:
+                size = min(size, _room(owner_id, limit))
+                if size <= 0:
+                    continue
+            if status == JobStatus.QUEUED:
+                lifecycle.move_job(job_id, "start", message=f"running on {worker}")
+            batch = claim_tiles(job_id, worker, size)
+            if batch:
+                return Claim(job_id, batch, attempt=attempt)
+            if status == JobStatus.QUEUED:
+                return Claim(job_id, [], attempt=attempt)
+    return Claim()
+
+
+def _room(owner_id, limit):
+    """Tiles the user may still start: counted with the user's row locked, so that workers claiming
+    for one user at once count one after the other (the order of locks: user, job, tiles, shares)."""
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=owner_id).first()
+    return limit - JobTile.objects.filter(status=TileStatus.RUNNING, job__owner_id=owner_id).count()

@@ -1,0 +1,99 @@
+"""Estimates: what a submit would cost on this site, before it is made, writing nothing.
+
+The costs per pixel come from this site's recent succeeded jobs of the same type (the last
+RECENT_JOBS): the CPU seconds their tiles used, the seconds their merges took, the bytes of their
+outputs, and what their wall time held beyond those (picking up, batches, recording). A type
+never run here is priced with the DEFAULT_ figures below, and the answer says so.
+
+The wall time counts the share of the workers the job would get now: the scheduler gives each
+user with work at the job's priority (or higher) an equal part of them (jobs.scheduling).
+"""
+
+import statistics
+
+from django.db.models import F, Sum
+
+from .. import runners
+from ..models import Job, JobStatus, JobTile, Share, Tile, TileStatus
+from .submit import check_active_jobs, check_kept, plan_job
+from jobsite.exceptions import LimitExceeded, TooLarge
+
+RECENT_JOBS = 20
+# For a type never run on this site: a plain GDAL raster operation's costs on one core.
+DEFAULT_CPU_SECONDS_PER_MEGAPIXEL = 0.1
+DEFAULT_MERGE_SECONDS_PER_MEGAPIXEL = 0.05
+DEFAULT_OVERHEAD_SECONDS = 1.0
+DEFAULT_OUTPUT_BYTES_PER_PIXEL = 4.0  # float32, before compression
+
+
+def job_estimate(*, owner, **request):
+    """What the submit `request` (job_submit's fields) would cost: tiles, pixels, worker seconds,
+    wall seconds, output bytes, its place in the queue and whether the owner's limits allow it.
+    Raises Rejected for a bad request, as the submit would."""
+    plan = plan_job(owner=owner, **request)
+    pixels = Tile.objects.filter(pk__in=plan.tile_ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0
+    costs = type_costs(plan.kind.name)
+    tiles = len(plan.tile_ids)
+    worker_seconds = pixels / 1e6 * costs["cpu_seconds_per_megapixel"]
+    merge_seconds = pixels / 1e6 * costs["merge_seconds_per_megapixel"]
+    ahead = _jobs_ahead(plan.priority)
+    workers = runners.wanted()
+    competing = _users_with_work(plan.priority) - {owner.pk}
+    parallel = max(1.0, min(tiles, workers / (len(competing) + 1)))
+    wall = costs["overhead_seconds"] + worker_seconds / parallel + merge_seconds
+    return {
+        "type": plan.kind.name, "tiles": tiles, "pixels": pixels, "megapixels": round(pixels / 1e6, 2),
+        "worker_seconds": round(worker_seconds + merge_seconds, 2), "wall_seconds": round(wall, 2),
+        "output_bytes": round(pixels * costs["output_bytes_per_pixel"]),
+        "queue": {"jobs_ahead": ahead, "users_sharing_workers": len(competing), "workers": workers},
+        "waiting_for": plan.waiting_for,
+        "costs": costs,
+        "allowed": _allowed(owner),
+    }
+
+
+def type_costs(job_type):
+    """Costs per megapixel of a job type, from this site's last RECENT_JOBS succeeded jobs of it."""
+    recent = list(Job.objects.filter(type=job_type, status=JobStatus.SUCCEEDED, started__isnull=False,
+                                     merge_started__isnull=False).order_by("-finished")
+                  .values_list("id", "created", "started", "merge_started", "finished", "outputs_size", "tiles_total")
+                  [:RECENT_JOBS])
+    per_job = {row["job_id"]: row for row in JobTile.objects.filter(
+        job_id__in=[job[0] for job in recent], status=TileStatus.SUCCEEDED).values("job_id").annotate(
+        cpu=Sum("cpu_seconds"), pixels=Sum(F("tile__width") * F("tile__height"))).order_by()}
+    measured = [(job, per_job[job[0]]) for job in recent if per_job.get(job[0], {}).get("pixels")]
+    if not measured:
+        return {"measured_jobs": 0, "cpu_seconds_per_megapixel": DEFAULT_CPU_SECONDS_PER_MEGAPIXEL,
+                "merge_seconds_per_megapixel": DEFAULT_MERGE_SECONDS_PER_MEGAPIXEL,
+                "overhead_seconds": DEFAULT_OVERHEAD_SECONDS, "output_bytes_per_pixel": DEFAULT_OUTPUT_BYTES_PER_PIXEL}
+    megapixels = sum(tiles["pixels"] for _, tiles in measured) / 1e6
+    cpu = sum(tiles["cpu"] or 0.0 for _, tiles in measured)
+    merge = sum((job[4] - job[3]).total_seconds() for job, _ in measured)
+    workers = runners.wanted()
+    overheads = [max(0.0, (job[4] - job[1]).total_seconds() - (tiles["cpu"] or 0.0) / max(1, min(workers, job[6]))
+                     - (job[4] - job[3]).total_seconds()) for job, tiles in measured]
+    return {"measured_jobs": len(measured), "cpu_seconds_per_megapixel": round(cpu / megapixels, 4),
+            "merge_seconds_per_megapixel": round(merge / megapixels, 4),
+            "overhead_seconds": round(statistics.median(overheads), 3),
+            "output_bytes_per_pixel": round(sum(job[5] for job, _ in measured) / (megapixels * 1e6), 4)}
+
+
+def _jobs_ahead(priority):
+    """Jobs that the workers serve before or beside a new job of `priority`: queued or running,
+    of that priority or higher."""
+    return Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING], priority__gte=priority).count()
+
+
+def _users_with_work(priority):
+    return set(Share.objects.filter(runnable=True, priority__gte=priority).values_list("user_id", flat=True))
+
+
+def _allowed(owner):
+    """{"ok": whether the owner's limits allow a new job now, "problems": what they refuse}."""
+    problems = []
+    for check in (check_active_jobs, check_kept):
+        try:
+            check(owner)
+        except (LimitExceeded, TooLarge) as exc:
+            problems.append(str(exc))
+    return {"ok": not problems, "problems": problems}

@@ -1,0 +1,75 @@
+"""Data files and the jobs that read them: waiting jobs start once their files have all arrived
+(or fail on one that arrived unfit), and a file in use by a job is not replaced or deleted.
+
+`jobs_start_waiting` runs after an upload (the `datafile_stored` signal) and in the sweep.
+"""
+
+from django.conf import settings
+from django.db import transaction
+
+from datafiles.models import DataFile
+
+from .. import lifecycle, runners
+from ..jobtypes import get_job_type
+from ..models import Job, JobInput, JobLog, JobStatus
+
+
+def jobs_start_waiting(*, owner_id=None):
+    """Waiting jobs whose data files have all arrived are queued; a file of the wrong kind fails the
+    job. For one owner's jobs (after an upload) or everybody's (the sweep)."""
+    waiting = Job.objects.filter(status=JobStatus.WAITING)
+    if owner_id is not None:
+        waiting = waiting.filter(owner_id=owner_id)
+    for job in waiting.prefetch_related("inputs"):
+        with transaction.atomic():
+            missing, wrong = link_arrived_inputs(job)
+            if wrong:
+                error = "; ".join(wrong)
+                lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error=error,
+                                   message=f"failed: {error}", level=JobLog.Level.ERROR)
+            elif missing:
+                Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
+            elif lifecycle.move_job(job.pk, "queue", message="its data files have all arrived; queued"):
+                transaction.on_commit(runners.wake)
+
+
+def link_arrived_inputs(job):
+    """Link each input of `job` that has no data file yet to the owner's file of its name, if that
+    has arrived and fits. Returns (file names still missing, problems of files that arrived unfit)."""
+    missing, wrong = [], []
+    for job_input in job.inputs.all():
+        if job_input.datafile_id is not None:
+            continue
+        datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name).first()
+        needed = next(i.kind for i in get_job_type(job.type).inputs if i.name == job_input.name)
+        if datafile is None:
+            missing.append(job_input.file_name)
+        elif problem := unfit_input(datafile, job_input.name, needed):
+            wrong.append(f"{job_input.file_name} arrived, but {problem}")
+        else:
+            JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
+    return missing, wrong
+
+
+def unfit_input(datafile, name, needed):
+    """What makes `datafile` unfit as the input `name`, which needs a `needed` file, or None:
+    another kind of file, or more polygons than MAX_ZONES (from the metadata read at upload)."""
+    if datafile.kind != needed:
+        return f"{datafile.name} is a {datafile.kind} file; {name} needs a {needed} file"
+    layers = datafile.metadata.get("layers") or [{}]
+    features = layers[0].get("feature_count") or 0
+    if needed == "vector" and features > settings.MAX_ZONES:
+        return f"{datafile.name} has {features:,} features; the limit is {settings.MAX_ZONES:,} (JOBSITE_MAX_ZONES)"
+    return None
+
+
+def start_jobs_waiting_for(sender, datafile, **kwargs):
+    """The `datafile_stored` signal: the owner's waiting jobs may have all their files now."""
+    jobs_start_waiting(owner_id=datafile.owner_id)
+
+
+def jobs_reading(sender, datafile, **kwargs):
+    """The `datafile_in_use` signal: the queued, running or merging jobs that read the file."""
+    return (JobInput.objects.filter(datafile=datafile, job__status__in=[JobStatus.QUEUED, JobStatus.RUNNING,
+                                                                        JobStatus.MERGING])
+            .values_list("job_id", flat=True).distinct())

@@ -1,0 +1,211 @@
+"""The scheduler: which job's tiles a worker claims next, by priority, fair share and age.
+
+The order tests drive workers by hand on a simulated clock: each claimed tile "runs" for a fixed
+time and succeeds, and the worker that is free first records its batch and claims the next, through
+the same transaction the cluster's workers use. Everything but the raster work is real.
+"""
+
+import heapq
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth.models import User
+from django_q.models import OrmQ
+
+from jobs import lifecycle
+from jobs.models import Job, JobStatus, JobTile, Priority, Share, TileStatus, UserLimits
+from jobs.services import control
+from jobs.services.submit import job_submit
+from jobs.services.worker import _record_and_claim
+from jobs.tileindex import load_tiles
+from jobsite.exceptions import Rejected
+
+from .conftest import write_tileset
+
+TILE_SECONDS = 1.0
+
+
+@pytest.fixture(scope="session")
+def hundred_tiles(tmp_path_factory):
+    return write_tileset(tmp_path_factory.mktemp("hundred"), 80, 80, 8)
+
+
+@pytest.fixture
+def big_index(db, hundred_tiles):
+    """100 tiles (their raster work is simulated here)."""
+    load_tiles(hundred_tiles.folder)
+    return hundred_tiles
+
+
+@pytest.fixture
+def users(db):
+    return {name: User.objects.create_user(name, password="pw-" + name) for name in ("ann", "bob", "cy", "dee")}
+
+
+class Site:
+    """`workers` workers on a simulated clock; each tile takes TILE_SECONDS and succeeds."""
+
+    def __init__(self, workers, batch=1):
+        self.now = 0.0
+        self.batch = batch
+        self.free = [(0.0, n, None, []) for n in range(workers)]  # (free at, worker, job run, claimed tiles)
+        self.served = []  # (start, end, owner name, job id) of each batch
+        self.running_peak = {}
+
+    def step(self):
+        """The first free worker records its batch and claims the next; False when it found none."""
+        at, worker, last, batch = heapq.heappop(self.free)
+        self.now = max(self.now, at)
+        done = [lifecycle.TileDone(job_tile, f"fake/{job_tile.pk}.tif", 0) for job_tile in batch]
+        claim = _record_and_claim(last, done, TILE_SECONDS * len(batch), f"w{worker}", lambda job_id: self.batch)
+        if claim.finish is not None:  # all its tiles done: the merge is not simulated
+            lifecycle.move_job(claim.finish, "merge", message="all tiles done")
+            heapq.heappush(self.free, (self.now, worker, None, []))
+            return True
+        if claim.job_id is None:
+            heapq.heappush(self.free, (self.now + 1000, worker, None, []))
+            return False
+        job = Job.objects.select_related("owner").get(pk=claim.job_id)
+        end = self.now + TILE_SECONDS * len(claim.batch)
+        self.served.append((self.now, end, job.owner.username, job.pk))
+        for owner, count in _running_per_owner().items():
+            self.running_peak[owner] = max(self.running_peak.get(owner, 0), count)
+        heapq.heappush(self.free, (end, worker, SimpleNamespace(job=job), claim.batch))
+        return True
+
+    def run(self, until=None):
+        """Until `until` (the batches ending later have not been recorded), or until no worker has work."""
+        while until is None or self.free[0][0] < until:
+            if not self.step() and all(last is None for _, _, last, _ in self.free):
+                break
+        if until is not None:
+            self.now = until
+
+    def worker_seconds(self, start, end):
+        """Worker seconds each user had between `start` and `end`."""
+        totals = {}
+        for begin, finish, owner, _ in self.served:
+            overlap = min(finish, end) - max(begin, start)
+            if overlap > 0:
+                totals[owner] = totals.get(owner, 0) + overlap
+        return totals
+
+    def first_start(self, job_id):
+        return min(begin for begin, _, _, job in self.served if job == job_id)
+
+    def last_end(self, job_id):
+        return max(finish for _, finish, _, job in self.served if job == job_id)
+
+
+def _running_per_owner():
+    counts = {}
+    for owner in JobTile.objects.filter(status=TileStatus.RUNNING).values_list("job__owner__username", flat=True):
+        counts[owner] = counts.get(owner, 0) + 1
+    return counts
+
+
+def submit(owner, tiles, index, **options):
+    return job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:tiles], **options)
+
+
+def test_three_users_at_once_get_equal_shares_of_the_workers(big_index, users):
+    jobs = [submit(users[name], 60, big_index) for name in ("ann", "bob", "cy")]
+    site = Site(workers=2)
+    site.run()
+    all_three = min(site.last_end(job.pk) for job in jobs)  # until the first of them ends
+    shares = site.worker_seconds(0, all_three)
+    assert set(shares) == {"ann", "bob", "cy"}
+    fair = sum(shares.values()) / 3
+    assert all(abs(share - fair) <= 0.1 * fair for share in shares.values()), shares
+    assert all(Job.objects.get(pk=job.pk).status == JobStatus.MERGING for job in jobs)
+
+
+def test_a_small_job_submitted_into_a_big_one_runs_at_once_on_a_worker_of_its_own(big_index, users):
+    big = submit(users["ann"], 60, big_index)
+    site = Site(workers=2)
+    site.run(until=10)
+    small = submit(users["bob"], 4, big_index)
+    submitted = site.now
+    site.run()
+    assert site.first_start(small.pk) <= submitted + TILE_SECONDS  # within one batch
+    assert site.last_end(small.pk) <= submitted + 5 * TILE_SECONDS  # one worker of two: 4 tiles, 4 s
+    # The big job lost no more than the small job's work.
+    assert site.last_end(big.pk) <= 60 / 2 * TILE_SECONDS + 4 / 2 * TILE_SECONDS + TILE_SECONDS
+
+
+def test_a_high_priority_job_overtakes_normal_ones_within_one_batch_and_low_ones_wait(big_index, users):
+    users["dee"].is_staff = True
+    users["dee"].save()
+    normal = [submit(users[name], 30, big_index) for name in ("ann", "bob")]
+    low = submit(users["cy"], 10, big_index, priority="low")
+    site = Site(workers=2, batch=3)
+    site.run(until=6)
+    high = submit(users["dee"], 12, big_index, priority="high")
+    submitted = site.now
+    site.run()
+    served_after = [batch for batch in site.served if batch[0] >= submitted]
+    # Each worker's next batch is the high job's, once its current batch (3 tiles) ends.
+    assert site.first_start(high.pk) <= submitted + 3 * TILE_SECONDS
+    assert {job for _, _, _, job in served_after[:4]} == {high.pk}
+    assert site.first_start(low.pk) >= max(site.last_end(job.pk) for job in normal) - 3 * TILE_SECONDS
+
+
+def test_a_user_at_their_limit_of_running_tiles_gets_no_more_workers(big_index, users, settings):
+    settings.MAX_RUNNING_TILES_PER_USER = 2
+    UserLimits.objects.create(user=users["ann"], max_running_tiles=1)
+    ann, bob = submit(users["ann"], 20, big_index), submit(users["bob"], 20, big_index)
+    site = Site(workers=4, batch=4)
+    site.run()
+    assert site.running_peak == {"ann": 1, "bob": 2}
+    assert Job.objects.get(pk=ann.pk).status == Job.objects.get(pk=bob.pk).status == JobStatus.MERGING
+
+
+def test_a_user_who_had_much_recently_goes_after_those_who_had_less(big_index, users):
+    first = submit(users["ann"], 20, big_index)
+    site = Site(workers=1)
+    site.run()  # ann alone: her share's served grows
+    assert Job.objects.get(pk=first.pk).status == JobStatus.MERGING
+    again, newcomer = submit(users["ann"], 6, big_index), submit(users["bob"], 6, big_index)
+    site.free = [(site.now, 0, None, [])]
+    site.run()
+    # bob starts from where ann stood, not from nothing: they take turns rather than bob running alone.
+    owners = [owner for _, _, owner, _ in site.served[20:26]]
+    assert owners.count("ann") == 3 and owners.count("bob") == 3
+    assert Share.objects.get(user=users["bob"], priority=Priority.NORMAL).served >= 20 * TILE_SECONDS
+    assert Job.objects.get(pk=again.pk).status == Job.objects.get(pk=newcomer.pk).status == JobStatus.MERGING
+
+
+def test_the_oldest_job_of_a_user_runs_first(big_index, users):
+    older, newer = submit(users["ann"], 3, big_index), submit(users["ann"], 3, big_index)
+    site = Site(workers=1)
+    site.run()
+    assert [job for _, _, _, job in site.served] == [older.pk] * 3 + [newer.pk] * 3
+
+
+def test_runners_follow_the_workers_not_the_jobs(big_index, users, settings, django_capture_on_commit_callbacks):
+    settings.MAX_ACTIVE_JOBS_PER_USER = 50
+    before = OrmQ.objects.count()
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(40):
+            submit(users[("ann", "bob", "cy", "dee")[n % 4]], 2, big_index)
+    assert OrmQ.objects.count() - before == settings.WORKERS
+
+
+def test_priority_high_is_for_staff_and_a_bad_name_is_refused(big_index, users):
+    with pytest.raises(Rejected) as refused:
+        submit(users["ann"], 1, big_index, priority="high")
+    assert refused.value.errors == {"priority": "only staff may ask for high priority"}
+    with pytest.raises(Rejected) as refused:
+        submit(users["ann"], 1, big_index, priority="urgent")
+    assert refused.value.errors == {"priority": "'urgent' is not a priority; the priorities are low, normal, high"}
+    assert not Job.objects.exists()
+
+
+def test_setting_the_priority_of_jobs_changes_those_not_yet_merging(big_index, users):
+    queued, merging = submit(users["ann"], 2, big_index), submit(users["ann"], 2, big_index)
+    Job.objects.filter(pk=merging.pk).update(status=JobStatus.MERGING)
+    assert control.jobs_set_priority(Job.objects.all(), Priority.HIGH) == 1
+    assert Job.objects.get(pk=queued.pk).priority == Priority.HIGH
+    assert Job.objects.get(pk=merging.pk).priority == Priority.NORMAL
+    assert Share.objects.get(user=users["ann"], priority=Priority.HIGH).runnable
+    assert queued.logs.filter(message="priority set to high").exists()
