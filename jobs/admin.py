@@ -3,7 +3,7 @@ from django.db.models import Count
 
 from jobsite.exceptions import Conflict, TooLarge
 from .jobtypes import JOB_TYPES
-from .models import Collection, Job, JobInput, JobLog, JobTile, Label, Priority, Tile, Town, UserLimits
+from .models import Collection, DailyUsage, Job, JobInput, JobLog, JobTile, Label, Priority, Tile, Town, UserLimits
 from .services import control
 
 
@@ -205,6 +205,19 @@ class JobLogAdmin(ViewOnlyAdmin):
 class UserLimitsAdmin(admin.ModelAdmin):
     """Limits of single users that differ from the site's settings."""
 
-    list_display = ["user", "max_running_tiles"]
+    list_display = ["user", "max_running_tiles", "pixels_per_day", "cpu_seconds_per_day", "job_storage_bytes"]
     search_fields = ["user__username"]
     raw_id_fields = ["user"]
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(ViewOnlyAdmin):
+    """The quotas' ledger: what each user's jobs used per day (UTC), kept when the jobs are deleted."""
+
+    list_display = ["day", "user", "jobs", "pixels", "cpu_seconds"]
+    list_filter = ["day"]
+    search_fields = ["user__username"]
+    date_hierarchy = "day"
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -27,6 +27,15 @@ class LimitExceeded(Exception):
     """The caller has reached a configured limit, such as active jobs at once (429)."""
 
 
+class QuotaExceeded(LimitExceeded):
+    """A daily quota that a request would go over (429): `quota` says which, its limit, the usage,
+    what the request asks and when it resets."""
+
+    def __init__(self, message, quota):
+        self.quota = quota
+        super().__init__(message)
+
+
 class TooLarge(Exception):
     """An upload over the size limit or the owner's storage quota (413)."""
 

@@ -267,6 +267,9 @@ MAX_RUNNING_TILES_PER_USER = envint("JOBSITE_MAX_RUNNING_TILES_PER_USER", 0, min
 # What each user's jobs may keep: the bytes of their outputs and interim results together, and the
 # jobs themselves (finished ones too, until deleted). A submit beyond either is refused; no job is pruned.
 JOB_STORAGE_QUOTA_BYTES = envint("JOBSITE_JOB_STORAGE_QUOTA_BYTES", 20 * 1024 * 1024 * 1024, minimum=1)
+# What each user's jobs may process and use per day (UTC); 0 for no limit. Per user in the admin.
+PIXELS_PER_DAY = envint("JOBSITE_PIXELS_PER_DAY", 0, minimum=0)
+CPU_SECONDS_PER_DAY = envint("JOBSITE_CPU_SECONDS_PER_DAY", 0, minimum=0)
 MAX_JOBS_PER_USER = envint("JOBSITE_MAX_JOBS_PER_USER", 1000, minimum=1)
 INTERIM_RESULTS_DEFAULT = os.environ.get("JOBSITE_INTERIM_RESULTS", "on_error")
 # The collection of tiles that jobs, tile lists and load_tiles use when none is named.

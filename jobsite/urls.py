@@ -59,6 +59,7 @@ urlpatterns = [
          name="api-docs"),
     path("api/v1/storage/", views.StorageView.as_view(), name="api-storage"),
     path("api/v1/usage/", views.UsageView.as_view(), name="api-usage"),
+    path("api/v1/quotas/", views.QuotasView.as_view(), name="api-quotas"),
     path("api/v1/health/", views.HealthView.as_view(), name="api-health"),
     path("api/v1/events/", streams.all_events, name="api-events"),
     path("api/v1/jobs/<int:pk>/events/", streams.job_events, name="api-job-events"),

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetch, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetch, Q, Sum
 from django.http import FileResponse, Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -23,13 +23,15 @@ from .. import health, queue, storage
 
 from ..jobtypes import JOB_TYPES, get_job_type
 from jobsite.exceptions import quoted
-from ..models import Collection, Job, JobLog, Label, Tile, Town
-from ..services import control, usage
+from datafiles.models import DataFile
+
+from ..models import Collection, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
+from ..services import control, quotas, usage
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
-from jobsite.api.errors import ErrorSerializer
+from jobsite.api.errors import ErrorSerializer, QuotaErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
-from .serializers import (CleanupSerializer, CollectionSerializer, EstimateSerializer, JobCreateSerializer, JobLogSerializer,
+from .serializers import (CleanupSerializer, CollectionSerializer, EstimateSerializer, QuotasSerializer, JobCreateSerializer, JobLogSerializer,
                           CreatedJobSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
                           StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer, outputs_of)
 
@@ -70,7 +72,7 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         job = self.get_queryset().get(pk=job.pk)
         return Response(JobSerializer(job, context=self.get_serializer_context()).data, status=code)
 
-    @extend_schema(request=JobCreateSerializer, responses={201: CreatedJobSerializer, 429: ErrorSerializer})
+    @extend_schema(request=JobCreateSerializer, responses={201: CreatedJobSerializer, 429: QuotaErrorSerializer})
     def create(self, request, *args, **kwargs):
         job = JobCreateSerializer(data=request.data).submit(request.user)
         represented = self.get_queryset().get(pk=job.pk)
@@ -287,6 +289,25 @@ class StorageView(APIView):
                 raise ValidationError({"older_than": "must be between 0 and 36500 days"})
         jobs, files, size = storage.cleanup(owner=request.user, older_than_days=days, remove=queue.remove_files_later)
         return Response({"jobs": jobs, "files": files, "bytes": size}, status=status.HTTP_202_ACCEPTED)
+
+
+class QuotasView(APIView):
+    """The caller's limits and quotas with what they use of each (staff: one user's with `user`), and
+    when the daily quotas reset: what a client needs to plan its submits."""
+
+    @extend_schema(parameters=[OpenApiParameter("user", str, description="staff only: one user's name")],
+                   responses=QuotasSerializer)
+    def get(self, request):
+        user = request.user
+        if "user" in request.query_params:
+            if not request.user.is_staff:
+                raise ValidationError({"user": "only staff may see another user's quotas"})
+            user = get_object_or_404(get_user_model(), username=request.query_params["user"])
+        jobs_kept, job_bytes = storage.job_usage(user)
+        return Response(quotas.quotas_of(
+            user, active_jobs=Job.objects.filter(owner=user, status__in=JobStatus.active()).count(), jobs_kept=jobs_kept,
+            job_bytes=job_bytes, data_bytes=DataFile.objects.filter(owner=user).aggregate(n=Sum("size"))["n"] or 0,
+            running_tiles=JobTile.objects.filter(job__owner=user, status=TileStatus.RUNNING).count()))
 
 
 class UsageView(APIView):

@@ -9,7 +9,7 @@ from datafiles.models import DataFile
 
 from jobsite.exceptions import Rejected
 
-from .scheduling import ClusterHeartbeat, Priority, Runner, Share, UserLimits  # noqa: F401 (models of this app)
+from .scheduling import ClusterHeartbeat, DailyUsage, Priority, Runner, Share, UserLimits  # noqa: F401 (models of this app)
 
 
 # The largest id a PositiveIntegerField holds on every database; larger ones cannot exist, and

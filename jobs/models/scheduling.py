@@ -1,5 +1,5 @@
-"""The scheduler's and the clusters' own rows: job priorities, users' shares and limits, the
-runner slots, and the clusters' heartbeats."""
+"""The scheduler's, the quotas' and the clusters' own rows: job priorities, users' shares, limits
+and daily usage, the runner slots, and the clusters' heartbeats."""
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -48,14 +48,46 @@ class UserLimits(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="limits")
     max_running_tiles = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="tiles of the user's jobs that may run at once (the user's share of the "
-                                         "cluster's workers); empty: JOBSITE_MAX_RUNNING_TILES_PER_USER")
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="tiles of the user's jobs that may run at once (the user's share of the cluster's workers); "
+                  "empty: JOBSITE_MAX_RUNNING_TILES_PER_USER")
+    pixels_per_day = models.BigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="pixels the user's jobs may process per day (UTC), counted at submit and resume; "
+                  "empty: JOBSITE_PIXELS_PER_DAY")
+    cpu_seconds_per_day = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="CPU seconds the user's jobs may use per day (UTC): a submit is refused once they have; "
+                  "empty: JOBSITE_CPU_SECONDS_PER_DAY")
+    job_storage_bytes = models.BigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="what the user's jobs may store, outputs and interim results; empty: JOBSITE_JOB_STORAGE_QUOTA_BYTES")
 
     class Meta:
         verbose_name_plural = "user limits"
 
     def __str__(self):
         return f"limits of {self.user}"
+
+
+class DailyUsage(models.Model):
+    """What a user's jobs used on one day (UTC), kept when the jobs are deleted: the quotas' ledger
+    (jobs.services.quotas). Pixels count when a job is submitted or resumed (those it will process),
+    CPU seconds as its tiles and its merge are done."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField()
+    jobs = models.PositiveIntegerField(default=0, help_text="jobs submitted or resumed")
+    pixels = models.BigIntegerField(default=0)
+    cpu_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="dailyusage_unique_user_day")]
+        ordering = ["-day", "user"]
+        verbose_name_plural = "daily usage"
+
+    def __str__(self):
+        return f"{self.user} on {self.day}"
 
 
 class Runner(models.Model):

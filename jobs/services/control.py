@@ -4,9 +4,11 @@ caller (REST API, dashboard, admin, legacy API) goes through."""
 import shutil
 
 from django.db import transaction
+from django.db.models import F, Sum
 
 from jobsite import media
 from .. import lifecycle, runners, scheduling, storage
+from . import quotas
 
 from jobsite.exceptions import Conflict, Rejected
 from ..jobtypes import get_job_type
@@ -66,7 +68,7 @@ def job_resume(*, job, by=None, params=None):
     # A parameter added to the type after the job was stored had its default then.
     before = {**{param.name: param.default for param in kind.params}, **job.params}
     changes = {name: (before.get(name), value) for name, value in new_params.items() if before.get(name) != value}
-    check_job_storage(storage.job_usage(job.owner_id)[1])
+    check_job_storage(job.owner_id, storage.job_usage(job.owner_id)[1])
     missing, wrong = link_arrived_inputs(job)  # a job that waited in vain runs once its files are there
     if missing or wrong:
         raise Conflict(f"job {job.pk} cannot run yet: "
@@ -85,6 +87,9 @@ def job_resume(*, job, by=None, params=None):
             _forget_lost_outputs(job.pk)
             rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
         to_run = lifecycle.move_tiles(job.pk, "rerun", rerun)
+        pixels = tiles.filter(status=TileStatus.PENDING).aggregate(n=Sum(F("tile__width") * F("tile__height")))["n"] or 0
+        quotas.check_daily(job.owner_id, pixels)  # refused: nothing of the above is kept
+        quotas.record(job.owner_id, jobs=1, pixels=pixels)
         kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
         attempt = job.attempt + 1
         changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())

@@ -14,7 +14,8 @@ import statistics
 from django.db.models import F, Sum
 
 from .. import runners
-from ..models import Job, JobStatus, JobTile, Share, Tile, TileStatus
+from ..models import Job, JobStatus, JobTile, Share, TileStatus
+from . import quotas
 from .submit import check_active_jobs, check_kept, plan_job
 from jobsite.exceptions import LimitExceeded, TooLarge
 
@@ -31,7 +32,7 @@ def job_estimate(*, owner, **request):
     wall seconds, output bytes, its place in the queue and whether the owner's limits allow it.
     Raises Rejected for a bad request, as the submit would."""
     plan = plan_job(owner=owner, **request)
-    pixels = Tile.objects.filter(pk__in=plan.tile_ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0
+    pixels = plan.pixels
     costs = type_costs(plan.kind.name)
     tiles = len(plan.tile_ids)
     worker_seconds = pixels / 1e6 * costs["cpu_seconds_per_megapixel"]
@@ -48,7 +49,7 @@ def job_estimate(*, owner, **request):
         "queue": {"jobs_ahead": ahead, "users_sharing_workers": len(competing), "workers": workers},
         "waiting_for": plan.waiting_for,
         "costs": costs,
-        "allowed": _allowed(owner),
+        "allowed": _allowed(owner, pixels),
     }
 
 
@@ -88,10 +89,10 @@ def _users_with_work(priority):
     return set(Share.objects.filter(runnable=True, priority__gte=priority).values_list("user_id", flat=True))
 
 
-def _allowed(owner):
-    """{"ok": whether the owner's limits allow a new job now, "problems": what they refuse}."""
+def _allowed(owner, pixels):
+    """{"ok": whether the owner's limits and quotas allow this job now, "problems": what they refuse}."""
     problems = []
-    for check in (check_active_jobs, check_kept):
+    for check in (check_active_jobs, check_kept, lambda owner: quotas.check_daily(owner.pk, pixels)):
         try:
             check(owner)
         except (LimitExceeded, TooLarge) as exc:

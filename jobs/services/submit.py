@@ -10,12 +10,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
 from .. import lifecycle, runners, storage, tileindex, towns, vector
+from . import quotas
 from jobsite import outbound
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, id_list, quoted
 from ..jobtypes import get_job_type, read_polygons
@@ -125,6 +127,7 @@ class JobPlan:
     wait_seconds: int
     webhooks: dict
     priority: int
+    pixels: int  # of its tiles together
 
     @property
     def waiting_for(self):
@@ -163,8 +166,9 @@ def plan_job(*, owner, job_type, tile_ids=None, town_id=None, params=None, label
     if problems:
         raise Rejected(problems)
     town, ids = chosen
+    pixels = (Tile.objects.filter(pk__in=ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0) if ids else 0
     return JobPlan(kind, clean_params, layer, town, ids, files, clean_labels, interim_results, wait_seconds,
-                   clean_webhooks, clean_priority)
+                   clean_webhooks, clean_priority, pixels)
 
 
 def job_submit(*, owner, **request):
@@ -182,6 +186,7 @@ def job_submit(*, owner, **request):
     with transaction.atomic():
         _check_active_jobs(owner)
         check_kept(owner)
+        quotas.check_daily(owner.pk, plan.pixels)
         _hold_files([datafile.pk for _, datafile in files.values() if datafile is not None])
         job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=plan.params, town=town,
                                  collection=plan.collection, priority=plan.priority,
@@ -199,6 +204,7 @@ def job_submit(*, owner, **request):
                  else f" over {len(ids)} tiles of tiles {_numbers(ids)}" if ids else "")
         lifecycle.job_created(job, f"{owner} submitted {kind.name}{where}"
                                    + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
+        quotas.record(owner.pk, jobs=1, pixels=plan.pixels)
         if not waiting_for:
             transaction.on_commit(runners.wake)
     return job
@@ -221,6 +227,7 @@ def check_before_files(*, owner, job_type, params):
     get_job_type(job_type).clean_params(params)
     check_active_jobs(owner)
     check_kept(owner)
+    quotas.check_daily(owner.pk, 0)
 
 
 def _checked(problems, check, *args):
@@ -338,13 +345,14 @@ def check_kept(owner):
     """Refuse a new job to a user who keeps MAX_JOBS_PER_USER jobs (finished ones count until they
     are deleted: none is pruned behind their back) or whose jobs store their quota."""
     jobs, stored = storage.job_usage(owner)
-    check_job_storage(stored)
+    check_job_storage(owner.pk, stored)
     if jobs >= settings.MAX_JOBS_PER_USER:
         raise LimitExceeded(f"you have {jobs} jobs and the limit is {settings.MAX_JOBS_PER_USER} jobs per user; "
                             "delete finished jobs to submit more")
 
 
-def check_job_storage(stored):
-    if stored >= settings.JOB_STORAGE_QUOTA_BYTES:
-        raise TooLarge(f"your jobs store {stored} bytes; your quota is {settings.JOB_STORAGE_QUOTA_BYTES} bytes; "
+def check_job_storage(owner_id, stored):
+    quota = quotas.limits_of(owner_id)["job_storage_bytes"]
+    if stored >= quota:
+        raise TooLarge(f"your jobs store {stored} bytes; your quota is {quota} bytes; "
                        "delete finished jobs or their interim results")

@@ -22,7 +22,7 @@ from jobsite.exceptions import Rejected
 from ..jobtypes import get_job_type
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster.io import Cancelled, RasterError
-from . import usage
+from . import quotas, usage
 from .claims import Claim, claim_next, lease_until
 from .finish import job_finish_tiles
 from .repair import return_lost_tiles
@@ -101,7 +101,9 @@ def _record_and_claim(last, done, seconds, worker, batch_size, only_job=None):
                 claim = Claim(finish=last.job.pk)
             else:
                 claim = claim_next(worker, batch_size, only_job)
-            scheduling.charge(last.job.owner_id, seconds)  # last: the shares' rows are the last locked
+            # Last: the shares' and the ledger's rows are the last locked (see claims._room).
+            scheduling.charge(last.job.owner_id, seconds)
+            quotas.record(last.job.owner_id, cpu_seconds=sum(item.cpu_seconds or 0.0 for item in done))
             return claim
         return claim_next(worker, batch_size, only_job)
 
@@ -206,6 +208,7 @@ def _record_and_charge(run, done, seconds):
     with transaction.atomic():
         _record_succeeded(run.job.pk, done)
         scheduling.charge(run.job.owner_id, seconds)
+        quotas.record(run.job.owner_id, cpu_seconds=sum(item.cpu_seconds or 0.0 for item in done))
 
 
 def _finish(job_id, runs, lease):
@@ -213,11 +216,18 @@ def _finish(job_id, runs, lease):
     merge's time counts against the owner's share. With a runner's `lease`, the slot goes to a
     fresh task first. Returns whether it merged."""
     run = runs.pop(job_id, None)
-    started = time.monotonic()
+    started, measure = time.monotonic(), usage.TileMeasure()
     merged = job_finish_tiles(job_id=job_id, merge_here=True, before_merge=lease.hand_over if lease else None)
-    if merged and run is not None:
-        _through_outage(scheduling.charge, run.job.owner_id, time.monotonic() - started)
+    if merged:
+        owner_id = run.job.owner_id if run else Job.objects.filter(pk=job_id).values_list("owner_id", flat=True).first()
+        _through_outage(_charge_merge, owner_id, time.monotonic() - started, measure.done()[0])
     return merged
+
+
+def _charge_merge(owner_id, seconds, cpu_seconds):
+    with transaction.atomic():
+        scheduling.charge(owner_id, seconds)
+        quotas.record(owner_id, cpu_seconds=cpu_seconds)
 
 
 def _give_back(worker, lease):

@@ -1,14 +1,18 @@
 """The API's error format: JSON with a human-readable `detail`, and `errors` by field for bad input."""
 
+import math
+from datetime import datetime
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views import defaults
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
+from jobsite.exceptions import Conflict, LimitExceeded, QuotaExceeded, Rejected, TooLarge, quoted
 
 # OGC API - Processes' type of a problem with a bad input or query (its errors are RFC 7807 problems).
 OGC_INVALID_PARAMETER = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/invalid-parameter"
@@ -34,6 +38,12 @@ class TooManyJobs(APIException):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+class QuotaErrorSerializer(ErrorSerializer):
+    quota = serializers.DictField(required=False, help_text=(
+        "for a daily quota: its name (pixels_per_day, cpu_seconds_per_day), limit, used, requested and resets "
+        "(when it starts afresh, also as Retry-After)"))
 
 
 class ValidationErrorSerializer(ErrorSerializer):
@@ -81,7 +91,9 @@ def _flatten(errors, prefix=""):
 def exception_handler(exc, context):
     """DRF's handler, with the services' refusals mapped to 400/409/413/429, Django's refusals of a
     request (too large, too many fields) to 413/400, validation errors given a `detail` too, and
-    every message bounded in length."""
+    every message bounded in length. A quota's 429 also says which quota, its limit, the usage and
+    when it resets (`quota`), with Retry-After."""
+    quota = exc.quota if isinstance(exc, QuotaExceeded) else None
     if isinstance(exc, Rejected):
         exc = ValidationError(exc.errors)
     elif isinstance(exc, Conflict):
@@ -97,6 +109,10 @@ def exception_handler(exc, context):
     if response is not None and isinstance(exc, ValidationError):
         detail = field_lists(exc.detail)
         response.data = {"detail": "; ".join(_flatten(detail)), "errors": detail}
+    if response is not None and quota is not None:
+        response.data["quota"] = quota
+        reset = datetime.fromisoformat(quota["resets"].replace("Z", "+00:00"))
+        response["Retry-After"] = str(max(1, math.ceil((reset - timezone.now()).total_seconds())))
     if response is not None:
         response.data = bounded(response.data)
     if response is not None and getattr(context.get("view"), "legacy_answer", False):
