@@ -103,10 +103,13 @@ def run(owner, tile_ids, mode, queued=()):
 
     wake = runners.wake
     if mode == "per-tile":
-        runners.wake = lambda: [async_task("bench.dispatch.run_one_tile", job_id, tile_id) for tile_id in tile_ids]
+        runners.wake = lambda: None  # no runners: a task per tile instead
     try:
         start = time.perf_counter()
         job_id = job_submit(owner=owner, job_type="slope", tile_ids=tile_ids).pk
+        if mode == "per-tile":
+            for tile_id in tile_ids:
+                async_task("bench.dispatch.run_one_tile", job_id, tile_id)
         harness.wait_until(job_id, [JobStatus.MERGING, *JobStatus.final()])
         tiles_done = time.perf_counter() - start
         cancel_queued(queued)
@@ -121,9 +124,10 @@ def queue_low(jobs, tiles_each, users=50):
     bulk (as many submits would leave them): the scheduler passes them over while the measured
     job, of normal priority, has tiles, in tables of a million job tiles."""
     from django.contrib.auth.models import User
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from jobs import scheduling
+    from jobs.services.repair import refresh_planner_statistics
     from jobs.models import Job, JobStatus, JobTile, Priority, Tile
 
     tile_keys = list(Tile.objects.order_by("id").values_list("id", flat=True)[:tiles_each])
@@ -136,6 +140,12 @@ def queue_low(jobs, tiles_each, users=50):
             JobTile.objects.bulk_create([JobTile(job=job, tile_id=key) for key in tile_keys], batch_size=5000)
         for owner in owners:
             scheduling.mark_runnable(owner.pk, Priority.LOW)
+    # The planner's statistics, as the sweep (SQLite) or autovacuum (PostgreSQL) refreshes them.
+    if connection.vendor == "sqlite":
+        refresh_planner_statistics()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     return [job.pk for job in created]
 
 

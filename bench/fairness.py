@@ -1,6 +1,6 @@
 """Fair scheduling on a real `qcluster` with 2 workers: small jobs stay fast while big jobs run.
 
-Hillshade over tiles of --tile-size pixels (default 20 x 20 tiles of 384 x 384), one run:
+Hillshade over tiles of --tile-size pixels (default 20 x 20 tiles of 768 x 768), one run:
   small alone     a 4-tile job on an idle cluster: the baseline of the next line;
   small in big    the same job submitted --into seconds into another user's 400-tile job;
                   target: at most 1.5 times its time alone plus 1 s;
@@ -14,7 +14,7 @@ Hillshade over tiles of --tile-size pixels (default 20 x 20 tiles of 384 x 384),
 
 Worker time is read from the tiles' claim and end times (a batch counts once).
 
-    .venv/bin/python bench/fairness.py [--side 20] [--tile-size 384] [--database-url postgres://...]
+    .venv/bin/python bench/fairness.py [--side 20] [--tile-size 768] [--database-url postgres://...]
 """
 
 import argparse
@@ -72,7 +72,7 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--side", type=int, default=20, help="tiles per side (at least 20: 400 tiles)")
-    parser.add_argument("--tile-size", type=int, default=384)
+    parser.add_argument("--tile-size", type=int, default=768)
     parser.add_argument("--into", type=float, default=5.0, help="seconds into the big job to submit the small one")
     harness.database_arguments(parser)
     args = parser.parse_args()

@@ -9,6 +9,7 @@ a cluster starts; `jobs_fail_overdue` runs every second in the cluster's guard l
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -99,6 +100,17 @@ def sweep():
                               level=JobLog.Level.WARNING):
             queue.enqueue_merge(job_id)
     toolprocess.sweep_orphans()
+    refresh_planner_statistics()
+
+
+def refresh_planner_statistics():
+    """On SQLite, the query planner's statistics, sampled (a few ms): without them it takes an equality
+    on a column for a rare value, and may walk the tiles' status index (a million pending tiles) to
+    claim twenty tiles it knows by id. PostgreSQL's autovacuum keeps its own."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA analysis_limit=1000")
+            cursor.execute("ANALYZE")
 
 
 def wake_runners():
