@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import Count
 
-from jobsite.exceptions import Conflict, TooLarge
+from jobsite.exceptions import Conflict, LimitExceeded, TooLarge
 from .jobtypes import JOB_TYPES
 from .models import Collection, DailyUsage, Job, JobInput, JobLog, JobTile, Label, Priority, Tile, Town, UserLimits
 from .services import control
@@ -156,7 +156,7 @@ class JobAdmin(admin.ModelAdmin):
             try:
                 act(job)
                 count += 1
-            except (Conflict, TooLarge) as exc:
+            except (Conflict, TooLarge, LimitExceeded) as exc:
                 self.message_user(request, str(exc), messages.WARNING)
         if count:
             self.message_user(request, f"{count} jobs {done}.", messages.SUCCESS)

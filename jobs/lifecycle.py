@@ -6,8 +6,10 @@ has a name, the states it may leave, the state it enters and the fields it stamp
 in jobsite writes a status: `move_job` and `move_tiles` (and `tiles_succeeded`, the batched form
 of the tile's `succeed`) are the only writers.
 
-A job or tiles that get work to do (queued, or tiles back to pending) make their owner's share
-runnable for the scheduler (jobs.scheduling) in the same transaction.
+A job just submitted queued, and tiles back to pending, make their owner's share runnable for the
+scheduler (jobs.scheduling) in the same transaction; so do the callers of the job transitions
+`queue` and `resume`, once they have moved the job's tiles (row locks are taken in the order user,
+job, tiles, shares).
 
 A transition is one conditional UPDATE whose row count says who won, so repeated task deliveries
 and racing cancels do no harm; nothing reads a status, decides in Python and writes it back. A job
@@ -168,8 +170,6 @@ def move_job(job_id, name, *, only_from=None, where=None, message=None, level=Jo
         old = _update_job(jobs, sources, changes)
         if old is None:
             return None
-        if transition.target == JobStatus.QUEUED:
-            scheduling.mark_job_runnable(job_id)
         _announce_job(job_id, old, transition.target, name)
         ended = _ended(job_id, name, transition.target) if ends else ""
         if message is not None:

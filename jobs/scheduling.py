@@ -39,16 +39,18 @@ def mark_runnable(owner_id, priority):
     """In the transaction that gives a job of (owner, priority) work to do (a submit, a resume, a
     waiting job queued, tiles back to pending): the scheduler looks at this share again."""
     shares = Share.objects.filter(user_id=owner_id)
-    served = shares.aggregate(n=Max("served"))["n"]  # the same on all of the user's rows
-    Share.objects.bulk_create([Share(user_id=owner_id, priority=priority, served=served or 0.0)], ignore_conflicts=True)
-    if not shares.filter(runnable=True).exists():
-        # Becoming runnable: start no lower than where the others at this priority stand now.
-        others = Share.objects.filter(runnable=True, priority=priority)
-        floor = (others.aggregate(n=Min("served"))["n"] if others.exists()
-                 else Share.objects.aggregate(n=Max("served"))["n"])
+    rows = list(shares.values_list("priority", "served", "runnable"))
+    if priority not in {row[0] for row in rows}:  # served is the same on all of the user's rows
+        Share.objects.bulk_create([Share(user_id=owner_id, priority=priority, served=max((row[1] for row in rows), default=0.0))],
+                                  ignore_conflicts=True)
+    becoming = not any(row[2] for row in rows)
+    if becoming:  # start no lower than where the others at this priority stand now
+        floor = Share.objects.filter(runnable=True, priority=priority).aggregate(n=Min("served"))["n"]
+        if floor is None:
+            floor = Share.objects.aggregate(n=Max("served"))["n"]
         shares.update(served=Greatest(F("served"), floor or 0.0))
-        shares.filter(priority=priority).update(since=timezone.now())
-    shares.filter(priority=priority).update(runnable=True, version=F("version") + 1)
+    shares.filter(priority=priority).update(runnable=True, version=F("version") + 1,
+                                            since=timezone.now() if becoming else F("since"))
 
 
 def mark_job_runnable(job_id):

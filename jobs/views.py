@@ -210,7 +210,7 @@ def job_resume(request, pk):
     try:
         _, to_run = control.job_resume(job=job, by=request.user, params=form.changes(job.params) or None)
         messages.success(request, f"Job {job.pk} resumed: {to_run} tiles will run.")
-    except (Conflict, Rejected, TooLarge) as exc:
+    except (Conflict, Rejected, TooLarge, LimitExceeded) as exc:
         messages.error(request, str(exc))
     return redirect("job-page", pk=job.pk)
 

@@ -33,6 +33,7 @@ class QuotaExceeded(LimitExceeded):
 
     def __init__(self, message, quota):
         self.quota = quota
+        self.extra = {"quota": quota}  # what problem details (OGC API) add
         super().__init__(message)
 
 

@@ -60,17 +60,21 @@ def test_a_users_own_job_storage_quota_is_a_413(index, owner, other, client_for)
     assert post(client_for(other), index.ids[:1]).status_code == 201  # the site's quota for the others
 
 
-def test_a_resume_counts_the_pixels_it_will_process_and_is_refused_over_the_quota(index, owner, media, settings):
+def test_a_resume_counts_the_pixels_it_will_process_again_and_is_refused_over_the_quota(index, owner, media, settings):
     job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
     control.job_cancel(job=job)
     settings.PIXELS_PER_DAY = ROW + 100
+    control.job_resume(job=job)  # its tiles never ran: counted at submit, not again
+    assert quotas.used_today(owner.pk) == {"jobs": 2, "pixels": ROW, "cpu_seconds": 0.0}
+    control.job_cancel(job=job)
+    JobTile.objects.filter(job=job).update(attempts=1)  # they ran, and were stopped
     with pytest.raises(QuotaExceeded, match=f"this job has {ROW:,} pixels to process"):
         control.job_resume(job=job)
     job.refresh_from_db()
-    assert job.status == JobStatus.CANCELED and job.attempt == 1  # nothing of the resume is kept
+    assert job.status == JobStatus.CANCELED and job.attempt == 2  # nothing of the refused resume is kept
     settings.PIXELS_PER_DAY = 2 * ROW
     control.job_resume(job=job)
-    assert quotas.used_today(owner.pk) == {"jobs": 2, "pixels": 2 * ROW, "cpu_seconds": 0.0}
+    assert quotas.used_today(owner.pk) == {"jobs": 3, "pixels": 2 * ROW, "cpu_seconds": 0.0}
 
 
 def test_the_ledger_counts_tiles_and_merge_cpu_and_outlives_the_job(index, owner, media, client_for):

@@ -78,8 +78,8 @@ def claim_next(worker, batch_size, only_job=None):
             if status == JobStatus.QUEUED:
                 lifecycle.move_job(job_id, "start", message=f"running on {worker}")
             batch = claim_tiles(job_id, worker, size)
-            if batch:
-                return Claim(job_id, batch, attempt=attempt)
+            if batch:  # the job's attempt read again under the tiles' locks: a resume may have just changed it
+                return Claim(job_id, batch, attempt=Job.objects.filter(pk=job_id).values_list("attempt", flat=True).first())
             if status == JobStatus.QUEUED:
                 return Claim(job_id, [], attempt=attempt)
     return Claim()

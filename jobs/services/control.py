@@ -3,6 +3,7 @@ caller (REST API, dashboard, admin, legacy API) goes through."""
 
 import shutil
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Sum
 
@@ -74,6 +75,8 @@ def job_resume(*, job, by=None, params=None):
         raise Conflict(f"job {job.pk} cannot run yet: "
                        + "; ".join([*(f"{name} has not been uploaded" for name in missing), *wrong]))
     with transaction.atomic():
+        # The owner's row first: resumes and submits of one user check the daily quotas one after the other.
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).first()
         redefined = job.type_version != kind.version
         if not lifecycle.move_job(job.pk, "resume", params=new_params, type_version=kind.version):
             status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
@@ -87,9 +90,12 @@ def job_resume(*, job, by=None, params=None):
             _forget_lost_outputs(job.pk)
             rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
         to_run = lifecycle.move_tiles(job.pk, "rerun", rerun)
-        pixels = tiles.filter(status=TileStatus.PENDING).aggregate(n=Sum(F("tile__width") * F("tile__height")))["n"] or 0
+        # Tiles that never ran were counted when the job was submitted (or resumed before).
+        pixels = (tiles.filter(status=TileStatus.PENDING, attempts__gt=0)
+                  .aggregate(n=Sum(F("tile__width") * F("tile__height")))["n"] or 0)
         quotas.check_daily(job.owner_id, pixels)  # refused: nothing of the above is kept
         quotas.record(job.owner_id, jobs=1, pixels=pixels)
+        scheduling.mark_job_runnable(job.pk)  # the job's tiles moved first (see lifecycle)
         kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
         attempt = job.attempt + 1
         changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())

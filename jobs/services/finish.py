@@ -16,6 +16,7 @@ from datafiles.formats import without_paths
 from jobsite.gdalpolicy import thread_config
 
 from .. import lifecycle, queue, storage, tileindex
+from . import quotas, usage
 
 from jobsite.exceptions import Rejected, id_list
 from ..jobtypes import get_job_type
@@ -67,10 +68,23 @@ class MergeWatch:
 
 
 def job_merge(*, job_id):
-    """Merge the tile results of a merging job into its outputs (a COG and a thumbnail for rasters)."""
+    """Merge the tile results of a merging job into its outputs (a COG and a thumbnail for rasters).
+    The CPU seconds it used count in its owner's usage of the day (jobs.services.quotas)."""
     job = Job.objects.filter(pk=job_id, status=JobStatus.MERGING).first()
     if job is None:
         return
+    measure = usage.TileMeasure()
+    try:
+        _merge(job)
+    finally:
+        try:
+            quotas.record(job.owner_id, cpu_seconds=measure.done()[0])
+        except DatabaseError:
+            logger.warning("job %s: the merge's CPU seconds could not be recorded", job.pk)
+
+
+def _merge(job):
+    job_id = job.pk
     kind = get_job_type(job.type)
     relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile__number").values_list("output_path", flat=True))
     out_dir = media.media_path(storage.output_relpath(job.id, ""))

@@ -49,8 +49,10 @@ def used_today(user_id):
 def check_daily(user_id, pixels):
     """Refuse (QuotaExceeded) work of `pixels` pixels that would go over the user's pixels per day,
     or any work once their CPU seconds of the day are used up."""
-    limits, used, reset = limits_of(user_id), used_today(user_id), resets()
-    when = reset.isoformat().replace("+00:00", "Z")
+    limits = limits_of(user_id)
+    if limits["pixels_per_day"] is None and limits["cpu_seconds_per_day"] is None:
+        return
+    used, when = used_today(user_id), resets().isoformat().replace("+00:00", "Z")
     limit = limits["pixels_per_day"]
     if limit is not None and used["pixels"] + pixels > limit:
         raise QuotaExceeded(

@@ -110,7 +110,8 @@ def refresh_planner_statistics():
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA analysis_limit=1000")
-            cursor.execute("ANALYZE")
+            for model in (JobTile, Job, Share):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
 
 def wake_runners():

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from datafiles.models import DataFile
 
-from .. import lifecycle, runners
+from .. import lifecycle, runners, scheduling
 from ..jobtypes import get_job_type
 from ..models import Job, JobInput, JobLog, JobStatus
 
@@ -30,6 +30,7 @@ def jobs_start_waiting(*, owner_id=None):
             elif missing:
                 Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
             elif lifecycle.move_job(job.pk, "queue", message="its data files have all arrived; queued"):
+                scheduling.mark_job_runnable(job.pk)
                 transaction.on_commit(runners.wake)
 
 

@@ -216,18 +216,12 @@ def _finish(job_id, runs, lease):
     merge's time counts against the owner's share. With a runner's `lease`, the slot goes to a
     fresh task first. Returns whether it merged."""
     run = runs.pop(job_id, None)
-    started, measure = time.monotonic(), usage.TileMeasure()
+    started = time.monotonic()
     merged = job_finish_tiles(job_id=job_id, merge_here=True, before_merge=lease.hand_over if lease else None)
-    if merged:
+    if merged:  # its CPU seconds the merge records itself
         owner_id = run.job.owner_id if run else Job.objects.filter(pk=job_id).values_list("owner_id", flat=True).first()
-        _through_outage(_charge_merge, owner_id, time.monotonic() - started, measure.done()[0])
+        _through_outage(scheduling.charge, owner_id, time.monotonic() - started)
     return merged
-
-
-def _charge_merge(owner_id, seconds, cpu_seconds):
-    with transaction.atomic():
-        scheduling.charge(owner_id, seconds)
-        quotas.record(owner_id, cpu_seconds=cpu_seconds)
 
 
 def _give_back(worker, lease):
@@ -235,7 +229,10 @@ def _give_back(worker, lease):
     attempt counted, as a lost worker's) and the slot is free for a fresh task."""
     try:
         JobTile.objects.filter(status=TileStatus.RUNNING, lease_owner=worker).update(lease_expires=timezone.now())
-        return_lost_tiles()
+        JobTile.objects.filter(lease_owner=worker).exclude(status=TileStatus.RUNNING).update(lease_owner="",
+                                                                                             lease_expires=None)
+        for job_id in return_lost_tiles():
+            job_finish_tiles(job_id=job_id)
         if lease is not None:
             lease.release()
             runners.wake()
