@@ -31,7 +31,8 @@ JOB_EVENTS = {"start": [EventType.JOB_STARTED], "succeed": [EventType.JOB_SUCCEE
 
 
 def absolute(url):
-    return f"{settings.PUBLIC_URL.rstrip('/')}{url}" if url.startswith("/") else url
+    """A link as a receiver elsewhere can follow it; None (no such link) stays None."""
+    return f"{settings.PUBLIC_URL.rstrip('/')}{url}" if url and url.startswith("/") else url
 
 
 def job_data(job):

@@ -293,3 +293,22 @@ def test_progress_is_recorded_at_each_tenth_of_the_tiles_and_not_between(index, 
     # 12 tiles: 58 % is in the same tenth as 50 %, and 100 % is shown as 99 until the result exists.
     assert [event.payload["data"]["progress"] for event in progress] == [8, 16, 25, 33, 41, 50, 66, 75, 83, 91, 99]
     assert all(event.for_webhooks for event in progress)
+
+
+@pytest.mark.parametrize("name, content, has_content", [
+    ("zones.geojson", b'{"type": "FeatureCollection", "features": []}', False),
+    ("ramp.txt", b"0 0 0 0\n1000 255 255 255\n", True),
+])
+def test_a_stored_data_file_is_an_event_with_its_links(transactional_db, owner, client_for, settings, name, content,
+                                                       has_content):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.PUBLIC_URL = "https://jobs.example.org"
+    subscribe(owner, "https://hooks.example.org/in", events=["datafile.stored"])
+    answer = client_for(owner).post("/api/v1/datafiles/", {"file": SimpleUploadedFile(name, content)}, format="multipart")
+    assert answer.status_code == 201, answer.content
+    event = Event.objects.get(type="datafile.stored", owner=owner)
+    links = event.payload["data"]["links"]
+    assert links["self"] == f"https://jobs.example.org/api/v1/datafiles/{name}/"
+    assert (links["content"] is not None) == has_content  # only tables and text have content
+    assert Delivery.objects.filter(event=event).count() == 1
