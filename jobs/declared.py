@@ -59,7 +59,8 @@ DECLARATION = {
             "halo": {"type": "integer", "minimum": 0, "maximum": 256},
             "tiled": {"type": "boolean"},
             "output": {"type": "object", "additionalProperties": False, "properties": {
-                "data_type": {"enum": list(OUTPUT_TYPES)}, "nodata": {"type": "number"}}},
+                "data_type": {"enum": list(OUTPUT_TYPES)}, "nodata": {"type": "number"},
+                "render_as": {"enum": ["colormap", "grey"]}}},
             "time_limit": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
             "memory_mb": {"type": "integer", "minimum": 64, "maximum": 1024 * 1024},
             "input_format": {"enum": list(command.FORMATS)},
@@ -305,7 +306,8 @@ def _job_type(declared, path, taken, path_variable, max_time_limit):
         name, declared.get("description", ""), (*params, BAND), inputs=tuple(inputs), halo=declared.get("halo", 0),
         version=declared["version"], title=declared.get("title", ""), keywords=tuple(declared.get("keywords", [])),
         source=f"file {path}", tool=tool, output_type=output_type,
-        output_nodata=float(output.get("nodata", type_nodata(output_type))), tiled=declared.get("tiled", True))
+        output_nodata=float(output.get("nodata", type_nodata(output_type))), tiled=declared.get("tiled", True),
+        render_as=output.get("render_as", "colormap"))
     return kind, []
 
 

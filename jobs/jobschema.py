@@ -83,6 +83,7 @@ class JobType:
     title: str = ""
     keywords: tuple = ()
     source: str = "built-in"  # or where it was declared ("file PATH")
+    render_as: str = "colormap"  # how maps show a one-band result: a colour map over its values, or grey
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
     uses_tiles = True  # False: a job of no tiles, whose merge alone does the work
     tile_suffix = ".tif"

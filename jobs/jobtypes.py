@@ -174,7 +174,7 @@ JOB_TYPES = {
                       "igor: no darkening of slopes facing away", choices=("standard", "combined", "multidirectional", "igor")),
                 ALGORITHM, COMPUTE_EDGES, BAND,
             ),
-            halo=1, processing="hillshade", to_gdal=_hillshade,
+            halo=1, processing="hillshade", to_gdal=_hillshade, render_as="grey",
         ),
         DemJobType(
             "slope", "Steepness of the terrain, in degrees or percent, as float32 (-9999 is nodata).",

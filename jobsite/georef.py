@@ -98,3 +98,23 @@ def transformed_bounds(box, src_wkt, dst_wkt, densify=21):
     for srs in (source, target):
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return tuple(osr.CoordinateTransformation(source, target).TransformBounds(*box, densify))
+
+
+def transformed_points(points, src_wkt, dst_wkt):
+    """[(x, y)] of `points` in the CRS `src_wkt` transformed to `dst_wkt`, in x/y order in both."""
+    source, target = osr.SpatialReference(wkt=src_wkt), osr.SpatialReference(wkt=dst_wkt)
+    for srs in (source, target):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return [(p[0], p[1]) for p in osr.CoordinateTransformation(source, target).TransformPoints(list(points))]
+
+
+def lonlat_outline(box, wkt, densify=5):
+    """A GeoJSON Polygon in WGS84 degrees of `box` (minx, miny, maxx, maxy in the CRS `wkt`): its
+    edges, each cut into `densify` - 1 pieces, counter-clockwise as GeoJSON (RFC 7946) wants."""
+    minx, miny, maxx, maxy = box
+    steps = [i / (densify - 1) for i in range(densify - 1)]
+    ring = ([(minx + (maxx - minx) * t, miny) for t in steps] + [(maxx, miny + (maxy - miny) * t) for t in steps]
+            + [(maxx - (maxx - minx) * t, maxy) for t in steps] + [(minx, maxy - (maxy - miny) * t) for t in steps])
+    points = transformed_points(ring, wkt, srs_from_epsg(4326).ExportToWkt())
+    ring = [[round(x, 9), round(y, 9)] for x, y in points]
+    return {"type": "Polygon", "coordinates": [ring + [ring[0]]]}

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_pages
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -8,7 +8,7 @@ from datafiles import views as datafile_pages
 from datafiles.api import DataFileViewSet
 from jobs import legacy
 from jobs import views as job_pages
-from jobs.api import views
+from jobs.api import maps, views
 from jobs.api.auth import throttle_password_attempts
 from notifications import streams
 from notifications.api import SubscriptionViewSet
@@ -20,6 +20,20 @@ class Router(DefaultRouter):
     routes = [route._replace(mapping={**route.mapping, "delete": "destroy_all"})
               if getattr(route, "mapping", {}).get("get") == "list" else route for route in DefaultRouter.routes]
 
+
+class ImageFormat:
+    """The image formats of map tiles, as the suffix of a tile's URL."""
+
+    regex = "png|webp"
+
+    def to_python(self, value):
+        return value
+
+    def to_url(self, value):
+        return value
+
+
+register_converter(ImageFormat, "image")
 
 router = Router()
 router.register("jobs", views.JobViewSet, basename="job")
@@ -63,6 +77,11 @@ urlpatterns = [
     path("api/v1/health/", views.HealthView.as_view(), name="api-health"),
     path("api/v1/events/", streams.all_events, name="api-events"),
     path("api/v1/jobs/<int:pk>/events/", streams.job_events, name="api-job-events"),
+    path("api/v1/jobs/<int:pk>/outputs/<str:name>/tiles/<int:z>/<int:x>/<int:y>.<image:image_format>",
+         maps.OutputTileView.as_view(), name="job-output-tile"),
+    path("api/v1/jobs/<int:pk>/outputs/<str:name>/tilejson.json", maps.OutputTileJSONView.as_view(),
+         name="job-output-tilejson"),
+    path("api/v1/jobs/<int:pk>/outputs/<str:name>/value/", maps.OutputValueView.as_view(), name="job-output-value"),
     path("api/v1/", include(router.urls)),
     path("ogcapi/", include("jobs.ogcapi.urls")),
     # The old tile pipeline's endpoints.

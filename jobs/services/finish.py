@@ -16,7 +16,7 @@ from datafiles.formats import without_paths
 from jobsite.gdalpolicy import thread_config
 
 from .. import lifecycle, queue, storage, tileindex
-from . import quotas, usage
+from . import maps, quotas, usage
 
 from jobsite.exceptions import Rejected, id_list
 from ..jobtypes import get_job_type
@@ -111,8 +111,8 @@ def _merge(job):
         lifecycle.move_job(job_id, "fail", only_from=[JobStatus.MERGING], error=error, message=error,
                            level=JobLog.Level.ERROR)
         return
-    outputs = [{"name": name, "path": storage.output_relpath(job.id, name), "content_type": content_type,
-                "size": (out_dir / name).stat().st_size} for name, content_type in written]
+    outputs = [maps.described({"name": name, "path": storage.output_relpath(job.id, name), "content_type": content_type,
+                               "size": (out_dir / name).stat().st_size}) for name, content_type in written]
     size = sum(output["size"] for output in outputs)
     names = ", ".join(output["name"] for output in outputs)
     if not lifecycle.move_job(job_id, "succeed", outputs=outputs, outputs_size=size, results=results,

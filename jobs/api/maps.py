@@ -1,0 +1,133 @@
+"""Map endpoints of the REST API: map tiles and TileJSON of job outputs, the value under a point,
+and GeoJSON of a job's tiles. Thin: the work is in jobs.services.maps and .footprints."""
+
+import math
+
+from django.http import Http404, HttpResponse
+from django.utils.http import parse_etags
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from jobsite.exceptions import quoted
+
+from ..models import Job
+from ..raster import render
+from ..services import maps
+
+STYLE_PARAMETERS = [
+    OpenApiParameter("colormap", str, enum=render.colormap_names(),
+                     description=f"the colour map of a one-band output ({render.DEFAULT_COLORMAP})"),
+    OpenApiParameter("rescale", str, description="LOW,HIGH: the values the colour map spans (the output's "
+                                                 "minimum and maximum)"),
+]
+IMAGE_RESPONSES = {(200, "image/png"): OpenApiTypes.BINARY, (200, "image/webp"): OpenApiTypes.BINARY,
+                   204: None, 304: None}
+
+
+class MapStyleSerializer(serializers.Serializer):
+    colormap = serializers.ChoiceField(choices=render.colormap_names(), default=render.DEFAULT_COLORMAP)
+    rescale = serializers.CharField(required=False, max_length=100)
+
+    def validate_rescale(self, value):
+        try:
+            low, high = (float(part) for part in value.split(","))
+        except ValueError:
+            raise serializers.ValidationError(f"must be two numbers LOW,HIGH, not {quoted(value)}") from None
+        if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+            raise serializers.ValidationError(f"must be two finite numbers with LOW below HIGH, not {quoted(value)}")
+        return low, high
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if "colormap" in exc.detail:
+                names = ", ".join(render.colormap_names())
+                exc.detail["colormap"] = [f"{quoted(data.get('colormap'))} is not a colour map here; they are {names}"]
+            raise
+
+    def map_style(self):
+        self.is_valid(raise_exception=True)
+        return maps.MapStyle(colormap=self.validated_data["colormap"], rescale=self.validated_data.get("rescale"))
+
+
+class LonLatSerializer(serializers.Serializer):
+    lon = serializers.FloatField(min_value=-180, max_value=180)
+    lat = serializers.FloatField(min_value=-85.06, max_value=85.06)
+
+
+class ValueSerializer(serializers.Serializer):
+    lon = serializers.FloatField()
+    lat = serializers.FloatField()
+    values = serializers.ListField(child=serializers.FloatField(allow_null=True), allow_null=True,
+                                   help_text="one per band, null where it has no data; null outside the output")
+
+
+def _job_output(request, pk, name):
+    """The caller's job `pk` (staff: anybody's) and its raster output `name`; 404 otherwise."""
+    job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
+    output = maps.raster_output(job, name)
+    if output is None:
+        raise Http404(f"job {job.pk} has no raster output {quoted(name)}")
+    return job, output
+
+
+class OutputTileView(APIView):
+    """One map tile of a job's raster output in the WebMercatorQuad tile matrix set (the grid of
+    web maps): nodata is transparent; 204 where the tile holds none of the output."""
+
+    @extend_schema(parameters=STYLE_PARAMETERS, responses=IMAGE_RESPONSES)
+    def get(self, request, pk, name, z, x, y, image_format):
+        style = MapStyleSerializer(data=request.query_params).map_style()
+        maps.check_address(z, x, y)
+        job, output = _job_output(request, pk, name)
+        etag = maps.tile_etag(output, z, x, y, image_format, style)
+        headers = {"ETag": etag, "Cache-Control": f"private, max-age={maps.CACHE_SECONDS}"}
+        if etag in parse_etags(request.headers.get("If-None-Match", "")):
+            return HttpResponse(status=304, headers=headers)
+        image = maps.tile_image(job, output, z, x, y, image_format, style)
+        if image is None:
+            return HttpResponse(status=204, headers=headers)
+        return HttpResponse(image, content_type=render.FORMATS[image_format][1], headers=headers)
+
+
+class TileJSONSerializer(serializers.Serializer):
+    tilejson = serializers.CharField()
+    name = serializers.CharField()
+    tiles = serializers.ListField(child=serializers.CharField())
+    bounds = serializers.ListField(child=serializers.FloatField(), help_text="west, south, east, north in degrees")
+    minzoom = serializers.IntegerField()
+    maxzoom = serializers.IntegerField()
+    legend = serializers.DictField(help_text="style (colormap, grey or rgb), range [low, high], colormap, colors")
+
+
+class OutputTileJSONView(APIView):
+    """The TileJSON of a job's raster output: its tile URL, bounds, zooms and legend."""
+
+    @extend_schema(parameters=STYLE_PARAMETERS, responses=TileJSONSerializer)
+    def get(self, request, pk, name):
+        style = MapStyleSerializer(data=request.query_params).map_style()
+        job, output = _job_output(request, pk, name)
+        url = reverse("job-output-tile", kwargs={"pk": job.pk, "name": name, "z": 0, "x": 0, "y": 0,
+                                                 "image_format": "png"}, request=request)
+        url = url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")
+        query = request.query_params.urlencode()
+        return Response(maps.tilejson(job, output, url + (f"?{query}" if query else ""), style))
+
+
+class OutputValueView(APIView):
+    """The values of a job's raster output at a point given in WGS84 degrees."""
+
+    @extend_schema(parameters=[OpenApiParameter("lon", float, required=True), OpenApiParameter("lat", float, required=True)],
+                   responses=ValueSerializer)
+    def get(self, request, pk, name):
+        point = LonLatSerializer(data=request.query_params)
+        point.is_valid(raise_exception=True)
+        lon, lat = point.validated_data["lon"], point.validated_data["lat"]
+        _, output = _job_output(request, pk, name)
+        return Response({"lon": lon, "lat": lat, "values": maps.value_at(output, lon, lat)})

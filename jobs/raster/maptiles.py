@@ -1,0 +1,183 @@
+"""Map tiles of rasters in the WebMercatorQuad tile matrix set (OGC 17-083r4; the grid of web
+maps, EPSG:3857), read with GDAL's own warper from a raster's overviews, and the facts of a
+result raster that maps and catalogues show: its footprint, grid and band statistics.
+
+A tile is read by warping the raster to the tile's bounds at 256 x 256 pixels. GDAL chooses the
+overview level that matches the tile's resolution (warping's OVERVIEW_LEVEL=AUTO), so a tile of a
+Cloud-Optimized GeoTIFF reads only a few of its blocks at any zoom. Knows nothing of Django.
+"""
+
+import math
+from dataclasses import dataclass
+
+import mercantile
+import numpy as np
+from osgeo import gdal
+
+from jobsite import georef
+from jobsite.gdalpolicy import thread_config
+
+from .io import RasterError, gdal_error
+
+TILE_SIZE = 256
+MAX_ZOOM = 24
+WEB_MERCATOR = georef.srs_from_epsg(3857).ExportToWkt()
+# The pixel size of the WebMercatorQuad's one tile at zoom 0, in metres (the equator's length
+# over 256).
+ZOOM0_RESOLUTION = mercantile.CE / TILE_SIZE
+RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+
+
+class TileAddressError(ValueError):
+    """A z/x/y that is not a tile of the WebMercatorQuad; `field` names the part that is wrong."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+def tile_bounds(z, x, y):
+    """(minx, miny, maxx, maxy) in EPSG:3857 metres of tile z/x/y; TileAddressError if there is no
+    such tile."""
+    if not 0 <= z <= MAX_ZOOM:
+        raise TileAddressError("z", f"zoom {z} is outside 0 to {MAX_ZOOM}")
+    for field, value in (("x", x), ("y", y)):
+        if not 0 <= value < 2 ** z:
+            raise TileAddressError(field, f"{field} {value} is outside 0 to {2 ** z - 1} at zoom {z}")
+    box = mercantile.xy_bounds(x, y, z)
+    return (box.left, box.bottom, box.right, box.top)
+
+
+@dataclass(frozen=True)
+class TileData:
+    """The pixels of one map tile: `bands` (count, 256, 256) in the raster's data type, and
+    `valid` (256, 256), false outside the raster and where it has no data."""
+
+    bands: np.ndarray
+    valid: np.ndarray
+
+
+def open_raster(path):
+    """A GeoTIFF (the only format results are written in) opened read-only, without GDAL's side files
+    (statistics computed on it are not written beside it); RasterError if it is anything else."""
+    try:
+        with thread_config(GDAL_PAM_ENABLED="NO"):
+            return gdal.OpenEx(str(path), gdal.OF_RASTER | gdal.OF_READONLY, allowed_drivers=["GTiff"])
+    except RuntimeError as exc:
+        raise gdal_error(exc) from None
+
+
+def read_tile(ds, z, x, y, resampling="bilinear", size=TILE_SIZE):
+    """The pixels of tile z/x/y of the open raster `ds`, or None where the tile lies outside it."""
+    box = tile_bounds(z, x, y)
+    wkt = ds.GetProjection()
+    if not wkt:
+        raise RasterError("the raster has no coordinate reference system")
+    minx, miny, maxx, maxy = mercator_bounds(ds)
+    if not (box[0] < maxx and box[2] > minx and box[1] < maxy and box[3] > miny):
+        return None
+    # At or beyond the raster's own resolution no overview is finer: reading the full resolution
+    # directly spares the warper its search of the overviews (half of a tile's time).
+    overview = "NONE" if (box[2] - box[0]) / size <= native_resolution(ds) else "AUTO"
+    try:
+        with thread_config(GDAL_PAM_ENABLED="NO"):
+            out = gdal.Warp("", ds, format="MEM", outputBounds=box, dstSRS=WEB_MERCATOR, width=size, height=size,
+                            resampleAlg=resampling, dstAlpha=True, overviewLevel=overview)
+    except RuntimeError as exc:
+        raise gdal_error(exc) from None
+    count = ds.RasterCount
+    pixels = out.ReadAsArray().reshape(count + 1, size, size)
+    return TileData(bands=pixels[:count], valid=pixels[count] > 0)
+
+
+def mercator_bounds(ds):
+    """(minx, miny, maxx, maxy) of the raster in EPSG:3857 metres: the box of its edges, densified."""
+    left, bottom, right, top = georef.bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize)
+    steps = [i / 20 for i in range(21)]
+    edge = ([(left + (right - left) * t, bottom) for t in steps] + [(left + (right - left) * t, top) for t in steps]
+            + [(left, bottom + (top - bottom) * t) for t in steps] + [(right, bottom + (top - bottom) * t) for t in steps])
+    points = georef.transformed_points(edge, ds.GetProjection(), WEB_MERCATOR)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def native_resolution(ds):
+    """The size of one of the raster's pixels in EPSG:3857 metres, about its middle (the finer axis)."""
+    minx, miny, maxx, maxy = mercator_bounds(ds)
+    return min((maxx - minx) / ds.RasterXSize, (maxy - miny) / ds.RasterYSize)
+
+
+def value_at(ds, lon, lat):
+    """The raster's values at the point (lon, lat) in WGS84 degrees: a list with one value per band
+    (None where it has no data), or None where the point lies outside the raster."""
+    px, py = _pixel_of(ds, lon, lat)
+    if px is None:
+        return None
+    values = []
+    for index in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(index)
+        value = band.ReadAsArray(px, py, 1, 1)[0, 0].item()
+        nodata = band.GetNoDataValue()
+        missing = (nodata is not None and (value == nodata or (math.isnan(nodata) and math.isnan(value))))
+        values.append(None if missing or (isinstance(value, float) and not math.isfinite(value)) else value)
+    return values
+
+
+def _pixel_of(ds, lon, lat):
+    wkt = ds.GetProjection()
+    (x, y), = georef.transformed_points([(lon, lat)], georef.srs_from_epsg(4326).ExportToWkt(), wkt)
+    inverse = gdal.InvGeoTransform(ds.GetGeoTransform())
+    px, py = gdal.ApplyGeoTransform(inverse, x, y)
+    px, py = math.floor(px), math.floor(py)
+    if not (0 <= px < ds.RasterXSize and 0 <= py < ds.RasterYSize):
+        return None, None
+    return px, py
+
+
+def zoom_range(ds):
+    """(minzoom, maxzoom) at which the raster is worth showing: from the zoom where it fills about
+    one tile to the one of its own resolution (a tile pixel no larger than a raster pixel)."""
+    minx, miny, maxx, maxy = mercator_bounds(ds)
+    width = max(maxx - minx, maxy - miny, 1e-6)
+    resolution = native_resolution(ds)
+    maxzoom = min(MAX_ZOOM, max(0, math.ceil(math.log2(ZOOM0_RESOLUTION / resolution))))
+    minzoom = min(maxzoom, max(0, math.floor(math.log2(mercantile.CE / width))))
+    return minzoom, maxzoom
+
+
+def describe(path):
+    """The facts of a result raster that maps and catalogues show: its CRS (EPSG code and WKT), its
+    grid (shape and geotransform), its extent in WGS84 (bbox and footprint polygon), the zooms at
+    which it is shown, and each band's data type, nodata and statistics (from the overviews:
+    approximate for large rasters, as a map's colour range needs)."""
+    with thread_config(GDAL_PAM_ENABLED="NO"):  # the statistics are not written beside the file
+        ds = open_raster(path)
+        try:
+            wkt = ds.GetProjection()
+            geotransform = ds.GetGeoTransform()
+            box = georef.bounds(geotransform, ds.RasterXSize, ds.RasterYSize)
+            bands = [_band_facts(ds.GetRasterBand(index)) for index in range(1, ds.RasterCount + 1)]
+            minzoom, maxzoom = zoom_range(ds)
+            shape = [ds.RasterYSize, ds.RasterXSize]
+        finally:
+            ds = None
+    return {
+        "epsg": georef.epsg_of(wkt), "wkt": wkt, "shape": shape,
+        "geotransform": list(geotransform), "bbox": list(georef.lonlat_bounds(box, wkt)),
+        "footprint": georef.lonlat_outline(box, wkt), "minzoom": minzoom, "maxzoom": maxzoom, "bands": bands,
+    }
+
+
+def _band_facts(band):
+    nodata = band.GetNoDataValue()
+    facts = {"data_type": gdal.GetDataTypeName(band.DataType).lower(),
+             "nodata": None if nodata is None or not math.isfinite(nodata) else nodata,
+             "colour": gdal.GetColorInterpretationName(band.GetColorInterpretation()).lower()}
+    try:
+        minimum, maximum, mean, stddev = band.ComputeStatistics(True)
+    except RuntimeError:  # no valid pixel at all
+        return {**facts, "statistics": None}
+    valid = band.GetMetadataItem("STATISTICS_VALID_PERCENT")
+    facts["statistics"] = {"minimum": minimum, "maximum": maximum, "mean": mean, "stddev": stddev,
+                           "valid_percent": float(valid) if valid is not None else None}
+    return facts

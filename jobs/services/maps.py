@@ -1,0 +1,176 @@
+"""Results on a map: the facts of a job's raster outputs (recorded when it merges), their map tiles
+in the WebMercatorQuad, TileJSON documents with a legend, and the value under a point.
+
+A tile's pixels are GDAL's warp of the output (jobs.raster.maptiles); they are coloured as the
+output's data asks (jobs.raster.render): three or four 8-bit bands as they are, a job type that
+says so (hillshade) in grey, anything else with a colour map over the value range of its
+statistics, or over a range the request gives.
+"""
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from jobsite import media
+from jobsite.exceptions import Rejected
+
+from ..jobtypes import JOB_TYPES
+from ..models import Job, JobStatus
+from ..raster import maptiles, render
+from ..raster.io import RasterError
+
+logger = logging.getLogger(__name__)
+
+RASTER_TYPES = ("image/tiff",)
+CACHE_SECONDS = 3600
+# Datasets kept open per thread: a map asks for many tiles of the same few outputs.
+OPEN_PER_THREAD = 16
+_open = threading.local()
+
+
+@dataclass(frozen=True)
+class MapStyle:
+    """How a request asks for an output to be coloured: a colour map name and an optional value range."""
+
+    colormap: str = render.DEFAULT_COLORMAP
+    rescale: tuple | None = None
+
+
+def described(output):
+    """`output` (a job's output entry) with its raster facts (maptiles.describe) under "raster",
+    where it is a raster that GDAL reads; unchanged otherwise."""
+    if output.get("content_type") not in RASTER_TYPES:
+        return output
+    try:
+        return {**output, "raster": maptiles.describe(media.media_path(output["path"]))}
+    except RasterError as exc:
+        logger.warning("output %s cannot be described for maps: %s", output["path"], exc)
+        return output
+
+
+def raster_output(job, name):
+    """The output `name` of the succeeded `job` with its raster facts, or None where it has no such
+    raster output. Outputs merged before their facts were recorded are described now, once."""
+    if job.status != JobStatus.SUCCEEDED:
+        return None
+    output = next((o for o in job.outputs if o["name"] == name), None)
+    if output is None or output.get("content_type") not in RASTER_TYPES:
+        return None
+    if "raster" not in output:
+        path = media.media_path(output["path"])
+        if path is None or not path.is_file():
+            return None
+        output = described(output)
+        if "raster" not in output:
+            return None
+        _record_facts(job.pk, output)
+    return output
+
+
+def _record_facts(job_id, described_output):
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            return
+        job.outputs = [described_output if o["name"] == described_output["name"] else o for o in job.outputs]
+        Job.objects.filter(pk=job_id).update(outputs=job.outputs)
+
+
+def style_of(job, output):
+    """grey, colormap or rgb: how the output's pixels are shown (render.style_of)."""
+    kind = JOB_TYPES.get(job.type)
+    return render.style_of(output["raster"]["bands"], kind.render_as if kind else None)
+
+
+def value_range(output, style):
+    """(low, high) that the colours span: the request's rescale, else the first band's statistics."""
+    if style.rescale:
+        return style.rescale
+    statistics = output["raster"]["bands"][0].get("statistics")
+    if not statistics:
+        return None
+    return statistics["minimum"], statistics["maximum"]
+
+
+def check_address(z, x, y):
+    """Rejected, naming z, x or y, unless z/x/y is a tile of the WebMercatorQuad."""
+    try:
+        maptiles.tile_bounds(z, x, y)
+    except maptiles.TileAddressError as exc:
+        raise Rejected({exc.field: str(exc)}) from None
+
+
+def tile_image(job, output, z, x, y, image_format, style=MapStyle()):
+    """The bytes of tile z/x/y of `output` as `image_format` (png or webp), or None where the tile
+    holds none of its data. Rejected for a z/x/y outside the tile matrix set."""
+    check_address(z, x, y)
+    data = maptiles.read_tile(_dataset(output), z, x, y)
+    if data is None or not data.valid.any():
+        return None
+    shown = style_of(job, output)
+    pixels = render.rgba(data, shown, value_range(output, style) if shown != "rgb" else None, style.colormap)
+    return render.encode(pixels, image_format)
+
+
+def tile_etag(output, z, x, y, image_format, style):
+    """An ETag of the tile: the output file as it is on disk and everything the image depends on."""
+    path = media.media_path(output["path"])
+    stat = path.stat()
+    key = f"{output['path']}|{stat.st_size}|{stat.st_mtime_ns}|{z}/{x}/{y}.{image_format}|{style.colormap}|{style.rescale}"
+    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+
+
+def value_at(output, lon, lat):
+    """The output's band values at (lon, lat) in WGS84 degrees (None for nodata), or None outside it."""
+    return maptiles.value_at(_dataset(output), lon, lat)
+
+
+def legend(job, output, style=MapStyle()):
+    """What a map shows of the output: its style, and for a colour map its name, value range and
+    sixteen colours from low to high (CSS hex)."""
+    shown = style_of(job, output)
+    described = {"style": shown}
+    if shown == "rgb":
+        return described
+    low_high = value_range(output, style)
+    described["range"] = list(low_high) if low_high else None
+    if shown == "colormap":
+        table = render.lookup_table(style.colormap)
+        described["colormap"] = style.colormap
+        described["colors"] = ["#%02x%02x%02x" % tuple(table[i][:3]) for i in range(0, 256, 17)]
+    return described
+
+
+def tilejson(job, output, tiles_url, style=MapStyle()):
+    """A TileJSON 3.0.0 document of the output's map tiles at `tiles_url` ({z}/{x}/{y} in it)."""
+    facts = output["raster"]
+    west, south, east, north = facts["bbox"]
+    minzoom, maxzoom = facts["minzoom"], facts["maxzoom"]
+    return {
+        "tilejson": "3.0.0", "name": f"job {job.pk}: {output['name']}", "scheme": "xyz", "tiles": [tiles_url],
+        "bounds": [west, south, east, north], "minzoom": minzoom, "maxzoom": maxzoom,
+        "center": [(west + east) / 2, (south + north) / 2, min(maxzoom, minzoom + 2)],
+        "legend": legend(job, output, style),
+    }
+
+
+def _dataset(output):
+    """The output's file opened read-only, kept open for this thread while the file is unchanged."""
+    path = media.media_path(output["path"])
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    cache = getattr(_open, "datasets", None)
+    if cache is None:
+        cache = _open.datasets = OrderedDict()
+    ds = cache.get(key)
+    if ds is None:
+        ds = cache[key] = maptiles.open_raster(path)
+        while len(cache) > OPEN_PER_THREAD:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return ds
