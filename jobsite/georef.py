@@ -75,18 +75,20 @@ def crs_name(wkt):
 def lonlat_bounds(box, wkt, densify=21):
     """(west, south, east, north) in WGS84 degrees of `box` (minx, miny, maxx, maxy in the CRS
     `wkt`): its edges, densified, transformed with OSR in longitude/latitude order."""
-    source = osr.SpatialReference(wkt=wkt)
-    target = osr.SpatialReference()
-    target.ImportFromEPSG(4326)
-    for srs in (source, target):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return edge_bounds(box, wkt, srs_from_epsg(4326).ExportToWkt(), densify)
+
+
+def edge_bounds(box, src_wkt, dst_wkt, densify=21):
+    """The box in the CRS `dst_wkt` that holds `box` (minx, miny, maxx, maxy in `src_wkt`): its four
+    edges, each as `densify` points, transformed (in x/y order in both). Cheaper than OSR's
+    TransformBounds, which also looks for poles and the antimeridian inside the box."""
     minx, miny, maxx, maxy = box
     steps = [i / (densify - 1) for i in range(densify)]
     edge = ([(minx + (maxx - minx) * t, miny) for t in steps] + [(minx + (maxx - minx) * t, maxy) for t in steps]
             + [(minx, miny + (maxy - miny) * t) for t in steps] + [(maxx, miny + (maxy - miny) * t) for t in steps])
-    points = osr.CoordinateTransformation(source, target).TransformPoints(edge)
-    lons, lats = [p[0] for p in points], [p[1] for p in points]
-    return (min(lons), min(lats), max(lons), max(lats))
+    points = transformed_points(edge, src_wkt, dst_wkt)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def transformed_bounds(box, src_wkt, dst_wkt, densify=21):

@@ -82,6 +82,10 @@ urlpatterns = [
     path("api/v1/jobs/<int:pk>/outputs/<str:name>/tilejson.json", maps.OutputTileJSONView.as_view(),
          name="job-output-tilejson"),
     path("api/v1/jobs/<int:pk>/outputs/<str:name>/value/", maps.OutputValueView.as_view(), name="job-output-value"),
+    path("api/v1/collections/<slug:pk>/tiles/<int:z>/<int:x>/<int:y>.<image:image_format>",
+         maps.CollectionTileView.as_view(), name="collection-map-tile"),
+    path("api/v1/collections/<slug:pk>/tilejson.json", maps.CollectionTileJSONView.as_view(),
+         name="collection-tilejson"),
     path("api/v1/", include(router.urls)),
     path("ogcapi/", include("jobs.ogcapi.urls")),
     # The old tile pipeline's endpoints.

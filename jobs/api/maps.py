@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from jobsite.exceptions import quoted
 
-from ..models import Job
+from ..models import Collection, Job
 from ..raster import render
 from ..services import maps
 
@@ -131,3 +131,34 @@ class OutputValueView(APIView):
         lon, lat = point.validated_data["lon"], point.validated_data["lat"]
         _, output = _job_output(request, pk, name)
         return Response({"lon": lon, "lat": lat, "values": maps.value_at(output, lon, lat)})
+
+
+class CollectionTileView(APIView):
+    """One map tile of a collection as shaded relief (the base layer of the site's maps); 204 where
+    the collection has no data, 400 below the least zoom its TileJSON gives."""
+
+    @extend_schema(responses=IMAGE_RESPONSES)
+    def get(self, request, pk, z, x, y, image_format):
+        maps.check_address(z, x, y)
+        collection = get_object_or_404(Collection, pk=pk)
+        etag = maps.collection_etag(collection, z, x, y, image_format)
+        headers = {"ETag": etag, "Cache-Control": f"private, max-age={maps.CACHE_SECONDS}"}
+        if etag in parse_etags(request.headers.get("If-None-Match", "")):
+            return HttpResponse(status=304, headers=headers)
+        image = maps.collection_tile(collection, z, x, y, image_format)
+        if image is None:
+            return HttpResponse(status=204, headers=headers)
+        return HttpResponse(image, content_type=render.FORMATS[image_format][1], headers=headers)
+
+
+class CollectionTileJSONView(APIView):
+    """The TileJSON of a collection's shaded relief tiles."""
+
+    @extend_schema(responses=TileJSONSerializer)
+    def get(self, request, pk):
+        collection = get_object_or_404(Collection, pk=pk)
+        if collection.bounds is None or not collection.crs_wkt:
+            raise Http404(f"collection {collection.pk} has no tiles")
+        url = reverse("collection-map-tile", kwargs={"pk": collection.pk, "z": 0, "x": 0, "y": 0,
+                                                      "image_format": "png"}, request=request)
+        return Response(maps.collection_tilejson(collection, url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")))

@@ -19,6 +19,11 @@ class OutputSerializer(serializers.Serializer):
     url = serializers.URLField()
 
 
+class FeatureCollectionSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="FeatureCollection")
+    features = serializers.ListField(child=serializers.DictField(), help_text="GeoJSON Features in WGS84")
+
+
 class JobLinksSerializer(serializers.Serializer):
     self = serializers.URLField()
     tiles = serializers.URLField()

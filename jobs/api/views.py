@@ -26,13 +26,13 @@ from jobsite.exceptions import quoted
 from datafiles.models import DataFile
 
 from ..models import Collection, Job, JobLog, JobStatus, JobTile, Label, Tile, TileStatus, Town
-from ..services import control, quotas, usage
+from ..services import control, footprints, quotas, usage
 from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from jobsite.api.errors import ErrorSerializer, QuotaErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
 from .serializers import (CleanupSerializer, CollectionSerializer, EstimateSerializer, QuotasSerializer, JobCreateSerializer, JobLogSerializer,
-                          CreatedJobSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
+                          CreatedJobSerializer, FeatureCollectionSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
                           StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer, outputs_of)
 
 CONFLICT = {409: ErrorSerializer}
@@ -134,6 +134,13 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         page = self.paginate_queryset(filterset.qs)
         return self.get_paginated_response(JobTileSerializer(page, many=True).data)
 
+    @extend_schema(responses=FeatureCollectionSerializer, filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def footprints(self, request, pk=None):
+        """The job's tiles as GeoJSON in WGS84: a Feature per tile, its number as id, with its status,
+        attempts and error, for a map of the job's progress."""
+        return Response(footprints.job_footprints(self.get_object()))
+
     @extend_schema(responses=JobUsageSerializer, filters=False)
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def usage(self, request, pk=None):
@@ -167,6 +174,12 @@ class CollectionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CollectionSerializer
     lookup_value_regex = "[a-z0-9][a-z0-9_-]{0,63}"
 
+    @extend_schema(responses=FeatureCollectionSerializer, filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def footprints(self, request, pk=None):
+        """The collection's tiles as GeoJSON in WGS84: a Feature per tile, its number as id."""
+        return Response(footprints.collection_footprints(self.get_object()))
+
 
 class TileViewSet(viewsets.ReadOnlyModelViewSet):
     """The tiles of every collection (`?collection=` for one). A tile is found by its number in
@@ -197,6 +210,13 @@ class TownViewSet(viewsets.ReadOnlyModelViewSet):
         Prefetch("tiles", queryset=Tile.objects.only("id", "number", "collection_id")))
     serializer_class = TownSerializer
     lookup_value_regex = r"\d{1,9}"
+
+    @extend_schema(responses=FeatureCollectionSerializer, filters=False)
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def geojson(self, request):
+        """Every town's polygon as GeoJSON in WGS84: a Feature per town, its id as id, with its name
+        and tile count."""
+        return Response(footprints.town_features(footprints.towns_with_counts()))
 
 
 class JobTypeViewSet(viewsets.ViewSet):

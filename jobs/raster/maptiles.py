@@ -8,6 +8,7 @@ Cloud-Optimized GeoTIFF reads only a few of its blocks at any zoom. Knows nothin
 """
 
 import math
+import uuid
 from dataclasses import dataclass
 
 import mercantile
@@ -17,7 +18,7 @@ from osgeo import gdal
 from jobsite import georef
 from jobsite.gdalpolicy import thread_config
 
-from .io import RasterError, gdal_error
+from .io import TILE_OPEN_OPTIONS, RasterError, gdal_error
 
 TILE_SIZE = 256
 MAX_ZOOM = 24
@@ -92,13 +93,8 @@ def read_tile(ds, z, x, y, resampling="bilinear", size=TILE_SIZE):
 
 def mercator_bounds(ds):
     """(minx, miny, maxx, maxy) of the raster in EPSG:3857 metres: the box of its edges, densified."""
-    left, bottom, right, top = georef.bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize)
-    steps = [i / 20 for i in range(21)]
-    edge = ([(left + (right - left) * t, bottom) for t in steps] + [(left + (right - left) * t, top) for t in steps]
-            + [(left, bottom + (top - bottom) * t) for t in steps] + [(right, bottom + (top - bottom) * t) for t in steps])
-    points = georef.transformed_points(edge, ds.GetProjection(), WEB_MERCATOR)
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    return min(xs), min(ys), max(xs), max(ys)
+    box = georef.bounds(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize)
+    return georef.edge_bounds(box, ds.GetProjection(), WEB_MERCATOR)
 
 
 def native_resolution(ds):
@@ -181,3 +177,36 @@ def _band_facts(band):
     facts["statistics"] = {"minimum": minimum, "maximum": maximum, "mean": mean, "stddev": stddev,
                            "valid_percent": float(valid) if valid is not None else None}
     return facts
+
+
+def hillshade_tile(paths, z, x, y, band=1, size=TILE_SIZE):
+    """Shaded relief of the DEM tiles `paths` (one collection's, in one CRS) over tile z/x/y, as
+    TileData of one 8-bit band (grey); None where they hold no data there.
+
+    The DEM is warped to the tile's grid with a pixel of margin on every side, so that the relief
+    at the tile's edge sees its neighbours, and shaded there. A Web Mercator metre is cos(latitude)
+    metres on the ground: that is the shading's scale (horizontal units to vertical)."""
+    minx, miny, maxx, maxy = tile_bounds(z, x, y)
+    pixel = (maxx - minx) / size
+    box = (minx - pixel, miny - pixel, maxx + pixel, maxy + pixel)
+    vrt = f"/vsimem/relief-{uuid.uuid4().hex}.vrt"
+    try:
+        with thread_config(GDAL_PAM_ENABLED="NO", **TILE_OPEN_OPTIONS):
+            source = gdal.BuildVRT(vrt, [str(p) for p in paths], bandList=[band])
+            nodata = source.GetRasterBand(1).GetNoDataValue()
+            dem = gdal.Warp("", source, format="MEM", outputBounds=box, dstSRS=WEB_MERCATOR, width=size + 2,
+                            height=size + 2, resampleAlg="bilinear", outputType=gdal.GDT_Float32,
+                            dstNodata=nodata if nodata is not None else -9999.0)
+            source = None
+            latitude = math.degrees(2 * math.atan(math.exp((miny + maxy) / 2 / 6378137.0)) - math.pi / 2)
+            relief = gdal.DEMProcessing("", dem, "hillshade", format="MEM", computeEdges=True,
+                                        scale=math.cos(math.radians(latitude)))
+            pixels = relief.ReadAsArray()[1:-1, 1:-1]
+    except RuntimeError as exc:
+        raise gdal_error(exc) from None
+    finally:
+        gdal.Unlink(vrt) if gdal.VSIStatL(vrt) else None
+    valid = pixels > 0  # the shading's nodata is 0
+    if not valid.any():
+        return None
+    return TileData(bands=pixels[None], valid=valid)

@@ -9,17 +9,20 @@ statistics, or over a range the request gives.
 
 import hashlib
 import logging
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import mercantile
 from django.db import transaction
+from django.db.models import Avg, F
 
-from jobsite import media
+from jobsite import georef, media
 from jobsite.exceptions import Rejected
 
 from ..jobtypes import JOB_TYPES
-from ..models import Job, JobStatus
+from ..models import Job, JobStatus, Tile
 from ..raster import maptiles, render
 from ..raster.io import RasterError
 
@@ -174,3 +177,63 @@ def _dataset(output):
     else:
         cache.move_to_end(key)
     return ds
+
+
+# Collections as shaded relief: the base layers of the site's maps.
+
+# A relief tile reads every raster of the collection under it; below the zoom where it would read
+# more than this many, a collection has no map tiles (its footprints show where it lies).
+MAX_RELIEF_SOURCES = 36
+
+
+def collection_zooms(collection):
+    """(minzoom, maxzoom) of the collection's relief tiles: down to where a map tile meets about
+    MAX_RELIEF_SOURCES of its rasters, up to its own resolution."""
+    west, south, east, north = georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
+    (x0, y0), (x1, y1) = georef.transformed_points([(west, (south + north) / 2), (east, (south + north) / 2)],
+                                                   georef.srs_from_epsg(4326).ExportToWkt(), maptiles.WEB_MERCATOR)
+    metres_per_unit = abs(x1 - x0) / max(collection.bounds[2] - collection.bounds[0], 1e-9)
+    resolution = collection.pixel_width * metres_per_unit
+    maxzoom = min(maptiles.MAX_ZOOM, max(0, math.ceil(math.log2(maptiles.ZOOM0_RESOLUTION / resolution))))
+    average = Tile.objects.filter(collection=collection).aggregate(width=Avg(F("maxx") - F("minx")))["width"] or 1.0
+    span = (math.sqrt(MAX_RELIEF_SOURCES) - 1) * average * metres_per_unit  # a map tile this wide meets that many
+    minzoom = min(maxzoom, max(0, math.ceil(math.log2(mercantile.CE / span))))
+    return minzoom, maxzoom
+
+
+def collection_tile(collection, z, x, y, image_format):
+    """The bytes of relief tile z/x/y of the collection, or None where it has no data there;
+    Rejected for a bad z/x/y or a zoom below the collection's (collection_zooms)."""
+    check_address(z, x, y)
+    if collection.bounds is None or not collection.crs_wkt:
+        return None
+    minzoom, _ = collection_zooms(collection)
+    if z < minzoom:
+        raise Rejected({"z": f"zoom {z} is below {minzoom}, the least zoom of collection {collection.pk}'s map "
+                             f"tiles: a tile there would read too many of its rasters"})
+    minx, miny, maxx, maxy = georef.edge_bounds(maptiles.tile_bounds(z, x, y), maptiles.WEB_MERCATOR,
+                                                collection.crs_wkt, densify=9)
+    paths = list(Tile.objects.filter(collection=collection, minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
+                 .order_by("number").values_list("path", flat=True)[:MAX_RELIEF_SOURCES * 2])
+    if not paths:
+        return None
+    data = maptiles.hillshade_tile(paths, z, x, y)
+    if data is None:
+        return None
+    return render.encode(render.rgba(data, "grey"), image_format)
+
+
+def collection_etag(collection, z, x, y, image_format):
+    """An ETag of a relief tile: the collection as last loaded."""
+    key = f"{collection.pk}|{collection.updated.isoformat()}|{z}/{x}/{y}.{image_format}"
+    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
+
+
+def collection_tilejson(collection, tiles_url):
+    west, south, east, north = georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
+    minzoom, maxzoom = collection_zooms(collection)
+    return {
+        "tilejson": "3.0.0", "name": f"collection {collection.pk}: shaded relief", "scheme": "xyz",
+        "tiles": [tiles_url], "bounds": [west, south, east, north], "minzoom": minzoom, "maxzoom": maxzoom,
+        "center": [(west + east) / 2, (south + north) / 2, minzoom], "legend": {"style": "grey", "range": [0, 255]},
+    }
