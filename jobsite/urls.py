@@ -8,7 +8,7 @@ from datafiles import views as datafile_pages
 from datafiles.api import DataFileViewSet
 from jobs import legacy
 from jobs import views as job_pages
-from jobs.api import maps, views
+from jobs.api import maps, stac, views
 from jobs.api.auth import throttle_password_attempts
 from notifications import streams
 from notifications.api import SubscriptionViewSet
@@ -86,6 +86,12 @@ urlpatterns = [
          maps.CollectionTileView.as_view(), name="collection-map-tile"),
     path("api/v1/collections/<slug:pk>/tilejson.json", maps.CollectionTileJSONView.as_view(),
          name="collection-tilejson"),
+    path("api/v1/stac/", stac.CatalogView.as_view(), name="stac-catalog"),
+    path("api/v1/stac/search", stac.SearchView.as_view(), name="stac-search"),
+    path("api/v1/stac/collections", stac.CollectionsView.as_view(), name="stac-collections"),
+    path("api/v1/stac/collections/<str:type_name>", stac.CollectionView.as_view(), name="stac-collection"),
+    path("api/v1/stac/collections/<str:type_name>/items", stac.ItemsView.as_view(), name="stac-items"),
+    path("api/v1/stac/collections/<str:type_name>/items/<int:job_id>", stac.ItemView.as_view(), name="stac-item"),
     path("api/v1/", include(router.urls)),
     path("ogcapi/", include("jobs.ogcapi.urls")),
     # The old tile pipeline's endpoints.

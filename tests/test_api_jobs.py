@@ -173,7 +173,7 @@ def test_the_job_carries_links_duration_and_owner(job, client_for):
     body = client_for(job.owner).get(f"/api/v1/jobs/{job.pk}/").json()
     base = f"http://testserver/api/v1/jobs/{job.pk}/"
     assert body["links"] == {"self": base, "tiles": base + "tiles/", "logs": base + "logs/",
-                             "outputs": base + "outputs/", "cancel": base + "cancel/", "resume": None}
+                             "outputs": base + "outputs/", "cancel": base + "cancel/", "resume": None, "stac": None}
     assert body["duration_s"] is None and body["owner"] == "owner" and body["updated"]
 
 

@@ -8,7 +8,7 @@ from jobsite import georef
 
 from jobsite.exceptions import quoted
 from ..jobtypes import JOB_TYPES
-from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobTile, Priority, Tile, Town
+from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobStatus, JobTile, Priority, Tile, Town
 from ..services import estimate, submit
 
 
@@ -31,6 +31,7 @@ class JobLinksSerializer(serializers.Serializer):
     outputs = serializers.URLField()
     cancel = serializers.URLField(allow_null=True, help_text="null once the job has finished")
     resume = serializers.URLField(allow_null=True, help_text="null unless the job failed or was canceled")
+    stac = serializers.URLField(allow_null=True, help_text="its STAC Item; null until it has succeeded")
 
 
 def outputs_of(job, request):
@@ -120,7 +121,9 @@ class JobSerializer(serializers.ModelSerializer):
         url = reverse("job-detail", kwargs={"pk": job.pk}, request=self.context.get("request"))
         # The router puts a job's actions under its own URL (one reverse per job: lists of 500).
         return {"self": url, "tiles": f"{url}tiles/", "logs": f"{url}logs/", "outputs": f"{url}outputs/",
-                "cancel": None if job.is_final else f"{url}cancel/", "resume": f"{url}resume/" if job.is_resumable else None}
+                "cancel": None if job.is_final else f"{url}cancel/", "resume": f"{url}resume/" if job.is_resumable else None,
+                "stac": f"{url.rsplit('jobs/', 1)[0]}stac/collections/{job.type}/items/{job.pk}"  # api/v1/ + the STAC path
+                if job.status == JobStatus.SUCCEEDED else None}
 
 
 class NamedChoiceField(serializers.ChoiceField):

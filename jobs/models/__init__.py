@@ -216,6 +216,11 @@ class Job(models.Model):
     waiting_for = models.JSONField(default=list, blank=True, help_text="names of the data files the job waits for")
     wait_deadline = models.DateTimeField(null=True, blank=True, help_text="a waiting job fails after this")
     results = models.JSONField(null=True, blank=True, help_text="results kept on the job, e.g. zonal statistics")
+    # Where its results lie, in WGS84 degrees: set when it succeeds, for searching them by area (STAC).
+    west = models.FloatField(null=True, blank=True)
+    south = models.FloatField(null=True, blank=True)
+    east = models.FloatField(null=True, blank=True)
+    north = models.FloatField(null=True, blank=True)
     webhooks = models.JSONField(default=dict, blank=True, help_text="its own webhooks: name (JOB_WEBHOOKS) to URL")
     webhook_secret = models.CharField(max_length=64, blank=True, editable=False,
                                       help_text="signs its own webhooks; shown to its owner once, at submit")

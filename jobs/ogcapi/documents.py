@@ -147,9 +147,15 @@ def status_info(request, job):
                      link(absolute(request, "job-page", pk=job.pk), "related", f"job {job.pk} in the dashboard",
                           "text/html")]
     if job.status == JobStatus.SUCCEEDED:
-        info["links"].append(link(f"{url}/results", "http://www.opengis.net/def/rel/ogc/1.0/results",
-                                  f"the results of job {job.pk}"))
+        info["links"] += [link(f"{url}/results", "http://www.opengis.net/def/rel/ogc/1.0/results",
+                               f"the results of job {job.pk}"),
+                          link(stac_item_url(request, job), "alternate", f"the results of job {job.pk} as a STAC Item",
+                               "application/geo+json")]
     return info
+
+
+def stac_item_url(request, job):
+    return absolute(request, "stac-item", type_name=job.type, job_id=job.pk)
 
 
 def _message(job):

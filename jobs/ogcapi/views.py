@@ -285,7 +285,9 @@ class JobResults(OGCView):
         found = documents.results(request, job)
         outputs = [{"name": name, **(value if isinstance(value, dict) and "href" in value
                                      else {"value": json.dumps(value)[:2000]})} for name, value in found.items()]
-        return self.answer(request, found, "results.html", job_id=job.pk, outputs=outputs)
+        answer = self.answer(request, found, "results.html", job_id=job.pk, outputs=outputs)
+        answer["Link"] = f'<{documents.stac_item_url(request, job)}>; rel="alternate"; type="application/geo+json"'
+        return answer
 
 
 class JobResultFile(OGCView):

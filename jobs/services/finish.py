@@ -16,7 +16,7 @@ from datafiles.formats import without_paths
 from jobsite.gdalpolicy import thread_config
 
 from .. import lifecycle, queue, storage, tileindex
-from . import maps, quotas, usage
+from . import footprints, maps, quotas, usage
 
 from jobsite.exceptions import Rejected, id_list
 from ..jobtypes import get_job_type
@@ -116,6 +116,7 @@ def _merge(job):
     size = sum(output["size"] for output in outputs)
     names = ", ".join(output["name"] for output in outputs)
     if not lifecycle.move_job(job_id, "succeed", outputs=outputs, outputs_size=size, results=results,
+                              **footprints.result_extent(job, outputs),
                               message=f"succeeded: merged {len(relpaths)} tiles into {names} ({size} bytes) "
                                       f"in {time.monotonic() - started:.1f} s"):
         media.remove_files([output["path"] for output in outputs])

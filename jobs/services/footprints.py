@@ -3,7 +3,7 @@ with their status, and the towns. Coordinates are rounded to 7 decimals (about a
 
 import json
 
-from django.db.models import Count
+from django.db.models import Count, Max, Min
 from osgeo import ogr, osr
 
 from jobsite import georef
@@ -76,3 +76,18 @@ def town_features(towns):
 
 def towns_with_counts():
     return Town.objects.order_by("id").annotate(tile_count=Count("tiles"))
+
+
+def result_extent(job, outputs):
+    """{west, south, east, north} in WGS84 degrees of a job's results: the box of its raster outputs
+    (their facts, jobs.services.maps), else of its tiles; empty for a job of no place (echo)."""
+    boxes = [output["raster"]["bbox"] for output in outputs if "raster" in output]
+    if not boxes:
+        extent = JobTile.objects.filter(job=job).aggregate(minx=Min("tile__minx"), miny=Min("tile__miny"),
+                                                           maxx=Max("tile__maxx"), maxy=Max("tile__maxy"))
+        if extent["minx"] is None or not job.collection.crs_wkt:
+            return {}
+        boxes = [georef.lonlat_bounds((extent["minx"], extent["miny"], extent["maxx"], extent["maxy"]),
+                                      job.collection.crs_wkt)]
+    return {"west": min(b[0] for b in boxes), "south": min(b[1] for b in boxes),
+            "east": max(b[2] for b in boxes), "north": max(b[3] for b in boxes)}

@@ -25,6 +25,7 @@ from ..jobtypes import JOB_TYPES
 from ..models import Job, JobStatus, Tile
 from ..raster import maptiles, render
 from ..raster.io import RasterError
+from . import footprints
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _record_facts(job_id, described_output):
         if job is None:
             return
         job.outputs = [described_output if o["name"] == described_output["name"] else o for o in job.outputs]
-        Job.objects.filter(pk=job_id).update(outputs=job.outputs)
+        Job.objects.filter(pk=job_id).update(outputs=job.outputs, **footprints.result_extent(job, job.outputs))
 
 
 def style_of(job, output):
