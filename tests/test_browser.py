@@ -148,7 +148,10 @@ def job_page_fields(browser):
     fields = {name: page.find_element(By.CSS_SELECTOR, selector).text for name, selector in {
         "heading": "h1", "progress": ".job-page > [data-field=progress]", "state": "[data-part=state]",
         "result": "[data-part=result]", "details": "[data-part=facts]", "log": ".log", "actions": ".actions"}.items()}
-    fields["page"] = page.text
+    # The page's text but its map's, whose scale, legend and popup follow the map's own loading.
+    fields["page"] = browser.execute_script(
+        "const copy = arguments[0].cloneNode(true); copy.querySelectorAll('.map-panel').forEach((m) => m.remove());"
+        "document.body.append(copy); const text = copy.innerText; copy.remove(); return text;", page)
     fields["progress value"] = page.find_element(By.CSS_SELECTOR, "[data-field=progress]").get_attribute("aria-valuenow")
     fields["shown actions"] = [element.get_attribute("data-action") for element in
                                page.find_elements(By.CSS_SELECTOR, "[data-action]") if element.is_displayed()]

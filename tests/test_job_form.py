@@ -35,7 +35,8 @@ class FormValues(HTMLParser):
             return
         if "data-unused-with" in attrs:
             self.unused_with[attrs["name"]] = attrs["data-unused-with"]
-        if tag == "input" and "disabled" not in attrs and attrs.get("type") not in ("submit", "button"):
+        # A browser sends neither a disabled control nor one without a name (the map's layer switches).
+        if tag == "input" and "name" in attrs and "disabled" not in attrs and attrs.get("type") not in ("submit", "button"):
             if attrs.get("type") == "checkbox":
                 if "checked" in attrs:
                     self.values[attrs["name"]] = attrs.get("value", "on")

@@ -8,6 +8,7 @@ import json
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from jobs.lifecycle import job_log
 from jobs.models import Tile, TileStatus, Town
 from jobs.raster.io import crs_wkt_from_epsg
 from jobs.services.submit import job_submit
@@ -63,7 +64,7 @@ def test_collection_tiles_outside_below_their_zooms_and_of_no_collection(index, 
     assert client_for(None).get(f"/api/v1/collections/default/tiles/{z}/{x}/{y}.png").status_code == 401
 
 
-def _lonlat(x, y):
+def lonlat(x, y):
     source, target = osr.SpatialReference(), osr.SpatialReference()
     source.ImportFromEPSG(EPSG)
     target.ImportFromEPSG(4326)
@@ -84,7 +85,7 @@ def test_collection_footprints_are_its_tiles_in_wgs84(index, owner, client_for):
     assert [f["id"] for f in features] == sorted(index.ids)
     for tile in Tile.objects.filter(collection_id="default"):
         feature = next(f for f in features if f["id"] == tile.number)
-        assert _contains(feature, *_lonlat((tile.minx + tile.maxx) / 2, (tile.miny + tile.maxy) / 2))
+        assert _contains(feature, *lonlat((tile.minx + tile.maxx) / 2, (tile.miny + tile.maxy) / 2))
     assert client_for(owner).get("/api/v1/collections/nosuch/footprints/").status_code == 404
 
 
@@ -108,5 +109,16 @@ def test_towns_are_geojson_in_wgs84(index, owner, client_for):
     features = client_for(owner).get("/api/v1/towns/geojson/").json()["features"]
     square, nowhere = features
     assert square["id"] == 7 and square["properties"] == {"name": "Square", "tiles": 1}
-    assert _contains(square, *_lonlat(x0 + 100, y0 - 100)) and not _contains(square, *_lonlat(x0 + 300, y0 - 100))
+    assert _contains(square, *lonlat(x0 + 100, y0 - 100)) and not _contains(square, *lonlat(x0 + 300, y0 - 100))
     assert nowhere["geometry"] is None
+
+
+def test_a_jobs_log_lines_of_one_tile(index, media, owner, client_for):
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:2])
+    for number, message in ((index.ids[0], "about the first"), (index.ids[1], "about the second")):
+        job_log(job.pk, message, tile_id=Tile.objects.get(number=number, collection_id="default").pk)
+    client = client_for(owner)
+    lines = client.get(f"/api/v1/jobs/{job.pk}/logs/?tile={index.ids[0]}").json()["results"]
+    assert [line["message"] for line in lines] == ["about the first"]
+    refused = client.get(f"/api/v1/jobs/{job.pk}/logs/?tile=first")
+    assert refused.status_code == 400 and "tile" in str(refused.json())

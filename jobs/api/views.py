@@ -116,11 +116,20 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         """The same as POST resume/, for clients that resume with PUT."""
         return self.resume(request, pk=kwargs.get("pk"))
 
-    @extend_schema(responses=JobLogSerializer(many=True), filters=False)
+    @extend_schema(responses=JobLogSerializer(many=True), filters=False, parameters=[
+        OpenApiParameter("tile", int, description="only the lines about this tile (its number)")])
     @action(detail=True, methods=["get"], pagination_class=AfterCursorPagination, filter_backends=[])
     def logs(self, request, pk=None):
-        """The job's log, oldest first. Follow `next` to read only what was logged since."""
-        page = self.paginate_queryset(JobLog.objects.filter(job=self.get_object()).select_related("tile"))
+        """The job's log, oldest first (`?tile=` for one tile's lines). Follow `next` to read only what
+        was logged since."""
+        job = self.get_object()
+        logs = JobLog.objects.filter(job=job).select_related("tile")
+        tile = request.query_params.get("tile")
+        if tile is not None:
+            if not (tile.isascii() and tile.isdigit() and len(tile) <= 9):
+                raise ValidationError({"tile": f"must be a tile number, not {quoted(tile)}"})
+            logs = logs.filter(tile__number=int(tile), tile__collection_id=job.collection_id)
+        page = self.paginate_queryset(logs)
         return self.get_paginated_response(JobLogSerializer(page, many=True).data)
 
     @extend_schema(responses=JobTileSerializer(many=True), filters=False, parameters=[

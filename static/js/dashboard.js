@@ -125,6 +125,7 @@ function liveJobPage(page) {
   let finalSeen = 0;
   let settled = false;
   function show(data) {
+    page.dispatchEvent(new CustomEvent("jobsite:live", {detail: data}));  // for the map (maps.js)
     setStatus(page, data.status);
     setProgress(page, data.progress);
     for (const [name, html] of Object.entries(data.parts)) {
