@@ -2,7 +2,7 @@
 
 import django_filters as filters
 from django.conf import settings
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -18,6 +18,7 @@ from jobsite.api.filters import ChoiceFilter, OrderingFilter
 from jobsite.exceptions import Rejected, TooLarge, quoted
 
 from . import services
+from .formats import Unreadable
 from .models import DataFile
 
 
@@ -136,6 +137,20 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         datafile = self.get_object()
         return FileResponse(media.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name,
                             content_type="application/octet-stream")
+
+    @extend_schema(responses={(200, "application/geo+json"): OpenApiTypes.OBJECT}, filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def geojson(self, request, name=None):
+        """A vector file's features as GeoJSON in WGS84, for maps: at most 20,000 of them (`truncated`
+        says whether some were left out), each with its layer's name. Made once, by the confined reader."""
+        datafile = self.get_object()
+        if datafile.kind != DataFile.Kind.VECTOR:
+            raise Http404(f"{quoted(datafile.name)} is a {datafile.kind} file, not a vector")
+        try:
+            path = services.datafile_map(datafile)
+        except Unreadable as exc:
+            raise Http404(f"{quoted(datafile.name)} has no map: {exc}") from None
+        return FileResponse(path.open("rb"), content_type="application/geo+json")
 
     def get_parsers(self):
         if getattr(self, "action", None) in ("create", "update") or self.request and self.request.method in ("POST", "PUT"):

@@ -64,6 +64,13 @@ def preview(stored, out_path, size=256, limits=DEFAULT_LIMITS, confinement=DEFAU
          stored, confinement)
 
 
+def map_copy(stored, kind, out_path, limits=DEFAULT_LIMITS, confinement=DEFAULT_CONFINEMENT):
+    """Write the copy of a raster or vector that maps show (datafiles.mapping) to `out_path`, in a
+    child; Unreadable says what is wrong."""
+    _run({"action": "map", "kind": kind, "file": asdict(stored), "limits": asdict(limits), "out": str(out_path)},
+         stored, confinement)
+
+
 def isolation(confinement=DEFAULT_CONFINEMENT):
     """How a child is kept off the network on this machine ("network namespace", "user and
     network namespace" or "GDAL configuration only"), and the names in its environment."""
@@ -147,6 +154,12 @@ def main():
         if request["action"] == "inspect":
             kind, found = metadata.inspect(stored, limits)
             return {"kind": kind, "metadata": found}
+        if request["action"] == "map":
+            from . import mapping
+
+            copy = mapping.raster_copy if request["kind"] == "raster" else mapping.vector_copy
+            copy(stored, request["out"])
+            return {"written": request["out"]}
         metadata.preview_png(stored, request["out"], request["size"])
         return {"written": request["out"]}
     except Refused as exc:

@@ -102,12 +102,12 @@ def datafile_store(*, owner, upload, name=None, replace=False):
         os.replace(temporary, final)
         with transaction.atomic():
             if existing:
-                old_path = existing.path
+                old_path, old_kind = existing.path, existing.kind
                 if not DataFile.objects.filter(pk=existing.pk).update(kind=kind, size=size, sha256=digest, metadata=found,
                                                                    path=relpath, uploaded=timezone.now()):
                     raise Conflict(f"{name} was deleted while it was being replaced")
                 datafile, created = DataFile.objects.get(pk=existing.pk), False
-                media.remove_files_on_commit([old_path, preview_relpath(old_path)])
+                media.remove_files_on_commit([old_path, *side_relpaths(old_path, old_kind)])
             else:
                 datafile = DataFile.objects.create(owner=owner, name=name, kind=kind, size=size, sha256=digest,
                                                    metadata=found, path=relpath)
@@ -142,7 +142,7 @@ def datafile_delete(*, datafile):
             return
         _refuse_if_in_use(locked, "deleted")
         locked.delete()
-        media.remove_files_on_commit([locked.path, preview_relpath(locked.path)])
+        media.remove_files_on_commit([locked.path, *side_relpaths(locked)])
 
 
 def datafile_delete_all(*, owner):
@@ -153,7 +153,7 @@ def datafile_delete_all(*, owner):
         if busy:
             raise Conflict(f"{', '.join(busy)} used by running or queued jobs; nothing was deleted")
         DataFile.objects.filter(pk__in=[f.pk for f in files]).delete()
-        media.remove_files_on_commit([path for f in files for path in (f.path, preview_relpath(f.path))])
+        media.remove_files_on_commit([path for f in files for path in (f.path, *side_relpaths(f))])
     return len(files)
 
 
@@ -172,22 +172,48 @@ def preview_relpath(relpath):
     return f"{relpath}.preview.png"
 
 
+def map_relpath(relpath, kind):
+    return f"{relpath}.map.tif" if kind == DataFile.Kind.RASTER else f"{relpath}.map.geojson"
+
+
+def side_relpaths(datafile_or_path, kind=None):
+    """The files kept beside a data file (its preview and its map copy), to remove with it."""
+    path, kind = (datafile_or_path.path, datafile_or_path.kind) if kind is None else (datafile_or_path, kind)
+    return [preview_relpath(path), map_relpath(path, kind)]
+
+
 def datafile_preview(datafile):
-    """The path of a PNG preview of a raster data file, made once in a confined child and kept
-    beside the file (its content never changes: a replaced file gets a new path). A file that
-    cannot be previewed is remembered as such in its metadata, so that it costs one child only."""
-    path = media.media_path(preview_relpath(datafile.path))
+    """The path of a PNG preview of a raster data file (see _side_file)."""
+    return _side_file(datafile, preview_relpath(datafile.path), "preview_error",
+                      lambda out: sandbox.preview(datafile.stored, out, limits=declared_limits(), confinement=confinement()))
+
+
+def datafile_map(datafile):
+    """The path of the copy of a raster or vector data file that maps show (datafiles.mapping): a
+    small COG, or GeoJSON in WGS84 (see _side_file)."""
+    if datafile.kind not in (DataFile.Kind.RASTER, DataFile.Kind.VECTOR):
+        raise Unreadable(f"{datafile.name} is a {datafile.kind} file: it has no place on a map")
+    return _side_file(datafile, map_relpath(datafile.path, datafile.kind), "map_error",
+                      lambda out: sandbox.map_copy(datafile.stored, datafile.kind, out, limits=declared_limits(),
+                                                   confinement=confinement()))
+
+
+def _side_file(datafile, relpath, error_key, make):
+    """The path of a file made from a data file once, in a confined child (`make(temporary path)`),
+    and kept beside it (its content never changes: a replaced file gets a new path). A file that
+    cannot be made is remembered as such in the data file's metadata, so that it costs one child only."""
+    path = media.media_path(relpath)
     if path.exists():
         return path
-    if datafile.metadata.get("preview_error"):
-        raise Unreadable(datafile.metadata["preview_error"])
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.png")
+    if datafile.metadata.get(error_key):
+        raise Unreadable(datafile.metadata[error_key])
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{path.suffix}")
     try:
-        sandbox.preview(datafile.stored, temporary, limits=declared_limits(), confinement=confinement())
+        make(temporary)
         os.replace(temporary, path)
     except Unreadable as exc:
         DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
-            metadata={**datafile.metadata, "preview_error": str(exc)})
+            metadata={**datafile.metadata, error_key: str(exc)})
         raise
     finally:
         temporary.unlink(missing_ok=True)

@@ -2,11 +2,13 @@
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobsite import media
@@ -55,7 +57,17 @@ def datafile_detail(request, name):
         "datafile": datafile, "preview": preview, "jobs": services.jobs_using(datafile),
         "preview_size": _preview_display_size(datafile.metadata) if datafile.kind == "raster" else None,
         "facts": _metadata_rows(datafile.metadata, shown_above={"preview"} if datafile.kind == "table" else set()),
-        "metadata": json.dumps(datafile.metadata, indent=2, ensure_ascii=False)})
+        "metadata": json.dumps(datafile.metadata, indent=2, ensure_ascii=False), "map": _map_urls(datafile)})
+
+
+def _map_urls(datafile):
+    """The layers of the data file's map: the file itself, over the relief of the default collection."""
+    if datafile.kind not in (DataFile.Kind.RASTER, DataFile.Kind.VECTOR):
+        return None
+    urls = {"collection": reverse("collection-detail", args=[settings.DEFAULT_COLLECTION])}
+    if datafile.kind == DataFile.Kind.RASTER:
+        return {**urls, "tilejson": reverse("datafile-tilejson", args=[datafile.name])}
+    return {**urls, "geojson": reverse("datafile-geojson", args=[datafile.name])}
 
 
 PREVIEW_PIXELS = 256  # the longer side of a raster's preview PNG (sandbox.preview), at most

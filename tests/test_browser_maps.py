@@ -15,6 +15,8 @@ from jobs.services.submit import job_submit
 
 from .chromium import headless_chromium
 from .conftest import EPSG, ORIGIN
+from .datafile_samples import polygons_bytes
+from .test_datafile_maps import raster_bytes, store
 from .test_browser import log_in, shot, wait
 from .test_execution import run
 from .test_map_layers import lonlat
@@ -138,3 +140,16 @@ def test_the_job_map_fits_a_phone(live_server, browser, index, media, owner):
 
 def index_tiles(index, cells):
     return Tile.objects.filter(number__in=[index.id_at(row, col) for row, col in cells])
+
+
+def test_a_data_file_is_drawn_on_its_map(live_server, browser, index, media, owner, tmp_path):
+    store(owner, "ramp.tif", raster_bytes(tmp_path, 300, 200))
+    store(owner, "zones.gpkg", polygons_bytes(tmp_path, driver="GPKG", suffix=".gpkg"))
+    log_in(browser, live_server)
+    for name, asked in (("ramp.tif", "/api/v1/datafiles/ramp.tif/tiles/"), ("zones.gpkg", "/api/v1/datafiles/zones.gpkg/geojson/")):
+        browser.get(f"{live_server.url}/datafiles/{name}/")
+        wait(browser, lambda d, asked=asked: d.execute_script(TILES_ASKED, asked))
+        wait(browser, lambda d: d.execute_script(PAINTED) > 500)
+        shot(browser, f"datafile-map-{name}")
+    problems = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert problems == []

@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from datafiles.formats import Unreadable
+from datafiles.models import DataFile
 from jobsite.exceptions import quoted
 
 from ..models import Collection, Job
@@ -69,28 +71,43 @@ class ValueSerializer(serializers.Serializer):
 
 
 def _job_output(request, pk, name):
-    """The caller's job `pk` (staff: anybody's) and its raster output `name`; 404 otherwise."""
+    """The MapRaster of raster output `name` of the caller's job `pk` (staff: anybody's); 404 otherwise."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
     output = maps.raster_output(job, name)
     if output is None:
         raise Http404(f"job {job.pk} has no raster output {quoted(name)}")
-    return job, output
+    return maps.output_raster(job, output)
 
 
-class OutputTileView(APIView):
-    """One map tile of a job's raster output in the WebMercatorQuad tile matrix set (the grid of
-    web maps): nodata is transparent; 204 where the tile holds none of the output."""
+def _datafile(request, name):
+    """The MapRaster of the caller's raster data file `name`; 404 otherwise, or when it has no place
+    on a map (saying why)."""
+    datafile = get_object_or_404(DataFile, owner=request.user, name=name)
+    if datafile.kind != DataFile.Kind.RASTER:
+        raise Http404(f"{quoted(name)} is a {datafile.kind} file, not a raster")
+    try:
+        return maps.datafile_raster(datafile)
+    except Unreadable as exc:
+        raise Http404(f"{quoted(name)} has no map: {exc}") from None
+
+
+class RasterTileView(APIView):
+    """One map tile of a raster in the WebMercatorQuad tile matrix set (the grid of web maps):
+    nodata is transparent; 204 where the tile holds none of the raster."""
+
+    def raster(self, request, **kwargs):
+        raise NotImplementedError
 
     @extend_schema(parameters=STYLE_PARAMETERS, responses=IMAGE_RESPONSES)
-    def get(self, request, pk, name, z, x, y, image_format):
+    def get(self, request, z, x, y, image_format, **kwargs):
         style = MapStyleSerializer(data=request.query_params).map_style()
         maps.check_address(z, x, y)
-        job, output = _job_output(request, pk, name)
-        etag = maps.tile_etag(output, z, x, y, image_format, style)
+        raster = self.raster(request, **kwargs)
+        etag = maps.tile_etag(raster, z, x, y, image_format, style)
         headers = {"ETag": etag, "Cache-Control": f"private, max-age={maps.CACHE_SECONDS}"}
         if etag in parse_etags(request.headers.get("If-None-Match", "")):
             return HttpResponse(status=304, headers=headers)
-        image = maps.tile_image(job, output, z, x, y, image_format, style)
+        image = maps.tile_image(raster, z, x, y, image_format, style)
         if image is None:
             return HttpResponse(status=204, headers=headers)
         return HttpResponse(image, content_type=render.FORMATS[image_format][1], headers=headers)
@@ -106,18 +123,54 @@ class TileJSONSerializer(serializers.Serializer):
     legend = serializers.DictField(help_text="style (colormap, grey or rgb), range [low, high], colormap, colors")
 
 
-class OutputTileJSONView(APIView):
-    """The TileJSON of a job's raster output: its tile URL, bounds, zooms and legend."""
+class RasterTileJSONView(APIView):
+    """The TileJSON of a raster's map tiles: their URL, bounds, zooms and legend."""
+
+    tile_route = None
+
+    def raster(self, request, **kwargs):
+        raise NotImplementedError
 
     @extend_schema(parameters=STYLE_PARAMETERS, responses=TileJSONSerializer)
-    def get(self, request, pk, name):
+    def get(self, request, **kwargs):
         style = MapStyleSerializer(data=request.query_params).map_style()
-        job, output = _job_output(request, pk, name)
-        url = reverse("job-output-tile", kwargs={"pk": job.pk, "name": name, "z": 0, "x": 0, "y": 0,
-                                                 "image_format": "png"}, request=request)
+        raster = self.raster(request, **kwargs)
+        url = reverse(self.tile_route, kwargs={**kwargs, "z": 0, "x": 0, "y": 0, "image_format": "png"}, request=request)
         url = url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")
         query = request.query_params.urlencode()
-        return Response(maps.tilejson(job, output, url + (f"?{query}" if query else ""), style))
+        return Response(maps.tilejson(raster, url + (f"?{query}" if query else ""), style))
+
+
+class OutputTileView(RasterTileView):
+    __doc__ = "A job's raster output: " + RasterTileView.__doc__
+
+    def raster(self, request, pk, name):
+        return _job_output(request, pk, name)
+
+
+class OutputTileJSONView(RasterTileJSONView):
+    """The TileJSON of a job's raster output: its tile URL, bounds, zooms and legend."""
+
+    tile_route = "job-output-tile"
+
+    def raster(self, request, pk, name):
+        return _job_output(request, pk, name)
+
+
+class DataFileTileView(RasterTileView):
+    __doc__ = "A raster data file (a copy of it at most 2,048 pixels wide and high): " + RasterTileView.__doc__
+
+    def raster(self, request, name):
+        return _datafile(request, name)
+
+
+class DataFileTileJSONView(RasterTileJSONView):
+    """The TileJSON of a raster data file's map tiles."""
+
+    tile_route = "datafile-map-tile"
+
+    def raster(self, request, name):
+        return _datafile(request, name)
 
 
 class OutputValueView(APIView):
@@ -129,8 +182,8 @@ class OutputValueView(APIView):
         point = LonLatSerializer(data=request.query_params)
         point.is_valid(raise_exception=True)
         lon, lat = point.validated_data["lon"], point.validated_data["lat"]
-        _, output = _job_output(request, pk, name)
-        return Response({"lon": lon, "lat": lat, "values": maps.value_at(output, lon, lat)})
+        raster = _job_output(request, pk, name)
+        return Response({"lon": lon, "lat": lat, "values": maps.value_at(raster, lon, lat)})
 
 
 class CollectionTileView(APIView):

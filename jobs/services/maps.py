@@ -13,6 +13,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import mercantile
 from django.db import transaction
@@ -20,6 +21,8 @@ from django.db.models import Avg, F
 
 from jobsite import georef, media
 from jobsite.exceptions import Rejected
+from datafiles import services as datafiles
+from datafiles.models import DataFile
 
 from ..jobtypes import JOB_TYPES
 from ..models import Job, JobStatus, Tile
@@ -84,17 +87,46 @@ def _record_facts(job_id, described_output):
         Job.objects.filter(pk=job_id).update(outputs=job.outputs, **footprints.result_extent(job, job.outputs))
 
 
-def style_of(job, output):
-    """grey, colormap or rgb: how the output's pixels are shown (render.style_of)."""
+@dataclass(frozen=True)
+class MapRaster:
+    """A raster that maps show: its file, its facts (maptiles.describe), how a one-band raster is
+    coloured (a job type's render_as), and a name for its TileJSON."""
+
+    path: Path
+    facts: dict
+    render_as: str | None
+    name: str
+
+
+def output_raster(job, output):
+    """The MapRaster of a job's raster output (raster_output)."""
     kind = JOB_TYPES.get(job.type)
-    return render.style_of(output["raster"]["bands"], kind.render_as if kind else None)
+    return MapRaster(path=media.media_path(output["path"]), facts=output["raster"],
+                     render_as=kind.render_as if kind else None, name=f"job {job.pk}: {output['name']}")
 
 
-def value_range(output, style):
+def datafile_raster(datafile):
+    """The MapRaster of a raster data file: its map copy, made once in the confined reader
+    (datafiles.services.datafile_map); Unreadable says why it has none."""
+    path = datafiles.datafile_map(datafile)
+    facts = datafile.metadata.get("map_facts")
+    if facts is None:
+        facts = maptiles.describe(path)
+        DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
+            metadata={**datafile.metadata, "map_facts": facts})
+    return MapRaster(path=path, facts=facts, render_as=None, name=f"data file {datafile.name}")
+
+
+def style_of(raster):
+    """grey, colormap or rgb: how the raster's pixels are shown (render.style_of)."""
+    return render.style_of(raster.facts["bands"], raster.render_as)
+
+
+def value_range(raster, style):
     """(low, high) that the colours span: the request's rescale, else the first band's statistics."""
     if style.rescale:
         return style.rescale
-    statistics = output["raster"]["bands"][0].get("statistics")
+    statistics = raster.facts["bands"][0].get("statistics")
     if not statistics:
         return None
     return statistics["minimum"], statistics["maximum"]
@@ -108,39 +140,38 @@ def check_address(z, x, y):
         raise Rejected({exc.field: str(exc)}) from None
 
 
-def tile_image(job, output, z, x, y, image_format, style=MapStyle()):
-    """The bytes of tile z/x/y of `output` as `image_format` (png or webp), or None where the tile
-    holds none of its data. Rejected for a z/x/y outside the tile matrix set."""
+def tile_image(raster, z, x, y, image_format, style=MapStyle()):
+    """The bytes of tile z/x/y of the MapRaster as `image_format` (png or webp), or None where the
+    tile holds none of its data. Rejected for a z/x/y outside the tile matrix set."""
     check_address(z, x, y)
-    data = maptiles.read_tile(_dataset(output), z, x, y)
+    data = maptiles.read_tile(_dataset(raster.path), z, x, y)
     if data is None or not data.valid.any():
         return None
-    shown = style_of(job, output)
-    pixels = render.rgba(data, shown, value_range(output, style) if shown != "rgb" else None, style.colormap)
+    shown = style_of(raster)
+    pixels = render.rgba(data, shown, value_range(raster, style) if shown != "rgb" else None, style.colormap)
     return render.encode(pixels, image_format)
 
 
-def tile_etag(output, z, x, y, image_format, style):
-    """An ETag of the tile: the output file as it is on disk and everything the image depends on."""
-    path = media.media_path(output["path"])
-    stat = path.stat()
-    key = f"{output['path']}|{stat.st_size}|{stat.st_mtime_ns}|{z}/{x}/{y}.{image_format}|{style.colormap}|{style.rescale}"
+def tile_etag(raster, z, x, y, image_format, style):
+    """An ETag of the tile: the file as it is on disk and everything the image depends on."""
+    stat = raster.path.stat()
+    key = f"{raster.path}|{stat.st_size}|{stat.st_mtime_ns}|{z}/{x}/{y}.{image_format}|{style.colormap}|{style.rescale}"
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
-def value_at(output, lon, lat):
-    """The output's band values at (lon, lat) in WGS84 degrees (None for nodata), or None outside it."""
-    return maptiles.value_at(_dataset(output), lon, lat)
+def value_at(raster, lon, lat):
+    """The raster's band values at (lon, lat) in WGS84 degrees (None for nodata), or None outside it."""
+    return maptiles.value_at(_dataset(raster.path), lon, lat)
 
 
-def legend(job, output, style=MapStyle()):
-    """What a map shows of the output: its style, and for a colour map its name, value range and
+def legend(raster, style=MapStyle()):
+    """What a map shows of the raster: its style, and for a colour map its name, value range and
     sixteen colours from low to high (CSS hex)."""
-    shown = style_of(job, output)
+    shown = style_of(raster)
     described = {"style": shown}
     if shown == "rgb":
         return described
-    low_high = value_range(output, style)
+    low_high = value_range(raster, style)
     described["range"] = list(low_high) if low_high else None
     if shown == "colormap":
         table = render.lookup_table(style.colormap)
@@ -149,22 +180,20 @@ def legend(job, output, style=MapStyle()):
     return described
 
 
-def tilejson(job, output, tiles_url, style=MapStyle()):
-    """A TileJSON 3.0.0 document of the output's map tiles at `tiles_url` ({z}/{x}/{y} in it)."""
-    facts = output["raster"]
-    west, south, east, north = facts["bbox"]
-    minzoom, maxzoom = facts["minzoom"], facts["maxzoom"]
+def tilejson(raster, tiles_url, style=MapStyle()):
+    """A TileJSON 3.0.0 document of the raster's map tiles at `tiles_url` ({z}/{x}/{y} in it)."""
+    west, south, east, north = raster.facts["bbox"]
+    minzoom, maxzoom = raster.facts["minzoom"], raster.facts["maxzoom"]
     return {
-        "tilejson": "3.0.0", "name": f"job {job.pk}: {output['name']}", "scheme": "xyz", "tiles": [tiles_url],
+        "tilejson": "3.0.0", "name": raster.name, "scheme": "xyz", "tiles": [tiles_url],
         "bounds": [west, south, east, north], "minzoom": minzoom, "maxzoom": maxzoom,
         "center": [(west + east) / 2, (south + north) / 2, min(maxzoom, minzoom + 2)],
-        "legend": legend(job, output, style),
+        "legend": legend(raster, style),
     }
 
 
-def _dataset(output):
-    """The output's file opened read-only, kept open for this thread while the file is unchanged."""
-    path = media.media_path(output["path"])
+def _dataset(path):
+    """The raster at `path` opened read-only, kept open for this thread while the file is unchanged."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     cache = getattr(_open, "datasets", None)

@@ -339,9 +339,12 @@
     const map = makeMap(panel);
     const layers = {};
     toggles(panel, layers);
-    if (panel.dataset.base) {
-      rasterLayer(panel.dataset.base).then((layer) => { layers.base = layer; map.addLayer(layer); }).catch(() => {});
-    }
+    // The relief of a collection that has tiles (an empty one has no map tiles).
+    getJSON(panel.dataset.collection).then(async (collection) => {
+      if (!collection.tile_count) return;
+      layers.base = await rasterLayer(`${panel.dataset.collection}tilejson.json`);
+      map.addLayer(layers.base);
+    }).catch(() => {});
     if (panel.dataset.tilejson) {
       layers.data = await rasterLayer(panel.dataset.tilejson, {zIndex: 1, anyZoom: true});
       map.addLayer(layers.data);
