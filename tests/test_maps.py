@@ -64,33 +64,36 @@ def large_cog(tmp_path_factory):
 
 
 def test_a_tile_is_gdals_warp_of_the_cog_at_every_zoom(large_cog):
-    ds = maptiles.open_raster(large_cog)
+    source = maptiles.TileSource(large_cog)
     facts = maptiles.describe(large_cog)
-    assert ds.GetRasterBand(1).GetOverviewCount() >= 2
+    assert source.ds.GetRasterBand(1).GetOverviewCount() >= 2
+    levels = set()
     west, south, east, north = facts["bbox"]
     checked = 0
     for z in range(facts["minzoom"] - 1, facts["maxzoom"] + 2):
         for lon, lat in (((west + east) / 2, (south + north) / 2), (east - 0.001, south + 0.001)):
             x, y = tile_at(lon, lat, z)
-            tile = maptiles.read_tile(ds, z, x, y)
-            expected = gdal_warp(large_cog, z, x, y)
+            tile = maptiles.read_tile(source, z, x, y)
+            levels.add(source.overview_for(2 * HALF_WORLD / 2 ** z / 256))
+            expected = gdal_warp(large_cog, z, x, y)  # with the warper's own choice of overview
             assert np.array_equal(tile.valid, expected[1] > 0), (z, x, y)
             # The same to float32 rounding: the two bounds differ in their last digits.
             assert np.allclose(tile.bands[0][tile.valid], expected[0][tile.valid], rtol=0, atol=1e-3), (z, x, y)
             assert tile.valid.any()
             checked += 1
     assert checked >= 10
+    assert {None, 0, 1} <= levels  # the full resolution and overviews were read
     # The corner of nodata is transparent, not a value.
     x, y = tile_at(west + 0.0005, north - 0.0005, facts["maxzoom"])
-    assert not maptiles.read_tile(ds, facts["maxzoom"], x, y).valid.all()
+    assert not maptiles.read_tile(source, facts["maxzoom"], x, y).valid.all()
 
 
 def test_a_tile_outside_the_raster_is_none_and_a_bad_address_is_refused(large_cog):
-    ds = maptiles.open_raster(large_cog)
-    assert maptiles.read_tile(ds, 10, 0, 0) is None
+    source = maptiles.TileSource(large_cog)
+    assert maptiles.read_tile(source, 10, 0, 0) is None
     for z, x, y, field in ((25, 0, 0, "z"), (3, 8, 0, "x"), (3, 0, 8, "y"), (-1, 0, 0, "z")):
         with pytest.raises(maptiles.TileAddressError) as refused:
-            maptiles.read_tile(ds, z, x, y)
+            maptiles.read_tile(source, z, x, y)
         assert refused.value.field == field
 
 

@@ -72,7 +72,7 @@ class ValueSerializer(serializers.Serializer):
 
 def _job_output(request, pk, name):
     """The MapRaster of raster output `name` of the caller's job `pk` (staff: anybody's); 404 otherwise."""
-    job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
+    job = get_object_or_404(Job.objects.visible_to(request.user).only("id", "type", "status", "outputs"), pk=pk)
     output = maps.raster_output(job, name)
     if output is None:
         raise Http404(f"job {job.pk} has no raster output {quoted(name)}")

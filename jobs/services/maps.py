@@ -144,7 +144,7 @@ def tile_image(raster, z, x, y, image_format, style=MapStyle()):
     """The bytes of tile z/x/y of the MapRaster as `image_format` (png or webp), or None where the
     tile holds none of its data. Rejected for a z/x/y outside the tile matrix set."""
     check_address(z, x, y)
-    data = maptiles.read_tile(_dataset(raster.path), z, x, y)
+    data = maptiles.read_tile(_source(raster.path), z, x, y)
     if data is None or not data.valid.any():
         return None
     shown = style_of(raster)
@@ -161,7 +161,7 @@ def tile_etag(raster, z, x, y, image_format, style):
 
 def value_at(raster, lon, lat):
     """The raster's band values at (lon, lat) in WGS84 degrees (None for nodata), or None outside it."""
-    return maptiles.value_at(_dataset(raster.path), lon, lat)
+    return maptiles.value_at(_source(raster.path).ds, lon, lat)
 
 
 def legend(raster, style=MapStyle()):
@@ -192,21 +192,22 @@ def tilejson(raster, tiles_url, style=MapStyle()):
     }
 
 
-def _dataset(path):
-    """The raster at `path` opened read-only, kept open for this thread while the file is unchanged."""
+def _source(path):
+    """The raster at `path` opened for map tiles (maptiles.TileSource), kept open for this thread
+    while the file is unchanged."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
-    cache = getattr(_open, "datasets", None)
+    cache = getattr(_open, "sources", None)
     if cache is None:
-        cache = _open.datasets = OrderedDict()
-    ds = cache.get(key)
-    if ds is None:
-        ds = cache[key] = maptiles.open_raster(path)
+        cache = _open.sources = OrderedDict()
+    source = cache.get(key)
+    if source is None:
+        source = cache[key] = maptiles.TileSource(path)
         while len(cache) > OPEN_PER_THREAD:
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
-    return ds
+    return source
 
 
 # Collections as shaded relief: the base layers of the site's maps.
