@@ -148,6 +148,9 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             raise Http404(f"{quoted(datafile.name)} is a {datafile.kind} file, not a vector")
         try:
             path = services.datafile_map(datafile)
+        except services.NotReady:
+            return Response({"detail": "the map is being made; ask again in a moment"}, status=503,
+                            headers={"Retry-After": "2"})
         except Unreadable as exc:
             raise Http404(f"{quoted(datafile.name)} has no map: {exc}") from None
         return FileResponse(path.open("rb"), content_type="application/geo+json")

@@ -35,7 +35,12 @@ READ_CONFIG = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_PAM_ENABLED": 
 
 
 class Unreadable(Exception):
-    """The file is not what its extension says, or cannot be read."""
+    """The file is not what its extension says, or cannot be read. `transient`: the reader did not
+    finish for a reason of this moment (out of time on a busy machine, killed), not of the file."""
+
+    def __init__(self, message, transient=False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class Refused(Unreadable):

@@ -12,23 +12,33 @@ from .formats import Unreadable
 
 # The longest side of a raster's copy: a preview on a map, not the data (jobs read the upload).
 MAX_SIDE = 2048
+WEB_MERCATOR = "EPSG:3857"
 # Features of a vector's copy, over all its layers; the copy says when it left some out.
 MAX_FEATURES = 20000
 
 
 def raster_copy(stored, out_path, max_side=MAX_SIDE):
-    """Write a COG of the raster at most `max_side` pixels wide and high: its first three or four
-    bands where they are 8-bit (colours), else its first band."""
+    """Write a COG of the raster warped to Web Mercator (EPSG:3857), at most `max_side` pixels wide
+    and high, with none of its metadata: its first three or four bands where they are 8-bit
+    (colours, an alpha band kept as alpha), else its first band, and an alpha band of where it has
+    data. The web process reads only this copy, in a CRS it knows; a raster whose CRS cannot be
+    taken there has no map."""
     ds = stored.open("raster")
     with stored.reading():
         if ds.GetGeoTransform(can_return_null=True) is None or not ds.GetProjection():
             raise Unreadable(f"{stored.name} has no georeferencing: it has no place on a map")
         types = [ds.GetRasterBand(i).DataType for i in range(1, ds.RasterCount + 1)]
         colours = ds.RasterCount in (3, 4) and all(t == gdal.GDT_Byte for t in types)
-        scale = min(1.0, max_side / max(ds.RasterXSize, ds.RasterYSize))
-        gdal.Translate(str(out_path), ds, format="COG", bandList=list(range(1, ds.RasterCount + 1)) if colours else [1],
-                       width=max(1, round(ds.RasterXSize * scale)), height=max(1, round(ds.RasterYSize * scale)),
-                       resampleAlg="nearest", creationOptions=["COMPRESS=DEFLATE", "OVERVIEWS=AUTO", "BLOCKSIZE=256"])
+        try:
+            suggested = gdal.Warp("", ds, format="VRT", dstSRS=WEB_MERCATOR)
+        except RuntimeError:
+            raise Unreadable(f"{stored.name}'s coordinate reference system cannot be put on a web map") from None
+        scale = min(1.0, max_side / max(suggested.RasterXSize, suggested.RasterYSize))
+        source = ds if colours else gdal.Translate("", ds, format="VRT", bandList=[1])
+        gdal.Warp(str(out_path), source, format="COG", dstSRS=WEB_MERCATOR, copyMetadata=False,
+                  width=max(1, round(suggested.RasterXSize * scale)), height=max(1, round(suggested.RasterYSize * scale)),
+                  resampleAlg="near" if colours else "bilinear", dstAlpha=True,
+                  creationOptions=["COMPRESS=DEFLATE", "OVERVIEWS=AUTO", "BLOCKSIZE=256"])
 
 
 def vector_copy(stored, out_path, max_features=MAX_FEATURES):

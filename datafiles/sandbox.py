@@ -87,7 +87,7 @@ def _run(request, stored, confinement):
         done = subprocess.run([sys.executable, "-E", "-s", "-m", "datafiles.sandbox"], input=json.dumps(request).encode(),
                               capture_output=True, timeout=2 * confinement.seconds, cwd=BASE_DIR, env=env)
     except subprocess.TimeoutExpired:
-        raise Unreadable(f"reading {name} took longer than {2 * confinement.seconds} s") from None
+        raise Unreadable(f"reading {name} took longer than {2 * confinement.seconds} s", transient=True) from None
     try:
         answer = json.loads(done.stdout)
     except ValueError:
@@ -98,7 +98,7 @@ def _run(request, stored, confinement):
         # The child's own stderr may name paths of this machine: the operator's log has it, the user not.
         logger.warning("the reader of %s stopped (%s): %s", name, _ended(done.returncode),
                        done.stderr.decode(errors="replace")[-2000:])
-        raise Unreadable(f"{name} could not be read: the reader stopped ({_ended(done.returncode)})")
+        raise Unreadable(f"{name} could not be read: the reader stopped ({_ended(done.returncode)})", transient=True)
     if answer.get("refused"):
         raise Refused(answer["refused"])
     if answer.get("unreadable"):

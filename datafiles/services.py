@@ -12,6 +12,7 @@ import html
 import io
 import json
 import os
+import time
 import uuid
 from itertools import chain
 
@@ -198,25 +199,42 @@ def datafile_map(datafile):
                                                    confinement=confinement()))
 
 
+class NotReady(Exception):
+    """Another request is making the file: ask again in a moment."""
+
+
 def _side_file(datafile, relpath, error_key, make):
     """The path of a file made from a data file once, in a confined child (`make(temporary path)`),
-    and kept beside it (its content never changes: a replaced file gets a new path). A file that
-    cannot be made is remembered as such in the data file's metadata, so that it costs one child only."""
+    and kept beside it (its content never changes: a replaced file gets a new path). One request
+    makes it; one that comes meanwhile is told NotReady. A file that cannot be made is remembered
+    as such in the data file's metadata, so that it costs one child only; a child that did not
+    finish for a reason of the moment (time on a busy machine) is not."""
     path = media.media_path(relpath)
     if path.exists():
         return path
     if datafile.metadata.get(error_key):
         raise Unreadable(datafile.metadata[error_key])
+    lock = path.with_name(f".{path.name}.making")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        if time.time() - lock.stat().st_mtime < 2 * settings.DATAFILE_INSPECT_SECONDS + 10:
+            raise NotReady(f"the map of {datafile.name} is being made") from None
+        lock.unlink(missing_ok=True)  # its maker died: take over
+        return _side_file(datafile, relpath, error_key, make)
+    os.close(fd)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{path.suffix}")
     try:
         make(temporary)
         os.replace(temporary, path)
     except Unreadable as exc:
-        DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
-            metadata={**datafile.metadata, error_key: str(exc)})
+        if not exc.transient:
+            DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
+                metadata={**datafile.metadata, error_key: str(exc)})
         raise
     finally:
         temporary.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
     if not DataFile.objects.filter(pk=datafile.pk, path=datafile.path).exists():  # deleted or replaced meanwhile
         path.unlink(missing_ok=True)
     return path

@@ -158,6 +158,9 @@ def datafile_thumbnail(request, name):
         return HttpResponse(status=404)
     try:
         path = services.datafile_preview(datafile)
+    except services.NotReady:
+        return HttpResponse("the preview is being made", status=503, headers={"Retry-After": "2"},
+                            content_type="text/plain; charset=utf-8")
     except Unreadable as exc:
         return HttpResponse(str(exc), status=422, content_type="text/plain; charset=utf-8")
     return HttpResponse(path.read_bytes(), content_type="image/png")

@@ -43,9 +43,11 @@ def test_a_raster_file_is_served_as_map_tiles_of_its_copy(owner, other, media, t
     document = client.get("/api/v1/datafiles/wide.tif/tilejson.json").json()
     copy = media_path(map_relpath(datafile.path, "raster"))
     ds = gdal.Open(str(copy))
-    assert (ds.RasterXSize, ds.RasterYSize) == (2048, 683)  # the copy: at most 2,048 pixels a side
+    # The copy: in Web Mercator, at most 2,048 pixels a side, its first band and where it has data.
+    assert max(ds.RasterXSize, ds.RasterYSize) == 2048 and ds.RasterCount == 2
+    assert "3857" in ds.GetSpatialRef().GetAuthorityCode(None) and set(ds.GetMetadata() or {}) <= {"AREA_OR_POINT"}
     assert document["legend"]["style"] == "colormap" and document["tiles"][0].endswith(
-        "/api/v1/datafiles/wide.tif/tiles/{z}/{x}/{y}.png")
+        f"/api/v1/datafiles/wide.tif/tiles/{{z}}/{{x}}/{{y}}.png?v={datafile.sha256[:16]}")  # a new file, new URLs
     west, south, east, north = document["bounds"]
     z = document["maxzoom"]
     x, y = tile_at((west + east) / 2, (south + north) / 2, z)
@@ -111,3 +113,28 @@ def test_the_data_file_page_has_a_map(owner, media, tmp_path, client_for, kind, 
     page = client.get(f"/datafiles/{name}/").content.decode()
     assert 'data-map="datafile"' in page
     assert (f"/api/v1/datafiles/{name}/tilejson.json" if kind == "raster" else f"/api/v1/datafiles/{name}/geojson/") in page
+
+
+def test_a_raster_whose_crs_has_no_way_to_web_maps_has_no_map(owner, media, tmp_path, client_for):
+    """An engineering (local) CRS passes the upload's checks but has no place on Earth: the confined
+    reader says so, and the web process never reprojects it."""
+    path = tmp_path / "local.tif"
+    mem = gdal.GetDriverByName("MEM").Create("", 20, 10, 1, gdal.GDT_Float32)
+    mem.SetGeoTransform((0, 1, 0, 0, 0, -1))
+    mem.SetProjection('LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]')
+    gdal.GetDriverByName("GTiff").CreateCopy(str(path), mem)
+    store(owner, "local.tif", path.read_bytes())
+    answer = client_for(owner).get("/api/v1/datafiles/local.tif/tilejson.json")
+    assert answer.status_code == 404 and "web map" in str(answer.json())
+    assert client_for(owner).get("/api/v1/datafiles/local.tif/tiles/1/0/0.png").status_code == 404
+
+
+def test_a_map_being_made_by_another_request_is_a_503(owner, media, tmp_path, client_for):
+    datafile = store(owner, "busy.tif", raster_bytes(tmp_path, 20, 10))
+    copy = media_path(map_relpath(datafile.path, "raster"))
+    lock = copy.with_name(f".{copy.name}.making")
+    lock.touch()
+    answer = client_for(owner).get("/api/v1/datafiles/busy.tif/tilejson.json")
+    assert answer.status_code == 503 and answer["Retry-After"] == "2"
+    lock.unlink()
+    assert client_for(owner).get("/api/v1/datafiles/busy.tif/tilejson.json").status_code == 200

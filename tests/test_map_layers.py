@@ -28,7 +28,7 @@ def collection_zoom_tile(client, offset=0):
 def test_a_collection_tile_is_the_relief_of_its_dem_warped_to_the_tile(index, owner, client_for):
     client = client_for(owner)
     document, (z, x, y) = collection_zoom_tile(client)
-    assert document["tiles"][0].endswith("/api/v1/collections/default/tiles/{z}/{x}/{y}.png")
+    assert "/api/v1/collections/default/tiles/{z}/{x}/{y}.png?v=" in document["tiles"][0]  # the load's version
     assert document["legend"]["style"] == "grey" and document["minzoom"] <= document["maxzoom"]
     answer = client.get(f"/api/v1/collections/default/tiles/{z}/{x}/{y}.png")
     assert answer.status_code == 200 and answer["ETag"] and answer["Content-Type"] == "image/png"
@@ -122,3 +122,22 @@ def test_a_jobs_log_lines_of_one_tile(index, media, owner, client_for):
     assert [line["message"] for line in lines] == ["about the first"]
     refused = client.get(f"/api/v1/jobs/{job.pk}/logs/?tile=first")
     assert refused.status_code == 400 and "tile" in str(refused.json())
+
+
+def test_footprints_by_area_one_tile_and_a_cap(index, media, owner, client_for, monkeypatch):
+    from jobs.services import footprints
+    client = client_for(owner)
+    tile = Tile.objects.get(number=index.id_at(0, 0), collection_id="default")
+    lon, lat = lonlat(tile.minx + 10, tile.maxy - 10)
+    found = client.get(f"/api/v1/collections/default/footprints/?bbox={lon},{lat},{lon + 1e-5},{lat + 1e-5}").json()
+    assert [f["id"] for f in found["features"]] == [tile.number] and found["truncated"] is False
+    monkeypatch.setattr(footprints, "MAX_FEATURES", 3)
+    capped = client.get("/api/v1/collections/default/footprints/").json()
+    assert len(capped["features"]) == 3 and capped["truncated"] is True
+    for bad in ("1,2,3", "a,b,c,d", "10,0,5,1", ""):
+        answer = client.get(f"/api/v1/collections/default/footprints/?bbox={bad}")
+        assert answer.status_code == 400 and "bbox" in str(answer.json()), bad
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    one = client.get(f"/api/v1/jobs/{job.pk}/footprints/?tile={index.ids[1]}").json()["features"]
+    assert [f["id"] for f in one] == [index.ids[1]]
+    assert client.get(f"/api/v1/jobs/{job.pk}/footprints/?tile=x").status_code == 400

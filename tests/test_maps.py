@@ -113,25 +113,46 @@ def test_the_facts_of_a_result_are_gdals(large_cog):
 
 
 def test_colour_maps_grey_and_rgb():
-    valid = np.ones((256, 256), bool)
-    valid[0, 0] = False
+    alpha = np.full((256, 256), 255, np.uint8)
+    alpha[0, 0] = 0
     values = np.tile(np.linspace(10, 20, 256, dtype=np.float32), (256, 1))[None]
-    coloured = render.rgba(maptiles.TileData(values, valid), "colormap", (10, 20), "magma")
+    coloured = render.rgba(maptiles.TileData(values, alpha), "colormap", (10, 20), "magma")
     table = render.lookup_table("magma")
     assert (coloured[5, 0] == table[0]).all() and (coloured[5, 255] == table[255]).all()
     assert coloured[0, 0, 3] == 0 and coloured[1, 0, 3] == 255
-    reversed_ = render.rgba(maptiles.TileData(values, valid), "colormap", (10, 20), "magma_r")
+    reversed_ = render.rgba(maptiles.TileData(values, alpha), "colormap", (10, 20), "magma_r")
     assert (reversed_[5, 0, :3] == table[255, :3]).all()
-    grey = render.rgba(maptiles.TileData(values, valid), "grey", (10, 20))
+    grey = render.rgba(maptiles.TileData(values, alpha), "grey", (10, 20))
     assert grey[5, 0, 0] == 0 and grey[5, 255, 0] == 255 and (grey[5, :, 0] == grey[5, :, 2]).all()
-    rgb = np.stack([np.full((256, 256), v, np.uint8) for v in (10, 20, 30, 200)])
-    shown = render.rgba(maptiles.TileData(rgb, valid), "rgb")
+    rgb = np.stack([np.full((256, 256), v, np.uint8) for v in (10, 20, 30)])
+    shown = render.rgba(maptiles.TileData(rgb, np.where(alpha > 0, 200, 0).astype(np.uint8)), "rgb")
     assert list(shown[5, 5]) == [10, 20, 30, 200] and shown[0, 0, 3] == 0
     assert render.style_of([{"data_type": "byte"}] * 3) == "rgb"
+    assert render.style_of([{"data_type": "byte"}] * 4) == "rgb"
     assert render.style_of([{"data_type": "float32"}], "grey") == "grey"
     assert render.style_of([{"data_type": "float32"}]) == "colormap"
     for name in render.colormap_names():
         assert render.lookup_table(name).shape == (256, 4)
+
+
+def test_an_rgba_raster_keeps_its_alpha_and_an_rgbn_one_shows_its_colours(tmp_path):
+    """A raster's own alpha band is the tile's alpha; a fourth band that is not alpha is not shown."""
+    for alpha, name in ((True, "rgba.tif"), (False, "rgbn.tif")):
+        mem = gdal.GetDriverByName("MEM").Create("", 300, 200, 4, gdal.GDT_Byte)
+        mem.SetGeoTransform((400000.0, 2.0, 0.0, 5700000.0, 0.0, -2.0))
+        mem.SetProjection(crs_wkt_from_epsg(25832))
+        for band, value in enumerate((10, 20, 30, 128), start=1):
+            mem.GetRasterBand(band).Fill(value)
+        if alpha:
+            mem.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
+        gdal.GetDriverByName("GTiff").CreateCopy(str(tmp_path / name), mem)
+        source = maptiles.TileSource(tmp_path / name)
+        facts = maptiles.describe(tmp_path / name)
+        west, south, east, north = facts["bbox"]
+        z = facts["maxzoom"]
+        tile = maptiles.read_tile(source, z, *tile_at((west + east) / 2, (south + north) / 2, z))
+        shown = render.rgba(tile, render.style_of(facts["bands"]))
+        assert list(shown[128, 128]) == [10, 20, 30, 128 if alpha else 255], name
 
 
 # The API, over jobs that ran.
@@ -225,7 +246,7 @@ def test_tilejson_and_values(slope_job, owner, other, client_for):
     facts = slope_job.outputs[0]["raster"]
     assert document["tilejson"] == "3.0.0" and document["bounds"] == facts["bbox"]
     assert document["minzoom"] == facts["minzoom"] and document["maxzoom"] == facts["maxzoom"]
-    assert document["tiles"][0].endswith(f"/outputs/{name}/tiles/{{z}}/{{x}}/{{y}}.png?colormap=turbo")
+    assert document["tiles"][0].endswith(f"/outputs/{name}/tiles/{{z}}/{{x}}/{{y}}.png?colormap=turbo&v={slope_job.outputs[0]['size']}")
     legend = document["legend"]
     stats = facts["bands"][0]["statistics"]
     assert legend["style"] == "colormap" and legend["colormap"] == "turbo"
@@ -253,3 +274,33 @@ def _to_crs(points, wkt):
     for srs in (source, target):
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return [p[:2] for p in osr.CoordinateTransformation(source, target).TransformPoints(points)]
+
+
+def test_tiles_answer_image_clients_revalidation_and_lost_files(slope_job, owner, client_for):
+    client = client_for(owner)
+    z, x, y = center_tile(slope_job)
+    url = tile_url(slope_job, z, x, y)
+    first = client.get(url, HTTP_ACCEPT="image/png")  # as GDAL's XYZ driver and QGIS ask
+    assert first.status_code == 200 and first["Content-Type"] == "image/png"
+    assert client.get(url, HTTP_IF_NONE_MATCH="*").status_code == 304
+    assert client.get(url, HTTP_IF_NONE_MATCH=f'"other", W/{first["ETag"]}').status_code == 304
+    refused = client.get(tile_url(slope_job, 25, 0, 0), HTTP_ACCEPT="image/png")
+    assert refused.status_code == 400 and refused["Content-Type"] == "application/json"
+    # Outside the projection's domain (the other side of the Earth from UTM 32N): no value, not an error.
+    name = slope_job.outputs[0]["name"]
+    far = client.get(f"/api/v1/jobs/{slope_job.pk}/outputs/{name}/value/?lon=-170&lat=-80")
+    assert far.status_code == 200 and far.json()["values"] is None
+    # The file gone (a damaged store): a 404 saying so, not a 500.
+    media_path(slope_job.outputs[0]["path"]).unlink()
+    gone = client.get(tile_url(slope_job, z, x, y + 1))
+    assert gone.status_code == 404 and "cannot be read" in gone.json()["detail"]
+
+
+def test_an_output_without_a_crs_is_kept_without_map_facts(tmp_path):
+    from jobs.services import maps
+    from osgeo import gdal as gdal_
+    path = tmp_path / "plain.tif"
+    mem = gdal_.GetDriverByName("MEM").Create("", 10, 10, 1, gdal_.GDT_Float32)
+    gdal_.GetDriverByName("GTiff").CreateCopy(str(path), mem)
+    output = {"name": "plain.tif", "path": str(path), "content_type": "image/tiff", "size": path.stat().st_size}
+    assert maps.described(output) == output  # no facts, no failed merge

@@ -157,7 +157,8 @@ def test_item_search_by_area_time_and_pages(jobs, owner, client_for):
     ("bbox=1,2,3", "bbox"), ("bbox=10,0,5,1", "bbox"), ("bbox=a,b,c,d", "bbox"), ("bbox=0,-95,1,1", "bbox"),
     ("datetime=yesterday", "datetime"), ("datetime=2026-01-01T00:00:00", "datetime"), ("datetime=../..", "datetime"),
     ("datetime=2026-02-01T00:00:00Z/2026-01-01T00:00:00Z", "datetime"), ("limit=0", "limit"), ("limit=100000", "limit"),
-    ("offset=-1", "offset"), ("collections=nosuch", "collections"), ("ids=abc", "ids"),
+    ("offset=-1", "offset"), ("collections=nosuch", "collections"), ("ids=abc", "ids"), ("ids=%C2%B2", "ids"),
+    ("datetime=9999-12-31T23:59:59-01:00/..", "datetime"), ("bbox=nan,0,1,1", "bbox"),
 ])
 def test_bad_search_parameters_are_named(db, owner, client_for, query, field):
     answer = client_for(owner).get(f"/api/v1/stac/search?{query}")
@@ -177,3 +178,26 @@ def test_the_rest_job_and_the_ogc_results_link_to_the_item(jobs, owner, client_f
     assert results.status_code == 200 and f"<{item_url}>" in results["Link"]
     queued = job_submit(owner=owner, job_type="slope", tile_ids=[100])
     assert client.get(f"/api/v1/jobs/{queued.pk}/").json()["links"]["stac"] is None
+
+
+def test_a_hillshade_item_names_its_bytes_as_the_raster_extension_does(jobs, owner, client_for):
+    hillshade = jobs[1]
+    item = client_for(owner).get(f"/api/v1/stac/collections/hillshade/items/{hillshade.pk}").json()
+    assert validate_dict(item)
+    assert item["assets"]["hillshade.tif"]["raster:bands"][0]["data_type"] == "uint8"
+
+
+def test_results_merged_before_their_facts_were_recorded_are_described_by_the_command(jobs, owner, client_for):
+    from django.core.management import call_command
+
+    slope = jobs[0]
+    recorded = Job.objects.get(pk=slope.pk).outputs
+    Job.objects.filter(pk=slope.pk).update(outputs=[{k: v for k, v in o.items() if k != "raster"} for o in recorded],
+                                           west=None, south=None, east=None, north=None)
+    west, south, _, _ = recorded[0]["raster"]["bbox"]
+    client = client_for(owner)
+    assert client.get(f"/api/v1/stac/search?bbox={west},{south},{west + 0.0001},{south + 0.0001}").json()["features"] == []
+    call_command("describe_results")
+    assert Job.objects.get(pk=slope.pk).outputs == recorded
+    found = client.get(f"/api/v1/stac/search?bbox={west},{south},{west + 0.0001},{south + 0.0001}").json()["features"]
+    assert [f["id"] for f in found] == [str(slope.pk)]

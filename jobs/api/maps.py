@@ -2,23 +2,27 @@
 and GeoJSON of a job's tiles. Thin: the work is in jobs.services.maps and .footprints."""
 
 import math
+from contextlib import contextmanager
 
 from django.http import Http404, HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from datafiles.formats import Unreadable
+from datafiles.formats import Unreadable, without_paths
+from datafiles.services import NotReady
 from datafiles.models import DataFile
 from jobsite.exceptions import quoted
 
 from ..models import Collection, Job
 from ..raster import render
+from ..raster.io import RasterError
 from ..services import maps
 
 STYLE_PARAMETERS = [
@@ -70,6 +74,29 @@ class ValueSerializer(serializers.Serializer):
                                    help_text="one per band, null where it has no data; null outside the output")
 
 
+@contextmanager
+def readable(what):
+    """A raster that cannot be read (gone, or GDAL fails on it) is a 404 naming `what`."""
+    try:
+        yield
+    except (RasterError, OSError) as exc:
+        raise Http404(f"{what} cannot be read for maps: {without_paths(str(exc))}") from None
+
+
+class MapView(APIView):
+    """A view whose answers are images: a client asking for `Accept: image/png` gets them, and its
+    errors in JSON (content negotiation falls back to JSON rather than answering 406)."""
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)
+
+
+def not_modified(request, etag):
+    """Whether the request's If-None-Match names `etag` (weakly, as GET compares) or is `*`."""
+    given = parse_etags(request.headers.get("If-None-Match", ""))
+    return "*" in given or etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in given}
+
+
 def _job_output(request, pk, name):
     """The MapRaster of raster output `name` of the caller's job `pk` (staff: anybody's); 404 otherwise."""
     job = get_object_or_404(Job.objects.visible_to(request.user).only("id", "type", "status", "outputs"), pk=pk)
@@ -77,6 +104,12 @@ def _job_output(request, pk, name):
     if output is None:
         raise Http404(f"job {job.pk} has no raster output {quoted(name)}")
     return maps.output_raster(job, output)
+
+
+class MapInTheMaking(APIException):
+    status_code = 503
+    default_detail = "the map is being made; ask again in a moment"
+    wait = 2  # Retry-After
 
 
 def _datafile(request, name):
@@ -87,11 +120,13 @@ def _datafile(request, name):
         raise Http404(f"{quoted(name)} is a {datafile.kind} file, not a raster")
     try:
         return maps.datafile_raster(datafile)
+    except NotReady as exc:
+        raise MapInTheMaking(str(exc)) from None
     except Unreadable as exc:
         raise Http404(f"{quoted(name)} has no map: {exc}") from None
 
 
-class RasterTileView(APIView):
+class RasterTileView(MapView):
     """One map tile of a raster in the WebMercatorQuad tile matrix set (the grid of web maps):
     nodata is transparent; 204 where the tile holds none of the raster."""
 
@@ -103,11 +138,12 @@ class RasterTileView(APIView):
         style = MapStyleSerializer(data=request.query_params).map_style()
         maps.check_address(z, x, y)
         raster = self.raster(request, **kwargs)
-        etag = maps.tile_etag(raster, z, x, y, image_format, style)
-        headers = {"ETag": etag, "Cache-Control": f"private, max-age={maps.CACHE_SECONDS}"}
-        if etag in parse_etags(request.headers.get("If-None-Match", "")):
-            return HttpResponse(status=304, headers=headers)
-        image = maps.tile_image(raster, z, x, y, image_format, style)
+        with readable(raster.name):
+            etag = maps.tile_etag(raster, z, x, y, image_format, style)
+            headers = {"ETag": etag, "Cache-Control": f"private, max-age={maps.CACHE_SECONDS}"}
+            if not_modified(request, etag):
+                return HttpResponse(status=304, headers=headers)
+            image = maps.tile_image(raster, z, x, y, image_format, style)
         if image is None:
             return HttpResponse(status=204, headers=headers)
         return HttpResponse(image, content_type=render.FORMATS[image_format][1], headers=headers)
@@ -123,7 +159,7 @@ class TileJSONSerializer(serializers.Serializer):
     legend = serializers.DictField(help_text="style (colormap, grey or rgb), range [low, high], colormap, colors")
 
 
-class RasterTileJSONView(APIView):
+class RasterTileJSONView(MapView):
     """The TileJSON of a raster's map tiles: their URL, bounds, zooms and legend."""
 
     tile_route = None
@@ -137,8 +173,10 @@ class RasterTileJSONView(APIView):
         raster = self.raster(request, **kwargs)
         url = reverse(self.tile_route, kwargs={**kwargs, "z": 0, "x": 0, "y": 0, "image_format": "png"}, request=request)
         url = url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")
-        query = request.query_params.urlencode()
-        return Response(maps.tilejson(raster, url + (f"?{query}" if query else ""), style))
+        # The file's version in the tiles' URL: a browser's cached tiles of a replaced file are not reused.
+        query = request.query_params.copy()
+        query["v"] = raster.version
+        return Response(maps.tilejson(raster, f"{url}?{query.urlencode()}", style))
 
 
 class OutputTileView(RasterTileView):
@@ -173,7 +211,7 @@ class DataFileTileJSONView(RasterTileJSONView):
         return _datafile(request, name)
 
 
-class OutputValueView(APIView):
+class OutputValueView(MapView):
     """The values of a job's raster output at a point given in WGS84 degrees."""
 
     @extend_schema(parameters=[OpenApiParameter("lon", float, required=True), OpenApiParameter("lat", float, required=True)],
@@ -183,10 +221,11 @@ class OutputValueView(APIView):
         point.is_valid(raise_exception=True)
         lon, lat = point.validated_data["lon"], point.validated_data["lat"]
         raster = _job_output(request, pk, name)
-        return Response({"lon": lon, "lat": lat, "values": maps.value_at(raster, lon, lat)})
+        with readable(raster.name):
+            return Response({"lon": lon, "lat": lat, "values": maps.value_at(raster, lon, lat)})
 
 
-class CollectionTileView(APIView):
+class CollectionTileView(MapView):
     """One map tile of a collection as shaded relief (the base layer of the site's maps); 204 where
     the collection has no data, 400 below the least zoom its TileJSON gives."""
 
@@ -196,15 +235,16 @@ class CollectionTileView(APIView):
         collection = get_object_or_404(Collection, pk=pk)
         etag = maps.collection_etag(collection, z, x, y, image_format)
         headers = {"ETag": etag, "Cache-Control": f"private, max-age={maps.CACHE_SECONDS}"}
-        if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        if not_modified(request, etag):
             return HttpResponse(status=304, headers=headers)
-        image = maps.collection_tile(collection, z, x, y, image_format)
+        with readable(f"collection {collection.pk}"):
+            image = maps.collection_tile(collection, z, x, y, image_format)
         if image is None:
             return HttpResponse(status=204, headers=headers)
         return HttpResponse(image, content_type=render.FORMATS[image_format][1], headers=headers)
 
 
-class CollectionTileJSONView(APIView):
+class CollectionTileJSONView(MapView):
     """The TileJSON of a collection's shaded relief tiles."""
 
     @extend_schema(responses=TileJSONSerializer)
@@ -214,4 +254,7 @@ class CollectionTileJSONView(APIView):
             raise Http404(f"collection {collection.pk} has no tiles")
         url = reverse("collection-map-tile", kwargs={"pk": collection.pk, "z": 0, "x": 0, "y": 0,
                                                       "image_format": "png"}, request=request)
-        return Response(maps.collection_tilejson(collection, url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")))
+        version = int(collection.updated.timestamp())  # a reloaded collection's tiles are new URLs
+        with readable(f"collection {collection.pk}"):
+            return Response(maps.collection_tilejson(collection, url.replace("/0/0/0.png", "/{z}/{x}/{y}.png")
+                                                     + f"?v={version}"))

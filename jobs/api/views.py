@@ -143,12 +143,16 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
         page = self.paginate_queryset(filterset.qs)
         return self.get_paginated_response(JobTileSerializer(page, many=True).data)
 
-    @extend_schema(responses=FeatureCollectionSerializer, filters=False)
+    @extend_schema(responses=FeatureCollectionSerializer, filters=False, parameters=[
+        OpenApiParameter("tile", int, description="only this tile (its number)")])
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def footprints(self, request, pk=None):
         """The job's tiles as GeoJSON in WGS84: a Feature per tile, its number as id, with its status,
-        attempts and error, for a map of the job's progress."""
-        return Response(footprints.job_footprints(self.get_object()))
+        attempts and error, for a map of the job's progress (`?tile=` for one)."""
+        tile = request.query_params.get("tile")
+        if tile is not None and not (tile.isascii() and tile.isdigit() and len(tile) <= 9):
+            raise ValidationError({"tile": f"must be a tile number, not {quoted(tile)}"})
+        return Response(footprints.job_footprints(self.get_object(), None if tile is None else int(tile)))
 
     @extend_schema(responses=JobUsageSerializer, filters=False)
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
@@ -183,11 +187,16 @@ class CollectionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CollectionSerializer
     lookup_value_regex = "[a-z0-9][a-z0-9_-]{0,63}"
 
-    @extend_schema(responses=FeatureCollectionSerializer, filters=False)
+    @extend_schema(responses=FeatureCollectionSerializer, filters=False, parameters=[
+        OpenApiParameter("bbox", str, description="west,south,east,north in WGS84 degrees")])
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def footprints(self, request, pk=None):
-        """The collection's tiles as GeoJSON in WGS84: a Feature per tile, its number as id."""
-        return Response(footprints.collection_footprints(self.get_object()))
+        """The collection's tiles as GeoJSON in WGS84: a Feature per tile, its number as id; those
+        meeting `bbox` (west,south,east,north in degrees), at most 5,000 (`truncated` says whether
+        there were more)."""
+        raw = request.query_params.get("bbox")
+        return Response(footprints.collection_footprints(
+            self.get_object(), None if raw is None else footprints.parse_bbox(raw)))
 
 
 class TileViewSet(viewsets.ReadOnlyModelViewSet):

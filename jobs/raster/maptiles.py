@@ -52,10 +52,15 @@ def tile_bounds(z, x, y):
 @dataclass(frozen=True)
 class TileData:
     """The pixels of one map tile: `bands` (count, 256, 256) in the raster's data type, and
-    `valid` (256, 256), false outside the raster and where it has no data."""
+    `alpha` (256, 256) of 8 bits: 0 outside the raster and where it has no data, else its own alpha
+    band's value where it has one (255 without)."""
 
     bands: np.ndarray
-    valid: np.ndarray
+    alpha: np.ndarray
+
+    @property
+    def valid(self):
+        return self.alpha > 0
 
 
 def open_raster(path):
@@ -83,10 +88,10 @@ class TileSource:
         self.ds = open_raster(path)
         if not self.ds.GetProjection():
             raise RasterError("the raster has no coordinate reference system")
-        self.bounds = mercator_bounds(self.ds)
         try:
+            self.bounds = mercator_bounds(self.ds)
             suggested = gdal.Warp("", self.ds, format="VRT", dstSRS=WEB_MERCATOR)
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # a CRS with no way to Web Mercator
             raise gdal_error(exc) from None
         self.suggested_resolution = suggested.GetGeoTransform()[1]
         band = self.ds.GetRasterBand(1)
@@ -135,9 +140,10 @@ def read_tile(source, z, x, y, resampling="bilinear", size=TILE_SIZE):
                             resampleAlg=resampling, dstAlpha=True, overviewLevel="NONE")
     except RuntimeError as exc:
         raise gdal_error(exc) from None
-    count = ds.RasterCount
-    pixels = out.ReadAsArray().reshape(count + 1, size, size)
-    return TileData(bands=pixels[:count], valid=pixels[count] > 0)
+    # The warp's alpha band is last; a raster's own alpha band (colour interpretation Alpha) is
+    # taken into it rather than warped as data.
+    pixels = out.ReadAsArray().reshape(out.RasterCount, size, size)
+    return TileData(bands=pixels[:-1], alpha=np.clip(np.nan_to_num(pixels[-1]), 0, 255).astype(np.uint8))
 
 
 def mercator_bounds(ds):
@@ -170,9 +176,14 @@ def value_at(ds, lon, lat):
 
 def _pixel_of(ds, lon, lat):
     wkt = ds.GetProjection()
-    (x, y), = georef.transformed_points([(lon, lat)], georef.srs_from_epsg(4326).ExportToWkt(), wkt)
+    try:
+        (x, y), = georef.transformed_points([(lon, lat)], georef.srs_from_epsg(4326).ExportToWkt(), wkt)
+    except RuntimeError:  # outside the domain of the raster's projection
+        return None, None
     inverse = gdal.InvGeoTransform(ds.GetGeoTransform())
     px, py = gdal.ApplyGeoTransform(inverse, x, y)
+    if not (math.isfinite(px) and math.isfinite(py)):
+        return None, None
     px, py = math.floor(px), math.floor(py)
     if not (0 <= px < ds.RasterXSize and 0 <= py < ds.RasterYSize):
         return None, None
@@ -195,6 +206,13 @@ def describe(path):
     grid (shape and geotransform), its extent in WGS84 (bbox and footprint polygon), the zooms at
     which it is shown, and each band's data type, nodata and statistics (from the overviews:
     approximate for large rasters, as a map's colour range needs)."""
+    try:
+        return _describe(path)
+    except RuntimeError as exc:  # PROJ's: a CRS with no way to WGS84 or Web Mercator
+        raise gdal_error(exc) from None
+
+
+def _describe(path):
     with thread_config(GDAL_PAM_ENABLED="NO"):  # the statistics are not written beside the file
         ds = open_raster(path)
         try:
@@ -258,4 +276,4 @@ def hillshade_tile(paths, z, x, y, band=1, size=TILE_SIZE):
     valid = pixels > 0  # the shading's nodata is 0
     if not valid.any():
         return None
-    return TileData(bands=pixels[None], valid=valid)
+    return TileData(bands=pixels[None], alpha=np.where(valid, 255, 0).astype(np.uint8))

@@ -36,9 +36,10 @@ def lookup_table(name):
 
 
 def style_of(bands, render_as=None):
-    """How to show a raster of `bands` (describe()'s band facts): its own colours where it has three
-    or four 8-bit bands, else `render_as` (a job type's choice: grey or colormap), else a colour map."""
-    if len(bands) in (3, 4) and all(band["data_type"] == "byte" for band in bands):
+    """How to show a raster of `bands` (describe()'s band facts): its own colours where its first
+    three bands are 8-bit (red, green, blue; a fourth is its alpha or not shown), else `render_as`
+    (a job type's choice: grey or colormap), else a colour map."""
+    if len(bands) >= 3 and all(band["data_type"] == "byte" for band in bands[:3]):
         return "rgb"
     return render_as if render_as in ("grey", "colormap") else "colormap"
 
@@ -47,12 +48,11 @@ def rgba(tile, style, value_range=None, colormap=DEFAULT_COLORMAP):
     """A (256, 256, 4) array of 8-bit RGBA for `tile`. `value_range` (low, high) is stretched over the
     colour map, or over black to white for grey (0 to 255 without it)."""
     valid = tile.valid
-    if style == "rgb":
+    if style == "rgb":  # its first three bands; its alpha band, if any, is the tile's alpha
         out = np.zeros(valid.shape + (4,), np.uint8)
         for index in range(3):
             out[..., index] = tile.bands[index]
-        alpha = tile.bands[3] if len(tile.bands) == 4 else 255
-        out[..., 3] = np.where(valid, alpha, 0)
+        out[..., 3] = tile.alpha
         return out
     values = tile.bands[0].astype(np.float64)
     low, high = value_range if value_range else (0.0, 255.0)

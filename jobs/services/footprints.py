@@ -2,11 +2,13 @@
 with their status, and the towns. Coordinates are rounded to 7 decimals (about a centimetre)."""
 
 import json
+import math
 
 from django.db.models import Count, Max, Min
 from osgeo import ogr, osr
 
 from jobsite import georef
+from jobsite.exceptions import Rejected, quoted
 
 from ..models import JobTile, Tile, Town
 
@@ -30,25 +32,63 @@ def _collection(features):
     return {"type": "FeatureCollection", "features": features}
 
 
-def collection_footprints(collection):
-    """The collection's tiles: each a Feature with its tile number as id."""
-    tiles = list(Tile.objects.filter(collection=collection).order_by("number")
-                 .values_list("number", "minx", "miny", "maxx", "maxy"))
-    if not tiles or not collection.crs_wkt:
+def parse_bbox(raw):
+    """(west, south, east, north) in WGS84 degrees from "W,S,E,N"; Rejected naming `bbox` otherwise."""
+    try:
+        bbox = tuple(float(v) for v in raw.split(","))
+    except ValueError:
+        bbox = ()
+    if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or not (
+            -180 <= bbox[0] <= bbox[2] <= 180 and -90 <= bbox[1] <= bbox[3] <= 90):
+        raise Rejected({"bbox": f"must be west,south,east,north in degrees, west not east of east and south "
+                                f"not north of north, not {quoted(raw)}"})
+    return bbox
+
+
+# The most Features a footprints answer holds; `truncated` says when there were more (ask for a bbox).
+MAX_FEATURES = 5000
+
+
+def collection_footprints(collection, bbox=None):
+    """The collection's tiles (those meeting `bbox`, west, south, east, north in WGS84, if given):
+    each a Feature with its tile number as id, at most MAX_FEATURES of them."""
+    if not collection.crs_wkt:
         return _collection([])
-    polygons = _rings([tile[1:] for tile in tiles], collection.crs_wkt)
-    return _collection([{"type": "Feature", "id": number, "geometry": polygon, "properties": {"tile": number}}
-                        for (number, *_), polygon in zip(tiles, polygons, strict=True)])
+    tiles = Tile.objects.filter(collection=collection)
+    if bbox is not None:
+        try:
+            minx, miny, maxx, maxy = georef.edge_bounds(bbox, WGS84, collection.crs_wkt)
+        except RuntimeError:  # outside the collection's projection
+            return _collection([])
+        tiles = tiles.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
+    tiles = list(tiles.order_by("number").values_list("number", "minx", "miny", "maxx", "maxy")[:MAX_FEATURES + 1])
+    found = _collection([{"type": "Feature", "id": number, "geometry": polygon, "properties": {"tile": number}}
+                         for (number, *_), polygon in zip(tiles[:MAX_FEATURES], _polygons(tiles[:MAX_FEATURES], 1,
+                                                                                            collection.crs_wkt),
+                                                          strict=True)])
+    found["truncated"] = len(tiles) > MAX_FEATURES
+    return found
 
 
-def job_footprints(job):
-    """The job's tiles: each a Feature with its tile number as id, and its status, attempts and error."""
-    tiles = list(JobTile.objects.filter(job=job).order_by("tile__number").values_list(
+def _polygons(rows, start, wkt):
+    try:
+        return _rings([row[start:start + 4] for row in rows], wkt)
+    except RuntimeError:  # a CRS with no way to WGS84 (a local grid)
+        return [None] * len(rows)
+
+
+def job_footprints(job, tile=None):
+    """The job's tiles (or the one numbered `tile`): each a Feature with its tile number as id, and its
+    status, attempts and error."""
+    rows = JobTile.objects.filter(job=job)
+    if tile is not None:
+        rows = rows.filter(tile__number=tile)
+    tiles = list(rows.order_by("tile__number").values_list(
         "tile__number", "status", "attempts", "error", "tile__minx", "tile__miny", "tile__maxx", "tile__maxy"))
     wkt = job.collection.crs_wkt
     if not tiles or not wkt:
         return _collection([])
-    polygons = _rings([tile[4:] for tile in tiles], wkt)
+    polygons = _polygons(tiles, 4, wkt)
     return _collection([
         {"type": "Feature", "id": number, "geometry": polygon,
          "properties": {"tile": number, "status": status, "attempts": attempts, "error": error}}
@@ -87,7 +127,10 @@ def result_extent(job, outputs):
                                                            maxx=Max("tile__maxx"), maxy=Max("tile__maxy"))
         if extent["minx"] is None or not job.collection.crs_wkt:
             return {}
-        boxes = [georef.lonlat_bounds((extent["minx"], extent["miny"], extent["maxx"], extent["maxy"]),
-                                      job.collection.crs_wkt)]
+        try:
+            boxes = [georef.lonlat_bounds((extent["minx"], extent["miny"], extent["maxx"], extent["maxy"]),
+                                          job.collection.crs_wkt)]
+        except RuntimeError:  # a CRS with no way to WGS84 (a local grid): no place on Earth's maps
+            return {}
     return {"west": min(b[0] for b in boxes), "south": min(b[1] for b in boxes),
             "east": max(b[2] for b in boxes), "north": max(b[3] for b in boxes)}

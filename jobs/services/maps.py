@@ -22,6 +22,7 @@ from django.db.models import Avg, F
 from jobsite import georef, media
 from jobsite.exceptions import Rejected
 from datafiles import services as datafiles
+from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
 from ..jobtypes import JOB_TYPES
@@ -78,6 +79,21 @@ def raster_output(job, name):
     return output
 
 
+def describe_results(jobs):
+    """Record the raster facts of the outputs, and the extent, of each succeeded job of `jobs` that
+    lacks them (jobs merged before either was recorded). Returns (jobs described, outputs that
+    could not be read)."""
+    done, unreadable = 0, 0
+    for job in jobs.filter(status=JobStatus.SUCCEEDED).select_related("collection").iterator(chunk_size=100):
+        outputs = [output if "raster" in output else described(output) for output in job.outputs]
+        unreadable += sum(1 for o in outputs if o.get("content_type") in RASTER_TYPES and "raster" not in o)
+        if outputs != job.outputs or job.west is None:
+            Job.objects.filter(pk=job.pk, status=JobStatus.SUCCEEDED).update(
+                outputs=outputs, **footprints.result_extent(job, outputs))
+            done += 1
+    return done, unreadable
+
+
 def _record_facts(job_id, described_output):
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
@@ -96,13 +112,15 @@ class MapRaster:
     facts: dict
     render_as: str | None
     name: str
+    version: str  # changes when the file is replaced: its map tiles' URLs carry it
 
 
 def output_raster(job, output):
     """The MapRaster of a job's raster output (raster_output)."""
     kind = JOB_TYPES.get(job.type)
     return MapRaster(path=media.media_path(output["path"]), facts=output["raster"],
-                     render_as=kind.render_as if kind else None, name=f"job {job.pk}: {output['name']}")
+                     render_as=kind.render_as if kind else None, name=f"job {job.pk}: {output['name']}",
+                     version=str(output["size"]))
 
 
 def datafile_raster(datafile):
@@ -111,10 +129,14 @@ def datafile_raster(datafile):
     path = datafiles.datafile_map(datafile)
     facts = datafile.metadata.get("map_facts")
     if facts is None:
-        facts = maptiles.describe(path)
+        try:
+            facts = maptiles.describe(path)
+        except RasterError as exc:
+            raise Unreadable(f"{datafile.name}'s map cannot be read: {exc}") from None
         DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
             metadata={**datafile.metadata, "map_facts": facts})
-    return MapRaster(path=path, facts=facts, render_as=None, name=f"data file {datafile.name}")
+    return MapRaster(path=path, facts=facts, render_as=None, name=f"data file {datafile.name}",
+                     version=datafile.sha256[:16])
 
 
 def style_of(raster):
@@ -155,7 +177,8 @@ def tile_image(raster, z, x, y, image_format, style=MapStyle()):
 def tile_etag(raster, z, x, y, image_format, style):
     """An ETag of the tile: the file as it is on disk and everything the image depends on."""
     stat = raster.path.stat()
-    key = f"{raster.path}|{stat.st_size}|{stat.st_mtime_ns}|{z}/{x}/{y}.{image_format}|{style.colormap}|{style.rescale}"
+    key = (f"{raster.path}|{stat.st_size}|{stat.st_mtime_ns}|{raster.render_as}|{z}/{x}/{y}.{image_format}|"
+           f"{style.colormap}|{style.rescale}")
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
@@ -212,14 +235,25 @@ def _source(path):
 
 # Collections as shaded relief: the base layers of the site's maps.
 
-# A relief tile reads every raster of the collection under it; below the zoom where it would read
-# more than this many, a collection has no map tiles (its footprints show where it lies).
+# A relief tile reads every raster of the collection under it, whole where it has no overviews: below
+# the zoom where it would meet more than this many rasters, or shrink them more than RELIEF_SHRINK
+# times, a collection has no map tiles (its footprints show where it lies).
 MAX_RELIEF_SOURCES = 36
+RELIEF_SHRINK = 8
+_zooms = {}
 
 
 def collection_zooms(collection):
     """(minzoom, maxzoom) of the collection's relief tiles: down to where a map tile meets about
-    MAX_RELIEF_SOURCES of its rasters, up to its own resolution."""
+    MAX_RELIEF_SOURCES of its rasters or a map pixel spans RELIEF_SHRINK of theirs, up to its own
+    resolution. Kept per collection as last loaded."""
+    key = (collection.pk, collection.updated)
+    if key not in _zooms:
+        _zooms[key] = _collection_zooms(collection)
+    return _zooms[key]
+
+
+def _collection_zooms(collection):
     west, south, east, north = georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
     (x0, y0), (x1, y1) = georef.transformed_points([(west, (south + north) / 2), (east, (south + north) / 2)],
                                                    georef.srs_from_epsg(4326).ExportToWkt(), maptiles.WEB_MERCATOR)
@@ -228,8 +262,9 @@ def collection_zooms(collection):
     maxzoom = min(maptiles.MAX_ZOOM, max(0, math.ceil(math.log2(maptiles.ZOOM0_RESOLUTION / resolution))))
     average = Tile.objects.filter(collection=collection).aggregate(width=Avg(F("maxx") - F("minx")))["width"] or 1.0
     span = (math.sqrt(MAX_RELIEF_SOURCES) - 1) * average * metres_per_unit  # a map tile this wide meets that many
-    minzoom = min(maxzoom, max(0, math.ceil(math.log2(mercantile.CE / span))))
-    return minzoom, maxzoom
+    by_sources = math.ceil(math.log2(mercantile.CE / span))
+    by_shrink = maxzoom - int(math.log2(RELIEF_SHRINK))
+    return min(maxzoom, max(0, by_sources, by_shrink)), maxzoom
 
 
 def collection_tile(collection, z, x, y, image_format):
@@ -242,8 +277,11 @@ def collection_tile(collection, z, x, y, image_format):
     if z < minzoom:
         raise Rejected({"z": f"zoom {z} is below {minzoom}, the least zoom of collection {collection.pk}'s map "
                              f"tiles: a tile there would read too many of its rasters"})
-    minx, miny, maxx, maxy = georef.edge_bounds(maptiles.tile_bounds(z, x, y), maptiles.WEB_MERCATOR,
-                                                collection.crs_wkt, densify=9)
+    try:
+        minx, miny, maxx, maxy = georef.edge_bounds(maptiles.tile_bounds(z, x, y), maptiles.WEB_MERCATOR,
+                                                    collection.crs_wkt, densify=9)
+    except RuntimeError:  # the tile lies where the collection's projection is not defined
+        return None
     paths = list(Tile.objects.filter(collection=collection, minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
                  .order_by("number").values_list("path", flat=True)[:MAX_RELIEF_SOURCES * 2])
     if not paths:
@@ -256,7 +294,7 @@ def collection_tile(collection, z, x, y, image_format):
 
 def collection_etag(collection, z, x, y, image_format):
     """An ETag of a relief tile: the collection as last loaded."""
-    key = f"{collection.pk}|{collection.updated.isoformat()}|{z}/{x}/{y}.{image_format}"
+    key = f"{collection.pk}|{collection.updated.isoformat()}|{RELIEF_SHRINK}|{z}/{x}/{y}.{image_format}"
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 

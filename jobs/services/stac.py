@@ -10,9 +10,12 @@ result file. Links lead to the REST job, the OGC API results and the map tiles.
 
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pystac
+from django.db.models import Max, Min
 from django.utils.dateparse import parse_datetime
+from osgeo import osr
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterBand, RasterExtension, Statistics
 
@@ -20,9 +23,13 @@ from jobsite.exceptions import Rejected
 
 from ..jobtypes import JOB_TYPES
 from ..models import Job, JobStatus
-from . import maps
+from . import footprints
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+# GDAL's data type names (lower case) as the raster extension names them.
+DATA_TYPES = {"byte": "uint8", "int8": "int8", "uint16": "uint16", "int16": "int16", "uint32": "uint32",
+              "int32": "int32", "uint64": "uint64", "int64": "int64", "float32": "float32", "float64": "float64",
+              "cint16": "cint16", "cint32": "cint32", "cfloat32": "cfloat32", "cfloat64": "cfloat64"}
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 CATALOG_ID = "jobsite"
@@ -64,12 +71,12 @@ def collection(type_name, user, links):
     kind = JOB_TYPES.get(type_name)
     if kind is None:
         return None
-    jobs = jobs_in_catalogue(user).filter(type=type_name)
-    boxes = list(jobs.exclude(west=None).values_list("west", "south", "east", "north"))
-    spatial = ([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
-               if boxes else [-180.0, -90.0, 180.0, 90.0])
-    times = sorted(t for t in jobs.values_list("finished", flat=True) if t)
-    temporal = [times[0], times[-1]] if times else [None, None]
+    extent = jobs_in_catalogue(user).filter(type=type_name).order_by().aggregate(
+        west=Min("west"), south=Min("south"), east=Max("east"), north=Max("north"),
+        first=Min("finished"), last=Max("finished"))
+    spatial = ([extent["west"], extent["south"], extent["east"], extent["north"]] if extent["west"] is not None
+               else [-180.0, -90.0, 180.0, 90.0])
+    temporal = [extent["first"], extent["last"]]
     stac = pystac.Collection(
         id=type_name, title=kind.title or type_name, description=kind.description or type_name,
         keywords=list(kind.keywords) or None, license="other",
@@ -86,7 +93,7 @@ def collection(type_name, user, links):
 
 def item(job, links):
     """The STAC Item of the succeeded `job`."""
-    outputs = [maps.raster_output(job, o["name"]) or o for o in job.outputs]
+    outputs = job.outputs  # with the facts merges record (manage.py describe_results for older jobs)
     raster = next((o for o in outputs if "raster" in o), None)
     geometry, bbox = _where(job, raster)
     stac = pystac.Item(
@@ -129,7 +136,7 @@ def _add_raster_asset(stac, output, url):
     for band in output["raster"]["bands"]:
         statistics = band.get("statistics")
         bands.append(RasterBand.create(
-            nodata=band["nodata"], data_type=band["data_type"],
+            nodata=band["nodata"], data_type=DATA_TYPES.get(band["data_type"], "other"),
             statistics=Statistics.create(minimum=statistics["minimum"], maximum=statistics["maximum"],
                                          mean=statistics["mean"], stddev=statistics["stddev"],
                                          valid_percent=statistics["valid_percent"]) if statistics else None))
@@ -142,7 +149,7 @@ def _add_projection(stac, facts):
         projection.code = f"EPSG:{facts['epsg']}"
     else:
         projection.code = None
-        projection.wkt2 = facts["wkt"]
+        projection.wkt2 = osr.SpatialReference(wkt=facts["wkt"]).ExportToWkt(["FORMAT=WKT2_2019"])
     projection.shape = facts["shape"]
     x0, px, rx, y0, ry, py = facts["geotransform"]
     projection.transform = [px, rx, x0, ry, py, y0]
@@ -193,12 +200,9 @@ def parse_search(params, collection_name=None):
     bbox = start = end = None
     if params.get("bbox"):
         try:
-            bbox = tuple(float(v) for v in params["bbox"].split(","))
-        except ValueError:
-            bbox = ()
-        if len(bbox) != 4 or not (-180 <= bbox[0] <= bbox[2] <= 180 and -90 <= bbox[1] <= bbox[3] <= 90):
-            errors["bbox"] = (f"must be west,south,east,north in degrees, west not east of east and south not north of "
-                              f"north, not {params['bbox']!r}")
+            bbox = footprints.parse_bbox(params["bbox"])
+        except Rejected as exc:
+            errors.update(exc.errors)
     if params.get("datetime"):
         start, end, problem = _interval(params["datetime"])
         if problem:
@@ -211,7 +215,7 @@ def parse_search(params, collection_name=None):
     if collection_name:
         collections = (collection_name,)
     ids = tuple(i for i in params.get("ids", "").split(",") if i)
-    if any(not i.isdigit() or len(i) > 18 for i in ids):
+    if any(not (i.isascii() and i.isdigit()) or len(i) > 18 for i in ids):
         errors["ids"] = "must be job ids, comma-separated"
     if errors:
         raise Rejected(errors)
@@ -245,6 +249,10 @@ def _interval(raw):
             moment = None
         if moment is None or moment.tzinfo is None:
             return None, None, f"{part!r} is not an RFC 3339 date and time with a time zone (such as 2026-01-02T03:04:05Z)"
+        try:
+            moment = moment.astimezone(dt_timezone.utc)
+        except OverflowError:
+            return None, None, f"{part!r} is beyond the dates this service keeps"
         moments.append(moment)
     if len(parts) == 1:
         if moments[0] is None:

@@ -43,10 +43,19 @@
     const doc = await getJSON(url);
     const layer = new ol.layer.Tile({
       source: new ol.source.XYZ({url: doc.tiles[0], minZoom: anyZoom ? 0 : doc.minzoom, maxZoom: doc.maxzoom}),
-      minZoom: anyZoom ? undefined : Math.max(0, doc.minzoom - 1), zIndex, opacity,
+      minZoom: anyZoom ? undefined : Math.max(0, doc.minzoom - 0.5), zIndex, opacity,
     });
     layer.set("tilejson", doc);
     return layer;
+  }
+
+  // Add a layer under `name`, shown as its switch (if any) says, in place of any it had.
+  function put(panel, map, layers, name, layer) {
+    if (layers[name]) map.removeLayer(layers[name]);
+    layers[name] = layer;
+    const box = panel.querySelector(`[data-layer=${name}]`);
+    if (box) layer.setVisible(box.checked);
+    map.addLayer(layer);
   }
 
   function vectorLayer(url, style, zIndex) {
@@ -140,71 +149,72 @@
     map.addLayer(layers.tiles);
     fitOnLoad(map, layers.tiles);
     toggles(panel, layers);
-    rasterLayer(panel.dataset.base).then((layer) => { layers.base = layer; map.addLayer(layer); }).catch(() => {});
+    rasterLayer(panel.dataset.base).then((layer) => put(panel, map, layers, "base", layer)).catch(() => {});
 
     let output = null;
-    const showResult = async () => {
-      if (layers.result) return;
-      const outputs = await getJSON(panel.dataset.outputs);
-      output = outputs.find((o) => o.content_type === "image/tiff");
-      if (!output) return;
-      const opacity = panel.querySelector("[data-opacity=result]");
-      layers.result = await rasterLayer(`${output.url}tilejson.json`, {zIndex: 1, opacity: opacity.value / 100, anyZoom: true});
-      map.addLayer(layers.result);
-      layers.tiles.changed();
-      showLegend(panel, layers.result.get("tilejson").legend);
-      opacity.addEventListener("input", () => layers.result.setOpacity(opacity.value / 100));
-      panel.dataset.result = "shown";
+    let result = null;  // the one request for the result layer: live updates ask again and again
+    const showResult = () => {
+      result = result || (async () => {
+        const outputs = await getJSON(panel.dataset.outputs);
+        output = outputs.find((o) => o.content_type === "image/tiff") || null;
+        if (!output) { result = null; return; }
+        const opacity = panel.querySelector("[data-opacity=result]");
+        put(panel, map, layers, "result",
+            await rasterLayer(`${output.url}tilejson.json`, {zIndex: 1, opacity: opacity.value / 100, anyZoom: true}));
+        layers.tiles.changed();
+        showLegend(panel, layers.result.get("tilejson").legend);
+        opacity.addEventListener("input", () => layers.result.setOpacity(opacity.value / 100));
+        panel.dataset.result = "shown";
+      })().catch(() => { result = null; });
+      return result;
     };
-    showResult().catch(() => {});
+    showResult();
 
-    // Attempts and errors are not in the page's updates: the tiles are read again after a change.
-    let refreshTimer = null;
-    const refreshTiles = () => {
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(async () => {
-        const doc = await getJSON(panel.dataset.footprints);
-        const source = layers.tiles.getSource();
-        for (const found of doc.features) {
-          const feature = source.getFeatureById(found.id);
-          if (feature) feature.setProperties(found.properties);
-        }
-      }, 1500);
-    };
     const page = panel.closest(".job-page");
     if (page) {
       page.addEventListener("jobsite:live", (event) => {
         const source = layers.tiles.getSource();
-        let changed = false;
         for (const [tile, status] of Object.entries(event.detail.tiles)) {
           const feature = source.getFeatureById(Number(tile));
-          if (feature && feature.get("status") !== status) { feature.set("status", status); changed = true; }
+          if (feature && feature.get("status") !== status) feature.set("status", status);
         }
-        if (changed) refreshTiles();
-        if (event.detail.status === "succeeded") showResult().catch(() => {});
+        if (event.detail.status === "succeeded") showResult();
       });
     }
 
+    // A click reads the tile as it is now (its attempts and error are not in the page's updates).
     const info = popup(panel, map);
+    let clicks = 0;
     map.on("singleclick", async (event) => {
       const feature = map.forEachFeatureAtPixel(event.pixel, (f) => f, {layerFilter: (layer) => layer === layers.tiles});
       if (!feature) { info.close(); return; }
+      const click = ++clicks;
+      const latest = (write) => (value) => { if (click === clicks) write(value); };  // a later click wins
       const id = feature.getId();
-      const rows = [["tile", String(id)], ["status", feature.get("status")], ["attempts", String(feature.get("attempts"))]];
-      if (feature.get("error")) rows.push(["error", feature.get("error")]);
+      const rows = [["tile", String(id)], ["status", feature.get("status")], ["attempts", String(feature.get("attempts"))],
+                    ["error", feature.get("error") || "none"]];
       if (output) rows.push(["value", "…"]);
       rows.push(["log", "…"]);
       info.show(event.coordinate, rows);
+      getJSON(`${panel.dataset.footprints}?tile=${id}`).then(latest((found) => {
+        const now = found.features[0];
+        if (!now) return;
+        feature.setProperties(now.properties);
+        info.set("status", now.properties.status);
+        info.set("attempts", String(now.properties.attempts));
+        info.set("error", now.properties.error || "none");
+      })).catch(() => {});
       const [lon, lat] = ol.proj.toLonLat(event.coordinate);
       if (output) {
         getJSON(`${output.url}value/?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`)
-          .then((found) => info.set("value", found.values === null ? "outside the result"
-            : found.values.map((v) => (v === null ? "no data" : String(Number(v.toPrecision(6))))).join(", ")))
-          .catch(() => info.set("value", "not available"));
+          .then(latest((found) => info.set("value", found.values === null ? "outside the result"
+            : found.values.map((v) => (v === null ? "no data" : String(Number(v.toPrecision(6))))).join(", "))))
+          .catch(latest(() => info.set("value", "not available")));
       }
       getJSON(`${panel.dataset.logs}?tile=${id}&limit=1000`)
-        .then((found) => info.set("log", found.results.slice(-5).map((line) => `${line.level}: ${line.message}`).join("\n") || "no lines"))
-        .catch(() => info.set("log", "not available"));
+        .then(latest((found) => info.set("log", found.results.slice(-5).map((line) => `${line.level}: ${line.message}`).join("\n")
+          + (found.results.length === 1000 ? "\n(the first 1,000 lines; the API has the rest)" : "") || "no lines")))
+        .catch(latest(() => info.set("log", "not available")));
     });
   }
 
@@ -258,19 +268,28 @@
       layers.tiles.changed();
       say();
     };
+    // The collection's tiles are read for the part of the map in view (a collection may have
+    // hundreds of thousands); the first answer places the map.
     const load = async () => {
       const name = collection ? collection.value : "default";
-      for (const key of ["base", "tiles"]) if (layers[key]) map.removeLayer(layers[key]);
-      layers.tiles = vectorLayer(`${panel.dataset.collections}${name}/footprints/`, tileStyle, 2);
-      map.addLayer(layers.tiles);
-      fitOnLoad(map, layers.tiles, 16);
-      layers.base = null;
-      // The relief of a collection that has tiles (an empty one has no map tiles).
-      layers.tiles.getSource().once("featuresloadend", async (event) => {
-        if (!event.features || !event.features.length) return;
-        layers.base = await rasterLayer(`${panel.dataset.collections}${name}/tilejson.json`);
-        map.addLayer(layers.base);
+      const url = `${panel.dataset.collections}${name}/`;
+      for (const key of ["base", "tiles"]) if (layers[key]) { map.removeLayer(layers[key]); layers[key] = null; }
+      const source = new ol.source.Vector({
+        format: new ol.format.GeoJSON(), strategy: ol.loadingstrategy.bbox,
+        url: (extent) => {
+          const [west, south, east, north] = ol.proj.transformExtent(extent, "EPSG:3857", "EPSG:4326");
+          const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v)).toFixed(6);
+          return `${url}footprints/?bbox=${clamp(west, 180)},${clamp(south, 90)},${clamp(east, 180)},${clamp(north, 90)}`;
+        },
       });
+      layers.tiles = new ol.layer.Vector({source, style: tileStyle, zIndex: 2});
+      map.addLayer(layers.tiles);
+      const info = await getJSON(url);
+      if (layers.tiles.getSource() !== source) return;  // another collection was chosen meanwhile
+      if (info.bounds_wgs84) fitTo(map, info.bounds_wgs84);
+      if (!info.tile_count) return;  // an empty collection has no relief
+      const relief = await rasterLayer(`${url}tilejson.json`);
+      if (layers.tiles.getSource() === source) put(panel, map, layers, "base", relief);
     };
     const showTown = async () => {
       townId = town && town.value ? Number(town.value) : null;
@@ -287,9 +306,9 @@
       if (layers.tiles) layers.tiles.changed();
       say();
     };
-    load();
+    load().catch(() => {});
     say();
-    if (collection) collection.addEventListener("change", () => { chosen.clear(); write(); load(); });
+    if (collection) collection.addEventListener("change", () => { chosen.clear(); write(); load().catch(() => {}); showTown(); });
     if (town) { town.addEventListener("change", showTown); if (town.value) showTown(); }
     ids.addEventListener("input", () => {
       chosen.clear();
@@ -342,17 +361,14 @@
     // The relief of a collection that has tiles (an empty one has no map tiles).
     getJSON(panel.dataset.collection).then(async (collection) => {
       if (!collection.tile_count) return;
-      layers.base = await rasterLayer(`${panel.dataset.collection}tilejson.json`);
-      map.addLayer(layers.base);
+      put(panel, map, layers, "base", await rasterLayer(`${panel.dataset.collection}tilejson.json`));
     }).catch(() => {});
     if (panel.dataset.tilejson) {
-      layers.data = await rasterLayer(panel.dataset.tilejson, {zIndex: 1, anyZoom: true});
-      map.addLayer(layers.data);
+      put(panel, map, layers, "data", await rasterLayer(panel.dataset.tilejson, {zIndex: 1, anyZoom: true}));
       fitTo(map, layers.data.get("tilejson").bounds);
       showLegend(panel, layers.data.get("tilejson").legend);
     } else if (panel.dataset.geojson) {
-      layers.data = vectorLayer(panel.dataset.geojson, outlined(CHOSEN, rgba(CHOSEN, 0.25), 2), 1);
-      map.addLayer(layers.data);
+      put(panel, map, layers, "data", vectorLayer(panel.dataset.geojson, outlined(CHOSEN, rgba(CHOSEN, 0.25), 2), 1));
       fitOnLoad(map, layers.data);
     }
   }
