@@ -55,16 +55,19 @@ def test_the_new_job_form_shows_the_estimate_without_submitting(index, owner, cl
     assert answer.status_code == 400 and "tile_ids" in answer.json()["errors"]
 
 
-def test_an_estimate_after_a_warm_up_job_is_within_a_factor_of_two_of_the_time_measured(
+def test_an_estimate_after_warm_up_jobs_is_within_a_factor_of_two_of_the_time_measured(
         transactional_db, owner, client_for, cluster, tmp_path, media):
     call_command("demo_data", dir=str(tmp_path / "demo"), grid=4, verbosity=0)
     client = client_for(owner)
     towns = client.get("/api/v1/towns/").json()["results"]
     body = {"type": "hillshade", "town_id": max(towns, key=lambda town: len(town["tile_ids"]))["id"]}
-    warm = client.post("/api/v1/jobs/", body, format="json").json()
-    assert wait_until_final(warm["id"], timeout=120).status == "succeeded"
+    # Two jobs to learn from: the first of a cluster's life runs cold (its processes' first GDAL
+    # and PROJ work, a cold disk), which alone once made an estimate 2.06 times a later job's time.
+    for _ in range(2):
+        warm = client.post("/api/v1/jobs/", body, format="json").json()
+        assert wait_until_final(warm["id"], timeout=120).status == "succeeded"
     found = client.post("/api/v1/jobs/estimate/", body, format="json").json()
-    assert found["costs"]["measured_jobs"] == 1
+    assert found["costs"]["measured_jobs"] == 2
     job = client.post("/api/v1/jobs/", body, format="json").json()
     measured = wait_until_final(job["id"], timeout=120)
     assert measured.status == "succeeded"

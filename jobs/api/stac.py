@@ -43,7 +43,7 @@ class STACView(APIView):
 class CatalogView(STACView):
     """The root of the STAC catalogue of the caller's succeeded jobs (staff: everybody's)."""
 
-    @extend_schema(responses=STACDocumentSerializer)
+    @extend_schema(responses=STACDocumentSerializer, operation_id="stac_catalog")
     def get(self, request):
         return Response(stac.catalog(self.links()))
 
@@ -51,7 +51,7 @@ class CatalogView(STACView):
 class CollectionsView(STACView):
     """The STAC Collections: one per job type."""
 
-    @extend_schema(responses=STACDocumentSerializer)
+    @extend_schema(responses=STACDocumentSerializer, operation_id="stac_collections")
     def get(self, request):
         links = self.links()
         documents = [stac.collection(name, request.user, links) for name in sorted(stac.JOB_TYPES)]
@@ -63,7 +63,7 @@ class CollectionsView(STACView):
 class CollectionView(STACView):
     """The STAC Collection of one job type, its extent that of the caller's jobs."""
 
-    @extend_schema(responses=STACDocumentSerializer)
+    @extend_schema(responses=STACDocumentSerializer, operation_id="stac_collection")
     def get(self, request, type_name):
         document = stac.collection(type_name, request.user, self.links())
         if document is None:
@@ -78,7 +78,7 @@ class SearchView(STACView):
 
     @extend_schema(parameters=[*SEARCH_PARAMETERS, OpenApiParameter("collections", str, description="job types, "
                                                                                                     "comma-separated")],
-                   responses=STACDocumentSerializer)
+                   responses=STACDocumentSerializer, operation_id="stac_search")
     def get(self, request, **kwargs):
         return self.answer(request, None)
 
@@ -96,7 +96,7 @@ class SearchView(STACView):
 class ItemsView(SearchView):
     """The Items of one job type's Collection, newest first, a page at a time."""
 
-    @extend_schema(parameters=SEARCH_PARAMETERS, responses=STACDocumentSerializer)
+    @extend_schema(parameters=SEARCH_PARAMETERS, responses=STACDocumentSerializer, operation_id="stac_items")
     def get(self, request, type_name):
         if type_name not in stac.JOB_TYPES:
             raise Http404(f"no collection {quoted(type_name)}: the collections are the job types")
@@ -106,7 +106,7 @@ class ItemsView(SearchView):
 class ItemView(STACView):
     """One succeeded job as a STAC Item."""
 
-    @extend_schema(responses=STACDocumentSerializer)
+    @extend_schema(responses=STACDocumentSerializer, operation_id="stac_item")
     def get(self, request, type_name, job_id):
         job = get_object_or_404(stac.jobs_in_catalogue(request.user).filter(type=type_name), pk=job_id)
         return Response(stac.item(job, self.links()), content_type="application/geo+json")

@@ -63,6 +63,19 @@
     return new ol.layer.Vector({source, style, zIndex});
   }
 
+  // A collection's tiles, read for the part of the map in view (it may have hundreds of thousands).
+  function footprintsLayer(collectionUrl, style, zIndex) {
+    const source = new ol.source.Vector({
+      format: new ol.format.GeoJSON(), strategy: ol.loadingstrategy.bbox,
+      url: (extent) => {
+        const [west, south, east, north] = ol.proj.transformExtent(extent, "EPSG:3857", "EPSG:4326");
+        const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v)).toFixed(6);
+        return `${collectionUrl}footprints/?bbox=${clamp(west, 180)},${clamp(south, 90)},${clamp(east, 180)},${clamp(north, 90)}`;
+      },
+    });
+    return new ol.layer.Vector({source, style, zIndex});
+  }
+
   function fitOnLoad(map, layer, maxZoom = 17) {
     layer.getSource().once("featuresloadend", () => {
       const extent = layer.getSource().getExtent();
@@ -150,6 +163,10 @@
     fitOnLoad(map, layers.tiles);
     toggles(panel, layers);
     rasterLayer(panel.dataset.base).then((layer) => put(panel, map, layers, "base", layer)).catch(() => {});
+    // Around the job: its collection's other tiles and the towns, outlined.
+    put(panel, map, layers, "collection", footprintsLayer(panel.dataset.collection, outlined("rgba(40, 40, 40, 0.35)",
+                                                                                              "rgba(0, 0, 0, 0)", 1), 1));
+    put(panel, map, layers, "towns", vectorLayer(panel.dataset.towns, outlined("rgba(194, 94, 0, 0.7)", "rgba(0, 0, 0, 0)", 2), 3));
 
     let output = null;
     let result = null;  // the one request for the result layer: live updates ask again and again
@@ -268,21 +285,13 @@
       layers.tiles.changed();
       say();
     };
-    // The collection's tiles are read for the part of the map in view (a collection may have
-    // hundreds of thousands); the first answer places the map.
+    // The collection's answer places the map.
     const load = async () => {
       const name = collection ? collection.value : "default";
       const url = `${panel.dataset.collections}${name}/`;
       for (const key of ["base", "tiles"]) if (layers[key]) { map.removeLayer(layers[key]); layers[key] = null; }
-      const source = new ol.source.Vector({
-        format: new ol.format.GeoJSON(), strategy: ol.loadingstrategy.bbox,
-        url: (extent) => {
-          const [west, south, east, north] = ol.proj.transformExtent(extent, "EPSG:3857", "EPSG:4326");
-          const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v)).toFixed(6);
-          return `${url}footprints/?bbox=${clamp(west, 180)},${clamp(south, 90)},${clamp(east, 180)},${clamp(north, 90)}`;
-        },
-      });
-      layers.tiles = new ol.layer.Vector({source, style: tileStyle, zIndex: 2});
+      layers.tiles = footprintsLayer(url, tileStyle, 2);
+      const source = layers.tiles.getSource();
       map.addLayer(layers.tiles);
       const info = await getJSON(url);
       if (layers.tiles.getSource() !== source) return;  // another collection was chosen meanwhile
