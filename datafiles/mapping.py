@@ -27,14 +27,18 @@ def raster_copy(stored, out_path, max_side=MAX_SIDE):
     with stored.reading():
         if ds.GetGeoTransform(can_return_null=True) is None or not ds.GetProjection():
             raise Unreadable(f"{stored.name} has no georeferencing: it has no place on a map")
-        types = [ds.GetRasterBand(i).DataType for i in range(1, ds.RasterCount + 1)]
-        colours = ds.RasterCount in (3, 4) and all(t == gdal.GDT_Byte for t in types)
+        bands = [ds.GetRasterBand(i) for i in range(1, ds.RasterCount + 1)]
+        data = [i for i, band in enumerate(bands, start=1) if band.GetColorInterpretation() != gdal.GCI_AlphaBand]
+        if not data:
+            raise Unreadable(f"{stored.name} has only an alpha band: nothing to show on a map")
+        colours = len(data) >= 3 and all(bands[i - 1].DataType == gdal.GDT_Byte for i in data[:3])
         try:
             suggested = gdal.Warp("", ds, format="VRT", dstSRS=WEB_MERCATOR)
         except RuntimeError:
             raise Unreadable(f"{stored.name}'s coordinate reference system cannot be put on a web map") from None
         scale = min(1.0, max_side / max(suggested.RasterXSize, suggested.RasterYSize))
-        source = ds if colours else gdal.Translate("", ds, format="VRT", bandList=[1])
+        alpha = [i for i in range(1, ds.RasterCount + 1) if i not in data][:1]  # kept as the copy's alpha
+        source = gdal.Translate("", ds, format="VRT", bandList=(data[:3] if colours else data[:1]) + alpha)
         gdal.Warp(str(out_path), source, format="COG", dstSRS=WEB_MERCATOR, copyMetadata=False,
                   width=max(1, round(suggested.RasterXSize * scale)), height=max(1, round(suggested.RasterYSize * scale)),
                   resampleAlg="near" if colours else "bilinear", dstAlpha=True,
@@ -62,14 +66,17 @@ def vector_copy(stored, out_path, max_features=MAX_FEATURES):
             transform = osr.CoordinateTransformation(source, target)
             for feature in layer:
                 geometry = feature.GetGeometryRef()
-                if geometry is None:
+                if geometry is None or geometry.IsEmpty():
                     continue
                 if written == max_features:
                     truncated = True
                     break
                 geometry = geometry.Clone()
                 geometry.Transform(transform)
-                shape = json.loads(geometry.ExportToJson(["COORDINATE_PRECISION=7"]))
+                exported = geometry.ExportToJson(["COORDINATE_PRECISION=7"])
+                if exported is None:  # a geometry GeoJSON cannot hold
+                    continue
+                shape = json.loads(exported)
                 out.write(("," if written else "") + json.dumps(
                     {"type": "Feature", "geometry": shape, "properties": {"layer": layer.GetName()}}))
                 written += 1

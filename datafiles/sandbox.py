@@ -98,7 +98,10 @@ def _run(request, stored, confinement):
         # The child's own stderr may name paths of this machine: the operator's log has it, the user not.
         logger.warning("the reader of %s stopped (%s): %s", name, _ended(done.returncode),
                        done.stderr.decode(errors="replace")[-2000:])
-        raise Unreadable(f"{name} could not be read: the reader stopped ({_ended(done.returncode)})", transient=True)
+        # Killed from outside (the machine out of memory, a restart): not the file's doing. Anything
+        # else (an error, a crash in GDAL) happens again with the same file.
+        raise Unreadable(f"{name} could not be read: the reader stopped ({_ended(done.returncode)})",
+                         transient=done.returncode == -signal.SIGKILL)
     if answer.get("refused"):
         raise Refused(answer["refused"])
     if answer.get("unreadable"):
@@ -166,6 +169,8 @@ def main():
         return {"refused": str(exc)}
     except Unreadable as exc:
         return {"unreadable": str(exc)}
+    except (TypeError, ValueError) as exc:  # what the file holds broke the reading code: it will again
+        return {"unreadable": f"{stored.name} could not be read: {stored.scrub(str(exc))}"}
     except MemoryError:
         return {"unreadable": _memory_message(stored.name, request["confinement"])}
     except RuntimeError as exc:  # GDAL's, past the checks

@@ -11,10 +11,11 @@ import hashlib
 import html
 import io
 import json
+import fcntl
 import os
-import time
 import uuid
 from itertools import chain
+from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -178,9 +179,11 @@ def map_relpath(relpath, kind):
 
 
 def side_relpaths(datafile_or_path, kind=None):
-    """The files kept beside a data file (its preview and its map copy), to remove with it."""
+    """The files kept beside a data file (its preview and its map copy, and their locks), to remove
+    with it."""
     path, kind = (datafile_or_path.path, datafile_or_path.kind) if kind is None else (datafile_or_path, kind)
-    return [preview_relpath(path), map_relpath(path, kind)]
+    made = [preview_relpath(path), map_relpath(path, kind)]
+    return made + [str(PurePosixPath(p).with_name(f".{PurePosixPath(p).name}.lock")) for p in made]
 
 
 def datafile_preview(datafile):
@@ -214,27 +217,36 @@ def _side_file(datafile, relpath, error_key, make):
         return path
     if datafile.metadata.get(error_key):
         raise Unreadable(datafile.metadata[error_key])
-    lock = path.with_name(f".{path.name}.making")
+    # One maker at a time, across processes: a lock the kernel drops if its holder dies.
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_CREAT | os.O_WRONLY, 0o600)
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        if time.time() - lock.stat().st_mtime < 2 * settings.DATAFILE_INSPECT_SECONDS + 10:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             raise NotReady(f"the map of {datafile.name} is being made") from None
-        lock.unlink(missing_ok=True)  # its maker died: take over
-        return _side_file(datafile, relpath, error_key, make)
-    os.close(fd)
+        if path.exists():  # made while this request waited for the lock
+            return path
+        current = DataFile.objects.filter(pk=datafile.pk, path=datafile.path).values_list("metadata", flat=True).first()
+        if current is None:
+            raise Unreadable(f"{datafile.name} was deleted or replaced")
+        if current.get(error_key):
+            raise Unreadable(current[error_key])
+        return _make_side_file(datafile, path, error_key, make, current)
+    finally:
+        os.close(lock)
+
+
+def _make_side_file(datafile, path, error_key, make, metadata):
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{path.suffix}")
     try:
         make(temporary)
         os.replace(temporary, path)
     except Unreadable as exc:
         if not exc.transient:
-            DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(
-                metadata={**datafile.metadata, error_key: str(exc)})
+            DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(metadata={**metadata, error_key: str(exc)})
         raise
     finally:
         temporary.unlink(missing_ok=True)
-        lock.unlink(missing_ok=True)
     if not DataFile.objects.filter(pk=datafile.pk, path=datafile.path).exists():  # deleted or replaced meanwhile
         path.unlink(missing_ok=True)
     return path

@@ -1,6 +1,7 @@
 """Data files on maps: a raster's map tiles and a vector's features as GeoJSON, both read from a
 copy that the confined reader makes, never from the upload in the web process."""
 
+import fcntl
 import json
 
 import numpy as np
@@ -132,9 +133,43 @@ def test_a_raster_whose_crs_has_no_way_to_web_maps_has_no_map(owner, media, tmp_
 def test_a_map_being_made_by_another_request_is_a_503(owner, media, tmp_path, client_for):
     datafile = store(owner, "busy.tif", raster_bytes(tmp_path, 20, 10))
     copy = media_path(map_relpath(datafile.path, "raster"))
-    lock = copy.with_name(f".{copy.name}.making")
-    lock.touch()
-    answer = client_for(owner).get("/api/v1/datafiles/busy.tif/tilejson.json")
-    assert answer.status_code == 503 and answer["Retry-After"] == "2"
-    lock.unlink()
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    with open(copy.with_name(f".{copy.name}.lock"), "w") as held:  # as another request making it holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        answer = client_for(owner).get("/api/v1/datafiles/busy.tif/tilejson.json")
+        assert answer.status_code == 503 and answer["Retry-After"] == "2"
     assert client_for(owner).get("/api/v1/datafiles/busy.tif/tilejson.json").status_code == 200
+
+
+@pytest.mark.parametrize("interpretations", [("alpha",), ("gray", "gray", "alpha")])
+def test_bands_tagged_alpha_are_the_maps_alpha_not_its_colours(owner, media, tmp_path, client_for, interpretations):
+    path = tmp_path / "tagged.tif"
+    mem = gdal.GetDriverByName("MEM").Create("", 64, 32, len(interpretations), gdal.GDT_Byte)
+    mem.SetGeoTransform((ORIGIN[0], 2.0, 0, ORIGIN[1], 0, -2.0))
+    mem.SetProjection(crs_wkt_from_epsg(EPSG))
+    for index, name in enumerate(interpretations, start=1):
+        mem.GetRasterBand(index).Fill(200)
+        mem.GetRasterBand(index).SetColorInterpretation(gdal.GCI_AlphaBand if name == "alpha" else gdal.GCI_GrayIndex)
+    gdal.GetDriverByName("GTiff").CreateCopy(str(path), mem)
+    store(owner, "tagged.tif", path.read_bytes())
+    client = client_for(owner)
+    document = client.get("/api/v1/datafiles/tagged.tif/tilejson.json")
+    if interpretations == ("alpha",):
+        assert document.status_code == 404 and "alpha" in str(document.json())
+        return
+    document = document.json()
+    assert document["legend"]["style"] == "colormap"
+    west, south, east, north = document["bounds"]
+    z = document["maxzoom"]
+    answer = client.get(f"/api/v1/datafiles/tagged.tif/tiles/{z}/{tile_at((west + east) / 2, (south + north) / 2, z)[0]}/"
+                        f"{tile_at((west + east) / 2, (south + north) / 2, z)[1]}.png")
+    assert answer.status_code == 200
+
+
+def test_an_empty_geometry_is_left_out_of_a_vectors_map(owner, media, client_for):
+    features = [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": []}},
+                {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [7.1, 51.1]}}]
+    store(owner, "empty.geojson", json.dumps({"type": "FeatureCollection", "features": features}).encode())
+    answer = client_for(owner).get("/api/v1/datafiles/empty.geojson/geojson/")
+    assert answer.status_code == 200
+    assert len(json.loads(b"".join(answer.streaming_content))["features"]) == 1

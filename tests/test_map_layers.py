@@ -141,3 +141,19 @@ def test_footprints_by_area_one_tile_and_a_cap(index, media, owner, client_for, 
     one = client.get(f"/api/v1/jobs/{job.pk}/footprints/?tile={index.ids[1]}").json()["features"]
     assert [f["id"] for f in one] == [index.ids[1]]
     assert client.get(f"/api/v1/jobs/{job.pk}/footprints/?tile=x").status_code == 400
+
+
+def test_a_world_bbox_finds_every_tile_of_a_utm_collection(index, owner, client_for):
+    found = client_for(owner).get("/api/v1/collections/default/footprints/?bbox=-180,-90,180,90").json()
+    assert sorted(f["id"] for f in found["features"]) == sorted(index.ids)
+    west_of = client_for(owner).get("/api/v1/collections/default/footprints/?bbox=-10,40,5,60").json()
+    assert west_of["features"] == []
+
+
+def test_a_collection_in_a_local_grid_has_no_map_tiles(db, owner, client_for):
+    from jobs.models import Collection
+    Collection.objects.create(id="site", crs_wkt='LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]',
+                              pixel_width=1.0, pixel_height=1.0, minx=0, miny=0, maxx=100, maxy=100, tile_count=1)
+    answer = client_for(owner).get("/api/v1/collections/site/tilejson.json")
+    assert answer.status_code == 404 and "web maps" in answer.json()["detail"]
+    assert client_for(owner).get("/api/v1/collections/site/tiles/5/1/1.png").status_code in (204, 404)

@@ -143,6 +143,8 @@ def read_tile(source, z, x, y, resampling="bilinear", size=TILE_SIZE):
     # The warp's alpha band is last; a raster's own alpha band (colour interpretation Alpha) is
     # taken into it rather than warped as data.
     pixels = out.ReadAsArray().reshape(out.RasterCount, size, size)
+    if out.RasterCount < 2:  # the raster's only band is an alpha band: nothing to show
+        return None
     return TileData(bands=pixels[:-1], alpha=np.clip(np.nan_to_num(pixels[-1]), 0, 255).astype(np.uint8))
 
 

@@ -39,6 +39,7 @@ def style_of(bands, render_as=None):
     """How to show a raster of `bands` (describe()'s band facts): its own colours where its first
     three bands are 8-bit (red, green, blue; a fourth is its alpha or not shown), else `render_as`
     (a job type's choice: grey or colormap), else a colour map."""
+    bands = [band for band in bands if band.get("colour") != "alpha"]  # an alpha band is the tile's alpha
     if len(bands) >= 3 and all(band["data_type"] == "byte" for band in bands[:3]):
         return "rgb"
     return render_as if render_as in ("grey", "colormap") else "colormap"

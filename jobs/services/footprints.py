@@ -55,12 +55,22 @@ def collection_footprints(collection, bbox=None):
     if not collection.crs_wkt:
         return _collection([])
     tiles = Tile.objects.filter(collection=collection)
-    if bbox is not None:
+    if bbox is not None and collection.bounds is not None:
+        # The bbox clipped to the collection's own area first: a box much larger than a projection's
+        # area of use (the whole world) does not transform into it as a box.
         try:
-            minx, miny, maxx, maxy = georef.edge_bounds(bbox, WGS84, collection.crs_wkt)
-        except RuntimeError:  # outside the collection's projection
+            west, south, east, north = georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
+        except RuntimeError:  # a CRS with no way to WGS84: no place on a web map
             return _collection([])
-        tiles = tiles.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
+        clipped = (max(bbox[0], west), max(bbox[1], south), min(bbox[2], east), min(bbox[3], north))
+        if clipped[0] > clipped[2] or clipped[1] > clipped[3]:
+            return {**_collection([]), "truncated": False}
+        if clipped != (west, south, east, north):
+            try:
+                minx, miny, maxx, maxy = georef.edge_bounds(clipped, WGS84, collection.crs_wkt)
+            except RuntimeError:
+                return _collection([])
+            tiles = tiles.filter(minx__lt=maxx, maxx__gt=minx, miny__lt=maxy, maxy__gt=miny)
     tiles = list(tiles.order_by("number").values_list("number", "minx", "miny", "maxx", "maxy")[:MAX_FEATURES + 1])
     found = _collection([{"type": "Feature", "id": number, "geometry": polygon, "properties": {"tile": number}}
                          for (number, *_), polygon in zip(tiles[:MAX_FEATURES], _polygons(tiles[:MAX_FEATURES], 1,

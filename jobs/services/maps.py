@@ -170,6 +170,8 @@ def tile_image(raster, z, x, y, image_format, style=MapStyle()):
     if data is None or not data.valid.any():
         return None
     shown = style_of(raster)
+    if shown == "rgb" and len(data.bands) < 3:  # fewer colour bands than its facts said
+        shown = "colormap"
     pixels = render.rgba(data, shown, value_range(raster, style) if shown != "rgb" else None, style.colormap)
     return render.encode(pixels, image_format)
 
@@ -254,7 +256,7 @@ def collection_zooms(collection):
 
 
 def _collection_zooms(collection):
-    west, south, east, north = georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
+    west, south, east, north = _lonlat_bounds(collection)
     (x0, y0), (x1, y1) = georef.transformed_points([(west, (south + north) / 2), (east, (south + north) / 2)],
                                                    georef.srs_from_epsg(4326).ExportToWkt(), maptiles.WEB_MERCATOR)
     metres_per_unit = abs(x1 - x0) / max(collection.bounds[2] - collection.bounds[0], 1e-9)
@@ -298,8 +300,16 @@ def collection_etag(collection, z, x, y, image_format):
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
+def _lonlat_bounds(collection):
+    """The collection's bounds in WGS84; RasterError for a CRS with no way there (a local grid)."""
+    try:
+        return georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
+    except RuntimeError:
+        raise RasterError(f"collection {collection.pk}'s CRS has no place on web maps") from None
+
+
 def collection_tilejson(collection, tiles_url):
-    west, south, east, north = georef.lonlat_bounds(collection.bounds, collection.crs_wkt)
+    west, south, east, north = _lonlat_bounds(collection)
     minzoom, maxzoom = collection_zooms(collection)
     return {
         "tilejson": "3.0.0", "name": f"collection {collection.pk}: shaded relief", "scheme": "xyz",

@@ -11,8 +11,14 @@
   const CHOSEN = "#1f5fa8";
   const TOWN = "#c25e00";
 
-  async function getJSON(url) {
+  // A JSON answer; a 503 (a data file's map still being made) is asked again as Retry-After says.
+  async function getJSON(url, tries = 60) {
     const answer = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
+    if (answer.status === 503 && tries > 1) {
+      const seconds = Number(answer.headers.get("Retry-After")) || 2;
+      await new Promise((done) => setTimeout(done, 1000 * seconds));
+      return getJSON(url, tries - 1);
+    }
     if (!answer.ok) throw new Error(`${url} answered ${answer.status}`);
     return answer.json();
   }
@@ -58,22 +64,35 @@
     map.addLayer(layer);
   }
 
-  function vectorLayer(url, style, zIndex) {
-    const source = new ol.source.Vector({url, format: new ol.format.GeoJSON()});
-    return new ol.layer.Vector({source, style, zIndex});
-  }
-
-  // A collection's tiles, read for the part of the map in view (it may have hundreds of thousands).
-  function footprintsLayer(collectionUrl, style, zIndex) {
+  // A layer of the GeoJSON at `url` (a function of the extent asked for, with `strategy`).
+  function vectorLayer(url, style, zIndex, strategy) {
+    const format = new ol.format.GeoJSON();
+    const truncated = new Set();  // extents whose answer was cut short: their parts are asked for closer in
     const source = new ol.source.Vector({
-      format: new ol.format.GeoJSON(), strategy: ol.loadingstrategy.bbox,
-      url: (extent) => {
-        const [west, south, east, north] = ol.proj.transformExtent(extent, "EPSG:3857", "EPSG:4326");
-        const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v)).toFixed(6);
-        return `${collectionUrl}footprints/?bbox=${clamp(west, 180)},${clamp(south, 90)},${clamp(east, 180)},${clamp(north, 90)}`;
+      strategy: strategy || ol.loadingstrategy.all,
+      loader: (extent, resolution, projection, success, failure) => {
+        const key = extent.join(",");
+        if (truncated.has(key)) { source.removeLoadedExtent(extent); success([]); return; }
+        getJSON(typeof url === "function" ? url(extent) : url).then((doc) => {
+          const features = format.readFeatures(doc, {featureProjection: projection});
+          source.addFeatures(features);
+          if (doc.truncated) { truncated.add(key); source.removeLoadedExtent(extent); }
+          success(features);
+        }).catch(() => { source.removeLoadedExtent(extent); failure(); });
       },
     });
     return new ol.layer.Vector({source, style, zIndex});
+  }
+
+  // A collection's tiles, read a map tile's area at a time (it may have hundreds of thousands; the
+  // server answers at most 5,000 for an area, and says when it cut the answer short).
+  function footprintsLayer(collectionUrl, style, zIndex) {
+    const url = (extent) => {
+      const [west, south, east, north] = ol.proj.transformExtent(extent, "EPSG:3857", "EPSG:4326");
+      const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v)).toFixed(6);
+      return `${collectionUrl}footprints/?bbox=${clamp(west, 180)},${clamp(south, 90)},${clamp(east, 180)},${clamp(north, 90)}`;
+    };
+    return vectorLayer(url, style, zIndex, ol.loadingstrategy.tile(ol.tilegrid.createXYZ({tileSize: 512})));
   }
 
   function fitOnLoad(map, layer, maxZoom = 17) {

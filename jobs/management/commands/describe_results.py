@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = __doc__
 
     def handle(self, *args, **options):
-        done, unreadable = describe_results(Job.objects.filter(west=None).order_by("id"))
+        done, unreadable = describe_results(Job.objects.order_by("id"))
         self.stdout.write(f"described the results of {done} jobs")
         if unreadable:
             self.stderr.write(f"{unreadable} raster outputs could not be read (missing or damaged files); "
