@@ -2,7 +2,7 @@
 
 At the end every job is final, each job's counts (as the API gives them) equal its tiles'
 statuses, no tile was seen being written by two attempts at once, and no answer was a 5xx.
-LOAD_SECONDS sets how long the clients run (default 60).
+LOAD_SECONDS sets how long the clients run (default 20; a longer soak, say 600, finds rarer races).
 """
 
 import os
@@ -87,9 +87,9 @@ def watch_writes(media, stop, overlaps):
         time.sleep(0.002)
 
 
-def test_twenty_clients_submit_cancel_and_resume_for_a_minute(start_cluster, index, media):
+def test_twenty_clients_submit_cancel_and_resume_at_once(start_cluster, index, media):
     start_cluster()
-    seconds = float(os.environ.get("LOAD_SECONDS", 60))
+    seconds = float(os.environ.get("LOAD_SECONDS", 20))
     deadline = time.monotonic() + seconds
     clients = [Client(number, index.ids, deadline) for number in range(CLIENTS)]
     stop, overlaps = threading.Event(), []

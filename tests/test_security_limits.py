@@ -160,7 +160,8 @@ def test_a_useless_overview_does_not_make_a_preview_read_everything(owner, media
     path = tmp_path / "large.tif"
     sparse_geotiff(path, 100_000)
     ds = gdal.Open(str(path), gdal.GA_Update)
-    ds.BuildOverviews("NEAREST", [2])  # a 50,000 x 50,000 overview: no help for a 256-pixel preview
+    # A 50,000 x 50,000 overview, no help for a 256-pixel preview (made but not computed: "NONE").
+    ds.BuildOverviews("NONE", [2])
     ds = None
     assert upload(client_for(owner), "large.tif", path.read_bytes()).status_code == 201
     started = time.monotonic()
