@@ -145,10 +145,22 @@ def test_read_info_refuses_a_raster_without_georeferencing(tmp_path):
         read_info(path)
 
 
-def test_a_mosaic_of_many_tiles_goes_through_one_plain_geotiff_first_with_the_same_pixels(grid, tmp_path, monkeypatch):
+def test_a_mosaic_has_the_pixels_and_overviews_of_one_cog_of_the_whole_area_and_leaves_nothing_behind(
+        grid, tmp_path, monkeypatch):
+    """The tiles go through one plain GeoTIFF on their way to the COG: its image and each of its
+    overviews are those of a COG written straight from the whole area's result."""
     tileset, tiles = grid
-    monkeypatch.setattr(mosaic, "FLATTEN_FROM", 2)
+    # Blocks of the smallest size, so that this small index has overviews.
+    monkeypatch.setattr(mosaic, "COG_OPTIONS", tuple(o for o in mosaic.COG_OPTIONS if "BLOCKSIZE" not in o) + ("BLOCKSIZE=128",))
     outputs = process_all(tiles, tmp_path, "slope", {})
     mosaic.merge_to_cog(outputs, tmp_path / "out.tif", tmp_path / "thumb.png")
-    assert_same_pixels(whole_area(tileset.whole, "slope"), gdal.Open(str(tmp_path / "out.tif")).ReadAsArray())
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tif") or p.name == "out.tif") == ["out.tif", "thumb.png"]
+    whole = gdal.DEMProcessing("", str(tileset.whole), "slope", format="MEM")
+    gdal.Translate(str(tmp_path / "whole.cog"), whole, format="COG", creationOptions=list(mosaic.COG_OPTIONS))
+    merged_ds, expected_ds = gdal.Open(str(tmp_path / "out.tif")), gdal.Open(str(tmp_path / "whole.cog"))
+    merged, expected = merged_ds.GetRasterBand(1), expected_ds.GetRasterBand(1)
+    assert_same_pixels(expected.ReadAsArray(), merged.ReadAsArray())
+    assert merged.GetOverviewCount() == expected.GetOverviewCount() > 0
+    for level in range(expected.GetOverviewCount()):
+        assert_same_pixels(expected.GetOverview(level).ReadAsArray(), merged.GetOverview(level).ReadAsArray())
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith((".tif", ".cog")) or p.name == "out.tif") == [
+        "out.tif", "thumb.png"]

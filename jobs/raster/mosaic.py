@@ -13,8 +13,12 @@ from jobsite.gdalpolicy import thread_config
 from .io import TILE_OPEN_OPTIONS, RasterError, temporary_name, write_error
 
 
-# GDAL's default GDAL_MAX_DATASET_POOL_SIZE: the files a VRT keeps open at once.
-FLATTEN_FROM = 100
+# How a merged result is written (with NUM_THREADS for the compression). DEFLATE is what every COG
+# reader knows; its level 1 writes the 32-tile result of bench/pipeline.py in less than half the
+# time of the default level 6, for files 9 % larger (byte) and 2 % larger (float32).
+COG_OPTIONS = ("COMPRESS=DEFLATE", "LEVEL=1", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512")
+# The plain GeoTIFF the tiles are first copied into.
+FLAT_OPTIONS = ("TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER")
 
 
 def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
@@ -30,15 +34,15 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     try:
         with thread_config(**TILE_OPEN_OPTIONS):
             source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
-            if len(tile_paths) > FLATTEN_FROM:
-                # A VRT of more files than GDAL keeps open reopens them as the COG driver reads it,
-                # once for the image and again for each overview: one plain GeoTIFF first is faster.
-                source = gdal.Translate(str(tmp_flat), source, format="GTiff",
-                                        creationOptions=["TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER"])
+            if len(tile_paths) > 1:
+                # The COG driver reads its source once for the overviews and again for the image,
+                # in windows across the tiles: from a VRT of the tiles, that costs more than
+                # copying them into one plain GeoTIFF first (1.2 s against 0.3 s for 32 tiles of
+                # 1024 x 1024); and a VRT of more files than GDAL keeps open reopens them each time.
+                source = gdal.Translate(str(tmp_flat), source, format="GTiff", creationOptions=list(FLAT_OPTIONS))
             gdal.Translate(
                 str(tmp_cog), source, format="COG",
-                creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512",
-                                 "NUM_THREADS=ALL_CPUS"],
+                creationOptions=[*COG_OPTIONS, "NUM_THREADS=ALL_CPUS"],
             )
             source = None
         _write_thumbnail(tmp_cog, tmp_png, thumbnail_size)
