@@ -21,7 +21,7 @@ class JobsConfig(AppConfig):
         from .services.waiting import jobs_reading, start_jobs_waiting_for
 
         gdalpolicy.configure(allowed_hosts=settings.GDAL_HTTP_HOSTS, timeout=settings.GDAL_HTTP_TIMEOUT,
-                             connect_timeout=settings.GDAL_HTTP_CONNECT_TIMEOUT)
+                             connect_timeout=settings.GDAL_HTTP_CONNECT_TIMEOUT, cache_mb=settings.GDAL_CACHE_MB)
         _install_declared_job_types()
         post_spawn.connect(tasks.worker_spawned, dispatch_uid="jobs.worker_spawned")
         broker.every_second(runners.resend_unstarted)

@@ -33,13 +33,12 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     tmp_cog, tmp_png, tmp_flat = temporary_name(out_path), temporary_name(thumbnail_path), temporary_name(out_path)
     try:
         with thread_config(**TILE_OPEN_OPTIONS):
-            source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
-            if len(tile_paths) > 1:
-                # The COG driver reads its source once for the overviews and again for the image,
-                # in windows across the tiles: from a VRT of the tiles, that costs more than
-                # copying them into one plain GeoTIFF first (1.2 s against 0.3 s for 32 tiles of
-                # 1024 x 1024); and a VRT of more files than GDAL keeps open reopens them each time.
-                source = gdal.Translate(str(tmp_flat), source, format="GTiff", creationOptions=list(FLAT_OPTIONS))
+            # The COG driver reads its source once for the overviews and again for the image, in
+            # windows across the tiles: from a VRT of the tiles, that costs more than copying them
+            # into one plain GeoTIFF first (1.2 s against 0.3 s for 32 tiles of 1024 x 1024).
+            source = flatten(tile_paths, tmp_flat) if len(tile_paths) > 1 else None
+            if source is None:
+                source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
             gdal.Translate(
                 str(tmp_cog), source, format="COG",
                 creationOptions=[*COG_OPTIONS, "NUM_THREADS=ALL_CPUS"],
@@ -76,6 +75,72 @@ def mosaic_to(tile_paths, out_path, driver="GTiff"):
     finally:
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
     return grid
+
+
+def flatten(tile_paths, flat_path):
+    """The tiles copied into one plain GeoTIFF at `flat_path`, one tile at a time, so that memory
+    does not grow with their number (a VRT of 100,000 tiles holds 600 MB). Returns the open
+    dataset, or None where only a VRT can mosaic the tiles: when they differ in pixel size, bands
+    or data type, are not whole pixels apart, overlap (a VRT paints a later tile over an earlier
+    one only where the later has data), or have an alpha band or a mask (a VRT paints nothing where
+    it is transparent)."""
+    placed, first = [], None
+    for path in tile_paths:
+        ds = gdal.Open(str(path))
+        x0, px, rx, y0, ry, py = ds.GetGeoTransform()
+        band = ds.GetRasterBand(1)
+        flags = {ds.GetRasterBand(b).GetMaskFlags() for b in range(1, ds.RasterCount + 1)}
+        kind = (px, py, rx, ry, ds.RasterCount, band.DataType, flags <= {gdal.GMF_ALL_VALID, gdal.GMF_NODATA})
+        if first is None:
+            first = kind
+            colours = [ds.GetRasterBand(b).GetColorInterpretation() for b in range(1, ds.RasterCount + 1)]
+            nodata, crs_wkt = band.GetNoDataValue(), ds.GetProjection()
+        elif kind != first:
+            return None
+        placed.append((x0, y0, ds.RasterXSize, ds.RasterYSize))
+    px, py, rx, ry, bands, data_type, unmasked = first
+    if rx or ry or not unmasked:
+        return None
+    left, top = min(p[0] for p in placed), max(p[1] for p in placed)
+    windows = []
+    for x0, y0, width, height in placed:
+        col, row = (x0 - left) / px, (y0 - top) / py
+        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+            return None
+        windows.append((round(col), round(row), width, height))
+    if _overlap(windows):
+        return None
+    width = max(col + w for col, _, w, _ in windows)
+    height = max(row + h for _, row, _, h in windows)
+    flat = gdal.GetDriverByName("GTiff").Create(str(flat_path), width, height, bands, data_type, list(FLAT_OPTIONS))
+    flat.SetGeoTransform((left, px, 0.0, top, 0.0, py))
+    flat.SetProjection(crs_wkt)
+    for number, colour in enumerate(colours, start=1):
+        flat.GetRasterBand(number).SetColorInterpretation(colour)
+        if nodata is not None:
+            flat.GetRasterBand(number).SetNoDataValue(nodata)
+    for path, (col, row, w, h) in zip(tile_paths, windows, strict=True):
+        ds = gdal.Open(str(path))
+        flat.WriteRaster(col, row, w, h, ds.ReadRaster(0, 0, w, h))
+    flat.FlushCache()
+    return flat
+
+
+def _overlap(windows):
+    """Whether any two of the (col, row, width, height) windows overlap: each is compared with
+    those in the cells of a grid as large as the largest window that it touches."""
+    size_x, size_y = max(w[2] for w in windows), max(w[3] for w in windows)
+    cells = {}
+    for window in windows:
+        col, row, width, height = window
+        touched = {(cx, cy) for cx in (col // size_x, (col + width - 1) // size_x)
+                   for cy in (row // size_y, (row + height - 1) // size_y)}
+        for cell in touched:
+            for other in cells.get(cell, ()):
+                if col < other[0] + other[2] and other[0] < col + width and row < other[1] + other[3] and other[1] < row + height:
+                    return True
+            cells.setdefault(cell, []).append(window)
+    return False
 
 
 def _check_present(tile_paths):
