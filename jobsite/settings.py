@@ -326,7 +326,8 @@ GDAL_HTTP_TIMEOUT = envint("JOBSITE_GDAL_HTTP_TIMEOUT", 30, minimum=1)
 GDAL_HTTP_CONNECT_TIMEOUT = envint("JOBSITE_GDAL_HTTP_CONNECT_TIMEOUT", 10, minimum=1)
 # GDAL's block cache in each process (web and cluster), in MB. GDAL's own default is 5 % of the
 # machine's memory in every worker; a merge of 100,000 tiles is no faster with it than with 64 MB.
-GDAL_CACHE_MB = envint("JOBSITE_GDAL_CACHE_MB", 256, minimum=16)
+# GDAL's own GDAL_CACHEMAX, where an operator sets it, wins.
+GDAL_CACHE_MB = None if os.environ.get("GDAL_CACHEMAX") else envint("JOBSITE_GDAL_CACHE_MB", 256, minimum=16)
 
 # Data files.
 DATAFILE_EXTENSIONS = envlist("JOBSITE_DATAFILE_EXTENSIONS", ["tif", "tiff", "gpkg", "geojson", "zip", "csv", "txt", "json"])

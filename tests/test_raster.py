@@ -1,5 +1,7 @@
 """jobs.raster on its own: halo processing, cancelling, errors and the merge, with real GeoTIFFs."""
 
+import os
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -166,12 +168,12 @@ def test_a_mosaic_has_the_pixels_and_overviews_of_one_cog_of_the_whole_area_and_
         "out.tif", "thumb.png"]
 
 
-def _tile(path, x0, y0, pixels, nodata=None, pixel=5.0, bands_as="gray"):
+def _tile(path, x0, y0, pixels, nodata=None, pixel=5.0, bands_as="gray", south_up=False):
     """A GeoTIFF of `pixels` (rows, columns, or bands first) with its top left corner at (x0, y0)."""
     bands = pixels if pixels.ndim == 3 else pixels[np.newaxis]
     ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], bands.shape[0],
                                               gdal.GDT_Byte if pixels.dtype == np.uint8 else gdal.GDT_Float32)
-    ds.SetGeoTransform((x0, pixel, 0.0, y0, 0.0, -pixel))
+    ds.SetGeoTransform((x0, pixel, 0.0, y0, 0.0, pixel if south_up else -pixel))
     ds.SetProjection(crs_wkt_from_epsg(EPSG))
     for number, values in enumerate(bands, start=1):
         band = ds.GetRasterBand(number)
@@ -179,6 +181,13 @@ def _tile(path, x0, y0, pixels, nodata=None, pixel=5.0, bands_as="gray"):
             band.SetNoDataValue(nodata)
         if bands_as == "rgba":
             band.SetColorInterpretation([gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand][number - 1])
+        elif bands_as == "palette":
+            table = gdal.ColorTable()
+            table.CreateColorRamp(0, (0, 0, 0, 255), 255, (255, 255, 255, 255))
+            band.SetRasterColorTable(table)
+        elif bands_as == "scaled":
+            band.SetScale(0.5)
+            band.SetOffset(10.0)
         band.WriteArray(values)
     ds = None
     return path
@@ -193,23 +202,69 @@ def _as_vrt_mosaics_them(paths, tmp_path):
     assert merged.GetGeoTransform() == expected.GetGeoTransform()
     for number in range(1, expected.RasterCount + 1):
         want, got = expected.GetRasterBand(number), merged.GetRasterBand(number)
-        assert (got.GetNoDataValue(), got.GetColorInterpretation()) == (want.GetNoDataValue(), want.GetColorInterpretation())
+        assert (got.GetNoDataValue(), got.GetColorInterpretation(), got.DataType, got.GetScale(), got.GetOffset()) == (
+            want.GetNoDataValue(), want.GetColorInterpretation(), want.DataType, want.GetScale(), want.GetOffset())
+        assert (got.GetColorTable() is None) == (want.GetColorTable() is None)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize("layout", ["side by side with a gap", "overlapping", "half a pixel apart", "other pixel sizes"])
-def test_tiles_a_plain_copy_cannot_place_are_mosaicked_as_a_vrt_does(tmp_path, layout):
+LAYOUTS = {  # the second tile's left edge, pixel size and nodata; the first tile's nodata
+    "side by side with a gap": (400200.0, 5.0, -9999.0, -9999.0),
+    "overlapping": (400100.0, 5.0, -9999.0, -9999.0),
+    "half a pixel apart": (400152.5, 5.0, -9999.0, -9999.0),
+    "other pixel sizes": (400150.0, 2.5, -9999.0, -9999.0),
+    "other nodata": (400200.0, 5.0, -1.0, -9999.0),
+    "nodata in the second only": (400200.0, 5.0, -9999.0, None),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tiles_are_mosaicked_as_a_vrt_does(tmp_path, layout):
+    x1, pixel, nodata, first_nodata = LAYOUTS[layout]
     rng = np.random.default_rng(7)
     first = rng.random((20, 30), dtype=np.float32) * 100
     second = rng.random((20, 30), dtype=np.float32) * 100
-    second[:5, :5] = -9999.0  # nodata: where tiles overlap, the first tile's pixels show through
-    x1, pixel = {"side by side with a gap": (400200.0, 5.0), "overlapping": (400100.0, 5.0),
-                 "half a pixel apart": (400152.5, 5.0), "other pixel sizes": (400150.0, 2.5)}[layout]
-    paths = [_tile(tmp_path / "a.tif", 400000.0, 5700000.0, first, -9999.0),
-             _tile(tmp_path / "b.tif", x1, 5700000.0 - 50.0, second, -9999.0, pixel=pixel)]
+    second[:5, :5] = nodata  # where tiles overlap, the first tile's pixels show through
+    paths = [_tile(tmp_path / "a.tif", 400000.0, 5700000.0, first, first_nodata),
+             _tile(tmp_path / "b.tif", x1, 5700000.0 - 50.0, second, nodata, pixel=pixel)]
     out = tmp_path / "out"
     out.mkdir()
     _as_vrt_mosaics_them(paths, out)
+
+
+@pytest.mark.parametrize("bands_as", ["palette", "scaled"])
+def test_a_colour_table_and_a_scale_are_kept_as_a_vrt_keeps_them(tmp_path, bands_as):
+    pixels = np.random.default_rng(10).integers(0, 255, (16, 16), dtype=np.uint8)
+    paths = [_tile(tmp_path / f"{n}.tif", 400000.0 + n * 80.0, 5700000.0, pixels, bands_as=bands_as) for n in range(2)]
+    out = tmp_path / "out"
+    out.mkdir()
+    _as_vrt_mosaics_them(paths, out)
+
+
+def test_south_up_tiles_are_left_to_gdal(tmp_path):
+    pixels = np.ones((16, 16), dtype=np.float32)
+    paths = [_tile(tmp_path / f"{n}.tif", 400000.0, 5700000.0 + n * 80.0, pixels, south_up=True) for n in range(2)]
+    assert mosaic.flatten(paths, tmp_path / "flat.tif") is None
+
+
+def test_a_tile_that_breaks_in_the_copy_leaves_nothing_behind_or_open(tmp_path):
+    pixels = np.random.default_rng(11).random((64, 64), dtype=np.float32)
+    paths = [_tile(tmp_path / f"{n}.tif", 400000.0 + n * 320.0, 5700000.0, pixels, -9999.0) for n in range(3)]
+    size = paths[2].stat().st_size
+    with open(paths[2], "r+b") as broken:  # its header is read, its pixels are not there
+        broken.truncate(size - 8000)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RasterError) as caught:  # kept, as a caller that logs or re-raises keeps it
+        mosaic.merge_to_cog(paths, out / "out.tif", out / "thumb.png")
+    assert list(out.iterdir()) == [] and "2.tif" in str(caught.value)
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held.append(os.readlink(f"/proc/self/fd/{fd}"))  # "... (deleted)" for a file removed while open
+        except OSError:
+            pass  # the descriptor listdir itself had open
+    assert not [name for name in held if str(out) in name or str(tmp_path / "2.tif") in name], held
 
 
 def test_rgba_tiles_keep_their_alpha_band(tmp_path):

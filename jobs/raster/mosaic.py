@@ -19,6 +19,9 @@ from .io import TILE_OPEN_OPTIONS, RasterError, temporary_name, write_error
 COG_OPTIONS = ("COMPRESS=DEFLATE", "LEVEL=1", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512")
 # The plain GeoTIFF the tiles are first copied into.
 FLAT_OPTIONS = ("TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER")
+# Tiles that only a VRT mosaics go through a plain GeoTIFF from this many (GDAL's default
+# GDAL_MAX_DATASET_POOL_SIZE: the files a VRT keeps open at once).
+FLATTEN_VRT_FROM = 100
 
 
 def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
@@ -39,6 +42,10 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
             source = flatten(tile_paths, tmp_flat) if len(tile_paths) > 1 else None
             if source is None:
                 source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
+                if len(tile_paths) > FLATTEN_VRT_FROM:
+                    # A VRT of more files than GDAL keeps open reopens them as the COG driver reads
+                    # it, once for the image and again for each overview.
+                    source = gdal.Translate(str(tmp_flat), source, format="GTiff", creationOptions=list(FLAT_OPTIONS))
             gdal.Translate(
                 str(tmp_cog), source, format="COG",
                 creationOptions=[*COG_OPTIONS, "NUM_THREADS=ALL_CPUS"],
@@ -48,12 +55,17 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
         os.replace(tmp_cog, out_path)
         os.replace(tmp_png, thumbnail_path)
     except RuntimeError as exc:
-        raise write_error(exc, tmp_cog) from None
+        # Raised below, without GDAL's traceback: its frames, and `source`, hold files open.
+        error, source = write_error(exc, tmp_cog), None
+    else:
+        error = None
     finally:
         gdal.Unlink(vrt_name) if gdal.VSIStatL(vrt_name) else None
         tmp_cog.unlink(missing_ok=True)
         tmp_png.unlink(missing_ok=True)
         tmp_flat.unlink(missing_ok=True)
+    if error is not None:
+        raise error
     return out_path.stat().st_size, thumbnail_path.stat().st_size
 
 
@@ -80,27 +92,52 @@ def mosaic_to(tile_paths, out_path, driver="GTiff"):
 def flatten(tile_paths, flat_path):
     """The tiles copied into one plain GeoTIFF at `flat_path`, one tile at a time, so that memory
     does not grow with their number (a VRT of 100,000 tiles holds 600 MB). Returns the open
-    dataset, or None where only a VRT can mosaic the tiles: when they differ in pixel size, bands
-    or data type, are not whole pixels apart, overlap (a VRT paints a later tile over an earlier
-    one only where the later has data), or have an alpha band or a mask (a VRT paints nothing where
-    it is transparent)."""
-    placed, first = [], None
+    dataset, or None where only a VRT mosaics the tiles as GDAL would (see _layout)."""
+    layout = _layout(tile_paths)
+    if layout is None:
+        return None
+    (px, py, bands, data_type, nodata), colours, crs_wkt, (left, top), windows = layout
+    width = max(col + w for col, _, w, _ in windows)
+    height = max(row + h for _, row, _, h in windows)
+    flat = gdal.GetDriverByName("GTiff").Create(str(flat_path), width, height, bands, data_type, list(FLAT_OPTIONS))
+    flat.SetGeoTransform((left, px, 0.0, top, 0.0, py))
+    flat.SetProjection(crs_wkt)
+    for number, colour in enumerate(colours, start=1):
+        flat.GetRasterBand(number).SetColorInterpretation(colour)
+        if nodata[number - 1] is not None:
+            flat.GetRasterBand(number).SetNoDataValue(nodata[number - 1])
+    for path, (col, row, w, h) in zip(tile_paths, windows, strict=True):
+        ds = gdal.Open(str(path))
+        flat.WriteRaster(col, row, w, h, ds.ReadRaster(0, 0, w, h))
+    flat.FlushCache()
+    return flat
+
+
+def _layout(tile_paths):
+    """Where each tile goes in one plain GeoTIFF: ((pixel width, pixel height, bands, data type,
+    nodata of each band), colour interpretations, CRS, (left, top), [(col, row, width, height)]),
+    or None where a plain copy would not give what a VRT of them gives: tiles that differ in pixel
+    size, bands, data type or nodata, are not north-up or not whole pixels apart, overlap (a VRT
+    paints a later tile over an earlier one only where the later has data), or have an alpha band,
+    a mask, a colour table, a scale or an offset (a VRT paints nothing where a tile is transparent,
+    and keeps the rest)."""
+    placed, first, grid = [], None, None
     for path in tile_paths:
         ds = gdal.Open(str(path))
         x0, px, rx, y0, ry, py = ds.GetGeoTransform()
-        band = ds.GetRasterBand(1)
-        flags = {ds.GetRasterBand(b).GetMaskFlags() for b in range(1, ds.RasterCount + 1)}
-        kind = (px, py, rx, ry, ds.RasterCount, band.DataType, flags <= {gdal.GMF_ALL_VALID, gdal.GMF_NODATA})
+        bands = [ds.GetRasterBand(b) for b in range(1, ds.RasterCount + 1)]
+        plain = all(b.GetMaskFlags() in (gdal.GMF_ALL_VALID, gdal.GMF_NODATA) and b.GetColorTable() is None
+                    and b.GetScale() in (None, 1.0) and b.GetOffset() in (None, 0.0) for b in bands)
+        nodata = tuple(b.GetNoDataValue() for b in bands)
+        kind = (px, py, len(bands), bands[0].DataType, tuple("nan" if v is not None and v != v else v for v in nodata))
+        if not plain or rx or ry or px <= 0 or py >= 0 or (first is not None and kind != first):
+            return None
         if first is None:
             first = kind
-            colours = [ds.GetRasterBand(b).GetColorInterpretation() for b in range(1, ds.RasterCount + 1)]
-            nodata, crs_wkt = band.GetNoDataValue(), ds.GetProjection()
-        elif kind != first:
-            return None
+            grid = (px, py, len(bands), bands[0].DataType, nodata), [b.GetColorInterpretation() for b in bands], \
+                ds.GetProjection()
         placed.append((x0, y0, ds.RasterXSize, ds.RasterYSize))
-    px, py, rx, ry, bands, data_type, unmasked = first
-    if rx or ry or not unmasked:
-        return None
+    px, py = first[0], first[1]
     left, top = min(p[0] for p in placed), max(p[1] for p in placed)
     windows = []
     for x0, y0, width, height in placed:
@@ -110,20 +147,7 @@ def flatten(tile_paths, flat_path):
         windows.append((round(col), round(row), width, height))
     if _overlap(windows):
         return None
-    width = max(col + w for col, _, w, _ in windows)
-    height = max(row + h for _, row, _, h in windows)
-    flat = gdal.GetDriverByName("GTiff").Create(str(flat_path), width, height, bands, data_type, list(FLAT_OPTIONS))
-    flat.SetGeoTransform((left, px, 0.0, top, 0.0, py))
-    flat.SetProjection(crs_wkt)
-    for number, colour in enumerate(colours, start=1):
-        flat.GetRasterBand(number).SetColorInterpretation(colour)
-        if nodata is not None:
-            flat.GetRasterBand(number).SetNoDataValue(nodata)
-    for path, (col, row, w, h) in zip(tile_paths, windows, strict=True):
-        ds = gdal.Open(str(path))
-        flat.WriteRaster(col, row, w, h, ds.ReadRaster(0, 0, w, h))
-    flat.FlushCache()
-    return flat
+    return *grid, (left, top), windows
 
 
 def _overlap(windows):
