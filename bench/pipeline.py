@@ -219,7 +219,8 @@ def compare(args, name, url, token, work):
         print(f"    {phase:<40} {seconds:6.2f} s")
     from jobsite.media import media_path
 
-    tile_paths = [media_path(p) for p in job.tiles.order_by("tile__number").values_list("output_path", flat=True)]
+    tile_paths = [media_path(p) for p in dict.fromkeys(  # the tiles of a block share its file
+        job.tiles.order_by("tile__number").values_list("output_path", flat=True))]
     (work / f"{name}-parts").mkdir()
     print("  the merge's parts, on that run's tile outputs:")
     for part, seconds in merge_parts(tile_paths, work / f"{name}-parts").items():

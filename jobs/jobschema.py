@@ -87,6 +87,9 @@ class JobType:
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
     uses_tiles = True  # False: a job of no tiles, whose merge alone does the work
     tile_suffix = ".tif"
+    # Whether adjacent tiles of a batch may run as one block (process_block): only where a block's
+    # file is, pixel for pixel, its tiles' files side by side (jobs.raster.blocks).
+    runs_blocks = False
 
     def params_schema(self):
         """The JSON Schema of this type's parameters (see jobs.paramschema)."""
@@ -149,6 +152,12 @@ class JobType:
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         """Write the tile's result to `out_path`; return its size in bytes."""
+        raise NotImplementedError
+
+    def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress):
+        """Write the result of a block of `tiles` (GridTiles covering a rectangle, the first at its
+        top left) to one file at `out_path`, as process_tile would for each of them; return its
+        size in bytes. Only for types that `runs_blocks`."""
         raise NotImplementedError
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):

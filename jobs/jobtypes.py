@@ -27,6 +27,7 @@ class DemJobType(JobType):
 
     processing: str = ""
     to_gdal: object = field(default=None, repr=False)  # (clean params, input paths) -> DEMProcessing options
+    runs_blocks = True
 
     def gdal_options(self, clean_params, inputs=None):
         return self.to_gdal(clean_params, inputs or {})
@@ -35,6 +36,11 @@ class DemJobType(JobType):
         return dem.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo, processing=self.processing,
                                 options=self.gdal_options(params, inputs), out_path=out_path, progress=progress,
                                 band=params.get("band", 1))
+
+    def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress):
+        return dem.process_block(tiles=tiles, neighbours=neighbours, grid=grid, halo=self.halo,
+                                 processing=self.processing, options=self.gdal_options(params, inputs),
+                                 out_path=out_path, progress=progress, band=params.get("band", 1))
 
 
 @lru_cache(maxsize=2)

@@ -290,6 +290,11 @@ def claimed(job_tile_id, attempt):
     return JobTile.objects.filter(pk=job_tile_id, status=TileStatus.RUNNING, attempts=attempt)
 
 
+def claimed_tiles(job_tile_ids, attempt):
+    """`claimed` for several tiles claimed at the same attempt: those that still run under it."""
+    return JobTile.objects.filter(pk__in=list(job_tile_ids), status=TileStatus.RUNNING, attempts=attempt)
+
+
 def _job_transition(name):
     try:
         return JOB_TRANSITIONS[name]

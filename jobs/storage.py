@@ -29,6 +29,12 @@ def tile_output_relpath(job_id, tile_id, attempt, suffix=".tif"):
     return f"jobs/{int(job_id)}/tiles/{int(tile_id)}_{int(attempt)}{suffix}"
 
 
+def block_output_relpath(job_id, first_tile_id, last_tile_id, attempt, suffix=".tif"):
+    """A block's file (jobs.raster.blocks), shared by its tiles: named by its first and last tile,
+    at the attempt of its first, which no other claim of that tile writes."""
+    return f"jobs/{int(job_id)}/tiles/{int(first_tile_id)}-{int(last_tile_id)}_{int(attempt)}{suffix}"
+
+
 def output_relpath(job_id, name):
     return f"jobs/{int(job_id)}/out/{name}"
 
@@ -43,6 +49,7 @@ def drop_interim_results(job_ids, remove=remove_files_on_commit):
     """Forget the tile outputs of these jobs and remove the files once committed.
 
     Returns (files, bytes). Only for jobs no worker writes to any more: ended or succeeded ones.
+    The tiles of a block share its file, each recording its share of the bytes.
     """
     files, size = 0, 0
     job_ids = list(job_ids)
@@ -50,8 +57,9 @@ def drop_interim_results(job_ids, remove=remove_files_on_commit):
         tiles = JobTile.objects.filter(job_id__in=job_ids[start:start + CHUNK]).exclude(output_path="")
         rows = list(tiles.values_list("output_path", "output_size"))
         tiles.update(output_path="", output_size=None)
-        remove(path for path, _ in rows)
-        files += len(rows)
+        paths = list(dict.fromkeys(path for path, _ in rows))
+        remove(paths)
+        files += len(paths)
         size += sum(s or 0 for _, s in rows)
     return files, size
 

@@ -147,7 +147,7 @@ def test_the_watch_renews_the_lease_and_stops_a_tile_given_to_another_worker(ind
     job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:1])
     JobTile.objects.filter(job=job).update(status=TileStatus.RUNNING, attempts=1)
     job_tile = JobTile.objects.get(job=job)
-    watch = TileWatch(job_tile, interval=0)
+    watch = TileWatch([job_tile], interval=0)
     assert watch(0.5) is True
     assert JobTile.objects.get(pk=job_tile.pk).lease_expires is not None
     JobTile.objects.filter(pk=job_tile.pk).update(attempts=2)  # claimed again by someone else

@@ -29,7 +29,9 @@ def test_after_success(index, owner, media, django_capture_on_commit_callbacks, 
     with django_capture_on_commit_callbacks(execute=True):
         job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3], interim_results=policy))
     assert job.status == JobStatus.SUCCEEDED
-    assert (len(tile_files(job)) == 3) is kept and (len(recorded(job)) == 3) is kept
+    assert (len(recorded(job)) == 3) is kept and bool(tile_files(job)) is kept
+    # Adjacent tiles may share a block's file: every file kept is a recorded output.
+    assert tile_files(job) == sorted({path.rsplit("/", 1)[1] for path in recorded(job)})
     assert media_path(job.outputs[0]["path"]).is_file()
 
 

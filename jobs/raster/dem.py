@@ -11,8 +11,9 @@ from osgeo import gdal, gdal_array
 
 from jobsite.gdalpolicy import thread_config
 
-from .io import (TILE_OPEN_OPTIONS, RasterError, progress_callback, raise_stopped, read_with_halo, tile_layout,
-                 write_gtiff, written_atomically)
+from . import blocks
+from .io import (TILE_OPEN_OPTIONS, RasterError, progress_callback, raise_stopped, read_area, tile_layout, write_gtiff,
+                 written_atomically)
 
 
 def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
@@ -28,13 +29,24 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
     Returns the size in bytes of the written file. Raises Cancelled when `progress` returns False,
     RasterError with GDAL's message when GDAL fails; nothing is left at `out_path` in either case.
     """
+    return _process(tile, [tile, *neighbours], grid, halo, processing, options, out_path, progress, band)
+
+
+def process_block(*, tiles, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
+    """process_tile for a block of tiles (jobs.raster.blocks) at once: one window over the block
+    and the `neighbours` around it, one operation, and one file at `out_path` covering the block."""
+    return _process(blocks.area(tiles), [*tiles, *neighbours], grid, halo, processing, options, out_path, progress,
+                    band)
+
+
+def _process(tile, sources, grid, halo, processing, options, out_path, progress, band):
     # The operation and the write get the callback, so a cancel stops the tile in either.
     state = {}
     callback = progress_callback(progress, state)
     out_path = Path(out_path)
     try:
         with written_atomically(out_path) as tmp, thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
-            window = read_with_halo(tile, neighbours, grid, halo, band)
+            window = read_area(tile, sources, grid, halo, band)
             # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
             # whole operation on a small tile.
             source = gdal_array.OpenArray(window.pixels)

@@ -303,20 +303,26 @@ def read_with_halo(tile, neighbours, grid, halo, band=1):
     """Band `band` of `tile` grown by `halo` pixels of its `neighbours` on each side, clipped to
     the index `grid` (so the edge of the index is the edge of one raster). Call it inside
     thread_config(**TILE_OPEN_OPTIONS); RasterError names a tile that cannot be read."""
-    col0, row0 = max(0, tile.col - halo), max(0, tile.row - halo)
-    col1 = min(grid.width, tile.col + tile.width + halo)
-    row1 = min(grid.height, tile.row + tile.height + halo)
+    return read_area(tile, [tile, *neighbours], grid, halo, band)
+
+
+def read_area(area, sources, grid, halo, band=1):
+    """Like read_with_halo, for an `area` of the grid that `sources` cover, with the tiles around
+    it: a tile, or a block of tiles (jobs.raster.blocks) whose path is that of its top left tile,
+    which gives the georeferencing, data type and nodata."""
+    col0, row0 = max(0, area.col - halo), max(0, area.row - halo)
+    col1 = min(grid.width, area.col + area.width + halo)
+    row1 = min(grid.height, area.row + area.height + halo)
     try:
-        ds = open_tile(tile.path)
+        ds = open_tile(area.path)
         x0, px, _, y0, _, py = ds.GetGeoTransform()
         source = ds.GetRasterBand(band)
         nodata, data_type = source.GetNoDataValue(), source.DataType
     except RuntimeError as exc:
-        raise gdal_error(exc, tile.path) from None
+        raise gdal_error(exc, area.path) from None
     dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
-    pixels = read_window([tile, *neighbours], col0, row0, col1 - col0, row1 - row0,
-                         nodata if nodata is not None else 0, dtype, band)
-    dx, dy = col0 - tile.col, row0 - tile.row
+    pixels = read_window(sources, col0, row0, col1 - col0, row1 - row0, nodata if nodata is not None else 0, dtype, band)
+    dx, dy = col0 - area.col, row0 - area.row
     return HaloWindow(pixels, (x0 + dx * px, px, 0.0, y0 + dy * py, 0.0, py), (x0, px, 0.0, y0, 0.0, py), nodata,
                       dx, dy)
 

@@ -118,18 +118,25 @@ def _as_dict(params):
 
 def _forget_lost_outputs(job_id):
     """Succeeded tiles whose output is gone or not the size recorded when it was written lose
-    their succeeded status, so that they run again."""
-    lost = []
+    their succeeded status, so that they run again. The tiles of a block share its file, each
+    recording its share of the bytes: they are kept or run again together, and a file that is
+    not intact is removed once no tile refers to it."""
+    shared = {}
     for pk, relpath, size in JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).values_list(
             "pk", "output_path", "output_size").iterator():
+        shared.setdefault(relpath, []).append((pk, size or 0))
+    lost, broken = [], []
+    for relpath, tiles in shared.items():
         try:
-            intact = bool(relpath) and media.media_path(relpath).stat().st_size == size
+            intact = bool(relpath) and media.media_path(relpath).stat().st_size == sum(size for _, size in tiles)
         except OSError:
             intact = False
         if not intact:
-            lost.append(pk)
+            lost.extend(pk for pk, _ in tiles)
+            broken.append(relpath)
     for start in range(0, len(lost), storage.CHUNK):
         lifecycle.move_tiles(job_id, "forget", JobTile.objects.filter(pk__in=lost[start:start + storage.CHUNK]))
+    storage.remove_files_on_commit(relpath for relpath in broken if relpath)
 
 
 def job_delete(*, job):

@@ -87,6 +87,8 @@ def _merge(job):
     job_id = job.pk
     kind = get_job_type(job.type)
     relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile__number").values_list("output_path", flat=True))
+    tiles = len(relpaths)
+    relpaths = list(dict.fromkeys(relpaths))  # a block's tiles share its file
     out_dir = media.media_path(storage.output_relpath(job.id, ""))
     started = time.monotonic()
     try:
@@ -117,6 +119,6 @@ def _merge(job):
     names = ", ".join(output["name"] for output in outputs)
     if not lifecycle.move_job(job_id, "succeed", outputs=outputs, outputs_size=size, results=results,
                               **footprints.result_extent(job, outputs),
-                              message=f"succeeded: merged {len(relpaths)} tiles into {names} ({size} bytes) "
+                              message=f"succeeded: merged {tiles} tiles into {names} ({size} bytes) "
                                       f"in {time.monotonic() - started:.1f} s"):
         media.remove_files([output["path"] for output in outputs])

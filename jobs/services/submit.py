@@ -56,14 +56,14 @@ def _clean_tile_ids(tile_ids, collection):
     if duplicates:
         raise Rejected({"tile_ids": f"duplicate tile ids: {', '.join(map(str, sorted(duplicates)))}"})
     _check_tile_limit("tile_ids", len(tile_ids))
-    known = dict(Tile.objects.filter(collection=collection, number__in=[i for i in tile_ids if 0 <= i <= MAX_ID])
-                 .values_list("number", "id"))
+    known = {number: (row, col, pk) for number, pk, row, col in Tile.objects.filter(
+        collection=collection, number__in=[i for i in tile_ids if 0 <= i <= MAX_ID]).values_list("number", "id", "row", "col")}
     unknown = [tile_id for tile_id in tile_ids if tile_id not in known]
     if unknown:
         shown = ", ".join(map(str, unknown[:50])) + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
         raise Rejected({"tile_ids": f"unknown tile ids: {shown}" + (
             "" if collection.pk == settings.DEFAULT_COLLECTION else f" (in collection {collection.pk})")})
-    return [known[number] for number in sorted(tile_ids)]
+    return [pk for _, _, pk in sorted(known.values())]  # in rows: workers claim neighbours together (blocks)
 
 
 def _numbers(keys, limit=20):
@@ -83,7 +83,7 @@ def _town_tile_ids(town_id, collection):
     town = Town.objects.filter(pk=town_id).first() if 0 <= town_id <= MAX_ID else None
     if town is None:
         raise Rejected({"town_id": f"unknown town id: {town_id}"})
-    tile_ids = list(town.tiles.filter(collection=collection).order_by("number").values_list("id", flat=True))
+    tile_ids = list(town.tiles.filter(collection=collection).order_by("row", "col").values_list("id", flat=True))
     if not tile_ids:
         raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index" + (
             "" if collection.pk == settings.DEFAULT_COLLECTION else f" collection {collection.pk}")})

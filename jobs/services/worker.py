@@ -21,6 +21,7 @@ from .. import lifecycle, runners, scheduling, storage, tileindex
 from jobsite.exceptions import Rejected
 from ..jobtypes import get_job_type
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
+from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
 from . import quotas, usage
 from .claims import Claim, claim_next, lease_until
@@ -31,12 +32,13 @@ logger = logging.getLogger(__name__)
 
 
 class TileWatch:
-    """The progress callback of a running tile. At most every `interval` seconds it renews the
-    tile's lease with one conditional UPDATE; when that finds no row (the tile was canceled with
-    its job, or its lease was given to another worker) it tells GDAL to stop."""
+    """The progress callback of a running tile, or of a block's tiles (claimed at one attempt). At
+    most every `interval` seconds it renews their leases with one conditional UPDATE; when that
+    finds no row (the tiles were canceled with their job, or their leases were given to another
+    worker) it tells GDAL to stop."""
 
-    def __init__(self, job_tile, lease=None, interval=0.5):
-        self.job_tile_id, self.attempt, self.interval = job_tile.pk, job_tile.attempts, interval
+    def __init__(self, job_tiles, lease=None, interval=0.5):
+        self.job_tile_ids, self.attempt, self.interval = [t.pk for t in job_tiles], job_tiles[0].attempts, interval
         self.lease = lease  # the runner's slot, held as long as the tile runs
         self.checked = time.monotonic()
 
@@ -48,7 +50,7 @@ class TileWatch:
         try:
             if self.lease is not None:
                 self.lease.keep()
-            return bool(lifecycle.claimed(self.job_tile_id, self.attempt).update(lease_expires=lease_until()))
+            return bool(lifecycle.claimed_tiles(self.job_tile_ids, self.attempt).update(lease_expires=lease_until()))
         except (OperationalError, InterfaceError):  # the database is away (a restart): keep working
             connection.close()
             return True
@@ -260,20 +262,64 @@ def _job_run(runs, job_id, attempt):
 
 
 def _run_batch(run, batch, lease):
-    """Process a claimed batch; returns the TileDone items of the tiles that succeeded, and the
-    seconds the batch took."""
+    """Process a claimed batch, adjacent tiles as blocks where the job type can (see _blocks);
+    returns the TileDone items of the tiles that succeeded, and the seconds the batch took."""
     job, kind = run.job, run.kind
     around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch],
                              kind.tile_halo(job.params, run.grid), run.grid)
     done = []
     started = time.monotonic()
-    for job_tile in batch:
-        output = _process_tile(job, job_tile, kind, run.inputs, run.grid, around[job_tile.tile_id], lease)
+    for block in _blocks(kind, batch):
+        if len(block) > 1:
+            done.extend(_process_block(job, block, kind, run.inputs, run.grid, around, lease))
+            continue
+        output = _process_tile(job, block[0], kind, run.inputs, run.grid, around[block[0].tile_id], lease)
         if output is not None:
-            done.append(lifecycle.TileDone(job_tile, *output))
+            done.append(lifecycle.TileDone(block[0], *output))
     seconds = time.monotonic() - started
     run.seconds_per_tile = seconds / len(batch)
     return done, seconds
+
+
+def _blocks(kind, batch):
+    """The claimed tiles of a batch in blocks (jobs.raster.blocks) where the job type runs blocks:
+    tiles claimed at the same attempt that together cover a rectangle. Otherwise a tile each."""
+    if not kind.runs_blocks or len(batch) == 1:
+        return [[job_tile] for job_tile in batch]
+    by_place = {tileindex.grid_tile(job_tile.tile): job_tile for job_tile in batch}
+    return [[by_place[place] for place in block] for attempt in {job_tile.attempts for job_tile in batch}
+            for block in blocks.blocks([place for place, t in by_place.items() if t.attempts == attempt])]
+
+
+def _process_block(job, block, kind, inputs, grid, around, lease=None):
+    """Run the job's operation on a block of claimed tiles at once, into one file that they share,
+    each recording its share of the bytes and of the CPU seconds. Returns their TileDone items. A
+    block that fails runs again tile by tile, so that each failure is recorded with its own tile."""
+    places = [tileindex.grid_tile(job_tile.tile) for job_tile in block]
+    inside = set(places)
+    neighbours = list(dict.fromkeys(other for job_tile in block for other in around[job_tile.tile_id]
+                                    if other not in inside))
+    first, attempt = block[0], block[0].attempts
+    relpath = storage.block_output_relpath(job.id, first.tile.number, block[-1].tile.number, attempt, kind.tile_suffix)
+    measure = usage.TileMeasure()
+    try:
+        size = kind.process_block(tiles=places, neighbours=neighbours, grid=grid, params=job.params, inputs=inputs,
+                                  out_path=media.media_path(relpath), progress=TileWatch(block, lease))
+    except Cancelled:
+        lifecycle.move_tiles(job.id, "stop", lifecycle.claimed_tiles([t.pk for t in block], attempt))
+        for job_tile in block:
+            lifecycle.job_log(job.id, "stopped: the tile is no longer running", tile_id=job_tile.tile_id)
+            _let_go(job_tile)
+        return []
+    except Exception as exc:
+        logger.info("job %s: a block of %s tiles failed (%s); its tiles run one by one", job.id, len(block), exc)
+        outputs = [(job_tile, _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id], lease))
+                   for job_tile in block]
+        return [lifecycle.TileDone(job_tile, *output) for job_tile, output in outputs if output is not None]
+    cpu_seconds, peak_memory = measure.done()
+    count = len(block)
+    return [lifecycle.TileDone(job_tile, relpath, size // count + (size % count if i == 0 else 0), cpu_seconds / count,
+                               peak_memory) for i, job_tile in enumerate(block)]
 
 
 def run_tile(job, job_tile, kind, inputs, grid):
@@ -293,7 +339,7 @@ def _process_tile(job, job_tile, kind, inputs, grid, around, lease=None):
     try:
         size = kind.process_tile(
             tile=tileindex.grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
-            out_path=media.media_path(relpath), progress=TileWatch(job_tile, lease),
+            out_path=media.media_path(relpath), progress=TileWatch([job_tile], lease),
         )
     except Cancelled:
         lifecycle.move_tiles(job.id, "stop", lifecycle.claimed(job_tile.pk, job_tile.attempts))
