@@ -6,8 +6,10 @@ as many tiles as the largest job. For each job size:
 - the service: the job submitted through the REST API (gunicorn), run by a real `manage.py
   qcluster` with 2 workers and merged to a COG, timed from the submit's request until it is seen
   succeeded;
-- the baseline: the same tiles' halo hillshade (jobs.raster.dem.process_tile) in a
-  multiprocessing.Pool(2), then the same merge (jobs.raster.mosaic.merge_to_cog) in one process.
+- the baseline: the same raster work in a multiprocessing.Pool(2): the tiles in grid rows, 64 at a
+  time as the workers' batches of small tiles, each batch's adjacent tiles as blocks
+  (jobs.raster.dem.process_block), then the same merge (jobs.raster.mosaic.merge_to_cog) in one
+  process.
 The service's own overhead per tile is (service - baseline) / tiles. While each job runs, the
 resident memory of every process of the cluster is sampled, and its peak (VmHWM) kept: the
 merge's and the workers' peak RSS.
@@ -119,21 +121,22 @@ class PeakMemory:
 
 
 def baseline(tiles, work):
-    """The same raster work and merge, with a process pool and no job server."""
+    """The same raster work and merge, with a process pool and no job server: the tiles in grid
+    rows, 64 at a time as the workers' batches of small tiles, each batch's adjacent tiles in blocks."""
     from jobs import tileindex
     from jobs.jobtypes import JOB_TYPES
     from jobs.raster.mosaic import merge_to_cog
-    from jobs.tileindex import grid_tile, neighbours
+    from jobs.services.worker import MAX_BATCH
+    from jobs.tileindex import neighbours
     from jobsite.gdalpolicy import thread_config
 
     start = time.perf_counter()
     grid = tileindex.index_grid("curve")
-    around = neighbours(tiles, 1, grid)
     kind = JOB_TYPES["hillshade"]
     options = kind.gdal_options(kind.clean_params({}), {})
-    items = [(grid_tile(t), around[t.pk], grid, kind.processing, options, work / f"{t.number}.tif") for t in tiles]
+    items = harness.block_items(tiles, neighbours(tiles, 1, grid), grid, kind.processing, options, work, MAX_BATCH)
     with multiprocessing.Pool(2) as pool:
-        pool.map(harness.process_tile, items, chunksize=max(1, min(64, len(items) // 8)))
+        pool.map(harness.process_block, items, chunksize=max(1, min(8, len(items) // 8)))
     with thread_config(GDAL_NUM_THREADS="ALL_CPUS"):
         merge_to_cog([item[-1] for item in items], work / "out.tif", work / "out.png")
     return time.perf_counter() - start

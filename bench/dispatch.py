@@ -7,7 +7,9 @@ what the service spends per tile dominates. Two ways of dispatching the same job
             the JobTile table (SELECT ... FOR UPDATE SKIP LOCKED) until none are left;
   per-tile  one django-q2 task per tile, each claiming its own tile with a conditional UPDATE.
 The baseline, in the same run: the raster work alone, the same tiles processed by a plain
-multiprocessing.Pool(2) with no database in the loop (and, for scale, in one process).
+multiprocessing.Pool(2) with no database in the loop (and, for scale, in one process), in the
+blocks that the claim loop's workers run (64 tiles at a time in grid rows; `per-tile` runs each
+tile on its own, so its figure includes what blocks save).
   queued    the claim loop again with --queued-jobs low-priority jobs of 50 other users queued
             (--queued-tiles tiles each: by default 1,000 jobs and 1,000,000 job tiles), which the
             scheduler passes over at every batch; its throughput against `claim` is the cost of
@@ -60,18 +62,21 @@ def make_index(folder, side, size):
 
 
 def _raster_work(tile_ids, work):
-    """harness.process_tile's item for each tile, read from the database beforehand."""
+    """harness.process_block's items for the tiles, read from the database beforehand: the blocks
+    the workers run, 64 tiles at a time in grid rows."""
+    import harness
+
     from jobs import tileindex
     from jobs.jobtypes import JOB_TYPES
     from jobs.models import Tile
-    from jobs.tileindex import grid_tile, neighbours
+    from jobs.services.worker import MAX_BATCH
+    from jobs.tileindex import neighbours
 
     kind = JOB_TYPES["slope"]
     options = kind.gdal_options(kind.clean_params({}))
     grid = tileindex.index_grid()
     tiles = list(Tile.objects.filter(number__in=tile_ids))
-    around = neighbours(tiles, 1, grid)
-    return [(grid_tile(t), around[t.pk], grid, "slope", options, work / "alone" / f"{t.number}.tif") for t in tiles]
+    return harness.block_items(tiles, neighbours(tiles, 1, grid), grid, "slope", options, work / "alone", MAX_BATCH)
 
 
 def raster_alone_seconds(tile_ids, work, processes):
@@ -85,10 +90,10 @@ def raster_alone_seconds(tile_ids, work, processes):
     start = time.perf_counter()
     if processes == 1:
         for item in items:
-            harness.process_tile(item)
+            harness.process_block(item)
     else:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            pool.map(harness.process_tile, items)
+            pool.map(harness.process_block, items)
     return time.perf_counter() - start
 
 

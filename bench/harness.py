@@ -135,14 +135,31 @@ def asgi_server(workers=1, nice=0, **settings):
         log.close()
 
 
-def process_tile(item):
-    """One tile's raster work alone, with no job server: what the pool baselines run.
-    `item` is (grid tile, neighbours, index grid, processing, GDAL options, output path)."""
+def block_items(tiles, around, grid, processing, options, folder, batch=64):
+    """process_block's items for Tile rows `tiles`, as the workers run small tiles: in grid rows,
+    `batch` at a time, each batch's adjacent tiles in blocks. `around`: tileindex.neighbours."""
+    from jobs.raster.blocks import blocks
+    from jobs.tileindex import grid_tile
+
+    tiles = sorted(tiles, key=lambda t: (t.row, t.col))
+    items = []
+    for first in range(0, len(tiles), batch):
+        places = {grid_tile(t): t for t in tiles[first:first + batch]}
+        for block in blocks(list(places)):
+            inside = set(block)
+            ring = list(dict.fromkeys(n for place in block for n in around[places[place].pk] if n not in inside))
+            items.append((block, ring, grid, processing, options, folder / f"{places[block[0]].number}.tif"))
+    return items
+
+
+def process_block(item):
+    """A block of tiles' raster work alone (jobs.raster.blocks), with no job server. `item` is
+    (grid tiles of the block, its neighbours, index grid, processing, GDAL options, output path)."""
     from jobs.raster import dem
 
-    tile, neighbours, grid, processing, options, out_path = item
-    return dem.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=1, processing=processing,
-                            options=options, out_path=out_path)
+    tiles, neighbours, grid, processing, options, out_path = item
+    return dem.process_block(tiles=tiles, neighbours=neighbours, grid=grid, halo=1, processing=processing,
+                             options=options, out_path=out_path)
 
 
 def api_token(user):

@@ -87,9 +87,7 @@ class JobType:
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
     uses_tiles = True  # False: a job of no tiles, whose merge alone does the work
     tile_suffix = ".tif"
-    # Whether adjacent tiles of a batch may run as one block (process_block): only where a block's
-    # file is, pixel for pixel, its tiles' files side by side (jobs.raster.blocks).
-    runs_blocks = False
+    in_blocks = False  # whether process_block gives, pixel for pixel, the tiles' process_tile side by side
 
     def params_schema(self):
         """The JSON Schema of this type's parameters (see jobs.paramschema)."""
@@ -153,6 +151,15 @@ class JobType:
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         """Write the tile's result to `out_path`; return its size in bytes."""
         raise NotImplementedError
+
+    @property
+    def runs_blocks(self):
+        """Whether adjacent tiles of a batch run as one block (process_block, jobs.raster.blocks):
+        where the type says they may, and its process_tile and process_block come from the same
+        class (a subclass that redefines process_tile alone runs tile by tile)."""
+        def defined_by(name):
+            return next(klass for klass in type(self).__mro__ if name in vars(klass))
+        return self.in_blocks and defined_by("process_tile") is defined_by("process_block")
 
     def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress):
         """Write the result of a block of `tiles` (GridTiles covering a rectangle, the first at its

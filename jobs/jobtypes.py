@@ -27,7 +27,7 @@ class DemJobType(JobType):
 
     processing: str = ""
     to_gdal: object = field(default=None, repr=False)  # (clean params, input paths) -> DEMProcessing options
-    runs_blocks = True
+    in_blocks: bool = True
 
     def gdal_options(self, clean_params, inputs=None):
         return self.to_gdal(clean_params, inputs or {})
@@ -207,7 +207,9 @@ JOB_TYPES = {
             ),
             inputs=(Input("color_table", "text", "a colour table: lines of 'elevation red green blue [alpha]', "
                                                  "'nv' for nodata, elevations may be percentages"),),
-            processing="color-relief", to_gdal=_color_relief,
+            # A percentage in the table is of the range of the window GDAL is given: a block's
+            # would not be its tiles'.
+            processing="color-relief", to_gdal=_color_relief, in_blocks=False,
         ),
         ZonalStatistics(
             "zonal-statistics", "For each polygon of a vector file: count, min, max, mean and standard deviation of "

@@ -295,6 +295,17 @@ def claimed_tiles(job_tile_ids, attempt):
     return JobTile.objects.filter(pk__in=list(job_tile_ids), status=TileStatus.RUNNING, attempts=attempt)
 
 
+def renew_leases(job_tile_ids, attempt, until):
+    """Extend to `until` the leases of the tiles still claimed at `attempt`; returns how many.
+    Several rows are locked in the order of their ids, as in move_tiles."""
+    claimed = claimed_tiles(job_tile_ids, attempt)
+    if len(job_tile_ids) == 1:
+        return claimed.update(lease_expires=until)
+    with transaction.atomic(savepoint=False):
+        locked = claimed.order_by("id").select_for_update(no_key=True).values("id")
+        return JobTile.objects.filter(pk__in=locked).update(lease_expires=until)
+
+
 def _job_transition(name):
     try:
         return JOB_TRANSITIONS[name]

@@ -1,16 +1,21 @@
 """Blocks: adjacent tiles of a batch run as one window into one shared file, with the same pixels,
 per-tile records and resumption as tiles run one by one."""
 
+import logging
+
+import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from osgeo import gdal
 
+from datafiles import services as datafiles
 from jobsite.media import media_path
 from jobs import storage, tileindex
-from jobs.jobtypes import get_job_type
+from jobs.jobtypes import DemJobType, get_job_type
 from jobs.models import Job, JobLog, JobStatus, JobTile, Tile, TileStatus
 from jobs.raster import blocks, dem
 from jobs.raster.io import GridTile
-from jobs.services import worker
+from jobs.services import claims, worker
 from jobs.services.claims import claim_tiles
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
@@ -36,9 +41,15 @@ def rectangle(block):
 
 
 def covers_exactly(block):
+    """Whether the block's tiles cover its area once each, with its top left tile first."""
     area = blocks.area(block)
-    return (block[0].col, block[0].row) == (area.col, area.row) and \
-        sum(t.width * t.height for t in block) == area.width * area.height
+    cover = np.zeros((area.height, area.width), dtype=int)
+    for tile in block:
+        if tile.col < area.col or tile.row < area.row:
+            return False
+        cover[tile.row - area.row:tile.row - area.row + tile.height, tile.col - area.col:tile.col - area.col + tile.width] += 1
+    top_left = min(block, key=lambda t: (t.row, t.col))
+    return (cover == 1).all() and block[0] == top_left and block == sorted(block, key=lambda t: (t.row, t.col))
 
 
 def test_a_whole_grid_is_one_block_with_its_top_left_tile_first():
@@ -96,6 +107,12 @@ def test_a_block_writes_what_its_tiles_write_one_by_one(index, media, processing
                            shared.ReadAsArray(place.col, place.row - 64, place.width, place.height))
 
 
+@pytest.fixture
+def whole_batches(monkeypatch):
+    """Batches as large as they go, however long the first tile took on this machine."""
+    monkeypatch.setattr(worker, "BATCH_SECONDS", 60.0)
+
+
 def block_files(job):
     """{file: [(tile number, recorded size)]} of a job's recorded tile outputs."""
     shared = {}
@@ -105,7 +122,7 @@ def block_files(job):
     return shared
 
 
-def test_a_job_runs_its_tiles_in_blocks_that_share_a_file_each(index, owner, media):
+def test_a_job_runs_its_tiles_in_blocks_that_share_a_file_each(index, owner, media, whole_batches):
     job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids, interim_results="always"))
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert_same_pixels(whole_area(index.whole, "hillshade"), merged_pixels(job))
@@ -119,7 +136,7 @@ def test_a_job_runs_its_tiles_in_blocks_that_share_a_file_each(index, owner, med
     assert set(JobTile.objects.filter(job=job).values_list("attempts", flat=True)) == {1}
 
 
-def test_dropping_interim_results_counts_and_removes_a_shared_file_once(index, owner, media,
+def test_dropping_interim_results_counts_and_removes_a_shared_file_once(index, owner, media, whole_batches,
                                                                         django_capture_on_commit_callbacks):
     job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids, interim_results="always"))
     shared = block_files(job)
@@ -129,7 +146,7 @@ def test_dropping_interim_results_counts_and_removes_a_shared_file_once(index, o
     assert not any((storage.job_dir(job.pk) / "tiles").iterdir())
 
 
-def test_a_resume_reruns_the_tiles_of_a_lost_block_file_and_keeps_the_others(index, owner, media,
+def test_a_resume_reruns_the_tiles_of_a_lost_block_file_and_keeps_the_others(index, owner, media, whole_batches,
                                                                                django_capture_on_commit_callbacks):
     job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids, interim_results="always"))
     Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)  # as if its merge had failed
@@ -153,13 +170,16 @@ def test_a_resume_reruns_the_tiles_of_a_lost_block_file_and_keeps_the_others(ind
     assert {number for number, attempt in attempts.items() if attempt == 2} == again
 
 
-def test_a_block_that_fails_runs_tile_by_tile_so_each_failure_is_its_own(index, owner, media):
+def test_a_block_that_fails_runs_tile_by_tile_so_each_failure_is_its_own(index, owner, media, whole_batches, caplog):
     broken = index.id_at(2, 3)  # the bottom right corner: its neighbours read its halo
     ids = [index.id_at(row, col) for row in (1, 2) for col in range(4)]
     job = job_submit(owner=owner, job_type="slope", tile_ids=ids)
     Tile.objects.filter(number=broken).update(path=str(media / "missing.tif"))
-    job = run(job)
+    with caplog.at_level(logging.INFO, logger="jobs.services.worker"):
+        job = run(job)
     assert job.status == JobStatus.FAILED
+    assert any("a block of" in record.getMessage() and "its tiles run one by one" in record.getMessage()
+               for record in caplog.records)
     failed = set(JobTile.objects.filter(job=job, status=TileStatus.FAILED).values_list("tile__number", flat=True))
     assert failed == {broken, index.id_at(1, 2), index.id_at(1, 3), index.id_at(2, 2)}  # the tile and those around it
     for tile in JobTile.objects.filter(job=job, status=TileStatus.FAILED):
@@ -172,7 +192,7 @@ def test_a_canceled_block_stops_all_its_tiles_and_leaves_no_file(index, owner, m
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     batch = claim_tiles(job.pk, "block-worker", 4)
     job_cancel(job=job, by="a test")
-    monkeypatch.setattr(worker.TileWatch, "__init__", _watch_every_call)
+    monkeypatch.setattr(claims.TileWatch, "__init__", _watch_every_call)
     grid = tileindex.index_grid()
     around = tileindex.neighbours([t.tile for t in batch], 1, grid)
     (block,) = worker._blocks(get_job_type("hillshade"), batch)
@@ -182,7 +202,7 @@ def test_a_canceled_block_stops_all_its_tiles_and_leaves_no_file(index, owner, m
     assert JobLog.objects.filter(job=job, message="stopped: the tile is no longer running").count() == 4
 
 
-_watch_init = worker.TileWatch.__init__
+_watch_init = claims.TileWatch.__init__
 
 
 def _watch_every_call(watch, job_tiles, lease=None, interval=0.5):
@@ -197,3 +217,58 @@ def test_a_part_of_the_index_chosen_out_of_order_runs_in_rows(index, owner, medi
         index.id_at(1, 1), index.id_at(1, 2), index.id_at(2, 1), index.id_at(2, 2)]
     job = run(job)
     assert_same_pixels(window_of(whole_area(index.whole, "slope"), index, ids), merged_pixels(job))
+
+
+def test_colour_relief_runs_tile_by_tile_for_its_percentages_are_of_each_tiles_range(index, owner, media,
+                                                                                       whole_batches):
+    assert get_job_type("hillshade").runs_blocks and not get_job_type("color-relief").runs_blocks
+    datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("pct.txt", b"0% 0 0 255\n100% 255 0 0\nnv 0 0 0\n"))
+    job = run(job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids, inputs={"color_table": "pct.txt"},
+                         interim_results="always"))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert all(len(tiles) == 1 for tiles in block_files(job).values())
+
+
+class OwnTiles(DemJobType):
+    """A site's type that redefines only how a tile is processed."""
+
+    def process_tile(self, **kwargs):
+        return super().process_tile(**kwargs)
+
+
+def test_a_type_that_redefines_process_tile_alone_runs_tile_by_tile():
+    hillshade = get_job_type("hillshade")
+    own = OwnTiles(**{f: getattr(hillshade, f) for f in hillshade.__dataclass_fields__})
+    assert hillshade.runs_blocks and not own.runs_blocks
+
+
+def test_the_watch_renews_every_tile_of_a_block_and_stops_only_when_none_is_left(index, owner):
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    block = claim_tiles(job.pk, "w", 3)
+    JobTile.objects.filter(job=job).update(lease_expires=None)
+    watch = claims.TileWatch(block, interval=0)
+    assert watch(0.1) is True
+    assert JobTile.objects.filter(job=job, lease_expires__isnull=False).count() == 3
+    JobTile.objects.filter(pk=block[0].pk).update(attempts=2)  # one tile claimed again elsewhere: the block goes on
+    assert watch(0.2) is True
+    JobTile.objects.filter(job=job).update(status=TileStatus.CANCELED)
+    assert watch(0.3) is False
+
+
+def test_a_block_recorded_in_part_keeps_its_file_and_lets_go_of_the_tile_taken_from_it(index, owner, media):
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids[:3])
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    batch = claim_tiles(job.pk, "block-worker", 3)
+    grid = tileindex.index_grid()
+    around = tileindex.neighbours([t.tile for t in batch], 1, grid)
+    (block,) = worker._blocks(get_job_type("slope"), batch)
+    done = worker._process_block(job, block, get_job_type("slope"), {}, grid, around)
+    JobTile.objects.filter(pk=block[1].pk).update(status=TileStatus.PENDING, lease_owner="other", attempts=2)
+    worker._record_succeeded(job.pk, done)
+    path = done[0].relpath
+    assert media_path(path).is_file()
+    assert sorted(JobTile.objects.filter(job=job, status=TileStatus.SUCCEEDED).values_list("output_path", flat=True)) \
+        == [path, path]
+    assert JobLog.objects.filter(job=job, tile__number=block[1].tile.number,
+                                 message__contains="its output was discarded").count() == 1

@@ -11,8 +11,8 @@ from jobs.lifecycle import job_log
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.finish import job_finish_tiles, job_merge
 from jobs.services.submit import job_submit
-from jobs.services.claims import claim_tiles
-from jobs.services.worker import TileWatch, run_tile, run_tiles
+from jobs.services.claims import TileWatch, claim_tiles
+from jobs.services.worker import run_tile, run_tiles
 from jobsite.exceptions import Conflict
 from jobs.models import Job, JobLog, JobStatus, JobTile, Runner, TileStatus
 

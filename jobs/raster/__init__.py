@@ -7,7 +7,8 @@ package re-exports nothing.
   kept open per thread), reading a raster's metadata (read_info) and a window of the index grid
   (read_window), GDAL progress callbacks, and writing rasters, JSON and CSV atomically.
 - `dem`: a gdal.DEMProcessing operation over one tile, with a halo read from its neighbours
-  (process_tile).
+  (process_tile), or over a block of adjacent tiles at once (process_block).
+- `blocks`: the tiles of a batch grouped into blocks that cover a rectangle of the grid exactly.
 - `mosaic`: the merge of tile outputs into a Cloud-Optimized GeoTIFF and its thumbnail
   (merge_to_cog).
 - `zonal`: polygons over tiles: pixel masks (polygon_mask), zonal statistics summed per tile and

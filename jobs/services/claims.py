@@ -1,15 +1,16 @@
 """Claims: moving pending tiles to running under a worker's lease, from the job that the scheduler
-(jobs.scheduling) serves next. The worker (jobs.services.worker) claims in the transaction that
-records its last batch.
+(jobs.scheduling) serves next, and renewing the lease while they run (TileWatch). The worker
+(jobs.services.worker) claims in the transaction that records its last batch.
 """
 
+import time
 from datetime import timedelta
 from itertools import takewhile
 from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from .. import lifecycle, scheduling
@@ -90,3 +91,41 @@ def _room(owner_id, limit):
     for one user at once count one after the other (the order of locks: user, job, tiles, shares)."""
     get_user_model().objects.select_for_update(no_key=True).filter(pk=owner_id).first()
     return limit - JobTile.objects.filter(status=TileStatus.RUNNING, job__owner_id=owner_id).count()
+
+
+class Watch:
+    """A progress callback that asks the database at most every `interval` seconds (`due`)."""
+
+    def __init__(self, interval):
+        self.interval, self.checked = interval, time.monotonic()
+
+    def due(self):
+        now = time.monotonic()
+        if now - self.checked < self.interval:
+            return False
+        self.checked = now
+        return True
+
+
+class TileWatch(Watch):
+    """The progress callback of a running tile, or of a block's tiles (claimed at one attempt). At
+    most every `interval` seconds it renews their leases with one conditional UPDATE; when that
+    finds no row (the tiles were canceled with their job, or their leases were given to another
+    worker) it tells GDAL to stop. A block whose tiles are only partly taken goes on: its tiles
+    still claimed are recorded, the others are let go of (see worker._record_succeeded)."""
+
+    def __init__(self, job_tiles, lease=None, interval=0.5):
+        super().__init__(interval)
+        self.job_tile_ids, self.attempt = [t.pk for t in job_tiles], job_tiles[0].attempts
+        self.lease = lease  # the runner's slot, held as long as the tile runs
+
+    def __call__(self, fraction):
+        if not self.due():
+            return True
+        try:
+            if self.lease is not None:
+                self.lease.keep()
+            return bool(lifecycle.renew_leases(self.job_tile_ids, self.attempt, lease_until()))
+        except (OperationalError, InterfaceError):  # the database is away (a restart): keep working
+            connection.close()
+            return True

@@ -129,8 +129,11 @@ def _forget_lost_outputs(job_id):
     for relpath, tiles in shared.items():
         try:
             intact = bool(relpath) and media.media_path(relpath).stat().st_size == sum(size for _, size in tiles)
-        except OSError:
+        except FileNotFoundError:
             intact = False
+        except OSError:  # unreadable now (the storage's error): run the tiles again, but leave the file be
+            lost.extend(pk for pk, _ in tiles)
+            continue
         if not intact:
             lost.extend(pk for pk, _ in tiles)
             broken.append(relpath)

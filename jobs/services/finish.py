@@ -17,6 +17,7 @@ from jobsite.gdalpolicy import thread_config
 
 from .. import lifecycle, queue, storage, tileindex
 from . import footprints, maps, quotas, usage
+from .claims import Watch
 
 from jobsite.exceptions import Rejected, id_list
 from ..jobtypes import get_job_type
@@ -50,19 +51,17 @@ def job_finish_tiles(*, job_id, merge_here=False, before_merge=None):
     return False
 
 
-class MergeWatch:
+class MergeWatch(Watch):
     """The progress callback of a merge: False once the job is no longer merging (canceled) or
     merges again in another task, asked of the database at most every `interval` seconds."""
 
     def __init__(self, job, interval=0.5):
-        self.job_id, self.merge_started, self.interval = job.pk, job.merge_started, interval
-        self.checked = time.monotonic()
+        super().__init__(interval)
+        self.job_id, self.merge_started = job.pk, job.merge_started
 
     def __call__(self, fraction):
-        now = time.monotonic()
-        if now - self.checked < self.interval:
+        if not self.due():
             return True
-        self.checked = now
         # A merge run again (merge_again) has a later start: this one gives way to it.
         return Job.objects.filter(pk=self.job_id, status=JobStatus.MERGING, merge_started=self.merge_started).exists()
 

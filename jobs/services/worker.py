@@ -24,36 +24,11 @@ from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
 from . import quotas, usage
-from .claims import Claim, claim_next, lease_until
+from .claims import Claim, TileWatch, claim_next
 from .finish import job_finish_tiles
 from .repair import return_lost_tiles
 
 logger = logging.getLogger(__name__)
-
-
-class TileWatch:
-    """The progress callback of a running tile, or of a block's tiles (claimed at one attempt). At
-    most every `interval` seconds it renews their leases with one conditional UPDATE; when that
-    finds no row (the tiles were canceled with their job, or their leases were given to another
-    worker) it tells GDAL to stop."""
-
-    def __init__(self, job_tiles, lease=None, interval=0.5):
-        self.job_tile_ids, self.attempt, self.interval = [t.pk for t in job_tiles], job_tiles[0].attempts, interval
-        self.lease = lease  # the runner's slot, held as long as the tile runs
-        self.checked = time.monotonic()
-
-    def __call__(self, fraction):
-        now = time.monotonic()
-        if now - self.checked < self.interval:
-            return True
-        self.checked = now
-        try:
-            if self.lease is not None:
-                self.lease.keep()
-            return bool(lifecycle.claimed_tiles(self.job_tile_ids, self.attempt).update(lease_expires=lease_until()))
-        except (OperationalError, InterfaceError):  # the database is away (a restart): keep working
-            connection.close()
-            return True
 
 
 def _through_outage(call, *args, **kwargs):
@@ -270,12 +245,7 @@ def _run_batch(run, batch, lease):
     done = []
     started = time.monotonic()
     for block in _blocks(kind, batch):
-        if len(block) > 1:
-            done.extend(_process_block(job, block, kind, run.inputs, run.grid, around, lease))
-            continue
-        output = _process_tile(job, block[0], kind, run.inputs, run.grid, around[block[0].tile_id], lease)
-        if output is not None:
-            done.append(lifecycle.TileDone(block[0], *output))
+        done += _process_block(job, block, kind, run.inputs, run.grid, around, lease)
     seconds = time.monotonic() - started
     run.seconds_per_tile = seconds / len(batch)
     return done, seconds
@@ -295,6 +265,8 @@ def _process_block(job, block, kind, inputs, grid, around, lease=None):
     """Run the job's operation on a block of claimed tiles at once, into one file that they share,
     each recording its share of the bytes and of the CPU seconds. Returns their TileDone items. A
     block that fails runs again tile by tile, so that each failure is recorded with its own tile."""
+    if len(block) == 1:
+        return _one_by_one(job, block, kind, inputs, grid, around, lease)
     places = [tileindex.grid_tile(job_tile.tile) for job_tile in block]
     inside = set(places)
     neighbours = list(dict.fromkeys(other for job_tile in block for other in around[job_tile.tile_id]
@@ -313,13 +285,17 @@ def _process_block(job, block, kind, inputs, grid, around, lease=None):
         return []
     except Exception as exc:
         logger.info("job %s: a block of %s tiles failed (%s); its tiles run one by one", job.id, len(block), exc)
-        outputs = [(job_tile, _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id], lease))
-                   for job_tile in block]
-        return [lifecycle.TileDone(job_tile, *output) for job_tile, output in outputs if output is not None]
+        return _one_by_one(job, block, kind, inputs, grid, around, lease)
     cpu_seconds, peak_memory = measure.done()
     count = len(block)
     return [lifecycle.TileDone(job_tile, relpath, size // count + (size % count if i == 0 else 0), cpu_seconds / count,
                                peak_memory) for i, job_tile in enumerate(block)]
+
+
+def _one_by_one(job, job_tiles, kind, inputs, grid, around, lease):
+    outputs = [(job_tile, _process_tile(job, job_tile, kind, inputs, grid, around[job_tile.tile_id], lease))
+               for job_tile in job_tiles]
+    return [lifecycle.TileDone(job_tile, *output) for job_tile, output in outputs if output is not None]
 
 
 def run_tile(job, job_tile, kind, inputs, grid):
@@ -362,12 +338,15 @@ def _record_succeeded(job_id, done):
     recorded = lifecycle.tiles_succeeded(job_id, done, done[0][0].lease_owner)
     if recorded == len(done):
         return
-    # Canceled (or taken over) while GDAL wrote its last lines: those outputs must not outlive that.
-    kept = set(JobTile.objects.filter(pk__in=[item[0].pk for item in done], status=TileStatus.SUCCEEDED)
-               .values_list("output_path", flat=True))
+    # Canceled (or taken over) while GDAL wrote its last lines: those outputs must not outlive that,
+    # unless other tiles of the same block were recorded with the file.
+    recorded = set(JobTile.objects.filter(pk__in=[item[0].pk for item in done], status=TileStatus.SUCCEEDED)
+                   .values_list("pk", "output_path"))
+    kept = {relpath for _, relpath in recorded}
     for job_tile, relpath, *_ in done:
-        if relpath not in kept:
-            media.media_path(relpath).unlink(missing_ok=True)
+        if (job_tile.pk, relpath) not in recorded:
+            if relpath not in kept:
+                media.media_path(relpath).unlink(missing_ok=True)
             lifecycle.job_log(job_id, "finished after the tile had stopped running; its output was discarded",
                               tile_id=job_tile.tile_id)
             _let_go(job_tile)
