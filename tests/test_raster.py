@@ -168,6 +168,42 @@ def test_a_mosaic_has_the_pixels_and_overviews_of_one_cog_of_the_whole_area_and_
         "out.tif", "thumb.png"]
 
 
+@pytest.mark.parametrize("dtype,bands,nodata", [("float32", 1, -9999.0), ("uint8", 3, 0), ("float32", 2, None)])
+def test_the_overviews_computed_in_strips_on_all_cores_are_those_the_cog_driver_computes(
+        tmp_path, monkeypatch, dtype, bands, nodata):
+    """Levels of an even number of rows in strips of a few rows on several threads, levels of an
+    odd number whole: every level is the COG driver's own, and so is the image."""
+    monkeypatch.setattr(mosaic, "COG_OPTIONS", tuple(o for o in mosaic.COG_OPTIONS if "BLOCKSIZE" not in o) + ("BLOCKSIZE=128",))
+    monkeypatch.setattr(mosaic, "OVERVIEW_STRIP_PIXELS", 2000)
+    rng = np.random.default_rng(bands)
+    # Levels of 406 rows (from 812, in strips), 203 (from 406, in strips) and 101 (from 203, whole).
+    width, height, size = 1001, 812, 300
+    pixels = (rng.random((bands, height, width)) * 200 + 20).astype(dtype)
+    if nodata is not None:
+        pixels[:, rng.random((height, width)) < 0.05] = nodata
+    paths = []
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            paths.append(_tile(tmp_path / f"t{row}_{col}.tif", 1000.0 + col * 5.0, 9000.0 - row * 5.0,
+                               pixels[:, row:row + size, col:col + size], nodata=nodata))
+    mosaic.merge_to_cog(paths, tmp_path / "out.tif", tmp_path / "thumb.png")
+    whole = gdal.Translate("", gdal.BuildVRT("", [str(p) for p in paths]), format="MEM")
+    expected = gdal.Translate(str(tmp_path / "whole.cog"), whole, format="COG", creationOptions=list(mosaic.COG_OPTIONS))
+    merged = gdal.Open(str(tmp_path / "out.tif"))
+    assert merged.GetRasterBand(1).GetOverviewCount() == expected.GetRasterBand(1).GetOverviewCount() == 3
+    for number in range(1, bands + 1):
+        mine, theirs = merged.GetRasterBand(number), expected.GetRasterBand(number)
+        assert_same_pixels(theirs.ReadAsArray(), mine.ReadAsArray())
+        for level in range(3):
+            assert_same_pixels(theirs.GetOverview(level).ReadAsArray(), mine.GetOverview(level).ReadAsArray())
+
+
+def test_the_cog_overview_levels_halve_until_one_fits_in_a_block():
+    assert mosaic.cog_overview_sizes(8192, 4096, 512) == [(4096, 2048), (2048, 1024), (1024, 512), (512, 256)]
+    assert mosaic.cog_overview_sizes(1025, 3, 512) == [(512, 1)]
+    assert mosaic.cog_overview_sizes(512, 512, 512) == []
+
+
 def _tile(path, x0, y0, pixels, nodata=None, pixel=5.0, bands_as="gray", south_up=False):
     """A GeoTIFF of `pixels` (rows, columns, or bands first) with its top left corner at (x0, y0)."""
     bands = pixels if pixels.ndim == 3 else pixels[np.newaxis]

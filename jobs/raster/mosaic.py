@@ -4,6 +4,9 @@ overviews, and a PNG thumbnail of it. Knows nothing of Django.
 
 import os
 import uuid
+from xml.etree import ElementTree
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 from osgeo import gdal
@@ -19,6 +22,8 @@ from .io import TILE_OPEN_OPTIONS, RasterError, temporary_name, write_error
 COG_OPTIONS = ("COMPRESS=DEFLATE", "LEVEL=1", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512")
 # The plain GeoTIFF the tiles are first copied into.
 FLAT_OPTIONS = ("TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER")
+# Rows of an overview level computed at once by one thread: at most this many pixels.
+OVERVIEW_STRIP_PIXELS = 8 * 1024 * 1024
 # Tiles that only a VRT mosaics go through a plain GeoTIFF from this many (GDAL's default
 # GDAL_MAX_DATASET_POOL_SIZE: the files a VRT keeps open at once).
 FLATTEN_VRT_FROM = 100
@@ -34,13 +39,17 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
     out_path.parent.mkdir(parents=True, exist_ok=True)
     vrt_name = f"/vsimem/merge-{uuid.uuid4().hex}.vrt"
     tmp_cog, tmp_png, tmp_flat = temporary_name(out_path), temporary_name(thumbnail_path), temporary_name(out_path)
+    level_paths = []  # overviews computed for the COG driver (with_overviews)
     try:
         with thread_config(**TILE_OPEN_OPTIONS):
             # The COG driver reads its source once for the overviews and again for the image, in
             # windows across the tiles: from a VRT of the tiles, that costs more than copying them
             # into one plain GeoTIFF first (1.2 s against 0.3 s for 32 tiles of 1024 x 1024).
             source = flatten(tile_paths, tmp_flat) if len(tile_paths) > 1 else None
-            if source is None:
+            if source is not None:
+                source = None  # closed: its overviews are read from the file
+                source = with_overviews(tmp_flat, level_paths)
+            else:
                 source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
                 if len(tile_paths) > FLATTEN_VRT_FROM:
                     # A VRT of more files than GDAL keeps open reopens them as the COG driver reads
@@ -64,6 +73,8 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
         tmp_cog.unlink(missing_ok=True)
         tmp_png.unlink(missing_ok=True)
         tmp_flat.unlink(missing_ok=True)
+        for level_path in level_paths:
+            level_path.unlink(missing_ok=True)
     if error is not None:
         raise error
     return out_path.stat().st_size, thumbnail_path.stat().st_size
@@ -111,6 +122,73 @@ def flatten(tile_paths, flat_path):
         flat.WriteRaster(col, row, w, h, ds.ReadRaster(0, 0, w, h))
     flat.FlushCache()
     return flat
+
+
+def cog_overview_sizes(width, height, block_size):
+    """The sizes of the overview levels the COG driver makes (OVERVIEWS=AUTO, no count): each half
+    the one before, rounded down, until one fits in a block."""
+    sizes = []
+    while width > block_size or height > block_size:
+        width, height = max(1, width // 2), max(1, height // 2)
+        sizes.append((width, height))
+    return sizes
+
+
+def with_overviews(flat_path, level_paths):
+    """A VRT of the plain GeoTIFF at `flat_path` whose overviews are those the COG driver would
+    compute, computed here for it to copy: GDAL computes them on one core. Each level is CUBIC
+    from the one before, at half its size rounded down, written to a plain GeoTIFF whose path is
+    appended to `level_paths` (for the caller to remove).
+
+    A level whose source has twice its rows is computed in strips of rows on all cores, each read
+    by a handle of its own with GDAL's CUBIC resampling, which reads beyond the strip's edges what
+    its kernel needs: each strip is exactly that part of the whole level. A level of another size
+    is computed whole, by GDAL."""
+    flat = gdal.Open(str(flat_path))
+    block_size = int(dict(option.split("=") for option in COG_OPTIONS)["BLOCKSIZE"])
+    sizes = cog_overview_sizes(flat.RasterXSize, flat.RasterYSize, block_size)
+    vrt = ElementTree.fromstring(gdal.BuildVRT("", [str(flat_path)]).GetMetadata("xml:VRT")[0])
+    bands = [flat.GetRasterBand(number) for number in range(1, flat.RasterCount + 1)]
+    source_path = flat_path
+    threads = os.cpu_count() or 1
+    with ThreadPoolExecutor(threads) as pool:
+        for width, height in sizes:
+            level_path = temporary_name(flat_path)
+            level_paths.append(level_path)
+            level = gdal.GetDriverByName("GTiff").Create(str(level_path), width, height, len(bands), bands[0].DataType,
+                                                         list(FLAT_OPTIONS))
+            for band, like in zip((level.GetRasterBand(n) for n in range(1, len(bands) + 1)), bands, strict=True):
+                if like.GetNoDataValue() is not None:
+                    band.SetNoDataValue(like.GetNoDataValue())
+            source = gdal.Open(str(source_path))
+            if source.RasterYSize == 2 * height:
+                rows = max(1, min(OVERVIEW_STRIP_PIXELS // width, -(-height // (4 * threads))))  # 4 strips a thread
+                strips = [(first, min(rows, height - first)) for first in range(0, height, rows)]
+                computed = pool.map(_overview_strip, repeat(source_path), strips, repeat(width))
+                for (first, count), parts in zip(strips, computed, strict=True):
+                    for number, part in enumerate(parts, start=1):
+                        level.GetRasterBand(number).WriteRaster(0, first, width, count, part)
+            else:
+                for number in range(1, len(bands) + 1):
+                    gdal.RegenerateOverview(source.GetRasterBand(number), level.GetRasterBand(number), "CUBIC")
+            level = source = None  # written: the next level reads it
+            source_path = level_path
+    for number, band in enumerate(vrt.iter("VRTRasterBand"), start=1):
+        for level_path in level_paths:
+            overview = ElementTree.SubElement(band, "Overview")
+            ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="0").text = str(level_path)
+            ElementTree.SubElement(overview, "SourceBand").text = str(number)
+    return gdal.Open(ElementTree.tostring(vrt, encoding="unicode"))
+
+
+def _overview_strip(source_path, strip, width):
+    """Rows `strip` (first, count) of the next overview level of each band of the raster at
+    `source_path`, through a handle of this thread's own."""
+    first, count = strip
+    ds = gdal.Open(str(source_path))
+    return [ds.GetRasterBand(number).ReadRaster(0, 2 * first, ds.RasterXSize, 2 * count, width, count,
+                                                resample_alg=gdal.GRIORA_Cubic)
+            for number in range(1, ds.RasterCount + 1)]
 
 
 def _layout(tile_paths):
