@@ -148,8 +148,8 @@ def phases(job, submitted):
 
 def merge_parts(tile_paths, work):
     """The merge's steps one by one on the same tile outputs: the copy into one plain GeoTIFF, then
-    its COG without compression or overviews, with either, with both (as the service writes it),
-    the thumbnail and the statistics."""
+    its COG without compression or overviews, with either, with both, its overviews computed on
+    every core and the COG from them (as the service writes it), the thumbnail and the statistics."""
     from jobs.raster import mosaic
     from jobs.raster.maptiles import describe
     from jobsite.gdalpolicy import thread_config
@@ -175,7 +175,13 @@ def merge_parts(tile_paths, work):
         cog("COG of it: no compression, no overviews", False, False)
         cog("  with overviews", False, True)
         cog("  with compression", True, False)
-        result = cog("  with both, as the service writes it", True, True)
+        result = cog("  with both, GDAL's overviews", True, True)
+        levels = []
+        source = timed("overviews computed on every core", lambda: mosaic.with_overviews(work / "flat.tif", levels))
+        path = work / "service.tif"
+        timed("COG with both, from those overviews, as the service writes it",
+              lambda: gdal.Translate(str(path), source, format="COG", creationOptions=cog_options("ALL_CPUS")))
+        source = None
         timed("thumbnail", lambda: mosaic._write_thumbnail(result, work / "thumbnail.png", 512))
         timed("statistics (describe)", lambda: describe(result))
     return timings

@@ -164,10 +164,12 @@ def with_overviews(flat_path, level_paths):
             if source.RasterYSize == 2 * height:
                 rows = max(1, min(OVERVIEW_STRIP_PIXELS // width, -(-height // (4 * threads))))  # 4 strips a thread
                 strips = [(first, min(rows, height - first)) for first in range(0, height, rows)]
-                computed = pool.map(_overview_strip, repeat(source_path), strips, repeat(width))
-                for (first, count), parts in zip(strips, computed, strict=True):
-                    for number, part in enumerate(parts, start=1):
-                        level.GetRasterBand(number).WriteRaster(0, first, width, count, part)
+                for wave in range(0, len(strips), 2 * threads):  # at most two strips a thread held at once
+                    batch = strips[wave:wave + 2 * threads]
+                    computed = pool.map(_overview_strip, repeat(source_path), batch, repeat(width))
+                    for (first, count), parts in zip(batch, computed, strict=True):
+                        for number, part in enumerate(parts, start=1):
+                            level.GetRasterBand(number).WriteRaster(0, first, width, count, part)
             else:
                 for number in range(1, len(bands) + 1):
                     gdal.RegenerateOverview(source.GetRasterBand(number), level.GetRasterBand(number), "CUBIC")
