@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from osgeo import gdal
+from osgeo import gdal, gdal_array
 
 from jobs.jobtypes import JOB_TYPES
 from jobs.raster import mosaic
@@ -168,13 +168,14 @@ def test_a_mosaic_has_the_pixels_and_overviews_of_one_cog_of_the_whole_area_and_
         "out.tif", "thumb.png"]
 
 
-@pytest.mark.parametrize("dtype,bands,nodata", [("float32", 1, -9999.0), ("uint8", 3, 0), ("float32", 2, None)])
+@pytest.mark.parametrize("dtype,bands,nodata", [("float32", 1, -9999.0), ("uint8", 3, 0), ("float32", 2, None),
+                                                 ("float64", 1, -3.4028234663852886e38), ("int16", 1, -32768)])
 def test_the_overviews_computed_in_strips_on_all_cores_are_those_the_cog_driver_computes(
         tmp_path, monkeypatch, dtype, bands, nodata):
     """Levels of an even number of rows in strips of a few rows on several threads, levels of an
     odd number whole: every level is the COG driver's own, and so is the image."""
     monkeypatch.setattr(mosaic, "COG_OPTIONS", tuple(o for o in mosaic.COG_OPTIONS if "BLOCKSIZE" not in o) + ("BLOCKSIZE=128",))
-    monkeypatch.setattr(mosaic, "OVERVIEW_STRIP_PIXELS", 2000)
+    monkeypatch.setattr(mosaic, "OVERVIEW_MEMORY_BYTES", 100_000)  # many strips
     rng = np.random.default_rng(bands)
     # Levels of 406 rows (from 812, in strips), 203 (from 406, in strips) and 101 (from 203, whole).
     width, height, size = 1001, 812, 300
@@ -193,6 +194,7 @@ def test_the_overviews_computed_in_strips_on_all_cores_are_those_the_cog_driver_
     assert merged.GetRasterBand(1).GetOverviewCount() == expected.GetRasterBand(1).GetOverviewCount() == 3
     for number in range(1, bands + 1):
         mine, theirs = merged.GetRasterBand(number), expected.GetRasterBand(number)
+        assert mine.GetNoDataValue() == theirs.GetNoDataValue() == nodata and mine.DataType == theirs.DataType
         assert_same_pixels(theirs.ReadAsArray(), mine.ReadAsArray())
         for level in range(3):
             assert_same_pixels(theirs.GetOverview(level).ReadAsArray(), mine.GetOverview(level).ReadAsArray())
@@ -201,6 +203,7 @@ def test_the_overviews_computed_in_strips_on_all_cores_are_those_the_cog_driver_
 def test_the_cog_overview_levels_halve_until_one_fits_in_a_block():
     assert mosaic.cog_overview_sizes(8192, 4096, 512) == [(4096, 2048), (2048, 1024), (1024, 512), (512, 256)]
     assert mosaic.cog_overview_sizes(1025, 3, 512) == [(512, 1)]
+    assert mosaic.cog_overview_sizes(2049, 1, 512) == [(1024, 1), (512, 1)]
     assert mosaic.cog_overview_sizes(512, 512, 512) == []
 
 
@@ -208,7 +211,7 @@ def _tile(path, x0, y0, pixels, nodata=None, pixel=5.0, bands_as="gray", south_u
     """A GeoTIFF of `pixels` (rows, columns, or bands first) with its top left corner at (x0, y0)."""
     bands = pixels if pixels.ndim == 3 else pixels[np.newaxis]
     ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], bands.shape[0],
-                                              gdal.GDT_Byte if pixels.dtype == np.uint8 else gdal.GDT_Float32)
+                                              gdal_array.NumericTypeCodeToGDALTypeCode(pixels.dtype))
     ds.SetGeoTransform((x0, pixel, 0.0, y0, 0.0, pixel if south_up else -pixel))
     ds.SetProjection(crs_wkt_from_epsg(EPSG))
     for number, values in enumerate(bands, start=1):
@@ -303,6 +306,22 @@ def test_a_tile_that_breaks_in_the_copy_leaves_nothing_behind_or_open(tmp_path):
     assert not [name for name in held if str(out) in name or str(tmp_path / "2.tif") in name], held
 
 
+def test_a_merge_whose_overviews_fail_leaves_no_level_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(mosaic, "COG_OPTIONS", tuple(o for o in mosaic.COG_OPTIONS if "BLOCKSIZE" not in o) + ("BLOCKSIZE=128",))
+    pixels = np.random.default_rng(12).random((600, 300), dtype=np.float32)
+    paths = [_tile(tmp_path / f"{n}.tif", 400000.0 + n * 1500.0, 5700000.0, pixels, -9999.0) for n in range(2)]
+
+    def full_disk(*args):
+        raise RuntimeError("No space left on device")
+
+    monkeypatch.setattr(mosaic, "_overview_strip", full_disk)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RasterError, match="No space left"):
+        mosaic.merge_to_cog(paths, out / "out.tif", out / "thumb.png")
+    assert list(out.iterdir()) == []
+
+
 def test_rgba_tiles_keep_their_alpha_band(tmp_path):
     rng = np.random.default_rng(8)
     paths = []
@@ -319,7 +338,7 @@ def test_rgba_tiles_keep_their_alpha_band(tmp_path):
 MERGE_MEMORY = """
 import sys
 from pathlib import Path
-from osgeo import gdal
+from osgeo import gdal, gdal_array
 gdal.UseExceptions()
 gdal.SetCacheMax(16 * 2**20)
 from jobs.raster import mosaic

@@ -22,8 +22,8 @@ from .io import TILE_OPEN_OPTIONS, RasterError, temporary_name, write_error
 COG_OPTIONS = ("COMPRESS=DEFLATE", "LEVEL=1", "PREDICTOR=YES", "OVERVIEWS=AUTO", "BLOCKSIZE=512")
 # The plain GeoTIFF the tiles are first copied into.
 FLAT_OPTIONS = ("TILED=YES", "BLOCKXSIZE=512", "BLOCKYSIZE=512", "BIGTIFF=IF_SAFER")
-# Rows of an overview level computed at once by one thread: at most this many pixels.
-OVERVIEW_STRIP_PIXELS = 8 * 1024 * 1024
+# The overview strips computed and not yet written, all threads together, take at most this much.
+OVERVIEW_MEMORY_BYTES = 128 * 1024 * 1024
 # Tiles that only a VRT mosaics go through a plain GeoTIFF from this many (GDAL's default
 # GDAL_MAX_DATASET_POOL_SIZE: the files a VRT keeps open at once).
 FLATTEN_VRT_FROM = 100
@@ -48,7 +48,7 @@ def merge_to_cog(tile_paths, out_path, thumbnail_path, thumbnail_size=512):
             source = flatten(tile_paths, tmp_flat) if len(tile_paths) > 1 else None
             if source is not None:
                 source = None  # closed: its overviews are read from the file
-                source = with_overviews(tmp_flat, level_paths)
+                source = with_overviews(tmp_flat, level_paths) or gdal.Open(str(tmp_flat))
             else:
                 source = gdal.BuildVRT(vrt_name, [str(p) for p in tile_paths])
                 if len(tile_paths) > FLATTEN_VRT_FROM:
@@ -138,7 +138,9 @@ def with_overviews(flat_path, level_paths):
     """A VRT of the plain GeoTIFF at `flat_path` whose overviews are those the COG driver would
     compute, computed here for it to copy: GDAL computes them on one core. Each level is CUBIC
     from the one before, at half its size rounded down, written to a plain GeoTIFF whose path is
-    appended to `level_paths` (for the caller to remove).
+    appended to `level_paths` (for the caller to remove). None where GDAL would compute them
+    otherwise: complex data, bands that differ in having a nodata value, or a side that stops
+    shrinking at one pixel.
 
     A level whose source has twice its rows is computed in strips of rows on all cores, each read
     by a handle of its own with GDAL's CUBIC resampling, which reads beyond the strip's edges what
@@ -147,24 +149,30 @@ def with_overviews(flat_path, level_paths):
     flat = gdal.Open(str(flat_path))
     block_size = int(dict(option.split("=") for option in COG_OPTIONS)["BLOCKSIZE"])
     sizes = cog_overview_sizes(flat.RasterXSize, flat.RasterYSize, block_size)
-    vrt = ElementTree.fromstring(gdal.BuildVRT("", [str(flat_path)]).GetMetadata("xml:VRT")[0])
     bands = [flat.GetRasterBand(number) for number in range(1, flat.RasterCount + 1)]
+    nodata = [band.GetNoDataValue() for band in bands]
+    shrinking = all(w < previous_w and h < previous_h for (w, h), (previous_w, previous_h)
+                    in zip(sizes, [(flat.RasterXSize, flat.RasterYSize), *sizes], strict=False))
+    if not sizes or gdal.DataTypeIsComplex(bands[0].DataType) or len({v is None for v in nodata}) > 1 or not shrinking:
+        return None
+    pixel_bytes = len(bands) * gdal.GetDataTypeSize(bands[0].DataType) // 8
     source_path = flat_path
-    threads = os.cpu_count() or 1
+    threads = len(os.sched_getaffinity(0))
     with ThreadPoolExecutor(threads) as pool:
         for width, height in sizes:
             level_path = temporary_name(flat_path)
             level_paths.append(level_path)
             level = gdal.GetDriverByName("GTiff").Create(str(level_path), width, height, len(bands), bands[0].DataType,
                                                          list(FLAT_OPTIONS))
-            for band, like in zip((level.GetRasterBand(n) for n in range(1, len(bands) + 1)), bands, strict=True):
-                if like.GetNoDataValue() is not None:
-                    band.SetNoDataValue(like.GetNoDataValue())
+            for number, value in enumerate(nodata, start=1):
+                if value is not None:
+                    level.GetRasterBand(number).SetNoDataValue(value)
             source = gdal.Open(str(source_path))
             if source.RasterYSize == 2 * height:
-                rows = max(1, min(OVERVIEW_STRIP_PIXELS // width, -(-height // (4 * threads))))  # 4 strips a thread
+                # Four strips a thread, at most two a thread held at once, within OVERVIEW_MEMORY_BYTES.
+                rows = max(1, min(OVERVIEW_MEMORY_BYTES // (2 * threads * width * pixel_bytes), -(-height // (4 * threads))))
                 strips = [(first, min(rows, height - first)) for first in range(0, height, rows)]
-                for wave in range(0, len(strips), 2 * threads):  # at most two strips a thread held at once
+                for wave in range(0, len(strips), 2 * threads):
                     batch = strips[wave:wave + 2 * threads]
                     computed = pool.map(_overview_strip, repeat(source_path), batch, repeat(width))
                     for (first, count), parts in zip(batch, computed, strict=True):
@@ -175,7 +183,10 @@ def with_overviews(flat_path, level_paths):
                     gdal.RegenerateOverview(source.GetRasterBand(number), level.GetRasterBand(number), "CUBIC")
             level = source = None  # written: the next level reads it
             source_path = level_path
+    vrt = ElementTree.fromstring(gdal.BuildVRT("", [str(flat_path)]).GetMetadata("xml:VRT")[0])
     for number, band in enumerate(vrt.iter("VRTRasterBand"), start=1):
+        for element in (*band.iter("NoDataValue"), *band.iter("NODATA")):  # in full: the XML rounds it
+            element.text = repr(nodata[number - 1])
         for level_path in level_paths:
             overview = ElementTree.SubElement(band, "Overview")
             ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="0").text = str(level_path)
