@@ -231,6 +231,7 @@ def test_a_child_that_does_not_stop_when_asked_is_killed_after_the_grace_time(mo
     command = run_command.Command()
     command.children, command.stop_signal, command.stopping_since, command.killed = (
         {stubborn.pid: ("cluster", stubborn)}, signal.SIGTERM, None, False)
+    command.started, command.deferred = {stubborn.pid: time.monotonic() - run_command.START_GRACE}, {}
     started = time.monotonic()
     command.terminate(stubborn)
     command.wait_for_children()

@@ -19,6 +19,9 @@ from django.core.management.base import BaseCommand, CommandError
 from jobsite.children import stop_with
 
 STOP_GRACE = 30  # seconds a child asked to stop has before it is killed
+# A child is asked to stop no sooner than this after its start: the cluster that django-q2 is in
+# the middle of starting fails on a SIGTERM with a traceback (its handler needs the sentinel).
+START_GRACE = 5
 
 
 def say(line, stream=None):
@@ -39,6 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, addrport, **options):
         self.children = {}  # pid -> (name, Popen)
+        self.started, self.deferred = {}, {}  # pid -> when it started; pid -> Popen to stop once START_GRACE has passed
         self.stop_signal = None
         self.stopping_since = None  # when the children were asked to stop
         self.killed = False
@@ -55,6 +59,7 @@ class Command(BaseCommand):
             process = subprocess.Popen([sys.executable, *arguments], cwd=settings.BASE_DIR, process_group=0,
                                        preexec_fn=stop_with(os.getpid()))
             self.children[process.pid] = (name, process)
+            self.started[process.pid] = time.monotonic()
             if self.stop_signal:  # a signal came while the children were being started
                 self.terminate(process)
         self.wait_for_children()
@@ -92,6 +97,10 @@ class Command(BaseCommand):
     def terminate(self, process):
         # SIGTERM, not SIGINT: a process still importing Django dies of it quietly, without a
         # KeyboardInterrupt traceback; the cluster stops on it as on Ctrl-C.
+        if time.monotonic() - self.started.get(process.pid, 0.0) < START_GRACE:
+            self.deferred[process.pid] = process
+            return
+        self.deferred.pop(process.pid, None)
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
         try:
@@ -104,6 +113,8 @@ class Command(BaseCommand):
         while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
+                for child in list(self.deferred.values()):
+                    self.terminate(child)
                 self.kill_the_stuck()
                 time.sleep(0.1)
                 continue
