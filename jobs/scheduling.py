@@ -69,7 +69,7 @@ def charge(owner_id, seconds):
 def running_tiles_per_user():
     """{user id: tiles of theirs running now}: read from the running tiles alone (a few per worker)."""
     counts = {}
-    for owner_id in JobTile.objects.filter(status=TileStatus.RUNNING).values_list("job__owner_id", flat=True):
+    for owner_id in JobTile.objects.filter(status=TileStatus.RUNNING).order_by().values_list("job__owner_id", flat=True):
         counts[owner_id] = counts.get(owner_id, 0) + 1
     return counts
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import runners
 from jobs.api.serializers import JobSerializer
 from jobs.models import JOB_WEBHOOKS, Job, JobStatus, JobTile, TileStatus
 from jobs.ogcapi.documents import callback_body
@@ -61,27 +62,39 @@ def on_tiles_changed(sender, job_id, transition, count, counts, **kwargs):
     if transition == "fail":
         record_job_events(job_id, [EventType.TILE_FAILED], tiles=count)
     elif transition == "succeed":
-        _maybe_progress(job_id)
+        _maybe_progress(job_id, count)
 
 
-# What this process knows of its jobs, so that most batches of tiles cost one count: a job's tile
-# total, and its newest progress event as (created, percent, for webhooks). Another process may
-# have recorded a newer event, which is no more due than this one: a progress event is due only
+# What this process knows of its jobs, so that most batches of tiles cost no query: a job's tile
+# total with how often to count its succeeded tiles, the tiles this process recorded since it last
+# counted them, and its newest progress event as (created, percent, for webhooks). Another process
+# may have recorded a newer event, which is no more due than this one: a progress event is due only
 # when the newest one is old enough or a 10 % step behind, and progress does not go back (after a
 # resume, which recounts, it may for a while: a step is then announced up to
 # JOBSITE_EVENT_PROGRESS_SECONDS late).
-_known = {"totals": {}, "progress": {}}
+_known = {"totals": {}, "progress": {}, "recorded": {}}
 KNOWN_JOBS = 1000
+# Counting a job's succeeded tiles reads as many rows as have succeeded: counted at every batch, a
+# job of 100,000 tiles would read 5e9 rows. A process counts when the newest progress event it
+# knows is old enough, or once it has recorded 1/STEP_PARTS of the tiles divided by the workers:
+# with every worker doing so, a 10 % step is seen at most 1/STEP_PARTS of the tiles after it.
+STEP_PARTS = 20
 
 
-def _maybe_progress(job_id):
+def _maybe_progress(job_id, count):
     """A progress event at most every JOBSITE_EVENT_PROGRESS_SECONDS and at each 10 % of the tiles;
-    owed to webhooks at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 %."""
-    total = _tiles_total(job_id)
+    owed to webhooks at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 %. `count`
+    tiles have just succeeded."""
+    total, every = _tiles_total(job_id)
     if not total:
         return
-    percent = 100 * JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).count() // total
     known = _known["progress"].get(job_id)
+    recorded = _known["recorded"].get(job_id, 0) + count
+    if known is not None and recorded < every and not _due(known, 0, settings.EVENT_PROGRESS_SECONDS):
+        _bounded("recorded")[job_id] = recorded
+        return
+    _bounded("recorded")[job_id] = 0
+    percent = 100 * JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).count() // total
     if known is not None and not _due(known, percent, settings.EVENT_PROGRESS_SECONDS):
         return
     progress = Event.objects.filter(job_id=job_id, type=EventType.JOB_PROGRESS).order_by("-id")
@@ -97,11 +110,11 @@ def _maybe_progress(job_id):
 
 
 def _tiles_total(job_id):
+    """(the job's tiles, how many this process records between two counts of those succeeded)."""
     totals = _known["totals"]
     if job_id not in totals:
-        if len(totals) >= KNOWN_JOBS:
-            totals.clear()
-        totals[job_id] = Job.objects.filter(pk=job_id).values_list("tiles_total", flat=True).first() or 0
+        total = Job.objects.filter(pk=job_id).values_list("tiles_total", flat=True).first() or 0
+        _bounded("totals")[job_id] = (total, max(1, total // (STEP_PARTS * runners.wanted())))
     return totals[job_id]
 
 
@@ -111,10 +124,16 @@ def forget_jobs():
         known.clear()
 
 
+def _bounded(name):
+    """What this process knows of jobs under `name`, emptied when it knows of KNOWN_JOBS jobs."""
+    known = _known[name]
+    if len(known) >= KNOWN_JOBS:
+        known.clear()
+    return known
+
+
 def _remember(job_id, last):
-    if len(_known["progress"]) >= KNOWN_JOBS:
-        _known["progress"].clear()
-    _known["progress"][job_id] = last
+    _bounded("progress")[job_id] = last
 
 
 def _due(last, percent, seconds):

@@ -295,6 +295,32 @@ def test_progress_is_recorded_at_each_tenth_of_the_tiles_and_not_between(index, 
     assert all(event.for_webhooks for event in progress)
 
 
+def test_a_large_job_counts_its_succeeded_tiles_once_per_share_of_its_tiles_not_at_every_batch(
+        index, owner, media, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications import events
+
+    # 12 tiles, 2 workers and 2 parts: a process counts after every 3 tiles it records (a site's
+    # job of 100,000 tiles, after every 2,500), and a step is seen at most half the tiles late.
+    monkeypatch.setattr(events, "STEP_PARTS", 2)
+    settings.WORKERS = 2
+    settings.EVENT_PROGRESS_SECONDS = settings.WEBHOOK_PROGRESS_SECONDS = 3600
+    job = job_submit(owner=owner, job_type="slope", tile_ids=index.ids)
+    lifecycle.move_job(job.pk, "start")
+    with CaptureQueriesContext(connection) as queries:
+        for _ in index.ids:
+            [tile] = claim_tiles(job.pk, "worker-1", 1)
+            with django_capture_on_commit_callbacks(execute=True):
+                _record_succeeded(job.pk, [(tile, f"jobs/{job.pk}/tiles/{tile.pk}.tif", 1)])
+    counts = [q for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(*)") and "succeeded" in q["sql"]]
+    progress = Event.objects.filter(job=job, type="job.progress").order_by("id")
+    # Counted at the 1st tile (nothing known yet), then after the 4th, 7th and 10th.
+    assert [event.payload["data"]["progress"] for event in progress] == [8, 33, 58, 83]
+    assert len(counts) == 4
+
+
 @pytest.mark.parametrize("name, content, has_content", [
     ("zones.geojson", b'{"type": "FeatureCollection", "features": []}', False),
     ("ramp.txt", b"0 0 0 0\n1000 255 255 255\n", True),
