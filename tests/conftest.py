@@ -131,9 +131,13 @@ def window_of(array, tileset, tile_ids):
 
 
 def assert_same_pixels(expected, actual):
-    """Equal arrays (band, row, column or row, column); else where they differ, axis by axis."""
+    """Equal arrays (band, row, column or row, column), NaN equal to NaN; else where they differ, axis
+    by axis."""
     assert expected.shape == actual.shape
-    differ = np.argwhere(expected != actual)
+    unequal = expected != actual
+    if np.issubdtype(expected.dtype, np.floating):  # NaN (a nodata value) equals NaN here
+        unequal &= ~(np.isnan(expected) & np.isnan(actual))
+    differ = np.argwhere(unequal)
     if differ.size:
         spans = ", ".join(f"axis {axis} {differ[:, axis].min()}-{differ[:, axis].max()}" for axis in range(differ.shape[1]))
         first = tuple(differ[0])

@@ -1,5 +1,6 @@
 """jobs.raster on its own: halo processing, cancelling, errors and the merge, with real GeoTIFFs."""
 
+import math
 import os
 
 import numpy as np
@@ -169,7 +170,8 @@ def test_a_mosaic_has_the_pixels_and_overviews_of_one_cog_of_the_whole_area_and_
 
 
 @pytest.mark.parametrize("dtype,bands,nodata", [("float32", 1, -9999.0), ("uint8", 3, 0), ("float32", 2, None),
-                                                 ("float64", 1, -3.4028234663852886e38), ("int16", 1, -32768)])
+                                                 ("float64", 1, -3.4028234663852886e38), ("int16", 1, -32768),
+                                                 ("float32", 1, float("nan"))])
 def test_the_overviews_computed_in_strips_on_all_cores_are_those_the_cog_driver_computes(
         tmp_path, monkeypatch, dtype, bands, nodata):
     """Levels of an even number of rows in strips of a few rows on several threads, levels of an
@@ -194,10 +196,23 @@ def test_the_overviews_computed_in_strips_on_all_cores_are_those_the_cog_driver_
     assert merged.GetRasterBand(1).GetOverviewCount() == expected.GetRasterBand(1).GetOverviewCount() == 3
     for number in range(1, bands + 1):
         mine, theirs = merged.GetRasterBand(number), expected.GetRasterBand(number)
-        assert mine.GetNoDataValue() == theirs.GetNoDataValue() == nodata and mine.DataType == theirs.DataType
+        assert [mine.GetNoDataValue(), theirs.GetNoDataValue()] == [nodata] * 2 or math.isnan(nodata) and \
+            math.isnan(mine.GetNoDataValue()) and math.isnan(theirs.GetNoDataValue())
+        assert mine.DataType == theirs.DataType
         assert_same_pixels(theirs.ReadAsArray(), mine.ReadAsArray())
         for level in range(3):
             assert_same_pixels(theirs.GetOverview(level).ReadAsArray(), mine.GetOverview(level).ReadAsArray())
+
+
+@pytest.mark.parametrize("nodata", [-9999.0, float("nan")])
+def test_a_mosaic_with_no_valid_pixel_merges_and_its_thumbnail_is_transparent(tmp_path, nodata):
+    pixels = np.full((700, 900), nodata, dtype="float32")
+    paths = [_tile(tmp_path / f"t{col}.tif", 1000.0 + col * 5.0, 9000.0, pixels[:, col:col + 300], nodata=nodata)
+             for col in range(0, 900, 300)]
+    mosaic.merge_to_cog(paths, tmp_path / "out.tif", tmp_path / "thumb.png", thumbnail_size=64)
+    assert gdal.Open(str(tmp_path / "out.tif")).RasterXSize == 900
+    thumbnail = gdal.Open(str(tmp_path / "thumb.png"))
+    assert thumbnail.GetRasterBand(1).GetNoDataValue() == 0 and not thumbnail.ReadAsArray().any()
 
 
 def test_the_cog_overview_levels_halve_until_one_fits_in_a_block():

@@ -185,6 +185,7 @@ def with_overviews(flat_path, level_paths):
             source_path = level_path
     vrt = ElementTree.fromstring(gdal.BuildVRT("", [str(flat_path)]).GetMetadata("xml:VRT")[0])
     for number, band in enumerate(vrt.iter("VRTRasterBand"), start=1):
+        _plain_source(band)
         for element in (*band.iter("NoDataValue"), *band.iter("NODATA")):  # in full: the XML rounds it
             element.text = repr(nodata[number - 1])
         for level_path in level_paths:
@@ -192,6 +193,18 @@ def with_overviews(flat_path, level_paths):
             ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="0").text = str(level_path)
             ElementTree.SubElement(overview, "SourceBand").text = str(number)
     return gdal.Open(ElementTree.tostring(vrt, encoding="unicode"))
+
+
+def _plain_source(band):
+    """Make the VRT band's one source, the whole plain GeoTIFF, a SimpleSource: BuildVRT gives a
+    ComplexSource that leaves the source's nodata pixels unpainted, which here leaves the band's
+    own nodata, the same value, and tests every pixel for it (a third of the COG's copy time)."""
+    allowed = {"SourceFilename", "SourceBand", "SourceProperties", "SrcRect", "DstRect", "NODATA"}
+    for source in band.findall("ComplexSource"):
+        if {child.tag for child in source} <= allowed:
+            source.tag = "SimpleSource"
+            for element in source.findall("NODATA"):
+                source.remove(element)
 
 
 def _overview_strip(source_path, strip, width):
@@ -276,7 +289,20 @@ def _write_thumbnail(src_path, png_path, size):
     height = max(1, round(ds.RasterYSize * min(1.0, scale)))
     options = {"format": "PNG", "width": width, "height": height, "resampleAlg": "average"}
     if band.DataType != gdal.GDT_Byte:
-        low, high = band.ComputeRasterMinMax(True)
+        low, high = _value_range(band)
         options.update(outputType=gdal.GDT_Byte, scaleParams=[[low, high, 1, 255]], noData=0)
     with thread_config(GDAL_PAM_ENABLED="NO"):
         gdal.Translate(str(png_path), ds, **options)
+
+
+def _value_range(band):
+    """(low, high) of the band's valid pixels, approximate (from an overview); else exact from its
+    smallest level that has valid pixels (NaN as nodata spreads through the overviews' CUBIC
+    resampling, and may leave none at a coarse level); (0, 1) where no pixel is valid."""
+    levels = [band.GetOverview(i) for i in reversed(range(band.GetOverviewCount()))]
+    for level, approximate in [(band, True), *((level, False) for level in levels), (band, False)]:
+        try:
+            return level.ComputeRasterMinMax(approximate)
+        except RuntimeError:  # no valid pixels there
+            continue
+    return 0.0, 1.0
