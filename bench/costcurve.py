@@ -10,14 +10,16 @@ as many tiles as the largest job. For each job size:
   time as the workers' batches of small tiles, each batch's adjacent tiles as blocks
   (jobs.raster.dem.process_block), then the same merge (jobs.raster.mosaic.merge_to_cog) in one
   process.
-The service's own overhead per tile is (service - baseline) / tiles. While each job runs, the
+Each size runs --repeat times (fewer once its runs took --budget seconds) and its medians are
+kept. The service's own overhead per tile is (service - baseline) / tiles; the marginal overhead
+first takes away the one-tile job's, which does not grow with the tiles. While each job runs, the
 resident memory of every process of the cluster is sampled, and its peak (VmHWM) kept: the
 merge's and the workers' peak RSS.
 
 The figures are appended to bench/results.json, and bench/costcurve.png is drawn from the latest
 run on each database found there.
 
-    .venv/bin/python bench/costcurve.py [--sizes 1,10,100,1000,10000,100000] [--database-url postgres://...]
+    .venv/bin/python bench/costcurve.py [--sizes 1,10,100,1000,10000,100000] [--repeat 3] [--database-url postgres://...]
 """
 
 import argparse
@@ -25,6 +27,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import threading
 import time
@@ -169,7 +172,11 @@ def plot(results_path, out_path):
         sizes = sorted(run)
         walls.loglog(sizes, [run[n]["service_s"] for n in sizes], "o-", label=f"service ({database})")
         walls.loglog(sizes, [run[n]["baseline_s"] for n in sizes], "x--", label=f"raster work alone ({database})")
-        overheads.loglog(sizes, [run[n]["overhead_ms_per_tile"] for n in sizes], "o-", label=database)
+        overheads.loglog(sizes, [run[n]["overhead_ms_per_tile"] for n in sizes], "o-", label=f"a tile ({database})")
+        marginal = [n for n in sizes if run[n].get("marginal_ms_per_tile")]
+        if marginal:
+            overheads.loglog(marginal, [run[n]["marginal_ms_per_tile"] for n in marginal], "x--",
+                             label=f"marginal ({database})")
     walls.set(xlabel="tiles of 64 x 64 in the job", ylabel="wall time, s", title="Hillshade job, 2 workers")
     overheads.set(xlabel="tiles of 64 x 64 in the job", ylabel="ms per tile",
                   title="The service's own overhead per tile")
@@ -183,6 +190,9 @@ def plot(results_path, out_path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,10,100,1000,10000,100000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each size at most; the medians are kept")
+    parser.add_argument("--budget", type=float, default=60,
+                        help="no further run of a size once its runs took this many seconds")
     harness.database_arguments(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -199,17 +209,30 @@ def main():
     tiles = list(Tile.objects.filter(collection_id="curve").order_by("number"))
     token = harness.api_token(User.objects.get_or_create(username="bench")[0])
     run = time.strftime("%Y%m%dT%H%M%S")
-    print(f"{'tiles':>7} {'service':>9} {'baseline':>9} {'overhead/tile':>14} {'peak RSS':>9}")
+    print(f"{'tiles':>7} {'runs':>4} {'service':>9} {'baseline':>9} {'overhead/tile':>14} {'marginal':>9} {'peak RSS':>9}")
+    one_tile = None  # the one-tile job's overhead: the submit, the broker's wake-up, the job's start and end
     with harness.cluster() as cluster, harness.web_server() as url:
         service(url, token, [tiles[0].number], cluster.pid)  # warm-up
         for size in sizes:
-            wall, peak = service(url, token, [t.number for t in tiles[:size]], cluster.pid)
-            (work / f"base-{size}").mkdir()
-            base = baseline(tiles[:size], work / f"base-{size}")
+            walls, bases, peak, spent = [], [], 0, 0.0
+            while len(walls) < args.repeat and (not walls or spent < args.budget):
+                wall, run_peak = service(url, token, [t.number for t in tiles[:size]], cluster.pid)
+                folder = work / f"base-{size}-{len(walls)}"
+                folder.mkdir()
+                walls.append(wall)
+                bases.append(baseline(tiles[:size], folder))
+                peak, spent = max(peak, run_peak), spent + wall + bases[-1]
+            wall, base = statistics.median(walls), statistics.median(bases)
             overhead = (wall - base) / size * 1000
-            print(f"{size:>7} {wall:>8.2f}s {base:>8.2f}s {overhead:>11.2f} ms {peak / 2**20:>6.0f} MiB")
-            harness.record("costcurve", {"run": run, "tiles": size, "tile_size": SIDE, "service_s": round(wall, 3),
-                                         "baseline_s": round(base, 3), "overhead_ms_per_tile": round(overhead, 3),
+            if size == 1:
+                one_tile = overhead
+            marginal = None if one_tile is None or size == 1 else (overhead * size - one_tile) / (size - 1)
+            print(f"{size:>7} {len(walls):>4} {wall:>8.2f}s {base:>8.2f}s {overhead:>11.2f} ms "
+                  f"{'' if marginal is None else f'{marginal:.2f} ms':>9} {peak / 2**20:>6.0f} MiB")
+            harness.record("costcurve", {"run": run, "tiles": size, "tile_size": SIDE, "runs": len(walls),
+                                         "service_s": round(wall, 3), "baseline_s": round(base, 3),
+                                         "overhead_ms_per_tile": round(overhead, 3),
+                                         "marginal_ms_per_tile": None if marginal is None else round(marginal, 3),
                                          "peak_rss_mib": round(peak / 2**20, 1)})
     shutil.rmtree(work, ignore_errors=True)
     bench = Path(__file__).resolve().parent
