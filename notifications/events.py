@@ -66,18 +66,20 @@ def on_tiles_changed(sender, job_id, transition, count, counts, **kwargs):
 
 
 # What this process knows of its jobs, so that most batches of tiles cost no query: a job's tile
-# total with how often to count its succeeded tiles, the tiles this process recorded since it last
+# total, how often to count its succeeded tiles and the tiles this process recorded since it last
 # counted them, and its newest progress event as (created, percent, for webhooks). Another process
 # may have recorded a newer event, which is no more due than this one: a progress event is due only
 # when the newest one is old enough or a 10 % step behind, and progress does not go back (after a
 # resume, which recounts, it may for a while: a step is then announced up to
 # JOBSITE_EVENT_PROGRESS_SECONDS late).
-_known = {"totals": {}, "progress": {}, "recorded": {}}
+_known = {"totals": {}, "progress": {}}
 KNOWN_JOBS = 1000
 # Counting a job's succeeded tiles reads as many rows as have succeeded: counted at every batch, a
 # job of 100,000 tiles would read 5e9 rows. A process counts when the newest progress event it
 # knows is old enough, or once it has recorded 1/STEP_PARTS of the tiles divided by the workers:
-# with every worker doing so, a 10 % step is seen at most 1/STEP_PARTS of the tiles after it.
+# with every worker doing so, a 10 % step is seen at most 1/STEP_PARTS of the tiles after it (while
+# the processes that record the job's tiles are no more than the workers counted when this process
+# first saw the job; more make it later in proportion, and the job's end makes it good).
 STEP_PARTS = 20
 
 
@@ -85,15 +87,15 @@ def _maybe_progress(job_id, count):
     """A progress event at most every JOBSITE_EVENT_PROGRESS_SECONDS and at each 10 % of the tiles;
     owed to webhooks at most every JOBSITE_WEBHOOK_PROGRESS_SECONDS and at each 10 %. `count`
     tiles have just succeeded."""
-    total, every = _tiles_total(job_id)
+    counting = _counting(job_id)
+    total, every, recorded = counting
     if not total:
         return
     known = _known["progress"].get(job_id)
-    recorded = _known["recorded"].get(job_id, 0) + count
-    if known is not None and recorded < every and not _due(known, 0, settings.EVENT_PROGRESS_SECONDS):
-        _bounded("recorded")[job_id] = recorded
+    counting[2] = recorded + count
+    if known is not None and counting[2] < every and not _due(known, 0, settings.EVENT_PROGRESS_SECONDS):
         return
-    _bounded("recorded")[job_id] = 0
+    counting[2] = 0
     percent = 100 * JobTile.objects.filter(job_id=job_id, status=TileStatus.SUCCEEDED).count() // total
     if known is not None and not _due(known, percent, settings.EVENT_PROGRESS_SECONDS):
         return
@@ -109,12 +111,13 @@ def _maybe_progress(job_id, count):
     _remember(job_id, (timezone.now(), percent, for_webhooks))
 
 
-def _tiles_total(job_id):
-    """(the job's tiles, how many this process records between two counts of those succeeded)."""
+def _counting(job_id):
+    """[the job's tiles, how many this process records between two counts of those succeeded, how
+    many it has recorded since the last], kept in place."""
     totals = _known["totals"]
     if job_id not in totals:
         total = Job.objects.filter(pk=job_id).values_list("tiles_total", flat=True).first() or 0
-        _bounded("totals")[job_id] = (total, max(1, total // (STEP_PARTS * runners.wanted())))
+        _bounded("totals")[job_id] = [total, max(1, total // (STEP_PARTS * runners.wanted())), 0]
     return totals[job_id]
 
 

@@ -289,20 +289,25 @@ def _write_thumbnail(src_path, png_path, size):
     height = max(1, round(ds.RasterYSize * min(1.0, scale)))
     options = {"format": "PNG", "width": width, "height": height, "resampleAlg": "average"}
     if band.DataType != gdal.GDT_Byte:
-        low, high = _value_range(band)
+        low, high = _value_range(band, width, height)
         options.update(outputType=gdal.GDT_Byte, scaleParams=[[low, high, 1, 255]], noData=0)
     with thread_config(GDAL_PAM_ENABLED="NO"):
         gdal.Translate(str(png_path), ds, **options)
 
 
-def _value_range(band):
-    """(low, high) of the band's valid pixels, approximate (from an overview); else exact from its
-    smallest level that has valid pixels (NaN as nodata spreads through the overviews' CUBIC
-    resampling, and may leave none at a coarse level); (0, 1) where no pixel is valid."""
-    levels = [band.GetOverview(i) for i in reversed(range(band.GetOverviewCount()))]
-    for level, approximate in [(band, True), *((level, False) for level in levels), (band, False)]:
-        try:
-            return level.ComputeRasterMinMax(approximate)
-        except RuntimeError:  # no valid pixels there
-            continue
-    return 0.0, 1.0
+def _value_range(band, width, height):
+    """(low, high) of the band's valid pixels, approximate (from an overview); else exact from the
+    level that a thumbnail of width x height reads (NaN as nodata spreads through the overviews'
+    CUBIC resampling, and may leave no valid pixel at a coarse level). (0, 1) where that level has
+    none: the thumbnail is transparent whatever the range."""
+    try:
+        return band.ComputeRasterMinMax(True)
+    except RuntimeError:  # no valid pixel at the level sampled
+        pass
+    levels = [band.GetOverview(i) for i in range(band.GetOverviewCount())]
+    read = min((level for level in levels if level.XSize >= width and level.YSize >= height),
+               key=lambda level: level.XSize, default=band)
+    try:
+        return read.ComputeRasterMinMax(False)
+    except RuntimeError:
+        return 0.0, 1.0
