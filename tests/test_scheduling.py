@@ -209,3 +209,22 @@ def test_setting_the_priority_of_jobs_changes_those_not_yet_merging(big_index, u
     assert Job.objects.get(pk=merging.pk).priority == Priority.NORMAL
     assert Share.objects.get(user=users["ann"], priority=Priority.HIGH).runnable
     assert queued.logs.filter(message="priority set to high").exists()
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_with_one_user_to_serve_a_claim_does_not_count_the_running_tiles(big_index, users, settings, others):
+    """Their count scans an index that a large job fills with dead row versions until a vacuum; it
+    orders users, and one user needs no order."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.services.claims import claim_next
+
+    settings.MAX_RUNNING_TILES_PER_USER = 0
+    for name in ["ann", "bob"][:1 + others]:
+        submit(users[name], 4, big_index)
+    with CaptureQueriesContext(connection) as queries:
+        claim = claim_next("w1", lambda job_id: 2)
+    assert len(claim.batch) == 2
+    counted = [q["sql"] for q in queries.captured_queries if 'AS "job__owner_id"' in q["sql"]]
+    assert len(counted) == others
