@@ -173,7 +173,7 @@ def plot(results_path, out_path):
         walls.loglog(sizes, [run[n]["service_s"] for n in sizes], "o-", label=f"service ({database})")
         walls.loglog(sizes, [run[n]["baseline_s"] for n in sizes], "x--", label=f"raster work alone ({database})")
         overheads.loglog(sizes, [run[n]["overhead_ms_per_tile"] for n in sizes], "o-", label=f"a tile ({database})")
-        marginal = [n for n in sizes if run[n].get("marginal_ms_per_tile")]
+        marginal = [n for n in sizes if (run[n].get("marginal_ms_per_tile") or 0) > 0]  # a log scale
         if marginal:
             overheads.loglog(marginal, [run[n]["marginal_ms_per_tile"] for n in marginal], "x--",
                              label=f"marginal ({database})")
@@ -195,7 +195,7 @@ def main():
                         help="no further run of a size once its runs took this many seconds")
     harness.database_arguments(parser)
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = sorted({int(s) for s in args.sizes.split(",")})  # the one-tile job first: the marginal overheads need it
 
     os.environ["JOBSITE_MAX_TILES_PER_JOB"] = str(max(sizes))
     work = harness.configure(args.database_url)
@@ -221,6 +221,7 @@ def main():
                 folder.mkdir()
                 walls.append(wall)
                 bases.append(baseline(tiles[:size], folder))
+                shutil.rmtree(folder)
                 peak, spent = max(peak, run_peak), spent + wall + bases[-1]
             wall, base = statistics.median(walls), statistics.median(bases)
             overhead = (wall - base) / size * 1000
