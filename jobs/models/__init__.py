@@ -81,7 +81,7 @@ class Tile(models.Model):
     class Meta:
         ordering = ["collection_id", "number"]
         constraints = [models.UniqueConstraint(fields=["collection", "number"], name="tile_number_per_collection")]
-        indexes = [models.Index(fields=["collection", "col", "row"], name="tile_grid_idx")]
+        indexes = [models.Index(fields=["collection", "row", "col"], name="tile_grid_idx")]
 
     def __str__(self):
         return f"tile {self.number}" + ("" if self.collection_id == settings.DEFAULT_COLLECTION else f" of {self.collection_id}")
