@@ -358,7 +358,9 @@ def neighbours(tiles, halo, grid):
                      row__gt=row - grid.max_tile_height - halo, row__lt=max(t.row + t.height for t in in_row) + halo)
     rows = {}
     in_collection = Tile.objects.filter(collection_id=tiles[0].collection_id)
-    for other in in_collection.filter(windows).values_list("id", "path", "col", "row", "width", "height"):
+    # Unordered: ordered by number (the tiles' default), SQLite reads the whole collection through
+    # that index rather than the grid index's ranges of the windows.
+    for other in in_collection.filter(windows).order_by().values_list("id", "path", "col", "row", "width", "height"):
         rows.setdefault(other[3], []).append(other)
     for tile in tiles:
         top, bottom = tile.row - halo, tile.row + tile.height + halo

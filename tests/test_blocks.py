@@ -272,3 +272,27 @@ def test_a_block_recorded_in_part_keeps_its_file_and_lets_go_of_the_tile_taken_f
         == [path, path]
     assert JobLog.objects.filter(job=job, tile__number=block[1].tile.number,
                                  message__contains="its output was discarded").count() == 1
+
+
+def test_a_batchs_neighbours_are_read_through_the_grid_index_only(db):
+    """Two windows (a batch that spans two grid rows) read two ranges of the grid index, not the
+    whole collection: SQLite did the latter while the query was ordered by tile number."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Tile.objects.bulk_create([Tile(number=n, path=f"t{n}.tif", col=64 * (n % 20), row=64 * (n // 20), width=64,
+                                   height=64, minx=0, miny=0, maxx=1, maxy=1) for n in range(400)])
+    grid = tileindex.IndexGrid(20 * 64, 20 * 64, "", 64, 64)
+    batch = list(Tile.objects.filter(number__in=range(218, 224)).order_by("number"))  # rows 10 and 11
+    with CaptureQueriesContext(connection) as queries:
+        around = tileindex.neighbours(batch, 1, grid)
+    expected = {tile.number: {n for n in range(400) if n != tile.number and abs(n % 20 - tile.number % 20) <= 1
+                              and abs(n // 20 - tile.number // 20) <= 1} for tile in batch}
+    numbers = {t.path: int(t.path[1:-4]) for t in Tile.objects.all()}
+    assert {tile.number: {numbers[n.path] for n in around[tile.pk]} for tile in batch} == expected
+    [query] = queries.captured_queries
+    assert "ORDER BY" not in query["sql"]
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            plan = " ".join(str(step) for step in cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}").fetchall())
+        assert "tile_grid_idx" in plan and "autoindex" not in plan, plan
