@@ -12,7 +12,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from jobsite import media
+from jobsite import downloads
 from jobsite.api.errors import ErrorSerializer
 from jobsite.api.filters import ChoiceFilter, OrderingFilter
 from jobsite.exceptions import Rejected, TooLarge, quoted
@@ -133,10 +133,10 @@ class DataFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
     def download(self, request, name=None):
-        """The file itself, streamed."""
+        """The file itself, streamed; a single byte range (`Range: bytes=a-b`) answers 206 with those bytes."""
         datafile = self.get_object()
-        return FileResponse(media.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name,
-                            content_type="application/octet-stream")
+        return downloads.serve_file(request, datafile.path, as_attachment=True, filename=datafile.name,
+                                    content_type="application/octet-stream")
 
     @extend_schema(responses={(200, "application/geo+json"): OpenApiTypes.OBJECT}, filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])

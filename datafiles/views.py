@@ -6,12 +6,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
-from jobsite import media
+from jobsite import downloads, media
 from jobsite.exceptions import Conflict, Rejected, TooLarge
 
 from . import metadata, services
@@ -182,7 +182,9 @@ def datafile_delete(request, name):
 
 
 @staff_member_required
+@require_safe
 def admin_download(request, pk):
     """Any user's data file, for staff (linked from the admin)."""
     datafile = get_object_or_404(DataFile, pk=pk)
-    return FileResponse(media.media_path(datafile.path).open("rb"), as_attachment=True, filename=datafile.name)
+    return downloads.serve_file(request, datafile.path, as_attachment=True, filename=datafile.name,
+                                content_type="application/octet-stream")

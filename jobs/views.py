@@ -5,6 +5,7 @@ confirmation page when it arrives without `confirm=yes` (JavaScript asks in a di
 everything works without JavaScript; the live parts poll small JSON endpoints.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .api.filters import JobFilter
+from .api.outputs import link_for
 from .api.pagination import BIGGEST
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .forms import JobForm, ResumeForm
@@ -116,7 +118,8 @@ LIVE_PARTS = ("state", "result", "facts")
 def _live_context(job):
     outputs = [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs]
     return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": job.inputs.all(),
-            "outputs": outputs, "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),
+            "outputs": outputs, "link_hours": settings.OUTPUT_LINK_SECONDS / 3600,
+            "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),
             "usage": usage.job_usage(job) if job.is_final else None}  # not at every poll of a running job
 
 
@@ -194,6 +197,20 @@ def job_cancel(request, pk):
     except Conflict as exc:
         messages.error(request, str(exc))
     return redirect("job-page", pk=job.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_output_link(request, pk, name):
+    """A shareable link to one of the job's files: asked for on this page, made by its POST (the
+    job page's script makes it in place, through the API)."""
+    job = _job_or_404(request, pk)
+    if not any(output["name"] == name for output in job.outputs):
+        raise Http404(f"job {job.pk} has no output {quoted(name)}")
+    context = {"job": job, "name": name, "link_hours": settings.OUTPUT_LINK_SECONDS / 3600}
+    if request.method == "POST":
+        context["url"], context["expires"] = link_for(request, job, name, settings.OUTPUT_LINK_SECONDS)
+    return render(request, "jobs/output_link.html", context)
 
 
 @login_required

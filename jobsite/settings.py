@@ -144,6 +144,19 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
           else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # API tokens expire this many seconds after they were handed out (0: never); DELETE /api/v1/auth/token/ revokes one.
 TOKEN_TTL_SECONDS = envint("JOBSITE_TOKEN_TTL_SECONDS", 0, minimum=0)
+# Shareable links to job outputs (POST .../outputs/{name}/link/) last this long unless asked for
+# less, and never longer than the maximum; revoking the user's token ends them at once.
+OUTPUT_LINK_SECONDS = envint("JOBSITE_OUTPUT_LINK_SECONDS", 3600, minimum=1)
+OUTPUT_LINK_MAX_SECONDS = envint("JOBSITE_OUTPUT_LINK_MAX_SECONDS", 7 * 86400, minimum=1)
+if OUTPUT_LINK_SECONDS > OUTPUT_LINK_MAX_SECONDS:
+    raise ImproperlyConfigured(f"JOBSITE_OUTPUT_LINK_SECONDS ({OUTPUT_LINK_SECONDS}) is more than "
+                               f"JOBSITE_OUTPUT_LINK_MAX_SECONDS ({OUTPUT_LINK_MAX_SECONDS})")
+# Behind nginx: the internal location that serves MEDIA_ROOT (e.g. /protected-media/). Django then
+# checks who may download a file and nginx sends it (X-Accel-Redirect); empty: Django sends it.
+DOWNLOAD_ACCEL_PREFIX = os.environ.get("JOBSITE_DOWNLOAD_ACCEL_PREFIX", "")
+if DOWNLOAD_ACCEL_PREFIX and not re.fullmatch(r"/[A-Za-z0-9._/-]*", DOWNLOAD_ACCEL_PREFIX):
+    raise ImproperlyConfigured(f"JOBSITE_DOWNLOAD_ACCEL_PREFIX must be a path such as /protected-media/, "
+                               f"not {DOWNLOAD_ACCEL_PREFIX[:100]!r}")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -188,7 +201,8 @@ SPECTACULAR_SETTINGS = {
 
 # CORS is off unless origins are listed, e.g. CORS_ALLOWED_ORIGINS=https://maps.example.org
 CORS_ALLOWED_ORIGINS = envlist("CORS_ALLOWED_ORIGINS")
-CORS_URLS_REGEX = r"^/api/.*$"
+# Shareable links (/api/v1/links/) answer any site themselves: the link is the credential, no cookie is sent.
+CORS_URLS_REGEX = r"^/api/(?!v1/links/).*$"
 
 # What pages may load: only this site's own files (no inline script or style), no frames around them.
 CONTENT_SECURITY_POLICY = {

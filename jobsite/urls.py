@@ -8,7 +8,7 @@ from datafiles import views as datafile_pages
 from datafiles.api import DataFileViewSet
 from jobs import legacy
 from jobs import views as job_pages
-from jobs.api import maps, stac, views
+from jobs.api import maps, outputs, stac, views
 from jobs.api.auth import throttle_password_attempts
 from notifications import streams
 from notifications.api import SubscriptionViewSet
@@ -54,6 +54,7 @@ urlpatterns = [
     path("jobs/<int:pk>/cancel/", job_pages.job_cancel, name="job-page-cancel"),
     path("jobs/<int:pk>/resume/", job_pages.job_resume, name="job-page-resume"),
     path("jobs/<int:pk>/delete/", job_pages.job_delete, name="job-page-delete"),
+    path("jobs/<int:pk>/outputs/<str:name>/link/", job_pages.job_output_link, name="job-page-output-link"),
     path("collections/", job_pages.collection_list, name="collection-list-page"),
     path("datafiles/", datafile_pages.datafile_list, name="datafile-list-page"),
     path("datafiles/<str:name>/", datafile_pages.datafile_detail, name="datafile-page"),
@@ -77,6 +78,12 @@ urlpatterns = [
     path("api/v1/health/", views.HealthView.as_view(), name="api-health"),
     path("api/v1/events/", streams.all_events, name="api-events"),
     path("api/v1/jobs/<int:pk>/events/", streams.job_events, name="api-job-events"),
+    path("api/v1/jobs/<int:pk>/outputs/", outputs.OutputList.as_view(), name="job-outputs"),
+    # The file's name last, so that GDAL's /vsicurl/ knows the format by its extension.
+    path("api/v1/jobs/<int:pk>/outputs/<str:name>", outputs.OutputFile.as_view(), name="job-output"),
+    path("api/v1/jobs/<int:pk>/outputs/<str:name>/", outputs.OutputFileAsFirstGiven.as_view()),
+    path("api/v1/jobs/<int:pk>/outputs/<str:name>/link/", outputs.OutputLink.as_view(), name="job-output-link"),
+    path("api/v1/links/<str:signed>/<str:name>", outputs.linked_output, name="output-link"),
     path("api/v1/jobs/<int:pk>/outputs/<str:name>/tiles/<int:z>/<int:x>/<int:y>.<image:image_format>",
          maps.OutputTileView.as_view(), name="job-output-tile"),
     path("api/v1/jobs/<int:pk>/outputs/<str:name>/tilejson.json", maps.OutputTileJSONView.as_view(),

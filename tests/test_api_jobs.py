@@ -160,7 +160,7 @@ def test_a_finished_job_shows_its_outputs_and_they_download(index, owner, media,
     body = client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert (body["status"], body["progress"], body["tiles_done"]) == ("succeeded", 100, 2)
     cog = body["outputs"][0]
-    assert cog["name"] == "hillshade.tif" and cog["url"] == f"http://testserver/api/v1/jobs/{job.pk}/outputs/hillshade.tif/"
+    assert cog["name"] == "hillshade.tif" and cog["url"] == f"http://testserver/api/v1/jobs/{job.pk}/outputs/hillshade.tif"
     response = client.get(cog["url"])
     assert response.status_code == 200 and response["Content-Type"] == "image/tiff"
     assert int(response["Content-Length"]) == cog["size"]

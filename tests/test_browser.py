@@ -75,7 +75,7 @@ def test_submit_a_job_and_watch_it_finish_without_reloading(cluster, live_server
     wait(browser, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", thumbnail))
     shot(browser, "job-succeeded")
     thumbnail.click()
-    wait(browser, lambda d: d.current_url.endswith("thumbnail.png/"))
+    wait(browser, lambda d: d.current_url.endswith("thumbnail.png"))
     assert browser.execute_script("return document.images.length && document.images[0].naturalWidth;") > 0
 
     browser.get(f"{live_server.url}/")

@@ -101,8 +101,8 @@ def test_the_job_page_shows_the_tile_map_log_and_only_allowed_buttons(job, logge
 def test_a_finished_job_shows_its_thumbnail_and_downloads(index, owner, media, logged_in):
     job = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids[:2]))
     html = page(logged_in, f"/jobs/{job.pk}/")
-    assert f'src="/api/v1/jobs/{job.pk}/outputs/thumbnail.png/"' in html and "hillshade.tif" in html
-    assert logged_in.get(f"/api/v1/jobs/{job.pk}/outputs/thumbnail.png/")["Content-Type"] == "image/png"
+    assert f'src="/api/v1/jobs/{job.pk}/outputs/thumbnail.png"' in html and "hillshade.tif" in html
+    assert logged_in.get(f"/api/v1/jobs/{job.pk}/outputs/thumbnail.png")["Content-Type"] == "image/png"
 
 
 def test_another_users_job_page_is_a_404(job, other, client):

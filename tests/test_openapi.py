@@ -19,11 +19,13 @@ def test_the_schema_describes_every_endpoint(db, client):
     assert response.status_code == 200
     paths = response.json()["paths"]
     for path in ["/api/v1/jobs/", "/api/v1/jobs/{id}/", "/api/v1/jobs/{id}/cancel/", "/api/v1/jobs/{id}/logs/",
-                 "/api/v1/jobs/{id}/tiles/", "/api/v1/jobs/{id}/outputs/", "/api/v1/jobs/{id}/outputs/{name}/",
+                 "/api/v1/jobs/{id}/tiles/", "/api/v1/jobs/{id}/outputs/", "/api/v1/jobs/{id}/outputs/{name}",
+                 "/api/v1/jobs/{id}/outputs/{name}/link/",
                  "/api/v1/tiles/", "/api/v1/tiles/{number}/", "/api/v1/towns/", "/api/v1/towns/{id}/",
                  "/api/v1/job-types/", "/api/v1/job-types/{name}/", "/api/v1/labels/", "/api/v1/auth/token/",
                  "/start_job", "/job_status", "/cancel_job"]:
         assert path in paths, path
+    assert "/api/v1/jobs/{id}/outputs/{name}/" not in paths  # the older URL of a file, still served
     assert set(paths["/api/v1/jobs/{id}/"]) == {"get", "put", "delete"}
     assert "/api/v1/jobs/{id}/resume/" in paths and set(paths["/api/v1/storage/"]) == {"get", "delete"}
     create = paths["/api/v1/jobs/"]["post"]

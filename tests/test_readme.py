@@ -134,7 +134,7 @@ DOCUMENTED = {
     "`GET jobs/{id}/`": [("jobs/{job}/", "object"), ("jobs/{canceled}/", "object"), ("jobs/", "page")],
     "`GET jobs/{id}/tiles/?status=failed`": [("jobs/{job}/tiles/", "page")],
     "`GET jobs/{id}/logs/?after=<log id>`": [("jobs/{job}/logs/", "object")],
-    "`GET jobs/{id}/outputs/` and `GET jobs/{id}/outputs/{name}/`": [("jobs/{job}/outputs/", "object")],
+    "`GET jobs/{id}/outputs/` and `GET, HEAD jobs/{id}/outputs/{name}`": [("jobs/{job}/outputs/", "object")],
     "`GET tiles/`, `GET tiles/{number}/?collection=dem1m`": [("tiles/", "page"), ("tiles/{tile}/", "object")],
     "`GET towns/`, `GET towns/{id}/`": [("towns/", "page"), ("towns/{town}/", "object")],
     "`GET job-types/`, `GET job-types/{name}/`": [("job-types/", "list"), ("job-types/hillshade/", "object")],

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Prefetch, Q, Sum
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,7 +18,6 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobsite import media
 from .. import health, queue, storage
 
 from ..jobtypes import JOB_TYPES, get_job_type
@@ -32,8 +31,8 @@ from jobsite.api.errors import ErrorSerializer, QuotaErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
 from .serializers import (CleanupSerializer, CollectionSerializer, EstimateSerializer, QuotasSerializer, JobCreateSerializer, JobLogSerializer,
-                          CreatedJobSerializer, FeatureCollectionSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, OutputSerializer, ResumedJobSerializer, ResumeSerializer,
-                          StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer, outputs_of)
+                          CreatedJobSerializer, FeatureCollectionSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, ResumedJobSerializer, ResumeSerializer,
+                          StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer)
 
 CONFLICT = {409: ErrorSerializer}
 
@@ -159,25 +158,6 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     def usage(self, request, pk=None):
         """What the job's tiles used so far: CPU seconds, the largest peak memory, and bytes written."""
         return Response(usage.job_usage(self.get_object()))
-
-    @extend_schema(responses=OutputSerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
-    def outputs(self, request, pk=None):
-        """The job's result files (empty until it has succeeded)."""
-        return Response(outputs_of(self.get_object(), request))
-
-    @extend_schema(responses={(200, "image/tiff"): OpenApiTypes.BINARY, (200, "image/png"): OpenApiTypes.BINARY},
-                   filters=False)
-    @action(detail=True, methods=["get"], url_path=r"outputs/(?P<name>[^/]+)", url_name="output", filter_backends=[])
-    def output(self, request, pk=None, name=None):
-        """Download one result file, streamed."""
-        job = self.get_object()
-        output = next((o for o in job.outputs if o["name"] == name), None)
-        path = media.media_path(output["path"]) if output else None
-        if path is None or not path.is_file():
-            raise Http404(f"job {job.pk} has no output {quoted(name)}")
-        # Inline, so a browser shows the thumbnail; it still saves the GeoTIFF under its name.
-        return FileResponse(path.open("rb"), content_type=output["content_type"], filename=name)
 
 
 class CollectionViewSet(viewsets.ReadOnlyModelViewSet):

@@ -5,7 +5,6 @@ import json
 import time
 
 from django.conf import settings
-from django.http import FileResponse
 from django.shortcuts import redirect, render
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework import status
@@ -15,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from jobsite import media
+from jobsite import downloads, media
 from jobsite.exceptions import Conflict
 
 from ..api.auth import BasicTokenAuthentication
@@ -217,19 +216,18 @@ def _sync_answer(request, job, execution, url):
     selected = set(execution.outputs) or None
     if execution.response == "raw" and selected is not None and len(selected) == 1:
         [name] = selected
-        return _output_file(job, name)
+        return _output_file(request, job, name)
     by_value = {name for name, mode in execution.outputs.items() if mode == "value"} if execution.outputs else None
     return Response(documents.results(request, job, selected, by_value), headers={"Link": f'<{url}>; rel="monitor"'})
 
 
-def _output_file(job, name):
-    """One result file, streamed, with its media type."""
+def _output_file(request, job, name):
+    """One result file, streamed with its media type, byte ranges and validators."""
     output = next((o for o in job.outputs if o["name"] == name), None)
-    path = media.media_path(output["path"]) if output else None
-    if path is None or not path.is_file():
+    if output is None or not media.media_path(output["path"]).is_file():
         raise Problem(status.HTTP_404_NOT_FOUND, "about:blank", f"job {job.pk} has no result {name[:100]!r}")
-    return FileResponse(path.open("rb"), content_type=documents.MEDIA_TYPES.get(output["content_type"],
-                                                                                 output["content_type"]), filename=name)
+    return downloads.serve_file(request, output["path"], filename=name, content_type=documents.MEDIA_TYPES.get(
+        output["content_type"], output["content_type"]))
 
 
 class JobList(OGCView):
@@ -296,7 +294,7 @@ class JobResultFile(OGCView):
         if job.status != JobStatus.SUCCEEDED:
             raise Problem(status.HTTP_404_NOT_FOUND, RESULT_NOT_READY,
                           f"job {job.pk} is {documents.STATUS[job.status]}: its results are not ready")
-        return _output_file(job, name)
+        return _output_file(request, job, name)
 
 
 def _process(process_id):

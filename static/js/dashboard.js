@@ -268,7 +268,38 @@ function jobForm(form) {
   select.addEventListener("change", () => { window.location.search = `?type=${encodeURIComponent(select.value)}`; });
 }
 
+// "Copy link for QGIS": the link made in place, through the API, and put on the clipboard; without
+// this script the link leads to a page that makes it.
+function outputLinks() {
+  document.addEventListener("click", async (event) => {
+    const anchor = event.target.closest(".output-link a[data-api]");
+    if (!anchor) return;
+    event.preventDefault();
+    const field = anchor.parentElement.querySelector("input.link");
+    try {
+      const response = await fetch(anchor.dataset.api, {
+        method: "POST", credentials: "same-origin", body: "{}",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+      });
+      const answer = await response.json();
+      if (!response.ok) throw new Error(answer.detail || `${response.status}`);
+      field.value = answer.url;
+      field.hidden = false;
+      field.select();
+      try {
+        await navigator.clipboard.writeText(answer.url);
+        anchor.textContent = "Copied";
+      } catch (error) {
+        anchor.textContent = "Copy the link below";  // no clipboard here (a plain http site): it is selected
+      }
+    } catch (error) {
+      anchor.textContent = `No link: ${error.message}`;
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  outputLinks();
   const table = document.querySelector("table.jobs[data-live]");
   if (table) liveJobList(table);
   const page = document.querySelector(".job-page[data-live]");

@@ -196,7 +196,7 @@
         if (!output) { result = null; return; }
         const opacity = panel.querySelector("[data-opacity=result]");
         put(panel, map, layers, "result",
-            await rasterLayer(`${output.url}tilejson.json`, {zIndex: 1, opacity: opacity.value / 100, anyZoom: true}));
+            await rasterLayer(`${output.url}/tilejson.json`, {zIndex: 1, opacity: opacity.value / 100, anyZoom: true}));
         layers.tiles.changed();
         showLegend(panel, layers.result.get("tilejson").legend);
         opacity.addEventListener("input", () => layers.result.setOpacity(opacity.value / 100));
@@ -242,7 +242,7 @@
       })).catch(() => {});
       const [lon, lat] = ol.proj.toLonLat(event.coordinate);
       if (output) {
-        getJSON(`${output.url}value/?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`)
+        getJSON(`${output.url}/value/?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`)
           .then(latest((found) => info.set("value", found.values === null ? "outside the result"
             : found.values.map((v) => (v === null ? "no data" : String(Number(v.toPrecision(6))))).join(", "))))
           .catch(latest(() => info.set("value", "not available")));
