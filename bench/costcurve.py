@@ -10,8 +10,9 @@ as many tiles as the largest job. For each job size:
   time as the workers' batches of small tiles, each batch's adjacent tiles as blocks
   (jobs.raster.dem.process_block), then the same merge (jobs.raster.mosaic.merge_to_cog) in one
   process.
-Each size runs --repeat times (fewer once its runs took --budget seconds) and its medians are
-kept. The service's own overhead per tile is (service - baseline) / tiles; the marginal overhead
+Each size runs --repeat times (fewer once its runs took --budget seconds), each baseline right
+after its service run, and the medians are kept. The service's own overhead per tile is the median
+of the runs' differences (service - baseline), divided by the tiles; the marginal overhead
 first takes away the one-tile job's, which does not grow with the tiles. While each job runs, the
 resident memory of every process of the cluster is sampled, and its peak (VmHWM) kept: the
 merge's and the workers' peak RSS.
@@ -19,7 +20,7 @@ merge's and the workers' peak RSS.
 The figures are appended to bench/results.json, and bench/costcurve.png is drawn from the latest
 run on each database found there.
 
-    .venv/bin/python bench/costcurve.py [--sizes 1,10,100,1000,10000,100000] [--repeat 3] [--database-url postgres://...]
+    .venv/bin/python bench/costcurve.py [--sizes 1,10,100,1000,10000,100000] [--repeat 5] [--database-url postgres://...]
 """
 
 import argparse
@@ -190,7 +191,7 @@ def plot(results_path, out_path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,10,100,1000,10000,100000")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each size at most; the medians are kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each size at most; the medians are kept")
     parser.add_argument("--budget", type=float, default=60,
                         help="no further run of a size once its runs took this many seconds")
     harness.database_arguments(parser)
@@ -224,7 +225,7 @@ def main():
                 shutil.rmtree(folder)
                 peak, spent = max(peak, run_peak), spent + wall + bases[-1]
             wall, base = statistics.median(walls), statistics.median(bases)
-            overhead = (wall - base) / size * 1000
+            overhead = statistics.median(w - b for w, b in zip(walls, bases, strict=True)) / size * 1000
             if size == 1:
                 one_tile = overhead
             marginal = None if one_tile is None or size == 1 else (overhead * size - one_tile) / (size - 1)

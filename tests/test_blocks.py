@@ -1,6 +1,7 @@
 """Blocks: adjacent tiles of a batch run as one window into one shared file, with the same pixels,
 per-tile records and resumption as tiles run one by one."""
 
+import itertools
 import logging
 
 import numpy as np
@@ -134,6 +135,25 @@ def test_a_job_runs_its_tiles_in_blocks_that_share_a_file_each(index, owner, med
         path.rsplit("/", 1)[1] for path in shared)
     assert JobLog.objects.filter(job=job, message__startswith=f"succeeded: merged {len(index.ids)} tiles").exists()
     assert set(JobTile.objects.filter(job=job).values_list("attempts", flat=True)) == {1}
+
+
+def first_batches(job):
+    """The number of tiles in each of the job's batches, in the order they were claimed."""
+    starts = JobTile.objects.filter(job=job).order_by("started").values_list("started", flat=True)
+    return [len(list(group)) for _, group in itertools.groupby(starts)]
+
+
+def test_a_job_starts_at_the_batch_size_its_types_last_batch_measured(index, owner, media, whole_batches):
+    first = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids))
+    assert first_batches(first) == [1, len(index.ids) - 1]  # measured on one tile, then the rest at once
+    again = run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids, params={"z_factor": 2}))
+    assert first_batches(again) == [len(index.ids)]
+    assert again.status == JobStatus.SUCCEEDED
+    assert_same_pixels(whole_area(index.whole, "hillshade", zFactor=2), merged_pixels(again))
+    other = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids))  # another type: measured anew
+    assert first_batches(other)[0] == 1
+    worker.forget_speeds()
+    assert first_batches(run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids)))[0] == 1
 
 
 def test_dropping_interim_results_counts_and_removes_a_shared_file_once(index, owner, media, whole_batches,

@@ -96,6 +96,31 @@ def _record_and_claim(last, done, seconds, worker, batch_size, only_job=None):
 BATCH_SECONDS = 0.05
 MAX_BATCH = 64
 
+# The seconds a tile took in the last batch of each job type (name, version) over each collection
+# that this process ran: a job seen first starts at that batch size, which its first batch
+# corrects, instead of a tile at a time (a tile on its own, in its own file, costs more than in a
+# block).
+_seconds_per_tile = {}
+
+
+def forget_speeds():
+    """Drop what this process measured of job types (its next jobs start a tile at a time)."""
+    _seconds_per_tile.clear()
+
+
+def first_batch_size(job_id):
+    """The size of the first batch of a job this worker has not run yet."""
+    if not _seconds_per_tile:
+        return 1
+    return _batch_of(_seconds_per_tile.get(Job.objects.filter(pk=job_id).values_list(
+        "type", "type_version", "collection_id").first()))
+
+
+def _batch_of(seconds_per_tile):
+    if seconds_per_tile is None:
+        return 1
+    return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(seconds_per_tile, 1e-6))))
+
 
 class JobRun:
     """What a worker keeps about a job whose tiles it runs: the job, its type, input files and grid,
@@ -105,12 +130,15 @@ class JobRun:
         self.job, self.kind = job, get_job_type(job.type)
         self.inputs = job.input_files()
         self.grid = tileindex.index_grid(job.collection_id) if self.kind.uses_tiles else None
-        self.seconds_per_tile = None
+        self.speed_key = (job.type, job.type_version, job.collection_id)
+        self.seconds_per_tile = _seconds_per_tile.get(self.speed_key)
+
+    def measured(self, seconds, batch):
+        """Take in the `seconds` a `batch` of claimed tiles took."""
+        self.seconds_per_tile = _seconds_per_tile[self.speed_key] = seconds / len(batch)
 
     def batch_size(self):
-        if self.seconds_per_tile is None:
-            return 1
-        return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(self.seconds_per_tile, 1e-6))))
+        return _batch_of(self.seconds_per_tile)
 
 
 def run_tiles(*, worker, slot=None, token=None, only_job=None):
@@ -133,7 +161,7 @@ def run_tiles(*, worker, slot=None, token=None, only_job=None):
     runs = {}  # job id: JobRun
 
     def sizes(job_id):
-        return runs[job_id].batch_size() if job_id in runs else 1
+        return runs[job_id].batch_size() if job_id in runs else first_batch_size(job_id)
 
     last, done, seconds, worked = None, [], 0.0, False
     try:  # at least one batch, however little of the budget is left
@@ -247,7 +275,7 @@ def _run_batch(run, batch, lease):
     for block in _blocks(kind, batch):
         done += _process_block(job, block, kind, run.inputs, run.grid, around, lease)
     seconds = time.monotonic() - started
-    run.seconds_per_tile = seconds / len(batch)
+    run.measured(seconds, batch)
     return done, seconds
 
 
