@@ -130,7 +130,7 @@ def baseline(tiles, work):
     from jobs import tileindex
     from jobs.jobtypes import JOB_TYPES
     from jobs.raster.mosaic import merge_to_cog
-    from jobs.services.worker import MAX_BATCH
+    from jobs.services.claims import MAX_BATCH
     from jobs.tileindex import neighbours
     from jobsite.gdalpolicy import thread_config
 

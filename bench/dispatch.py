@@ -69,7 +69,7 @@ def _raster_work(tile_ids, work):
     from jobs import tileindex
     from jobs.jobtypes import JOB_TYPES
     from jobs.models import Tile
-    from jobs.services.worker import MAX_BATCH
+    from jobs.services.claims import MAX_BATCH
     from jobs.tileindex import neighbours
 
     kind = JOB_TYPES["slope"]

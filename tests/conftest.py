@@ -254,16 +254,17 @@ def wait_until_final(job_id, timeout=60):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache, so that no test meets the login throttle's count of another,
-    and with nothing remembered of jobs (a rolled-back test's job ids come again on SQLite) or of
-    job types' speeds."""
+    and with nothing remembered of jobs (a rolled-back test's job ids come again on SQLite), of
+    job types' speeds or of claims."""
     from django.core.cache import cache
 
-    from jobs.services import worker
+    from jobs.services import claims
     from notifications import events
 
     cache.clear()
     events.forget_jobs()
-    worker.forget_speeds()
+    claims.forget_speeds()
+    claims.forget_claims()
 
 
 @pytest.fixture

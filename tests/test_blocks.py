@@ -111,7 +111,7 @@ def test_a_block_writes_what_its_tiles_write_one_by_one(index, media, processing
 @pytest.fixture
 def whole_batches(monkeypatch):
     """Batches as large as they go, however long the first tile took on this machine."""
-    monkeypatch.setattr(worker, "BATCH_SECONDS", 60.0)
+    monkeypatch.setattr(claims, "BATCH_SECONDS", 60.0)
 
 
 def block_files(job):
@@ -152,7 +152,7 @@ def test_a_job_starts_at_the_batch_size_its_types_last_batch_measured(index, own
     assert_same_pixels(whole_area(index.whole, "hillshade", zFactor=2), merged_pixels(again))
     other = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids))  # another type: measured anew
     assert first_batches(other)[0] == 1
-    worker.forget_speeds()
+    claims.forget_speeds()
     assert first_batches(run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids)))[0] == 1
 
 

@@ -6,6 +6,7 @@ the same transaction the cluster's workers use. Everything but the raster work i
 """
 
 import heapq
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -228,3 +229,66 @@ def test_with_one_user_to_serve_a_claim_does_not_count_the_running_tiles(big_ind
     assert len(claim.batch) == 2
     counted = [q["sql"] for q in queries.captured_queries if 'AS "job__owner_id"' in q["sql"]]
     assert len(counted) == others
+
+
+def _rows_read(plan):
+    """The rows the scans of a PostgreSQL JSON plan read: those returned and those filtered out."""
+    node = plan["Plan"] if "Plan" in plan else plan
+    own = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0) if "Scan" in node["Node Type"] else 0
+    return own + sum(_rows_read(child) for child in node.get("Plans", []))
+
+
+def test_a_claim_reads_only_the_tiles_above_the_last_whatever_the_statistics_say(db, users):
+    """Near the end of a large job, on statistics taken at its start, a worker's claim reads a
+    batch of pending tiles and no more: PostgreSQL's planner walked the primary key from the
+    table's first row, through every earlier job's tiles and every claimed tile of this job. A
+    tile that comes back to pending below the last claim is claimed once none is left above."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.models import Tile
+    from jobs.services.claims import claim_tiles, has_pending
+
+    count, batch = 3000, 64
+    tiles = Tile.objects.bulk_create([Tile(number=n, path=f"t{n}.tif", col=64 * (n % 50), row=64 * (n // 50), width=64,
+                                           height=64, minx=0, miny=0, maxx=1, maxy=1) for n in range(count)])
+    done, running = (Job.objects.create(type="hillshade", owner=users["ann"], status=status, tiles_total=count)
+                     for status in (JobStatus.SUCCEEDED, JobStatus.RUNNING))
+    JobTile.objects.bulk_create([JobTile(job=done, tile=tile, status=TileStatus.SUCCEEDED) for tile in tiles[:count // 10]])
+    JobTile.objects.bulk_create([JobTile(job=running, tile=tile) for tile in tiles])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_jobtile" if connection.vendor == "postgresql" else "ANALYZE")
+    ids = list(JobTile.objects.filter(job=running).order_by("id").values_list("id", flat=True))
+    claimed = []
+    while len(claimed) < count - 2 * batch:  # the statistics still say pending
+        claimed += [t.pk for t in claim_tiles(running.pk, "worker", batch)]
+    assert claimed == ids[:len(claimed)]
+
+    with CaptureQueriesContext(connection) as queries:
+        last = claim_tiles(running.pk, "worker", batch)
+    assert [t.pk for t in last] == ids[len(claimed):len(claimed) + batch]
+    [select] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and f"LIMIT {batch}" in q["sql"]]
+    JobTile.objects.filter(pk__in=[t.pk for t in last]).update(status=TileStatus.PENDING)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {select}")
+            plan = cursor.fetchone()[0][0]
+            assert _rows_read(plan) <= 2 * batch, json.dumps(plan, indent=1)  # the batch and the next claim's, no more
+        else:
+            steps = " ".join(str(step) for step in cursor.execute(f"EXPLAIN QUERY PLAN {select}").fetchall())
+            assert "jobtile_job_status_id_idx" in steps and "SCAN jobs_jobtile" not in steps, steps
+
+    JobTile.objects.filter(pk__in=[t.pk for t in last]).update(status=TileStatus.RUNNING)
+    with CaptureQueriesContext(connection) as queries:  # the question a worker asks after each batch
+        assert has_pending(running.pk)
+    if connection.vendor == "postgresql":
+        [check] = [q["sql"] for q in queries.captured_queries]
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {check}")
+            plan = cursor.fetchone()[0][0]
+        assert _rows_read(plan) <= 2 * batch, json.dumps(plan, indent=1)
+    JobTile.objects.filter(pk=claimed[5]).update(status=TileStatus.PENDING, lease_owner="", lease_expires=None)  # lost
+    rest = [t.pk for t in claim_tiles(running.pk, "worker", batch)]
+    assert rest == ids[len(claimed) + batch:]
+    assert [t.pk for t in claim_tiles(running.pk, "worker", batch)] == [claimed[5]]
+    assert claim_tiles(running.pk, "worker", batch) == [] and not has_pending(running.pk)

@@ -23,8 +23,8 @@ from ..jobtypes import get_job_type
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
-from . import quotas, usage
-from .claims import Claim, TileWatch, claim_next
+from . import claims, quotas, usage
+from .claims import Claim, TileWatch, claim_next, has_pending
 from .finish import job_finish_tiles
 from .repair import return_lost_tiles
 
@@ -74,7 +74,7 @@ def _record_and_claim(last, done, seconds, worker, batch_size, only_job=None):
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         if last is not None:
             _record_succeeded(last.job.pk, done)
-            if not JobTile.objects.filter(job_id=last.job.pk, status=TileStatus.PENDING).exists():
+            if not has_pending(last.job.pk):
                 claim = Claim(finish=last.job.pk)
             else:
                 claim = claim_next(worker, batch_size, only_job)
@@ -83,43 +83,6 @@ def _record_and_claim(last, done, seconds, worker, batch_size, only_job=None):
             quotas.record(last.job.owner_id, cpu_seconds=sum(item.cpu_seconds or 0.0 for item in done))
             return claim
         return claim_next(worker, batch_size, only_job)
-
-
-# Tiles are claimed in batches worth about this much work (as measured on the tiles before), so
-# that the database round trips of a claim and of recording the results are shared by many small
-# tiles. A tile that takes longer than this is claimed on its own. Each tile of a batch counts an
-# attempt when claimed: a worker killed in the middle of a batch costs every unfinished tile of it
-# one attempt (and they come back one at a time), so batches are kept to a few hundredths of a
-# second of work. On tiles of 1 ms (bench/dispatch.py) the service's own cost per tile is 0.51 ms
-# with batches of 0.02 s, 0.35 ms with 0.05 s and 0.28 ms with 0.1 s. A batch is also how long a
-# job that should run next may wait for a worker.
-BATCH_SECONDS = 0.05
-MAX_BATCH = 64
-
-# The seconds a tile took in the last batch of each job type (name, version) over each collection
-# that this process ran: a job seen first starts at that batch size, which its first batch
-# corrects, instead of a tile at a time (a tile on its own, in its own file, costs more than in a
-# block).
-_seconds_per_tile = {}
-
-
-def forget_speeds():
-    """Drop what this process measured of job types (its next jobs start a tile at a time)."""
-    _seconds_per_tile.clear()
-
-
-def first_batch_size(job_id):
-    """The size of the first batch of a job this worker has not run yet."""
-    if not _seconds_per_tile:
-        return 1
-    return _batch_of(_seconds_per_tile.get(Job.objects.filter(pk=job_id).values_list(
-        "type", "type_version", "collection_id").first()))
-
-
-def _batch_of(seconds_per_tile):
-    if seconds_per_tile is None:
-        return 1
-    return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(seconds_per_tile, 1e-6))))
 
 
 class JobRun:
@@ -131,14 +94,15 @@ class JobRun:
         self.inputs = job.input_files()
         self.grid = tileindex.index_grid(job.collection_id) if self.kind.uses_tiles else None
         self.speed_key = (job.type, job.type_version, job.collection_id)
-        self.seconds_per_tile = _seconds_per_tile.get(self.speed_key)
+        self.seconds_per_tile = claims.known_seconds_per_tile(self.speed_key)
 
     def measured(self, seconds, batch):
         """Take in the `seconds` a `batch` of claimed tiles took."""
-        self.seconds_per_tile = _seconds_per_tile[self.speed_key] = seconds / len(batch)
+        self.seconds_per_tile = seconds / len(batch)
+        claims.remember_seconds_per_tile(self.speed_key, self.seconds_per_tile)
 
     def batch_size(self):
-        return _batch_of(self.seconds_per_tile)
+        return claims.batch_size(self.seconds_per_tile)
 
 
 def run_tiles(*, worker, slot=None, token=None, only_job=None):
@@ -148,7 +112,7 @@ def run_tiles(*, worker, slot=None, token=None, only_job=None):
     every job or for `only_job`.
 
     1. A batch is claimed with SELECT ... FOR UPDATE SKIP LOCKED and a conditional UPDATE, so two
-       workers never take the same tile; as many at once as take about BATCH_SECONDS to run.
+       workers never take the same tile; as many at once as take about claims.BATCH_SECONDS to run.
     2. The results of a batch are recorded in the transaction that claims the next one.
     3. After a job's last tile, `job_finish_tiles` moves the job on (exactly one caller wins). Its
        merge runs here, once the slot has gone to a fresh task that carries on with the tiles.
@@ -161,7 +125,7 @@ def run_tiles(*, worker, slot=None, token=None, only_job=None):
     runs = {}  # job id: JobRun
 
     def sizes(job_id):
-        return runs[job_id].batch_size() if job_id in runs else first_batch_size(job_id)
+        return runs[job_id].batch_size() if job_id in runs else claims.first_batch_size(job_id)
 
     last, done, seconds, worked = None, [], 0.0, False
     try:  # at least one batch, however little of the budget is left
