@@ -156,6 +156,20 @@ def test_a_job_starts_at_the_batch_size_its_types_last_batch_measured(index, own
     assert first_batches(run(job_submit(owner=owner, job_type="hillshade", tile_ids=index.ids)))[0] == 1
 
 
+def test_a_batch_whose_tiles_failed_does_not_size_the_next_jobs_first_batch(index, owner, media, whole_batches):
+    """Tiles that fail at once (their files gone) would make the next job of the type start at a
+    whole batch, however long its own tiles take."""
+    paths = dict(Tile.objects.values_list("pk", "path"))
+    Tile.objects.update(path=str(media / "missing.tif"))
+    failed = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids))
+    assert failed.status == JobStatus.FAILED and first_batches(failed) == [1, len(index.ids) - 1]
+    assert claims.known_seconds_per_tile(("slope", failed.type_version, failed.collection_id)) is None
+    for pk, path in paths.items():
+        Tile.objects.filter(pk=pk).update(path=path)
+    good = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids))
+    assert good.status == JobStatus.SUCCEEDED and first_batches(good) == [1, len(index.ids) - 1]
+
+
 def test_dropping_interim_results_counts_and_removes_a_shared_file_once(index, owner, media, whole_batches,
                                                                         django_capture_on_commit_callbacks):
     job = run(job_submit(owner=owner, job_type="slope", tile_ids=index.ids, interim_results="always"))

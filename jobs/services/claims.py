@@ -105,7 +105,7 @@ def claim_tiles(job_id, worker, limit):
             return []
         if len(_claimed_through) >= KNOWN_JOBS and job_id not in _claimed_through:
             _claimed_through.clear()
-        _claimed_through[job_id] = candidates[-1].pk
+        _claimed_through[job_id] = max(after or 0, candidates[-1].pk)  # a tile that came back stays behind
         tiles = Tile.objects.in_bulk([job_tile.tile_id for job_tile in candidates])
         for job_tile in candidates:
             job_tile.tile = tiles[job_tile.tile_id]

@@ -96,10 +96,13 @@ class JobRun:
         self.speed_key = (job.type, job.type_version, job.collection_id)
         self.seconds_per_tile = claims.known_seconds_per_tile(self.speed_key)
 
-    def measured(self, seconds, batch):
-        """Take in the `seconds` a `batch` of claimed tiles took."""
+    def measured(self, seconds, batch, succeeded):
+        """Take in the `seconds` a `batch` of claimed tiles took, `succeeded` of them. Only a batch
+        whose tiles all succeeded speaks for the next job of the type: tiles that failed or stopped
+        at once would make it start at too large a batch."""
         self.seconds_per_tile = seconds / len(batch)
-        claims.remember_seconds_per_tile(self.speed_key, self.seconds_per_tile)
+        if succeeded == len(batch):
+            claims.remember_seconds_per_tile(self.speed_key, self.seconds_per_tile)
 
     def batch_size(self):
         return claims.batch_size(self.seconds_per_tile)
@@ -239,7 +242,7 @@ def _run_batch(run, batch, lease):
     for block in _blocks(kind, batch):
         done += _process_block(job, block, kind, run.inputs, run.grid, around, lease)
     seconds = time.monotonic() - started
-    run.measured(seconds, batch)
+    run.measured(seconds, batch, len(done))
     return done, seconds
 
 
