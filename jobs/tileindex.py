@@ -1,6 +1,7 @@
 """Loading collections of tiles, what a collection's grid is, and where its tiles lie relative to each
 other. Each load checks everything first and writes all or nothing."""
 
+import bisect
 import multiprocessing
 import os
 import re
@@ -362,11 +363,18 @@ def neighbours(tiles, halo, grid):
     # that index rather than the grid index's ranges of the windows.
     for other in in_collection.filter(windows).order_by().values_list("id", "path", "col", "row", "width", "height"):
         rows.setdefault(other[3], []).append(other)
+    for in_row in rows.values():
+        in_row.sort(key=lambda other: other[2])
+    starts = {row_start: [other[2] for other in in_row] for row_start, in_row in rows.items()}
     for tile in tiles:
         top, bottom = tile.row - halo, tile.row + tile.height + halo
         left, right = tile.col - halo, tile.col + tile.width + halo
-        found[tile.pk] = [GridTile(path, col, row, width, height)
-                          for row_start, in_row in rows.items() if row_start < bottom and row_start + grid.max_tile_height > top
-                          for pk, path, col, row, width, height in in_row
-                          if pk != tile.pk and col < right and col + width > left and row + height > top]
+        found[tile.pk] = [
+            GridTile(path, col, row, width, height)
+            for row_start, in_row in rows.items() if row_start < bottom and row_start + grid.max_tile_height > top
+            # the tiles of the row that start left of `right` and may reach past `left`, by bisection
+            for pk, path, col, row, width, height in in_row[
+                bisect.bisect_right(starts[row_start], left - grid.max_tile_width):
+                bisect.bisect_left(starts[row_start], right)]
+            if pk != tile.pk and col + width > left and row + height > top]
     return found

@@ -199,7 +199,7 @@ def job_submit(*, owner, **request):
             job.labels.set(Label.objects.filter(name__in=plan.labels))
         JobInput.objects.bulk_create([JobInput(job=job, name=name, file_name=file_name, datafile=datafile)
                                       for name, (file_name, datafile) in files.items()])
-        JobTile.objects.bulk_create([JobTile(job=job, tile_id=tile_id) for tile_id in ids], batch_size=2000)
+        JobTile.objects.add_pending(job.pk, ids)
         where = (f" over {len(ids)} tiles of town {town.id} ({town.name})" if town
                  else f" over {len(ids)} tiles of tiles {_numbers(ids)}" if ids else "")
         lifecycle.job_created(job, f"{owner} submitted {kind.name}{where}"
