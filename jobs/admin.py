@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from jobsite.exceptions import Conflict, LimitExceeded, TooLarge
+from .chains import is_chain
 from .jobtypes import JOB_TYPES
 from .models import Collection, DailyUsage, Job, JobInput, JobLog, JobTile, Label, Priority, Tile, Town, UserLimits
 from .services import control
@@ -123,6 +124,8 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="type comes from")
     def type_source(self, job):
         kind = JOB_TYPES.get(job.type)
+        if is_chain(job):
+            return "a chain of built-in types"
         return kind.source if kind else "no longer declared"
 
     @admin.action(description="Cancel the selected jobs")

@@ -87,6 +87,7 @@ class JobType:
     decides_collection = False  # whether its parameters name the collection it runs over (collection_of)
     uses_tiles = True  # False: a job of no tiles, whose merge alone does the work
     tile_suffix = ".tif"
+    passes = 1  # how many times its tiles' pixels are processed: the daily pixel quota counts each
     in_blocks = False  # whether process_block gives, pixel for pixel, the tiles' process_tile side by side
 
     def params_schema(self):
@@ -131,6 +132,10 @@ class JobType:
         if errors:
             raise Rejected({"inputs": errors})
         return dict(raw)
+
+    def input_errors(self, errors):
+        """A refusal's fields for {input name: problem}."""
+        return {"inputs": errors}
 
     def tile_halo(self, params, grid):
         """Pixels of the neighbouring tiles each tile of `grid` (an IndexGrid) needs."""

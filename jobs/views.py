@@ -21,7 +21,8 @@ from .api.outputs import link_for
 from .api.pagination import BIGGEST
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
 from .forms import JobForm, ResumeForm
-from .jobtypes import JOB_TYPES, get_job_type
+from .chains import CHAIN, is_chain, job_type_of, steps_of
+from .jobtypes import JOB_TYPES
 from jobsite import georef
 
 from .models import Collection, Job, JobLog, JobStatus, JobTile, Label, TileStatus
@@ -67,7 +68,7 @@ def job_list(request):
     query.pop("page", None)
     return render(request, "jobs/job_list.html", {
         "page": page, "rows": [(job, _summary(job)) for job in page], "filter_errors": filterset.errors,
-        "statuses": JobStatus.choices, "types": sorted(JOB_TYPES), "query": query.urlencode(),
+        "statuses": JobStatus.choices, "types": sorted([*JOB_TYPES, CHAIN]), "query": query.urlencode(),
         "labels": Label.objects.filter(jobs__in=Job.objects.visible_to(request.user)).distinct().order_by("name"),
         "chosen": {key: request.GET.get(key, "") for key in ("status", "type", "label", "search")},
     })
@@ -117,7 +118,9 @@ LIVE_PARTS = ("state", "result", "facts")
 
 def _live_context(job):
     outputs = [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs]
-    return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": job.inputs.all(),
+    inputs = job.inputs.all()
+    steps = steps_of(job, {i.name: i.file_name for i in inputs}) if is_chain(job) else None
+    return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": inputs, "steps": steps,
             "outputs": outputs, "link_hours": settings.OUTPUT_LINK_SECONDS / 3600,
             "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),
             "usage": usage.job_usage(job) if job.is_final else None}  # not at every poll of a running job
@@ -140,7 +143,7 @@ def job_detail(request, pk):
     logs = list(JobLog.objects.filter(job=job).select_related("tile").order_by("-id")[:LOG_TAIL])[::-1]
     return render(request, "jobs/job_detail.html", {
         **_live_context(job), "tile_map": _tile_map(job), "logs": logs, "last_log": logs[-1].id if logs else 0,
-        "resume_form": ResumeForm(kind=get_job_type(job.type), current=job.params), "statuses": TileStatus.values,
+        "resume_form": ResumeForm(kind=job_type_of(job), current=job.params), "statuses": TileStatus.values,
     })
 
 
@@ -217,7 +220,7 @@ def job_output_link(request, pk, name):
 @require_POST
 def job_resume(request, pk):
     job = _job_or_404(request, pk)
-    form = ResumeForm(request.POST, kind=get_job_type(job.type), current=job.params)
+    form = ResumeForm(request.POST, kind=job_type_of(job), current=job.params)
     if not form.is_valid():
         messages.error(request, "; ".join(f"{k.removeprefix('param_')}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("job-page", pk=job.pk)

@@ -207,7 +207,7 @@ def test_every_400_maps_each_field_to_a_list_of_messages(index, owner, media, me
 @pytest.mark.parametrize("url,valid", [
     ("/api/v1/jobs/?status=lost", "waiting, queued, running, merging, succeeded, failed, canceled"),
     ("/api/v1/jobs/?status=queued,lost", "waiting, queued, running, merging, succeeded, failed, canceled"),
-    ("/api/v1/jobs/?type=nosuch", "aspect, calc, clip, color-relief, echo, hillshade, reproject, slope, zonal-statistics"),
+    ("/api/v1/jobs/?type=nosuch", "aspect, calc, chain, clip, color-relief, echo, hillshade, reproject, slope, zonal-statistics"),
     ("/api/v1/jobs/?ordering=owner",
      "created, -created, finished, -finished, duration, -duration, status, -status, id, -id"),
     ("/api/v1/jobs/JOB/tiles/?status=lost", "pending, running, succeeded, failed, canceled"),

@@ -150,4 +150,4 @@ def test_the_schema_lists_each_filter_by_its_query_parameter_with_its_choices(db
                   ["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
     assert {"created_after", "created_before", "started_after", "finished_before"} <= set(parameters)
     assert "created" not in parameters
-    assert parameters["type"]["schema"]["enum"] == sorted(JOB_TYPES)
+    assert parameters["type"]["schema"]["enum"] == sorted([*JOB_TYPES, "chain"])

@@ -62,7 +62,7 @@ def test_it_creates_a_town_job(town, owner, client_for):
 
 
 @pytest.mark.parametrize("body,field,problem", [
-    ({"tile_ids": [100]}, "type", "This field is required."),
+    ({"tile_ids": [100]}, "type", "give a job type, or steps for a chain"),
     ({"type": "hillshade"}, "tile_ids", "give exactly one of tile_ids and town_id"),
     ({"type": "hillshade", "tile_ids": [100], "town_id": 11850}, "town_id", "give exactly one"),
     ({"type": "hillshade", "tile_ids": []}, "tile_ids", "must not be empty"),

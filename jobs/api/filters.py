@@ -11,6 +11,7 @@ from django_filters.fields import IsoDateTimeField
 from rest_framework.exceptions import ValidationError
 
 from jobsite.api.filters import ChoiceFilter, ChoiceInFilter, OrderingFilter
+from ..chains import CHAIN
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Collection, Job, JobStatus, JobTile, Tile, TileStatus
 
@@ -75,7 +76,8 @@ class NullsLastOrderingFilter(OrderingFilter):
 
 class JobFilter(filters.FilterSet):
     status = ChoiceInFilter(choices=JobStatus.choices, help_text="any of these statuses, comma-separated")
-    type = ChoiceFilter(choices=[(name, name) for name in sorted(JOB_TYPES)], help_text="a job type name")
+    type = ChoiceFilter(choices=[(name, name) for name in sorted([*JOB_TYPES, CHAIN])],
+                        help_text="a job type name, or chain")
     label = filters.CharFilter(method="filter_label_any", help_text="has any of these labels, comma-separated")
     label_all = filters.CharFilter(method="filter_label_all", help_text="has all of these labels, comma-separated")
     owner = filters.CharFilter(field_name="owner__username", help_text="owner's username (staff see every owner)")

@@ -7,6 +7,7 @@ from rest_framework.reverse import reverse
 from jobsite import georef
 
 from jobsite.exceptions import quoted
+from ..chains import is_chain, steps_of
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobStatus, JobTile, Priority, Tile, Town
 from ..services import estimate, submit
@@ -87,11 +88,13 @@ class JobSerializer(serializers.ModelSerializer):
     duration_s = serializers.SerializerMethodField(help_text="seconds from start to finish (or until now)")
     outputs = serializers.SerializerMethodField()
     inputs = serializers.SerializerMethodField(help_text="input name: data file name")
+    steps = serializers.SerializerMethodField(help_text="a chain's steps (type chain), each with its type, params "
+                                                        "and inputs; null for a job of one type")
     links = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
-        fields = ["id", "type", "status", "priority", "owner", "collection", "params", "inputs", "labels", "town",
+        fields = ["id", "type", "status", "priority", "owner", "collection", "params", "inputs", "steps", "labels", "town",
                   "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
                   "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
@@ -111,6 +114,9 @@ class JobSerializer(serializers.ModelSerializer):
         if job_type is not None and not job_type.inputs:  # it cannot have any: no query
             return {}
         return {job_input.name: job_input.file_name for job_input in job.inputs.all()}
+
+    def get_steps(self, job) -> list[dict] | None:
+        return steps_of(job, self.get_inputs(job)) if is_chain(job) else None
 
     @extend_schema_field(OutputSerializer(many=True))
     def get_outputs(self, job):
@@ -139,7 +145,13 @@ class NamedChoiceField(serializers.ChoiceField):
 
 
 class JobCreateSerializer(serializers.Serializer):
-    type = serializers.CharField(help_text="A job type name, e.g. hillshade (see job-types/)")
+    type = serializers.CharField(required=False, help_text="A job type name, e.g. hillshade (see job-types/); or give steps")
+    steps = serializers.ListField(child=serializers.JSONField(), required=False, max_length=100,
+                                  help_text='A chain instead of type, params and inputs: steps run one after the '
+                                            'other on each tile, each reading the result of the step before, e.g. '
+                                            '[{"type": "slope"}, {"type": "color-relief", "inputs": {"color_table": '
+                                            '"ramp.txt"}}]; the types a chain takes are hillshade, slope, aspect and '
+                                            'color-relief (the last step only)')
     collection = serializers.CharField(required=False, max_length=64,
                                        help_text="The collection of tiles to run over (see collections/); the "
                                                  "site's default collection without it")
@@ -147,7 +159,7 @@ class JobCreateSerializer(serializers.Serializer):
                                      allow_empty=True, help_text="Tile ids of the collection; give this or town_id")
     town_id = serializers.IntegerField(min_value=0, max_value=MAX_ID, required=False,
                                        help_text="A town id; give this or tile_ids")
-    params = serializers.DictField(required=False, default=dict, help_text="Parameters of the job type")
+    params = serializers.DictField(required=False, help_text="Parameters of the job type")
     labels = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
                                    required=False, default=list)
     interim_results = NamedChoiceField(choices=InterimResults.choices, required=False)
@@ -176,8 +188,8 @@ class JobCreateSerializer(serializers.Serializer):
     def request_fields(self):
         self.is_valid(raise_exception=True)
         data = self.validated_data
-        return {"job_type": data["type"], "tile_ids": data.get("tile_ids"), "town_id": data.get("town_id"),
-                "params": data["params"], "labels": data["labels"], "interim_results": data.get("interim_results"),
+        return {"job_type": data.get("type"), "steps": data.get("steps"), "tile_ids": data.get("tile_ids"),
+                "town_id": data.get("town_id"), "params": data.get("params"), "labels": data["labels"], "interim_results": data.get("interim_results"),
                 "inputs": data.get("inputs"), "wait_timeout": data.get("wait_timeout"),
                 "collection": data.get("collection"), "webhooks": data.get("webhooks"), "priority": data.get("priority")}
 

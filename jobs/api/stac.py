@@ -54,7 +54,7 @@ class CollectionsView(STACView):
     @extend_schema(responses=STACDocumentSerializer, operation_id="stac_collections")
     def get(self, request):
         links = self.links()
-        documents = [stac.collection(name, request.user, links) for name in sorted(stac.JOB_TYPES)]
+        documents = [stac.collection(name, request.user, links) for name in sorted(stac.type_collections())]
         return Response({"collections": documents, "links": [
             {"rel": "self", "href": links.url("stac-collections", {}), "type": "application/json"},
             {"rel": "root", "href": links.url("stac-catalog", {}), "type": "application/json"}]})
@@ -98,7 +98,7 @@ class ItemsView(SearchView):
 
     @extend_schema(parameters=SEARCH_PARAMETERS, responses=STACDocumentSerializer, operation_id="stac_items")
     def get(self, request, type_name):
-        if type_name not in stac.JOB_TYPES:
+        if type_name not in stac.type_collections():
             raise Http404(f"no collection {quoted(type_name)}: the collections are the job types")
         return self.answer(request, type_name)
 

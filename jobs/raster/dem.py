@@ -2,7 +2,9 @@
 the index, with a halo: the tile's neighbours lend it the pixels along its edges, so that an
 operation that looks at each pixel's neighbourhood gives the same result at a tile's edge as it
 would inside one whole raster. The window is clipped to the index extent, so the edge of the
-index behaves exactly as the edge of one whole raster does. Knows nothing of Django.
+index behaves exactly as the edge of one whole raster does. A chain of such operations runs the
+same way on one window, each on the result of the one before (process_chain). Knows nothing of
+Django.
 """
 
 from pathlib import Path
@@ -12,8 +14,8 @@ from osgeo import gdal, gdal_array
 from jobsite.gdalpolicy import thread_config
 
 from . import blocks
-from .io import (TILE_OPEN_OPTIONS, RasterError, progress_callback, raise_stopped, read_area, tile_layout, write_gtiff,
-                 written_atomically)
+from .io import (TILE_OPEN_OPTIONS, RasterError, gdal_error, progress_callback, raise_stopped, read_area, tile_layout,
+                 write_gtiff, written_atomically)
 
 
 def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
@@ -29,39 +31,73 @@ def process_tile(*, tile, neighbours, grid, halo, processing, options, out_path,
     Returns the size in bytes of the written file. Raises Cancelled when `progress` returns False,
     RasterError with GDAL's message when GDAL fails; nothing is left at `out_path` in either case.
     """
-    return _process(tile, [tile, *neighbours], grid, halo, processing, options, out_path, progress, band)
+    return process_chain(area=tile, sources=[tile, *neighbours], grid=grid, steps=[(processing, options, halo)],
+                         out_path=out_path, progress=progress, band=band)
 
 
 def process_block(*, tiles, neighbours, grid, halo, processing, options, out_path, progress=None, band=1):
     """process_tile for a block of tiles (jobs.raster.blocks) at once: one window over the block
     and the `neighbours` around it, one operation, and one file at `out_path` covering the block."""
-    return _process(blocks.area(tiles), [*tiles, *neighbours], grid, halo, processing, options, out_path, progress,
-                    band)
+    return process_chain(area=blocks.area(tiles), sources=[*tiles, *neighbours], grid=grid,
+                         steps=[(processing, options, halo)], out_path=out_path, progress=progress, band=band)
 
 
-def _process(tile, sources, grid, halo, processing, options, out_path, progress, band):
-    # The operation and the write get the callback, so a cancel stops the tile in either.
+def process_chain(*, area, sources, grid, steps, out_path, progress=None, band=1):
+    """Run `steps`, gdal.DEMProcessing operations given as (processing, options, halo), one after
+    the other over band `band` of `area` (a tile, or a block of tiles), each on the result of the
+    one before, and write the area's part of the last result to `out_path`.
+
+    The window is the area grown by the sum of the steps' halos, clipped to the index `grid`. After
+    each step the window shrinks by that step's halo on every side that does not reach the edge of
+    the index: the pixels there lacked part of their neighbourhood. On a side that reaches the edge,
+    the window's edge is the edge of the whole raster at every step, as it is when each step runs
+    over the whole area. So the result equals the steps run one after the other over the whole
+    index, pixel for pixel. Returns the size in bytes of the written file; raises as process_tile.
+    """
+    # The operations and the write get the callback, so a cancel stops the tile in either.
     state = {}
     callback = progress_callback(progress, state)
     out_path = Path(out_path)
     try:
         with written_atomically(out_path) as tmp, thread_config(GDAL_NUM_THREADS="1", **TILE_OPEN_OPTIONS):
-            window = read_area(tile, sources, grid, halo, band)
+            window = read_area(area, sources, grid, sum(halo for _, _, halo in steps), band)
+            height, width = window.pixels.shape
+            # the window's pixels beyond the area: left, top, right, bottom
+            margins = [-window.dx, -window.dy, width - area.width + window.dx, height - area.height + window.dy]
+            inside = [area.col + window.dx > 0, area.row + window.dy > 0,
+                      area.col + area.width + margins[2] < grid.width, area.row + area.height + margins[3] < grid.height]
             # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
             # whole operation on a small tile.
-            source = gdal_array.OpenArray(window.pixels)
-            source.SetGeoTransform(window.geotransform)
-            source.SetProjection(grid.crs_wkt)
-            if window.nodata is not None:
-                source.GetRasterBand(1).SetNoDataValue(window.nodata)
-            result = gdal.DEMProcessing("", source, processing, format="MEM", callback=callback, **options)
-            if state.get("stopped"):
-                raise_stopped(state, None)
-            own = result.ReadAsArray(-window.dx, -window.dy, tile.width, tile.height)
+            result = _in_memory(window.pixels, window.geotransform, grid.crs_wkt, window.nodata)
+            for number, (processing, options, halo) in enumerate(steps, start=1):
+                try:
+                    result = gdal.DEMProcessing("", result, processing, format="MEM", callback=callback, **options)
+                except RuntimeError as exc:
+                    if len(steps) == 1:
+                        raise
+                    raise gdal_error(exc, f"step {number} of {len(steps)} ({processing})") from None  # as the log says it
+                if state.get("stopped"):
+                    raise_stopped(state, None)
+                cut = [min(halo, margin) if shrinks else 0 for margin, shrinks in zip(margins, inside, strict=True)]
+                if any(cut) and number < len(steps):  # the last step's result is read at the area's offset
+                    result = gdal.Translate("", result, format="MEM", srcWin=[
+                        cut[0], cut[1], result.RasterXSize - cut[0] - cut[2], result.RasterYSize - cut[1] - cut[3]])
+                    margins = [margin - c for margin, c in zip(margins, cut, strict=True)]
+            own = result.ReadAsArray(margins[0], margins[1], area.width, area.height)
             write_gtiff(tmp, own, window.tile_geotransform, grid.crs_wkt, result.GetRasterBand(1).GetNoDataValue(),
-                        tile_layout(tile.width, tile.height), callback)
+                        tile_layout(area.width, area.height), callback)
             if state.get("stopped"):
                 raise_stopped(state, None)
     except (RuntimeError, RasterError) as exc:
         raise_stopped(state, exc)
     return out_path.stat().st_size
+
+
+def _in_memory(pixels, geotransform, crs_wkt, nodata):
+    """A one-band in-memory raster of `pixels`, placed by `geotransform`."""
+    source = gdal_array.OpenArray(pixels)
+    source.SetGeoTransform(geotransform)
+    source.SetProjection(crs_wkt)
+    if nodata is not None:
+        source.GetRasterBand(1).SetNoDataValue(nodata)
+    return source

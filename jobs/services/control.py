@@ -12,7 +12,7 @@ from .. import lifecycle, runners, scheduling, storage
 from . import quotas
 
 from jobsite.exceptions import Conflict, Rejected
-from ..jobtypes import get_job_type
+from ..chains import chain_of, input_field, is_chain, job_type_of
 from ..models import Job, JobStatus, JobTile, Priority, TileStatus
 from .submit import check_job_storage
 from .waiting import link_arrived_inputs
@@ -59,9 +59,16 @@ def job_resume(*, job, by=None, params=None):
 
     Returns (job, number of tiles that will run).
     """
-    kind = get_job_type(job.type)
+    kind = job_type_of(job)
     new_params = job.params if params is None else kind.clean_params({**job.params, **_as_dict(params)})
-    if job.type_version != kind.version:  # the new definition's parameters, checked by its own rules
+    if is_chain(job):  # the chain as it runs now, which must read no data file the job does not name
+        kind = chain_of(new_params)
+        named = set(job.inputs.values_list("name", flat=True))
+        unnamed = {input_field(i.name): "the chain's steps changed to read it, but the job does not name a file for it"
+                   for i in kind.inputs if i.name not in named}
+        if unnamed:
+            raise Rejected(unnamed)
+    elif job.type_version != kind.version:  # the new definition's parameters, checked by its own rules
         known = {param.name for param in kind.params}
         new_params = kind.clean_params({name: value for name, value in new_params.items() if name in known})
     if params is not None:
@@ -77,11 +84,13 @@ def job_resume(*, job, by=None, params=None):
     with transaction.atomic():
         # The owner's row first: resumes and submits of one user check the daily quotas one after the other.
         get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).first()
-        redefined = job.type_version != kind.version
+        redefined = job.type_version != kind.version and not (is_chain(job) and changes)
         if not lifecycle.move_job(job.pk, "resume", params=new_params, type_version=kind.version):
             status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
             raise Conflict(f"job {job.pk} is {status}; only failed or canceled jobs can be resumed")
         storage.remove_files_on_commit(output["path"] for output in job.outputs)
+        if is_chain(job):  # the data files of steps the chain no longer has
+            job.inputs.exclude(name__in=[i.name for i in kind.inputs]).delete()
         tiles = JobTile.objects.filter(job_id=job.pk)
         if changes or redefined:
             storage.drop_interim_results([job.pk])
@@ -92,7 +101,7 @@ def job_resume(*, job, by=None, params=None):
         to_run = lifecycle.move_tiles(job.pk, "rerun", rerun)
         # Tiles that never ran were counted when the job was submitted (or resumed before).
         pixels = (tiles.filter(status=TileStatus.PENDING, attempts__gt=0)
-                  .aggregate(n=Sum(F("tile__width") * F("tile__height")))["n"] or 0)
+                  .aggregate(n=Sum(F("tile__width") * F("tile__height")))["n"] or 0) * kind.passes
         quotas.check_daily(job.owner_id, pixels)  # refused: nothing of the above is kept
         quotas.record(job.owner_id, jobs=1, pixels=pixels)
         scheduling.mark_job_runnable(job.pk)  # the job's tiles moved first (see lifecycle)

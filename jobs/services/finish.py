@@ -20,7 +20,7 @@ from . import footprints, maps, quotas, usage
 from .claims import Watch
 
 from jobsite.exceptions import Rejected, id_list
-from ..jobtypes import get_job_type
+from ..chains import job_type_of
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster.io import Cancelled, RasterError
 
@@ -84,7 +84,7 @@ def job_merge(*, job_id):
 
 def _merge(job):
     job_id = job.pk
-    kind = get_job_type(job.type)
+    kind = job_type_of(job)
     relpaths = list(job.tiles.filter(status=TileStatus.SUCCEEDED).order_by("tile__number").values_list("output_path", flat=True))
     tiles = len(relpaths)
     relpaths = list(dict.fromkeys(relpaths))  # a block's tiles share its file

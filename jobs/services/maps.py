@@ -25,6 +25,7 @@ from datafiles import services as datafiles
 from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
+from .. import chains
 from ..jobtypes import JOB_TYPES
 from ..models import Job, JobStatus, Tile
 from ..raster import maptiles, render
@@ -117,7 +118,7 @@ class MapRaster:
 
 def output_raster(job, output):
     """The MapRaster of a job's raster output (raster_output)."""
-    kind = JOB_TYPES.get(job.type)
+    kind = JOB_TYPES.get(job.type) or (chains.chain_of(job.params) if chains.is_chain(job) else None)
     return MapRaster(path=media.media_path(output["path"]), facts=output["raster"],
                      render_as=kind.render_as if kind else None, name=f"job {job.pk}: {output['name']}",
                      version=str(output["size"]))

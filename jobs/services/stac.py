@@ -21,6 +21,7 @@ from pystac.extensions.raster import RasterBand, RasterExtension, Statistics
 
 from jobsite.exceptions import Rejected
 
+from .. import chains
 from ..jobtypes import JOB_TYPES
 from ..models import Job, JobStatus
 from . import footprints
@@ -48,6 +49,14 @@ def jobs_in_catalogue(user):
             .prefetch_related("labels").order_by("-finished", "-id"))
 
 
+def type_collections():
+    """{STAC collection id: (title, description, keywords)}: a collection per job type, and one of
+    the chains (jobs.chains) whatever their steps."""
+    found = {name: (kind.title or name, kind.description or name, tuple(kind.keywords)) for name, kind in JOB_TYPES.items()}
+    found[chains.CHAIN] = (chains.CHAIN, "Jobs of several steps, each run on the result of the one before.", ("chain",))
+    return found
+
+
 def catalog(links):
     """The root Catalog: a child link per job type (its Collection), and the search endpoint."""
     root = pystac.Catalog(id=CATALOG_ID, title="jobsite results",
@@ -59,7 +68,7 @@ def catalog(links):
         {"rel": "data", "href": links.url("stac-collections", {}), "type": "application/json"},
         {"rel": "search", "href": links.url("stac-search", {}), "type": "application/geo+json", "method": "GET"},
         *({"rel": "child", "href": links.url("stac-collection", {"type_name": name}), "type": "application/json",
-           "title": JOB_TYPES[name].title or name} for name in sorted(JOB_TYPES)),
+           "title": title} for name, (title, _, _) in sorted(type_collections().items())),
     ]
     document["conformsTo"] = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search",
                               "https://api.stacspec.org/v1.0.0/collections"]
@@ -68,9 +77,9 @@ def catalog(links):
 
 def collection(type_name, user, links):
     """The Collection of the job type `type_name`: its extent is that of the jobs `user` may see."""
-    kind = JOB_TYPES.get(type_name)
-    if kind is None:
+    if type_name not in type_collections():
         return None
+    title, description, keywords = type_collections()[type_name]
     extent = jobs_in_catalogue(user).filter(type=type_name).order_by().aggregate(
         west=Min("west"), south=Min("south"), east=Max("east"), north=Max("north"),
         first=Min("finished"), last=Max("finished"))
@@ -78,8 +87,7 @@ def collection(type_name, user, links):
                else [-180.0, -90.0, 180.0, 90.0])
     temporal = [extent["first"], extent["last"]]
     stac = pystac.Collection(
-        id=type_name, title=kind.title or type_name, description=kind.description or type_name,
-        keywords=list(kind.keywords) or None, license="other",
+        id=type_name, title=title, description=description, keywords=list(keywords) or None, license="other",
         extent=pystac.Extent(pystac.SpatialExtent([spatial]), pystac.TemporalExtent([temporal])))
     document = stac.to_dict(include_self_link=False, transform_hrefs=False)
     document["links"] = [
@@ -209,9 +217,10 @@ def parse_search(params, collection_name=None):
             errors["datetime"] = problem
     limit, offset = _whole(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, errors), _whole(params, "offset", 0, 0, 10 ** 9, errors)
     collections = tuple(c for c in params.get("collections", "").split(",") if c)
-    unknown = [c for c in collections if c not in JOB_TYPES]
+    unknown = [c for c in collections if c not in type_collections()]
     if unknown:
-        errors["collections"] = f"no such collection: {', '.join(unknown)}; they are {', '.join(sorted(JOB_TYPES))}"
+        errors["collections"] = (f"no such collection: {', '.join(unknown)}; "
+                                 f"they are {', '.join(sorted(type_collections()))}")
     if collection_name:
         collections = (collection_name,)
     ids = tuple(i for i in params.get("ids", "").split(",") if i)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
-from .. import lifecycle, runners, storage, tileindex, towns, vector
+from .. import chains, lifecycle, runners, storage, tileindex, towns, vector
 from . import quotas
 from jobsite import outbound
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, id_list, quoted
@@ -134,8 +134,9 @@ class JobPlan:
         return [name for name, datafile in self.files.values() if datafile is None]
 
 
-def plan_job(*, owner, job_type, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
-             inputs=None, wait_timeout=None, collection=None, webhooks=None, wait_for_files=True, priority=None):
+def plan_job(*, owner, job_type=None, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
+             inputs=None, wait_timeout=None, collection=None, webhooks=None, wait_for_files=True, priority=None,
+             steps=None):
     """Check every field of a submit and resolve what it names, writing nothing: a JobPlan, or
     Rejected naming every bad field.
 
@@ -144,9 +145,10 @@ def plan_job(*, owner, job_type, tile_ids=None, town_id=None, params=None, label
     owner's data files the type reads; a file that has not been uploaded yet is waited for (at most
     `wait_timeout` seconds), or, without `wait_for_files`, refused. `priority` is low, normal
     (without it) or, for staff only, high. `webhooks` are the job's own ({"update": URL,
-    "finished": URL}).
+    "finished": URL}). `steps` instead of `job_type`, `params` and `inputs` makes a chain
+    (jobs.chains), each step naming its type, params and inputs.
     """
-    kind = get_job_type(job_type)
+    kind, params, inputs = _kind(job_type, steps, params, inputs)
     problems = {}  # every check runs, so that one refusal names every bad field
     clean_params = _checked(problems, kind.clean_params, params)
     layer = _checked(problems, _job_collection, kind, clean_params, collection) if kind.uses_tiles else None
@@ -166,7 +168,7 @@ def plan_job(*, owner, job_type, tile_ids=None, town_id=None, params=None, label
     if problems:
         raise Rejected(problems)
     town, ids = chosen
-    pixels = (Tile.objects.filter(pk__in=ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0) if ids else 0
+    pixels = (Tile.objects.filter(pk__in=ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0) * kind.passes if ids else 0
     return JobPlan(kind, clean_params, layer, town, ids, files, clean_labels, interim_results, wait_seconds,
                    clean_webhooks, clean_priority, pixels)
 
@@ -202,12 +204,26 @@ def job_submit(*, owner, **request):
         JobTile.objects.add_pending(job.pk, ids)
         where = (f" over {len(ids)} tiles of town {town.id} ({town.name})" if town
                  else f" over {len(ids)} tiles of tiles {_numbers(ids)}" if ids else "")
-        lifecycle.job_created(job, f"{owner} submitted {kind.name}{where}"
+        what = f"a chain ({kind.description})" if isinstance(kind, chains.Chain) else kind.name
+        lifecycle.job_created(job, f"{owner} submitted {what}{where}"
                                    + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
         quotas.record(owner.pk, jobs=1, pixels=plan.pixels)
         if not waiting_for:
             transaction.on_commit(runners.wake)
     return job
+
+
+def _kind(job_type, steps, params, inputs):
+    """The job type a request names, with its params and inputs: a chain's come from its steps."""
+    if steps is None:
+        if job_type is None:
+            raise Rejected({"type": "give a job type, or steps for a chain"})
+        return get_job_type(job_type), params, inputs
+    given = [name for name, value in (("type", job_type), ("params", params), ("inputs", inputs)) if value is not None]
+    if given:
+        raise Rejected({name: "give it in each step, or give type, params and inputs without steps" for name in given})
+    chain, inputs = chains.chain_from_request(steps)
+    return chain, None, inputs
 
 
 def _clean_priority(owner, priority):
@@ -254,7 +270,7 @@ def _input_files(owner, kind, names, wait_for_files=True):
         errors.update({name: f"you have no data file named {quoted(file_name)}" for name, file_name in names.items()
                        if file_name not in found})
     if errors:
-        raise Rejected({"inputs": errors})
+        raise Rejected(kind.input_errors(errors))
     return {name: (file_name, found.get(file_name)) for name, file_name in names.items()}
 
 

@@ -19,7 +19,7 @@ from datafiles.formats import without_paths
 from .. import lifecycle, runners, scheduling, storage, tileindex
 
 from jobsite.exceptions import Rejected
-from ..jobtypes import get_job_type
+from ..chains import job_type_of
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
@@ -90,7 +90,7 @@ class JobRun:
     and how long its tiles took."""
 
     def __init__(self, job):
-        self.job, self.kind = job, get_job_type(job.type)
+        self.job, self.kind = job, job_type_of(job)
         self.inputs = job.input_files()
         self.grid = tileindex.index_grid(job.collection_id) if self.kind.uses_tiles else None
         self.speed_key = (job.type, job.type_version, job.collection_id)
