@@ -99,14 +99,16 @@ class Chain(JobType):
                                step.kind.tile_halo(step.params, grid)))
         return operations
 
-    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
+    def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress, **resume):
+        """As a job type's, and with `resume`, jobs.raster.dem.process_chain's start, interim results
+        to read, and interim results to keep (jobs.services.chainruns gives them)."""
         return dem.process_chain(area=tile, sources=[tile, *neighbours], grid=grid, steps=self._operations(grid, inputs),
-                                 out_path=out_path, progress=progress, band=self.steps[0].params.get("band", 1))
+                                 out_path=out_path, progress=progress, band=self.steps[0].params.get("band", 1), **resume)
 
-    def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress):
+    def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress, **resume):
         return dem.process_chain(area=blocks.area(tiles), sources=[*tiles, *neighbours], grid=grid,
                                  steps=self._operations(grid, inputs), out_path=out_path, progress=progress,
-                                 band=self.steps[0].params.get("band", 1))
+                                 band=self.steps[0].params.get("band", 1), **resume)
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         return raster_mosaic(self, tile_paths, out_dir)

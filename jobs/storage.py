@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from jobsite.media import remove_files_on_commit
@@ -35,6 +35,11 @@ def block_output_relpath(job_id, first_tile_id, last_tile_id, attempt, suffix=".
     return f"jobs/{int(job_id)}/tiles/{int(first_tile_id)}-{int(last_tile_id)}_{int(attempt)}{suffix}"
 
 
+def step_output_relpath(job_id, first_tile_id, last_tile_id, attempt, step):
+    """The interim result of a chain's step (jobs.chains) for a tile or a block of tiles."""
+    return f"jobs/{int(job_id)}/steps/{int(step)}/{int(first_tile_id)}-{int(last_tile_id)}_{int(attempt)}.tif"
+
+
 def output_relpath(job_id, name):
     return f"jobs/{int(job_id)}/out/{name}"
 
@@ -46,11 +51,23 @@ def remove_leftovers(job_id):
 
 
 def drop_interim_results(job_ids, remove=remove_files_on_commit):
-    """Forget the tile outputs of these jobs and remove the files once committed.
+    """Forget the tile outputs and the chain steps' interim results of these jobs and remove the
+    files once committed.
 
     Returns (files, bytes). Only for jobs no worker writes to any more: ended or succeeded ones.
     The tiles of a block share its file, each recording its share of the bytes.
     """
+    job_ids = list(job_ids)
+    files, size = drop_tile_outputs(job_ids, remove)
+    for start in range(0, len(job_ids), CHUNK):
+        step_files, step_bytes = drop_step_outputs(JobTile.objects.filter(job_id__in=job_ids[start:start + CHUNK]),
+                                                   remove=remove)
+        files, size = files + step_files, size + step_bytes
+    return files, size
+
+
+def drop_tile_outputs(job_ids, remove=remove_files_on_commit):
+    """drop_interim_results for the tiles' outputs alone (of a chain, its last step's)."""
     files, size = 0, 0
     job_ids = list(job_ids)
     for start in range(0, len(job_ids), CHUNK):
@@ -62,6 +79,28 @@ def drop_interim_results(job_ids, remove=remove_files_on_commit):
         files += len(paths)
         size += sum(s or 0 for _, s in rows)
     return files, size
+
+
+def drop_step_outputs(tiles, first_step=0, remove=remove_files_on_commit):
+    """Forget the interim results of chain steps `first_step` and later of these tiles (a JobTile
+    queryset) and remove their files once committed, but those that tiles keeping them share.
+    Returns (files, bytes)."""
+    changed, dropped, bytes_dropped = [], set(), 0
+    for job_tile in tiles.filter(steps_size__gt=0).only("id", "job_id", "steps", "steps_size"):
+        outputs = job_tile.steps.get("outputs", [])
+        dropped.update(output[0] for output in outputs[first_step:] if output)
+        kept = outputs[:first_step]
+        size = sum(output[1] for output in kept if output)
+        bytes_dropped += job_tile.steps_size - size
+        job_tile.steps, job_tile.steps_size = {**job_tile.steps, "outputs": kept}, size
+        changed.append(job_tile)
+    JobTile.objects.bulk_update(changed, ["steps", "steps_size"], batch_size=CHUNK)
+    if changed:
+        still = {output[0] for job_tile in JobTile.objects.filter(job_id__in={t.job_id for t in changed}, steps_size__gt=0)
+                 .only("steps") for output in job_tile.steps.get("outputs", []) if output}
+        dropped -= still
+    remove(sorted(dropped))
+    return len(dropped), bytes_dropped
 
 
 def usage(user):
@@ -78,12 +117,16 @@ def usage(user):
         per_user = {}
         for key, rows in (
             ("interim", JobTile.objects.values_list("job__owner__username").annotate(n=Sum("output_size"))),
+            ("steps", JobTile.objects.filter(steps_size__gt=0).values_list("job__owner__username")
+             .annotate(n=Sum("steps_size"))),
             ("output", Job.objects.values_list("owner__username").annotate(n=Sum("outputs_size"))),
             ("jobs", Job.objects.values_list("owner__username").annotate(n=Count("id"))),
             ("data", DataFile.objects.values_list("owner__username").annotate(n=Sum("size"))),
         ):
             for name, n in rows:
                 per_user.setdefault(name, {})[key] = n
+        for counts in per_user.values():
+            counts["interim"] = (counts.get("interim") or 0) + (counts.pop("steps", 0) or 0)
         answer["users"] = [{"username": name, **_totals(**per_user[name])} for name in sorted(per_user)]
     return answer
 
@@ -104,8 +147,9 @@ def job_usage(owner):
 def _jobs_usage(jobs):
     """(jobs, output bytes, interim bytes) of a queryset of jobs."""
     totals = jobs.aggregate(jobs=Count("id"), output=Sum("outputs_size"))
-    interim = JobTile.objects.filter(job__in=jobs).exclude(output_path="").aggregate(n=Sum("output_size"))["n"]
-    return totals["jobs"], totals["output"] or 0, interim or 0
+    interim = JobTile.objects.filter(job__in=jobs).aggregate(
+        tiles=Sum("output_size", filter=~Q(output_path="")), steps=Sum("steps_size"))
+    return totals["jobs"], totals["output"] or 0, (interim["tiles"] or 0) + (interim["steps"] or 0)
 
 
 def _totals(interim=0, output=0, data=0, jobs=0):

@@ -330,6 +330,11 @@ class JobTile(models.Model):
     error = models.TextField(blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
     lease_expires = models.DateTimeField(null=True, blank=True)
+    # A chain's tile (jobs.chains): its steps' interim results, the step its next run starts at, the
+    # step it failed at and how often each step ran (jobs.services.chainruns).
+    steps = models.JSONField(default=dict, blank=True)
+    steps_size = models.BigIntegerField(default=0, help_text="bytes of its steps' interim results still kept "
+                                                              "(a block's tiles each count their share)")
 
     objects = JobTileQuerySet.as_manager()
 

@@ -306,20 +306,24 @@ def read_with_halo(tile, neighbours, grid, halo, band=1):
     return read_area(tile, [tile, *neighbours], grid, halo, band)
 
 
-def read_area(area, sources, grid, halo, band=1):
+def read_area(area, sources, grid, halo, band=1, reference=None):
     """Like read_with_halo, for an `area` of the grid that `sources` cover, with the tiles around
-    it: a tile, or a block of tiles (jobs.raster.blocks) whose path is that of its top left tile,
-    which gives the georeferencing, data type and nodata."""
+    it: a tile, or a block of tiles (jobs.raster.blocks) whose path is that of its top left tile.
+    The raster of `reference` (a GridTile; the area's path without it) gives the georeferencing,
+    data type and nodata: sources that are not the collection's tiles, such as a chain's interim
+    results, are read that way."""
+    reference = reference or area
     col0, row0 = max(0, area.col - halo), max(0, area.row - halo)
     col1 = min(grid.width, area.col + area.width + halo)
     row1 = min(grid.height, area.row + area.height + halo)
     try:
-        ds = open_tile(area.path)
+        ds = open_tile(reference.path)
         x0, px, _, y0, _, py = ds.GetGeoTransform()
         source = ds.GetRasterBand(band)
         nodata, data_type = source.GetNoDataValue(), source.DataType
     except RuntimeError as exc:
-        raise gdal_error(exc, area.path) from None
+        raise gdal_error(exc, reference.path) from None
+    x0, y0 = x0 + (area.col - reference.col) * px, y0 + (area.row - reference.row) * py
     dtype = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
     pixels = read_window(sources, col0, row0, col1 - col0, row1 - row0, nodata if nodata is not None else 0, dtype, band)
     dx, dy = col0 - area.col, row0 - area.row

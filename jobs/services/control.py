@@ -8,8 +8,8 @@ from django.db import transaction
 from django.db.models import F, Sum
 
 from jobsite import media
-from .. import lifecycle, runners, scheduling, storage
-from . import quotas
+from .. import lifecycle, runners, scheduling, storage, tileindex
+from . import chainruns, quotas
 
 from jobsite.exceptions import Conflict, Rejected
 from ..chains import chain_of, input_field, is_chain, job_type_of
@@ -92,12 +92,19 @@ def job_resume(*, job, by=None, params=None):
         if is_chain(job):  # the data files of steps the chain no longer has
             job.inputs.exclude(name__in=[i.name for i in kind.inputs]).delete()
         tiles = JobTile.objects.filter(job_id=job.pk)
-        if changes or redefined:
+        changed = None  # a chain's first step that runs again for every tile
+        if is_chain(job) and (changes or redefined):  # a new version of a step's type: all steps
+            changed = chainruns.first_changed(job.params["steps"], new_params["steps"]) if changes else 0
+            storage.drop_tile_outputs([job.pk])
+            rerun = tiles
+        elif changes or redefined:
             storage.drop_interim_results([job.pk])
             rerun = tiles
         else:
             _forget_lost_outputs(job.pk)
             rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
+        starts = (chainruns.plan_starts(job, kind, rerun, changed, tileindex.index_grid(job.collection_id))
+                  if is_chain(job) else None)
         to_run = lifecycle.move_tiles(job.pk, "rerun", rerun)
         # Tiles that never ran were counted when the job was submitted (or resumed before).
         pixels = (tiles.filter(status=TileStatus.PENDING, attempts__gt=0)
@@ -107,13 +114,17 @@ def job_resume(*, job, by=None, params=None):
         scheduling.mark_job_runnable(job.pk)  # the job's tiles moved first (see lifecycle)
         kept = tiles.filter(status=TileStatus.SUCCEEDED).count()
         attempt = job.attempt + 1
-        changed = "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
-        why = [f"parameters changed ({changed})"] if changes else []
+        if is_chain(job):  # the steps, which the log lists per step below
+            why = [f"the steps changed from step {changed + 1} ({kind.steps[changed].kind.name})"] if changes else []
+        else:
+            why = [f"parameters changed ({'; '.join(f'{name} {old!r} -> {new!r}' for name, (old, new) in changes.items())})"
+                   ] if changes else []
         if redefined:
             why.append(f"{kind.name} is defined anew since it ran (version {job.type_version} -> {kind.version})")
         lifecycle.job_log(job.pk, f"resumed by {by or 'the system'} (attempt {attempt}): "
                                   + (f"{'; '.join(why)}, every tile runs again" if why
-                                     else f"{kept} tiles kept from before") + f"; {to_run} tiles to run")
+                                     else f"{kept} tiles kept from before") + f"; {to_run} tiles to run"
+                                  + (f"; per step: {chainruns.describe(kind, starts)}" if starts else ""))
         transaction.on_commit(runners.wake)
     job.refresh_from_db()
     return job, to_run

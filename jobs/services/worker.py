@@ -19,11 +19,11 @@ from datafiles.formats import without_paths
 from .. import lifecycle, runners, scheduling, storage, tileindex
 
 from jobsite.exceptions import Rejected
-from ..chains import job_type_of
+from ..chains import is_chain, job_type_of
 from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
-from . import claims, quotas, usage
+from . import chainruns, claims, quotas, usage
 from .claims import Claim, TileWatch, claim_next, has_pending
 from .finish import job_finish_tiles
 from .repair import return_lost_tiles
@@ -252,8 +252,11 @@ def _blocks(kind, batch):
     if not kind.runs_blocks or len(batch) == 1:
         return [[job_tile] for job_tile in batch]
     by_place = {tileindex.grid_tile(job_tile.tile): job_tile for job_tile in batch}
-    return [[by_place[place] for place in block] for attempt in {job_tile.attempts for job_tile in batch}
-            for block in blocks.blocks([place for place, t in by_place.items() if t.attempts == attempt])]
+
+    def group(job_tile):  # a chain's tiles of a block start at the same step
+        return job_tile.attempts, job_tile.steps.get("start", 0)
+    return [[by_place[place] for place in block] for key in {group(job_tile) for job_tile in batch}
+            for block in blocks.blocks([place for place, t in by_place.items() if group(t) == key])]
 
 
 def _process_block(job, block, kind, inputs, grid, around, lease=None):
@@ -269,10 +272,12 @@ def _process_block(job, block, kind, inputs, grid, around, lease=None):
     first, attempt = block[0], block[0].attempts
     relpath = storage.block_output_relpath(job.id, first.tile.number, block[-1].tile.number, attempt, kind.tile_suffix)
     measure = usage.TileMeasure()
+    chain = chainruns.options(job, kind, block) if is_chain(job) else {}
     try:
         size = kind.process_block(tiles=places, neighbours=neighbours, grid=grid, params=job.params, inputs=inputs,
-                                  out_path=media.media_path(relpath), progress=TileWatch(block, lease))
+                                  out_path=media.media_path(relpath), progress=TileWatch(block, lease), **chain)
     except Cancelled:
+        chainruns.discard(chain)
         lifecycle.move_tiles(job.id, "stop", lifecycle.claimed_tiles([t.pk for t in block], attempt))
         for job_tile in block:
             lifecycle.job_log(job.id, "stopped: the tile is no longer running", tile_id=job_tile.tile_id)
@@ -280,7 +285,10 @@ def _process_block(job, block, kind, inputs, grid, around, lease=None):
         return []
     except Exception as exc:
         logger.info("job %s: a block of %s tiles failed (%s); its tiles run one by one", job.id, len(block), exc)
+        chainruns.discard(chain)
         return _one_by_one(job, block, kind, inputs, grid, around, lease)
+    if chain:
+        chainruns.record(kind, block, chain)
     cpu_seconds, peak_memory = measure.done()
     count = len(block)
     return [lifecycle.TileDone(job_tile, relpath, size // count + (size % count if i == 0 else 0), cpu_seconds / count,
@@ -307,20 +315,25 @@ def _process_tile(job, job_tile, kind, inputs, grid, around, lease=None):
     tile = job_tile.tile
     relpath = storage.tile_output_relpath(job.id, tile.number, job_tile.attempts, kind.tile_suffix)
     measure = usage.TileMeasure()
+    chain = chainruns.options(job, kind, [job_tile]) if is_chain(job) else {}
     try:
         size = kind.process_tile(
             tile=tileindex.grid_tile(tile), neighbours=around, grid=grid, params=job.params, inputs=inputs,
-            out_path=media.media_path(relpath), progress=TileWatch([job_tile], lease),
-        )
+            out_path=media.media_path(relpath), progress=TileWatch([job_tile], lease), **chain)
     except Cancelled:
+        chainruns.discard(chain)
         lifecycle.move_tiles(job.id, "stop", lifecycle.claimed(job_tile.pk, job_tile.attempts))
         lifecycle.job_log(job.id, "stopped: the tile is no longer running", tile_id=tile.id)
         _let_go(job_tile)  # after the log line: a tile let go of has said all it will (see views.job_live)
         return None
     except Exception as exc:
+        if chain:
+            chainruns.record(kind, [job_tile], chain, exc)
         _tile_failed(job, job_tile, exc, lifecycle.claimed(job_tile.pk, job_tile.attempts))
         _let_go(job_tile)
         return None
+    if chain:
+        chainruns.record(kind, [job_tile], chain)
     return relpath, size, *measure.done()
 
 

@@ -1,0 +1,150 @@
+"""A chain's interim results per step, and resumption from the step that failed or changed."""
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from osgeo import gdal
+
+from datafiles import services as datafiles
+from jobs import storage
+from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
+from jobs.services.control import job_resume
+from jobs.services.submit import job_submit
+from jobsite.media import media_path
+
+from .conftest import assert_same_pixels
+from .datafile_samples import COLOR_TABLE
+from .test_chains import steps_over_whole
+from .test_execution import merged_pixels, run
+
+SLOPES = [{"type": "slope"}, {"type": "slope", "params": {"units": "percent"}}, {"type": "hillshade"}]
+WHOLE_SLOPES = [("slope", {}), ("slope", {"slopeFormat": "percent"}), ("hillshade", {})]
+RELIEF = [{"type": "slope"}, {"type": "hillshade"}, {"type": "color-relief", "inputs": {"color_table": "ramp.txt"}}]
+
+
+def relief_over_whole(index, ramp, **options):
+    return steps_over_whole(index.whole, [("slope", {}), ("hillshade", {}), ("color-relief", {
+        "colorFilename": str(media_path(ramp.path)), **options})])
+
+
+@pytest.fixture
+def ramp(owner, media):
+    return datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("ramp.txt", COLOR_TABLE.encode()))[0]
+
+
+def runs(job):
+    """{tile number: how many times each step ran for it}."""
+    return {number: steps.get("runs") for number, steps in JobTile.objects.filter(job=job).values_list("tile__number",
+                                                                                                         "steps")}
+
+
+def test_each_step_keeps_its_result_with_the_margin_the_later_steps_need(index, owner, media,
+                                                                         django_capture_on_commit_callbacks):
+    job = run(job_submit(owner=owner, tile_ids=index.ids, steps=SLOPES, interim_results="always"))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    for step, margin in ((0, 2), (1, 1)):
+        whole = steps_over_whole(index.whole, WHOLE_SLOPES[:step + 1])
+        for job_tile in JobTile.objects.filter(job=job).select_related("tile"):
+            path, size, col, row, width, height = job_tile.steps["outputs"][step]
+            tile = job_tile.tile  # its window, or its block's, grown by the margin
+            assert col <= max(0, tile.col - margin) and row <= max(0, tile.row - margin)
+            assert col + width >= min(250, tile.col + tile.width + margin)
+            assert row + height >= min(190, tile.row + tile.height + margin)
+            assert col == 0 or col % 64 == 64 - margin and row == 0 or row % 64 == 64 - margin
+            assert_same_pixels(whole[row:row + height, col:col + width], gdal.Open(str(media_path(path))).ReadAsArray())
+    assert set(map(tuple, runs(job).values())) == {(1, 1, 1)}
+    kept = sum(JobTile.objects.filter(job=job).values_list("steps_size", flat=True))
+    assert kept > 0 and storage.job_usage(owner)[1] >= kept + job.outputs_size
+
+    job.status = JobStatus.FAILED  # a job whose interim results cleanup_storage may delete
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)
+    paths = [output[0] for steps in JobTile.objects.filter(job=job).values_list("steps", flat=True)
+             for output in steps["outputs"]]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert storage.cleanup(owner=owner)[2] >= kept
+    assert not any(media_path(path).exists() for path in paths)
+    assert set(JobTile.objects.filter(job=job).values_list("steps_size", flat=True)) == {0}
+
+
+@pytest.mark.parametrize("policy", ["on_error", "never"])
+def test_interim_results_of_steps_go_with_the_jobs_policy(index, owner, media, policy,
+                                                         django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = run(job_submit(owner=owner, tile_ids=index.ids, steps=SLOPES, interim_results=policy))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert set(JobTile.objects.filter(job=job).values_list("steps_size", flat=True)) == {0}
+    assert not list((media / "jobs" / str(job.pk) / "steps").rglob("*.tif"))
+    assert_same_pixels(steps_over_whole(index.whole, WHOLE_SLOPES), merged_pixels(job))
+
+
+@pytest.fixture
+def failed_at_the_last_step(index, owner, media, ramp, settings):
+    """A chain of three steps whose last step's output cannot be written for one tile: the job
+    fails with that tile failed at step 3, the others succeeded."""
+    settings.TILE_MAX_ATTEMPTS = 1
+    job = job_submit(owner=owner, tile_ids=index.ids, steps=RELIEF, interim_results="on_error")
+    broken = index.id_at(1, 1)
+    blocker = media / "jobs" / str(job.pk) / "tiles" / f"{broken}_1.tif"
+    blocker.mkdir(parents=True)  # where the tile's output would be renamed to
+    job = run(job)
+    assert job.status == JobStatus.FAILED
+    failed = JobTile.objects.get(job=job, status=TileStatus.FAILED)
+    assert failed.tile.number == broken and failed.steps["failed"] == 2
+    assert set(map(tuple, runs(job).values())) == {(1, 1, 1)}
+    blocker.rmdir()
+    return Job.objects.get(pk=job.pk), broken
+
+
+def test_a_resume_without_changes_runs_only_the_failed_tile_and_only_from_the_step_it_failed_at(
+        index, ramp, failed_at_the_last_step):
+    job, broken = failed_at_the_last_step
+    resumed, to_run = job_resume(job=job)
+    assert to_run == 1
+    resumed = run(resumed)
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert runs(resumed) == {number: [1, 1, 2] if number == broken else [1, 1, 1] for number in index.ids}
+    assert_same_pixels(relief_over_whole(index, ramp), merged_pixels(resumed))
+
+
+def test_a_resume_that_changes_the_last_step_keeps_every_tiles_earlier_steps(index, ramp, failed_at_the_last_step):
+    job, _ = failed_at_the_last_step
+    steps = [*RELIEF[:2], {"type": "color-relief", "params": {"alpha": True}}]
+    resumed, to_run = job_resume(job=job, params={"steps": [{k: v for k, v in step.items() if k != "inputs"}
+                                                            for step in steps]})
+    assert to_run == len(index.ids)
+    log = JobLog.objects.filter(job=job).order_by("-id").first().message
+    assert "step 1 (slope) kept for 12 and run for 0" in log and "step 3 (color-relief) kept for 0 and run for 12" in log
+    resumed = run(resumed)
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert set(map(tuple, runs(resumed).values())) == {(1, 1, 2)}  # steps 1 and 2 never ran again
+    assert_same_pixels(relief_over_whole(index, ramp, addAlpha=True), merged_pixels(resumed))
+
+
+def test_a_resume_that_changes_the_first_step_runs_every_step_again(index, ramp, failed_at_the_last_step):
+    job, _ = failed_at_the_last_step
+    steps = [{"type": "slope", "params": {"units": "percent"}}, *[{"type": s["type"]} for s in RELIEF[1:]]]
+    resumed, _ = job_resume(job=job, params={"steps": steps})
+    resumed = run(resumed)
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert set(map(tuple, runs(resumed).values())) == {(2, 2, 2)}
+    expected = steps_over_whole(index.whole, [("slope", {"slopeFormat": "percent"}), ("hillshade", {}), (
+        "color-relief", {"colorFilename": str(media_path(ramp.path))})])
+    assert_same_pixels(expected, merged_pixels(resumed))
+
+
+def test_a_resume_after_the_interim_results_were_deleted_starts_from_the_first_step(
+        index, owner, ramp, failed_at_the_last_step):
+    job, broken = failed_at_the_last_step
+    storage.cleanup(owner=owner)
+    resumed = run(job_resume(job=Job.objects.get(pk=job.pk))[0])
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert runs(resumed)[broken] == [2, 2, 2]
+    assert np.array_equal(relief_over_whole(index, ramp), merged_pixels(resumed))
+
+
+def test_a_chain_cut_short_runs_its_new_last_step_again_from_the_kept_results(index, ramp, failed_at_the_last_step):
+    job, _ = failed_at_the_last_step
+    resumed = run(job_resume(job=job, params={"steps": [{"type": "slope"}, {"type": "hillshade"}]})[0])
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert set(map(tuple, runs(resumed).values())) == {(1, 2)}
+    assert_same_pixels(steps_over_whole(index.whole, [("slope", {}), ("hillshade", {})]), merged_pixels(resumed))
