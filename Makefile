@@ -58,7 +58,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/jobsite_bench
-BENCHMARKS := pipeline costcurve dispatch submit towns commands api dashboard untrusted events maptiles
+BENCHMARKS := pipeline costcurve chains dispatch submit towns commands api dashboard untrusted events maptiles
 
 # Each benchmark on a fresh PostgreSQL database, then on a fresh SQLite file; figures are appended
 # to bench/results.json.
