@@ -81,26 +81,19 @@ def drop_tile_outputs(job_ids, remove=remove_files_on_commit):
     return files, size
 
 
-def drop_step_outputs(tiles, first_step=0, remove=remove_files_on_commit):
-    """Forget the interim results of chain steps `first_step` and later of these tiles (a JobTile
-    queryset) and remove their files once committed, but those that tiles keeping them share.
+def drop_step_outputs(tiles, remove=remove_files_on_commit):
+    """Forget the interim results of the chain steps of these tiles (a JobTile queryset of whole
+    jobs: a block's file is shared only within its job) and remove their files once committed.
     Returns (files, bytes)."""
-    changed, dropped, bytes_dropped = [], set(), 0
-    for job_tile in tiles.filter(steps_size__gt=0).only("id", "job_id", "steps", "steps_size"):
-        outputs = job_tile.steps.get("outputs", [])
-        dropped.update(output[0] for output in outputs[first_step:] if output)
-        kept = outputs[:first_step]
-        size = sum(output[1] for output in kept if output)
-        bytes_dropped += job_tile.steps_size - size
-        job_tile.steps, job_tile.steps_size = {**job_tile.steps, "outputs": kept}, size
+    changed, dropped, size = [], set(), 0
+    for job_tile in tiles.filter(steps_size__gt=0).only("id", "steps", "steps_size").iterator(chunk_size=CHUNK):
+        dropped.update(output[0] for output in job_tile.steps.get("outputs", []) if output)
+        size += job_tile.steps_size
+        job_tile.steps, job_tile.steps_size = {**job_tile.steps, "outputs": []}, 0
         changed.append(job_tile)
     JobTile.objects.bulk_update(changed, ["steps", "steps_size"], batch_size=CHUNK)
-    if changed:
-        still = {output[0] for job_tile in JobTile.objects.filter(job_id__in={t.job_id for t in changed}, steps_size__gt=0)
-                 .only("steps") for output in job_tile.steps.get("outputs", []) if output}
-        dropped -= still
     remove(sorted(dropped))
-    return len(dropped), bytes_dropped
+    return len(dropped), size
 
 
 def usage(user):

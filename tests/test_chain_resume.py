@@ -6,15 +6,17 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from osgeo import gdal
 
 from datafiles import services as datafiles
+from datafiles.models import DataFile as datafiles_model
 from jobs import storage
 from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
 from jobs.services.control import job_resume
 from jobs.services.submit import job_submit
 from jobsite.media import media_path
 
-from .conftest import assert_same_pixels
+from .conftest import assert_same_pixels, wait_until_final
 from .datafile_samples import COLOR_TABLE
 from .test_chains import steps_over_whole
+from .test_blocks import whole_batches  # noqa: F401 (a fixture)
 from .test_execution import merged_pixels, run
 
 SLOPES = [{"type": "slope"}, {"type": "slope", "params": {"units": "percent"}}, {"type": "hillshade"}]
@@ -45,12 +47,12 @@ def test_each_step_keeps_its_result_with_the_margin_the_later_steps_need(index, 
     for step, margin in ((0, 2), (1, 1)):
         whole = steps_over_whole(index.whole, WHOLE_SLOPES[:step + 1])
         for job_tile in JobTile.objects.filter(job=job).select_related("tile"):
-            path, size, col, row, width, height = job_tile.steps["outputs"][step]
+            path, size, col, row, width, height, _ = job_tile.steps["outputs"][step]
             tile = job_tile.tile  # its window, or its block's, grown by the margin
             assert col <= max(0, tile.col - margin) and row <= max(0, tile.row - margin)
             assert col + width >= min(250, tile.col + tile.width + margin)
             assert row + height >= min(190, tile.row + tile.height + margin)
-            assert col == 0 or col % 64 == 64 - margin and row == 0 or row % 64 == 64 - margin
+            assert (col == 0 or col % 64 == 64 - margin) and (row == 0 or row % 64 == 64 - margin)
             assert_same_pixels(whole[row:row + height, col:col + width], gdal.Open(str(media_path(path))).ReadAsArray())
     assert set(map(tuple, runs(job).values())) == {(1, 1, 1)}
     kept = sum(JobTile.objects.filter(job=job).values_list("steps_size", flat=True))
@@ -73,7 +75,9 @@ def test_interim_results_of_steps_go_with_the_jobs_policy(index, owner, media, p
         job = run(job_submit(owner=owner, tile_ids=index.ids, steps=SLOPES, interim_results=policy))
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert set(JobTile.objects.filter(job=job).values_list("steps_size", flat=True)) == {0}
-    assert not list((media / "jobs" / str(job.pk) / "steps").rglob("*.tif"))
+    folder = media / "jobs" / str(job.pk) / "steps"
+    assert not list(folder.rglob("*.tif"))
+    assert folder.is_dir() == (policy == "on_error")  # written while the job ran, removed once it succeeded
     assert_same_pixels(steps_over_whole(index.whole, WHOLE_SLOPES), merged_pixels(job))
 
 
@@ -133,9 +137,11 @@ def test_a_resume_that_changes_the_first_step_runs_every_step_again(index, ramp,
 
 
 def test_a_resume_after_the_interim_results_were_deleted_starts_from_the_first_step(
-        index, owner, ramp, failed_at_the_last_step):
+        index, owner, ramp, failed_at_the_last_step, django_capture_on_commit_callbacks):
     job, broken = failed_at_the_last_step
-    storage.cleanup(owner=owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        storage.cleanup(owner=owner)
+    assert not list((media_path("jobs") / str(job.pk) / "steps").rglob("*.tif"))
     resumed = run(job_resume(job=Job.objects.get(pk=job.pk))[0])
     assert resumed.status == JobStatus.SUCCEEDED, resumed.error
     assert runs(resumed)[broken] == [2, 2, 2]
@@ -148,3 +154,64 @@ def test_a_chain_cut_short_runs_its_new_last_step_again_from_the_kept_results(in
     assert resumed.status == JobStatus.SUCCEEDED, resumed.error
     assert set(map(tuple, runs(resumed).values())) == {(1, 2)}
     assert_same_pixels(steps_over_whole(index.whole, [("slope", {}), ("hillshade", {})]), merged_pixels(resumed))
+
+
+@pytest.mark.usefixtures("whole_batches")
+def test_a_resume_reads_the_results_that_blocks_kept(index, owner, media):
+    job = run(job_submit(owner=owner, tile_ids=index.ids, steps=SLOPES, interim_results="always"))
+    holders = {}
+    for steps in JobTile.objects.filter(job=job).values_list("steps", flat=True):
+        holders[steps["outputs"][1][0]] = holders.get(steps["outputs"][1][0], 0) + 1
+    assert max(holders.values()) >= 4  # a block's file, which its tiles share
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)  # as if its merge had failed
+    changed = [*SLOPES[:2], {"type": "hillshade", "params": {"z_factor": 2}}]
+    resumed = run(job_resume(job=Job.objects.get(pk=job.pk), params={"steps": changed})[0])
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert set(map(tuple, runs(resumed).values())) == {(1, 1, 2)}
+    assert_same_pixels(steps_over_whole(index.whole, [*WHOLE_SLOPES[:2], ("hillshade", {"zFactor": 2})]),
+                       merged_pixels(resumed))
+
+
+def test_a_kept_result_too_narrow_for_the_new_steps_halos_is_not_used(index, owner, media, ramp):
+    old = [{"type": "slope"}, {"type": "slope"}, {"type": "color-relief", "inputs": {"color_table": "ramp.txt"}}]
+    job = run(job_submit(owner=owner, tile_ids=index.ids, steps=old, interim_results="always"))
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)
+    # colour relief needs no halo, so step 2 kept no margin; hillshade needs one pixel, and the one
+    # pixel step 1 kept is also one short of the two that step 2 and hillshade need together
+    resumed = run(job_resume(job=Job.objects.get(pk=job.pk), params={"steps": [
+        {"type": "slope"}, {"type": "slope"}, {"type": "hillshade"}]})[0])
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    assert set(map(tuple, runs(resumed).values())) == {(2, 2, 2)}
+    assert_same_pixels(steps_over_whole(index.whole, [("slope", {}), ("slope", {}), ("hillshade", {})]),
+                       merged_pixels(resumed))
+
+
+@pytest.mark.cluster
+def test_a_chain_failed_at_its_last_step_is_put_right_on_the_cluster_without_running_its_first_steps_again(
+        start_cluster, index, owner, client_for, media):
+    cluster = start_cluster(JOBSITE_TILE_MAX_ATTEMPTS="1")
+    client = client_for(owner)
+    job = client.post("/api/v1/jobs/", {"tile_ids": index.ids, "steps": RELIEF, "interim_results": "on_error"},
+                      format="json").json()
+    assert job["status"] == "waiting"  # for its colour table: the time to break one tile's output
+    blocker = media / "jobs" / str(job["id"]) / "tiles" / f"{index.id_at(2, 3)}_1.tif"
+    blocker.mkdir(parents=True)
+    response = client.post("/api/v1/datafiles/", {"file": SimpleUploadedFile("ramp.txt", COLOR_TABLE.encode())},
+                           format="multipart")
+    assert response.status_code == 201
+    failed = wait_until_final(job["id"], timeout=60)
+    assert failed.status == JobStatus.FAILED, cluster.output()[-2000:]
+    assert "step 3 of 3 (color-relief)" in failed.error or JobTile.objects.filter(
+        job_id=job["id"], error__contains="step 3 of 3 (color-relief)").exists()
+    blocker.rmdir()
+
+    steps = [{"type": "slope"}, {"type": "hillshade"}, {"type": "color-relief", "params": {"alpha": True}}]
+    response = client.put(f"/api/v1/jobs/{job['id']}/", {"params": {"steps": steps}}, format="json")
+    assert response.status_code == 200, response.json()
+    done = wait_until_final(job["id"], timeout=60)
+    assert done.status == JobStatus.SUCCEEDED, (done.error, cluster.output()[-2000:])
+    assert set(map(tuple, runs(done).values())) == {(1, 1, 2)}  # slope and hillshade ran once per tile
+    ramp = media_path(datafiles_model.objects.get(name="ramp.txt").path)
+    expected = steps_over_whole(index.whole, [("slope", {}), ("hillshade", {}), (
+        "color-relief", {"colorFilename": str(ramp), "addAlpha": True})])
+    assert_same_pixels(expected, merged_pixels(done))

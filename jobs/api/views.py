@@ -101,7 +101,8 @@ class JobViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         """Run a failed or canceled job again from its interim results, optionally with changed
-        parameters (which recompute every tile when they change the result); 409 otherwise."""
+        parameters (which recompute every tile when they change the result; a chain's tiles from
+        the first changed step); 409 otherwise."""
         serializer = ResumeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job, to_run = control.job_resume(job=self.get_object(), by=request.user,

@@ -2,9 +2,9 @@
 block reads and keeps, what it records, and the step a resumed tile starts at.
 
 A chain's tile records in JobTile.steps:
-- "outputs": for each step before the last, [path, bytes, col, row, width, height]: the window
-  that step left, placed on the grid (a block's file is shared by its tiles, each counting its
-  share of the bytes), or null;
+- "outputs": for each step before the last, [path, bytes, col, row, width, height, file size]:
+  the window that step left, placed on the grid (a block's file is shared by its tiles, each
+  counting its share of the bytes), or null;
 - "start": the step its next run starts at, from the interim result of the step before;
 - "failed": the step its last attempt failed at;
 - "runs": how many times each step ran for it.
@@ -27,15 +27,22 @@ def options(job, kind, job_tiles):
     none)."""
     first, last = job_tiles[0], job_tiles[-1]
     start = first.steps.get("start", 0)
+    if start and not all(_recorded(job_tile, start - 1) for job_tile in job_tiles):
+        start = 0  # not what a resume leaves; from the collection, to be safe
     relpaths = [storage.step_output_relpath(job.pk, first.tile.number, last.tile.number, first.attempts, step)
                 for step in range(len(kind.steps) - 1)]
     placed = {}
     if start:
         for job_tile in job_tiles:
-            path, _, col, row, width, height = job_tile.steps["outputs"][start - 1]
+            path, _, col, row, width, height, _ = job_tile.steps["outputs"][start - 1]
             placed[path] = GridTile(str(media.media_path(path)), col, row, width, height)
     keep = None if job.interim_results == InterimResults.NEVER else [media.media_path(p) for p in relpaths]
     return {"start": start, "keep": keep, "written": [], "interim": list(placed.values()) or None}
+
+
+def _recorded(job_tile, step):
+    outputs = job_tile.steps.get("outputs", [])
+    return step < len(outputs) and bool(outputs[step])
 
 
 def record(kind, job_tiles, run, error=None):
@@ -48,7 +55,7 @@ def record(kind, job_tiles, run, error=None):
         reached = error.step
     else:  # before the first step or after the last one it kept
         reached = max((item[0] + 1 for item in written), default=start)
-    root, replaced = str(media.media_path("")), set()
+    root, replaced, matched = str(media.media_path("")), set(), 0
     for index, job_tile in enumerate(job_tiles):
         state = dict(job_tile.steps)
         outputs = (list(state.get("outputs", [])) + [None] * len(kind.steps))[:len(kind.steps) - 1]
@@ -56,19 +63,23 @@ def record(kind, job_tiles, run, error=None):
             share = size // len(job_tiles) + (size % len(job_tiles) if index == 0 else 0)
             if outputs[step]:
                 replaced.add(outputs[step][0])
-            outputs[step] = [path.removeprefix(root).lstrip("/"), share, col, row, width, height]
+            outputs[step] = [path.removeprefix(root).lstrip("/"), share, col, row, width, height, size]
         runs = (list(state.get("runs", [])) + [0] * len(kind.steps))[:len(kind.steps)]
         for step in range(start, min(reached, len(kind.steps) - 1) + 1):
             runs[step] += 1
         state.update(outputs=outputs, runs=runs)
         if error is None:
             state.pop("failed", None)
-        else:
+        else:  # another attempt starts where this one failed, from the result kept before it
             state["failed"] = reached
-        JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING, lease_owner=job_tile.lease_owner,
-                               attempts=job_tile.attempts).update(
+            state["start"] = reached if reached and outputs[reached - 1] else state.get("start", 0)
+        matched += JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING, lease_owner=job_tile.lease_owner,
+                                          attempts=job_tile.attempts).update(
             steps=state, steps_size=sum(output[1] for output in outputs if output))
         job_tile.steps = state
+    if not matched:  # no tile runs under this claim any more (stopped, taken over): nothing keeps them
+        discard(run)
+        return
     if replaced:  # an earlier attempt's, unless another tile of its block still records them
         for state in JobTile.objects.filter(job_id=job_tiles[0].job_id, steps_size__gt=0).values_list("steps", flat=True):
             replaced -= {output[0] for output in state.get("outputs", []) if output}
@@ -91,22 +102,30 @@ def first_changed(old_steps, new_steps):
     return None if len(old_steps) == len(new_steps) else min(len(old_steps), len(new_steps) - 1)
 
 
+def same_versions(stored, kind, steps):
+    """Whether the first `steps` steps of `kind` have the versions a chain job `stored` ran with
+    (its type_version, "1+1+2"; a long one is stored as a digest, which tells nothing per step)."""
+    ran = stored.split("+")
+    return all(number < len(ran) and ran[number] == step.kind.version for number, step in enumerate(kind.steps[:steps]))
+
+
 def plan_starts(job, kind, tiles, changed, grid):
-    """Set the step each of `tiles` (a queryset of the job's tiles that run again) starts at: the
-    first `changed` step, or, for a tile that failed, the step it failed at, whichever is first;
-    then as far back as its kept interim results allow: the result of the step before must be
-    intact (its file has the bytes its tiles recorded) and cover the tile with the halo the later
-    steps need now. Interim results of that step and later ones are dropped. Returns the number of
-    tiles per start step."""
+    """Set the step each of `tiles` (a queryset of the job's tiles that run again, their rows
+    locked) starts at: the first `changed` step, or, for a tile that failed, the step it failed at,
+    whichever is first; then as far back as its kept interim results allow: the result of the step
+    before must be intact (its file has the size it was written with) and cover the tile with the
+    halo the later steps need now. The tile's interim results of that step and later ones are
+    dropped, their files once no tile records them. Returns the number of tiles per start step."""
     halos = [step.kind.tile_halo(step.params, grid) for step in kind.steps]
-    recorded = {}  # path: bytes its tiles recorded
-    for state in JobTile.objects.filter(job_id=job.pk, steps_size__gt=0).values_list("steps", flat=True):
+    holders = {}  # path: how many tiles of the job record it
+    for state in JobTile.objects.filter(job_id=job.pk, steps_size__gt=0).values_list("steps", flat=True).iterator():
         for output in state.get("outputs", []):
             if output:
-                recorded[output[0]] = recorded.get(output[0], 0) + output[1]
-    starts, counts = {}, {}
-    for job_tile in tiles.select_related("tile").only("id", "status", "steps", "tile__col", "tile__row", "tile__width",
-                                                        "tile__height"):
+                holders[output[0]] = holders.get(output[0], 0) + 1
+    intact, counts, changed_rows, dropped = {}, {}, [], set()
+    for job_tile in (tiles.select_related("tile").order_by("id")
+                     .only("id", "status", "steps", "tile__col", "tile__row", "tile__width", "tile__height")
+                     .iterator(chunk_size=storage.CHUNK)):
         state, tile = job_tile.steps, job_tile.tile
         start = len(kind.steps) if changed is None else changed
         if job_tile.status == TileStatus.FAILED:
@@ -115,32 +134,40 @@ def plan_starts(job, kind, tiles, changed, grid):
             start = min(start, state.get("start", 0))
         outputs = state.get("outputs", [])
         while start > 0 and not _usable(outputs[start - 1] if start - 1 < len(outputs) else None, tile,
-                                        sum(halos[start:]), grid, recorded):
+                                        sum(halos[start:]), grid, intact):
             start -= 1
-        starts.setdefault(start, []).append(job_tile.pk)
         counts[start] = counts.get(start, 0) + 1
-    for start, ids in starts.items():
-        for offset in range(0, len(ids), storage.CHUNK):
-            chunk = JobTile.objects.filter(pk__in=ids[offset:offset + storage.CHUNK])
-            storage.drop_step_outputs(chunk, first_step=start)
-            changed = list(chunk.only("id", "steps"))
-            for job_tile in changed:
-                job_tile.steps = {**job_tile.steps, "start": start}
-            JobTile.objects.bulk_update(changed, ["steps"])
+        for output in outputs[start:]:
+            if output:
+                holders[output[0]] -= 1
+                if not holders[output[0]]:
+                    dropped.add(output[0])
+        kept = outputs[:start]
+        job_tile.steps = {**state, "outputs": kept, "start": start}
+        job_tile.steps_size = sum(output[1] for output in kept if output)
+        changed_rows.append(job_tile)
+        if len(changed_rows) >= storage.CHUNK:
+            JobTile.objects.bulk_update(changed_rows, ["steps", "steps_size"])
+            changed_rows = []
+    JobTile.objects.bulk_update(changed_rows, ["steps", "steps_size"])
+    media.remove_files_on_commit(sorted(dropped))
     return counts
 
 
-def _usable(output, tile, halo, grid, recorded):
+def _usable(output, tile, halo, grid, intact):
+    """Whether a tile's kept `output` of a step is whole (`intact` remembers each file's answer)
+    and covers the tile grown by `halo`, clipped to the grid."""
     if not output:
         return False
-    path, _, col, row, width, height = output
-    try:
-        intact = media.media_path(path).stat().st_size == recorded.get(path)
-    except OSError:
-        return False
+    path, _, col, row, width, height, size = output
+    if path not in intact:
+        try:
+            intact[path] = media.media_path(path).stat().st_size == size
+        except OSError:
+            intact[path] = False
     left, top = max(0, tile.col - halo), max(0, tile.row - halo)
     right, bottom = min(grid.width, tile.col + tile.width + halo), min(grid.height, tile.row + tile.height + halo)
-    return intact and col <= left and row <= top and col + width >= right and row + height >= bottom
+    return intact[path] and col <= left and row <= top and col + width >= right and row + height >= bottom
 
 
 def describe(kind, counts):

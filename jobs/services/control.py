@@ -93,8 +93,10 @@ def job_resume(*, job, by=None, params=None):
             job.inputs.exclude(name__in=[i.name for i in kind.inputs]).delete()
         tiles = JobTile.objects.filter(job_id=job.pk)
         changed = None  # a chain's first step that runs again for every tile
-        if is_chain(job) and (changes or redefined):  # a new version of a step's type: all steps
+        if is_chain(job) and (changes or job.type_version != kind.version):
             changed = chainruns.first_changed(job.params["steps"], new_params["steps"]) if changes else 0
+            if not chainruns.same_versions(job.type_version, kind, changed):  # a kept step's type is new
+                changed = 0
             storage.drop_tile_outputs([job.pk])
             rerun = tiles
         elif changes or redefined:
@@ -103,8 +105,10 @@ def job_resume(*, job, by=None, params=None):
         else:
             _forget_lost_outputs(job.pk)
             rerun = tiles.exclude(status=TileStatus.SUCCEEDED)
-        starts = (chainruns.plan_starts(job, kind, rerun, changed, tileindex.index_grid(job.collection_id))
-                  if is_chain(job) else None)
+        starts = None
+        if is_chain(job):  # the rows locked in id order first, as every multi-row tile update does
+            list(rerun.order_by("id").select_for_update(no_key=True).values_list("id", flat=True))
+            starts = chainruns.plan_starts(job, kind, rerun, changed, tileindex.index_grid(job.collection_id))
         to_run = lifecycle.move_tiles(job.pk, "rerun", rerun)
         # Tiles that never ran were counted when the job was submitted (or resumed before).
         pixels = (tiles.filter(status=TileStatus.PENDING, attempts__gt=0)

@@ -288,7 +288,7 @@ def _process_block(job, block, kind, inputs, grid, around, lease=None):
         chainruns.discard(chain)
         return _one_by_one(job, block, kind, inputs, grid, around, lease)
     if chain:
-        chainruns.record(kind, block, chain)
+        _through_outage(chainruns.record, kind, block, chain)
     cpu_seconds, peak_memory = measure.done()
     count = len(block)
     return [lifecycle.TileDone(job_tile, relpath, size // count + (size % count if i == 0 else 0), cpu_seconds / count,
@@ -328,12 +328,12 @@ def _process_tile(job, job_tile, kind, inputs, grid, around, lease=None):
         return None
     except Exception as exc:
         if chain:
-            chainruns.record(kind, [job_tile], chain, exc)
+            _through_outage(chainruns.record, kind, [job_tile], chain, exc)
         _tile_failed(job, job_tile, exc, lifecycle.claimed(job_tile.pk, job_tile.attempts))
         _let_go(job_tile)
         return None
     if chain:
-        chainruns.record(kind, [job_tile], chain)
+        _through_outage(chainruns.record, kind, [job_tile], chain)
     return relpath, size, *measure.done()
 
 
