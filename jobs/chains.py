@@ -6,26 +6,27 @@ A chain is requested as a list of steps, `[{"type": "slope", "params": {...}}, {
 whose params are the steps' clean parameters (`{"steps": [{"type": ..., "params": ...}, ...]}`)
 and whose inputs are named after their step (`steps[1].color_table`). Each tile is read with the
 sum of its steps' halos; each step runs on a window that shrinks by its halo, and the last one is
-cropped to the tile (jobs.raster.dem.process_chain), so the merged result equals the steps run one
-after the other over the whole area.
+cropped to the tile (jobs.raster.chain.process_chain), so the merged result equals the steps run
+one after the other over the whole area.
 
-Steps are the gdal.DEMProcessing types (hillshade, slope, aspect, colour relief). A step after the
-first reads band 1 of the one before, so a step whose result has several bands (colour relief) can
-only be the last.
+A step is any job type that is `in_chains`: the gdal.DEMProcessing types (hillshade, slope, aspect,
+colour relief), the tiled command-line types an operator declares, and calc, which reads its own
+window from its inputs' collections and so can only be the first step. A step after the first
+reads band 1 of the one before, so a step whose result has several bands (colour relief) can only
+be the last.
 """
 
 import hashlib
 from dataclasses import dataclass
 
 from .jobschema import Input, JobType, raster_mosaic
-from .jobtypes import JOB_TYPES, DemJobType, get_job_type
-from .raster import blocks, dem
+from .jobtypes import JOB_TYPES, get_job_type
+from .raster import blocks
+from .raster.chain import process_chain
 from jobsite.exceptions import Rejected, quoted
 
 CHAIN = "chain"
 MAX_STEPS = 8
-# Step types whose result has one band, which the next step can read.
-ONE_BAND = frozenset({"hillshade", "slope", "aspect"})
 
 
 def is_chain(job):
@@ -39,7 +40,7 @@ def job_type_of(job):
 
 @dataclass(frozen=True)
 class Step:
-    kind: DemJobType
+    kind: JobType
     params: dict  # clean
 
 
@@ -54,6 +55,13 @@ class Chain(JobType):
         # A block's window gives each step the same pixels as its tiles' windows would, but for
         # colour relief, whose table's percentages are of the window's range (jobs.jobtypes).
         return all(step.kind.runs_blocks for step in self.steps)
+
+    @property
+    def decides_collection(self):
+        return self.steps[0].kind.decides_collection
+
+    def collection_of(self, params):
+        return self.steps[0].kind.collection_of(self.steps[0].params)
 
     @property
     def output_name(self):
@@ -90,25 +98,22 @@ class Chain(JobType):
         except Rejected as exc:
             raise Rejected(_in_step(0, exc.errors)) from None
 
-    def _operations(self, grid, inputs):
-        operations = []
-        for number, step in enumerate(self.steps):
-            mine = {name.split(".", 1)[1]: stored for name, stored in inputs.items()
-                    if name.startswith(f"steps[{number}].")}
-            operations.append((step.kind.processing, step.kind.gdal_options(step.params, mine),
-                               step.kind.tile_halo(step.params, grid)))
-        return operations
+    def _run_steps(self, grid, inputs):
+        """Each step as jobs.raster.chain runs it, with its own inputs."""
+        return [step.kind.chain_step(step.params, {name.split(".", 1)[1]: stored for name, stored in inputs.items()
+                                                   if name.startswith(f"steps[{number}].")}, grid)
+                for number, step in enumerate(self.steps)]
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress, **resume):
-        """As a job type's, and with `resume`, jobs.raster.dem.process_chain's start, interim results
+        """As a job type's, and with `resume`, jobs.raster.chain.process_chain's start, interim results
         to read, and interim results to keep (jobs.services.chainruns gives them)."""
-        return dem.process_chain(area=tile, sources=[tile, *neighbours], grid=grid, steps=self._operations(grid, inputs),
-                                 out_path=out_path, progress=progress, band=self.steps[0].params.get("band", 1), **resume)
+        return process_chain(area=tile, sources=[tile, *neighbours], grid=grid, steps=self._run_steps(grid, inputs),
+                             out_path=out_path, progress=progress, band=self.steps[0].params.get("band", 1), **resume)
 
     def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress, **resume):
-        return dem.process_chain(area=blocks.area(tiles), sources=[*tiles, *neighbours], grid=grid,
-                                 steps=self._operations(grid, inputs), out_path=out_path, progress=progress,
-                                 band=self.steps[0].params.get("band", 1), **resume)
+        return process_chain(area=blocks.area(tiles), sources=[*tiles, *neighbours], grid=grid,
+                             steps=self._run_steps(grid, inputs), out_path=out_path, progress=progress,
+                             band=self.steps[0].params.get("band", 1), **resume)
 
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         return raster_mosaic(self, tile_paths, out_dir)
@@ -171,10 +176,14 @@ def chain_of_steps(raw, with_inputs):
             errors[where] = f"unknown field{'s' if len(unknown) > 1 else ''} {shown}; a step has {', '.join(sorted(allowed))}"
             continue
         kind = JOB_TYPES.get(given.get("type")) if isinstance(given.get("type"), str) else None
-        if not isinstance(kind, DemJobType):
-            chainable = sorted(name for name, job_type in JOB_TYPES.items() if isinstance(job_type, DemJobType))
+        if kind is None or not kind.in_chains:
+            chainable = sorted(name for name, job_type in JOB_TYPES.items() if job_type.in_chains)
             errors[f"{where}.type"] = (f"{quoted(given.get('type'))} cannot be a step of a chain; "
                                        f"the types a chain takes are {', '.join(chainable)}")
+            continue
+        if kind.in_chains == "first" and number:
+            errors[f"{where}.type"] = (f"{kind.name} reads its inputs' collections itself, so it can only be a "
+                                       "chain's first step")
             continue
         try:
             params = kind.clean_params(given.get("params"))
@@ -191,7 +200,7 @@ def chain_of_steps(raw, with_inputs):
         steps.append(Step(kind, params))
     if not errors:
         for number, step in enumerate(steps[:-1]):
-            if step.kind.name not in ONE_BAND:
+            if step.kind.in_chains == "last":
                 errors[f"steps[{number + 1}]"] = (f"follows {step.kind.name}, whose result has several bands; "
                                                   f"{step.kind.name} can only be a chain's last step")
     if errors:

@@ -11,6 +11,7 @@ under the tile's footprint (grown by the resampling kernel's reach), so that a t
 those one warp of the whole other collection onto the whole grid would give.
 """
 
+import dataclasses
 import math
 import re
 import uuid
@@ -29,7 +30,7 @@ from .jobschema import BAND, JobType, Param
 from .models import Collection, Job, Tile
 from .raster import calc, warp
 from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, IndexGrid, RasterError, gdal_error, open_tile, progress_callback,
-                        raise_stopped, tile_layout, write_gtiff, written_atomically)
+                        raise_stopped, read_area, tile_layout, write_gtiff, written_atomically)
 
 INPUT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 MAX_INPUTS = 8
@@ -120,6 +121,11 @@ class Calc(JobType):
             raise Rejected({"params": {"inputs": f"no input reads collection {collection.pk}, whose tiles the job "
                                                  "runs over"}})
 
+    in_chains = "first"
+
+    def chain_step(self, params, inputs, grid):
+        return CalcStep(self.name, params)
+
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         nodata = params["nodata"] if params.get("nodata") is not None else calc.type_nodata(params["output_type"])
         used = calc.check_expression(params["expression"], set(params["inputs"]))
@@ -144,6 +150,50 @@ class Calc(JobType):
             write_gtiff(tmp, result, geotransform, grid.crs_wkt, nodata,
                         tile_layout(tile.width, tile.height))
         return out_path.stat().st_size
+
+
+@dataclass(frozen=True)
+class CalcStep:
+    """calc as the first step of a chain (jobs.raster.chain): it reads its window itself, each input
+    of the job's collection from the window's tiles, each of another collection warped onto the
+    window's pixels, and evaluates the expression over it as over a tile."""
+
+    name: str
+    params: dict
+    halo = 0
+
+    def read(self, area, sources, grid, halo):
+        params = self.params
+        nodata = params["nodata"] if params.get("nodata") is not None else calc.type_nodata(params["output_type"])
+        used = sorted(calc.check_expression(params["expression"], set(params["inputs"])))
+        own = [name for name in used if params["inputs"][name]["collection"] == grid.collection]
+        arrays, valid, window = {}, None, None
+        for name in own or [None]:  # without an input of its own, band 1 places the window
+            window = read_area(area, sources, grid, halo, params["inputs"][name]["band"] if name else 1)
+            if name:
+                pixels = window.pixels.astype(np.float64)
+                ok = ~np.isnan(pixels) if window.nodata is None else (pixels != window.nodata) & ~np.isnan(pixels)
+                arrays[name], valid = pixels, ok if valid is None else valid & ok
+        height, width = window.pixels.shape
+        size = _Size(width, height)
+        for name in used:
+            if name not in arrays:
+                arrays[name], ok = _resampled(params["inputs"][name], window.geotransform, size, grid.crs_wkt,
+                                              params["resampling"], None)
+                valid = ok if valid is None else valid & ok
+        if valid is None:  # an expression of constants
+            valid = np.ones((height, width), dtype=bool)
+        result = calc.evaluate(params["expression"], arrays, valid, params["output_type"], nodata)
+        return dataclasses.replace(window, pixels=result, nodata=nodata)
+
+    def run(self, source, callback, progress):
+        return source  # read() evaluated it
+
+
+@dataclass(frozen=True)
+class _Size:
+    width: int
+    height: int
 
 
 def _fits(value, output_type):

@@ -127,6 +127,15 @@ class CommandJobType(JobType):
                                    output_type=self.output_type, output_nodata=self.output_nodata,
                                    out_path=out_path, progress=progress)
 
+    @property
+    def in_chains(self):
+        # a type that is not tiled runs once over the mosaic; a subclass's own work is not the tool's
+        return "any" if self.tiled and type(self).process_tile is CommandJobType.process_tile else ""
+
+    def chain_step(self, params, inputs, grid):
+        return command.ToolStep(self.name, self.tile_halo(params, grid), self.tool, _values(params, inputs),
+                                self.output_type, self.output_nodata)
+
     def merge(self, *, tile_paths, out_dir, params, inputs, crs_wkt, progress=None):
         if self.tiled:
             return super().merge(tile_paths=tile_paths, out_dir=out_dir, params=params, inputs=inputs, crs_wkt=crs_wkt)

@@ -89,6 +89,9 @@ class JobType:
     tile_suffix = ".tif"
     passes = 1  # how many times its tiles' pixels are processed: the daily pixel quota counts each
     in_blocks = False  # whether process_block gives, pixel for pixel, the tiles' process_tile side by side
+    # Where it may stand in a chain (jobs.chains): "any", "first" (it reads its window itself), "last"
+    # (its result has several bands, which no step reads), or "" (not in a chain).
+    in_chains = ""
 
     def params_schema(self):
         """The JSON Schema of this type's parameters (see jobs.paramschema)."""
@@ -155,6 +158,11 @@ class JobType:
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         """Write the tile's result to `out_path`; return its size in bytes."""
+        raise NotImplementedError
+
+    def chain_step(self, params, inputs, grid):
+        """This type as a step of a chain over `grid` (jobs.raster.chain), for the clean `params` and
+        its `inputs` (data files); only for types `in_chains`."""
         raise NotImplementedError
 
     @property

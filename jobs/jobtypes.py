@@ -32,6 +32,15 @@ class DemJobType(JobType):
     def gdal_options(self, clean_params, inputs=None):
         return self.to_gdal(clean_params, inputs or {})
 
+    @property
+    def in_chains(self):
+        if type(self).process_tile is not DemJobType.process_tile:  # a subclass's own work is not the operation
+            return ""
+        return "last" if self.processing == "color-relief" else "any"  # colour relief's result has several bands
+
+    def chain_step(self, params, inputs, grid):
+        return dem.Operation(self.processing, self.tile_halo(params, grid), self.gdal_options(params, inputs))
+
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         return dem.process_tile(tile=tile, neighbours=neighbours, grid=grid, halo=self.halo, processing=self.processing,
                                 options=self.gdal_options(params, inputs), out_path=out_path, progress=progress,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jobs.jobschema import JobType, Param
+from jobs.raster.chain import in_memory
 from jobs.raster.io import Cancelled, open_tile, tile_layout, write_gtiff, written_atomically
 
 
@@ -25,6 +26,27 @@ class Offset(JobType):
             write_gtiff(tmp, pixels, ds.GetGeoTransform(), grid.crs_wkt, nodata, tile_layout(tile.width, tile.height))
         return out_path.stat().st_size
 
+    in_chains = "any"
+
+    def chain_step(self, params, inputs, grid):
+        return OffsetStep(self.name, params["amount"])
+
+
+@dataclass(frozen=True)
+class OffsetStep:
+    """Offset as a step of a chain: the same sum over the window the step before left."""
+
+    name: str
+    amount: float
+    halo = 0
+
+    def run(self, source, callback, progress):
+        band = source.GetRasterBand(1)
+        pixels, nodata = band.ReadAsArray().astype(np.float32), band.GetNoDataValue()
+        valid = pixels != nodata if nodata is not None else np.ones(pixels.shape, dtype=bool)
+        pixels[valid] += self.amount
+        return in_memory(pixels, source.GetGeoTransform(), source.GetProjection(), nodata)
+
 
 OFFSET = Offset("offset", "Every valid pixel plus an amount.",
                 (Param("amount", "number", 1.0, "What is added to each pixel"),), version="2")
@@ -35,6 +57,8 @@ NOT_A_TYPE = "offset"
 class Pause(Offset):
     """Takes `seconds` per tile (asking its progress callback meanwhile, as GDAL does), then writes
     the tile as it is: a tile of known length, for tests of scheduling and failover."""
+
+    in_chains = ""
 
     def process_tile(self, *, params, progress, **kwargs):
         end = time.monotonic() + params["seconds"]

@@ -13,6 +13,7 @@ from datafiles import services as datafiles
 from jobs import tileindex
 from jobs.models import DailyUsage, Job, JobInput, JobLog, JobStatus, JobTile, Tile
 from jobs.raster import dem
+from jobs.raster.chain import process_chain
 from jobs.raster.io import RasterError
 from jobs.services.control import job_cancel, job_resume
 from jobs.services.submit import job_submit
@@ -178,8 +179,8 @@ def test_a_step_that_fails_is_named_and_leaves_no_file(index, tmp_path):
     tile = tileindex.grid_tile(Tile.objects.get(number=index.id_at(1, 1)))
     out = tmp_path / "tile.tif"
     with pytest.raises(RasterError, match=r"^step 2 of 2 \(slope\): Invalid value for -alg"):
-        dem.process_chain(area=tile, sources=[tile], grid=grid, out_path=out, steps=[
-            ("hillshade", {}, 1), ("slope", {"alg": "Bogus"}, 1)])
+        process_chain(area=tile, sources=[tile], grid=grid, out_path=out, steps=[
+            dem.Operation("hillshade", 1), dem.Operation("slope", 1, {"alg": "Bogus"})])
     assert list(tmp_path.iterdir()) == []
 
 

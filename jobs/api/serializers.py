@@ -150,8 +150,9 @@ class JobCreateSerializer(serializers.Serializer):
                                   help_text='A chain instead of type, params and inputs: steps run one after the '
                                             'other on each tile, each reading the result of the step before, e.g. '
                                             '[{"type": "slope"}, {"type": "color-relief", "inputs": {"color_table": '
-                                            '"ramp.txt"}}]; the types a chain takes are hillshade, slope, aspect and '
-                                            'color-relief (the last step only)')
+                                            '"ramp.txt"}}]; the types a chain takes are hillshade, slope, aspect, '
+                                            'color-relief (the last step only), calc (the first step only) and the '
+                                            'tiled types a site declares')
     collection = serializers.CharField(required=False, max_length=64,
                                        help_text="The collection of tiles to run over (see collections/); the "
                                                  "site's default collection without it")

@@ -24,6 +24,7 @@ from osgeo import gdal, gdal_array
 from jobsite.gdalpolicy import thread_config
 
 from . import mosaic, toolprocess
+from .chain import in_memory
 from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, read_with_halo, tile_layout,
                  write_error, write_gtiff, written_atomically)
 
@@ -82,6 +83,30 @@ def run_on_tile(*, tile, neighbours, grid, halo, band, tool, values, output_type
     finally:
         toolprocess.remove_folder(folder)
     return Path(out_path).stat().st_size
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """A tool run over a window as a step of a chain (jobs.raster.chain): the window the steps
+    before it leave is its input, as a tile grown by its halo is run_on_tile's."""
+
+    name: str
+    halo: int
+    tool: Tool
+    values: dict
+    output_type: str
+    output_nodata: float
+
+    def run(self, source, callback, progress):
+        folder = toolprocess.make_folder(self.tool.scratch)
+        try:
+            band, geotransform, crs_wkt = source.GetRasterBand(1), source.GetGeoTransform(), source.GetProjection()
+            result, tool_nodata = _run_over(folder, self.tool, self.values, band.ReadAsArray(), geotransform, crs_wkt,
+                                            band.GetNoDataValue(), progress)
+            return in_memory(_as_type(result, self.output_type, self.output_nodata, tool_nodata), geotransform, crs_wkt,
+                             self.output_nodata)
+        finally:
+            toolprocess.remove_folder(folder)
 
 
 def copy_tile(*, tile, band, crs_wkt, out_path):

@@ -17,7 +17,7 @@ from jobsite import media
 
 from .. import storage
 from ..models import InterimResults, JobTile, TileStatus
-from ..raster.dem import StepFailed
+from ..raster.chain import StepFailed
 from ..raster.io import GridTile
 
 
