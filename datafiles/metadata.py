@@ -13,6 +13,10 @@ import csv
 import io
 import json
 import math
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +332,34 @@ def _stretch(pixels, nodata, is_byte):
         span = high - low or 1.0
         out[valid] = (1 + np.round((values - low) / span * 254)).astype(np.uint8)
     return out
+
+
+# Colour tables: GDAL reads them only as gdaldem color-relief does.
+
+def color_table_problem(stored):
+    """Why gdaldem color-relief cannot read the text file `stored` as its colour table (GDAL's
+    messages, paths taken out), or None. GDAL reports a table it cannot read only as an error
+    message and goes on with no colours, so the messages are taken from standard error: call it
+    only in a process of its own (the sandbox's child)."""
+    source = gdal.GetDriverByName("MEM").Create("", 2, 1, 1, gdal.GDT_Float32)
+    with _standard_error() as written:
+        gdal.DEMProcessing("", source, "color-relief", format="MEM", colorFilename=stored.path)
+    errors = [line.split(":", 1)[1].strip() for line in written if line.startswith("ERROR ")]
+    return stored.scrub("; ".join(errors)) if errors else None
+
+
+@contextmanager
+def _standard_error():
+    """The lines written to file descriptor 2 while in the block."""
+    written = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield written
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            written.extend(capture.read(64 * 1024).decode("utf-8", "replace").splitlines())

@@ -71,6 +71,13 @@ def map_copy(stored, kind, out_path, limits=DEFAULT_LIMITS, confinement=DEFAULT_
          stored, confinement)
 
 
+def color_table_problem(stored, limits=DEFAULT_LIMITS, confinement=DEFAULT_CONFINEMENT):
+    """Why GDAL cannot read a text file as a colour table, or None, in a child; Unreadable when
+    the child could not tell."""
+    return _run({"action": "color_table", "file": asdict(stored), "limits": asdict(limits)}, stored,
+                confinement)["problem"]
+
+
 def isolation(confinement=DEFAULT_CONFINEMENT):
     """How a child is kept off the network on this machine ("network namespace", "user and
     network namespace" or "GDAL configuration only"), and the names in its environment."""
@@ -157,6 +164,8 @@ def main():
         if request["action"] == "inspect":
             kind, found = metadata.inspect(stored, limits)
             return {"kind": kind, "metadata": found}
+        if request["action"] == "color_table":
+            return {"problem": metadata.color_table_problem(stored)}
         if request["action"] == "map":
             from . import mapping
 

@@ -170,6 +170,20 @@ def confinement():
                                memory_bytes=settings.DATAFILE_INSPECT_MEMORY_BYTES)
 
 
+def color_table_problem(datafile):
+    """Why GDAL cannot read the text file `datafile` as a gdaldem colour table, or None. GDAL reads
+    it in a child the first time it is asked; its answer is kept in the file's metadata."""
+    if "color_table" not in datafile.metadata:
+        try:
+            problem = sandbox.color_table_problem(datafile.stored, declared_limits(), confinement())
+        except Unreadable as exc:
+            return str(exc)  # not kept: a time-out may pass
+        answer = {"readable": problem is None, **({"problem": problem} if problem else {})}
+        datafile.metadata = {**datafile.metadata, "color_table": answer}
+        DataFile.objects.filter(pk=datafile.pk, path=datafile.path).update(metadata=datafile.metadata)
+    return datafile.metadata["color_table"].get("problem")
+
+
 def preview_relpath(relpath):
     return f"{relpath}.preview.png"
 

@@ -16,10 +16,11 @@ reads band 1 of the one before, so a step whose result has several bands (colour
 be the last.
 """
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
-from .jobschema import Input, JobType, raster_mosaic
+from .jobschema import JobType, raster_mosaic
 from .jobtypes import JOB_TYPES, get_job_type
 from .raster import blocks
 from .raster.chain import process_chain
@@ -212,7 +213,7 @@ def _chain(steps):
     last = steps[-1].kind
     versions = "+".join(step.kind.version for step in steps)
     return Chain(CHAIN, " then ".join(step.kind.name for step in steps), params=(),
-                 inputs=tuple(Input(f"steps[{number}].{i.name}", i.kind, i.help) for number, step in enumerate(steps)
+                 inputs=tuple(dataclasses.replace(i, name=f"steps[{number}].{i.name}") for number, step in enumerate(steps)
                               for i in step.kind.inputs),
                  version=versions if len(versions) <= 32 else hashlib.sha256(versions.encode()).hexdigest()[:32],
                  render_as=last.render_as, steps=tuple(steps))

@@ -63,6 +63,7 @@ class Input:
     name: str
     kind: str  # the data file kind it must be: raster, vector, table or text
     help: str
+    reads_as: str = ""  # "color_table": a text file that GDAL must read as a gdaldem colour table
 
     def schema(self):
         return {"name": self.name, "kind": self.kind, "help": self.help}

@@ -215,7 +215,8 @@ JOB_TYPES = {
                 Param("alpha", "boolean", False, "Add an alpha band, transparent where there is no data"), BAND,
             ),
             inputs=(Input("color_table", "text", "a colour table: lines of 'elevation red green blue [alpha]', "
-                                                 "'nv' for nodata, elevations may be percentages"),),
+                                                 "'nv' for nodata, elevations may be percentages",
+                                 reads_as="color_table"),),
             # A percentage in the table is of the range of the window GDAL is given: a block's
             # would not be its tiles'.
             processing="color-relief", to_gdal=_color_relief, in_blocks=False,

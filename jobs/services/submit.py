@@ -263,9 +263,9 @@ def _input_files(owner, kind, names, wait_for_files=True):
     """{input: (file name, the owner's DataFile or None if not uploaded yet)}; Rejected for a file of
     the wrong kind, or one not uploaded yet when the job may not wait for it."""
     found = {f.name: f for f in DataFile.objects.filter(owner=owner, name__in=names.values())}
-    wanted = {i.name: i.kind for i in kind.inputs}
+    wanted = {i.name: i for i in kind.inputs}
     errors = {name: problem for name, file_name in names.items() if file_name in found
-              and (problem := unfit_input(found[file_name], name, wanted[name]))}
+              and (problem := unfit_input(found[file_name], wanted[name]))}
     if not wait_for_files:
         errors.update({name: f"you have no data file named {quoted(file_name)}" for name, file_name in names.items()
                        if file_name not in found})

@@ -7,6 +7,7 @@
 from django.conf import settings
 from django.db import transaction
 
+from datafiles import services as datafiles
 from datafiles.models import DataFile
 
 from .. import lifecycle, runners, scheduling
@@ -42,27 +43,30 @@ def link_arrived_inputs(job):
         if job_input.datafile_id is not None:
             continue
         datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name).first()
-        needed = next((i.kind for i in job_type_of(job).inputs if i.name == job_input.name), None)
+        needed = next((i for i in job_type_of(job).inputs if i.name == job_input.name), None)
         if needed is None:  # a resumed chain no longer reads it
             continue
         if datafile is None:
             missing.append(job_input.file_name)
-        elif problem := unfit_input(datafile, job_input.name, needed):
+        elif problem := unfit_input(datafile, needed):
             wrong.append(f"{job_input.file_name} arrived, but {problem}")
         else:
             JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
     return missing, wrong
 
 
-def unfit_input(datafile, name, needed):
-    """What makes `datafile` unfit as the input `name`, which needs a `needed` file, or None:
-    another kind of file, or more polygons than MAX_ZONES (from the metadata read at upload)."""
-    if datafile.kind != needed:
-        return f"{datafile.name} is a {datafile.kind} file; {name} needs a {needed} file"
+def unfit_input(datafile, needed):
+    """What makes `datafile` unfit as the input `needed` (a job type's Input), or None: another kind
+    of file, more polygons than MAX_ZONES (from the metadata read at upload), or a text that GDAL
+    cannot read as the colour table the input is."""
+    if datafile.kind != needed.kind:
+        return f"{datafile.name} is a {datafile.kind} file; {needed.name} needs a {needed.kind} file"
     layers = datafile.metadata.get("layers") or [{}]
     features = layers[0].get("feature_count") or 0
-    if needed == "vector" and features > settings.MAX_ZONES:
+    if needed.kind == "vector" and features > settings.MAX_ZONES:
         return f"{datafile.name} has {features:,} features; the limit is {settings.MAX_ZONES:,} (JOBSITE_MAX_ZONES)"
+    if needed.reads_as == "color_table" and (problem := datafiles.color_table_problem(datafile)):
+        return f"{datafile.name} is not a colour table that GDAL can read: {problem}"
     return None
 
 
