@@ -127,11 +127,12 @@ def _in_step(number, errors):
             for name, problem in (problems.items() if isinstance(problems, dict) else [("", problems)])}
 
 
-def steps_of(job, inputs):
-    """A chain job's steps with their inputs ({input name: file name} of the job), as the API and the
-    dashboard show them: [{"type": ..., "params": {...}, "inputs": {...}}, ...]."""
+def steps_of(job, inputs, facts=None):
+    """A chain job's steps with their inputs ({input name: file name} of the job), and with `facts`
+    (jobs.services.chainruns.step_facts), as the API and the dashboard show them: [{"type": ...,
+    "params": {...}, "inputs": {...}, "tiles_done": n, "interim_bytes": n}, ...]."""
     return [{**step, "inputs": {name.split(".", 1)[1]: file_name for name, file_name in inputs.items()
-                                if name.startswith(f"steps[{number}].")}}
+                                if name.startswith(f"steps[{number}].")}, **(facts[number] if facts else {})}
             for number, step in enumerate(job.params["steps"])]
 
 

@@ -26,7 +26,7 @@ from .jobtypes import JOB_TYPES
 from jobsite import georef
 
 from .models import Collection, Job, JobLog, JobStatus, JobTile, Label, TileStatus
-from .services import control, estimate, submit, usage
+from .services import chainruns, control, estimate, submit, usage
 
 PAGE_SIZE = 25
 LOG_TAIL = 100
@@ -119,7 +119,7 @@ LIVE_PARTS = ("state", "result", "facts")
 def _live_context(job):
     outputs = [{**o, "url": reverse("job-output", kwargs={"pk": job.pk, "name": o["name"]})} for o in job.outputs]
     inputs = job.inputs.all()
-    steps = steps_of(job, {i.name: i.file_name for i in inputs}) if is_chain(job) else None
+    steps = steps_of(job, {i.name: i.file_name for i in inputs}, chainruns.step_facts(job)) if is_chain(job) else None
     return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": inputs, "steps": steps,
             "outputs": outputs, "link_hours": settings.OUTPUT_LINK_SECONDS / 3600,
             "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),

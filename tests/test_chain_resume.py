@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from osgeo import gdal
 
 from datafiles import services as datafiles
@@ -122,6 +123,29 @@ def test_a_resume_that_changes_the_last_step_keeps_every_tiles_earlier_steps(ind
     assert resumed.status == JobStatus.SUCCEEDED, resumed.error
     assert set(map(tuple, runs(resumed).values())) == {(1, 1, 2)}  # steps 1 and 2 never ran again
     assert_same_pixels(relief_over_whole(index, ramp, addAlpha=True), merged_pixels(resumed))
+
+
+def test_the_api_and_the_job_page_count_per_step_the_tiles_done_and_the_bytes_kept(
+        index, owner, ramp, failed_at_the_last_step, client_for):
+    job, _ = failed_at_the_last_step
+    client = client_for(owner)
+
+    def facts():
+        steps = client.get(f"/api/v1/jobs/{job.pk}/").json()["steps"]
+        return [step["tiles_done"] for step in steps], [step["interim_bytes"] for step in steps]
+
+    kept = [sum(t.steps["outputs"][step][1] for t in JobTile.objects.filter(job=job)) for step in range(2)]
+    assert all(kept) and facts() == ([12, 12, 11], [*kept, None])
+    listed = client.get("/api/v1/jobs/").json()["results"][0]["steps"]
+    assert [step["type"] for step in listed] == ["slope", "hillshade", "color-relief"] and "tiles_done" not in listed[0]
+    job_resume(job=job, params={"steps": [*RELIEF[:2], {"type": "color-relief", "params": {"alpha": True}}]})
+    assert facts() == ([12, 12, 0], [*kept, None])  # steps 1 and 2 kept for every tile, step 3 to run
+    page = Client()
+    page.force_login(owner)
+    html = page.get(f"/jobs/{job.pk}/").content.decode()
+    assert html.count("12 of 12 tiles done") == 2 and "0 of 12 tiles done" in html
+    resumed = run(Job.objects.get(pk=job.pk))
+    assert resumed.status == JobStatus.SUCCEEDED and facts()[0] == [12, 12, 12]
 
 
 def test_a_resume_that_changes_the_first_step_runs_every_step_again(index, ramp, failed_at_the_last_step):

@@ -130,9 +130,10 @@ def test_a_chain_submitted_through_the_api_waits_for_its_colour_table_and_runs_o
     assert response.status_code == 201, response.json()
     job = response.json()
     assert job["type"] == "chain" and job["status"] == "waiting" and job["waiting_for"] == ["ramp.txt"]
-    assert job["steps"] == [{"type": "slope", "params": job["params"]["steps"][0]["params"], "inputs": {}},
+    assert job["steps"] == [{"type": "slope", "params": job["params"]["steps"][0]["params"], "inputs": {},
+                             "tiles_done": 0, "interim_bytes": 0},
                             {"type": "color-relief", "params": {"matching": "interpolate", "alpha": False, "band": 1},
-                             "inputs": {"color_table": "ramp.txt"}}]
+                             "inputs": {"color_table": "ramp.txt"}, "tiles_done": 0, "interim_bytes": None}]
     assert job["inputs"] == {"steps[1].color_table": "ramp.txt"}
     ramp = datafiles.datafile_store(owner=owner, upload=SimpleUploadedFile("ramp.txt", COLOR_TABLE.encode()))[0]
     done = wait_until_final(job["id"], timeout=60)

@@ -10,7 +10,7 @@ from jobsite.exceptions import quoted
 from ..chains import is_chain, steps_of
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobStatus, JobTile, Priority, Tile, Town
-from ..services import estimate, submit
+from ..services import chainruns, estimate, submit
 
 
 class OutputSerializer(serializers.Serializer):
@@ -89,7 +89,10 @@ class JobSerializer(serializers.ModelSerializer):
     outputs = serializers.SerializerMethodField()
     inputs = serializers.SerializerMethodField(help_text="input name: data file name")
     steps = serializers.SerializerMethodField(help_text="a chain's steps (type chain), each with its type, params "
-                                                        "and inputs; null for a job of one type")
+                                                        "and inputs, and, but in lists, tiles_done (its tiles that "
+                                                        "have the step done) and interim_bytes (what its kept "
+                                                        "results take; null for the last step); null for a job of "
+                                                        "one type")
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -116,7 +119,10 @@ class JobSerializer(serializers.ModelSerializer):
         return {job_input.name: job_input.file_name for job_input in job.inputs.all()}
 
     def get_steps(self, job) -> list[dict] | None:
-        return steps_of(job, self.get_inputs(job)) if is_chain(job) else None
+        if not is_chain(job):
+            return None
+        listed = getattr(self.context.get("view"), "action", None) == "list"  # a page of jobs: no queries per job
+        return steps_of(job, self.get_inputs(job), None if listed else chainruns.step_facts(job))
 
     @extend_schema_field(OutputSerializer(many=True))
     def get_outputs(self, job):
