@@ -9,6 +9,7 @@ from django.conf import settings
 from datafiles.models import DataFile
 
 from . import paramschema
+from .chains import CHAIN
 from .jobtypes import JOB_TYPES
 from .models import Collection, Priority, Town
 
@@ -23,18 +24,67 @@ class BoundedJSONField(forms.JSONField):
             raise forms.ValidationError("is nested too deeply") from None
 
 
-def param_fields(schema):
+def param_fields(schema, prefix="param_"):
     """{field name: form field} for the parameters a job type's JSON Schema describes."""
-    return {f"param_{name}": _param_field(name, prop, name in schema["required"])
+    return {f"{prefix}{name}": _param_field(name, prop, name in schema["required"], prefix)
             for name, prop in schema["properties"].items()}
 
 
-def _param_field(name, prop, required):
+def _param_field(name, prop, required, prefix):
     field = _typed_field(prop, required, prop.get("description", ""), name.replace("_", " ").capitalize())
     if "x-unused-with" in prop:  # static/js/job_form.js disables the field while these values are chosen
         field.widget.attrs["data-unused-with"] = json.dumps(
-            {f"param_{other}": values for other, values in prop["x-unused-with"].items()})
+            {f"{prefix}{other}": values for other, values in prop["x-unused-with"].items()})
     return field
+
+
+def type_field(initial):
+    """The job type to submit: one of JOB_TYPES, or a chain of them (jobs.chainform)."""
+    return forms.ChoiceField(choices=[(name, name) for name in JOB_TYPES] + [(CHAIN, f"{CHAIN}: several steps")],
+                             initial=initial)
+
+
+def area_fields():
+    """Where a job runs: its collection, and a town or tile ids."""
+    return {
+        "collection": forms.ModelChoiceField(
+            Collection.objects.order_by("id"), initial=settings.DEFAULT_COLLECTION, empty_label=None,
+            required=False, help_text="the collection of tiles to run over"),
+        "town": forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
+                                       empty_label="(the tile ids below)", help_text="a town's tiles"),
+        "tile_ids": forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283"),
+    }
+
+
+def input_field(owner, job_input):
+    """The owner's data files that can be the input `job_input` of a job type."""
+    files = DataFile.objects.filter(owner=owner, kind=job_input.kind).order_by("name")
+    return forms.ChoiceField(
+        choices=[("", f"(choose one of your {job_input.kind} files)")] + [(f.name, f.name) for f in files],
+        help_text=job_input.help, label=job_input.name.replace("_", " "))
+
+
+def last_fields(owner):
+    """The labels and the priority of a job: the higher only for staff."""
+    priorities = [name for name, value in Priority.by_name().items() if value != Priority.HIGH or owner.is_staff]
+    return {"labels": forms.CharField(required=False, help_text="comma-separated"),
+            "priority": forms.ChoiceField(choices=[(name, name) for name in priorities], initial="normal",
+                                          required=False, help_text="which jobs the workers serve first")}
+
+
+def tile_ids(raw):
+    """Tile ids typed as "4315, 4283"; None for none."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return [int(part) for part in raw.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise forms.ValidationError("tile ids are whole numbers separated by commas") from None
+
+
+def labels(raw):
+    return [label.strip() for label in raw.split(",") if label.strip()]
 
 
 def _typed_field(prop, required, help_text, label):
@@ -65,50 +115,32 @@ def _typed_field(prop, required, help_text, label):
     return field
 
 
+def disable_unused(form, schema, prefix="param_"):
+    """A parameter that the posted values of the others leave unused is disabled: whatever was
+    posted for it (a browser without JavaScript sends it) is neither checked nor submitted."""
+    if not form.is_bound:
+        return
+    for name in paramschema.unused(schema, {name: form.data.get(f"{prefix}{name}") for name in schema["properties"]}):
+        form.fields[f"{prefix}{name}"].disabled = True
+
+
 class JobForm(forms.Form):
     """A new job of one type: the area (a town or tile ids), the type's parameters and data files."""
 
     def __init__(self, *args, owner, kind, **kwargs):
         super().__init__(*args, **kwargs)
         self.kind = kind
-        self.fields["type"] = forms.ChoiceField(choices=[(name, name) for name in JOB_TYPES], initial=kind.name)
+        self.fields["type"] = type_field(kind.name)
         if kind.uses_tiles:  # where it runs
-            self.fields["collection"] = forms.ModelChoiceField(
-                Collection.objects.order_by("id"), initial=settings.DEFAULT_COLLECTION, empty_label=None,
-                required=False, help_text="the collection of tiles to run over")
-            self.fields["town"] = forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
-                                                         empty_label="(the tile ids below)", help_text="a town's tiles")
-            self.fields["tile_ids"] = forms.CharField(required=False,
-                                                      help_text="or tile ids, comma-separated: 4315, 4283")
+            self.fields.update(area_fields())
         self.fields.update(param_fields(kind.params_schema()))
-        self._disable_unused_params()
+        disable_unused(self, kind.params_schema())
         for job_input in kind.inputs:
-            files = DataFile.objects.filter(owner=owner, kind=job_input.kind).order_by("name")
-            self.fields[f"input_{job_input.name}"] = forms.ChoiceField(
-                choices=[("", f"(choose one of your {job_input.kind} files)")] + [(f.name, f.name) for f in files],
-                help_text=job_input.help, label=job_input.name.replace("_", " "))
-        self.fields["labels"] = forms.CharField(required=False, help_text="comma-separated")
-        priorities = [name for name, value in Priority.by_name().items() if value != Priority.HIGH or owner.is_staff]
-        self.fields["priority"] = forms.ChoiceField(choices=[(name, name) for name in priorities], initial="normal",
-                                                    required=False, help_text="which jobs the workers serve first")
-
-    def _disable_unused_params(self):
-        """A parameter that the posted values of the others leave unused is disabled: whatever was
-        posted for it (a browser without JavaScript sends it) is neither checked nor submitted."""
-        if not self.is_bound:
-            return
-        schema = self.kind.params_schema()
-        for name in paramschema.unused(schema, {name: self.data.get(f"param_{name}") for name in schema["properties"]}):
-            self.fields[f"param_{name}"].disabled = True
+            self.fields[f"input_{job_input.name}"] = input_field(owner, job_input)
+        self.fields.update(last_fields(owner))
 
     def clean_tile_ids(self):
-        raw = self.cleaned_data.get("tile_ids", "").strip()
-        if not raw:
-            return None
-        try:
-            return [int(part) for part in raw.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise forms.ValidationError("tile ids are whole numbers separated by commas") from None
+        return tile_ids(self.cleaned_data.get("tile_ids"))
 
     def submit_kwargs(self):
         data = self.cleaned_data
@@ -119,7 +151,7 @@ class JobForm(forms.Form):
             "params": {name: data[f"param_{name}"] for name in self.kind.params_schema()["properties"]
                        if data.get(f"param_{name}") is not None and not self.fields[f"param_{name}"].disabled},
             "inputs": {i.name: data[f"input_{i.name}"] for i in self.kind.inputs} or None,
-            "labels": [label.strip() for label in data["labels"].split(",") if label.strip()],
+            "labels": labels(data["labels"]),
             "priority": data.get("priority") or None,
         }
 

@@ -20,6 +20,7 @@ from .api.filters import JobFilter
 from .api.outputs import link_for
 from .api.pagination import BIGGEST
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
+from . import chainform
 from .forms import JobForm, ResumeForm
 from .chains import CHAIN, is_chain, job_type_of, steps_of
 from .jobtypes import JOB_TYPES
@@ -255,6 +256,8 @@ def job_delete(request, pk):
 @require_http_methods(["GET", "POST"])
 def job_new(request):
     type_name = request.POST.get("type") or request.GET.get("type") or "hillshade"
+    if type_name == CHAIN:
+        return _chain_new(request)
     if type_name not in JOB_TYPES:
         raise Http404(f"no job type {quoted(type_name)}")
     kind = JOB_TYPES[type_name]
@@ -267,18 +270,44 @@ def job_new(request):
     if request.method == "POST" and request.POST.get("estimate"):
         return _estimate(request, form, kind)
     if request.method == "POST" and not switching and form.is_valid():
-        try:
-            job = submit.job_submit(owner=request.user, **form.submit_kwargs())
-        except Rejected as exc:
-            form.add_service_errors(exc.errors)  # every field the service refused, all at once
-        except (LimitExceeded, TooLarge) as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Job {job.pk} submitted ({job.tiles_total} tiles).")
-            return redirect("job-page", pk=job.pk)
+        if submitted := _submitted(request, form):
+            return submitted
     elif request.method == "POST" and not switching:
         _add_param_problems(form, kind)
     return render(request, "jobs/job_new.html", {"form": form, "kind": kind, "types": JOB_TYPES.values()})
+
+
+def _submitted(request, form):
+    """The job page of the job the valid `form` submits; None, with the refusal on the form, if it is refused."""
+    try:
+        job = submit.job_submit(owner=request.user, **form.submit_kwargs())
+    except Rejected as exc:
+        form.add_service_errors(exc.errors)  # every field the service refused, all at once
+    except (LimitExceeded, TooLarge) as exc:
+        form.add_error(None, str(exc))
+    else:
+        messages.success(request, f"Job {job.pk} submitted ({job.tiles_total} tiles).")
+        return redirect("job-page", pk=job.pk)
+    return None
+
+
+def _chain_new(request):
+    """The new-job form for a chain, built step by step (jobs.chainform)."""
+    data = request.POST if request.method == "POST" else {}
+    types = chainform.step_types(data)
+    changing = request.method == "POST" and chainform.changes_steps(data)
+    if request.method == "POST" and not changing:
+        form = chainform.ChainForm(data, owner=request.user, types=types)
+    else:
+        form = chainform.ChainForm(owner=request.user, types=types).initial_from(data)
+    if request.method == "POST" and data.get("estimate"):
+        return _estimate(request, form, None)
+    if request.method == "POST" and not changing:
+        if form.is_valid() and (submitted := _submitted(request, form)):
+            return submitted
+        if not form.is_valid():
+            form.add_step_problems()
+    return render(request, "jobs/job_new.html", {"form": form, "chain": form.steps(), "types": JOB_TYPES.values()})
 
 
 def _estimate(request, form, kind):
@@ -290,6 +319,8 @@ def _estimate(request, form, kind):
             found = estimate.job_estimate(owner=request.user, **form.submit_kwargs())
         except Rejected as exc:
             form.add_service_errors(exc.errors)
+    elif kind is None:
+        form.add_step_problems()
     else:
         _add_param_problems(form, kind)
     if "application/json" in request.headers.get("Accept", ""):
@@ -298,7 +329,7 @@ def _estimate(request, form, kind):
                                 status=400)
         return JsonResponse({**found, "text": render_to_string("jobs/_estimate.html", {"estimate": found})})
     return render(request, "jobs/job_new.html", {"form": form, "kind": kind, "types": JOB_TYPES.values(),
-                                                 "estimate": found})
+                                                 "estimate": found, "chain": form.steps() if kind is None else None})
 
 
 def _add_param_problems(form, kind):

@@ -151,13 +151,10 @@ def test_the_script_hides_and_disables_what_the_chosen_mode_leaves_unused(transa
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     from .chromium import headless_chromium
+    from .test_browser import log_in
 
     with headless_chromium(console=True) as browser:
-        browser.get(f"{live_server.url}/accounts/login/")
-        browser.find_element(By.NAME, "username").send_keys("owner")
-        browser.find_element(By.NAME, "password").send_keys("owner-pass-1")
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(browser, 10).until(lambda d: "Jobs" in d.title)
+        log_in(browser, live_server)
         browser.get(f"{live_server.url}/jobs/new/?type=hillshade")
         altitude = browser.find_element(By.NAME, "param_altitude")
         azimuth = browser.find_element(By.NAME, "param_azimuth")

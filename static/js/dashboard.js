@@ -259,13 +259,21 @@ function showUploadError(form, message) {
   element.textContent = message;
 }
 
-// The new-job form: choosing another type shows its parameters at once.
+// The new-job form: choosing another type shows its parameters at once; so does choosing another
+// type for a step of a chain, which posts the form back with what was entered (jobs/chainform.py).
 function jobForm(form) {
   const select = form.querySelector("select[name=type]");
   const button = form.querySelector(".switch-type");
   if (!select || !button) return;
   button.hidden = true;
   select.addEventListener("change", () => { window.location.search = `?type=${encodeURIComponent(select.value)}`; });
+  form.querySelectorAll("fieldset.step").forEach((step) => {
+    const show = step.querySelector(".switch-step");
+    const type = step.querySelector("select[name$=_type]");
+    if (!show || !type) return;
+    show.hidden = true;
+    type.addEventListener("change", () => form.requestSubmit(show));
+  });
 }
 
 // "Copy link for QGIS": the link made in place, through the API, and put on the clipboard; without
