@@ -10,10 +10,10 @@ cropped to the tile (jobs.raster.chain.process_chain), so the merged result equa
 one after the other over the whole area.
 
 A step is any job type that is `in_chains`: the gdal.DEMProcessing types (hillshade, slope, aspect,
-colour relief), the tiled command-line types an operator declares, and calc, which reads its own
-window from its inputs' collections and so can only be the first step. A step after the first
-reads band 1 of the one before, so a step whose result has several bands (colour relief) can only
-be the last.
+colour relief), the tiled command-line types an operator declares, Python types that give their
+step, and calc, whose inputs are bands of collections and, after the first step, results of earlier
+steps (`{"step": k}`). A step after the first reads band 1 of the one before, so a step whose
+result has several bands (colour relief) can only be the last.
 """
 
 import dataclasses
@@ -71,6 +71,11 @@ class Chain(JobType):
     @property
     def passes(self):
         return len(self.steps)
+
+    def can_start_at(self, start):
+        """Whether a run from step `start` has what its steps read: the kept result of the step
+        before it, and no earlier one (calc's {"step": k} inputs)."""
+        return all(read >= start - 1 for step in self.steps[start:] for read in step.kind.steps_read(step.params))
 
     def stored_params(self):
         return {"steps": [{"type": step.kind.name, "params": step.params} for step in self.steps]}
@@ -188,7 +193,7 @@ def chain_of_steps(raw, with_inputs):
                                        "chain's first step")
             continue
         try:
-            params = kind.clean_params(given.get("params"))
+            params = kind.clean_step_params(given.get("params"), number)
         except Rejected as exc:
             errors.update(_in_step(number, exc.errors))
             continue

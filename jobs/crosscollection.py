@@ -11,7 +11,6 @@ under the tile's footprint (grown by the resampling kernel's reach), so that a t
 those one warp of the whole other collection onto the whole grid would give.
 """
 
-import dataclasses
 import math
 import re
 import uuid
@@ -29,16 +28,19 @@ from jobsite.gdalpolicy import thread_config
 from .jobschema import BAND, JobType, Param
 from .models import Collection, Job, Tile
 from .raster import calc, warp
+from .raster.calcstep import CalcStep
 from .raster.io import (TILE_OPEN_OPTIONS, Cancelled, IndexGrid, RasterError, gdal_error, open_tile, progress_callback,
-                        raise_stopped, read_area, tile_layout, write_gtiff, written_atomically)
+                        raise_stopped, tile_layout, write_gtiff, written_atomically)
 
 INPUT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 MAX_INPUTS = 8
 INPUTS_SHAPE = {
     "minProperties": 1, "maxProperties": MAX_INPUTS,
     "additionalProperties": {
-        "type": "object", "required": ["collection"], "additionalProperties": False,
-        "properties": {"collection": {"type": "string"}, "band": {"type": "integer", "minimum": 1}},
+        "type": "object", "additionalProperties": False,
+        # {"step": k}: the result of a chain's earlier step steps[k] (jobs.chains), for a step of a chain
+        "properties": {"collection": {"type": "string"}, "band": {"type": "integer", "minimum": 1},
+                       "step": {"type": "integer", "minimum": 0}},
     },
 }
 # Resampling methods for inputs on another grid, and how many of their pixels each reaches out.
@@ -50,15 +52,18 @@ def has_grid(collection):
     return bool(collection.crs_wkt and collection.pixel_width and collection.tile_count)
 
 
-def _clean_raster_inputs(raw):
-    """{name: {"collection": slug, "band": n}} (of the shape INPUTS_SHAPE) checked against the
-    collections; Rejected names each bad input."""
+def _clean_raster_inputs(raw, steps_before):
+    """{name: {"collection": slug, "band": n} or {"step": k}} (of the shape INPUTS_SHAPE) checked
+    against the collections and, for a chain's step, the `steps_before` it; Rejected names each bad
+    input."""
     errors, clean = {}, {}
-    collections = {c.pk: c for c in Collection.objects.filter(pk__in=[spec["collection"] for spec in raw.values()])}
+    collections = {c.pk: c for c in Collection.objects.filter(pk__in=[spec.get("collection") for spec in raw.values()])}
     for name, spec in raw.items():
-        problem = _raster_input_problem(name, spec, collections)
+        problem = _raster_input_problem(name, spec, collections, steps_before)
         if problem:
             errors[f"inputs.{name}"] = problem
+        elif "step" in spec:
+            clean[name] = {"step": int(spec["step"])}
         else:
             clean[name] = {"collection": spec["collection"], "band": int(spec.get("band", 1))}  # JSON's 2.0 too
     if errors:
@@ -66,11 +71,23 @@ def _clean_raster_inputs(raw):
     return clean
 
 
-def _raster_input_problem(name, spec, collections):
+def _raster_input_problem(name, spec, collections, steps_before):
     if not INPUT_NAME.fullmatch(name) or calc.name_problem(name):
         why = calc.name_problem(name) if INPUT_NAME.fullmatch(name) else (
             "must be 1 to 32 lower-case letters, digits and _, not starting with a digit")
         return f"{quoted(name)} is not an input name: it {why}"
+    if "step" not in spec and "collection" not in spec:
+        return 'needs collection ({"collection": name, "band": n}), or in a chain\'s later step, step ({"step": k})'
+    if "step" in spec and "collection" in spec:
+        return "names both a collection and a step: an input is one of them"
+    if "step" in spec:
+        if "band" in spec:
+            return "a step's result has one band: leave band out"
+        if not steps_before:
+            return "is the result of a chain's step: only a step after the first of a chain reads one"
+        if spec["step"] >= steps_before:
+            return f"steps[{spec['step']}] is not a step before this one; it may read steps[0] to steps[{steps_before - 1}]"
+        return None
     band = spec.get("band", 1)
     collection = collections.get(spec["collection"])
     if collection is None:
@@ -83,9 +100,14 @@ def _raster_input_problem(name, spec, collections):
 
 
 def jobs_reading(slug):
-    """Ids of the calc jobs with an input in collection `slug`."""
-    return [job_id for job_id, params in Job.objects.filter(type="calc").values_list("id", "params").iterator()
-            if any(spec.get("collection") == slug for spec in (params or {}).get("inputs", {}).values())]
+    """Ids of the calc jobs, and of the chains with a calc step, with an input in collection `slug`."""
+    def reads(job_type, params):
+        calcs = [params] if job_type == "calc" else [step["params"] for step in params["steps"] if step["type"] == "calc"]
+        return any(spec.get("collection") == slug for each in calcs for spec in (each or {}).get("inputs", {}).values())
+
+    # "chain" is jobs.chains.CHAIN, which reads the job types, this one too
+    return [job_id for job_id, job_type, params in Job.objects.filter(type__in=["calc", "chain"])
+            .values_list("id", "type", "params").iterator() if reads(job_type, params or {})]
 
 
 @dataclass(frozen=True)
@@ -95,10 +117,18 @@ class Calc(JobType):
     decides_collection = True
 
     def clean_params(self, raw):
+        return self.clean_step_params(raw, 0)
+
+    def clean_step_params(self, raw, number):
+        """As a step `number` of a chain, which may read the results of the steps before it, and
+        must read one of them if it is not the first."""
         clean = super().clean_params(raw)
         problems = {}
         try:
-            clean["inputs"] = _clean_raster_inputs(clean["inputs"])
+            clean["inputs"] = _clean_raster_inputs(clean["inputs"], number)
+            if number and not self.steps_read(clean):
+                problems["inputs"] = ('a step after the first reads the result of a step before it: give an input '
+                                      f'{{"step": {number - 1}}}')
         except Rejected as exc:
             problems.update(exc.errors["params"])
         try:
@@ -114,17 +144,20 @@ class Calc(JobType):
     def collection_of(self, params):
         """The first input's collection, in the order the request gave them (once stored,
         PostgreSQL's jsonb keeps its own order: the job's collection says it then)."""
-        return next(iter(params["inputs"].values()))["collection"]
+        return next(spec["collection"] for spec in params["inputs"].values() if "collection" in spec)
+
+    def steps_read(self, params):
+        return frozenset(spec["step"] for spec in params["inputs"].values() if "step" in spec)
 
     def check_collection(self, collection, params):
-        if collection.pk not in {spec["collection"] for spec in params["inputs"].values()}:
+        if collection.pk not in {spec.get("collection") for spec in params["inputs"].values()}:
             raise Rejected({"params": {"inputs": f"no input reads collection {collection.pk}, whose tiles the job "
                                                  "runs over"}})
 
-    in_chains = "first"
+    in_chains = "any"
 
     def chain_step(self, params, inputs, grid):
-        return CalcStep(self.name, params)
+        return CalcStep(self.name, params, _resampled)
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress):
         nodata = params["nodata"] if params.get("nodata") is not None else calc.type_nodata(params["output_type"])
@@ -150,50 +183,6 @@ class Calc(JobType):
             write_gtiff(tmp, result, geotransform, grid.crs_wkt, nodata,
                         tile_layout(tile.width, tile.height))
         return out_path.stat().st_size
-
-
-@dataclass(frozen=True)
-class CalcStep:
-    """calc as the first step of a chain (jobs.raster.chain): it reads its window itself, each input
-    of the job's collection from the window's tiles, each of another collection warped onto the
-    window's pixels, and evaluates the expression over it as over a tile."""
-
-    name: str
-    params: dict
-    halo = 0
-
-    def read(self, area, sources, grid, halo):
-        params = self.params
-        nodata = params["nodata"] if params.get("nodata") is not None else calc.type_nodata(params["output_type"])
-        used = sorted(calc.check_expression(params["expression"], set(params["inputs"])))
-        own = [name for name in used if params["inputs"][name]["collection"] == grid.collection]
-        arrays, valid, window = {}, None, None
-        for name in own or [None]:  # without an input of its own, band 1 places the window
-            window = read_area(area, sources, grid, halo, params["inputs"][name]["band"] if name else 1)
-            if name:
-                pixels = window.pixels.astype(np.float64)
-                ok = ~np.isnan(pixels) if window.nodata is None else (pixels != window.nodata) & ~np.isnan(pixels)
-                arrays[name], valid = pixels, ok if valid is None else valid & ok
-        height, width = window.pixels.shape
-        size = _Size(width, height)
-        for name in used:
-            if name not in arrays:
-                arrays[name], ok = _resampled(params["inputs"][name], window.geotransform, size, grid.crs_wkt,
-                                              params["resampling"], None)
-                valid = ok if valid is None else valid & ok
-        if valid is None:  # an expression of constants
-            valid = np.ones((height, width), dtype=bool)
-        result = calc.evaluate(params["expression"], arrays, valid, params["output_type"], nodata)
-        return dataclasses.replace(window, pixels=result, nodata=nodata)
-
-    def run(self, source, callback, progress):
-        return source  # read() evaluated it
-
-
-@dataclass(frozen=True)
-class _Size:
-    width: int
-    height: int
 
 
 def _fits(value, output_type):
@@ -278,7 +267,8 @@ CALC = Calc(
         Param("expression", "string", None, "e.g. (nir - red) / (nir + red): numbers, the input names, + - * / ** %, "
               "comparisons, & | ~ and the functions " + ", ".join(calc.FUNCTIONS), required=True),
         Param("inputs", "object", None, 'name: {"collection": name, "band": number}; the job runs over the tiles of '
-              "the first input's collection", required=True, shape=INPUTS_SHAPE),
+              "the first input's collection; a step of a chain after the first also reads earlier steps' results, "
+              'name: {"step": k}', required=True, shape=INPUTS_SHAPE),
         Param("output_type", "string", "Float32", "The data type of the result", choices=tuple(calc.OUTPUT_TYPES)),
         Param("resampling", "string", "near", "How inputs on another grid are resampled onto the first input's",
               choices=tuple(RESAMPLING)),

@@ -161,6 +161,15 @@ class JobType:
         """Write the tile's result to `out_path`; return its size in bytes."""
         raise NotImplementedError
 
+    def clean_step_params(self, raw, number):
+        """clean_params for step `number` of a chain (jobs.chains)."""
+        return self.clean_params(raw)
+
+    def steps_read(self, params):
+        """The earlier steps of a chain whose results it reads besides the one before (calc's
+        {"step": k} inputs)."""
+        return frozenset()
+
     def chain_step(self, params, inputs, grid):
         """This type as a step of a chain over `grid` (jobs.raster.chain), for the clean `params` and
         its `inputs` (data files); only for types `in_chains`."""

@@ -42,7 +42,8 @@ def test_a_chain_is_built_step_by_step_and_submitted(index, owner, media, logged
 
     form = form_of(press(logged_in, form, "add_step", step0_type="slope", tile_ids=", ".join(map(str, index.ids))))
     assert form.values["steps"] == "2" and form.values["step0_type"] == "slope" and form.values["step1_type"] == "slope"
-    assert "calc" not in form.choices["step1_type"] and "step1_param_band" not in form.values  # it reads band 1
+    assert "color-relief" in form.choices["step1_type"] and "color-relief" not in form.choices["step0_type"]
+    assert "step1_param_band" not in form.values  # it reads band 1, the result of the step before
 
     form = form_of(press(logged_in, form, "add_step", step0_param_units="percent"))
     assert form.values["steps"] == "3" and form.values["step0_param_units"] == "percent"

@@ -148,6 +148,55 @@ def test_the_api_and_the_job_page_count_per_step_the_tiles_done_and_the_bytes_ke
     assert resumed.status == JobStatus.SUCCEEDED and facts()[0] == [12, 12, 12]
 
 
+def test_a_chain_failed_at_step_2_on_one_tile_is_put_right_by_a_corrected_step_2_without_running_step_1_again(
+        index, owner, media, ramp, settings):
+    settings.TILE_MAX_ATTEMPTS = 1
+    job = job_submit(owner=owner, tile_ids=index.ids, steps=RELIEF, interim_results="always")
+    broken = index.id_at(1, 2)
+    blocker = media / storage.step_output_relpath(job.pk, broken, broken, 1, 1)
+    blocker.mkdir(parents=True)  # step 2's result cannot be written for this tile
+    job = run(job)
+    assert job.status == JobStatus.FAILED
+    failed = JobTile.objects.get(job=job, status=TileStatus.FAILED)
+    assert failed.tile.number == broken and failed.steps["failed"] == 1
+    blocker.rmdir()
+    corrected = [RELIEF[0], {"type": "hillshade", "params": {"z_factor": 2}}, RELIEF[2]]
+    resumed, to_run = job_resume(job=Job.objects.get(pk=job.pk), params={"steps": [
+        {k: v for k, v in step.items() if k != "inputs"} for step in corrected]})
+    assert to_run == len(index.ids)
+    resumed = run(resumed)
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    # step 1 ran once for every tile; step 2 again for all, step 3 once more where it had run
+    assert runs(resumed) == {number: [1, 2, 1] if number == broken else [1, 2, 2] for number in index.ids}
+    expected = steps_over_whole(index.whole, [("slope", {}), ("hillshade", {"zFactor": 2}), ("color-relief", {
+        "colorFilename": str(media_path(ramp.path))})])
+    assert_same_pixels(expected, merged_pixels(resumed))
+
+
+def test_a_resume_goes_back_to_the_earliest_step_whose_result_a_later_calc_reads(index, owner, media, settings):
+    settings.TILE_MAX_ATTEMPTS = 1
+    mixed = {"type": "calc", "params": {"expression": "where(h > 150, s, -s)", "inputs": {"s": {"step": 0},
+                                                                                       "h": {"step": 1}}}}
+    job = job_submit(owner=owner, tile_ids=index.ids, steps=[{"type": "slope"}, {"type": "hillshade"}, mixed],
+                     interim_results="on_error")
+    broken = index.id_at(0, 1)
+    blocker = media / "jobs" / str(job.pk) / "tiles" / f"{broken}_1.tif"
+    blocker.mkdir(parents=True)
+    job = run(job)
+    assert job.status == JobStatus.FAILED
+    blocker.rmdir()
+    resumed, to_run = job_resume(job=Job.objects.get(pk=job.pk))
+    assert to_run == 1
+    resumed = run(resumed)
+    assert resumed.status == JobStatus.SUCCEEDED, resumed.error
+    # step 3 reads step 1's result, which only a run from step 2 has: step 2 runs again, step 1 not
+    assert runs(resumed) == {number: [1, 2, 2] if number == broken else [1, 1, 1] for number in index.ids}
+    slope = gdal.DEMProcessing("", str(index.whole), "slope", format="MEM")
+    s, h = slope.ReadAsArray(), gdal.DEMProcessing("", slope, "hillshade", format="MEM").ReadAsArray()
+    expected = np.where((s != -9999) & (h != 0), np.where(h > 150, s, -s), -9999).astype(np.float32)
+    assert_same_pixels(expected, merged_pixels(resumed))
+
+
 def test_a_resume_that_changes_the_first_step_runs_every_step_again(index, ramp, failed_at_the_last_step):
     job, _ = failed_at_the_last_step
     steps = [{"type": "slope", "params": {"units": "percent"}}, *[{"type": s["type"]} for s in RELIEF[1:]]]

@@ -78,6 +78,24 @@ def test_a_calc_over_two_collections_then_slope_over_part_of_the_index(index, co
     assert_same_pixels(whole[64:190, 64:192], merged_pixels(job))
 
 
+def test_calc_reads_earlier_steps_and_the_collection_mid_chain_and_a_step_after_it_sees_across_tiles(
+        index, owner, media, tmp_path):
+    calc = {"type": "calc", "params": {
+        "expression": "where(dem > 150, h, s * 3)", "output_type": "Float32",
+        "inputs": {"s": {"step": 0}, "h": {"step": 1}, "dem": {"collection": "default"}}}}
+    job = run(job_submit(owner=owner, tile_ids=index.ids, steps=[
+        {"type": "slope"}, {"type": "hillshade"}, calc, {"type": "slope"}]))
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    dem = gdal.Open(str(index.whole)).ReadAsArray().astype(np.float64)
+    slope_ds = dem_steps(index.whole, [("slope", {})])
+    s = slope_ds.ReadAsArray().astype(np.float64)
+    h = gdal.DEMProcessing("", slope_ds, "hillshade", format="MEM").ReadAsArray().astype(np.float64)
+    keep = (dem != NODATA) & (s != -9999.0) & (h != 0)
+    mixed = written(np.where(keep, np.where(dem > 150, h, s * 3), -9999.0).astype(np.float32),
+                    tmp_path / "mixed.tif", -9999.0)
+    assert_same_pixels(dem_steps(mixed, [("slope", {})]).ReadAsArray(), merged_pixels(job))
+
+
 def test_declared_command_types_run_as_steps_of_a_chain(index, owner, media, monkeypatch, tmp_path):
     declare(monkeypatch, EXAMPLE)
     job = run(job_submit(owner=owner, tile_ids=index.ids, steps=[
@@ -134,8 +152,17 @@ def test_a_failing_tool_names_its_step(index, owner, media, monkeypatch, tmp_pat
 
 
 @pytest.mark.parametrize("steps,field,problem", [
-    ([{"type": "slope"}, CALC], "steps[1].type", "calc reads its inputs' collections itself, so it can only be a "
-                                                  "chain's first step"),
+    ([{"type": "slope"}, CALC], "steps[1].params.inputs",
+     'a step after the first reads the result of a step before it: give an input {"step": 0}'),
+    ([{"type": "calc", "params": {"expression": "x", "inputs": {"x": {"step": 0}}}}], "steps[0].params.inputs.x",
+     "is the result of a chain's step: only a step after the first of a chain reads one"),
+    ([{"type": "slope"}, {"type": "calc", "params": {"expression": "x", "inputs": {"x": {"step": 1}}}}],
+     "steps[1].params.inputs.x", "steps[1] is not a step before this one; it may read steps[0] to steps[0]"),
+    ([{"type": "slope"}, {"type": "calc", "params": {"expression": "x", "inputs": {"x": {"step": 0, "band": 2}}}}],
+     "steps[1].params.inputs.x", "a step's result has one band: leave band out"),
+    ([{"type": "slope"}, {"type": "calc", "params": {"expression": "x", "inputs": {"x": {"step": 0,
+                                                                                         "collection": "default"}}}}],
+     "steps[1].params.inputs.x", "names both a collection and a step: an input is one of them"),
     ([{"type": "calc", "params": {"expression": "x", "inputs": {"x": {"collection": "nowhere"}}}}, {"type": "slope"}],
      "steps[0].params.inputs.x", "unknown collection 'nowhere'"),
     ([{"type": "slope"}, {"type": "whole-only"}], "steps[1].type", "'whole-only' cannot be a step of a chain"),

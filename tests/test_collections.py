@@ -256,6 +256,12 @@ def test_delete_collection_refuses_while_jobs_read_it_and_then_deletes_it(index,
         call_command("delete_collection", "merc")
     job_cancel(job=reader, by="owner")
     job_delete(job=Job.objects.get(pk=reader.pk))
+    chain = job_submit(owner=owner, tile_ids=[100], steps=[{"type": "slope"}, {"type": "calc", "params": {
+        "expression": "s + m", "inputs": {"s": {"step": 0}, "m": {"collection": "merc"}}}}])
+    with pytest.raises(CommandError, match=f"jobs {chain.pk} read collection merc and have not finished"):
+        call_command("delete_collection", "merc")
+    job_cancel(job=chain, by="owner")
+    job_delete(job=Job.objects.get(pk=chain.pk))
     with pytest.raises(CommandError, match=f"finished jobs {job.pk} read collection merc; delete them first"):
         call_command("delete_collection", "merc")
     assert Tile.objects.filter(collection_id="merc").count() == 4

@@ -157,7 +157,7 @@ class JobCreateSerializer(serializers.Serializer):
                                             'other on each tile, each reading the result of the step before, e.g. '
                                             '[{"type": "slope"}, {"type": "color-relief", "inputs": {"color_table": '
                                             '"ramp.txt"}}]; the types a chain takes are hillshade, slope, aspect, '
-                                            'color-relief (the last step only), calc (the first step only) and the '
+                                            'color-relief (the last step only), calc (reading earlier steps with {"step": k}) and the '
                                             'tiled types a site declares')
     collection = serializers.CharField(required=False, max_length=64,
                                        help_text="The collection of tiles to run over (see collections/); the "

@@ -4,21 +4,23 @@ last result written as the output. Knows nothing of Django.
 
 A step is an object with a `name`, a `halo` (the pixels of its neighbourhood each result pixel
 needs) and `run(source, callback, progress)`, which returns its result as a one-band in-memory
-raster placed as `source` (the last step's may have several bands). A first step may also
-`read(area, sources, grid, halo)` the window itself (a band-math expression over several bands or
-collections does) instead of band `band` of the sources. The steps are jobs.raster.dem.Operation
-(gdal.DEMProcessing), jobs.raster.command.ToolStep (a command-line tool) and the band-math first
-step of jobs.crosscollection.
+raster placed as `source` (the last step's may have several bands). A step that reads more than
+the result before it says which earlier steps' results it reads (`reads_steps`) and is given a
+ChainView as well: `run(source, callback, progress, view)`. A first step may `read(area, sources,
+grid, halo)` the window itself instead of band `band` of the sources. The steps are
+jobs.raster.dem.Operation (gdal.DEMProcessing), jobs.raster.command.ToolStep (a command-line tool)
+and jobs.raster.calcstep.CalcStep (band math over bands and earlier results).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from osgeo import gdal, gdal_array
 
 from jobsite.gdalpolicy import thread_config
 
-from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, progress_callback, raise_stopped, read_area,
-                 tile_layout, write_gtiff, written_atomically)
+from .io import (TILE_OPEN_OPTIONS, Cancelled, RasterError, gdal_error, open_tile, progress_callback, raise_stopped,
+                 read_area, read_window, tile_layout, write_gtiff, written_atomically)
 
 
 class StepFailed(RasterError):
@@ -67,8 +69,12 @@ def process_chain(*, area, sources, grid, steps, out_path, progress=None, band=1
             # The CRS is the index's: reading it from each tile's GeoTIFF keys costs more than the
             # whole operation on a small tile.
             result = in_memory(window.pixels, window.geotransform, grid.crs_wkt, window.nodata)
+            kept = set().union(*(getattr(step, "reads_steps", ()) for step in steps))  # results later steps read
+            history = {start - 1: (result, list(margins))} if start - 1 in kept else {}
             for number in range(start, last + 1):
-                result = _run(steps, number, result, callback, progress)
+                if number or not hasattr(steps[0], "read"):  # a first step that reads its window has run
+                    view = ChainView(area, sources, grid, margins, history, result.GetGeoTransform())
+                    result = _run(steps, number, result, callback, progress, view)
                 if state.get("stopped"):
                     raise_stopped(state, None)
                 if number == last:  # its result is read at the area's offset
@@ -80,6 +86,8 @@ def process_chain(*, area, sources, grid, steps, out_path, progress=None, band=1
                     result = gdal.Translate("", result, format="MEM", srcWin=[
                         cut[0], cut[1], result.RasterXSize - cut[0] - cut[2], result.RasterYSize - cut[1] - cut[3]])
                     margins = [margin - c for margin, c in zip(margins, cut, strict=True)]
+                if number in kept:
+                    history[number] = (result, list(margins))
                 if keep:
                     _keep(result, keep[number], number, area, margins, window, grid, written)
             own = result.ReadAsArray(margins[0], margins[1], area.width, area.height)
@@ -110,13 +118,51 @@ def _first_window(area, sources, grid, steps, halo, band, start, interim):
         raise _failed(exc, 0, steps) from None
 
 
-def _run(steps, number, source, callback, progress):
+def _run(steps, number, source, callback, progress, view):
     try:
+        if getattr(steps[number], "reads_steps", None) is not None:  # it sees the chain
+            return steps[number].run(source, callback, progress, view)
         return steps[number].run(source, callback, progress)
     except RuntimeError as exc:
         raise _failed(gdal_error(exc), number, steps) from None
     except RasterError as exc:
         raise _failed(exc, number, steps) from None
+
+
+@dataclass(frozen=True)
+class ChainView:
+    """The chain as a step that reads more than the result before it sees it: the window it runs
+    on (the `area` grown by `margins`), bands of the collection over it, and the results of
+    earlier steps (`history`: step -> (result, its margins)) cropped to it."""
+
+    area: object
+    sources: list
+    grid: object
+    margins: list
+    history: dict
+    geotransform: tuple
+
+    def band(self, band):
+        """(pixels, nodata) of band `band` of the collection's tiles over the window."""
+        left, top, right, bottom = self.margins
+        width, height = self.area.width + left + right, self.area.height + top + bottom
+        try:
+            source = open_tile(self.sources[0].path).GetRasterBand(band)
+            nodata, data_type = source.GetNoDataValue(), source.DataType
+        except RuntimeError as exc:
+            raise gdal_error(exc, self.sources[0].path) from None
+        pixels = read_window(self.sources, self.area.col - left, self.area.row - top, width, height,
+                             nodata if nodata is not None else 0, gdal_array.GDALTypeCodeToNumericTypeCode(data_type),
+                             band)
+        return pixels, nodata
+
+    def step_result(self, number):
+        """(pixels, nodata) of the result of step `number` over the window."""
+        result, margins = self.history[number]
+        left, top, right, bottom = self.margins
+        band = result.GetRasterBand(1)
+        return (band.ReadAsArray(margins[0] - left, margins[1] - top, self.area.width + left + right,
+                                 self.area.height + top + bottom), band.GetNoDataValue())
 
 
 def _failed(error, number, steps):

@@ -76,7 +76,8 @@ def record(kind, job_tiles, run, error=None):
             state.pop("failed", None)
         else:  # another attempt starts where this one failed, from the result kept before it
             state["failed"] = reached
-            state["start"] = reached if reached and outputs[reached - 1] else state.get("start", 0)
+            state["start"] = (reached if reached and outputs[reached - 1] and kind.can_start_at(reached)
+                              else state.get("start", 0))
         matched += JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING, lease_owner=job_tile.lease_owner,
                                           attempts=job_tile.attempts).update(
             steps=state, steps_size=sum(output[1] for output in outputs if output))
@@ -137,8 +138,8 @@ def plan_starts(job, kind, tiles, changed, grid):
         elif job_tile.status != TileStatus.SUCCEEDED:
             start = min(start, state.get("start", 0))
         outputs = state.get("outputs", [])
-        while start > 0 and not _usable(outputs[start - 1] if start - 1 < len(outputs) else None, tile,
-                                        sum(halos[start:]), grid, intact):
+        while start > 0 and not (kind.can_start_at(start) and _usable(
+                outputs[start - 1] if start - 1 < len(outputs) else None, tile, sum(halos[start:]), grid, intact)):
             start -= 1
         counts[start] = counts.get(start, 0) + 1
         for output in outputs[start:]:
