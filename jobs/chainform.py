@@ -7,7 +7,11 @@ step has its type, its parameters (with the prefix `step{n}_param_`) and its dat
 (`step{n}_input_`); a step after the first reads the step before, so its `band` is not asked.
 """
 
+import json
+import re
+
 from django import forms
+from django.forms.fields import InvalidJSONInput
 
 from jobsite.exceptions import Rejected
 
@@ -21,7 +25,7 @@ FIRST_STEP = "hillshade"
 def chainable(first):
     """The type names a step may have: the first step, or a later one."""
     allowed = ("any", "first") if first else ("any", "last")
-    return [name for name, kind in JOB_TYPES.items() if kind.in_chains in allowed]
+    return [name for name, kind in JOB_TYPES.items() if kind.chain_position in allowed]
 
 
 def step_types(data):
@@ -33,7 +37,7 @@ def step_types(data):
              for number, name in enumerate(types)]
     if data.get("add_step") and len(types) < MAX_STEPS:
         last = JOB_TYPES[types[-1]]
-        types.append(types[-1] if last.in_chains == "any" else chainable(False)[0])
+        types.append(types[-1] if last.chain_position == "any" else chainable(False)[0])
     elif data.get("remove_step") and len(types) > 1:
         types.pop()
     return types
@@ -42,6 +46,14 @@ def step_types(data):
 def changes_steps(data):
     """Whether the post only changes the form (its steps), rather than submitting or estimating it."""
     return any(data.get(button) for button in ("add_step", "remove_step", "switch_type"))
+
+
+def _json(text):
+    """A JSON field's posted text as the value it shows again (as it was typed, if it is not JSON)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return InvalidJSONInput(text)
 
 
 def _int(value, default):
@@ -78,10 +90,10 @@ class ChainForm(forms.Form):
     def initial_from(self, data):
         """Show what was posted (a change of the steps), without checking it yet."""
         for name, field in self.fields.items():
-            if name == "steps" or name.endswith("_type"):
+            if name == "steps" or re.fullmatch(r"step\d+_type", name):
                 continue
             if name in data:
-                self.initial[name] = data[name]
+                self.initial[name] = _json(data[name]) if isinstance(field, forms.JSONField) else data[name]
             elif isinstance(field, forms.BooleanField) and f"{name.split('_', 1)[0]}_type" in data:
                 self.initial[name] = False  # a box left unchecked in a step that was posted
         return self

@@ -9,8 +9,8 @@ sum of its steps' halos; each step runs on a window that shrinks by its halo, an
 cropped to the tile (jobs.raster.chain.process_chain), so the merged result equals the steps run
 one after the other over the whole area.
 
-A step is any job type that is `in_chains`: the gdal.DEMProcessing types (hillshade, slope, aspect,
-colour relief), the tiled command-line types an operator declares, Python types that give their
+A step is any job type whose chain_position allows it: the gdal.DEMProcessing types (hillshade,
+slope, aspect, colour relief), the tiled command-line types an operator declares, Python types that give their
 step, and calc, whose inputs are bands of collections and, after the first step, results of earlier
 steps (`{"step": k}`). A step after the first reads band 1 of the one before, so a step whose
 result has several bands (colour relief) can only be the last.
@@ -24,6 +24,7 @@ from .jobschema import JobType, raster_mosaic
 from .jobtypes import JOB_TYPES, get_job_type
 from .raster import blocks
 from .raster.chain import process_chain
+from .raster.io import RasterError
 from jobsite.exceptions import Rejected, quoted
 
 CHAIN = "chain"
@@ -105,10 +106,17 @@ class Chain(JobType):
             raise Rejected(_in_step(0, exc.errors)) from None
 
     def _run_steps(self, grid, inputs):
-        """Each step as jobs.raster.chain runs it, with its own inputs."""
-        return [step.kind.chain_step(step.params, {name.split(".", 1)[1]: stored for name, stored in inputs.items()
-                                                   if name.startswith(f"steps[{number}].")}, grid)
-                for number, step in enumerate(self.steps)]
+        """Each step as jobs.raster.chain runs it, with its own inputs. Its halo must be its type's
+        tile_halo, which fetched the tiles around: a type that says otherwise fails the tile."""
+        run_steps = []
+        for number, step in enumerate(self.steps):
+            run_step = step.kind.chain_step(step.params, {name.split(".", 1)[1]: stored for name, stored in inputs.items()
+                                                          if name.startswith(f"steps[{number}].")}, grid)
+            if run_step.halo != step.kind.tile_halo(step.params, grid):
+                raise RasterError(f"job type {step.kind.name}: its chain step's halo ({run_step.halo}) is not its "
+                                  f"tile_halo ({step.kind.tile_halo(step.params, grid)})")
+            run_steps.append(run_step)
+        return run_steps
 
     def process_tile(self, *, tile, neighbours, grid, params, inputs, out_path, progress, **resume):
         """As a job type's, and with `resume`, jobs.raster.chain.process_chain's start, interim results
@@ -183,12 +191,12 @@ def chain_of_steps(raw, with_inputs):
             errors[where] = f"unknown field{'s' if len(unknown) > 1 else ''} {shown}; a step has {', '.join(sorted(allowed))}"
             continue
         kind = JOB_TYPES.get(given.get("type")) if isinstance(given.get("type"), str) else None
-        if kind is None or not kind.in_chains:
-            chainable = sorted(name for name, job_type in JOB_TYPES.items() if job_type.in_chains)
+        if kind is None or not kind.chain_position:
+            chainable = sorted(name for name, job_type in JOB_TYPES.items() if job_type.chain_position)
             errors[f"{where}.type"] = (f"{quoted(given.get('type'))} cannot be a step of a chain; "
                                        f"the types a chain takes are {', '.join(chainable)}")
             continue
-        if kind.in_chains == "first" and number:
+        if kind.chain_position == "first" and number:
             errors[f"{where}.type"] = (f"{kind.name} reads its inputs' collections itself, so it can only be a "
                                        "chain's first step")
             continue
@@ -207,7 +215,7 @@ def chain_of_steps(raw, with_inputs):
         steps.append(Step(kind, params))
     if not errors:
         for number, step in enumerate(steps[:-1]):
-            if step.kind.in_chains == "last":
+            if step.kind.chain_position == "last":
                 errors[f"steps[{number + 1}]"] = (f"follows {step.kind.name}, whose result has several bands; "
                                                   f"{step.kind.name} can only be a chain's last step")
     if errors:

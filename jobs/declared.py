@@ -129,8 +129,7 @@ class CommandJobType(JobType):
 
     @property
     def in_chains(self):
-        # a type that is not tiled runs once over the mosaic; a subclass's own work is not the tool's
-        return "any" if self.tiled and type(self).process_tile is CommandJobType.process_tile else ""
+        return "any" if self.tiled else ""  # a type that is not tiled runs once over the mosaic
 
     def chain_step(self, params, inputs, grid):
         return command.ToolStep(self.name, self.tile_halo(params, grid), self.tool, _values(params, inputs),

@@ -176,13 +176,21 @@ class JobType:
         raise NotImplementedError
 
     @property
+    def chain_position(self):
+        """Where it stands in chains: `in_chains`, if its chain_step and process_tile come from the
+        same class (a subclass that redefines process_tile alone would run its parent's work in a
+        chain), else "" (not in chains)."""
+        return self.in_chains if self._defined_by("process_tile") is self._defined_by("chain_step") else ""
+
+    @property
     def runs_blocks(self):
         """Whether adjacent tiles of a batch run as one block (process_block, jobs.raster.blocks):
         where the type says they may, and its process_tile and process_block come from the same
         class (a subclass that redefines process_tile alone runs tile by tile)."""
-        def defined_by(name):
-            return next(klass for klass in type(self).__mro__ if name in vars(klass))
-        return self.in_blocks and defined_by("process_tile") is defined_by("process_block")
+        return self.in_blocks and self._defined_by("process_tile") is self._defined_by("process_block")
+
+    def _defined_by(self, name):
+        return next(klass for klass in type(self).__mro__ if name in vars(klass))
 
     def process_block(self, *, tiles, neighbours, grid, params, inputs, out_path, progress):
         """Write the result of a block of `tiles` (GridTiles covering a rectangle, the first at its

@@ -34,8 +34,6 @@ class DemJobType(JobType):
 
     @property
     def in_chains(self):
-        if type(self).process_tile is not DemJobType.process_tile:  # a subclass's own work is not the operation
-            return ""
         return "last" if self.processing == "color-relief" else "any"  # colour relief's result has several bands
 
     def chain_step(self, params, inputs, grid):

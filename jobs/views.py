@@ -300,7 +300,7 @@ def _chain_new(request):
         form = chainform.ChainForm(data, owner=request.user, types=types)
     else:
         form = chainform.ChainForm(owner=request.user, types=types).initial_from(data)
-    if request.method == "POST" and data.get("estimate"):
+    if request.method == "POST" and not changing and data.get("estimate"):
         return _estimate(request, form, None)
     if request.method == "POST" and not changing:
         if form.is_valid() and (submitted := _submitted(request, form)):

@@ -56,9 +56,8 @@ NOT_A_TYPE = "offset"
 @dataclass(frozen=True)
 class Pause(Offset):
     """Takes `seconds` per tile (asking its progress callback meanwhile, as GDAL does), then writes
-    the tile as it is: a tile of known length, for tests of scheduling and failover."""
-
-    in_chains = ""
+    the tile as it is: a tile of known length, for tests of scheduling and failover. Its own
+    process_tile keeps it out of chains: its parent's step is not its work."""
 
     def process_tile(self, *, params, progress, **kwargs):
         end = time.monotonic() + params["seconds"]

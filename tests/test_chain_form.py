@@ -2,6 +2,8 @@
 remove the last one or show the fields of a step's new type, keeping what was entered, and
 submits the chain; the service's refusals stand beside the fields of their step."""
 
+import html
+import json
 import re
 import shutil
 
@@ -62,6 +64,38 @@ def test_a_chain_is_built_step_by_step_and_submitted(index, owner, media, logged
     assert [(step["type"], step["params"].get("units"), step["params"].get("alpha")) for step in job.params["steps"]] == [
         ("slope", "percent", None), ("color-relief", None, True)]
     assert job.inputs.get().name == "steps[1].color_table"
+
+
+def test_a_calc_step_keeps_its_expression_inputs_and_output_type_as_the_steps_change(index, owner, media, logged_in):
+    form = form_of(logged_in.get("/jobs/new/?type=chain"))
+    form = form_of(press(logged_in, form, "switch_type", step0_type="slope", tile_ids=str(index.ids[0])))
+    form = form_of(press(logged_in, form, "add_step"))
+    form = form_of(press(logged_in, form, "switch_type", step1_type="calc"))
+    inputs = '{"s": {"step": 0}, "dem": {"collection": "default"}}'
+    response = press(logged_in, form, "add_step", step1_param_expression="where(dem > 100, s, 0)",
+                     step1_param_inputs=inputs, step1_param_output_type="Float64")
+    form = form_of(response)
+    assert form.values["step1_param_output_type"] == "Float64"
+    shown = html.unescape(re.search(r'<textarea name="step1_param_inputs"[^>]*>\s*(.*?)</textarea>',
+                                    response.content.decode(), re.DOTALL).group(1))
+    assert json.loads(shown) == json.loads(inputs)  # as typed, not encoded again
+    form = form_of(press(logged_in, form, "remove_step", step1_param_inputs=shown))
+    response = logged_in.post("/jobs/new/", {**form.values, "step1_param_inputs": shown})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    calc = Job.objects.get(owner=owner).params["steps"][1]
+    assert calc["type"] == "calc" and calc["params"]["output_type"] == "Float64"
+    assert calc["params"]["inputs"] == {"s": {"step": 0}, "dem": {"collection": "default", "band": 1}}
+
+
+@pytest.mark.parametrize("tampered", [
+    {"steps": "abc"}, {"steps": "999", "add_step": "1"}, {"step0_type": "zonal-statistics"},
+    {"step0_type": "calc", "estimate": "1", "add_step": "1"}, {"step0_type": "calc", "estimate": "1"},
+    {"steps": "2", "step1_type": "nonsense", "remove_step": "1"},
+])
+def test_a_tampered_form_is_shown_again_or_refused_never_a_server_error(index, owner, media, logged_in, tampered):
+    response = logged_in.post("/jobs/new/", {"type": "chain", "tile_ids": str(index.ids[0]), **tampered})
+    assert response.status_code in (200, 400), response.status_code
+    assert not Job.objects.exists()
 
 
 def test_refusals_stand_beside_the_fields_of_their_step_and_nothing_is_submitted(index, owner, media, logged_in):

@@ -10,6 +10,7 @@ from datafiles import services as datafiles
 from datafiles.models import DataFile as datafiles_model
 from jobs import storage
 from jobs.models import Job, JobLog, JobStatus, JobTile, TileStatus
+from jobs.services import chainruns
 from jobs.services.control import job_resume
 from jobs.services.submit import job_submit
 from jobsite.media import media_path
@@ -185,8 +186,10 @@ def test_a_resume_goes_back_to_the_earliest_step_whose_result_a_later_calc_reads
     job = run(job)
     assert job.status == JobStatus.FAILED
     blocker.rmdir()
+    assert [step["tiles_done"] for step in chainruns.step_facts(job)] == [12, 12, 11]  # it failed at step 3
     resumed, to_run = job_resume(job=Job.objects.get(pk=job.pk))
     assert to_run == 1
+    assert [step["tiles_done"] for step in chainruns.step_facts(job)] == [12, 11, 11]  # it runs from step 2
     resumed = run(resumed)
     assert resumed.status == JobStatus.SUCCEEDED, resumed.error
     # step 3 reads step 1's result, which only a run from step 2 has: step 2 runs again, step 1 not

@@ -11,6 +11,7 @@ from datafiles import services as datafiles
 from datafiles.models import DataFile
 from jobs.models import Job, JobInput, JobStatus, JobTile
 from jobs.services.submit import job_submit
+from jobs.services.waiting import jobs_start_waiting
 from jobsite.exceptions import Rejected
 
 from .datafile_samples import COLOR_TABLE
@@ -72,14 +73,27 @@ def test_a_bad_table_that_arrives_for_a_waiting_job_fails_it_naming_the_reason(
                          "Unknown color : notacolour")
 
 
-def test_a_table_the_reader_could_not_judge_is_refused_and_asked_again(index, owner, media, monkeypatch, settings):
+def test_a_table_the_reader_could_not_judge_in_time_is_refused_for_now_and_asked_again(index, owner, media, settings):
     ramp = store(owner, COLOR_TABLE)
-    settings.DATAFILE_INSPECT_SECONDS = 0  # the child has no CPU time at all
+    waiting = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1], inputs={"color_table": "late.txt"})
+    store(owner, COLOR_TABLE, name="late.txt")  # arrived; the waiting jobs are looked at below
+    settings.DATAFILE_INSPECT_SECONDS = 0  # the child's time is up at once
 
     with pytest.raises(Rejected) as refused:
         job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids, inputs={"color_table": "ramp.txt"})
-    assert "ramp.txt is not a colour table that GDAL can read: " in refused.value.errors["inputs"]["color_table"]
+    assert refused.value.errors == {"inputs": {"color_table": "ramp.txt could not be checked just now (reading ramp.txt "
+                                                              "took longer than 0 s); try again"}}
     assert "color_table" not in DataFile.objects.get(pk=ramp.pk).metadata
+    assert list(Job.objects.values_list("pk", flat=True)) == [waiting.pk]
+
+    # a waiting job whose table cannot be read just now waits on, and starts once it can be read
+    jobs_start_waiting()
+    waiting.refresh_from_db()
+    assert waiting.status == JobStatus.WAITING
+    settings.DATAFILE_INSPECT_SECONDS = 60
+    jobs_start_waiting()
+    waiting.refresh_from_db()
+    assert waiting.status == JobStatus.QUEUED
 
 
 def test_the_api_answers_400_naming_the_steps_input(index, owner, media, client_for):

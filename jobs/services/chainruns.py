@@ -76,8 +76,8 @@ def record(kind, job_tiles, run, error=None):
             state.pop("failed", None)
         else:  # another attempt starts where this one failed, from the result kept before it
             state["failed"] = reached
-            state["start"] = (reached if reached and outputs[reached - 1] and kind.can_start_at(reached)
-                              else state.get("start", 0))
+            state["start"] = next((step for step in range(reached, 0, -1)
+                                   if outputs[step - 1] and kind.can_start_at(step)), 0)
         matched += JobTile.objects.filter(pk=job_tile.pk, status=TileStatus.RUNNING, lease_owner=job_tile.lease_owner,
                                           attempts=job_tile.attempts).update(
             steps=state, steps_size=sum(output[1] for output in outputs if output))
@@ -148,7 +148,8 @@ def plan_starts(job, kind, tiles, changed, grid):
                 if not holders[output[0]]:
                     dropped.add(output[0])
         kept = outputs[:start]
-        job_tile.steps = {**state, "outputs": kept, "start": start}
+        job_tile.steps = {**{key: value for key, value in state.items() if key != "failed"}, "outputs": kept,
+                          "start": start}
         job_tile.steps_size = sum(output[1] for output in kept if output)
         changed_rows.append(job_tile)
         if len(changed_rows) >= storage.CHUNK:
@@ -184,8 +185,12 @@ def step_facts(job):
     rows = (JobTile.objects.filter(job_id=job.pk).values("status", "steps__start", "steps__failed")
             .annotate(n=Count("pk")).order_by())
     for row in rows:
-        reached = count if row["status"] == TileStatus.SUCCEEDED else max(row["steps__start"] or 0,
-                                                                          row["steps__failed"] or 0)
+        if row["status"] == TileStatus.SUCCEEDED:
+            reached = count
+        elif row["status"] == TileStatus.FAILED:  # it ran the steps before the one it failed at
+            reached = max(row["steps__start"] or 0, row["steps__failed"] or 0)
+        else:  # it runs from its start: the steps before are kept
+            reached = row["steps__start"] or 0
         for step in range(min(reached, count)):
             done[step] += row["n"]
     sizes = JobTile.objects.filter(job_id=job.pk, steps_size__gt=0).aggregate(**{

@@ -264,8 +264,14 @@ def _input_files(owner, kind, names, wait_for_files=True):
     the wrong kind, or one not uploaded yet when the job may not wait for it."""
     found = {f.name: f for f in DataFile.objects.filter(owner=owner, name__in=names.values())}
     wanted = {i.name: i for i in kind.inputs}
-    errors = {name: problem for name, file_name in names.items() if file_name in found
-              and (problem := unfit_input(found[file_name], wanted[name]))}
+    errors = {}
+    for name, file_name in names.items():
+        try:
+            problem = unfit_input(found[file_name], wanted[name]) if file_name in found else None
+        except Unreadable as exc:
+            problem = f"{file_name} could not be checked just now ({exc}); try again"
+        if problem:
+            errors[name] = problem
     if not wait_for_files:
         errors.update({name: f"you have no data file named {quoted(file_name)}" for name, file_name in names.items()
                        if file_name not in found})

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 
 from datafiles import services as datafiles
+from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
 from .. import lifecycle, runners, scheduling
@@ -22,6 +23,7 @@ def jobs_start_waiting(*, owner_id=None):
     if owner_id is not None:
         waiting = waiting.filter(owner_id=owner_id)
     for job in waiting.prefetch_related("inputs"):
+        _read_arrived_tables(job)
         with transaction.atomic():
             missing, wrong = link_arrived_inputs(job)
             if wrong:
@@ -48,17 +50,38 @@ def link_arrived_inputs(job):
             continue
         if datafile is None:
             missing.append(job_input.file_name)
-        elif problem := unfit_input(datafile, needed):
+            continue
+        try:
+            problem = unfit_input(datafile, needed)
+        except Unreadable:  # it could not be read just now: the job waits for the next try (the sweep)
+            missing.append(job_input.file_name)
+            continue
+        if problem:
             wrong.append(f"{job_input.file_name} arrived, but {problem}")
         else:
             JobInput.objects.filter(pk=job_input.pk).update(datafile=datafile)
     return missing, wrong
 
 
+def _read_arrived_tables(job):
+    """Have GDAL read the colour tables that arrived for `job` before the job's rows are locked (the
+    answer is kept with each file), so that the locked part only reads the answer."""
+    tables = {i.name for i in job_type_of(job).inputs if i.reads_as == "color_table"}
+    for job_input in job.inputs.all():
+        if job_input.datafile_id is None and job_input.name in tables:
+            datafile = DataFile.objects.filter(owner_id=job.owner_id, name=job_input.file_name, kind="text").first()
+            try:
+                if datafile is not None:
+                    datafiles.color_table_problem(datafile)
+            except Unreadable:
+                pass  # the locked part keeps the job waiting
+
+
 def unfit_input(datafile, needed):
     """What makes `datafile` unfit as the input `needed` (a job type's Input), or None: another kind
     of file, more polygons than MAX_ZONES (from the metadata read at upload), or a text that GDAL
-    cannot read as the colour table the input is."""
+    cannot read as the colour table the input is. Raises Unreadable when that could not be told
+    just now."""
     if datafile.kind != needed.kind:
         return f"{datafile.name} is a {datafile.kind} file; {needed.name} needs a {needed.kind} file"
     layers = datafile.metadata.get("layers") or [{}]
