@@ -56,7 +56,7 @@ def inspect(stored, limits=DEFAULT_LIMITS):
         return kind, _vector(stored, limits)
     if kind == "table":
         return kind, _table(stored, limits)
-    return kind, _text(stored)
+    return kind, {**_text(stored), "color_table": color_table_answer(stored)}
 
 
 def _crs(srs):
@@ -346,6 +346,13 @@ def color_table_problem(stored):
         gdal.DEMProcessing("", source, "color-relief", format="MEM", colorFilename=stored.path)
     errors = [line.split(":", 1)[1].strip() for line in written if line.startswith("ERROR ")]
     return stored.scrub("; ".join(errors)) if errors else None
+
+
+def color_table_answer(stored):
+    """Whether GDAL reads the text file as a colour table, as metadata: {"readable": true} or
+    {"readable": false, "problem": ...}."""
+    problem = color_table_problem(stored)
+    return {"readable": problem is None, **({"problem": problem} if problem else {})}
 
 
 @contextmanager

@@ -71,11 +71,11 @@ def map_copy(stored, kind, out_path, limits=DEFAULT_LIMITS, confinement=DEFAULT_
          stored, confinement)
 
 
-def color_table_problem(stored, limits=DEFAULT_LIMITS, confinement=DEFAULT_CONFINEMENT):
-    """Why GDAL cannot read a text file as a colour table, or None, in a child; Unreadable when
-    the child could not tell."""
+def color_table(stored, limits=DEFAULT_LIMITS, confinement=DEFAULT_CONFINEMENT):
+    """Whether GDAL reads a text file as a colour table (datafiles.metadata.color_table_answer), in
+    a child; Unreadable when the child could not tell."""
     return _run({"action": "color_table", "file": asdict(stored), "limits": asdict(limits)}, stored,
-                confinement)["problem"]
+                confinement)["color_table"]
 
 
 def isolation(confinement=DEFAULT_CONFINEMENT):
@@ -165,7 +165,7 @@ def main():
             kind, found = metadata.inspect(stored, limits)
             return {"kind": kind, "metadata": found}
         if request["action"] == "color_table":
-            return {"problem": metadata.color_table_problem(stored)}
+            return {"color_table": metadata.color_table_answer(stored)}
         if request["action"] == "map":
             from . import mapping
 

@@ -172,16 +172,16 @@ def confinement():
 
 def color_table_problem(datafile):
     """Why GDAL cannot read the text file `datafile` as a gdaldem colour table, or None. GDAL reads
-    it in a child the first time it is asked; its answer is kept in the file's metadata. Raises
+    it when the file is uploaded (datafiles.metadata), or, for a file uploaded before it did, in a
+    child the first time it is asked, and the answer is kept in the file's metadata. Raises
     Unreadable when the child could not tell for a reason that may pass (a time-out)."""
     if "color_table" not in datafile.metadata:
         try:
-            problem = sandbox.color_table_problem(datafile.stored, declared_limits(), confinement())
+            answer = sandbox.color_table(datafile.stored, declared_limits(), confinement())
         except Unreadable as exc:
             if exc.transient:
                 raise
             return str(exc)  # not kept: it depends on the limits (CPU time, memory), which may change
-        answer = {"readable": problem is None, **({"problem": problem} if problem else {})}
         with transaction.atomic():
             current = DataFile.objects.select_for_update().filter(pk=datafile.pk, path=datafile.path).first()
             if current is not None:  # not replaced meanwhile: its other metadata as they are now

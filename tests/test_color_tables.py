@@ -44,9 +44,17 @@ def test_a_table_gdal_cannot_read_is_refused_at_submit_naming_the_input_and_gdal
     assert not Job.objects.exists() and not JobTile.objects.exists() and not JobInput.objects.exists()
 
 
-def test_the_answer_is_kept_with_the_file_and_a_good_table_runs(index, owner, media, monkeypatch):
+def uploaded_before_the_check(datafile):
+    """The file as one uploaded before uploads read colour tables: its metadata without the answer."""
+    metadata = {key: value for key, value in datafile.metadata.items() if key != "color_table"}
+    DataFile.objects.filter(pk=datafile.pk).update(metadata=metadata)
+
+
+def test_the_upload_reads_the_table_and_a_file_uploaded_before_is_read_once_when_a_job_names_it(
+        index, owner, media, monkeypatch):
     ramp = store(owner, COLOR_TABLE)
-    assert "color_table" not in DataFile.objects.get(pk=ramp.pk).metadata  # read when a job first needs it
+    assert DataFile.objects.get(pk=ramp.pk).metadata["color_table"] == {"readable": True}  # read with the upload
+    uploaded_before_the_check(ramp)
     job = run(job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:2],
                          inputs={"color_table": "ramp.txt"}))
     assert job.status == JobStatus.SUCCEEDED, job.error
@@ -56,7 +64,7 @@ def test_the_answer_is_kept_with_the_file_and_a_good_table_runs(index, owner, me
     def no_child(*args, **kwargs):
         raise AssertionError("read again")
 
-    monkeypatch.setattr(sandbox, "color_table_problem", no_child)
+    monkeypatch.setattr(sandbox, "color_table", no_child)
     job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1], inputs={"color_table": "ramp.txt"})
 
 
@@ -75,8 +83,9 @@ def test_a_bad_table_that_arrives_for_a_waiting_job_fails_it_naming_the_reason(
 
 def test_a_table_the_reader_could_not_judge_in_time_is_refused_for_now_and_asked_again(index, owner, media, settings):
     ramp = store(owner, COLOR_TABLE)
+    uploaded_before_the_check(ramp)
     waiting = job_submit(owner=owner, job_type="color-relief", tile_ids=index.ids[:1], inputs={"color_table": "late.txt"})
-    store(owner, COLOR_TABLE, name="late.txt")  # arrived; the waiting jobs are looked at below
+    uploaded_before_the_check(store(owner, COLOR_TABLE, name="late.txt"))  # arrived; the waiting jobs are looked at below
     settings.DATAFILE_INSPECT_SECONDS = 0  # the child's time is up at once
 
     with pytest.raises(Rejected) as refused:

@@ -65,7 +65,8 @@ def test_a_csv_table(owner, media, client_for):
 
 def test_text_and_plain_json(owner, media, client_for):
     client = client_for(owner)
-    assert upload(client, "ramp.txt", COLOR_TABLE.encode()).json()["metadata"] == {"lines": 5, "characters": len(COLOR_TABLE)}
+    assert upload(client, "ramp.txt", COLOR_TABLE.encode()).json()["metadata"] == {
+        "lines": 5, "characters": len(COLOR_TABLE), "color_table": {"readable": True}}
     body = upload(client, "settings.json", b'{"a": [1, 2]}').json()
     assert body["kind"] == "text" and body["metadata"]["json_type"] == "dict"
 
