@@ -109,13 +109,13 @@ def test_declared_command_types_run_as_steps_of_a_chain(index, owner, media, mon
 
 def test_a_saga_tool_reads_a_calc_result_as_its_step(index, owner, media, monkeypatch, tmp_path):
     declare(monkeypatch, EXAMPLE)
-    job = run(job_submit(owner=owner, tile_ids=index.ids, steps=[
-        CALC, {"type": "saga-slope", "params": {"method": "6"}}]))
+    corner = [index.id_at(0, 0), index.id_at(0, 1), index.id_at(1, 0), index.id_at(1, 1)]  # rows and columns 0-128
+    job = run(job_submit(owner=owner, tile_ids=corner, steps=[CALC, {"type": "saga-slope", "params": {"method": "6"}}]))
     assert job.status == JobStatus.SUCCEEDED, job.error
     calc = whole_calc(index.whole, lambda dem: np.where(dem > 100, dem * 2 - 150, dem / 2), tmp_path)
     expected = whole_saga(calc, ["ta_morphometry", "0", "-ELEVATION", "{input}", "-SLOPE", "{output}",
                                  "-METHOD", "6", "-UNIT_SLOPE", "1"])
-    assert np.array_equal(merged_pixels(job), expected)
+    assert np.array_equal(merged_pixels(job), expected[:128, :128])
 
 
 def test_a_python_type_that_defines_its_step_runs_in_a_chain_and_one_that_does_not_is_refused(
