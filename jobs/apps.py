@@ -26,6 +26,10 @@ class JobsConfig(AppConfig):
         post_spawn.connect(tasks.worker_spawned, dispatch_uid="jobs.worker_spawned")
         broker.every_second(runners.resend_unstarted)
         broker.every_second(repair.reclaim_expired_leases)
+        if settings.INBOXES:
+            from datafiles import watch
+
+            broker.every_second(watch.keep_running)  # the inbox watcher, a process beside the workers
         post_migrate.connect(queue.install_schedules, sender=self, dispatch_uid="jobs.install_schedules")
         post_migrate.connect(tileindex.install_default_collection, sender=self,
                              dispatch_uid="jobs.install_default_collection")

@@ -12,6 +12,7 @@ RUN_TILES = "jobs.tasks.run_tiles"
 MERGE = "jobs.tasks.merge"
 REMOVE_FILES = "jobs.tasks.remove_files"
 SWEEP = "jobs.tasks.sweep"
+SCAN_INBOXES = "jobs.tasks.scan_inboxes"
 
 SWEEP_SCHEDULE = {"name": "jobsite: sweep stale tiles and stalled jobs", "func": SWEEP, "schedule_type": "I",
                   "minutes": 1, "repeats": -1}
@@ -26,6 +27,10 @@ def send_runner(slot, token):
 
 def enqueue_merge(job_id):
     async_task(MERGE, job_id, task_name=f"job {job_id} merge")
+
+
+def enqueue_inbox_scan():
+    async_task(SCAN_INBOXES, task_name="scan the inbox folders")
 
 
 def remove_files_later(relpaths):

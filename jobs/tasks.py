@@ -5,6 +5,7 @@ import os
 
 from django.conf import settings
 
+from datafiles import inbox
 from jobsite import media
 from .services import finish, repair, worker
 
@@ -28,6 +29,10 @@ def merge(job_id):
 
 def sweep():
     repair.sweep()
+
+
+def scan_inboxes():
+    inbox.scan_inboxes()
 
 
 def remove_files(relpaths):

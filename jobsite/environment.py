@@ -39,6 +39,25 @@ def envlist(name, default=()):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def envchoice(name, default, choices):
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def envinboxes(name):
+    """Inbox folders: a comma-separated list of "PATH=USERNAME" (a folder of one user) or "PATH" (a
+    folder of one sub-folder per user name), as [(absolute path, user name or None)]."""
+    inboxes = []
+    for entry in envlist(name):
+        path, _, user = entry.partition("=")
+        if not os.path.isabs(path.strip()) or (_ and not user.strip()):
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not an absolute PATH or PATH=USERNAME")
+        inboxes.append((os.path.normpath(path.strip()), user.strip() or None))
+    return inboxes
+
+
 HOST_AND_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s/@:\[\]?#]+)(:[0-9]{1,5})?")
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from jobsite.environment import envbool, envhosts, envint, envlist, local_secret_key, read_env_file
+from jobsite.environment import (envbool, envchoice, envhosts, envinboxes, envint, envlist, local_secret_key,
+                                 read_env_file)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -355,6 +356,15 @@ DATAFILE_MAX_UNPACKED_BYTES = envint("JOBSITE_DATAFILE_MAX_UNPACKED_BYTES", 2 * 
 # Uploads are inspected, and previews drawn, in a child process with these limits (datafiles/sandbox.py).
 DATAFILE_INSPECT_SECONDS = envint("JOBSITE_DATAFILE_INSPECT_SECONDS", 60, minimum=1)
 DATAFILE_INSPECT_MEMORY_BYTES = envint("JOBSITE_DATAFILE_INSPECT_MEMORY_BYTES", 2 * 1024**3, minimum=256 * 1024**2)
+# Inbox folders (datafiles/inbox.py): files that other systems deliver become their users' data
+# files. Entries "PATH=USERNAME" (a folder of one user) or "PATH" (a folder of one sub-folder per
+# user name), comma-separated.
+INBOXES = envinboxes("JOBSITE_INBOXES")
+INBOX_COMPLETE = envchoice("JOBSITE_INBOX_COMPLETE", "rename", ("rename", "marker", "stable"))
+INBOX_STABLE_SECONDS = envint("JOBSITE_INBOX_STABLE_SECONDS", 30, minimum=1)
+INBOX_DONE = envchoice("JOBSITE_INBOX_DONE", "delete", ("delete", "processed"))
+INBOX_NOTIFY = envbool("JOBSITE_INBOX_NOTIFY", True)  # the watcher follows the platform's notifications (inotify)
+INBOX_SCAN_SECONDS = envint("JOBSITE_INBOX_SCAN_SECONDS", 10, minimum=1)  # the watcher's scans between notifications
 # Polygons a zonal-statistics or clip job may take from one vector file.
 MAX_ZONES = envint("JOBSITE_MAX_ZONES", 100_000, minimum=1)
 MAX_ZONE_BYTES = envint("JOBSITE_MAX_ZONE_BYTES", 128 * 1024**2, minimum=1024)  # of their geometry, as WKB

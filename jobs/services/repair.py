@@ -13,6 +13,8 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from datafiles import inbox
+
 from .. import lifecycle, queue, runners, scheduling
 from ..raster import toolprocess
 from ..models import Job, JobLog, JobStatus, JobTile, Share, TileStatus
@@ -77,7 +79,8 @@ def return_lost_tiles(job_id=None):
 def sweep():
     """The periodic repair, so that no job stays running or waiting forever:
 
-    0. waiting jobs whose files are all there start; those past their wait deadline fail;
+    0. the inbox folders' complete files are stored (datafiles.inbox); waiting jobs whose files
+       are all there start; those past their wait deadline fail;
     1. tiles of dead workers go back to pending (or fail past the attempt limit);
     2. running jobs with nothing left to run move on (their last finisher died before it could);
     3. runners are sent to free slots while there is work (a slot whose task was lost is free again
@@ -86,6 +89,7 @@ def sweep():
     5. command-line tools whose worker died are ended, on the machine this sweep runs on.
     """
     now = timezone.now()
+    inbox.scan_inboxes()  # files delivered to the inbox folders become data files, and wake their jobs
     jobs_start_waiting()  # in case the process that stored a file died before it could wake them
     jobs_fail_overdue()
     runners.free_slots_of(_dead_here)
@@ -162,5 +166,8 @@ def cluster_started():
     """A cluster has just started (its first heartbeat): tasks held by a cluster that died or
     stopped taking tasks will not come back before the broker's retry, so the runner slots not yet
     started are sent again (a stale message that arrives later finds its token gone), and the
-    slots and tiles of workers of this host that are gone are taken back."""
+    slots and tiles of workers of this host that are gone are taken back. A worker stores the
+    files delivered to the inbox folders while no cluster ran."""
     _take_back_lost_work(unstarted=True)
+    if settings.INBOXES:
+        queue.enqueue_inbox_scan()

@@ -2,6 +2,7 @@ import signal
 
 from django.core.management.base import BaseCommand
 
+from jobsite.supervised import on_signals
 from notifications import sender
 
 
@@ -10,4 +11,4 @@ class Command(BaseCommand):
             "hosts, share the work).")
 
     def handle(self, **options):
-        sender.run(sender.on_signals((signal.SIGTERM, signal.SIGINT)))
+        sender.run(on_signals((signal.SIGTERM, signal.SIGINT)))
