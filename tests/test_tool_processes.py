@@ -38,7 +38,8 @@ def test_cancel_through_the_api_ends_a_running_tool_on_a_real_cluster(index, own
     created = api.post("/api/v1/jobs/", {"type": "sleeper", "tile_ids": index.ids[:1]}, format="json")
     assert created.status_code == 201, created.json()
     child = Path(f"{pids}.child")
-    wait_for(child.exists, timeout=60, message="the tool to start")
+    # each file is made, then written: a file that exists may still be empty
+    wait_for(lambda: child.exists() and child.read_text() and pids.read_text(), timeout=60, message="the tool to start")
     tool, grandchild = int(pids.read_text()), int(child.read_text())
     assert not gone(tool, within=0) and not gone(grandchild, within=0)
     folder = Path(os.readlink(f"/proc/{tool}/cwd"))
