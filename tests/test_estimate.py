@@ -61,19 +61,19 @@ def test_an_estimate_after_warm_up_jobs_is_within_two_and_a_half_times_the_time_
     client = client_for(owner)
     towns = client.get("/api/v1/towns/").json()["results"]
     body = {"type": "hillshade", "town_id": max(towns, key=lambda town: len(town["tile_ids"]))["id"]}
-    # Two jobs to learn from: the first of a cluster's life runs cold (its processes' first GDAL
-    # and PROJ work, a cold disk), which alone once made an estimate 2.06 times a later job's time.
-    for _ in range(2):
+    # Three jobs to learn from: the first of a cluster's life runs cold (its processes' first GDAL
+    # and PROJ work, a cold disk); the estimate's medians leave it out. On CI, priced from the means
+    # of two such jobs, this small job's estimate came out 2.06, 2.22 and 2.75 times its time.
+    for _ in range(3):
         warm = client.post("/api/v1/jobs/", body, format="json").json()
         assert wait_until_final(warm["id"], timeout=120).status == "succeeded"
     found = client.post("/api/v1/jobs/estimate/", body, format="json").json()
-    assert found["costs"]["measured_jobs"] == 2
+    assert found["costs"]["measured_jobs"] == 3
     job = client.post("/api/v1/jobs/", body, format="json").json()
     measured = wait_until_final(job["id"], timeout=120)
     assert measured.status == "succeeded"
     took = (measured.finished - measured.created).total_seconds()
-    # Within 2.5 times: on CI's cold clusters this small job's estimate came out 2.06 and 2.22 times
-    # its measured time, the merge's share measured from jobs that ran cold.
+    # Within 2.5 times: a job of half a second moves with the machine's other work.
     assert took / 2.5 <= found["wall_seconds"] <= took * 2.5, (found, took)
     usage = client.get(f"/api/v1/jobs/{job['id']}/usage/").json()
     assert usage["output_bytes"] / 2 <= found["output_bytes"] <= usage["output_bytes"] * 2

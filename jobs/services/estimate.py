@@ -1,9 +1,10 @@
 """Estimates: what a submit would cost on this site, before it is made, writing nothing.
 
 The costs per pixel come from this site's recent succeeded jobs of the same type (the last
-RECENT_JOBS): the CPU seconds their tiles used, the seconds their merges took, the bytes of their
-outputs, and what their wall time held beyond those (picking up, batches, recording). A type
-never run here is priced with the DEFAULT_ figures below, and the answer says so.
+RECENT_JOBS): the medians of the CPU seconds their tiles used and of the seconds their merges took
+per megapixel, and of what their wall time held beyond those (picking up, batches, recording), and
+the bytes of their outputs per pixel. A type never run here is priced with the DEFAULT_ figures
+below, and the answer says so.
 
 The wall time counts the share of the workers the job would get now: the scheduler gives each
 user with work at the job's priority (or higher) an equal part of them (jobs.scheduling).
@@ -67,16 +68,23 @@ def type_costs(job_type):
         return {"measured_jobs": 0, "cpu_seconds_per_megapixel": DEFAULT_CPU_SECONDS_PER_MEGAPIXEL,
                 "merge_seconds_per_megapixel": DEFAULT_MERGE_SECONDS_PER_MEGAPIXEL,
                 "overhead_seconds": DEFAULT_OVERHEAD_SECONDS, "output_bytes_per_pixel": DEFAULT_OUTPUT_BYTES_PER_PIXEL}
-    megapixels = sum(tiles["pixels"] for _, tiles in measured) / 1e6
-    cpu = sum(tiles["cpu"] or 0.0 for _, tiles in measured)
-    merge = sum((job[4] - job[3]).total_seconds() for job, _ in measured)
+    # Medians of each job's figures: a job that ran cold (a cluster's first, a cold disk) or beside
+    # other work is one of many, and does not move the price of the next.
     workers = runners.wanted()
-    overheads = [max(0.0, (job[4] - job[1]).total_seconds() - (tiles["cpu"] or 0.0) / max(1, min(workers, job[6]))
-                     - (job[4] - job[3]).total_seconds()) for job, tiles in measured]
-    return {"measured_jobs": len(measured), "cpu_seconds_per_megapixel": round(cpu / megapixels, 4),
-            "merge_seconds_per_megapixel": round(merge / megapixels, 4),
+    cpu, merge, overheads = [], [], []
+    for job, tiles in measured:
+        megapixels = tiles["pixels"] / 1e6
+        tile_cpu = tiles["cpu"] or 0.0
+        merge_seconds = (job[4] - job[3]).total_seconds()
+        cpu.append(tile_cpu / megapixels)
+        merge.append(merge_seconds / megapixels)
+        overheads.append(max(0.0, (job[4] - job[1]).total_seconds() - tile_cpu / max(1, min(workers, job[6]))
+                             - merge_seconds))
+    pixels = sum(tiles["pixels"] for _, tiles in measured)
+    return {"measured_jobs": len(measured), "cpu_seconds_per_megapixel": round(statistics.median(cpu), 4),
+            "merge_seconds_per_megapixel": round(statistics.median(merge), 4),
             "overhead_seconds": round(statistics.median(overheads), 3),
-            "output_bytes_per_pixel": round(sum(job[5] for job, _ in measured) / (megapixels * 1e6), 4)}
+            "output_bytes_per_pixel": round(sum(job[5] for job, _ in measured) / pixels, 4)}
 
 
 def _jobs_ahead(priority):
