@@ -39,7 +39,7 @@ def cut_and_load(job, folder, first, collection):
     """The job's result cut into the tiles of the original grid and loaded as a collection."""
     from osgeo import gdal
 
-    from jobs.tileindex import load_tiles
+    from jobs.tileload import load_tiles
     from jobsite.media import media_path
 
     folder.mkdir(parents=True)

@@ -49,7 +49,7 @@ def run_one_tile(job_id, tile_id):
 def make_index(folder, side, size):
     from jobs.demo_terrain import fractal_terrain
     from jobs.raster.io import crs_wkt_from_epsg, write_raster
-    from jobs.tileindex import load_tiles
+    from jobs.tileload import load_tiles
 
     dem = fractal_terrain(side * size, side * size, seed=2025)
     wkt = crs_wkt_from_epsg(25832)

@@ -25,7 +25,7 @@ import time
 def make_index(folder, side, size):
     from jobs.demo_terrain import fractal_terrain
     from jobs.raster.io import crs_wkt_from_epsg, write_raster
-    from jobs.tileindex import load_tiles
+    from jobs.tileload import load_tiles
 
     wkt = crs_wkt_from_epsg(25832)
     for row in range(side):

@@ -42,7 +42,7 @@ def make_index(folder, columns, rows, size, first, collection):
 
     from jobs.demo_terrain import fractal_terrain
     from jobs.raster.io import crs_wkt_from_epsg
-    from jobs.tileindex import load_tiles
+    from jobs.tileload import load_tiles
 
     coarse = gdal_array.OpenArray(fractal_terrain(rows * size // 4, columns * size // 4, seed=2026))
     coarse.SetGeoTransform((500000.0, 4.0, 0.0, 6000000.0, 0.0, -4.0))

@@ -16,8 +16,8 @@ class JobsConfig(AppConfig):
         from datafiles.signals import datafile_in_use, datafile_stored
         from jobsite import gdalpolicy
 
-        from . import broker, queue, runners, tasks, tileindex
-        from .services import repair
+        from . import broker, queue, runners, tasks, tileindex, tileload
+        from .services import latetiles, repair
         from .services.waiting import jobs_reading, start_jobs_waiting_for
 
         gdalpolicy.configure(allowed_hosts=settings.GDAL_HTTP_HOSTS, timeout=settings.GDAL_HTTP_TIMEOUT,
@@ -35,6 +35,7 @@ class JobsConfig(AppConfig):
                              dispatch_uid="jobs.install_default_collection")
         datafile_stored.connect(start_jobs_waiting_for, dispatch_uid="jobs.start_jobs_waiting_for")
         datafile_in_use.connect(jobs_reading, dispatch_uid="jobs.jobs_reading")
+        tileload.tiles_loaded.connect(latetiles.start_jobs_waiting_for_tiles, dispatch_uid="jobs.jobs_waiting_for_tiles")
 
 
 def _install_declared_job_types():

@@ -85,9 +85,9 @@ JOB_TRANSITIONS = _table(
                "the sweep: a merge outlived the task timeout"),
     Transition("succeed", frozenset({J.MERGING}), J.SUCCEEDED, (("finished", NOW), ("error", "")),
                "the merged outputs are written"),
-    Transition("fail", frozenset({J.WAITING, J.RUNNING, J.MERGING}), J.FAILED,
+    Transition("fail", frozenset({J.WAITING, J.QUEUED, J.RUNNING, J.MERGING}), J.FAILED,
                (("finished", NOW), ("waiting_for", [])),
-               "a data file never arrived or arrived unfit, a tile or the merge failed"),
+               "a data file or tile never arrived or a file arrived unfit, a tile or the merge failed"),
     Transition("cancel", ACTIVE, J.CANCELED, (("finished", NOW), ("waiting_for", [])),
                "a user or an admin cancels"),
     Transition("resume", frozenset({J.FAILED, J.CANCELED}), J.QUEUED,
@@ -110,7 +110,9 @@ TILE_TRANSITIONS = _table(
                "an error that will not pass, or no attempts left"),
     Transition("stop", frozenset({T.RUNNING}), T.CANCELED, (("finished", NOW),),
                "its job ended; the worker keeps the lease until it lets go"),
-    Transition("skip", frozenset({T.PENDING}), T.CANCELED, (),
+    Transition("release", frozenset({T.WAITING}), T.PENDING, (),
+               "the neighbours that its halo reads have arrived, or its job waits for no more tiles"),
+    Transition("skip", frozenset({T.PENDING, T.WAITING}), T.CANCELED, (),
                "its job ended before the tile ran"),
     Transition("forget", frozenset({T.SUCCEEDED}), T.PENDING, (("output_path", ""), ("output_size", None)),
                "a resume finds its output gone or changed"),
@@ -233,6 +235,12 @@ def move_tiles(job_id, name, tiles, **fields):
         if moved:
             _announce_tiles(job_id, name, moved)
     return moved
+
+
+def tiles_arrived(job_id, count):
+    """Announce (tiles_changed, transition "arrive") that `count` tiles the job waited for have
+    arrived in its collection and joined it, as jobs.services.latetiles has just inserted them."""
+    _announce_tiles(job_id, "arrive", count)
 
 
 class TileDone(NamedTuple):

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from jobs.demo_terrain import fractal_terrain
 from jobs.models import Job, Tile, Town
 from jobs.raster.io import crs_wkt_from_epsg, write_raster
-from jobs.tileindex import load_tiles
+from jobs.tileload import load_tiles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 EPSG = 25832

@@ -210,7 +210,7 @@ def test_every_400_maps_each_field_to_a_list_of_messages(index, owner, media, me
     ("/api/v1/jobs/?type=nosuch", "aspect, calc, chain, clip, color-relief, echo, hillshade, reproject, slope, zonal-statistics"),
     ("/api/v1/jobs/?ordering=owner",
      "created, -created, finished, -finished, duration, -duration, status, -status, id, -id"),
-    ("/api/v1/jobs/JOB/tiles/?status=lost", "pending, running, succeeded, failed, canceled"),
+    ("/api/v1/jobs/JOB/tiles/?status=lost", "waiting, pending, running, succeeded, failed, canceled"),
     ("/api/v1/datafiles/?kind=photo", "raster, vector, table, text"),
     ("/api/v1/datafiles/?ordering=colour", "name, -name, uploaded, -uploaded, size, -size, kind, -kind"),
 ])

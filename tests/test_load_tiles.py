@@ -51,7 +51,7 @@ def test_a_relative_location_in_the_vector_is_taken_from_its_folder(db, tiles_co
 
 def test_loading_again_without_replace_names_the_clash_and_changes_nothing(index):
     before = list(Tile.objects.values_list("number", "loaded"))
-    with pytest.raises(CommandError, match="already loaded; use --replace"):
+    with pytest.raises(CommandError, match="already loaded; use --append --replace-tiles to load them anew, or --replace"):
         load(index.folder)
     assert list(Tile.objects.values_list("number", "loaded")) == before
 
@@ -77,9 +77,9 @@ def test_an_unreadable_tile_is_named_and_nothing_is_loaded(db, tiles_copy):
 
 
 def test_a_large_load_reads_its_tiles_in_parallel_with_the_same_checks(db, tiles_copy, monkeypatch):
-    from jobs import tileindex
+    from jobs import tileload
 
-    monkeypatch.setattr(tileindex, "PARALLEL_READ_FROM", 2)
+    monkeypatch.setattr(tileload, "PARALLEL_READ_FROM", 2)
     (tiles_copy / "dem_999.tif").write_bytes(b"not a tiff at all")
     expect_nothing_loaded(tiles_copy, r"nothing loaded: .*dem_999.tif: .*not recognized")
     (tiles_copy / "dem_999.tif").unlink()

@@ -18,7 +18,7 @@ from jobs.models import Job, JobStatus, JobTile, Priority, Share, TileStatus, Us
 from jobs.services import control
 from jobs.services.submit import job_submit
 from jobs.services.worker import _record_and_claim
-from jobs.tileindex import load_tiles
+from jobs.tileload import load_tiles
 from jobsite.exceptions import Rejected
 
 from .conftest import write_tileset

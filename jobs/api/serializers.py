@@ -9,7 +9,7 @@ from jobsite import georef
 from jobsite.exceptions import quoted
 from ..chains import is_chain, steps_of
 from ..jobtypes import JOB_TYPES
-from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobStatus, JobTile, Priority, Tile, Town
+from ..models import MAX_ID, Collection, InterimResults, Job, JobLog, JobStatus, JobTile, Priority, Start, Tile, Town
 from ..services import chainruns, estimate, submit
 
 
@@ -62,6 +62,8 @@ class EstimateSerializer(serializers.Serializer):
     queue = serializers.DictField(help_text="jobs_ahead (queued or running at its priority or higher), "
                                             "users_sharing_workers (other users with work there), workers")
     waiting_for = serializers.ListField(child=serializers.CharField(), help_text="data files it would wait for")
+    waiting_for_tiles = serializers.ListField(child=serializers.IntegerField(),
+                                              help_text="tile ids it would wait for (wait_for_tiles)")
     costs = serializers.DictField(help_text="the costs per megapixel it is priced with, measured on measured_jobs "
                                             "recent jobs of its type (0: this site's defaults)")
     allowed = serializers.DictField(help_text="ok: whether your limits allow a new job now; problems: what they refuse")
@@ -100,7 +102,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = ["id", "type", "status", "priority", "owner", "collection", "params", "inputs", "steps", "labels", "town",
                   "interim_results",
                   "tiles_total", "tiles_done", "tiles_failed", "progress", "attempt", "created", "started", "finished",
-                  "updated", "duration_s", "waiting_for", "wait_deadline", "outputs", "results", "error",
+                  "updated", "duration_s", "waiting_for", "waiting_for_tiles", "start", "wait_deadline", "outputs", "results", "error",
                   "interim_deleted", "webhooks", "links"]
         read_only_fields = fields
 
@@ -175,7 +177,15 @@ class JobCreateSerializer(serializers.Serializer):
     inputs = serializers.DictField(child=serializers.CharField(), required=False,
                                    help_text="input name: the name of one of your data files (see job-types/)")
     wait_timeout = serializers.IntegerField(min_value=1, max_value=Job.MAX_WAIT_SECONDS, required=False,
-                                            help_text="seconds to wait for data files not uploaded yet")
+                                            help_text="seconds to wait for data files not uploaded yet, and for "
+                                                      "tiles not loaded yet")
+    wait_for_tiles = serializers.BooleanField(required=False, default=False,
+                                              help_text="true: tile_ids may name tiles that the collection does not "
+                                                        "have yet; the job waits for them (waiting_for_tiles)")
+    start = NamedChoiceField(choices=Start.values, required=False,
+                             help_text="with tiles to wait for: all_arrived (the default) starts once the last has "
+                                       "arrived; as_available runs each tile as soon as it and the neighbours it "
+                                       "reads are there, and merges once all are")
     webhooks = serializers.DictField(child=serializers.CharField(max_length=2000), required=False,
                                      help_text='the job\'s own webhooks: {"update": URL, "finished": URL}; update gets '
                                                "job.started, job.progress and tile.failed, finished the end; signed "
@@ -198,7 +208,8 @@ class JobCreateSerializer(serializers.Serializer):
         return {"job_type": data.get("type"), "steps": data.get("steps"), "tile_ids": data.get("tile_ids"),
                 "town_id": data.get("town_id"), "params": data.get("params"), "labels": data["labels"], "interim_results": data.get("interim_results"),
                 "inputs": data.get("inputs"), "wait_timeout": data.get("wait_timeout"),
-                "collection": data.get("collection"), "webhooks": data.get("webhooks"), "priority": data.get("priority")}
+                "collection": data.get("collection"), "webhooks": data.get("webhooks"), "priority": data.get("priority"),
+                "wait_for_tiles": data["wait_for_tiles"], "start": data.get("start")}
 
 
 class CreatedJobSerializer(JobSerializer):

@@ -139,11 +139,19 @@ class JobStatus(models.TextChoices):
 
 
 class TileStatus(models.TextChoices):
+    WAITING = "waiting"  # a job that starts as its tiles arrive: a neighbour its halo reads may arrive still
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+
+
+class Start(models.TextChoices):
+    """When a job that waits for tiles (wait_for_tiles) starts."""
+
+    ALL_ARRIVED = "all_arrived"  # once its last tile has arrived
+    AS_AVAILABLE = "as_available"  # at once, each tile as soon as it and the neighbours it reads are there
 
 
 class InterimResults(models.TextChoices):
@@ -214,6 +222,10 @@ class Job(models.Model):
     outputs_size = models.BigIntegerField(default=0, help_text="bytes of its result files")
     error = models.TextField(blank=True)
     waiting_for = models.JSONField(default=list, blank=True, help_text="names of the data files the job waits for")
+    waiting_for_tiles = models.JSONField(default=list, blank=True,
+                                         help_text="numbers of its tiles that its collection does not have yet")
+    start = models.CharField(max_length=16, choices=Start.choices, default=Start.ALL_ARRIVED,
+                             help_text="with tiles to wait for: whether it starts once all arrived or as they arrive")
     wait_deadline = models.DateTimeField(null=True, blank=True, help_text="a waiting job fails after this")
     results = models.JSONField(null=True, blank=True, help_text="results kept on the job, e.g. zonal statistics")
     # Where its results lie, in WGS84 degrees: set when it succeeds, for searching them by area (STAC).
@@ -295,12 +307,12 @@ class JobInput(models.Model):
 
 
 class JobTileQuerySet(models.QuerySet):
-    def add_pending(self, job_id, tile_ids, chunk=5000):
-        """Insert a pending row of job `job_id` for each of `tile_ids`, in one statement per `chunk`
-        rows with their values bound: bulk_create makes a model instance and compiles each of its
-        fields for every row, which took most of a large job's submit."""
+    def add_pending(self, job_id, tile_ids, chunk=5000, status=TileStatus.PENDING):
+        """Insert a pending row (or one of `status`) of job `job_id` for each of `tile_ids`, in one
+        statement per `chunk` rows with their values bound: bulk_create makes a model instance and
+        compiles each of its fields for every row, which took most of a large job's submit."""
         fields = [field for field in self.model._meta.concrete_fields if not field.primary_key]
-        given = {"job": job_id}
+        given = {"job": job_id, "status": status}
         defaults = [field.get_db_prep_save(given.get(field.name, field.get_default()), connection) for field in fields]
         where = next(i for i, field in enumerate(fields) if field.name == "tile")
         quote = connection.ops.quote_name

@@ -11,9 +11,9 @@ from jobsite import media
 from .. import lifecycle, runners, scheduling, storage, tileindex
 from . import chainruns, quotas
 
-from jobsite.exceptions import Conflict, Rejected
+from jobsite.exceptions import Conflict, Rejected, id_list
 from ..chains import chain_of, input_field, is_chain, job_type_of
-from ..models import Job, JobStatus, JobTile, Priority, TileStatus
+from ..models import Job, JobStatus, JobTile, Priority, Tile, TileStatus
 from .submit import check_job_storage
 from .waiting import link_arrived_inputs
 
@@ -81,6 +81,12 @@ def job_resume(*, job, by=None, params=None):
     if missing or wrong:
         raise Conflict(f"job {job.pk} cannot run yet: "
                        + "; ".join([*(f"{name} has not been uploaded" for name in missing), *wrong]))
+    arrived = dict(Tile.objects.filter(collection_id=job.collection_id, number__in=job.waiting_for_tiles)
+                   .values_list("number", "id"))
+    if len(arrived) < len(job.waiting_for_tiles):  # it waited in vain for tiles: those must be there now
+        never = [number for number in job.waiting_for_tiles if number not in arrived]
+        raise Conflict(f"job {job.pk} cannot run yet: tiles {id_list(never)} of collection {job.collection_id} "
+                       "have not been loaded")
     with transaction.atomic():
         # The owner's row first: resumes and submits of one user check the daily quotas one after the other.
         get_user_model().objects.select_for_update(no_key=True).filter(pk=job.owner_id).first()
@@ -89,6 +95,9 @@ def job_resume(*, job, by=None, params=None):
             status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
             raise Conflict(f"job {job.pk} is {status}; only failed or canceled jobs can be resumed")
         storage.remove_files_on_commit(output["path"] for output in job.outputs)
+        if arrived:  # the tiles it waited for in vain, loaded since
+            JobTile.objects.add_pending(job.pk, [arrived[number] for number in sorted(arrived)])
+            Job.objects.filter(pk=job.pk).update(waiting_for_tiles=[])
         if is_chain(job):  # the data files of steps the chain no longer has
             job.inputs.exclude(name__in=[i.name for i in kind.inputs]).delete()
         tiles = JobTile.objects.filter(job_id=job.pk)

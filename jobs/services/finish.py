@@ -9,7 +9,7 @@ import logging
 import time
 
 from django.db import DatabaseError
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from jobsite import media
 from datafiles.formats import without_paths
@@ -28,12 +28,15 @@ logger = logging.getLogger(__name__)
 
 
 def job_finish_tiles(*, job_id, merge_here=False, before_merge=None):
-    """Once no tile is pending or running: merge if all succeeded, else fail naming the failed tiles.
+    """Once no tile is waiting, pending or running and the job waits for no tile: merge if all
+    succeeded, else fail naming the failed tiles.
     With `merge_here` (a worker that did the last tile) the merge runs in this process at once,
     after `before_merge()` if given, else as a task of its own. Returns whether it merged here."""
-    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.WAITING, TileStatus.PENDING,
+                                                                       TileStatus.RUNNING])
     failed_tiles = JobTile.objects.filter(job=OuterRef("pk"), status=TileStatus.FAILED)
-    if lifecycle.move_job(job_id, "merge", where=~Exists(unfinished) & ~Exists(failed_tiles),
+    # A job that waits for tiles still (jobs.services.latetiles) merges once they have arrived and run.
+    if lifecycle.move_job(job_id, "merge", where=~Exists(unfinished) & ~Exists(failed_tiles) & Q(waiting_for_tiles=[]),
                           message="all tiles done; merging"):
         if merge_here:
             if before_merge is not None:

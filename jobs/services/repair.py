@@ -14,23 +14,30 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from datafiles import inbox
+from jobsite.exceptions import id_list
 
 from .. import lifecycle, queue, runners, scheduling
 from ..raster import toolprocess
 from ..models import Job, JobLog, JobStatus, JobTile, Share, TileStatus
+from . import latetiles
 from .finish import job_finish_tiles
 from .waiting import jobs_start_waiting
 
 
 def jobs_fail_overdue():
-    """Waiting jobs past their deadline fail, naming what never arrived. The cluster calls this
-    every second (jobs.broker), so a deadline fires within about a second of its time."""
-    for job_id, names in Job.objects.filter(status=JobStatus.WAITING, wait_deadline__lt=timezone.now()).values_list(
-            "id", "waiting_for"):
-        error = f"waited in vain for {', '.join(names)}, which never arrived"
-        lifecycle.move_job(job_id, "fail", only_from=[JobStatus.WAITING], where=Q(wait_deadline__lt=timezone.now()),
+    """Jobs past their wait deadline that still wait for data files or tiles fail, naming what never
+    arrived. The cluster calls this every second (jobs.broker), so a deadline fires within about a
+    second of its time."""
+    waits = Q(status=JobStatus.WAITING) | Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]) & ~Q(waiting_for_tiles=[])
+    for job_id, names, numbers, collection in Job.objects.filter(waits, wait_deadline__lt=timezone.now()).values_list(
+            "id", "waiting_for", "waiting_for_tiles", "collection_id"):
+        never = [", ".join(names)] if names else []
+        if numbers:
+            never.append(f"tiles {id_list(numbers)} of collection {collection}")
+        error = f"waited in vain for {' and '.join(never)}, which never arrived"
+        lifecycle.move_job(job_id, "fail", only_from=[JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING],
+                           where=waits & Q(wait_deadline__lt=timezone.now()),
                            error=error, message=f"failed: {error}", level=JobLog.Level.ERROR)
-
 
 
 def _dead_here(worker):
@@ -91,10 +98,12 @@ def sweep():
     now = timezone.now()
     inbox.scan_inboxes()  # files delivered to the inbox folders become data files, and wake their jobs
     jobs_start_waiting()  # in case the process that stored a file died before it could wake them
+    latetiles.take_arrived_tiles()  # or the process that loaded tiles
     jobs_fail_overdue()
     runners.free_slots_of(_dead_here)
     return_lost_tiles()
-    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.PENDING, TileStatus.RUNNING])
+    unfinished = JobTile.objects.filter(job=OuterRef("pk"), status__in=[TileStatus.WAITING, TileStatus.PENDING,
+                                                                       TileStatus.RUNNING])
     for job_id in Job.objects.filter(status=JobStatus.RUNNING).exclude(Exists(unfinished)).values_list("id", flat=True):
         job_finish_tiles(job_id=job_id)
     wake_runners()

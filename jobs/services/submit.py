@@ -16,17 +16,14 @@ from django.utils import timezone
 from datafiles.formats import Unreadable
 from datafiles.models import DataFile
 
-from .. import chains, lifecycle, runners, storage, tileindex, towns, vector
-from . import quotas
+from .. import chains, lifecycle, runners, storage, tileindex
+from . import latetiles, quotas, tilechoice
 from jobsite import outbound
 from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, id_list, quoted
-from ..jobtypes import get_job_type, read_polygons
-from ..models import (JOB_WEBHOOKS, MAX_ID, Collection, InterimResults, Job, JobInput, JobStatus, JobTile, Label,
-                      Priority, Tile, Town)
+from ..jobtypes import get_job_type
+from ..models import (JOB_WEBHOOKS, Collection, InterimResults, Job, JobInput, JobStatus, JobTile, Label,
+                      Priority, Start, Tile, TileStatus)
 from .waiting import unfit_input
-
-EXACTLY_ONE = {"tile_ids": "give exactly one of tile_ids and town_id", "town_id": "give exactly one of tile_ids and town_id"}
-
 
 def _clean_labels(labels):
     if labels is None:
@@ -43,52 +40,6 @@ def _clean_labels(labels):
     if len(clean) > Job.MAX_LABELS:
         raise Rejected({"labels": f"at most {Job.MAX_LABELS} labels, not {len(clean)}"})
     return clean
-
-
-def _clean_tile_ids(tile_ids, collection):
-    if not isinstance(tile_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in tile_ids):
-        raise Rejected({"tile_ids": "must be a list of integer tile ids"})
-    if not tile_ids:
-        raise Rejected({"tile_ids": "must not be empty"})
-    seen, duplicates = set(), set()
-    for tile_id in tile_ids:
-        (duplicates if tile_id in seen else seen).add(tile_id)
-    if duplicates:
-        raise Rejected({"tile_ids": f"duplicate tile ids: {', '.join(map(str, sorted(duplicates)))}"})
-    _check_tile_limit("tile_ids", len(tile_ids))
-    known = {number: (row, col, pk) for number, pk, row, col in Tile.objects.filter(
-        collection=collection, number__in=[i for i in tile_ids if 0 <= i <= MAX_ID]).values_list("number", "id", "row", "col")}
-    unknown = [tile_id for tile_id in tile_ids if tile_id not in known]
-    if unknown:
-        shown = ", ".join(map(str, unknown[:50])) + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
-        raise Rejected({"tile_ids": f"unknown tile ids: {shown}" + (
-            "" if collection.pk == settings.DEFAULT_COLLECTION else f" (in collection {collection.pk})")})
-    return [pk for _, _, pk in sorted(known.values())]  # in rows: workers claim neighbours together (blocks)
-
-
-def _numbers(keys, limit=20):
-    """The tile numbers of tile keys, as a message lists them."""
-    numbers = list(Tile.objects.filter(id__in=keys[:limit]).order_by("number").values_list("number", flat=True))
-    return id_list(numbers) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def _check_tile_limit(field, count):
-    if count > settings.MAX_TILES_PER_JOB:
-        raise Rejected({field: f"{count} tiles is more than the limit of {settings.MAX_TILES_PER_JOB} tiles per job"})
-
-
-def _town_tile_ids(town_id, collection):
-    if not isinstance(town_id, int) or isinstance(town_id, bool):
-        raise Rejected({"town_id": "must be an integer town id"})
-    town = Town.objects.filter(pk=town_id).first() if 0 <= town_id <= MAX_ID else None
-    if town is None:
-        raise Rejected({"town_id": f"unknown town id: {town_id}"})
-    tile_ids = list(town.tiles.filter(collection=collection).order_by("row", "col").values_list("id", flat=True))
-    if not tile_ids:
-        raise Rejected({"town_id": f"town {town_id} ({town.name}) has no tiles in the index" + (
-            "" if collection.pk == settings.DEFAULT_COLLECTION else f" collection {collection.pk}")})
-    _check_tile_limit("town_id", len(tile_ids))
-    return town, tile_ids
 
 
 def _clean_webhooks(raw):
@@ -122,6 +73,8 @@ class JobPlan:
     town: object
     tile_ids: list  # the tiles' keys
     files: dict  # input name: (file name, its DataFile or None while it has not arrived)
+    missing_tiles: list  # the numbers of its tiles that its collection does not have yet
+    start: str  # Start: when a job that waits for tiles starts
     labels: list
     interim_results: str
     wait_seconds: int
@@ -133,17 +86,23 @@ class JobPlan:
     def waiting_for(self):
         return [name for name, datafile in self.files.values() if datafile is None]
 
+    @property
+    def waits(self):
+        """Whether the job is created waiting: for data files, or for tiles before it starts."""
+        return bool(self.waiting_for or self.missing_tiles and self.start != Start.AS_AVAILABLE)
+
 
 def plan_job(*, owner, job_type=None, tile_ids=None, town_id=None, params=None, labels=None, interim_results=None,
              inputs=None, wait_timeout=None, collection=None, webhooks=None, wait_for_files=True, priority=None,
-             steps=None):
+             steps=None, wait_for_tiles=None, start=None):
     """Check every field of a submit and resolve what it names, writing nothing: a JobPlan, or
     Rejected naming every bad field.
 
     The tiles are `tile_ids`, or a town's (`town_id`), or, for types that read polygons, those the
     polygons overlap, all in `collection` (the default collection without one). `inputs` names the
     owner's data files the type reads; a file that has not been uploaded yet is waited for (at most
-    `wait_timeout` seconds), or, without `wait_for_files`, refused. `priority` is low, normal
+    `wait_timeout` seconds), or, without `wait_for_files`, refused; so are tile ids not loaded yet
+    with `wait_for_tiles`, the job starting as `start` says (jobs.services.latetiles). `priority` is low, normal
     (without it) or, for staff only, high. `webhooks` are the job's own ({"update": URL,
     "finished": URL}). `steps` instead of `job_type`, `params` and `inputs` makes a chain
     (jobs.chains), each step naming its type, params and inputs.
@@ -162,15 +121,17 @@ def plan_job(*, owner, job_type=None, tile_ids=None, town_id=None, params=None, 
     wait_seconds = _checked(problems, _clean_wait_timeout, wait_timeout)
     clean_webhooks = _checked(problems, _clean_webhooks, webhooks)
     clean_priority = _checked(problems, _clean_priority, owner, priority)
+    may_wait, clean_start = _checked(problems, latetiles.clean_wait_for_tiles, wait_for_tiles, start, town_id) or (False, None)
     tiles_from_file = tile_ids is None and town_id is None and kind.tiles_from
     chosen = None if (layer is None and kind.uses_tiles) or (files is None and tiles_from_file) else _checked(
-        problems, _choose_tiles, kind, files, tile_ids, town_id, layer)
+        problems, tilechoice.choose_tiles, kind, files, tile_ids, town_id, layer, may_wait)
     if problems:
         raise Rejected(problems)
-    town, ids = chosen
-    pixels = (Tile.objects.filter(pk__in=ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0) * kind.passes if ids else 0
-    return JobPlan(kind, clean_params, layer, town, ids, files, clean_labels, interim_results, wait_seconds,
-                   clean_webhooks, clean_priority, pixels)
+    town, ids, missing = chosen
+    pixels = ((Tile.objects.filter(pk__in=ids).aggregate(n=Sum(F("width") * F("height")))["n"] or 0) if ids else 0)
+    pixels = (pixels + (latetiles.pixels_of_missing(layer.pk, len(missing)) if missing else 0)) * kind.passes
+    return JobPlan(kind, clean_params, layer, town, ids, files, missing, clean_start, clean_labels, interim_results,
+                   wait_seconds, clean_webhooks, clean_priority, pixels)
 
 
 def job_submit(*, owner, **request):
@@ -183,6 +144,9 @@ def job_submit(*, owner, **request):
     """
     plan = plan_job(owner=owner, **request)
     kind, town, ids, files, waiting_for = plan.kind, plan.town, plan.tile_ids, plan.files, plan.waiting_for
+    missing = plan.missing_tiles
+    held = set(latetiles.tiles_to_hold(kind, plan.params, plan.collection.pk, ids)
+               if missing and plan.start == Start.AS_AVAILABLE else [])
     deadline = timezone.now() + timedelta(seconds=plan.wait_seconds)
 
     with transaction.atomic():
@@ -192,23 +156,27 @@ def job_submit(*, owner, **request):
         _hold_files([datafile.pk for _, datafile in files.values() if datafile is not None])
         job = Job.objects.create(type=kind.name, type_version=kind.version, owner=owner, params=plan.params, town=town,
                                  collection=plan.collection, priority=plan.priority,
-                                 status=JobStatus.WAITING if waiting_for else JobStatus.QUEUED, waiting_for=waiting_for,
-                                 wait_deadline=deadline if waiting_for else None, interim_results=plan.interim_results,
-                                 tiles_total=len(ids), woken=None if waiting_for else timezone.now(),
+                                 status=JobStatus.WAITING if plan.waits else JobStatus.QUEUED, waiting_for=waiting_for,
+                                 waiting_for_tiles=missing, start=plan.start,
+                                 wait_deadline=deadline if waiting_for or missing else None,
+                                 interim_results=plan.interim_results, tiles_total=len(ids) + len(missing),
+                                 woken=None if plan.waits else timezone.now(),
                                  webhooks=plan.webhooks, webhook_secret=outbound.new_secret() if plan.webhooks else "")
         if plan.labels:
             Label.objects.bulk_create([Label(name=name) for name in plan.labels], ignore_conflicts=True)
             job.labels.set(Label.objects.filter(name__in=plan.labels))
         JobInput.objects.bulk_create([JobInput(job=job, name=name, file_name=file_name, datafile=datafile)
                                       for name, (file_name, datafile) in files.items()])
-        JobTile.objects.add_pending(job.pk, ids)
+        JobTile.objects.add_pending(job.pk, [key for key in ids if key not in held])
+        JobTile.objects.add_pending(job.pk, sorted(held), status=TileStatus.WAITING)  # their neighbours may arrive
         where = (f" over {len(ids)} tiles of town {town.id} ({town.name})" if town
-                 else f" over {len(ids)} tiles of tiles {_numbers(ids)}" if ids else "")
+                 else f" over {len(ids)} tiles of tiles {tilechoice.numbers(ids)}" if ids else "")
         what = f"a chain ({kind.description})" if isinstance(kind, chains.Chain) else kind.name
         lifecycle.job_created(job, f"{owner} submitted {what}{where}"
-                                   + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else ""))
+                                   + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else "")
+                                   + (f"; waiting for tiles {id_list(missing)}" if missing else ""))
         quotas.record(owner.pk, jobs=1, pixels=plan.pixels)
-        if not waiting_for:
+        if not plan.waits:
             transaction.on_commit(runners.wake)
     return job
 
@@ -318,35 +286,6 @@ def _job_collection(kind, clean_params, name):
     if clean_params is not None:
         kind.check_collection(collection, clean_params)
     return collection
-
-
-def _choose_tiles(kind, files, tile_ids, town_id, collection):
-    if not kind.uses_tiles:
-        given = [name for name, value in (("tile_ids", tile_ids), ("town_id", town_id)) if value is not None]
-        if given:
-            raise Rejected({given[0]: f"{kind.name} runs over no tiles; leave tile_ids and town_id out"})
-        return None, []
-    if tile_ids is not None and town_id is not None:
-        raise Rejected(EXACTLY_ONE)
-    if town_id is not None:
-        return _town_tile_ids(town_id, collection)
-    if tile_ids is not None:
-        return None, _clean_tile_ids(tile_ids, collection)
-    if not kind.tiles_from:
-        raise Rejected(EXACTLY_ONE)
-    file_name, datafile = files[kind.tiles_from]
-    if datafile is None:
-        raise Rejected({"tile_ids": f"give tile_ids or town_id: the tiles cannot be chosen by {file_name}, "
-                                    "which has not been uploaded yet"})
-    try:
-        polygons = read_polygons(datafile.stored, tileindex.index_crs_wkt(collection.pk))
-    except (vector.VectorError, tileindex.LoadError, Unreadable) as exc:
-        raise Rejected({"inputs": {kind.tiles_from: str(exc)}}) from None
-    ids = towns.tiles_overlapping(polygons, collection.pk)
-    if not ids:
-        raise Rejected({"inputs": {kind.tiles_from: f"the polygons of {file_name} overlap no tile of the index"}})
-    _check_tile_limit("tile_ids", len(ids))
-    return None, ids
 
 
 def _check_active_jobs(owner):

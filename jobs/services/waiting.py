@@ -13,12 +13,12 @@ from datafiles.models import DataFile
 
 from .. import lifecycle, runners, scheduling
 from ..chains import job_type_of
-from ..models import Job, JobInput, JobLog, JobStatus
+from ..models import Job, JobInput, JobLog, JobStatus, Start
 
 
 def jobs_start_waiting(*, owner_id=None):
-    """Waiting jobs whose data files have all arrived are queued; a file of the wrong kind fails the
-    job. For one owner's jobs (after an upload) or everybody's (the sweep)."""
+    """Waiting jobs whose data files have all arrived are queued (unless they wait for tiles too:
+    jobs.services.latetiles); a file of the wrong kind fails the job. For one owner's jobs (after an upload) or everybody's (the sweep)."""
     waiting = Job.objects.filter(status=JobStatus.WAITING)
     if owner_id is not None:
         waiting = waiting.filter(owner_id=owner_id)
@@ -30,7 +30,7 @@ def jobs_start_waiting(*, owner_id=None):
                 error = "; ".join(wrong)
                 lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error=error,
                                    message=f"failed: {error}", level=JobLog.Level.ERROR)
-            elif missing:
+            elif missing or job.waiting_for_tiles and job.start != Start.AS_AVAILABLE:
                 Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
             elif lifecycle.move_job(job.pk, "queue", message="its data files have all arrived; queued"):
                 scheduling.mark_job_runnable(job.pk)

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from jobs import vector
 from jobs.demo_terrain import fractal_terrain
 from jobs.raster.io import crs_wkt_from_epsg, write_raster
-from jobs.tileindex import LoadError, load_tiles
+from jobs.tileload import LoadError, load_tiles
 from jobs.towns import load_towns
 
 EPSG = 25832  # ETRS89 / UTM zone 32N
