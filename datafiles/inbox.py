@@ -19,6 +19,9 @@ beside it saying why. Only regular files with no other link are read, and opened
 following links: a symbolic link, a device, a pipe or a hard link to a file elsewhere is refused
 unread. A claimed file that a scan left behind (its process died) goes back after
 `settings.TASK_TIMEOUT`.
+
+Other apps add inboxes of their own kind with `register` (jobs: folders of tiles for collections),
+which take complete files in the same way (`take_complete`) and are scanned and watched with these.
 """
 
 import logging
@@ -41,10 +44,33 @@ MARKER = ".done"
 
 logger = logging.getLogger(__name__)
 
+_kinds = []  # (folders, scan) of the inboxes other apps register
+
+
+def register(folders, scan):
+    """Inboxes of another kind: `folders()` gives their paths (for the watcher), `scan(each_file)`
+    takes their complete files, calling `each_file()` after each, and returns {"stored": n,
+    "rejected": n}."""
+    if (folders, scan) not in _kinds:
+        _kinds.append((folders, scan))
+
+
+def watched_folders():
+    """The folders of every inbox, for the watcher (datafiles.watch)."""
+    return [path for path, _ in settings.INBOXES] + [path for folders, _ in _kinds for path in folders()]
+
 
 def scan_inboxes(each_file=None):
-    """Take the complete files of every inbox folder, calling `each_file()` after each. Returns
-    {"stored": n, "rejected": n}."""
+    """Take the complete files of every inbox folder (and of the inboxes other apps register),
+    calling `each_file()` after each. Returns {"stored": n, "rejected": n}."""
+    counts = _scan_user_inboxes(each_file)
+    for _, scan in _kinds:
+        for outcome, n in scan(each_file).items():
+            counts[outcome] += n
+    return counts
+
+
+def _scan_user_inboxes(each_file):
     counts = {"stored": 0, "rejected": 0}
     users = get_user_model().objects
     for path, username in settings.INBOXES:
@@ -55,7 +81,8 @@ def scan_inboxes(each_file=None):
             if owner is None:
                 logger.warning("inbox %s: there is no active user named %s; its files stay", folder, name)
                 continue
-            for outcome in _scan_folder(folder, owner):
+            for outcome in take_complete(folder, lambda claimed, name, owner=owner, folder=folder: _ingest(
+                    folder, claimed, name, owner)):
                 counts[outcome] += 1
                 if each_file is not None:
                     each_file()
@@ -69,7 +96,9 @@ def _entries(folder):
         return []
 
 
-def _scan_folder(folder, owner):
+def take_complete(folder, ingest):
+    """Claim each complete file of `folder` and yield what `ingest(claimed path, name)` makes of it
+    ("stored" or "rejected"); `ingest` moves the claimed file on (see `finish` and `refuse`)."""
     _return_stale_claims(folder)
     entries = _entries(folder)
     names = {entry.name for entry in entries}
@@ -84,7 +113,7 @@ def _scan_folder(folder, owner):
             os.rename(entry, claimed)
         except FileNotFoundError:  # another scan took it
             continue
-        yield _ingest(folder, claimed, entry.name, owner)
+        yield ingest(claimed, entry.name)
         if settings.INBOX_COMPLETE == "marker":
             (folder / (entry.name + MARKER)).unlink(missing_ok=True)
 
@@ -106,28 +135,39 @@ def _complete(entry, names):
 def _ingest(folder, claimed, name, owner):
     """Store the claimed file as `owner`'s data file `name`; "stored" or "rejected"."""
     try:
-        with _opened(claimed) as upload:
+        with opened(claimed) as upload:
             datafile_store(owner=owner, upload=upload, name=name, replace=True)
-    except (Rejected, Conflict, TooLarge, LimitExceeded, _NotAFile) as exc:
+    except (Rejected, Conflict, TooLarge, LimitExceeded, NotAFile) as exc:
         reason = "; ".join(f"{field}: {problem}" for field, problem in exc.errors.items()) \
             if isinstance(exc, Rejected) else str(exc)
-        _move(claimed, folder / REJECTED, name, reason)
-        logger.info("inbox %s: %s refused: %s", folder, name, reason)
-        return "rejected"
+        return refuse(folder, claimed, name, reason)
+    return finish(folder, claimed, name, f"stored as {owner.username}'s data file")
+
+
+def refuse(folder, claimed, name, reason):
+    """Move a claimed file that was refused to `rejected/`, with the reason beside it: "rejected"."""
+    _move(claimed, folder / REJECTED, name, reason)
+    logger.info("inbox %s: %s refused: %s", folder, name, reason)
+    return "rejected"
+
+
+def finish(folder, claimed, name, what):
+    """Remove a claimed file that was taken, or move it to `processed/` (settings.INBOX_DONE):
+    "stored"."""
     if settings.INBOX_DONE == "processed":
         _move(claimed, folder / PROCESSED, name)
     else:
         claimed.unlink(missing_ok=True)
-    logger.info("inbox %s: %s stored as %s's data file", folder, name, owner.username)
+    logger.info("inbox %s: %s %s", folder, name, what)
     return "stored"
 
 
-class _NotAFile(Exception):
+class NotAFile(Exception):
     pass
 
 
-class _opened:
-    """The claimed file as an upload; _NotAFile, before it is opened, if it is not a regular file
+class opened:
+    """The claimed file as an upload; NotAFile, before it is opened, if it is not a regular file
     of one link, and opened without following a link (and checked to be the same file)."""
 
     def __init__(self, path):
@@ -136,19 +176,19 @@ class _opened:
     def __enter__(self):
         info = os.lstat(self.path)
         if stat.S_ISLNK(info.st_mode):
-            raise _NotAFile("it is a symbolic link; only regular files are read")
+            raise NotAFile("it is a symbolic link; only regular files are read")
         if not stat.S_ISREG(info.st_mode):
-            raise _NotAFile("it is not a regular file (a device, a pipe or a socket); only regular files are read")
+            raise NotAFile("it is not a regular file (a device, a pipe or a socket); only regular files are read")
         if info.st_nlink != 1:
-            raise _NotAFile("it has other hard links; only a file of its own is read")
+            raise NotAFile("it has other hard links; only a file of its own is read")
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
-            raise _NotAFile(f"it could not be opened: {exc.strerror}") from None
+            raise NotAFile(f"it could not be opened: {exc.strerror}") from None
         opened = os.fstat(fd)
         if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):  # swapped meanwhile
             os.close(fd)
-            raise _NotAFile("it changed while it was being opened")
+            raise NotAFile("it changed while it was being opened")
         self.upload = File(os.fdopen(fd, "rb"))
         self.upload.size = opened.st_size
         return self.upload

@@ -22,7 +22,7 @@ from watchdog.observers import Observer
 
 from jobsite.supervised import SupervisedCommand, beat, started_supervised
 
-from .inbox import CLAIMED, PROCESSED, REJECTED, scan_inboxes
+from .inbox import CLAIMED, PROCESSED, REJECTED, scan_inboxes, watched_folders
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +51,15 @@ def run(stop):
     started_supervised()
     changed = threading.Event()
     observer = Observer()
-    for path, _ in settings.INBOXES if settings.INBOX_NOTIFY else ():
+    folders = watched_folders()
+    for path in folders if settings.INBOX_NOTIFY else ():
         if Path(path).is_dir():
             observer.schedule(_Changed(changed), path, recursive=True)
         else:
             logger.warning("inbox %s is not a folder; it is scanned every %s s", path, settings.INBOX_SCAN_SECONDS)
     observer.start()
     logger.info("the inbox watcher watches %s inbox folder(s) (notifications %s) and scans them every %s s",
-                len(settings.INBOXES), "on" if settings.INBOX_NOTIFY else "off", settings.INBOX_SCAN_SECONDS)
+                len(folders), "on" if settings.INBOX_NOTIFY else "off", settings.INBOX_SCAN_SECONDS)
     try:
         next_scan = 0.0
         while not stop.is_set():

@@ -13,10 +13,11 @@ class JobsConfig(AppConfig):
     def ready(self):
         from django_q.signals import post_spawn
 
+        from datafiles import inbox
         from datafiles.signals import datafile_in_use, datafile_stored
         from jobsite import gdalpolicy
 
-        from . import broker, queue, runners, tasks, tileindex, tileload
+        from . import broker, queue, runners, tasks, tileinbox, tileindex, tileload
         from .services import latetiles, repair
         from .services.waiting import jobs_reading, start_jobs_waiting_for
 
@@ -26,7 +27,8 @@ class JobsConfig(AppConfig):
         post_spawn.connect(tasks.worker_spawned, dispatch_uid="jobs.worker_spawned")
         broker.every_second(runners.resend_unstarted)
         broker.every_second(repair.reclaim_expired_leases)
-        if settings.INBOXES:
+        inbox.register(tileinbox.tile_inbox_folders, tileinbox.scan_tile_inboxes)
+        if settings.INBOXES or settings.TILE_INBOXES:
             from datafiles import watch
 
             broker.every_second(watch.keep_running)  # the inbox watcher, a process beside the workers

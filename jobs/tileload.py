@@ -180,12 +180,16 @@ def load_tiles(source, replace=False, collection=None, title=None, append=False,
     `append` says that the collection must have tiles already. Once the load commits, jobs that
     wait for its tiles take them (the `tiles_loaded` signal).
     """
-    slug = check_collection_id(collection or settings.DEFAULT_COLLECTION)
     if append and replace:
         raise LoadError("--append adds tiles to a collection and --replace makes it anew: give one of them")
     if replace_tiles and not append:
         raise LoadError("--replace-tiles replaces tiles a collection has: give it with --append")
-    paths = tile_paths(source)
+    return load_paths(tile_paths(source), replace, collection, title, append, replace_tiles)
+
+
+def load_paths(paths, replace=False, collection=None, title=None, append=False, replace_tiles=False):
+    """load_tiles of the rasters `paths`."""
+    slug = check_collection_id(collection or settings.DEFAULT_COLLECTION)
     with transaction.atomic():
         _lock_loads()  # what is read below stays true until the load commits
         if append and not Tile.objects.filter(collection_id=slug).exists():

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .api.filters import JobFilter
 from .api.outputs import link_for
 from .api.pagination import BIGGEST
-from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, quoted
+from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge, id_list, quoted
 from . import chainform
 from .forms import JobForm, ResumeForm
 from .chains import CHAIN, is_chain, job_type_of, steps_of
@@ -124,7 +124,15 @@ def _live_context(job):
     return {"job": job, "summary": _summary(job), "allowed": _allowed(job), "inputs": inputs, "steps": steps,
             "outputs": outputs, "link_hours": settings.OUTPUT_LINK_SECONDS / 3600,
             "thumbnail": next((o["url"] for o in outputs if o["name"] == "thumbnail.png"), None),
-            "usage": usage.job_usage(job) if job.is_final else None}  # not at every poll of a running job
+            "usage": usage.job_usage(job) if job.is_final else None,  # not at every poll of a running job
+            "waiting_for_tiles": id_list(job.waiting_for_tiles), "tiles_held": _tiles_held(job)}
+
+
+def _tiles_held(job):
+    """How many of the tiles of a job that runs as its tiles arrive wait for a neighbour to arrive."""
+    if not job.waiting_for_tiles or job.is_final:
+        return 0
+    return JobTile.objects.filter(job=job, status=TileStatus.WAITING).count()
 
 
 def _live_parts(request, context):

@@ -46,14 +46,16 @@ def envchoice(name, default, choices):
     return value
 
 
-def envinboxes(name):
+def envinboxes(name, owner="USERNAME", owner_required=False):
     """Inbox folders: a comma-separated list of "PATH=USERNAME" (a folder of one user) or "PATH" (a
-    folder of one sub-folder per user name), as [(absolute path, user name or None)]."""
+    folder of one sub-folder per user name), as [(absolute path, user name or None)]. With
+    `owner_required`, every entry is PATH=`owner` (a tile inbox's PATH=COLLECTION)."""
     inboxes = []
     for entry in envlist(name):
         path, _, user = entry.partition("=")
-        if not os.path.isabs(path.strip()) or (_ and not user.strip()):
-            raise ImproperlyConfigured(f"{name}: {entry!r} is not an absolute PATH or PATH=USERNAME")
+        if not os.path.isabs(path.strip()) or (_ and not user.strip()) or (owner_required and not user.strip()):
+            shapes = f"PATH={owner}" if owner_required else f"PATH or PATH={owner}"
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not an absolute {shapes}")
         inboxes.append((os.path.normpath(path.strip()), user.strip() or None))
     return inboxes
 

@@ -365,6 +365,10 @@ INBOX_STABLE_SECONDS = envint("JOBSITE_INBOX_STABLE_SECONDS", 30, minimum=1)
 INBOX_DONE = envchoice("JOBSITE_INBOX_DONE", "delete", ("delete", "processed"))
 INBOX_NOTIFY = envbool("JOBSITE_INBOX_NOTIFY", True)  # the watcher follows the platform's notifications (inotify)
 INBOX_SCAN_SECONDS = envint("JOBSITE_INBOX_SCAN_SECONDS", 10, minimum=1)  # the watcher's scans between notifications
+# Tile inboxes (jobs/tileinbox.py): GeoTIFFs delivered to "PATH=COLLECTION" join that collection,
+# moved into JOBSITE_TILE_STORE/COLLECTION/, taken as the inboxes above take their files.
+TILE_INBOXES = envinboxes("JOBSITE_TILE_INBOXES", owner="COLLECTION", owner_required=True)
+TILE_STORE = Path(os.environ.get("JOBSITE_TILE_STORE", VAR_DIR / "tiles"))
 # Polygons a zonal-statistics or clip job may take from one vector file.
 MAX_ZONES = envint("JOBSITE_MAX_ZONES", 100_000, minimum=1)
 MAX_ZONE_BYTES = envint("JOBSITE_MAX_ZONE_BYTES", 128 * 1024**2, minimum=1024)  # of their geometry, as WKB

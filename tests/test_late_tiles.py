@@ -240,3 +240,23 @@ def test_on_a_real_cluster_appended_tiles_start_the_job_that_waited_for_them(
         job = wait_until_final(job_id, timeout=120)
         assert job.status == JobStatus.SUCCEEDED, job.error
         assert_same_pixels(expected, merged_pixels(job))
+
+
+def test_the_job_page_shows_what_it_waits_for_and_the_arrival_is_an_event_of_the_job(
+        grid6x5, first_rows, owner, media, client_for, django_capture_on_commit_callbacks):
+    from notifications.models import Event
+
+    job = job_submit(owner=owner, job_type="slope", tile_ids=row_ids(grid6x5, 2, 3), wait_for_tiles=True,
+                     start="as_available")
+    client = client_for(owner)
+    client.force_login(owner)
+    state = client.get(f"/jobs/{job.pk}/live/").json()["parts"]["state"]
+    assert ("waiting for tiles 130, 131, 132, 133, 134, 135 to arrive in collection default (6 tiles wait for "
+            "those neighbours)") in state
+    assert client.get(f"/jobs/{job.pk}/live/").json()["tiles"]["120"] == "waiting"
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("load_tiles", str(first_rows), append=True, verbosity=0)
+    state = client.get(f"/jobs/{job.pk}/live/").json()["parts"]["state"]
+    assert "waiting for tiles" not in state and "0 of 12 tiles done" in state
+    progress = Event.objects.filter(job_id=job.pk, type="job.progress").last()
+    assert progress.payload["data"]["waiting_for_tiles"] == []
