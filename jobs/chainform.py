@@ -15,7 +15,8 @@ from django.forms.fields import InvalidJSONInput
 
 from jobsite.exceptions import Rejected
 
-from .forms import area_fields, disable_unused, input_field, labels, last_fields, param_fields, tile_ids, type_field
+from .forms import (area_fields, disable_unused, input_field, labels, last_fields, param_fields, tile_ids, type_field,
+                    wait_kwargs)
 from .chains import CHAIN, MAX_STEPS, chain_of_steps
 from .jobtypes import JOB_TYPES
 
@@ -127,7 +128,7 @@ class ChainForm(forms.Form):
         return {"steps": self._steps(data), "tile_ids": data.get("tile_ids"),
                 "collection": data["collection"].pk if data.get("collection") and not decided else None,
                 "town_id": data["town"].pk if data.get("town") else None,
-                "labels": labels(data["labels"]), "priority": data.get("priority") or None}
+                "labels": labels(data["labels"]), "priority": data.get("priority") or None, **wait_kwargs(data)}
 
     def add_step_problems(self):
         """A form refused for some fields is not submitted, so the chain checks the steps' parameters

@@ -11,7 +11,7 @@ from datafiles.models import DataFile
 from . import paramschema
 from .chains import CHAIN
 from .jobtypes import JOB_TYPES
-from .models import Collection, Priority, Town
+from .models import Collection, Priority, Start, Town
 
 
 class BoundedJSONField(forms.JSONField):
@@ -53,7 +53,18 @@ def area_fields():
         "town": forms.ModelChoiceField(Town.objects.order_by("name"), required=False,
                                        empty_label="(the tile ids below)", help_text="a town's tiles"),
         "tile_ids": forms.CharField(required=False, help_text="or tile ids, comma-separated: 4315, 4283"),
+        "wait_for_tiles": forms.BooleanField(required=False, label="Wait for tiles",
+                                             help_text="the tile ids may name tiles not loaded yet: the job waits "
+                                                       "for them"),
+        "start": forms.ChoiceField(choices=Start.choices, initial=Start.ALL_ARRIVED, required=False,
+                                   help_text="with tiles to wait for: start once all have arrived, or run each tile "
+                                             "as soon as it and its neighbours are there"),
     }
+
+
+def wait_kwargs(data):
+    """The submit's wait_for_tiles and start, from a form's cleaned data."""
+    return {"wait_for_tiles": bool(data.get("wait_for_tiles")), "start": data.get("start") or None}
 
 
 def input_field(owner, job_input):
@@ -152,7 +163,7 @@ class JobForm(forms.Form):
                        if data.get(f"param_{name}") is not None and not self.fields[f"param_{name}"].disabled},
             "inputs": {i.name: data[f"input_{i.name}"] for i in self.kind.inputs} or None,
             "labels": labels(data["labels"]),
-            "priority": data.get("priority") or None,
+            "priority": data.get("priority") or None, **wait_kwargs(data),
         }
 
     def add_service_errors(self, errors):

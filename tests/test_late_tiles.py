@@ -260,3 +260,20 @@ def test_the_job_page_shows_what_it_waits_for_and_the_arrival_is_an_event_of_the
     assert "waiting for tiles" not in state and "0 of 12 tiles done" in state
     progress = Event.objects.filter(job_id=job.pk, type="job.progress").last()
     assert progress.payload["data"]["waiting_for_tiles"] == []
+
+
+def test_the_new_job_form_submits_a_job_that_waits_for_tiles_and_names_a_bad_start(
+        grid6x5, first_rows, owner, client_for):
+    from .test_job_form import rendered_form
+
+    client = client_for(owner)
+    client.force_login(owner)
+    data = {**rendered_form(client, "slope").values, "tile_ids": "120, 130"}
+    html = client.post("/jobs/new/", data).content.decode()
+    assert "unknown tile ids: 130" in html and not Job.objects.exists()
+    html = client.post("/jobs/new/", {**data, "wait_for_tiles": "on", "start": "later"}).content.decode()
+    assert "Select a valid choice. later is not one of the available choices." in html and not Job.objects.exists()
+    response = client.post("/jobs/new/", {**data, "wait_for_tiles": "on", "start": "as_available"})
+    assert response.status_code == 302, response.content.decode()
+    job = Job.objects.get(owner=owner)
+    assert job.waiting_for_tiles == [130] and job.start == "as_available" and job.status == JobStatus.QUEUED
