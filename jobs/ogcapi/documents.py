@@ -9,6 +9,8 @@ caller's data files). Its outputs are its result files.
 from django.conf import settings
 from django.urls import reverse
 
+from jobsite.exceptions import id_list
+
 from ..jobtypes import JOB_TYPES
 from ..models import MAX_ID, JobStatus
 
@@ -159,11 +161,12 @@ def stac_item_url(request, job):
 
 
 def _message(job):
+    tiles = f"tiles {id_list(job.waiting_for_tiles)}" if job.waiting_for_tiles and not job.is_final else ""
     if job.status == JobStatus.WAITING:
-        return f"waiting for {', '.join(job.waiting_for)}"
+        return f"waiting for {', '.join([*job.waiting_for, *([tiles] if tiles else [])])}"
     if job.status in (JobStatus.FAILED, JobStatus.CANCELED) and job.error:
         return job.error
-    done = f"{job.tiles_done} of {job.tiles_total} tiles done"
+    done = f"{job.tiles_done} of {job.tiles_total} tiles done" + (f", waiting for {tiles}" if tiles else "")
     return {JobStatus.QUEUED: f"queued; {job.tiles_total} tiles to run", JobStatus.RUNNING: f"running; {done}",
             JobStatus.MERGING: f"merging {job.tiles_total} tiles", JobStatus.SUCCEEDED: f"succeeded; {done}",
             JobStatus.FAILED: f"failed; {done}", JobStatus.CANCELED: f"dismissed; {done}"}[job.status]

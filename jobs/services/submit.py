@@ -176,6 +176,8 @@ def job_submit(*, owner, **request):
                                    + (f"; waiting for {', '.join(waiting_for)}" if waiting_for else "")
                                    + (f"; waiting for tiles {id_list(missing)}" if missing else ""))
         quotas.record(owner.pk, jobs=1, pixels=plan.pixels)
+        if missing:  # tiles loaded since they were looked for: their load's signal did not see this job
+            transaction.on_commit(lambda: latetiles.take_arrived_tiles(plan.collection.pk), robust=True)
         if not plan.waits:
             transaction.on_commit(runners.wake)
     return job
