@@ -118,7 +118,7 @@ def main():
 
     from jobs import towns, vector
     from jobs.models import Town
-    from jobs.services import submit
+    from jobs.services import tilechoice
 
     start = time.perf_counter()
     big = make_collection(args.tiles)
@@ -129,7 +129,7 @@ def main():
     load_towns = time.perf_counter() - start
 
     loaded = list(Town.objects.order_by("id"))
-    stored_ms, stored_max = median_ms(lambda town: submit._town_tile_ids(town.pk, big), loaded)
+    stored_ms, stored_max = median_ms(lambda town: tilechoice._town_tile_ids(town.pk, big), loaded)
 
     def computed(town):
         area = vector.Area(town.pk, town.name, town.geometry_wkt, vector.wkt_bounds(town.geometry_wkt))

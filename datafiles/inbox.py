@@ -98,7 +98,8 @@ def _entries(folder):
 
 def take_complete(folder, ingest):
     """Claim each complete file of `folder` and yield what `ingest(claimed path, name)` makes of it
-    ("stored" or "rejected"); `ingest` moves the claimed file on (see `finish` and `refuse`)."""
+    ("stored" or "rejected"); `ingest` moves the claimed file on (see `finish` and `refuse`), or
+    puts it back for a later scan (`put_back`, None)."""
     _return_stale_claims(folder)
     entries = _entries(folder)
     names = {entry.name for entry in entries}
@@ -113,7 +114,9 @@ def take_complete(folder, ingest):
             os.rename(entry, claimed)
         except FileNotFoundError:  # another scan took it
             continue
-        yield ingest(claimed, entry.name)
+        outcome = ingest(claimed, entry.name)
+        if outcome is not None:  # None: put back, to be tried again (see put_back)
+            yield outcome
         if settings.INBOX_COMPLETE == "marker":
             (folder / (entry.name + MARKER)).unlink(missing_ok=True)
 
@@ -149,6 +152,14 @@ def refuse(folder, claimed, name, reason):
     _move(claimed, folder / REJECTED, name, reason)
     logger.info("inbox %s: %s refused: %s", folder, name, reason)
     return "rejected"
+
+
+def put_back(folder, claimed, name):
+    """Return a claimed file to its inbox, for a later scan to try again (it could not be taken just
+    now): None, as `take_complete`'s ingest returns for it."""
+    if not os.path.lexists(folder / name):
+        os.rename(claimed, folder / name)
+    return None
 
 
 def finish(folder, claimed, name, what):

@@ -10,22 +10,26 @@ before anything else does: it must be a GeoTIFF (GDAL's GTiff or COG driver, not
 nothing outside itself and declare no more than a data file may. Then it is loaded: its tile
 number is the last number of its name, it must lie on the collection's grid, and a number the
 collection has already is refused (a tile inbox never replaces a tile). A refused file moves to
-`rejected/` with the reason beside it, and its copy is removed.
+`rejected/` with the reason beside it, and its copy is removed. A file that would move the
+collection's grid while tiles are being worked on over it is put back and tried again later.
 """
 
-import os
-import shutil
+import logging
 import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from datafiles import inbox, sandbox
 from datafiles.formats import StoredFile, Unreadable
 from datafiles.services import confinement, declared_limits
 from jobsite.exceptions import LoadError
 
-from .tileload import RASTER_SUFFIXES, load_paths, tile_id_of
+from .tileload import RASTER_SUFFIXES, Busy, load_paths, tile_id_of
+
+CHUNK = 1024 * 1024
+logger = logging.getLogger(__name__)
 
 
 def tile_inbox_folders():
@@ -47,37 +51,54 @@ def scan_tile_inboxes(each_file=None):
 
 
 def _ingest(folder, claimed, name, collection):
-    """Add the claimed file `name` to `collection`: "stored", or "rejected" with the reason."""
+    """Add the claimed file `name` to `collection`: "stored"; "rejected" with the reason; None when
+    put back to be tried again (the collection's grid cannot move just now, or the database is
+    away)."""
     suffix = Path(name).suffix.lower()
-    store = Path(settings.TILE_STORE) / collection
-    incoming = store / f".incoming-{uuid.uuid4().hex}{suffix}"
-    final = store / name
-    placed = False
+    # A name of its own in the store (the tile number is the last number of it, the name's): a file
+    # that a scan killed midway left there is never in the way of the next.
+    kept = Path(settings.TILE_STORE) / collection / f"{uuid.uuid4().hex}-{name}"
+    loaded = False
     try:
+        if not name.isprintable():
+            raise LoadError("a tile's name must be printable characters only")
         if suffix not in RASTER_SUFFIXES:
             raise LoadError("a tile inbox takes GeoTIFFs (.tif, .tiff) only")
         number = tile_id_of(name)
-        store.mkdir(parents=True, exist_ok=True)
-        with inbox.opened(claimed) as source, open(incoming, "xb") as copy:
-            shutil.copyfileobj(source, copy, 1024 * 1024)
-        sandbox.inspect(StoredFile(str(incoming), suffix[1:], name), declared_limits(), confinement())
-        try:
-            os.link(incoming, final)  # never over a file there
-        except FileExistsError:
-            raise LoadError(f"collection {collection} has a tile file named {name} already (tile {number}); a tile "
-                            "inbox does not replace tiles (manage.py load_tiles --append --replace-tiles does)") from None
-        placed = True
-        load_paths([str(final)], collection=collection)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with inbox.opened(claimed) as source, open(kept, "xb") as copy:
+            _copy(source, copy, name)
+        sandbox.inspect(StoredFile(str(kept), suffix[1:], name), declared_limits(), confinement())
+        load_paths([str(kept)], collection=collection, append=True)
+        loaded = True
+    except Busy as exc:
+        logger.info("tile inbox %s: %s waits: %s", folder, name, exc)
+        return inbox.put_back(folder, claimed, name)
+    except DatabaseError:
+        inbox.put_back(folder, claimed, name)
+        raise
     except (LoadError, Unreadable, inbox.NotAFile, OSError) as exc:
-        if placed:
-            final.unlink(missing_ok=True)
         return inbox.refuse(folder, claimed, name, _reason(exc, name))
+    except Exception:  # the service's own fault: said in its log, and the file kept in rejected/
+        logger.exception("tile inbox %s: %s", folder, name)
+        return inbox.refuse(folder, claimed, name, "it could not be loaded: an error of the service (its log has it)")
     finally:
-        incoming.unlink(missing_ok=True)
+        if not loaded:
+            kept.unlink(missing_ok=True)
     return inbox.finish(folder, claimed, name, f"added to collection {collection} as tile {number}")
 
 
+def _copy(source, copy, name):
+    """Copy at most a data file's largest size (JOBSITE_DATAFILE_MAX_BYTES); LoadError beyond it."""
+    limit, copied = settings.DATAFILE_MAX_BYTES, 0
+    while chunk := source.read(CHUNK):
+        copied += len(chunk)
+        if copied > limit:
+            raise LoadError(f"{name} is larger than {limit} bytes, the most a file may be (JOBSITE_DATAFILE_MAX_BYTES)")
+        copy.write(chunk)
+
+
 def _reason(exc, name):
-    """What a refusal says: a path of this machine in it is the file's name."""
+    """What a refusal says: the tile store's path in it is named so."""
     return str(exc).replace(str(settings.TILE_STORE), "(the tile store)") if isinstance(exc, LoadError) else (
         f"{name} cannot be read as a GeoTIFF: {exc}" if isinstance(exc, Unreadable) else str(exc))

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from jobsite.georef import same_crs
 
 from . import towns, vector
 from .crosscollection import jobs_reading
-from .models import Collection, Job, JobStatus, JobTile, Tile
+from .models import Collection, Job, JobStatus, JobTile, Tile, TileStatus
 from .raster.io import RasterError, read_info
 from .tileindex import check_collection_id
 
@@ -233,8 +234,9 @@ def _load(slug, title, paths, replace, replace_tiles=False):
     everything = tiles + kept
     first = reference or next(iter(infos.values()))
     place_on_grid(everything, first.pixel_size)
-    if kept and not replace:
-        _check_origin_kept(slug, kept, places)
+    moved = any((tile.col, tile.row) != places[tile.number] for tile in kept)
+    if moved and not replace:
+        _check_origin_can_move(slug)
     clash = _overlaps(everything)
     if clash:
         raise LoadError(f"{clash[0].path}: tile {clash[0].number} starts at the same place as tile {clash[1].number}")
@@ -257,7 +259,8 @@ def _load(slug, title, paths, replace, replace_tiles=False):
                             f"{id_list(used)} have used; delete those jobs first, or load into a new collection "
                             "(--collection) and keep this one for them")
         Tile.objects.filter(collection_id=slug, number__in=removed).delete()
-    Tile.objects.bulk_create(everything, batch_size=2000, update_conflicts=True, unique_fields=["collection", "number"],
+    # Tiles kept where they were need no writing: an append of one tile writes one row.
+    Tile.objects.bulk_create(everything if moved or replace else tiles, batch_size=2000, update_conflicts=True, unique_fields=["collection", "number"],
                              update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
                                             "loaded"])
     _describe(record, first, everything)
@@ -278,16 +281,21 @@ def _check_unused(slug, numbers):
                         "which use them and have not finished; wait for them or cancel them")
 
 
-def _check_origin_kept(slug, kept, places):
-    """Tiles added left of or above a collection's tiles move its grid's origin, and so the place of
-    every tile on it (`places`: where they were): not while a job runs over the collection."""
-    if all((tile.col, tile.row) == places[tile.number] for tile in kept):
-        return
-    running = sorted(Job.objects.filter(collection_id=slug, status__in=[JobStatus.QUEUED, JobStatus.RUNNING,
-                                                                         JobStatus.MERGING]).values_list("id", flat=True))
-    if running:
-        raise LoadError(f"the new tiles lie left of or above the tiles of collection {slug}, which moves the origin of "
-                        f"its grid under jobs {id_list(running)}, which run over it; wait for them or cancel them")
+class Busy(LoadError):
+    """A load that must wait for the work of the moment: it may succeed when tried again."""
+
+
+def _check_origin_can_move(slug):
+    """Tiles added left of or above a collection's tiles move its grid's origin, and so every tile's
+    place on it: not while a tile over the collection (or read from it) is being worked on, whose
+    worker placed it by the grid before. Workers read the grid again once the collection has
+    changed (jobs.services.worker)."""
+    working = sorted(JobTile.objects.filter(status=TileStatus.RUNNING).filter(
+        Q(job__collection_id=slug) | Q(job_id__in=jobs_reading(slug))).values_list("job_id", flat=True).distinct())
+    if working:
+        raise Busy(f"the new tiles lie left of or above the tiles of collection {slug}, which moves the origin of its "
+                   f"grid, and tiles of jobs {id_list(working)} are being worked on over it; try again once they are "
+                   "done")
 
 
 def _collection_for_load(slug, title):

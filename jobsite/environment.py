@@ -46,13 +46,17 @@ def envchoice(name, default, choices):
     return value
 
 
-def envinboxes(name, owner="USERNAME", owner_required=False):
+def envinboxes(name, owner="USERNAME", owner_pattern=None):
     """Inbox folders: a comma-separated list of "PATH=USERNAME" (a folder of one user) or "PATH" (a
-    folder of one sub-folder per user name), as [(absolute path, user name or None)]. With
-    `owner_required`, every entry is PATH=`owner` (a tile inbox's PATH=COLLECTION)."""
+    folder of one sub-folder per user name), as [(absolute path, user name or None)]. With an
+    `owner_pattern`, every entry is PATH=`owner`, the owner matching it (a tile inbox's
+    PATH=COLLECTION)."""
     inboxes = []
+    owner_required = owner_pattern is not None
     for entry in envlist(name):
         path, _, user = entry.partition("=")
+        if owner_required and user.strip() and not re.fullmatch(owner_pattern, user.strip()):
+            raise ImproperlyConfigured(f"{name}: {user.strip()!r} is not a {owner.lower()} name")
         if not os.path.isabs(path.strip()) or (_ and not user.strip()) or (owner_required and not user.strip()):
             shapes = f"PATH={owner}" if owner_required else f"PATH or PATH={owner}"
             raise ImproperlyConfigured(f"{name}: {entry!r} is not an absolute {shapes}")

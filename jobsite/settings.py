@@ -367,7 +367,7 @@ INBOX_NOTIFY = envbool("JOBSITE_INBOX_NOTIFY", True)  # the watcher follows the 
 INBOX_SCAN_SECONDS = envint("JOBSITE_INBOX_SCAN_SECONDS", 10, minimum=1)  # the watcher's scans between notifications
 # Tile inboxes (jobs/tileinbox.py): GeoTIFFs delivered to "PATH=COLLECTION" join that collection,
 # moved into JOBSITE_TILE_STORE/COLLECTION/, taken as the inboxes above take their files.
-TILE_INBOXES = envinboxes("JOBSITE_TILE_INBOXES", owner="COLLECTION", owner_required=True)
+TILE_INBOXES = envinboxes("JOBSITE_TILE_INBOXES", owner="COLLECTION", owner_pattern=r"[a-z0-9][a-z0-9_-]{0,63}")
 TILE_STORE = Path(os.environ.get("JOBSITE_TILE_STORE", VAR_DIR / "tiles"))
 # Polygons a zonal-statistics or clip job may take from one vector file.
 MAX_ZONES = envint("JOBSITE_MAX_ZONES", 100_000, minimum=1)

@@ -63,8 +63,9 @@ def on_tiles_changed(sender, job_id, transition, count, counts, **kwargs):
         record_job_events(job_id, [EventType.TILE_FAILED], tiles=count)
     elif transition == "succeed":
         _maybe_progress(job_id, count)
-    elif transition == "arrive":  # tiles it waited for: what it waits for now, shown at once
-        record_job_events(job_id, [EventType.JOB_PROGRESS])
+    elif transition == "arrive":  # tiles it waited for: what it waits for now, shown at once (a
+        # delivery of one tile at a time is no webhook each)
+        record_job_events(job_id, [EventType.JOB_PROGRESS], for_webhooks=False)
 
 
 # What this process knows of its jobs, so that most batches of tiles cost no query: a job's tile

@@ -163,16 +163,28 @@ def test_append_refuses_tiles_it_has_unless_replaced_and_then_not_under_a_runnin
     assert Tile.objects.get(number=121).path == str((again / "dem_121.tif").resolve())
 
 
-def test_tiles_left_of_the_collection_move_its_origin_only_while_no_job_runs_over_it(grid6x5, tmp_path, db, owner):
+def test_tiles_left_of_the_collection_move_its_origin_only_while_no_tile_over_it_is_worked_on(
+        grid6x5, tmp_path, db, owner, settings, django_capture_on_commit_callbacks):
     call_command("load_tiles", str(folder_of(grid6x5, tmp_path, "right", {0, 1}, leave_out={100, 110})), verbosity=0)
     left = folder_of(grid6x5, tmp_path, "left", {2}, leave_out=row_ids(grid6x5, 2)[1:])  # 120, left of them all
-    job = job_submit(owner=owner, job_type="slope", tile_ids=[111])
-    with pytest.raises(CommandError, match=rf"moves the origin of its grid under jobs {job.pk}"):
+    job = job_submit(owner=owner, job_type="slope", tile_ids=[111, 120], wait_for_tiles=True, start="as_available")
+    JobTile.objects.filter(job=job).update(status=TileStatus.RUNNING)  # a worker places 111 by the grid
+    with pytest.raises(CommandError, match=rf"moves the origin of its grid, and tiles of jobs {job.pk} are being "
+                                           "worked on over it; try again once they are done"):
         call_command("load_tiles", str(left), append=True, verbosity=0)
     assert Tile.objects.get(number=101).col == 0
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELED)
-    call_command("load_tiles", str(left), append=True, verbosity=0)
+    # A tile inbox puts such a file back, to be taken once it can be.
+    inbox = tmp_path / "tile-inbox"
+    inbox.mkdir()
+    settings.TILE_INBOXES, settings.TILE_STORE = [(str(inbox), "default")], str(tmp_path / "store")
+    shutil.copy(left / "dem_120.tif", inbox)
+    from datafiles.inbox import scan_inboxes
+    assert scan_inboxes() == {"stored": 0, "rejected": 0} and (inbox / "dem_120.tif").exists()
+    JobTile.objects.filter(job=job).update(status=TileStatus.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert scan_inboxes() == {"stored": 1, "rejected": 0}
     assert Tile.objects.get(number=101).col == 32 and Tile.objects.get(number=120).col == 0
+    assert Job.objects.get(pk=job.pk).waiting_for_tiles == []
 
 
 def test_a_job_past_its_deadline_fails_naming_the_tiles_that_never_arrived(grid6x5, first_rows, owner):
@@ -277,3 +289,13 @@ def test_the_new_job_form_submits_a_job_that_waits_for_tiles_and_names_a_bad_sta
     assert response.status_code == 302, response.content.decode()
     job = Job.objects.get(owner=owner)
     assert job.waiting_for_tiles == [130] and job.start == "as_available" and job.status == JobStatus.QUEUED
+
+
+def test_a_worker_reads_the_grid_again_once_tiles_have_grown_the_collection(grid6x5, first_rows, owner):
+    from jobs.services.worker import JobRun
+
+    run = JobRun(job_submit(owner=owner, job_type="slope", tile_ids=[120]))
+    assert (run.grid.width, run.grid.height) == (192, 96)
+    call_command("load_tiles", str(first_rows), append=True, verbosity=0)
+    run.refresh_grid()
+    assert (run.grid.width, run.grid.height) == (192, 160)

@@ -10,10 +10,11 @@ waits for no more tiles, so that the result is the one of the whole area. The me
 last tile (jobs.services.finish).
 
 `take_arrived_tiles` runs after a load of tiles commits (the `tiles_loaded` signal) and in the
-sweep; `jobs_fail_overdue_tiles` beside the files' deadlines.
+sweep; jobs.services.repair fails the jobs past their deadline, naming the tiles that never came.
 """
 
 from django.db import transaction
+from django.utils import timezone
 
 from jobsite.exceptions import Rejected, id_list
 
@@ -108,7 +109,8 @@ def _take(job_id):
     # Those of an as_available job wait until the release below has looked at their neighbours.
     JobTile.objects.add_pending(job.pk, [arrived[number] for number in sorted(arrived)],
                                 status=TileStatus.WAITING if as_available and still else TileStatus.PENDING)
-    Job.objects.filter(pk=job.pk).update(waiting_for_tiles=still)
+    Job.objects.filter(pk=job.pk).update(waiting_for_tiles=still, **({} if job.status == JobStatus.WAITING
+                                                                    else {"woken": timezone.now()}))
     lifecycle.tiles_arrived(job.pk, len(arrived))
     released = 0
     if as_available:  # its tiles that waited for neighbours: those whose neighbours are all there now
@@ -120,7 +122,10 @@ def _take(job_id):
     lifecycle.job_log(job.pk, f"tiles {id_list(sorted(arrived))} arrived"
                       + (f"; {released} tiles whose neighbours are all there now may run" if released else "")
                       + (f"; waiting for tiles {id_list(still)}" if still else "; all its tiles are there"))
-    if job.status == JobStatus.WAITING and not still and not job.waiting_for:
+    # Its data files as linked now (jobs.services.waiting links them, and queues a job whose tiles
+    # are all there): not `waiting_for`, which an upload that committed meanwhile may have left stale.
+    files_missing = job.inputs.filter(datafile__isnull=True).exists()
+    if job.status == JobStatus.WAITING and not still and not files_missing:
         if lifecycle.move_job(job.pk, "queue", message="its tiles have all arrived; queued"):
             scheduling.mark_job_runnable(job.pk)
             transaction.on_commit(runners.wake)

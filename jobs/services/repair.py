@@ -34,6 +34,8 @@ def jobs_fail_overdue():
         never = [", ".join(names)] if names else []
         if numbers:
             never.append(f"tiles {id_list(numbers)} of collection {collection}")
+        if not never:  # all arrived just now: queued by their arrival, or by the sweep
+            continue
         error = f"waited in vain for {' and '.join(never)}, which never arrived"
         lifecycle.move_job(job_id, "fail", only_from=[JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING],
                            where=waits & Q(wait_deadline__lt=timezone.now()),
@@ -178,5 +180,5 @@ def cluster_started():
     slots and tiles of workers of this host that are gone are taken back. A worker stores the
     files delivered to the inbox folders while no cluster ran."""
     _take_back_lost_work(unstarted=True)
-    if settings.INBOXES:
+    if inbox.watched_folders():
         queue.enqueue_inbox_scan()

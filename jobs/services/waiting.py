@@ -6,6 +6,7 @@
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from datafiles import services as datafiles
 from datafiles.formats import Unreadable
@@ -30,11 +31,16 @@ def jobs_start_waiting(*, owner_id=None):
                 error = "; ".join(wrong)
                 lifecycle.move_job(job.pk, "fail", only_from=[JobStatus.WAITING], error=error,
                                    message=f"failed: {error}", level=JobLog.Level.ERROR)
-            elif missing or job.waiting_for_tiles and job.start != Start.AS_AVAILABLE:
+            elif missing:
                 Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=missing)
-            elif lifecycle.move_job(job.pk, "queue", message="its data files have all arrived; queued"):
+            # Unless it waits for tiles still: a condition of the UPDATE, which sees the tiles that
+            # jobs.services.latetiles has just given it.
+            elif lifecycle.move_job(job.pk, "queue", where=Q(waiting_for_tiles=[]) | Q(start=Start.AS_AVAILABLE),
+                                    message="its data files have all arrived; queued"):
                 scheduling.mark_job_runnable(job.pk)
                 transaction.on_commit(runners.wake)
+            else:
+                Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(waiting_for=[])
 
 
 def link_arrived_inputs(job):

@@ -20,7 +20,7 @@ from .. import lifecycle, runners, scheduling, storage, tileindex
 
 from jobsite.exceptions import Rejected
 from ..chains import is_chain, job_type_of
-from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
+from ..models import Collection, Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
 from . import chainruns, claims, quotas, usage
@@ -92,7 +92,8 @@ class JobRun:
     def __init__(self, job):
         self.job, self.kind = job, job_type_of(job)
         self.inputs = job.input_files()
-        self.grid = tileindex.index_grid(job.collection_id) if self.kind.uses_tiles else None
+        self.grid, self.grid_stamp = None, None
+        self.refresh_grid()
         self.speed_key = (job.type, job.type_version, job.collection_id)
         self.seconds_per_tile = claims.known_seconds_per_tile(self.speed_key)
 
@@ -106,6 +107,15 @@ class JobRun:
 
     def batch_size(self):
         return claims.batch_size(self.seconds_per_tile)
+
+    def refresh_grid(self):
+        """Read the collection's grid again if a load has changed it since (tiles appended beyond
+        its extent, or before its origin): a tile is placed by the grid of its claim's moment."""
+        if not self.kind.uses_tiles:
+            return
+        stamp = Collection.objects.filter(pk=self.job.collection_id).values_list("updated", flat=True).first()
+        if self.grid is None or stamp != self.grid_stamp:
+            self.grid, self.grid_stamp = tileindex.index_grid(self.job.collection_id), stamp
 
 
 def run_tiles(*, worker, slot=None, token=None, only_job=None):
@@ -235,6 +245,7 @@ def _run_batch(run, batch, lease):
     """Process a claimed batch, adjacent tiles as blocks where the job type can (see _blocks);
     returns the TileDone items of the tiles that succeeded, and the seconds the batch took."""
     job, kind = run.job, run.kind
+    _through_outage(run.refresh_grid)
     around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch],
                              kind.tile_halo(job.params, run.grid), run.grid)
     done = []

@@ -6,7 +6,7 @@
 
 (() => {
   if (!window.ol) return;
-  const STATUS_COLOURS = {pending: "#8c9aa8", running: "#e0a100", succeeded: "#2e8540", failed: "#b3261e",
+  const STATUS_COLOURS = {waiting: "#c9c1a6", pending: "#8c9aa8", running: "#e0a100", succeeded: "#2e8540", failed: "#b3261e",
                           canceled: "#7a6f8f"};
   const CHOSEN = "#1f5fa8";
   const TOWN = "#c25e00";
