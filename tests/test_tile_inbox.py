@@ -173,3 +173,23 @@ def test_on_a_real_cluster_hostile_tiles_are_refused_and_read_nothing_outside_th
     assert "not a GeoTIFF" in reasons["dem_130.tif"] and SECRET not in reasons["dem_130.tif"]
     assert "symbolic link" in reasons["dem_131.tif"]
     assert not Tile.objects.filter(number__in=[130, 131]).exists()
+
+
+def test_on_a_real_cluster_a_tile_renamed_into_the_inbox_starts_its_waiting_job_within_a_second(
+        transactional_db, start_cluster, grid6x5, tmp_path, owner, media):  # noqa: F811
+    from django.core.management import call_command
+
+    call_command("load_tiles", str(folder_of(grid6x5, tmp_path, "first", {0, 1, 2})), verbosity=0)
+    inbox = tmp_path / "tile-inbox"
+    inbox.mkdir()
+    running = start_cluster(JOBSITE_TILE_INBOXES=f"{inbox}=default", JOBSITE_TILE_STORE=str(tmp_path / "store"))
+    wait_for(lambda: "the inbox watcher watches 1 inbox folder(s)" in running.log_path.read_text(), timeout=30)
+    job = job_submit(owner=owner, job_type="hillshade", tile_ids=[130], wait_for_tiles=True)
+    shutil.copy(grid6x5.folder / "dem_130.tif", inbox / "dem_130.tif.part")
+    delivered = time.monotonic()
+    os.rename(inbox / "dem_130.tif.part", inbox / "dem_130.tif")
+    wait_for(lambda: Job.objects.get(pk=job.pk).status != JobStatus.WAITING, timeout=30, interval=0.02)
+    latency = time.monotonic() - delivered
+    print(f"tile inbox latency, notifications on: {latency:.2f} s")
+    assert latency < 1.0
+    assert wait_until_final(job.pk).status == JobStatus.SUCCEEDED
