@@ -39,6 +39,7 @@ from jobsite.exceptions import Conflict, LimitExceeded, Rejected, TooLarge
 from .services import datafile_store
 
 CLAIMED, PROCESSED, REJECTED = ".jobsite-claimed", "processed", "rejected"
+DEFERRED = "deferred"  # what a scan makes of a file it put back
 TEMPORARY = (".part", ".partial", ".tmp", ".filepart", ".crdownload", "~")
 MARKER = ".done"
 
@@ -83,7 +84,8 @@ def _scan_user_inboxes(each_file):
                 continue
             for outcome in take_complete(folder, lambda claimed, name, owner=owner, folder=folder: _ingest(
                     folder, claimed, name, owner)):
-                counts[outcome] += 1
+                if outcome in counts:
+                    counts[outcome] += 1
                 if each_file is not None:
                     each_file()
     return counts
@@ -99,7 +101,7 @@ def _entries(folder):
 def take_complete(folder, ingest):
     """Claim each complete file of `folder` and yield what `ingest(claimed path, name)` makes of it
     ("stored" or "rejected"); `ingest` moves the claimed file on (see `finish` and `refuse`), or
-    puts it back for a later scan (`put_back`, None)."""
+    puts it back for a later scan (`put_back`: DEFERRED)."""
     _return_stale_claims(folder)
     entries = _entries(folder)
     names = {entry.name for entry in entries}
@@ -115,10 +117,9 @@ def take_complete(folder, ingest):
         except FileNotFoundError:  # another scan took it
             continue
         outcome = ingest(claimed, entry.name)
-        if outcome is not None:  # None: put back, to be tried again (see put_back)
-            yield outcome
-        if settings.INBOX_COMPLETE == "marker":
+        if outcome != DEFERRED and settings.INBOX_COMPLETE == "marker":  # a file put back keeps its marker
             (folder / (entry.name + MARKER)).unlink(missing_ok=True)
+        yield outcome
 
 
 def _complete(entry, names):
@@ -156,10 +157,11 @@ def refuse(folder, claimed, name, reason):
 
 def put_back(folder, claimed, name):
     """Return a claimed file to its inbox, for a later scan to try again (it could not be taken just
-    now): None, as `take_complete`'s ingest returns for it."""
+    now): DEFERRED. The watcher does not scan again for this move (datafiles.watch): the next
+    periodic scan tries it."""
     if not os.path.lexists(folder / name):
         os.rename(claimed, folder / name)
-    return None
+    return DEFERRED
 
 
 def finish(folder, claimed, name, what):

@@ -42,8 +42,11 @@ class _Changed(FileSystemEventHandler):
     def on_any_event(self, event):
         own = (f"/{CLAIMED}/", f"/{PROCESSED}/", f"/{REJECTED}/")
         paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-        if event.event_type != "opened" and not all(any(part in path for part in own) for path in paths if path):
-            self.changed.set()
+        if event.event_type == "opened" or all(any(part in path for part in own) for path in paths if path):
+            return
+        if event.event_type == "moved" and f"/{CLAIMED}/" in event.src_path:  # a file a scan put back
+            return
+        self.changed.set()
 
 
 def run(stop):

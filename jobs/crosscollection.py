@@ -99,15 +99,19 @@ def _raster_input_problem(name, spec, collections, steps_before):
     return None
 
 
-def jobs_reading(slug):
-    """Ids of the calc jobs, and of the chains with a calc step, with an input in collection `slug`."""
+def jobs_reading(slug, among=None):
+    """Ids of the calc jobs, and of the chains with a calc step, with an input in collection `slug`
+    (of the jobs `among`, or all)."""
     def reads(job_type, params):
         calcs = [params] if job_type == "calc" else [step["params"] for step in params["steps"] if step["type"] == "calc"]
         return any(spec.get("collection") == slug for each in calcs for spec in (each or {}).get("inputs", {}).values())
 
     # "chain" is jobs.chains.CHAIN, which reads the job types, this one too
-    return [job_id for job_id, job_type, params in Job.objects.filter(type__in=["calc", "chain"])
-            .values_list("id", "type", "params").iterator() if reads(job_type, params or {})]
+    jobs = Job.objects.filter(type__in=["calc", "chain"])
+    if among is not None:
+        jobs = jobs.filter(pk__in=among)
+    return [job_id for job_id, job_type, params in jobs.values_list("id", "type", "params").iterator()
+            if reads(job_type, params or {})]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 
 from datafiles import inbox, sandbox
 from datafiles.formats import StoredFile, Unreadable
@@ -44,14 +44,15 @@ def scan_tile_inboxes(each_file=None):
         folder = Path(path)
         for outcome in inbox.take_complete(folder, lambda claimed, name, folder=folder, collection=collection: _ingest(
                 folder, claimed, name, collection)):
-            counts[outcome] += 1
+            if outcome in counts:
+                counts[outcome] += 1
             if each_file is not None:
                 each_file()
     return counts
 
 
 def _ingest(folder, claimed, name, collection):
-    """Add the claimed file `name` to `collection`: "stored"; "rejected" with the reason; None when
+    """Add the claimed file `name` to `collection`: "stored"; "rejected" with the reason; DEFERRED when
     put back to be tried again (the collection's grid cannot move just now, or the database is
     away)."""
     suffix = Path(name).suffix.lower()
@@ -74,11 +75,14 @@ def _ingest(folder, claimed, name, collection):
     except Busy as exc:
         logger.info("tile inbox %s: %s waits: %s", folder, name, exc)
         return inbox.put_back(folder, claimed, name)
-    except DatabaseError:
+    except (OperationalError, InterfaceError):  # the database away: tried again once it is back
         inbox.put_back(folder, claimed, name)
         raise
-    except (LoadError, Unreadable, inbox.NotAFile, OSError) as exc:
+    except (LoadError, Unreadable, inbox.NotAFile) as exc:
         return inbox.refuse(folder, claimed, name, _reason(exc, name))
+    except OSError as exc:  # of this machine (a full disk, say): tried again later
+        logger.warning("tile inbox %s: %s waits: %s", folder, name, exc)
+        return inbox.put_back(folder, claimed, name)
     except Exception:  # the service's own fault: said in its log, and the file kept in rejected/
         logger.exception("tile inbox %s: %s", folder, name)
         return inbox.refuse(folder, claimed, name, "it could not be loaded: an error of the service (its log has it)")

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -19,7 +18,7 @@ from jobsite.georef import same_crs
 
 from . import towns, vector
 from .crosscollection import jobs_reading
-from .models import Collection, Job, JobStatus, JobTile, Tile, TileStatus
+from .models import MAX_ID, Collection, Job, JobStatus, JobTile, Tile, TileStatus
 from .raster.io import RasterError, read_info
 from .tileindex import check_collection_id
 
@@ -28,6 +27,7 @@ RASTER_SUFFIXES = {".tif", ".tiff"}
 # A tile's corner may sit this far (in pixels) off the index grid and still count as on it.
 GRID_TOLERANCE = 1e-3
 LOAD_LOCK = 7_352_914  # the PostgreSQL advisory lock that loads of tiles take
+ASSIGN_ONLY_UP_TO = 5000  # tiles added: their towns are found alone; more, every tile's again
 
 # Sent with `collection` (its id) once a load of tiles into it has committed.
 tiles_loaded = Signal()
@@ -56,6 +56,8 @@ def tile_id_of(path):
     match = TILE_ID.search(Path(path).stem)
     if not match:
         raise LoadError(f"{path}: no tile number in the file name")
+    if int(match.group(1)) > MAX_ID:
+        raise LoadError(f"{path}: tile number {match.group(1)} is larger than {MAX_ID}, the largest a tile may have")
     return int(match.group(1))
 
 
@@ -264,7 +266,10 @@ def _load(slug, title, paths, replace, replace_tiles=False):
                              update_fields=["path", "minx", "miny", "maxx", "maxy", "width", "height", "col", "row",
                                             "loaded"])
     _describe(record, first, everything)
-    towns.assign_tiles(record)
+    # The towns of the new tiles alone, where the others kept their places (and a few: the query
+    # names them).
+    towns.assign_tiles(record, only=None if moved or replace or len(infos) > ASSIGN_ONLY_UP_TO else list(
+        Tile.objects.filter(collection_id=slug, number__in=list(infos)).values_list("id", flat=True)))
     towns.refresh_statistics()
     updated = len(set(infos) & set(existing))
     return len(infos) - updated, updated, len(removed)
@@ -290,8 +295,9 @@ def _check_origin_can_move(slug):
     place on it: not while a tile over the collection (or read from it) is being worked on, whose
     worker placed it by the grid before. Workers read the grid again once the collection has
     changed (jobs.services.worker)."""
-    working = sorted(JobTile.objects.filter(status=TileStatus.RUNNING).filter(
-        Q(job__collection_id=slug) | Q(job_id__in=jobs_reading(slug))).values_list("job_id", flat=True).distinct())
+    running = set(JobTile.objects.filter(status=TileStatus.RUNNING).values_list("job_id", flat=True).distinct())
+    working = sorted(set(Job.objects.filter(pk__in=running, collection_id=slug).values_list("id", flat=True))
+                     | set(jobs_reading(slug, among=running)) if running else [])
     if working:
         raise Busy(f"the new tiles lie left of or above the tiles of collection {slug}, which moves the origin of its "
                    f"grid, and tiles of jobs {id_list(working)} are being worked on over it; try again once they are "

@@ -96,14 +96,18 @@ def load_towns(source, id_field, name_field):
     return areas, [a for a in areas if not tiles_of[a.id]]
 
 
-def assign_tiles(collection):
+def assign_tiles(collection, only=None):
     """Find the tiles of `collection` (just loaded) that each town overlaps, replacing what was
-    found in it before. Inside the load's transaction."""
+    found in it before; of the tiles of keys `only` (those a load added), or all. Inside the load's
+    transaction."""
     towns = list(Town.objects.exclude(geometry_wkt="POLYGON EMPTY"))
     if not towns:
         return
     collection = _with_crs(collection)
     in_collection = Town.tiles.through.objects.filter(tile__collection=collection)
+    if only is not None:
+        in_collection = in_collection.filter(tile_id__in=only)
+        only = set(only)
     in_collection.filter(town_id__in=[town.pk for town in towns]).delete()
     rows = []
     for town in towns:
@@ -113,7 +117,8 @@ def assign_tiles(collection):
         except vector.VectorError as exc:
             raise LoadError(str(exc)) from None
         for tile_id in tiles_overlapping([projected], collection.pk):
-            rows.append(Town.tiles.through(town_id=town.pk, tile_id=tile_id))
+            if only is None or tile_id in only:
+                rows.append(Town.tiles.through(town_id=town.pk, tile_id=tile_id))
     Town.tiles.through.objects.bulk_create(rows, batch_size=2000)
 
 

@@ -197,7 +197,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no badge fetched from elsewhere
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "jobs.models.JobStatus", "TileStatusEnum": "jobs.models.TileStatus"},
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "jobs.models.JobStatus", "TileStatusEnum": "jobs.models.TileStatus",
+                            "JobStartEnum": "jobs.models.Start"},
 }
 
 # CORS is off unless origins are listed, e.g. CORS_ALLOWED_ORIGINS=https://maps.example.org

@@ -163,8 +163,9 @@ def test_append_refuses_tiles_it_has_unless_replaced_and_then_not_under_a_runnin
     assert Tile.objects.get(number=121).path == str((again / "dem_121.tif").resolve())
 
 
+@pytest.mark.parametrize("complete", ["rename", "marker"])
 def test_tiles_left_of_the_collection_move_its_origin_only_while_no_tile_over_it_is_worked_on(
-        grid6x5, tmp_path, db, owner, settings, django_capture_on_commit_callbacks):
+        grid6x5, tmp_path, db, owner, settings, django_capture_on_commit_callbacks, complete):
     call_command("load_tiles", str(folder_of(grid6x5, tmp_path, "right", {0, 1}, leave_out={100, 110})), verbosity=0)
     left = folder_of(grid6x5, tmp_path, "left", {2}, leave_out=row_ids(grid6x5, 2)[1:])  # 120, left of them all
     job = job_submit(owner=owner, job_type="slope", tile_ids=[111, 120], wait_for_tiles=True, start="as_available")
@@ -177,9 +178,13 @@ def test_tiles_left_of_the_collection_move_its_origin_only_while_no_tile_over_it
     inbox = tmp_path / "tile-inbox"
     inbox.mkdir()
     settings.TILE_INBOXES, settings.TILE_STORE = [(str(inbox), "default")], str(tmp_path / "store")
+    settings.INBOX_COMPLETE = complete
     shutil.copy(left / "dem_120.tif", inbox)
+    if complete == "marker":
+        (inbox / "dem_120.tif.done").touch()
     from datafiles.inbox import scan_inboxes
     assert scan_inboxes() == {"stored": 0, "rejected": 0} and (inbox / "dem_120.tif").exists()
+    assert complete != "marker" or (inbox / "dem_120.tif.done").exists(), "a file put back keeps its marker"
     JobTile.objects.filter(job=job).update(status=TileStatus.SUCCEEDED)
     with django_capture_on_commit_callbacks(execute=True):
         assert scan_inboxes() == {"stored": 1, "rejected": 0}
@@ -292,10 +297,26 @@ def test_the_new_job_form_submits_a_job_that_waits_for_tiles_and_names_a_bad_sta
 
 
 def test_a_worker_reads_the_grid_again_once_tiles_have_grown_the_collection(grid6x5, first_rows, owner):
-    from jobs.services.worker import JobRun
+    from jobs.services.jobrun import JobRun
 
     run = JobRun(job_submit(owner=owner, job_type="slope", tile_ids=[120]))
     assert (run.grid.width, run.grid.height) == (192, 96)
     call_command("load_tiles", str(first_rows), append=True, verbosity=0)
     run.refresh_grid()
     assert (run.grid.width, run.grid.height) == (192, 160)
+
+
+def test_appended_tiles_join_the_towns_they_lie_in_and_the_others_keep_theirs(grid6x5, first_rows, tmp_path):
+    from jobs import vector
+    from jobs.models import Town
+
+    from .test_load_towns import box
+
+    towns = tmp_path / "towns.geojson"
+    vector.write_polygons(towns, [(1, "Across rows 2 and 3", box(400100, 5699500, 400200, 5699530)),
+                                  (2, "In row 0", box(400010, 5699900, 400100, 5699990))], crs_wkt_from_epsg(EPSG))
+    call_command("load_towns", str(towns), "--id-field", "id", "--name-field", "name", verbosity=0)
+    assert sorted(Town.objects.get(id=1).tiles.values_list("number", flat=True)) == [120, 121]
+    call_command("load_tiles", str(first_rows), append=True, verbosity=0)
+    assert sorted(Town.objects.get(id=1).tiles.values_list("number", flat=True)) == [120, 121, 130, 131]
+    assert list(Town.objects.get(id=2).tiles.values_list("number", flat=True)) == [100]

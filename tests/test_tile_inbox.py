@@ -86,7 +86,8 @@ def test_hostile_and_unfit_files_land_in_rejected_with_their_reason_and_leave_no
     shutil.copy(first_rows.parent / "first" / "dem_120.tif", tile_inbox / "dem_120.tif")  # a tile it has
     (tile_inbox / "dem_134.png").write_bytes(b"\x89PNG\r\n")
     shutil.copy(first_rows / "dem_135.tif", tile_inbox / "no-number.tif")
-    assert scan_inboxes() == {"stored": 0, "rejected": 7}
+    shutil.copy(first_rows / "dem_135.tif", tile_inbox / "dem_20240115120000.tif")  # a time, not a tile number
+    assert scan_inboxes() == {"stored": 0, "rejected": 8}
     reasons = rejected(tile_inbox)
     assert "not a GeoTIFF" in reasons["dem_130.tif"] and SECRET not in reasons["dem_130.tif"]
     assert reasons["dem_131.tif"] == "it is a symbolic link; only regular files are read"
@@ -95,6 +96,7 @@ def test_hostile_and_unfit_files_land_in_rejected_with_their_reason_and_leave_no
     assert "tiles 120 of collection default are already loaded" in reasons["dem_120.tif"]
     assert reasons["dem_134.png"] == "a tile inbox takes GeoTIFFs (.tif, .tiff) only"
     assert "no tile number" in reasons["no-number.tif"]
+    assert "tile number 20240115120000 is larger than 2147483647" in reasons["dem_20240115120000.tif"]
     assert Tile.objects.count() == 18
     store = tile_inbox.parent / "tile-store" / "default"
     assert not store.exists() or list(store.iterdir()) == []

@@ -182,7 +182,7 @@ class JobCreateSerializer(serializers.Serializer):
     wait_for_tiles = serializers.BooleanField(required=False, default=False,
                                               help_text="true: tile_ids may name tiles that the collection does not "
                                                         "have yet; the job waits for them (waiting_for_tiles)")
-    start = NamedChoiceField(choices=Start.values, required=False,
+    start = NamedChoiceField(choices=Start.choices, required=False,
                              help_text="with tiles to wait for: all_arrived (the default) starts once the last has "
                                        "arrived; as_available runs each tile as soon as it and the neighbours it "
                                        "reads are there, and merges once all are")

@@ -12,10 +12,11 @@ from typing import NamedTuple
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .. import lifecycle, scheduling
-from ..models import Job, JobStatus, JobTile, Tile, TileStatus
+from ..models import Collection, Job, JobStatus, JobTile, Tile, TileStatus
 
 
 # Tiles are claimed in batches worth about this much work (as measured on the tiles before), so
@@ -106,7 +107,7 @@ def claim_tiles(job_id, worker, limit):
         if len(_claimed_through) >= KNOWN_JOBS and job_id not in _claimed_through:
             _claimed_through.clear()
         _claimed_through[job_id] = max(after or 0, candidates[-1].pk)  # a tile that came back stays behind
-        tiles = Tile.objects.in_bulk([job_tile.tile_id for job_tile in candidates])
+        tiles = tiles_with_stamp([job_tile.tile_id for job_tile in candidates])
         for job_tile in candidates:
             job_tile.tile = tiles[job_tile.tile_id]
         now, until = timezone.now(), lease_until()
@@ -116,6 +117,17 @@ def claim_tiles(job_id, worker, limit):
         job_tile.status, job_tile.attempts, job_tile.started = TileStatus.RUNNING, job_tile.attempts + 1, now
         job_tile.lease_owner, job_tile.lease_expires = worker, until
     return candidates
+
+
+def tiles_with_stamp(keys):
+    """{key: Tile} of the tiles `keys`, each with the `grid_stamp` of its collection read in the same
+    statement, so that a worker knows whether the grid it holds is the one these places are on."""
+    return {tile.pk: tile for tile in Tile.objects.filter(pk__in=keys).annotate(grid_stamp=F("collection__updated"))}
+
+
+def grid_stamp(collection_id):
+    """What changes when a load changes the collection's grid or tiles (its `updated`)."""
+    return Collection.objects.filter(pk=collection_id).values_list("updated", flat=True).first()
 
 
 def has_pending(job_id):

@@ -26,6 +26,11 @@ def jobs_start_waiting(*, owner_id=None):
     for job in waiting.prefetch_related("inputs"):
         _read_arrived_tables(job)
         with transaction.atomic():
+            # Its row first, as jobs.services.latetiles takes it: a tile and a file that arrive
+            # together are seen one after the other, and the later queues the job.
+            if not list(Job.objects.select_for_update(no_key=True).filter(pk=job.pk, status=JobStatus.WAITING)
+                        .values_list("pk", flat=True)):
+                continue
             missing, wrong = link_arrived_inputs(job)
             if wrong:
                 error = "; ".join(wrong)

@@ -19,13 +19,14 @@ from datafiles.formats import without_paths
 from .. import lifecycle, runners, scheduling, storage, tileindex
 
 from jobsite.exceptions import Rejected
-from ..chains import is_chain, job_type_of
-from ..models import Collection, Job, JobLog, JobStatus, JobTile, TileStatus
+from ..chains import is_chain
+from ..models import Job, JobLog, JobStatus, JobTile, TileStatus
 from ..raster import blocks
 from ..raster.io import Cancelled, RasterError
 from . import chainruns, claims, quotas, usage
 from .claims import Claim, TileWatch, claim_next, has_pending
 from .finish import job_finish_tiles
+from .jobrun import JobRun
 from .repair import return_lost_tiles
 
 logger = logging.getLogger(__name__)
@@ -83,39 +84,6 @@ def _record_and_claim(last, done, seconds, worker, batch_size, only_job=None):
             quotas.record(last.job.owner_id, cpu_seconds=sum(item.cpu_seconds or 0.0 for item in done))
             return claim
         return claim_next(worker, batch_size, only_job)
-
-
-class JobRun:
-    """What a worker keeps about a job whose tiles it runs: the job, its type, input files and grid,
-    and how long its tiles took."""
-
-    def __init__(self, job):
-        self.job, self.kind = job, job_type_of(job)
-        self.inputs = job.input_files()
-        self.grid, self.grid_stamp = None, None
-        self.refresh_grid()
-        self.speed_key = (job.type, job.type_version, job.collection_id)
-        self.seconds_per_tile = claims.known_seconds_per_tile(self.speed_key)
-
-    def measured(self, seconds, batch, succeeded):
-        """Take in the `seconds` a `batch` of claimed tiles took, `succeeded` of them. Only a batch
-        whose tiles all succeeded speaks for the next job of the type: tiles that failed or stopped
-        at once would make it start at too large a batch."""
-        self.seconds_per_tile = seconds / len(batch)
-        if succeeded == len(batch):
-            claims.remember_seconds_per_tile(self.speed_key, self.seconds_per_tile)
-
-    def batch_size(self):
-        return claims.batch_size(self.seconds_per_tile)
-
-    def refresh_grid(self):
-        """Read the collection's grid again if a load has changed it since (tiles appended beyond
-        its extent, or before its origin): a tile is placed by the grid of its claim's moment."""
-        if not self.kind.uses_tiles:
-            return
-        stamp = Collection.objects.filter(pk=self.job.collection_id).values_list("updated", flat=True).first()
-        if self.grid is None or stamp != self.grid_stamp:
-            self.grid, self.grid_stamp = tileindex.index_grid(self.job.collection_id), stamp
 
 
 def run_tiles(*, worker, slot=None, token=None, only_job=None):
@@ -245,9 +213,7 @@ def _run_batch(run, batch, lease):
     """Process a claimed batch, adjacent tiles as blocks where the job type can (see _blocks);
     returns the TileDone items of the tiles that succeeded, and the seconds the batch took."""
     job, kind = run.job, run.kind
-    _through_outage(run.refresh_grid)
-    around = _through_outage(tileindex.neighbours, [job_tile.tile for job_tile in batch],
-                             kind.tile_halo(job.params, run.grid), run.grid)
+    around = _through_outage(run.placed, batch)
     done = []
     started = time.monotonic()
     for block in _blocks(kind, batch):
