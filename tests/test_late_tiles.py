@@ -236,9 +236,11 @@ def test_bad_requests_to_wait_for_tiles_are_refused_naming_the_field(grid6x5, fi
                                            "start": "as_available"}, format="json")
     assert answer.status_code == 201, answer.json()
     assert answer.json()["waiting_for_tiles"] == [130] and answer.json()["start"] == "as_available"
+    assert answer.json()["waiting_for"] == ["tile 130"]
     estimate = client.post("/api/v1/jobs/estimate/", {"type": "slope", "tile_ids": [120, 130], "wait_for_tiles": True},
                            format="json").json()
     assert estimate["waiting_for_tiles"] == [130] and estimate["pixels"] == 2 * 32 * 32
+    assert estimate["waiting_for"] == ["tile 130"]
     assert not Job.objects.filter(status=JobStatus.WAITING).exists()
 
 

@@ -61,7 +61,8 @@ class EstimateSerializer(serializers.Serializer):
     output_bytes = serializers.IntegerField(help_text="the expected size of its results")
     queue = serializers.DictField(help_text="jobs_ahead (queued or running at its priority or higher), "
                                             "users_sharing_workers (other users with work there), workers")
-    waiting_for = serializers.ListField(child=serializers.CharField(), help_text="data files it would wait for")
+    waiting_for = serializers.ListField(child=serializers.CharField(),
+                                        help_text="data files it would wait for, and \"tile N\" for each tile")
     waiting_for_tiles = serializers.ListField(child=serializers.IntegerField(),
                                               help_text="tile ids it would wait for (wait_for_tiles)")
     costs = serializers.DictField(help_text="the costs per megapixel it is priced with, measured on measured_jobs "
@@ -95,6 +96,9 @@ class JobSerializer(serializers.ModelSerializer):
                                                         "have the step done) and interim_bytes (what its kept "
                                                         "results take; null for the last step); null for a job of "
                                                         "one type")
+    waiting_for = serializers.SerializerMethodField(
+        help_text="what it waits for: the names of data files not uploaded yet, and \"tile N\" for each tile not "
+                  "loaded yet (their numbers are waiting_for_tiles)")
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -105,6 +109,10 @@ class JobSerializer(serializers.ModelSerializer):
                   "updated", "duration_s", "waiting_for", "waiting_for_tiles", "start", "wait_deadline", "outputs", "results", "error",
                   "interim_deleted", "webhooks", "links"]
         read_only_fields = fields
+
+    def get_waiting_for(self, job) -> list[str]:
+        tiles = [] if job.is_final else [f"tile {number}" for number in job.waiting_for_tiles]
+        return [*job.waiting_for, *tiles]
 
     def get_progress(self, job) -> int:
         return job.progress(job.tiles_done)

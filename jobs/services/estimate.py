@@ -48,7 +48,8 @@ def job_estimate(*, owner, **request):
         "worker_seconds": round(worker_seconds + merge_seconds, 2), "wall_seconds": round(wall, 2),
         "output_bytes": round(pixels * costs["output_bytes_per_pixel"]),
         "queue": {"jobs_ahead": ahead, "users_sharing_workers": len(competing), "workers": workers},
-        "waiting_for": plan.waiting_for, "waiting_for_tiles": plan.missing_tiles,
+        "waiting_for": [*plan.waiting_for, *(f"tile {number}" for number in plan.missing_tiles)],
+        "waiting_for_tiles": plan.missing_tiles,
         "costs": costs,
         "allowed": _allowed(owner, pixels),
     }
