@@ -322,3 +322,19 @@ def test_appended_tiles_join_the_towns_they_lie_in_and_the_others_keep_theirs(gr
     call_command("load_tiles", str(first_rows), append=True, verbosity=0)
     assert sorted(Town.objects.get(id=1).tiles.values_list("number", flat=True)) == [120, 121, 130, 131]
     assert list(Town.objects.get(id=2).tiles.values_list("number", flat=True)) == [100]
+
+
+def test_an_ogc_api_execution_may_wait_for_tiles_and_its_status_names_them(grid6x5, first_rows, owner, client_for):
+    api = client_for(owner)
+    response = api.post("/ogcapi/processes/slope/execution",
+                        {"inputs": {"tile_ids": [120, 130], "wait_for_tiles": True, "wait_timeout": 600}},
+                        format="json", headers={"Prefer": "respond-async"})
+    assert response.status_code == 201, response.json()
+    assert response.json()["status"] == "accepted" and response.json()["message"] == "waiting for tiles 130"
+    job = Job.objects.get()
+    assert job.status == JobStatus.WAITING and job.waiting_for_tiles == [130]
+    refused = api.post("/ogcapi/processes/slope/execution",
+                       {"inputs": {"tile_ids": [120, 130], "wait_for_tiles": True, "start": "never"}}, format="json")
+    assert refused.status_code == 400 and "start" in refused.json()["detail"]
+    described = api.get("/ogcapi/processes/slope").json()["inputs"]
+    assert described["start"]["schema"]["enum"] == ["all_arrived", "as_available"]

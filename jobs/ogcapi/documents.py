@@ -12,7 +12,7 @@ from django.urls import reverse
 from jobsite.exceptions import id_list
 
 from ..jobtypes import JOB_TYPES
-from ..models import MAX_ID, JobStatus
+from ..models import MAX_ID, Job, JobStatus, Start
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 MEDIA_TYPES = {"image/tiff": COG}  # what an output's own content type is called here
@@ -30,6 +30,16 @@ TILE_INPUTS = {
     "collection": {"title": "Collection", "description": "The collection of tiles to run over; the site's default "
                                                          "collection without it",
                    "schema": {"type": "string", "maxLength": 64}, "minOccurs": 0, "maxOccurs": 1},
+    "wait_for_tiles": {"title": "Wait for tiles", "description": "true: tile_ids may name tiles the collection does "
+                                                                 "not have yet; the job waits for them",
+                       "schema": {"type": "boolean", "default": False}, "minOccurs": 0, "maxOccurs": 1},
+    "start": {"title": "Start", "description": "with tiles to wait for: all_arrived starts once the last has arrived; "
+                                               "as_available runs each tile as soon as it and its neighbours are there",
+              "schema": {"type": "string", "enum": list(Start.values), "default": Start.ALL_ARRIVED},
+              "minOccurs": 0, "maxOccurs": 1},
+    "wait_timeout": {"title": "Wait timeout", "description": "seconds to wait for tiles not loaded yet",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": Job.MAX_WAIT_SECONDS},
+                     "minOccurs": 0, "maxOccurs": 1},
 }
 
 
