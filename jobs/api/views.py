@@ -30,9 +30,10 @@ from .auth import TOO_MANY_ATTEMPTS, PasswordAttemptThrottle, token_for
 from jobsite.api.errors import ErrorSerializer, QuotaErrorSerializer
 from .filters import JobFilter, JobTileFilter, TileFilter
 from .pagination import AfterCursorPagination
-from .serializers import (CleanupSerializer, CollectionSerializer, EstimateSerializer, QuotasSerializer, JobCreateSerializer, JobLogSerializer,
+from .accounting import CleanupSerializer, QuotasSerializer, StorageSerializer
+from .serializers import (CollectionSerializer, EstimateSerializer, JobCreateSerializer, JobLogSerializer,
                           CreatedJobSerializer, FeatureCollectionSerializer, JobSerializer, JobTileSerializer, JobTypeSerializer, LabelSerializer, ResumedJobSerializer, ResumeSerializer,
-                          StorageSerializer, TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer)
+                          TileSerializer, TownSerializer, JobUsageSerializer, UsageRowSerializer)
 
 CONFLICT = {409: ErrorSerializer}
 
