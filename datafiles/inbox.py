@@ -211,15 +211,15 @@ class opened:
 
 
 def _move(path, folder, name, reason=None):
-    """Move `path` into `folder` as `name` (with a time stamp if that is taken), and write the
-    reason beside it."""
+    """Move `path` into `folder` as `name` (with a time stamp if that is taken), with the reason
+    beside it, written first: whoever sees the file there finds why."""
     folder.mkdir(exist_ok=True)
     target = folder / name
     if os.path.lexists(target):
         target = folder / f"{name}.{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9}"
-    os.rename(path, target)
     if reason is not None:
         (folder / f"{target.name}.error.txt").write_text(reason + "\n")
+    os.rename(path, target)
 
 
 def _return_stale_claims(folder):
